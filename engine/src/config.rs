@@ -1,0 +1,139 @@
+//! Engine settings and their defaults.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::Error;
+
+/// What to do with a socket whose queued output would exceed [`Config::max_buffered_bytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlowConsumerPolicy {
+    /// Close the socket with code 1008 (policy violation) and count it. The default: a
+    /// client that cannot keep up learns it, instead of silently missing messages.
+    #[default]
+    Disconnect,
+    /// Drop the newest message for that socket and count it; the socket stays open.
+    Drop,
+}
+
+impl std::str::FromStr for SlowConsumerPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "disconnect" => Ok(Self::Disconnect),
+            "drop" => Ok(Self::Drop),
+            other => Err(format!("expected `disconnect` or `drop`, got `{other}`")),
+        }
+    }
+}
+
+/// Everything [`Engine::start`](crate::Engine::start) needs. Start from
+/// [`Config::default()`] and change what you need.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to accept WebSocket connections. `None` runs no listener: sockets arrive only
+    /// through [`Engine::register`](crate::Engine::register). Port 0 picks a free port;
+    /// [`Engine::local_addr`](crate::Engine::local_addr) tells which.
+    pub ws_listen: Option<SocketAddr>,
+    /// Number of worker threads; 0 means one per CPU.
+    pub workers: usize,
+    /// Path prefix of the upgrade URL; a client connects to `{path_prefix}{id}`.
+    /// Must start and end with `/`.
+    pub path_prefix: String,
+    /// Largest inbound message (after reassembling fragments); larger ones close the
+    /// socket with 1009.
+    pub max_message_size: usize,
+    /// Largest amount of output queued for one socket before [`Config::slow_consumer`]
+    /// applies.
+    pub max_buffered_bytes: usize,
+    /// What happens to a socket over [`Config::max_buffered_bytes`].
+    pub slow_consumer: SlowConsumerPolicy,
+    /// How often each socket is pinged. `Duration::ZERO` disables pings.
+    pub ping_interval: Duration,
+    /// A socket that sent nothing (not even a pong) for this long is closed with 1001.
+    /// `Duration::ZERO` disables the check.
+    pub idle_timeout: Duration,
+    /// Most simultaneous connections; further upgrades get 503. `None`: unlimited.
+    pub max_connections: Option<usize>,
+    /// Time a client has to complete its upgrade request (defends against slowloris).
+    pub handshake_timeout: Duration,
+    /// Largest upgrade request head, in bytes; larger requests get 431.
+    pub max_header_bytes: usize,
+    /// Most header lines in an upgrade request; more get 431.
+    pub max_headers: usize,
+    /// Capacity of each worker's command queue. When full, `send` fails with
+    /// [`Error::QueueFull`] rather than block or grow without bound.
+    pub command_queue_capacity: usize,
+    /// Send every inbound message back to the socket that sent it (conformance testing).
+    pub echo: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            ws_listen: None,
+            workers: 0,
+            path_prefix: "/websocket/".to_owned(),
+            max_message_size: 1 << 20,
+            max_buffered_bytes: 4 << 20,
+            slow_consumer: SlowConsumerPolicy::Disconnect,
+            ping_interval: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: None,
+            handshake_timeout: Duration::from_secs(10),
+            max_header_bytes: 8 * 1024,
+            max_headers: 32,
+            command_queue_capacity: 1 << 16,
+            echo: false,
+        }
+    }
+}
+
+impl Config {
+    /// Checks every setting, naming the first bad one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] with the setting's name and what is wrong with it.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |setting: &'static str, reason: String| Err(Error::InvalidConfig { setting, reason });
+        if self.workers > 256 {
+            return bad("workers", format!("at most 256, got {}", self.workers));
+        }
+        if !self.path_prefix.starts_with('/') || !self.path_prefix.ends_with('/') {
+            return bad("path_prefix", format!("must start and end with `/`, got `{}`", self.path_prefix));
+        }
+        if self.max_message_size == 0 {
+            return bad("max_message_size", "must be at least 1".into());
+        }
+        if self.max_buffered_bytes == 0 {
+            return bad("max_buffered_bytes", "must be at least 1".into());
+        }
+        if self.max_connections == Some(0) {
+            return bad("max_connections", "must be at least 1 (omit it for unlimited)".into());
+        }
+        if self.handshake_timeout.is_zero() {
+            return bad("handshake_timeout", "must be greater than zero".into());
+        }
+        if self.max_header_bytes < 256 {
+            return bad("max_header_bytes", format!("at least 256, got {}", self.max_header_bytes));
+        }
+        if self.max_headers < 8 {
+            return bad("max_headers", format!("at least 8, got {}", self.max_headers));
+        }
+        if self.command_queue_capacity == 0 {
+            return bad("command_queue_capacity", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The number of workers this config starts: [`Config::workers`], or the CPU count.
+    pub fn effective_workers(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
