@@ -15,7 +15,10 @@ pub fn validate_id(id: &str) -> Result<(), Error> {
         return Err(Error::InvalidId("the id is empty".into()));
     }
     if id.len() > MAX_ID_LEN {
-        return Err(Error::InvalidId(format!("the id is {} bytes long, at most {MAX_ID_LEN} are allowed", id.len())));
+        return Err(Error::InvalidId(format!(
+            "the id is {} bytes long, at most {MAX_ID_LEN} are allowed",
+            id.len()
+        )));
     }
     if id.contains('/') {
         return Err(Error::InvalidId("the id contains `/`".into()));

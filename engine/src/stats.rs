@@ -25,7 +25,13 @@ pub struct HandshakeFailures {
 impl HandshakeFailures {
     /// All failures together.
     pub fn total(&self) -> u64 {
-        self.bad_request + self.bad_version + self.bad_path + self.too_large + self.timeout + self.over_capacity + self.io
+        self.bad_request
+            + self.bad_version
+            + self.bad_path
+            + self.too_large
+            + self.timeout
+            + self.over_capacity
+            + self.io
     }
 }
 
