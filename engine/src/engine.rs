@@ -1,8 +1,20 @@
 //! The engine handle: starts the workers and the acceptor, routes commands to them.
 
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use crossbeam_channel::Sender;
+use mio::{Poll, Waker};
+
+use crate::acceptor::{self, Acceptor, AcceptorCommand, AcceptorSettings};
+use crate::event::HandlerSlot;
+use crate::frame::{self, OpCode};
+use crate::id::{validate_id, worker_of};
+use crate::shard::{self, BroadcastReceipt, Command, Shard, ShardHandle, ShardSettings, ShardShared};
+use crate::stats::Counters;
 use crate::{Config, ConnectionId, Error, EventHandler, Message, Stats};
 
 /// Whether a socket handed to [`Engine::register`] still needs its WebSocket upgrade.
@@ -18,39 +30,129 @@ pub enum Handshake {
 /// A running engine. `Send + Sync`: share it (e.g. in an `Arc`) and call it from any thread.
 /// Dropping it shuts it down as [`Engine::shutdown`] does, with a 5 second deadline.
 pub struct Engine {
-    _todo: (),
+    shards: Arc<[ShardHandle]>,
+    acceptor: Sender<AcceptorCommand>,
+    acceptor_waker: Waker,
+    local_addr: Option<SocketAddr>,
+    handler: Arc<HandlerSlot>,
+    /// One per worker, then the acceptor's.
+    counters: Vec<Arc<Counters>>,
+    open: Arc<AtomicUsize>,
+    shut_down: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
+
+/// How long dropping an engine waits for its sockets to close.
+const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Engine {
     /// Starts the workers and, if [`Config::ws_listen`] is set, the listener.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] for a bad setting, [`Error::Io`] if the listener cannot bind.
+    /// [`Error::InvalidConfig`] for a bad setting, [`Error::Io`] if the listener cannot bind
+    /// or a thread cannot start.
     pub fn start(config: Config) -> Result<Engine, Error> {
-        let _ = config;
-        todo!()
+        config.validate()?;
+        let workers = config.effective_workers();
+        let handler = Arc::new(HandlerSlot::empty());
+        let open = Arc::new(AtomicUsize::new(0));
+        let mut counters = Vec::with_capacity(workers + 1);
+        let mut threads = Vec::with_capacity(workers + 1);
+        let mut shards = Vec::with_capacity(workers);
+        let settings = ShardSettings::from_config(&config);
+        for worker in 0..workers {
+            let poll = Poll::new().map_err(|e| Error::io("creating a worker's poll", e))?;
+            let waker = Waker::new(poll.registry(), shard::WAKER)
+                .map_err(|e| Error::io("creating a worker's waker", e))?;
+            let (commands, inbox) = crossbeam_channel::bounded(config.command_queue_capacity);
+            let worker_counters = Arc::new(Counters::default());
+            let notified = Arc::new(AtomicBool::new(false));
+            let shared = ShardShared {
+                counters: worker_counters.clone(),
+                handler: handler.clone(),
+                open: open.clone(),
+                notified: notified.clone(),
+            };
+            let settings = settings.clone();
+            // Built on its own thread: a worker's state is single-threaded (`Rc` ids).
+            let thread = std::thread::Builder::new()
+                .name(format!("wspush-worker-{worker}"))
+                .spawn(move || Shard::new(worker, poll, inbox, shared, settings).run())
+                .map_err(|e| Error::io("starting a worker thread", e))?;
+            threads.push(thread);
+            counters.push(worker_counters.clone());
+            shards.push(ShardHandle { commands, waker, notified, counters: worker_counters });
+        }
+        let shards: Arc<[ShardHandle]> = shards.into();
+
+        let listener = match config.ws_listen {
+            Some(addr) => Some(
+                mio::net::TcpListener::bind(addr).map_err(|e| Error::io(format!("binding {addr}"), e))?,
+            ),
+            None => None,
+        };
+        let local_addr = match &listener {
+            Some(listener) => Some(listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?),
+            None => None,
+        };
+        let poll = Poll::new().map_err(|e| Error::io("creating the acceptor's poll", e))?;
+        let acceptor_waker = Waker::new(poll.registry(), acceptor::WAKER)
+            .map_err(|e| Error::io("creating the acceptor's waker", e))?;
+        let (acceptor_commands, acceptor_inbox) = crossbeam_channel::unbounded();
+        let acceptor_counters = Arc::new(Counters::default());
+        let acceptor = Acceptor::new(
+            poll,
+            listener,
+            acceptor_inbox,
+            shards.clone(),
+            AcceptorSettings::from_config(&config),
+            acceptor_counters.clone(),
+            open.clone(),
+        )
+        .map_err(|e| Error::io("registering the listener", e))?;
+        counters.push(acceptor_counters);
+        threads.push(
+            std::thread::Builder::new()
+                .name("wspush-acceptor".into())
+                .spawn(move || acceptor.run())
+                .map_err(|e| Error::io("starting the acceptor thread", e))?,
+        );
+        if let Some(addr) = local_addr {
+            tracing::info!(%addr, workers, "wspush engine listening");
+        }
+        Ok(Engine {
+            shards,
+            acceptor: acceptor_commands,
+            acceptor_waker,
+            local_addr,
+            handler,
+            counters,
+            open,
+            shut_down: AtomicBool::new(false),
+            threads: Mutex::new(threads),
+        })
     }
 
     /// The address the listener is bound to, if there is one.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        todo!()
+        self.local_addr
     }
 
     /// The number of worker threads.
     pub fn workers(&self) -> usize {
-        todo!()
+        self.shards.len()
     }
 
     /// Sets the handler that receives every [`Event`](crate::Event), replacing any earlier one.
     pub fn set_event_handler(&self, handler: impl EventHandler) {
-        let _ = handler;
-        todo!()
+        let handler: Box<dyn EventHandler> = Box::new(handler);
+        self.handler.store(Some(Arc::new(handler)));
     }
 
     /// Removes the event handler; events are discarded from now on.
     pub fn clear_event_handler(&self) {
-        todo!()
+        self.handler.store(None);
     }
 
     /// Queues `message` for every socket of `id`. Never blocks.
@@ -60,8 +162,7 @@ impl Engine {
     /// [`Error::InvalidId`], [`Error::QueueFull`] when the id's worker is overloaded,
     /// [`Error::ShutDown`].
     pub fn send(&self, id: &str, message: Message<'_>) -> Result<(), Error> {
-        let _ = (id, message);
-        todo!()
+        self.send_command(id, message, None)
     }
 
     /// As [`Engine::send`], then calls `receipt` (on the worker thread) with the number of
@@ -76,8 +177,14 @@ impl Engine {
         message: Message<'_>,
         receipt: impl FnOnce(usize) + Send + 'static,
     ) -> Result<(), Error> {
-        let _ = (id, message, receipt);
-        todo!()
+        self.send_command(id, message, Some(Box::new(receipt)))
+    }
+
+    fn send_command(&self, id: &str, message: Message<'_>, receipt: Option<shard::Receipt>) -> Result<(), Error> {
+        validate_id(id)?;
+        self.check_running()?;
+        let frame = encode(message);
+        self.shards[worker_of(id, self.shards.len())].submit(Command::Send { id: id.into(), frame, receipt })
     }
 
     /// Queues `message` for every socket. Never blocks.
@@ -87,8 +194,7 @@ impl Engine {
     /// [`Error::QueueFull`] if any worker's queue is full (the workers that had room still
     /// deliver), [`Error::ShutDown`].
     pub fn broadcast(&self, message: Message<'_>) -> Result<(), Error> {
-        let _ = message;
-        todo!()
+        self.broadcast_command(message, None)
     }
 
     /// As [`Engine::broadcast`], then calls `receipt` once with the number of sockets the
@@ -102,8 +208,21 @@ impl Engine {
         message: Message<'_>,
         receipt: impl FnOnce(usize) + Send + 'static,
     ) -> Result<(), Error> {
-        let _ = (message, receipt);
-        todo!()
+        let receipt = Arc::new(BroadcastReceipt::new(self.shards.len(), Box::new(receipt)));
+        self.broadcast_command(message, Some(receipt))
+    }
+
+    fn broadcast_command(&self, message: Message<'_>, receipt: Option<Arc<BroadcastReceipt>>) -> Result<(), Error> {
+        self.check_running()?;
+        let frame = encode(message);
+        let mut result = Ok(());
+        for shard in self.shards.iter() {
+            let command = Command::Broadcast { frame: frame.clone(), receipt: receipt.clone() };
+            if let Err(e) = shard.submit(command) {
+                result = Err(e);
+            }
+        }
+        result
     }
 
     /// Queues `message` for one socket (e.g. a reply to the socket a message came from).
@@ -113,18 +232,27 @@ impl Engine {
     ///
     /// [`Error::QueueFull`], [`Error::ShutDown`].
     pub fn send_to(&self, conn: ConnectionId, message: Message<'_>) -> Result<(), Error> {
-        let _ = (conn, message);
-        todo!()
+        self.check_running()?;
+        self.shard_of(conn)?.submit(Command::SendTo { conn, frame: encode(message) })
     }
 
     /// Starts the close handshake on one socket with `code`.
     ///
     /// # Errors
     ///
+    /// [`Error::InvalidConfig`] naming `code` if it is not a code a server may send,
     /// [`Error::QueueFull`], [`Error::ShutDown`].
     pub fn close(&self, conn: ConnectionId, code: u16) -> Result<(), Error> {
-        let _ = (conn, code);
-        todo!()
+        if !frame::is_valid_close_code(code) {
+            return Err(Error::InvalidConfig { setting: "code", reason: format!("{code} is not a valid close code") });
+        }
+        self.check_running()?;
+        self.shard_of(conn)?.submit(Command::Close { conn, code })
+    }
+
+    fn shard_of(&self, conn: ConnectionId) -> Result<&ShardHandle, Error> {
+        // A handle from another engine may name a worker this one lacks; it names no socket here.
+        self.shards.get(conn.worker()).ok_or(Error::ShutDown)
     }
 
     /// Hands over a connected socket accepted elsewhere; the engine owns it from now on
@@ -136,19 +264,94 @@ impl Engine {
     /// [`Error::InvalidId`], [`Error::Io`] if the socket cannot be made non-blocking,
     /// [`Error::QueueFull`], [`Error::ShutDown`]. The socket is closed on error.
     pub fn register(&self, stream: TcpStream, id: &str, handshake: Handshake) -> Result<(), Error> {
-        let _ = (stream, id, handshake);
-        todo!()
+        validate_id(id)?;
+        self.check_running()?;
+        stream.set_nonblocking(true).map_err(|e| Error::io("making the socket non-blocking", e))?;
+        let _ = stream.set_nodelay(true);
+        let stream = mio::net::TcpStream::from_std(stream);
+        match handshake {
+            Handshake::Perform => {
+                self.acceptor
+                    .send(AcceptorCommand::Perform { stream, id: id.into() })
+                    .map_err(|_| Error::ShutDown)?;
+                self.acceptor_waker.wake().map_err(|e| Error::io("waking the acceptor", e))
+            }
+            Handshake::Done => {
+                self.open.fetch_add(1, Ordering::AcqRel);
+                let adopt = Command::Adopt { stream, id: id.into(), greeting: None, early: Vec::new() };
+                self.shards[worker_of(id, self.shards.len())].submit(adopt).inspect_err(|_| {
+                    self.open.fetch_sub(1, Ordering::AcqRel);
+                })
+            }
+        }
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        todo!()
+        let mut stats = Stats::default();
+        for counters in &self.counters {
+            counters.add_to(&mut stats);
+        }
+        stats.worker_connections = self.counters[..self.shards.len()]
+            .iter()
+            .map(|c| c.connections.load(Ordering::Relaxed))
+            .collect();
+        stats
     }
 
     /// Stops accepting, sends close 1001 to every socket, flushes until `timeout`, then
     /// closes what is left and joins the threads. Later calls return at once.
     pub fn shutdown(&self, timeout: Duration) {
-        let _ = timeout;
-        todo!()
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let deadline = Instant::now() + timeout;
+        let _ = self.acceptor.send(AcceptorCommand::Shutdown);
+        let _ = self.acceptor_waker.wake();
+        for shard in self.shards.iter() {
+            // A full queue still drains; block for room rather than skip the shutdown.
+            if shard.commands.send(Command::Shutdown { deadline }).is_ok() {
+                shard.notified.store(true, Ordering::SeqCst);
+                let _ = shard.waker.wake();
+            }
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::error!("a wspush thread panicked");
+            }
+        }
+        tracing::info!("wspush engine stopped");
+    }
+
+    fn check_running(&self) -> Result<(), Error> {
+        if self.shut_down.load(Ordering::Relaxed) {
+            Err(Error::ShutDown)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown(DROP_SHUTDOWN_TIMEOUT);
+    }
+}
+
+/// Frames a message once; every target queues this same buffer.
+fn encode(message: Message<'_>) -> bytes::Bytes {
+    let opcode = if message.is_text() { OpCode::Text } else { OpCode::Binary };
+    frame::encode(opcode, message.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_engine_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Engine>();
     }
 }

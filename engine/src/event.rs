@@ -82,3 +82,6 @@ where
         self(event)
     }
 }
+
+/// Where the engine keeps the host's handler; swapped without locking the workers.
+pub(crate) type HandlerSlot = arc_swap::ArcSwapOption<Box<dyn EventHandler>>;

@@ -24,17 +24,17 @@
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms)]
 
-// mod acceptor;
+mod acceptor;
 mod config;
-// mod connection;
+mod connection;
 mod engine;
 mod error;
 mod event;
-// pub mod frame;
-// pub mod handshake;
+pub mod frame;
+pub mod handshake;
 mod id;
 mod message;
-// mod shard;
+mod shard;
 mod stats;
 
 pub use config::{Config, SlowConsumerPolicy};

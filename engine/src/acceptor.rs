@@ -1,0 +1,276 @@
+//! The acceptor thread: accepts TCP connections, reads and answers their upgrade requests
+//! (with a deadline, so a slow client cannot hold a slot), and hands each upgraded socket
+//! to the worker that owns its id.
+
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::Receiver;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::handshake::{self, Limits, Rejection};
+use crate::id::worker_of;
+use crate::shard::{Command, ShardHandle};
+use crate::stats::{bump, Counters};
+use crate::Config;
+
+/// Poll token of the acceptor's waker.
+pub(crate) const WAKER: Token = Token(usize::MAX);
+const LISTENER: Token = Token(usize::MAX - 1);
+
+/// How long a refused client gets to read its error response before the socket closes.
+const REJECT_LINGER: Duration = Duration::from_secs(1);
+
+/// How often deadlines are checked while handshakes are pending.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Work for the acceptor.
+pub(crate) enum AcceptorCommand {
+    /// Read and answer the upgrade request of a socket the host accepted, for `id`.
+    Perform { stream: TcpStream, id: Box<str> },
+    /// Close the listener and every pending handshake, then stop.
+    Shutdown,
+}
+
+/// What the acceptor needs from the engine's configuration.
+pub(crate) struct AcceptorSettings {
+    limits: Limits,
+    path_prefix: String,
+    handshake_timeout: Duration,
+    max_connections: Option<usize>,
+}
+
+impl AcceptorSettings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            limits: Limits { max_header_bytes: config.max_header_bytes, max_headers: config.max_headers },
+            path_prefix: config.path_prefix.clone(),
+            handshake_timeout: config.handshake_timeout,
+            max_connections: config.max_connections,
+        }
+    }
+}
+
+/// A socket whose upgrade is not finished.
+struct Pending {
+    stream: TcpStream,
+    request: Vec<u8>,
+    deadline: Instant,
+    /// The id a host gave with `register`; otherwise it comes from the path.
+    id: Option<Box<str>>,
+    /// Refused: the error response is written and input is discarded until EOF or the
+    /// deadline, so the client reads the response instead of a connection reset.
+    rejected: bool,
+}
+
+/// The acceptor thread's state.
+pub(crate) struct Acceptor {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    commands: Receiver<AcceptorCommand>,
+    pending: Slab<Pending>,
+    shards: Arc<[ShardHandle]>,
+    settings: AcceptorSettings,
+    counters: Arc<Counters>,
+    open: Arc<AtomicUsize>,
+    /// Accepting failed for lack of file descriptors; retried on the next tick.
+    accept_backlog: bool,
+}
+
+impl Acceptor {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        poll: Poll,
+        mut listener: Option<TcpListener>,
+        commands: Receiver<AcceptorCommand>,
+        shards: Arc<[ShardHandle]>,
+        settings: AcceptorSettings,
+        counters: Arc<Counters>,
+        open: Arc<AtomicUsize>,
+    ) -> io::Result<Self> {
+        if let Some(listener) = listener.as_mut() {
+            poll.registry().register(listener, LISTENER, Interest::READABLE)?;
+        }
+        Ok(Self {
+            poll,
+            listener,
+            commands,
+            pending: Slab::new(),
+            shards,
+            settings,
+            counters,
+            open,
+            accept_backlog: false,
+        })
+    }
+
+    /// Runs until [`AcceptorCommand::Shutdown`] or the engine handle is gone.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let idle = self.pending.is_empty() && !self.accept_backlog;
+            if let Err(e) = self.poll.poll(&mut events, if idle { None } else { Some(TICK) }) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "acceptor poll failed; no more connections are accepted");
+                    return;
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    LISTENER => self.accept(),
+                    Token(key) => self.on_readable(key),
+                }
+            }
+            if self.accept_backlog {
+                self.accept();
+            }
+            loop {
+                match self.commands.try_recv() {
+                    Ok(AcceptorCommand::Perform { stream, id }) => self.add_pending(stream, Some(id)),
+                    Ok(AcceptorCommand::Shutdown) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        return;
+                    }
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                }
+            }
+            self.expire(Instant::now());
+        }
+    }
+
+    fn accept(&mut self) {
+        self.accept_backlog = false;
+        loop {
+            let Some(listener) = self.listener.as_ref() else { return };
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    // Frames are small and latency matters more than packet count; writev
+                    // already coalesces what is pending.
+                    let _ = stream.set_nodelay(true);
+                    self.add_pending(stream, None);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of file descriptors (or a transient error): the connection stays
+                    // in the backlog and is retried on the next tick instead of spinning.
+                    tracing::warn!(error = %e, "accept failed; retrying shortly");
+                    self.accept_backlog = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_pending(&mut self, mut stream: TcpStream, id: Option<Box<str>>) {
+        let entry = self.pending.vacant_entry();
+        if let Err(e) = self.poll.registry().register(&mut stream, Token(entry.key()), Interest::READABLE) {
+            tracing::warn!(error = %e, "cannot register a new connection");
+            bump(&self.counters.hs_io, 1);
+            return;
+        }
+        let deadline = Instant::now() + self.settings.handshake_timeout;
+        let key = entry.key();
+        entry.insert(Pending { stream, request: Vec::new(), deadline, id, rejected: false });
+        // The request may have arrived before the socket was registered (edge-triggered).
+        self.on_readable(key);
+    }
+
+    fn on_readable(&mut self, key: usize) {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let Some(pending) = self.pending.get_mut(key) else { return };
+            match pending.stream.read(&mut chunk) {
+                Ok(0) => {
+                    if !pending.rejected {
+                        bump(&self.counters.hs_io, 1);
+                    }
+                    self.pending.remove(key);
+                    return;
+                }
+                Ok(_) if pending.rejected => {}
+                Ok(n) => {
+                    pending.request.extend_from_slice(&chunk[..n]);
+                    match handshake::parse_request(&pending.request, &self.settings.limits) {
+                        Ok(None) => {}
+                        Ok(Some((request, consumed))) => return self.upgrade(key, request, consumed),
+                        Err(rejection) => self.reject(key, rejection),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    if !pending.rejected {
+                        bump(&self.counters.hs_io, 1);
+                    }
+                    self.pending.remove(key);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn upgrade(&mut self, key: usize, request: handshake::Request, consumed: usize) {
+        let id = match self.pending[key].id.take() {
+            Some(id) => id,
+            None => match handshake::id_from_target(&request.target, &self.settings.path_prefix) {
+                Ok(id) => id.into_boxed_str(),
+                Err(rejection) => return self.reject(key, rejection),
+            },
+        };
+        let open_before = self.open.fetch_add(1, Ordering::AcqRel);
+        if self.settings.max_connections.is_some_and(|max| open_before >= max) {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return self.reject(key, Rejection::OverCapacity);
+        }
+        let mut pending = self.pending.remove(key);
+        let _ = self.poll.registry().deregister(&mut pending.stream);
+        let early = pending.request[consumed..].to_vec();
+        let greeting = Some(Bytes::from(handshake::switching_protocols(&request)));
+        let shard = &self.shards[worker_of(&id, self.shards.len())];
+        let adopt = Command::Adopt { stream: pending.stream, id, greeting, early };
+        if let Err(e) = shard.submit(adopt) {
+            // The socket went down with the refused command; nothing more can be said to it.
+            tracing::warn!(error = %e, "cannot hand an upgraded socket to its worker");
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            bump(&self.counters.hs_over_capacity, 1);
+        }
+    }
+
+    fn reject(&mut self, key: usize, rejection: Rejection) {
+        let counter = match rejection {
+            Rejection::BadRequest(_) => &self.counters.hs_bad_request,
+            Rejection::UnsupportedVersion => &self.counters.hs_bad_version,
+            Rejection::NotFound | Rejection::InvalidId(_) => &self.counters.hs_bad_path,
+            Rejection::TooLarge => &self.counters.hs_too_large,
+            Rejection::Timeout => &self.counters.hs_timeout,
+            Rejection::OverCapacity => &self.counters.hs_over_capacity,
+        };
+        bump(counter, 1);
+        tracing::debug!(status = rejection.status(), %rejection, "upgrade refused");
+        let pending = &mut self.pending[key];
+        // The response is a few hundred bytes into an empty socket buffer: one write does it.
+        let _ = pending.stream.write_all(&rejection.response());
+        let _ = pending.stream.shutdown(std::net::Shutdown::Write);
+        pending.rejected = true;
+        pending.request = Vec::new();
+        pending.deadline = Instant::now() + REJECT_LINGER;
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let expired: Vec<usize> =
+            self.pending.iter().filter(|(_, p)| now >= p.deadline).map(|(key, _)| key).collect();
+        for key in expired {
+            if self.pending[key].rejected {
+                self.pending.remove(key);
+            } else {
+                self.reject(key, Rejection::Timeout);
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! One socket as its worker sees it: the output queue (written with `writev`), the
+//! close state, and the input decoder. Kept small: an idle connection costs its struct,
+//! an empty queue and nothing else (buffers are allocated only while in use).
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use mio::net::TcpStream;
+
+use crate::frame::Decoder;
+
+/// Most frames handed to one `writev` call (Linux's IOV_MAX is 1024; 64 already
+/// amortises the syscall over many frames).
+const MAX_IOVECS: usize = 64;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Exchanging messages.
+    Open,
+    /// A close frame is queued or sent; input is discarded. Once the output is flushed the
+    /// write side is shut down, and the socket is dropped at EOF or at `deadline_ms`.
+    Closing { deadline_ms: u64, write_shut: bool },
+}
+
+/// What a connection's owner should do after queueing output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// The frame is queued.
+    Yes,
+    /// The frame was refused (the connection is closing, or dropped as a slow consumer).
+    Dropped,
+    /// Over the bound under the `disconnect` policy: the caller closes with 1008.
+    OverLimit,
+}
+
+/// The output side and bookkeeping of a connection (everything but the decoder, so the
+/// decoder's borrowed frames and this can be used at the same time).
+pub(crate) struct Link {
+    pub stream: TcpStream,
+    pub id: Rc<str>,
+    pub serial: u64,
+    pub state: State,
+    /// The close code reported in the close event: the one sent or received.
+    pub close_code: u16,
+    /// Registered for writable readiness because the socket's buffer was full.
+    pub write_blocked: bool,
+    /// Already listed among the connections to flush this iteration.
+    pub dirty: bool,
+    pub last_input_ms: u64,
+    out: VecDeque<Bytes>,
+    /// Bytes of `out.front()` already written.
+    out_offset: usize,
+    /// Bytes queued and not yet written.
+    out_bytes: usize,
+}
+
+/// A connection: its link and its input side.
+pub(crate) struct Connection {
+    pub link: Link,
+    pub decoder: Decoder,
+    /// Bytes of a frame that has not fully arrived (empty almost always).
+    pub partial_input: Vec<u8>,
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream, id: Rc<str>, serial: u64, max_message_size: usize, now_ms: u64) -> Self {
+        Self {
+            link: Link {
+                stream,
+                id,
+                serial,
+                state: State::Open,
+                close_code: crate::frame::close_code::ABNORMAL,
+                write_blocked: false,
+                dirty: false,
+                last_input_ms: now_ms,
+                out: VecDeque::new(),
+                out_offset: 0,
+                out_bytes: 0,
+            },
+            decoder: Decoder::new(max_message_size),
+            partial_input: Vec::new(),
+        }
+    }
+}
+
+impl Link {
+    pub fn is_open(&self) -> bool {
+        self.state == State::Open
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Queues a data frame, holding the per-socket bound `max_buffered`.
+    pub fn queue_data(&mut self, frame: Bytes, max_buffered: usize) -> Queued {
+        if !self.is_open() {
+            return Queued::Dropped;
+        }
+        if self.out_bytes + frame.len() > max_buffered {
+            return Queued::OverLimit;
+        }
+        self.push(frame);
+        Queued::Yes
+    }
+
+    /// Queues a control frame (ping, pong): small, so it is not held to the bound.
+    pub fn queue_control(&mut self, frame: Bytes) -> Queued {
+        if !self.is_open() {
+            return Queued::Dropped;
+        }
+        self.push(frame);
+        Queued::Yes
+    }
+
+    /// Queues the close frame and moves to `Closing`. Output not yet started is discarded
+    /// when `discard_pending` (a slow consumer would otherwise read megabytes first).
+    pub fn start_close(&mut self, frame: Bytes, code: u16, deadline_ms: u64, discard_pending: bool) {
+        if !self.is_open() {
+            return;
+        }
+        if discard_pending {
+            let keep = usize::from(self.out_offset > 0);
+            while self.out.len() > keep {
+                let dropped = self.out.pop_back().map_or(0, |f| f.len());
+                self.out_bytes -= dropped;
+            }
+        }
+        self.push(frame);
+        self.close_code = code;
+        self.state = State::Closing { deadline_ms, write_shut: false };
+    }
+
+    /// Greeting bytes (the 101 response) go first, before any frame.
+    pub fn queue_raw(&mut self, bytes: Bytes) {
+        self.push(bytes);
+    }
+
+    fn push(&mut self, frame: Bytes) {
+        self.out_bytes += frame.len();
+        self.out.push_back(frame);
+    }
+
+    /// Writes as much queued output as the socket takes, many frames per `writev`.
+    /// Returns the bytes written; `Ok` with output left means the socket is full.
+    pub fn flush(&mut self) -> io::Result<usize> {
+        let mut written_total = 0;
+        while !self.out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (i, frame) in self.out.iter().take(MAX_IOVECS).enumerate() {
+                let start = if i == 0 { self.out_offset } else { 0 };
+                slices[i] = IoSlice::new(&frame[start..]);
+                count += 1;
+            }
+            match self.stream.write_vectored(&slices[..count]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    written_total += n;
+                    self.advance(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.out.is_empty() && self.out.capacity() > 64 {
+            self.out = VecDeque::new();
+        }
+        Ok(written_total)
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        self.out_bytes -= n;
+        while n > 0 {
+            let front_left = self.out[0].len() - self.out_offset;
+            if n >= front_left {
+                n -= front_left;
+                self.out.pop_front();
+                self.out_offset = 0;
+            } else {
+                self.out_offset += n;
+                n = 0;
+            }
+        }
+    }
+}

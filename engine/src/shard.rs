@@ -1,0 +1,614 @@
+//! A worker: one thread, one `mio::Poll`, the sole owner of its sockets.
+//!
+//! Commands arrive over a crossbeam channel; senders wake the poll through a `mio::Waker`
+//! only when the worker may be asleep (`notified`), so a burst of sends costs one wake-up.
+//! Each wake-up drains the whole queue, then flushes every socket that got output with one
+//! `writev` each.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::config::SlowConsumerPolicy;
+use crate::connection::{Connection, Link, Queued, State};
+use crate::event::HandlerSlot;
+use crate::frame::{self, close_code, Frame, OpCode};
+use crate::stats::{bump, Counters};
+use crate::{Config, ConnectionId, Error, Event};
+
+/// The poll token of the worker's waker; sockets use their slab key.
+pub(crate) const WAKER: Token = Token(usize::MAX);
+
+/// How long a closing socket may take to flush and answer our close frame.
+const CLOSE_GRACE_MS: u64 = 2_000;
+
+/// A partial-frame buffer larger than this is released once the frame is done, so one
+/// large message does not pin memory for the life of the socket.
+const RETAINED_INPUT_CAPACITY: usize = 16 * 1024;
+
+/// Slab keys live in the low bits of a connection's serial, the rest counts up.
+const KEY_BITS: u32 = 24;
+
+/// Called once with the number of sockets a message was queued to.
+pub(crate) type Receipt = Box<dyn FnOnce(usize) + Send>;
+
+/// Work for a worker.
+pub(crate) enum Command {
+    /// A frame for every socket of `id`.
+    Send { id: Box<str>, frame: Bytes, receipt: Option<Receipt> },
+    /// A frame for every socket of this worker.
+    Broadcast { frame: Bytes, receipt: Option<Arc<BroadcastReceipt>> },
+    /// A frame for one socket.
+    SendTo { conn: ConnectionId, frame: Bytes },
+    /// Close one socket with a code.
+    Close { conn: ConnectionId, code: u16 },
+    /// Take over an upgraded socket. `greeting` (the 101 response) is written first;
+    /// `early` holds frames the client sent right behind its upgrade request.
+    Adopt { stream: TcpStream, id: Box<str>, greeting: Option<Bytes>, early: Vec<u8> },
+    /// Close every socket with 1001 and stop by `deadline`.
+    Shutdown { deadline: Instant },
+}
+
+/// The engine's (and the acceptor's) way to a worker.
+pub(crate) struct ShardHandle {
+    pub commands: Sender<Command>,
+    pub waker: Waker,
+    pub notified: Arc<AtomicBool>,
+    pub counters: Arc<Counters>,
+}
+
+impl ShardHandle {
+    /// Queues a command without blocking, waking the worker only if it may be asleep.
+    pub fn submit(&self, command: Command) -> Result<(), Error> {
+        match self.commands.try_send(command) {
+            Ok(()) => {
+                if !self.notified.swap(true, Ordering::SeqCst) {
+                    if let Err(e) = self.waker.wake() {
+                        tracing::error!(error = %e, "cannot wake a worker");
+                    }
+                }
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => {
+                bump(&self.counters.queue_full, 1);
+                Err(Error::QueueFull)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(Error::ShutDown),
+        }
+    }
+}
+
+/// Adds up a broadcast's per-worker counts and reports the total once, from the last
+/// worker to finish.
+pub(crate) struct BroadcastReceipt {
+    remaining: AtomicUsize,
+    sockets: AtomicUsize,
+    receipt: Mutex<Option<Receipt>>,
+}
+
+impl BroadcastReceipt {
+    pub fn new(workers: usize, receipt: Receipt) -> Self {
+        Self {
+            remaining: AtomicUsize::new(workers),
+            sockets: AtomicUsize::new(0),
+            receipt: Mutex::new(Some(receipt)),
+        }
+    }
+
+    fn worker_done(&self, sockets: usize) {
+        self.sockets.fetch_add(sockets, Ordering::AcqRel);
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let receipt = self.receipt.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(receipt) = receipt {
+                receipt(self.sockets.load(Ordering::Acquire));
+            }
+        }
+    }
+}
+
+/// The settings a worker uses, in the units it uses them.
+#[derive(Clone)]
+pub(crate) struct ShardSettings {
+    max_message_size: usize,
+    max_buffered_bytes: usize,
+    slow_consumer: SlowConsumerPolicy,
+    ping_interval_ms: u64,
+    idle_timeout_ms: u64,
+    echo: bool,
+}
+
+impl ShardSettings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            max_message_size: config.max_message_size,
+            max_buffered_bytes: config.max_buffered_bytes,
+            slow_consumer: config.slow_consumer,
+            ping_interval_ms: config.ping_interval.as_millis() as u64,
+            idle_timeout_ms: config.idle_timeout.as_millis() as u64,
+            echo: config.echo,
+        }
+    }
+
+    /// How often timers are checked: often enough for the shortest of them.
+    fn tick_ms(&self) -> u64 {
+        [self.ping_interval_ms, self.idle_timeout_ms]
+            .into_iter()
+            .filter(|&ms| ms > 0)
+            .map(|ms| ms / 4)
+            .fold(1_000, u64::min)
+            .max(10)
+    }
+}
+
+/// What a worker shares with the engine handle.
+pub(crate) struct ShardShared {
+    pub counters: Arc<Counters>,
+    pub handler: Arc<HandlerSlot>,
+    /// Open sockets across the engine (for `max_connections`).
+    pub open: Arc<AtomicUsize>,
+    /// False while the worker may be blocked in `poll`; senders wake it when they flip it.
+    pub notified: Arc<AtomicBool>,
+}
+
+/// The parts of a worker that frame handling needs beside a connection.
+struct Core {
+    worker: usize,
+    shared: ShardShared,
+    settings: ShardSettings,
+    /// Connections with output to flush at the end of this iteration.
+    dirty: Vec<usize>,
+    epoch: Instant,
+    now_ms: u64,
+    ping_frame: Bytes,
+}
+
+/// A worker thread's state.
+pub(crate) struct Shard {
+    poll: Poll,
+    commands: Receiver<Command>,
+    conns: Slab<Connection>,
+    ids: HashMap<Rc<str>, Vec<usize>>,
+    core: Core,
+    /// One read buffer for all sockets: input is decoded straight from it, and only the
+    /// tail of an incomplete frame is copied into its connection.
+    read_buf: Vec<u8>,
+    generation: u64,
+    shutdown_deadline_ms: Option<u64>,
+}
+
+impl Shard {
+    pub fn new(
+        worker: usize,
+        poll: Poll,
+        commands: Receiver<Command>,
+        shared: ShardShared,
+        settings: ShardSettings,
+    ) -> Self {
+        Self {
+            poll,
+            commands,
+            conns: Slab::new(),
+            ids: HashMap::new(),
+            core: Core {
+                worker,
+                shared,
+                settings,
+                dirty: Vec::new(),
+                epoch: Instant::now(),
+                now_ms: 0,
+                ping_frame: frame::encode(OpCode::Ping, b""),
+            },
+            read_buf: vec![0; 64 * 1024],
+            generation: 0,
+            shutdown_deadline_ms: None,
+        }
+    }
+
+    /// Runs until shut down (or the engine handle is gone).
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let tick_ms = self.core.settings.tick_ms();
+        let mut next_tick_ms = tick_ms;
+        let mut next_ping_ms = self.core.settings.ping_interval_ms;
+        loop {
+            let timeout = Duration::from_millis(next_tick_ms.saturating_sub(self.core.now_ms).max(1));
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(worker = self.core.worker, error = %e, "poll failed; worker stops");
+                    break;
+                }
+            }
+            self.core.now_ms = self.core.epoch.elapsed().as_millis() as u64;
+            for event in events.iter() {
+                let key = event.token().0;
+                if event.token() == WAKER {
+                    continue;
+                }
+                if event.is_writable() {
+                    self.on_writable(key);
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.on_readable(key);
+                }
+            }
+            // Reset before draining: a command sent after this store either is drained
+            // below or its sender sees `false` and wakes the poll.
+            self.core.shared.notified.store(false, Ordering::SeqCst);
+            let disconnected = self.drain_commands();
+            if self.core.now_ms >= next_tick_ms {
+                let ping_due = self.core.settings.ping_interval_ms > 0 && self.core.now_ms >= next_ping_ms;
+                if ping_due {
+                    next_ping_ms = self.core.now_ms + self.core.settings.ping_interval_ms;
+                }
+                self.tick(ping_due);
+                next_tick_ms = self.core.now_ms + tick_ms;
+            }
+            self.flush_dirty();
+            if disconnected && self.shutdown_deadline_ms.is_none() {
+                self.begin_shutdown(self.core.now_ms + CLOSE_GRACE_MS);
+            }
+            if let Some(deadline) = self.shutdown_deadline_ms {
+                if self.conns.is_empty() || self.core.now_ms >= deadline {
+                    break;
+                }
+                next_tick_ms = next_tick_ms.min(deadline);
+            }
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.remove(key);
+        }
+    }
+
+    /// Handles every queued command; true when the engine handle is gone.
+    fn drain_commands(&mut self) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(command) => self.handle(command),
+                Err(crossbeam_channel::TryRecvError::Empty) => return false,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return true,
+            }
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Send { id, frame, receipt } => {
+                let mut reached = 0;
+                if let Some(keys) = self.ids.get(&*id) {
+                    for &key in keys {
+                        let link = &mut self.conns[key].link;
+                        reached += usize::from(self.core.queue_data(key, link, frame.clone()));
+                    }
+                }
+                if let Some(receipt) = receipt {
+                    receipt(reached);
+                }
+            }
+            Command::Broadcast { frame, receipt } => {
+                let mut reached = 0;
+                for (key, conn) in self.conns.iter_mut() {
+                    reached += usize::from(self.core.queue_data(key, &mut conn.link, frame.clone()));
+                }
+                if let Some(receipt) = receipt {
+                    receipt.worker_done(reached);
+                }
+            }
+            Command::SendTo { conn, frame } => {
+                if let Some(key) = self.key_of(conn) {
+                    self.core.queue_data(key, &mut self.conns[key].link, frame);
+                }
+            }
+            Command::Close { conn, code } => {
+                if let Some(key) = self.key_of(conn) {
+                    self.core.close(key, &mut self.conns[key].link, code, "", false);
+                }
+            }
+            Command::Adopt { stream, id, greeting, early } => self.adopt(stream, id, greeting, early),
+            Command::Shutdown { deadline } => {
+                let left = deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
+                self.begin_shutdown(self.core.now_ms + left);
+            }
+        }
+    }
+
+    fn key_of(&self, conn: ConnectionId) -> Option<usize> {
+        let serial = conn.0 >> ConnectionId::WORKER_BITS;
+        let key = (serial & ((1 << KEY_BITS) - 1)) as usize;
+        self.conns.get(key).filter(|c| c.link.serial == serial).map(|_| key)
+    }
+
+    fn begin_shutdown(&mut self, deadline_ms: u64) {
+        self.shutdown_deadline_ms = Some(deadline_ms);
+        for (key, conn) in self.conns.iter_mut() {
+            self.core.close(key, &mut conn.link, close_code::GOING_AWAY, "server shutting down", false);
+        }
+    }
+
+    fn adopt(&mut self, mut stream: TcpStream, id: Box<str>, greeting: Option<Bytes>, early: Vec<u8>) {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if self.shutdown_deadline_ms.is_some() || key >= 1 << KEY_BITS {
+            self.core.shared.open.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        if let Err(e) = self.poll.registry().register(&mut stream, Token(key), Interest::READABLE) {
+            tracing::warn!(error = %e, "cannot register a socket with the worker's poll");
+            self.core.shared.open.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        self.generation += 1;
+        let serial = self.generation << KEY_BITS | key as u64;
+        let id: Rc<str> = match self.ids.get_key_value(&*id) {
+            Some((shared_id, _)) => shared_id.clone(),
+            None => {
+                bump(&self.core.shared.counters.ids, 1);
+                Rc::from(id)
+            }
+        };
+        self.ids.entry(id.clone()).or_default().push(key);
+        let conn = entry.insert(Connection::new(
+            stream,
+            id,
+            serial,
+            self.core.settings.max_message_size,
+            self.core.now_ms,
+        ));
+        bump(&self.core.shared.counters.connections, 1);
+        bump(&self.core.shared.counters.connections_opened, 1);
+        if let Some(greeting) = greeting {
+            conn.link.queue_raw(greeting);
+            self.core.mark_dirty(key, &mut conn.link);
+        }
+        let conn_id = ConnectionId::new(self.core.worker, serial);
+        self.core.emit(&Event::Open { conn: conn_id, id: &conn.link.id });
+        if !early.is_empty() {
+            conn.partial_input = early;
+            self.decode_input(key, 0);
+        }
+    }
+
+    fn on_readable(&mut self, key: usize) {
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else { return };
+            match conn.link.stream.read(&mut self.read_buf) {
+                Ok(0) => return self.remove(key),
+                Ok(n) => {
+                    conn.link.last_input_ms = self.core.now_ms;
+                    if conn.link.is_open() {
+                        self.decode_input(key, n);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return self.remove(key),
+            }
+        }
+    }
+
+    /// Decodes the connection's partial input followed by `read_buf[..n]`, handling every
+    /// complete frame, and keeps the tail of an incomplete one.
+    fn decode_input(&mut self, key: usize, n: usize) {
+        let Connection { link, decoder, partial_input } = &mut self.conns[key];
+        let from_partial = !partial_input.is_empty();
+        let input: &mut [u8] = if from_partial {
+            partial_input.extend_from_slice(&self.read_buf[..n]);
+            partial_input
+        } else {
+            &mut self.read_buf[..n]
+        };
+        let mut pos = 0;
+        while link.is_open() && pos < input.len() {
+            match decoder.decode(&mut input[pos..]) {
+                Ok(None) => break,
+                Ok(Some((used, frame))) => {
+                    pos += used;
+                    if let Some(frame) = frame {
+                        self.core.on_frame(key, link, frame);
+                    }
+                }
+                Err(error) => {
+                    bump(&self.core.shared.counters.protocol_errors, 1);
+                    tracing::debug!(id = %link.id, %error, "protocol error");
+                    self.core.close(key, link, error.close_code, error.reason, false);
+                }
+            }
+        }
+        if !link.is_open() {
+            *partial_input = Vec::new();
+        } else if from_partial {
+            partial_input.drain(..pos);
+            if partial_input.is_empty() && partial_input.capacity() > RETAINED_INPUT_CAPACITY {
+                *partial_input = Vec::new();
+            }
+        } else if pos < n {
+            partial_input.extend_from_slice(&self.read_buf[pos..n]);
+        }
+    }
+
+    fn on_writable(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        if conn.link.write_blocked {
+            conn.link.write_blocked = false;
+            let _ = self.poll.registry().reregister(&mut conn.link.stream, Token(key), Interest::READABLE);
+            self.flush(key);
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.core.dirty);
+        for &key in &dirty {
+            self.flush(key);
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        if self.core.dirty.is_empty() {
+            self.core.dirty = dirty;
+        }
+    }
+
+    fn flush(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let link = &mut conn.link;
+        link.dirty = false;
+        if link.write_blocked {
+            return;
+        }
+        match link.flush() {
+            Ok(written) => {
+                bump(&self.core.shared.counters.bytes_out, written as u64);
+                if link.has_output() {
+                    link.write_blocked = true;
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    if self.poll.registry().reregister(&mut link.stream, Token(key), interest).is_err() {
+                        self.remove(key);
+                    }
+                } else if let State::Closing { write_shut: write_shut @ false, .. } = &mut link.state {
+                    // Our close frame is out: FIN tells the client we are done, and its own
+                    // close frame (or EOF) ends the connection without a reset.
+                    *write_shut = true;
+                    let _ = link.stream.shutdown(std::net::Shutdown::Write);
+                }
+            }
+            Err(_) => self.remove(key),
+        }
+    }
+
+    /// Timers: pings, idle sockets, closing sockets past their grace.
+    fn tick(&mut self, ping_due: bool) {
+        let now = self.core.now_ms;
+        let idle_ms = self.core.settings.idle_timeout_ms;
+        let mut expired = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            let link = &mut conn.link;
+            match link.state {
+                State::Open if idle_ms > 0 && now.saturating_sub(link.last_input_ms) >= idle_ms => {
+                    bump(&self.core.shared.counters.idle_timeouts, 1);
+                    self.core.close(key, link, close_code::GOING_AWAY, "idle timeout", true);
+                }
+                State::Open if ping_due => {
+                    if link.queue_control(self.core.ping_frame.clone()) == Queued::Yes {
+                        self.core.mark_dirty(key, link);
+                    }
+                }
+                State::Closing { deadline_ms, .. }
+                    if now >= deadline_ms || self.shutdown_deadline_ms.is_some_and(|d| now >= d) =>
+                {
+                    expired.push(key);
+                }
+                _ => {}
+            }
+        }
+        for key in expired {
+            self.remove(key);
+        }
+    }
+
+    /// Drops a connection (closing its socket) and reports its close.
+    fn remove(&mut self, key: usize) {
+        let conn = self.conns.remove(key);
+        let link = conn.link;
+        if let Some(keys) = self.ids.get_mut(&link.id) {
+            keys.retain(|&k| k != key);
+            if keys.is_empty() {
+                self.ids.remove(&link.id);
+                self.core.shared.counters.ids.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.core.shared.counters.connections.fetch_sub(1, Ordering::Relaxed);
+        self.core.shared.open.fetch_sub(1, Ordering::AcqRel);
+        let conn_id = ConnectionId::new(self.core.worker, link.serial);
+        self.core.emit(&Event::Close { conn: conn_id, id: &link.id, code: link.close_code });
+    }
+}
+
+impl Core {
+    fn mark_dirty(&mut self, key: usize, link: &mut Link) {
+        if !link.dirty {
+            link.dirty = true;
+            self.dirty.push(key);
+        }
+    }
+
+    /// Queues a data frame under the slow-consumer policy; true if it was queued.
+    fn queue_data(&mut self, key: usize, link: &mut Link, frame: Bytes) -> bool {
+        match link.queue_data(frame, self.settings.max_buffered_bytes) {
+            Queued::Yes => {
+                bump(&self.shared.counters.messages_out, 1);
+                self.mark_dirty(key, link);
+                true
+            }
+            Queued::Dropped => false,
+            Queued::OverLimit => {
+                match self.settings.slow_consumer {
+                    SlowConsumerPolicy::Drop => bump(&self.shared.counters.slow_consumer_drops, 1),
+                    SlowConsumerPolicy::Disconnect => {
+                        bump(&self.shared.counters.slow_consumer_disconnects, 1);
+                        tracing::debug!(id = %link.id, "slow consumer disconnected");
+                        self.close(key, link, close_code::POLICY_VIOLATION, "slow consumer", true);
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    fn close(&mut self, key: usize, link: &mut Link, code: u16, reason: &str, discard_pending: bool) {
+        if link.is_open() {
+            let deadline = self.now_ms + CLOSE_GRACE_MS;
+            link.start_close(frame::encode_close(code, reason), code, deadline, discard_pending);
+            self.mark_dirty(key, link);
+        }
+    }
+
+    fn on_frame(&mut self, key: usize, link: &mut Link, frame: Frame<'_>) {
+        match frame {
+            Frame::Message(message) => {
+                bump(&self.shared.counters.messages_in, 1);
+                bump(&self.shared.counters.bytes_in, message.as_bytes().len() as u64);
+                let conn = ConnectionId::new(self.worker, link.serial);
+                self.emit(&Event::Message { conn, id: &link.id, message });
+                if self.settings.echo {
+                    let opcode = if message.is_text() { OpCode::Text } else { OpCode::Binary };
+                    self.queue_data(key, link, frame::encode(opcode, message.as_bytes()));
+                }
+            }
+            Frame::Ping(payload) => {
+                if link.queue_control(frame::encode(OpCode::Pong, payload)) == Queued::Yes {
+                    self.mark_dirty(key, link);
+                }
+            }
+            Frame::Pong(_) => {}
+            Frame::Close { code, .. } => {
+                let reply = match code {
+                    Some(code) => frame::encode_close(code, ""),
+                    None => frame::encode(OpCode::Close, b""),
+                };
+                let deadline = self.now_ms + CLOSE_GRACE_MS;
+                link.start_close(reply, code.unwrap_or(close_code::NO_STATUS), deadline, false);
+                self.mark_dirty(key, link);
+            }
+        }
+    }
+
+    /// Hands an event to the host's handler. A panicking handler is logged and survived:
+    /// one bad callback must not take every socket of the worker down with it.
+    fn emit(&self, event: &Event<'_>) {
+        let handler = self.shared.handler.load();
+        if let Some(handler) = handler.as_ref() {
+            if panic::catch_unwind(AssertUnwindSafe(|| handler.on_event(event))).is_err() {
+                tracing::error!(worker = self.worker, "the event handler panicked; event dropped");
+            }
+        }
+    }
+}
