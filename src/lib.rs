@@ -1,2 +1,891 @@
-//! Shared helpers for the integration tests in `tests/`: starting the real `wspush`
-//! binary on free ports, connecting independent WebSocket clients, reading what arrives.
+//! Shared helpers for the integration tests in `tests/`: building and starting the real
+//! `wspush` binary on free ports, speaking raw HTTP/1.1 and raw WebSocket frames over a
+//! plain `TcpStream` (to send exactly the bytes a test needs, malformed ones included),
+//! waiting with bounded timeouts, reading a process's memory use.
+//!
+//! This library uses only `std`: a package's library cannot see its own dev-dependencies.
+//! The helpers built on tokio-tungstenite, serde_json and the engine itself live in
+//! `tests/support.rs`, which every test file includes (and which re-exports this crate).
+
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The bound on every wait in the tests: generous, because the machines are small and
+/// shared, and a passing test never waits this long.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The sample key of RFC 6455 section 1.3 ...
+pub const SAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// ... and the `Sec-WebSocket-Accept` value a server must answer it with.
+pub const SAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// The workspace root (this package is the root package).
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The cargo target directory: `CARGO_TARGET_DIR` if set, else `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// The path of the `wspush` server binary, built once per test process with
+/// `cargo build -p wspush --bin wspush` (the profile of the tests: `--release` when the
+/// tests are built without debug assertions). `WSPUSH_BIN` overrides it with a prebuilt one.
+pub fn server_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(build_server_binary)
+}
+
+fn build_server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("WSPUSH_BIN") {
+        return PathBuf::from(path);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.current_dir(workspace_root()).args([
+        "build",
+        "-p",
+        "wspush",
+        "--bin",
+        "wspush",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if !cfg!(debug_assertions) {
+        command.arg("--release");
+    }
+    let output = command.output().expect("cannot run cargo to build the wspush binary");
+    assert!(
+        output.status.success(),
+        "`cargo build -p wspush --bin wspush` failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The artifact message names the executable wherever the target dir is configured.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let from_json = stdout
+        .lines()
+        .filter(|line| line.contains("\"reason\":\"compiler-artifact\""))
+        .filter_map(|line| json_string_field(line, "executable"))
+        .find(|path| Path::new(path).file_stem().is_some_and(|stem| stem == "wspush"));
+    let path = match from_json {
+        Some(path) => PathBuf::from(path),
+        None => target_dir().join(if cfg!(debug_assertions) { "debug" } else { "release" }).join("wspush"),
+    };
+    assert!(path.is_file(), "the wspush binary is not at {}", path.display());
+    path
+}
+
+/// The value of a string field in one line of JSON (enough for cargo's messages, whose
+/// paths carry no quotes).
+fn json_string_field(line: &str, field: &str) -> Option<String> {
+    let key = format!("\"{field}\":\"");
+    let start = line.find(&key)? + key.len();
+    let end = line[start..].find('"')?;
+    Some(line[start..start + end].replace("\\\\", "\\"))
+}
+
+/// Polls `condition` every 10 ms until it holds; panics naming `what` after `timeout`.
+/// For state that has no event to await (a counter in another process, say).
+pub fn eventually(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Polls `value` every 10 ms until it equals `expected`; panics naming `what` and the last
+/// value seen after `timeout`.
+pub fn eventually_eq<T: PartialEq + fmt::Debug>(
+    timeout: Duration,
+    what: &str,
+    expected: T,
+    mut value: impl FnMut() -> T,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = value();
+        if got == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what} to be {expected:?}; it is {got:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for `child` to exit, at most `timeout`.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("cannot wait for a child process") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+extern "C" {
+    fn kill(pid: i32, signal: i32) -> i32;
+}
+
+/// `SIGTERM` on Linux.
+pub const SIGTERM: i32 = 15;
+
+/// Sends `signal` to process `pid`.
+pub fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
+    let pid = i32::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    if unsafe { kill(pid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A field of `/proc/<pid>/status` given in kB (`VmRSS`, `VmHWM`), in bytes.
+pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
+    let line = status
+        .lines()
+        .find(|line| line.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    let kib: u64 = line[field.len() + 1..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("bad {field} line `{line}`: {e}"));
+    kib * 1024
+}
+
+/// What a process printed, collected by reader threads.
+#[derive(Clone, Default)]
+pub struct Transcript(Arc<Mutex<String>>);
+
+impl Transcript {
+    fn push(&self, stream: &str, line: &str) {
+        let mut text = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        text.push_str(stream);
+        text.push_str(line);
+        text.push('\n');
+    }
+
+    /// Everything so far, each line marked `out| ` or `err| `.
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+fn collect_lines(reader: impl Read + Send + 'static, transcript: Transcript, prefix: &'static str) {
+    collect_lines_to(reader, transcript, prefix, None);
+}
+
+fn collect_lines_to(
+    reader: impl Read + Send + 'static,
+    transcript: Transcript,
+    prefix: &'static str,
+    lines: Option<mpsc::Sender<String>>,
+) {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(reader);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line);
+                    let text = text.trim_end_matches(['\r', '\n']);
+                    transcript.push(prefix, text);
+                    if let Some(lines) = &lines {
+                        let _ = lines.send(text.to_owned());
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// A running `wspush` server process on free ports. Dropping it sends `SIGTERM`, waits
+/// (bounded), then kills it; if the test is panicking its output is printed.
+pub struct Server {
+    child: Child,
+    exited: Option<ExitStatus>,
+    /// Where the WebSocket listener is bound.
+    pub ws_addr: SocketAddr,
+    /// Where the HTTP API is bound.
+    pub api_addr: SocketAddr,
+    /// The path prefix from the startup line (`/websocket/` by default).
+    pub ws_prefix: String,
+    transcript: Transcript,
+}
+
+/// The startup line announcing the WebSocket listener.
+pub const WS_LINE: &str = "wspush: websocket listening on ws://";
+/// The startup line announcing the HTTP API.
+pub const API_LINE: &str = "wspush: http api listening on http://";
+
+impl Server {
+    /// Starts `wspush --ws-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 ARGS...` and waits
+    /// (at most [`TIMEOUT`] x 3) for both startup lines. Panics if it exits first.
+    pub fn start(args: &[&str]) -> Server {
+        let mut command = Command::new(server_binary());
+        command
+            .args(["--ws-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("cannot start the wspush binary");
+        let transcript = Transcript::default();
+        let (lines_tx, lines) = mpsc::channel();
+        collect_lines_to(child.stdout.take().unwrap(), transcript.clone(), "out| ", Some(lines_tx));
+        collect_lines(child.stderr.take().unwrap(), transcript.clone(), "err| ");
+
+        let deadline = Instant::now() + TIMEOUT * 3;
+        let (mut ws, mut api) = (None, None);
+        while ws.is_none() || api.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(WS_LINE) {
+                        let (addr, prefix) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                        ws = Some((addr.parse::<SocketAddr>().expect(&line), prefix.to_owned()));
+                    } else if let Some(rest) = line.strip_prefix(API_LINE) {
+                        api = Some(rest.trim_end_matches('/').parse::<SocketAddr>().expect(&line));
+                    }
+                }
+                Err(_) => {
+                    if let Some(status) = child.try_wait().unwrap() {
+                        thread::sleep(Duration::from_millis(100)); // let the readers finish
+                        panic!(
+                            "wspush {args:?} exited ({status}) before announcing its addresses:\n{}",
+                            transcript.text()
+                        );
+                    }
+                    if Instant::now() >= deadline {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        panic!(
+                            "wspush {args:?} did not print both startup lines in {:?}:\n{}",
+                            TIMEOUT * 3,
+                            transcript.text()
+                        );
+                    }
+                }
+            }
+        }
+        let (ws_addr, ws_prefix) = ws.unwrap();
+        Server { child, exited: None, ws_addr, api_addr: api.unwrap(), ws_prefix, transcript }
+    }
+
+    /// `ws://ADDR/websocket/{id}` on this server.
+    pub fn ws_url(&self, id: &str) -> String {
+        format!("ws://{}{}{}", self.ws_addr, self.ws_prefix, id)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the process printed so far.
+    pub fn output(&self) -> String {
+        self.transcript.text()
+    }
+
+    /// Current resident memory of the process, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        proc_status_bytes(self.pid(), "VmRSS")
+    }
+
+    /// Peak resident memory of the process so far, in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        proc_status_bytes(self.pid(), "VmHWM")
+    }
+
+    /// Sends `SIGTERM` and waits at most `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if let Some(status) = self.exited {
+            return Some(status);
+        }
+        if self.child.try_wait().unwrap().is_none() {
+            send_signal(self.pid(), SIGTERM).expect("cannot signal the server");
+        }
+        self.exited = wait_timeout(&mut self.child, timeout);
+        self.exited
+    }
+
+    /// One HTTP request to the API on a fresh connection.
+    pub fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+        http_request(self.api_addr, method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path} failed: {e}\nserver output:\n{}", self.output()))
+    }
+
+    /// `GET path` on the API.
+    pub fn get(&self, path: &str) -> HttpResponse {
+        self.http("GET", path, &[], b"")
+    }
+
+    /// `POST path` on the API with a text body.
+    pub fn post(&self, path: &str, body: &str) -> HttpResponse {
+        self.http("POST", path, &[], body.as_bytes())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.exited.is_none() && self.child.try_wait().ok().flatten().is_none() {
+            let _ = send_signal(self.pid(), SIGTERM);
+            if wait_timeout(&mut self.child, Duration::from_secs(5)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        if thread::panicking() {
+            eprintln!("---- wspush server output ----\n{}", self.transcript.text());
+        }
+    }
+}
+
+/// The result of running a process to completion.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl RunOutput {
+    /// Standard output and standard error together.
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs the `wspush` binary with exactly `args` (no listen flags added) and waits at most
+/// [`TIMEOUT`] for it to exit; panics (after killing it) if it does not.
+pub fn run_server_binary(args: &[&str]) -> RunOutput {
+    let mut child = Command::new(server_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start the wspush binary");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stdout.read_to_end(&mut s);
+        s
+    });
+    let err = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr.read_to_end(&mut s);
+        s
+    });
+    let Some(status) = wait_timeout(&mut child, TIMEOUT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("wspush {args:?} did not exit within {TIMEOUT:?}");
+    };
+    RunOutput {
+        status,
+        stdout: String::from_utf8_lossy(&out.join().unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP/1.1 over a plain TcpStream.
+
+/// An HTTP response head (and, for [`HttpResponse`], its body).
+#[derive(Debug, Clone, Default)]
+pub struct HttpHead {
+    /// The status code.
+    pub status: u16,
+    /// The status line as received.
+    pub status_line: String,
+    /// The header fields, in order, names as received.
+    pub headers: Vec<(String, String)>,
+}
+
+impl HttpHead {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A complete HTTP response.
+#[derive(Clone, Default)]
+pub struct HttpResponse {
+    /// Status line and headers.
+    pub head: HttpHead,
+    /// The body (chunked encoding already removed).
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.head.status
+    }
+
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.header(name)
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?} {:?}", self.head.status_line, self.head.headers, self.text())
+    }
+}
+
+/// Reads an HTTP response head (through the blank line) and nothing after it.
+pub fn read_http_head(reader: &mut impl BufRead) -> io::Result<HttpHead> {
+    let mut status_line = String::new();
+    if reader.read_line(&mut status_line)? == 0 {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a response"));
+    }
+    let status_line = status_line.trim_end().to_owned();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {status_line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed inside the head"));
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad header {line:?}")))?;
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    Ok(HttpHead { status, status_line, headers })
+}
+
+fn read_http_body(reader: &mut impl BufRead, head: &HttpHead, until_eof: bool) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    if head.status / 100 == 1 || head.status == 204 || head.status == 304 {
+        return Ok(body);
+    }
+    if head.header("transfer-encoding").is_some_and(|te| te.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size_line = String::new();
+            reader.read_line(&mut size_line)?;
+            let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk {size_line:?}")))?;
+            if size == 0 {
+                // Trailers, up to the blank line.
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
+                        return Ok(body);
+                    }
+                }
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            reader.read_exact(&mut body[start..])?;
+            let mut crlf = [0; 2];
+            reader.read_exact(&mut crlf)?;
+        }
+    } else if let Some(length) = head.header("content-length") {
+        let length: usize = length
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad length {length:?}")))?;
+        body.resize(length, 0);
+        reader.read_exact(&mut body)?;
+    } else if until_eof {
+        reader.read_to_end(&mut body)?;
+    }
+    Ok(body)
+}
+
+fn write_http_request(
+    stream: &mut TcpStream,
+    host: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    keep_alive: bool,
+) -> io::Result<()> {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if method != "GET" || !body.is_empty() {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str(if keep_alive { "Connection: keep-alive\r\n\r\n" } else { "Connection: close\r\n\r\n" });
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes)
+}
+
+fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`), with [`TIMEOUT`] on
+/// every read and write.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<HttpResponse> {
+    let mut stream = connect(addr)?;
+    write_http_request(&mut stream, addr, method, path, headers, body, false)?;
+    let mut reader = BufReader::new(stream);
+    let head = read_http_head(&mut reader)?;
+    let body = read_http_body(&mut reader, &head, true)?;
+    Ok(HttpResponse { head, body })
+}
+
+/// A keep-alive HTTP/1.1 connection, for many requests without a connection each.
+pub struct HttpConnection {
+    addr: SocketAddr,
+    reader: BufReader<TcpStream>,
+}
+
+impl HttpConnection {
+    /// Connects to `addr`.
+    pub fn connect(addr: SocketAddr) -> io::Result<HttpConnection> {
+        Ok(HttpConnection { addr, reader: BufReader::new(connect(addr)?) })
+    }
+
+    /// One request; the response must carry a length (or be chunked).
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> io::Result<HttpResponse> {
+        write_http_request(self.reader.get_mut(), self.addr, method, path, headers, body, true)?;
+        let head = read_http_head(&mut self.reader)?;
+        let body = read_http_body(&mut self.reader, &head, false)?;
+        Ok(HttpResponse { head, body })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw WebSocket over a plain TcpStream.
+
+/// A WebSocket upgrade request for `path` with the RFC's sample key and `extra` header
+/// lines (each ending in `\r\n`).
+pub fn upgrade_request(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// Connects to `addr`, writes `request` as is and reads the response head.
+pub fn raw_exchange(addr: SocketAddr, request: &[u8]) -> io::Result<HttpHead> {
+    let mut stream = connect(addr)?;
+    stream.write_all(request)?;
+    read_http_head(&mut BufReader::new(stream))
+}
+
+/// WebSocket opcodes.
+pub mod opcode {
+    /// Continuation frame.
+    pub const CONTINUATION: u8 = 0x0;
+    /// Text frame.
+    pub const TEXT: u8 = 0x1;
+    /// Binary frame.
+    pub const BINARY: u8 = 0x2;
+    /// Close frame.
+    pub const CLOSE: u8 = 0x8;
+    /// Ping frame.
+    pub const PING: u8 = 0x9;
+    /// Pong frame.
+    pub const PONG: u8 = 0xA;
+}
+
+/// One WebSocket frame as read from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The FIN bit.
+    pub fin: bool,
+    /// The opcode.
+    pub opcode: u8,
+    /// Whether the server masked it (a server must not).
+    pub masked: bool,
+    /// The (unmasked) payload.
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// For a close frame with a code, the code.
+    pub fn close_code(&self) -> Option<u16> {
+        (self.opcode == opcode::CLOSE && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+/// Encodes one frame; `mask` masks it as a client must.
+pub fn encode_frame(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    out.push(if fin { 0x80 } else { 0 } | opcode);
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n <= 0xFFFF => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    match mask {
+        Some(key) => {
+            out.extend_from_slice(&key);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        }
+        None => out.extend_from_slice(payload),
+    }
+    out
+}
+
+/// Reads one frame.
+pub fn read_frame(reader: &mut impl Read) -> io::Result<Frame> {
+    let mut head = [0u8; 2];
+    reader.read_exact(&mut head)?;
+    let fin = head[0] & 0x80 != 0;
+    if head[0] & 0x70 != 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("RSV bits set: {:#04x}", head[0])));
+    }
+    let opcode = head[0] & 0x0F;
+    let masked = head[1] & 0x80 != 0;
+    let len = match head[1] & 0x7F {
+        126 => {
+            let mut b = [0u8; 2];
+            reader.read_exact(&mut b)?;
+            u64::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            reader.read_exact(&mut b)?;
+            u64::from_be_bytes(b)
+        }
+        n => u64::from(n),
+    };
+    if len > 256 << 20 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("absurd frame length {len}")));
+    }
+    let mut key = [0u8; 4];
+    if masked {
+        reader.read_exact(&mut key)?;
+    }
+    let mut payload = vec![0u8; len as usize];
+    reader.read_exact(&mut payload)?;
+    if masked {
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= key[i % 4];
+        }
+    }
+    Ok(Frame { fin, opcode, masked, payload })
+}
+
+/// How a raw connection ended, as seen by [`RawWs::read_until_close`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// A close frame arrived, with this code (`None`: no code in it).
+    Close(Option<u16>),
+    /// The connection ended without a close frame.
+    Eof,
+    /// The connection was reset.
+    Reset,
+}
+
+/// A WebSocket client over a plain blocking `TcpStream`, writing exactly the frames a test
+/// gives it (masked or not, fragmented, invalid) and reading frames one by one.
+/// Every read and write is bounded by [`TIMEOUT`].
+pub struct RawWs {
+    reader: BufReader<TcpStream>,
+    /// The server's answer to the upgrade.
+    pub response: HttpHead,
+}
+
+impl RawWs {
+    /// Upgrades at `path` on `addr`; panics unless the answer is 101.
+    pub fn connect(addr: SocketAddr, path: &str) -> RawWs {
+        let ws = RawWs::try_connect(addr, path).unwrap_or_else(|e| panic!("upgrade at {path} failed: {e}"));
+        assert_eq!(ws.response.status, 101, "upgrade at {path} refused: {:?}", ws.response);
+        ws
+    }
+
+    /// Sends an upgrade request for `path` and reads the answer, whatever it is.
+    pub fn try_connect(addr: SocketAddr, path: &str) -> io::Result<RawWs> {
+        let stream = connect(addr)?;
+        RawWs::handshake(stream, path)
+    }
+
+    /// Sends an upgrade request for `path` on a connected stream and reads the answer.
+    pub fn handshake(mut stream: TcpStream, path: &str) -> io::Result<RawWs> {
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        stream.set_write_timeout(Some(TIMEOUT))?;
+        stream.write_all(upgrade_request(path, "").as_bytes())?;
+        let mut reader = BufReader::new(stream);
+        let response = read_http_head(&mut reader)?;
+        Ok(RawWs { reader, response })
+    }
+
+    /// The underlying stream.
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+
+    /// Writes bytes as they are.
+    pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.reader.get_mut().write_all(bytes)
+    }
+
+    /// Writes one masked frame.
+    pub fn send(&mut self, fin: bool, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        self.write_raw(&encode_frame(fin, opcode, payload, Some([0x37, 0xfa, 0x21, 0x3d])))
+    }
+
+    /// Reads one frame.
+    pub fn read_frame(&mut self) -> io::Result<Frame> {
+        read_frame(&mut self.reader)
+    }
+
+    /// Reads one complete data message (reassembling fragments), answering nothing and
+    /// failing on anything but data frames.
+    pub fn read_message(&mut self) -> io::Result<(u8, Vec<u8>)> {
+        let first = self.read_frame()?;
+        if first.opcode != opcode::TEXT && first.opcode != opcode::BINARY {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("expected data, got {first:?}")));
+        }
+        let (kind, mut payload, mut fin) = (first.opcode, first.payload, first.fin);
+        while !fin {
+            let next = self.read_frame()?;
+            if next.opcode != opcode::CONTINUATION {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("expected more, got {next:?}")));
+            }
+            payload.extend_from_slice(&next.payload);
+            fin = next.fin;
+        }
+        Ok((kind, payload))
+    }
+
+    /// Reads (and passes to `on_frame`) every frame until a close frame or the end of the
+    /// connection, and says which came.
+    pub fn read_until_close(&mut self, mut on_frame: impl FnMut(&Frame)) -> Ending {
+        loop {
+            match self.read_frame() {
+                Ok(frame) if frame.opcode == opcode::CLOSE => return Ending::Close(frame.close_code()),
+                Ok(frame) => on_frame(&frame),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ending::Eof,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ending::Reset,
+                Err(e) => panic!("reading until close: {e}"),
+            }
+        }
+    }
+
+    /// After a close frame arrived: whether the server then ends the connection (EOF or
+    /// reset) without sending anything else.
+    pub fn read_eof(&mut self) -> io::Result<()> {
+        let mut byte = [0u8; 1];
+        match self.reader.read(&mut byte) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(io::Error::new(io::ErrorKind::InvalidData, "data after the close frame")),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        for len in [0, 5, 125, 126, 65535, 65536, 100_000] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            for mask in [None, Some([1, 2, 3, 4])] {
+                let bytes = encode_frame(true, opcode::BINARY, &payload, mask);
+                let frame = read_frame(&mut &bytes[..]).unwrap();
+                assert_eq!(frame, Frame { fin: true, opcode: 2, masked: mask.is_some(), payload: payload.clone() });
+            }
+        }
+    }
+
+    #[test]
+    fn the_rfc_example_frame_decodes() {
+        // RFC 6455 5.7: a single-frame masked text message "Hello".
+        let bytes = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        let frame = read_frame(&mut &bytes[..]).unwrap();
+        assert_eq!(frame.payload, b"Hello");
+        assert_eq!(encode_frame(true, opcode::TEXT, b"Hello", Some([0x37, 0xfa, 0x21, 0x3d])), bytes);
+    }
+
+    #[test]
+    fn heads_and_chunked_bodies_parse() {
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let mut reader = &raw[..];
+        let head = read_http_head(&mut reader).unwrap();
+        assert_eq!((head.status, head.header("x-a")), (200, Some("b")));
+        assert_eq!(read_http_body(&mut reader, &head, true).unwrap(), b"abcde");
+    }
+
+    #[test]
+    fn cargo_artifact_lines_name_the_executable() {
+        let line = r#"{"reason":"compiler-artifact","executable":"/t/debug/wspush","fresh":true}"#;
+        assert_eq!(json_string_field(line, "executable").as_deref(), Some("/t/debug/wspush"));
+        assert_eq!(json_string_field(r#"{"executable":null}"#, "executable"), None);
+    }
+}

@@ -496,11 +496,7 @@ impl Shard {
                     bump(&self.core.shared.counters.idle_timeouts, 1);
                     self.core.close(key, link, close_code::GOING_AWAY, "idle timeout", true);
                 }
-                State::Open if ping_due => {
-                    if link.queue_control(self.core.ping_frame.clone()) == Queued::Yes {
-                        self.core.mark_dirty(key, link);
-                    }
-                }
+                State::Open if ping_due => self.core.queue_control(key, link, self.core.ping_frame.clone()),
                 State::Closing { deadline_ms, .. }
                     if now >= deadline_ms || self.shutdown_deadline_ms.is_some_and(|d| now >= d) =>
                 {
@@ -537,6 +533,12 @@ impl Core {
         if !link.dirty {
             link.dirty = true;
             self.dirty.push(key);
+        }
+    }
+
+    fn queue_control(&mut self, key: usize, link: &mut Link, frame: Bytes) {
+        if link.queue_control(frame) == Queued::Yes {
+            self.mark_dirty(key, link);
         }
     }
 
@@ -583,11 +585,7 @@ impl Core {
                     self.queue_data(key, link, frame::encode(opcode, message.as_bytes()));
                 }
             }
-            Frame::Ping(payload) => {
-                if link.queue_control(frame::encode(OpCode::Pong, payload)) == Queued::Yes {
-                    self.mark_dirty(key, link);
-                }
-            }
+            Frame::Ping(payload) => self.queue_control(key, link, frame::encode(OpCode::Pong, payload)),
             Frame::Pong(_) => {}
             Frame::Close { code, .. } => {
                 let reply = match code {

@@ -1,1 +1,194 @@
-fn main() {}
+//! `wspush`: one standalone node. The engine accepts WebSockets at
+//! `ws://ADDR/websocket/{id}`; an HTTP API (axum) pushes messages to ids, and serves
+//! health, stats, Prometheus metrics and a demo page.
+//!
+//! Startup prints two lines to stdout that scripts and tests parse:
+//!
+//! ```text
+//! wspush: websocket listening on ws://0.0.0.0:8081/websocket/
+//! wspush: http api listening on http://127.0.0.1:8080
+//! ```
+//!
+//! Exit codes: 0 after a graceful shutdown (SIGINT, SIGTERM), 1 when a listener cannot be
+//! bound or the server fails, 2 for invalid settings.
+
+mod api;
+mod cli;
+mod demo;
+mod metrics;
+
+use std::future::IntoFuture as _;
+use std::io::{IsTerminal as _, Write as _};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, error, info, warn};
+use wspush::{Engine, Event};
+
+/// How long the engine gets to send close frames and flush on shutdown.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn main() -> ExitCode {
+    let settings = match cli::load() {
+        Ok(settings) => settings,
+        Err(cli::LoadError::Clap(error)) => error.exit(),
+        Err(cli::LoadError::Setting(error)) => {
+            eprintln!("wspush: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&settings.log))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure { message, code }) => {
+            error!("{message}");
+            eprintln!("wspush: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Why the server stopped other than by a signal: the message and the exit code.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into(), code: 1 }
+    }
+}
+
+/// Starts the engine and the API, serves until SIGINT/SIGTERM, then shuts both down.
+fn run(settings: cli::Settings) -> Result<(), Failure> {
+    let started = Instant::now();
+    let engine = Engine::start(settings.engine.clone()).map_err(|e| match e {
+        wspush::Error::InvalidConfig { .. } => Failure { message: e.to_string(), code: 2 },
+        other => Failure::new(format!("cannot start the engine: {other}")),
+    })?;
+    let engine = Arc::new(engine);
+    engine.set_event_handler(log_event);
+    let ws_addr =
+        engine.local_addr().or(settings.engine.ws_listen).expect("the server always sets ws_listen");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wspush-api")
+        .build()
+        .map_err(|e| Failure::new(format!("cannot start the async runtime: {e}")))?;
+    let state = Arc::new(api::ApiState {
+        engine: engine.clone(),
+        token: settings.api_token.clone(),
+        max_message_size: settings.engine.max_message_size,
+        started,
+        demo_page: demo::render(ws_addr.port(), &settings.engine.path_prefix, settings.api_token.is_some()),
+    });
+    let served = runtime.block_on(serve(settings, ws_addr, api::router(state)));
+    // Requests still running hold the engine only briefly; do not wait for stragglers.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    info!("closing websockets (1001), up to {} seconds", SHUTDOWN_TIMEOUT.as_secs());
+    engine.shutdown(SHUTDOWN_TIMEOUT);
+    info!("stopped");
+    served
+}
+
+/// Binds the API, announces both listeners, and serves until a signal arrives.
+async fn serve(settings: cli::Settings, ws_addr: SocketAddr, app: axum::Router) -> Result<(), Failure> {
+    let listener = tokio::net::TcpListener::bind(settings.api_listen)
+        .await
+        .map_err(|e| Failure::new(format!("cannot listen on {} (--api-listen): {e}", settings.api_listen)))?;
+    let api_addr = listener.local_addr().map_err(|e| Failure::new(format!("api listener: {e}")))?;
+
+    let prefix = &settings.engine.path_prefix;
+    info!(
+        workers = settings.engine.effective_workers(),
+        max_message_size = settings.engine.max_message_size,
+        max_buffered_bytes = settings.engine.max_buffered_bytes,
+        slow_consumer = ?settings.engine.slow_consumer,
+        echo = settings.engine.echo,
+        "websocket listening on ws://{ws_addr}{prefix}"
+    );
+    info!(token_required = settings.api_token.is_some(), "http api listening on http://{api_addr}");
+    if !api_addr.ip().is_loopback() && settings.api_token.is_none() {
+        warn!("the http api on {api_addr} is reachable from other hosts and has no --api-token: anyone who can reach it can push to every socket");
+    }
+    // Tests and scripts parse these two lines.
+    let mut stdout = std::io::stdout().lock();
+    let announced = writeln!(stdout, "wspush: websocket listening on ws://{ws_addr}{prefix}")
+        .and_then(|()| writeln!(stdout, "wspush: http api listening on http://{api_addr}"))
+        .and_then(|()| stdout.flush());
+    drop(stdout);
+    if let Err(e) = announced {
+        warn!("cannot write the listening addresses to stdout: {e}");
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .into_future(),
+    );
+    tokio::select! {
+        signal = shutdown_signal() => info!("{signal}: shutting down"),
+        result = &mut server => {
+            return match result {
+                Ok(Ok(())) => Err(Failure::new("the http api stopped unexpectedly")),
+                Ok(Err(e)) => Err(Failure::new(format!("the http api failed: {e}"))),
+                Err(e) => Err(Failure::new(format!("the http api panicked: {e}"))),
+            };
+        }
+    }
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(SHUTDOWN_TIMEOUT, server).await {
+        Ok(_) => debug!("http api stopped"),
+        Err(_) => {
+            warn!("http api requests still open after {} seconds; closing them", SHUTDOWN_TIMEOUT.as_secs())
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM, naming it.
+async fn shutdown_signal() -> &'static str {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                warn!("cannot listen for SIGTERM: {e}");
+                let _ = interrupt.await;
+                return "SIGINT";
+            }
+        };
+        tokio::select! {
+            _ = interrupt => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+        "interrupt"
+    }
+}
+
+/// Logs socket events at debug level (messages at trace). Runs on a worker thread: cheap.
+fn log_event(event: &Event<'_>) {
+    match *event {
+        Event::Open { conn, id } => debug!(%conn, id, "socket open"),
+        Event::Close { conn, id, code } => debug!(%conn, id, code, "socket closed"),
+        Event::Message { conn, id, message } => {
+            tracing::trace!(%conn, id, bytes = message.as_bytes().len(), text = message.is_text(), "message in")
+        }
+    }
+}
