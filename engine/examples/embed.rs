@@ -11,7 +11,8 @@ use std::time::Duration;
 use wspush::{Config, Engine, Event, Message};
 
 fn main() -> Result<(), wspush::Error> {
-    let engine = Engine::start(Config { ws_listen: Some("127.0.0.1:9001".parse().unwrap()), ..Config::default() })?;
+    let engine =
+        Engine::start(Config { ws_listen: Some("127.0.0.1:9001".parse().unwrap()), ..Config::default() })?;
     engine.set_event_handler(|event: &Event<'_>| match event {
         Event::Open { conn, id } => println!("open {id} ({conn})"),
         Event::Message { id, message, .. } => println!("message from {id}: {message:?}"),

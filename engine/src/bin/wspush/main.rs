@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 use wspush::{Engine, Event};
 
 /// How long the engine gets to send close frames and flush on shutdown.
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     match run(settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { message, code }) => {
-            error!("{message}");
+            // One line, like the settings errors (the log may be filtered out).
             eprintln!("wspush: {message}");
             ExitCode::from(code)
         }

@@ -1,0 +1,384 @@
+//! The HTTP API: push to an id or to everyone, health, stats, metrics and the demo page.
+//!
+//! Every error is JSON `{"error": "..."}` with a 4xx/5xx status, axum's own rejections
+//! (bad path encoding, body too large, unknown route, wrong method) included.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use wspush::{Engine, HandshakeFailures, Message, Stats};
+
+use crate::metrics;
+
+/// How long a push waits for the engine's receipt before answering 503.
+pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What every handler shares.
+pub struct ApiState {
+    /// The engine pushes go to.
+    pub engine: Arc<Engine>,
+    /// The bearer token POST routes and /stats require, if any.
+    pub token: Option<String>,
+    /// The largest body a push accepts (the engine's `max_message_size`).
+    pub max_message_size: usize,
+    /// When the server started (for `uptime_seconds`).
+    pub started: Instant,
+    /// The demo page, rendered once.
+    pub demo_page: String,
+}
+
+/// The API's routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let protected = Router::new()
+        .route("/socket/{id}", post(send_to_id))
+        .route("/socket/", post(send_to_empty_id))
+        .route("/broadcast", post(broadcast))
+        .route("/stats", get(stats))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let open = Router::new()
+        .route("/", get(demo_page))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text));
+    open.merge(protected)
+        .fallback(not_found)
+        // After every route is added: it applies to the routes present.
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.max_message_size))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// An error answer: a status and `{"error": message}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    /// The answer to an engine error.
+    fn from_engine(error: wspush::Error) -> Self {
+        let status = match error {
+            wspush::Error::InvalidId(_) => StatusCode::BAD_REQUEST,
+            wspush::Error::QueueFull | wspush::Error::ShutDown => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, error.to_string())
+    }
+
+    /// The answer to a bad path parameter (e.g. percent-encoding that is not UTF-8).
+    fn from_path(rejection: PathRejection) -> Self {
+        Self::new(rejection.status(), rejection.body_text())
+    }
+
+    /// The answer to a body that could not be read: 413 when over the limit.
+    fn from_body(rejection: BytesRejection, limit: usize) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than max_message_size ({limit} bytes)"),
+            )
+        } else {
+            Self::new(rejection.status(), rejection.body_text())
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        let headers = response.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// Rejects requests without `Authorization: Bearer TOKEN` when a token is configured.
+async fn require_token(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = request.headers().get(header::AUTHORIZATION).map(|value| value.as_bytes());
+        let Some(given) = given else {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer TOKEN` header")
+                .into_response();
+        };
+        let presented = given
+            .get(..7)
+            .filter(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
+            .map(|_| given[7..].trim_ascii());
+        match presented {
+            Some(presented) if constant_time_eq(presented, token.as_bytes()) => {}
+            Some(_) => return ApiError::new(StatusCode::UNAUTHORIZED, "wrong bearer token").into_response(),
+            None => {
+                return ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "the Authorization header must be `Bearer TOKEN`",
+                )
+                .into_response()
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// Compares without stopping at the first difference, so the time taken does not tell how
+/// much of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// Logs every request at debug level.
+async fn log_request(request: Request, next: Next) -> Response {
+    let (method, uri, start) = (request.method().clone(), request.uri().clone(), Instant::now());
+    let response = next.run(request).await;
+    tracing::debug!(%method, %uri, status = response.status().as_u16(), elapsed = ?start.elapsed(), "api request");
+    response
+}
+
+/// The message a push body carries: binary for `Content-Type: application/octet-stream`,
+/// otherwise text, which must be UTF-8.
+fn message_of<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Message<'a>, ApiError> {
+    let binary = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/octet-stream"));
+    if binary {
+        return Ok(Message::Binary(body));
+    }
+    std::str::from_utf8(body).map(Message::Text).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the body is not valid UTF-8 (from byte {}); send binary messages with \
+                 `Content-Type: application/octet-stream`",
+                e.valid_up_to()
+            ),
+        )
+    })
+}
+
+/// Waits for the engine's receipt: the number of sockets the message was queued to.
+async fn receipt(rx: oneshot::Receiver<usize>) -> Result<usize, ApiError> {
+    match tokio::time::timeout(RECEIPT_TIMEOUT, rx).await {
+        Ok(Ok(sockets)) => Ok(sockets),
+        Ok(Err(_)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the engine is shutting down")),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the engine did not confirm the message within {} seconds", RECEIPT_TIMEOUT.as_secs()),
+        )),
+    }
+}
+
+/// `POST /socket/{id}`: pushes the body to every socket of `id`.
+async fn send_to_id(
+    State(state): State<Arc<ApiState>>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id.map_err(ApiError::from_path)?;
+    wspush::validate_id(&id).map_err(ApiError::from_engine)?;
+    let body = body.map_err(|r| ApiError::from_body(r, state.max_message_size))?;
+    let message = message_of(&headers, &body)?;
+    let (tx, rx) = oneshot::channel();
+    state
+        .engine
+        .send_with_receipt(&id, message, move |sockets| {
+            let _ = tx.send(sockets);
+        })
+        .map_err(ApiError::from_engine)?;
+    let sockets = receipt(rx).await?;
+    Ok(Json(json!({ "id": id, "sockets": sockets })))
+}
+
+/// `POST /socket/`: the id is missing.
+async fn send_to_empty_id() -> ApiError {
+    match wspush::validate_id("") {
+        Err(error) => ApiError::from_engine(error),
+        Ok(()) => ApiError::new(StatusCode::BAD_REQUEST, "invalid id: the id is empty"),
+    }
+}
+
+/// `POST /broadcast`: pushes the body to every socket.
+async fn broadcast(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|r| ApiError::from_body(r, state.max_message_size))?;
+    let message = message_of(&headers, &body)?;
+    let (tx, rx) = oneshot::channel();
+    state
+        .engine
+        .broadcast_with_receipt(message, move |sockets| {
+            let _ = tx.send(sockets);
+        })
+        .map_err(ApiError::from_engine)?;
+    let sockets = receipt(rx).await?;
+    Ok(Json(json!({ "sockets": sockets })))
+}
+
+/// `GET /healthz`.
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /stats`: every counter, the version and the uptime.
+async fn stats(State(state): State<Arc<ApiState>>) -> Json<Value> {
+    Json(stats_json(&state.engine.stats(), state.started.elapsed()))
+}
+
+/// The JSON of `GET /stats`.
+pub fn stats_json(stats: &Stats, uptime: Duration) -> Value {
+    // Destructured without `..`, so that a counter added to `Stats` fails to compile here
+    // until it is exported.
+    let Stats {
+        connections,
+        ids,
+        worker_connections,
+        connections_opened,
+        messages_in,
+        bytes_in,
+        messages_out,
+        bytes_out,
+        slow_consumer_disconnects,
+        slow_consumer_drops,
+        idle_timeouts,
+        protocol_errors,
+        queue_full,
+        handshake_failures,
+    } = stats;
+    let HandshakeFailures { bad_request, bad_version, bad_path, too_large, timeout, over_capacity, io } =
+        handshake_failures;
+    json!({
+        "version": wspush::VERSION,
+        "uptime_seconds": uptime.as_secs(),
+        "connections": connections,
+        "ids": ids,
+        "worker_connections": worker_connections,
+        "connections_opened": connections_opened,
+        "messages_in": messages_in,
+        "bytes_in": bytes_in,
+        "messages_out": messages_out,
+        "bytes_out": bytes_out,
+        "slow_consumer_disconnects": slow_consumer_disconnects,
+        "slow_consumer_drops": slow_consumer_drops,
+        "idle_timeouts": idle_timeouts,
+        "protocol_errors": protocol_errors,
+        "queue_full": queue_full,
+        "handshake_failures": {
+            "bad_request": bad_request,
+            "bad_version": bad_version,
+            "bad_path": bad_path,
+            "too_large": too_large,
+            "timeout": timeout,
+            "over_capacity": over_capacity,
+            "io": io,
+        },
+    })
+}
+
+/// `GET /metrics`.
+async fn metrics_text(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
+    let text = metrics::render(&state.engine.stats(), state.started.elapsed());
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text)
+}
+
+/// `GET /`.
+async fn demo_page(State(state): State<Arc<ApiState>>) -> Html<String> {
+    Html(state.demo_page.clone())
+}
+
+/// Any other path.
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no route for {method} {}", uri.path()))
+}
+
+/// A known path with another method.
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_have_every_field() {
+        let stats = Stats {
+            connections: 1,
+            ids: 2,
+            worker_connections: vec![3, 4],
+            connections_opened: 5,
+            messages_in: 6,
+            bytes_in: 7,
+            messages_out: 8,
+            bytes_out: 9,
+            slow_consumer_disconnects: 10,
+            slow_consumer_drops: 11,
+            idle_timeouts: 12,
+            protocol_errors: 13,
+            queue_full: 14,
+            handshake_failures: HandshakeFailures {
+                bad_request: 15,
+                bad_version: 16,
+                bad_path: 17,
+                too_large: 18,
+                timeout: 19,
+                over_capacity: 20,
+                io: 21,
+            },
+        };
+        let value = stats_json(&stats, Duration::from_secs(99));
+        assert_eq!(
+            value,
+            json!({
+                "version": wspush::VERSION, "uptime_seconds": 99, "connections": 1, "ids": 2,
+                "worker_connections": [3, 4], "connections_opened": 5, "messages_in": 6, "bytes_in": 7,
+                "messages_out": 8, "bytes_out": 9, "slow_consumer_disconnects": 10,
+                "slow_consumer_drops": 11, "idle_timeouts": 12, "protocol_errors": 13, "queue_full": 14,
+                "handshake_failures": {"bad_request": 15, "bad_version": 16, "bad_path": 17,
+                    "too_large": 18, "timeout": 19, "over_capacity": 20, "io": 21},
+            })
+        );
+    }
+
+    #[test]
+    fn bodies_become_text_or_binary() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(message_of(&headers, b"hi").unwrap(), Message::Text("hi"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("Application/Octet-Stream; x=y"));
+        assert_eq!(message_of(&headers, b"\xff").unwrap(), Message::Binary(b"\xff"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let error = message_of(&headers, b"ok\xff").unwrap_err();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert!(error.message.contains("not valid UTF-8 (from byte 2)"), "{}", error.message);
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

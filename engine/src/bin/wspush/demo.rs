@@ -1,0 +1,39 @@
+//! `GET /`: a self-contained demo page (HTML and JavaScript, no external assets) that
+//! connects a WebSocket for an id and pushes to it through the API.
+
+/// The page, with the placeholder [`PLACEHOLDER`] where its settings go.
+const PAGE: &str = include_str!("demo.html");
+
+/// Replaced by a JSON object: `{"wsPort": .., "pathPrefix": .., "tokenRequired": ..}`.
+const PLACEHOLDER: &str = "__WSPUSH_CONFIG__";
+
+/// The page for a WebSocket listener on `ws_port` with `path_prefix`. The page connects
+/// to its own host name with the port replaced by `ws_port`.
+pub fn render(ws_port: u16, path_prefix: &str, token_required: bool) -> String {
+    let config = serde_json::json!({
+        "wsPort": ws_port,
+        "pathPrefix": path_prefix,
+        "tokenRequired": token_required,
+    });
+    // Inside <script>, `</script>` or `<!--` in a string would end or change the script:
+    // escape the characters that could start them.
+    let config = config.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026");
+    PAGE.replacen(PLACEHOLDER, &config, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settings_are_injected_once_and_safely() {
+        assert_eq!(PAGE.matches(PLACEHOLDER).count(), 1);
+        let page = render(9001, "/ws/</script>/", true);
+        assert!(!page.contains(PLACEHOLDER));
+        assert!(page.contains(r#""wsPort":9001"#), "{page}");
+        assert!(page.contains(r#""pathPrefix":"/ws/\u003c/script\u003e/""#), "{page}");
+        assert!(page.contains(r#""tokenRequired":true"#), "{page}");
+        assert_eq!(page.matches("</script>").count(), 1);
+        assert!(!page.contains("http://") && !page.contains("https://"), "no external assets");
+    }
+}

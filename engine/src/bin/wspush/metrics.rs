@@ -1,0 +1,203 @@
+//! `GET /metrics`: the engine's counters in the Prometheus text exposition format
+//! (version 0.0.4), rendered by hand from a [`Stats`] snapshot.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use wspush::{HandshakeFailures, Stats};
+
+/// The `Content-Type` of the exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+/// Renders `stats` (and the process's uptime) as Prometheus metrics.
+pub fn render(stats: &Stats, uptime: Duration) -> String {
+    // Destructured without `..`, so that a counter added to `Stats` fails to compile here
+    // until it is exported.
+    let Stats {
+        connections,
+        ids,
+        worker_connections,
+        connections_opened,
+        messages_in,
+        bytes_in,
+        messages_out,
+        bytes_out,
+        slow_consumer_disconnects,
+        slow_consumer_drops,
+        idle_timeouts,
+        protocol_errors,
+        queue_full,
+        handshake_failures,
+    } = stats;
+    let HandshakeFailures { bad_request, bad_version, bad_path, too_large, timeout, over_capacity, io } =
+        handshake_failures;
+
+    let mut out = String::with_capacity(4096);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let gauge = "gauge";
+    let counter = "counter";
+
+    metric("wspush_connections", gauge, "Open WebSocket connections.", &[("", *connections)]);
+    metric("wspush_ids", gauge, "Distinct ids with at least one open connection.", &[("", *ids)]);
+    let workers: Vec<(String, u64)> =
+        worker_connections.iter().enumerate().map(|(i, n)| (format!("{{worker=\"{i}\"}}"), *n)).collect();
+    let workers: Vec<(&str, u64)> = workers.iter().map(|(labels, n)| (labels.as_str(), *n)).collect();
+    metric("wspush_worker_connections", gauge, "Open WebSocket connections per worker thread.", &workers);
+    metric(
+        "wspush_connections_opened_total",
+        counter,
+        "WebSocket connections opened since start.",
+        &[("", *connections_opened)],
+    );
+    metric(
+        "wspush_messages_in_total",
+        counter,
+        "Complete messages received from clients.",
+        &[("", *messages_in)],
+    );
+    metric(
+        "wspush_bytes_in_total",
+        counter,
+        "Payload bytes of the messages received from clients.",
+        &[("", *bytes_in)],
+    );
+    metric(
+        "wspush_messages_out_total",
+        counter,
+        "Messages queued to sockets (one per target socket).",
+        &[("", *messages_out)],
+    );
+    metric(
+        "wspush_bytes_out_total",
+        counter,
+        "Bytes written to sockets (frames, handshakes and control frames).",
+        &[("", *bytes_out)],
+    );
+    metric(
+        "wspush_slow_consumer_disconnects_total",
+        counter,
+        "Sockets closed with 1008 for exceeding max_buffered_bytes.",
+        &[("", *slow_consumer_disconnects)],
+    );
+    metric(
+        "wspush_slow_consumer_drops_total",
+        counter,
+        "Messages dropped for slow sockets under the drop policy.",
+        &[("", *slow_consumer_drops)],
+    );
+    metric(
+        "wspush_idle_timeouts_total",
+        counter,
+        "Sockets closed because they sent nothing for idle_timeout.",
+        &[("", *idle_timeouts)],
+    );
+    metric(
+        "wspush_protocol_errors_total",
+        counter,
+        "Sockets closed for a protocol violation (1002, 1007, 1009).",
+        &[("", *protocol_errors)],
+    );
+    metric(
+        "wspush_queue_full_total",
+        counter,
+        "Sends or broadcasts refused because a worker's queue was full.",
+        &[("", *queue_full)],
+    );
+    metric(
+        "wspush_handshake_failures_total",
+        counter,
+        "Refused WebSocket upgrades, by reason.",
+        &[
+            ("{reason=\"bad_request\"}", *bad_request),
+            ("{reason=\"bad_version\"}", *bad_version),
+            ("{reason=\"bad_path\"}", *bad_path),
+            ("{reason=\"too_large\"}", *too_large),
+            ("{reason=\"timeout\"}", *timeout),
+            ("{reason=\"over_capacity\"}", *over_capacity),
+            ("{reason=\"io\"}", *io),
+        ],
+    );
+    metric("wspush_uptime_seconds", gauge, "Seconds since the server started.", &[("", uptime.as_secs())]);
+    let version = format!("{{version=\"{}\"}}", wspush::VERSION);
+    metric("wspush_build_info", gauge, "The wspush version, as a label; always 1.", &[(version.as_str(), 1)]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_counter() {
+        let stats = Stats {
+            connections: 3,
+            ids: 2,
+            worker_connections: vec![1, 2],
+            connections_opened: 10,
+            messages_in: 11,
+            bytes_in: 12,
+            messages_out: 13,
+            bytes_out: 14,
+            slow_consumer_disconnects: 15,
+            slow_consumer_drops: 16,
+            idle_timeouts: 17,
+            protocol_errors: 18,
+            queue_full: 19,
+            handshake_failures: HandshakeFailures {
+                bad_request: 20,
+                bad_version: 21,
+                bad_path: 22,
+                too_large: 23,
+                timeout: 24,
+                over_capacity: 25,
+                io: 26,
+            },
+        };
+        let text = render(&stats, Duration::from_secs(42));
+        for line in [
+            "# HELP wspush_connections Open WebSocket connections.",
+            "# TYPE wspush_connections gauge",
+            "wspush_connections 3",
+            "wspush_ids 2",
+            "# TYPE wspush_worker_connections gauge",
+            "wspush_worker_connections{worker=\"0\"} 1",
+            "wspush_worker_connections{worker=\"1\"} 2",
+            "# TYPE wspush_connections_opened_total counter",
+            "wspush_connections_opened_total 10",
+            "wspush_messages_in_total 11",
+            "wspush_bytes_in_total 12",
+            "wspush_messages_out_total 13",
+            "wspush_bytes_out_total 14",
+            "wspush_slow_consumer_disconnects_total 15",
+            "wspush_slow_consumer_drops_total 16",
+            "wspush_idle_timeouts_total 17",
+            "wspush_protocol_errors_total 18",
+            "wspush_queue_full_total 19",
+            "# TYPE wspush_handshake_failures_total counter",
+            "wspush_handshake_failures_total{reason=\"bad_request\"} 20",
+            "wspush_handshake_failures_total{reason=\"bad_version\"} 21",
+            "wspush_handshake_failures_total{reason=\"bad_path\"} 22",
+            "wspush_handshake_failures_total{reason=\"too_large\"} 23",
+            "wspush_handshake_failures_total{reason=\"timeout\"} 24",
+            "wspush_handshake_failures_total{reason=\"over_capacity\"} 25",
+            "wspush_handshake_failures_total{reason=\"io\"} 26",
+            "wspush_uptime_seconds 42",
+            &format!("wspush_build_info{{version=\"{}\"}} 1", wspush::VERSION),
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing line {line:?} in\n{text}");
+        }
+        // Every sample line belongs to a metric announced by HELP and TYPE.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}");
+        }
+        assert!(text.ends_with('\n'));
+    }
+}
