@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::Error;
+use crate::{ClusterConfig, Error};
 
 /// What to do with a socket whose queued output would exceed [`Config::max_buffered_bytes`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,6 +67,8 @@ pub struct Config {
     pub command_queue_capacity: usize,
     /// Send every inbound message back to the socket that sent it (conformance testing).
     pub echo: bool,
+    /// Cluster mode over Redis; `None` runs a single node with the in-process backplane.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for Config {
@@ -86,6 +88,7 @@ impl Default for Config {
             max_headers: 32,
             command_queue_capacity: 1 << 16,
             echo: false,
+            cluster: None,
         }
     }
 }
@@ -125,7 +128,10 @@ impl Config {
         if self.command_queue_capacity == 0 {
             return bad("command_queue_capacity", "must be at least 1".into());
         }
-        Ok(())
+        match &self.cluster {
+            Some(cluster) => cluster.validate(),
+            None => Ok(()),
+        }
     }
 
     /// The number of workers this config starts: [`Config::workers`], or the CPU count.

@@ -10,12 +10,14 @@ use crossbeam_channel::Sender;
 use mio::{Poll, Waker};
 
 use crate::acceptor::{self, Acceptor, AcceptorCommand, AcceptorSettings};
+use crate::cluster::{Backplane, ClusterLink};
 use crate::event::HandlerSlot;
-use crate::frame::{self, OpCode};
+use crate::frame;
 use crate::id::{validate_id, worker_of};
-use crate::shard::{self, BroadcastReceipt, Command, Shard, ShardHandle, ShardSettings, ShardShared};
+use crate::receipt::{Collector, SelfCount};
+use crate::shard::{self, Command, Shard, ShardHandle, ShardSettings, ShardShared};
 use crate::stats::Counters;
-use crate::{Config, ConnectionId, Error, EventHandler, Message, Stats};
+use crate::{Config, ConnectionId, Error, EventHandler, Message, Presence, Receipt, Stats};
 
 /// Whether a socket handed to [`Engine::register`] still needs its WebSocket upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,9 @@ pub struct Engine {
     /// One per worker, then the acceptor's.
     counters: Vec<Arc<Counters>>,
     open: Arc<AtomicUsize>,
+    /// The Redis backplane, in cluster mode.
+    cluster: Option<Arc<ClusterLink>>,
+    backplane: Mutex<Option<Backplane>>,
     shut_down: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -61,6 +66,13 @@ impl Engine {
         let mut threads = Vec::with_capacity(workers + 1);
         let mut shards = Vec::with_capacity(workers);
         let settings = ShardSettings::from_config(&config);
+        let (cluster, cluster_ends) = match &config.cluster {
+            Some(cluster_config) => {
+                let (link, ends) = ClusterLink::new(cluster_config);
+                (Some(link), Some(ends))
+            }
+            None => (None, None),
+        };
         for worker in 0..workers {
             let poll = Poll::new().map_err(|e| Error::io("creating a worker's poll", e))?;
             let waker = Waker::new(poll.registry(), shard::WAKER)
@@ -73,6 +85,7 @@ impl Engine {
                 handler: handler.clone(),
                 open: open.clone(),
                 notified: notified.clone(),
+                cluster: cluster.clone(),
             };
             let settings = settings.clone();
             // Built on its own thread: a worker's state is single-threaded (`Rc` ids).
@@ -85,15 +98,23 @@ impl Engine {
             shards.push(ShardHandle { commands, waker, notified, counters: worker_counters });
         }
         let shards: Arc<[ShardHandle]> = shards.into();
+        let backplane = match (&config.cluster, &cluster, cluster_ends) {
+            (Some(cluster_config), Some(link), Some(ends)) => {
+                Some(Backplane::start(cluster_config, link.clone(), ends, shards.clone())?)
+            }
+            _ => None,
+        };
 
         let listener = match config.ws_listen {
-            Some(addr) => Some(
-                mio::net::TcpListener::bind(addr).map_err(|e| Error::io(format!("binding {addr}"), e))?,
-            ),
+            Some(addr) => {
+                Some(mio::net::TcpListener::bind(addr).map_err(|e| Error::io(format!("binding {addr}"), e))?)
+            }
             None => None,
         };
         let local_addr = match &listener {
-            Some(listener) => Some(listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?),
+            Some(listener) => {
+                Some(listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?)
+            }
             None => None,
         };
         let poll = Poll::new().map_err(|e| Error::io("creating the acceptor's poll", e))?;
@@ -129,6 +150,8 @@ impl Engine {
             handler,
             counters,
             open,
+            cluster,
+            backplane: Mutex::new(backplane),
             shut_down: AtomicBool::new(false),
             threads: Mutex::new(threads),
         })
@@ -155,18 +178,21 @@ impl Engine {
         self.handler.store(None);
     }
 
-    /// Queues `message` for every socket of `id`. Never blocks.
+    /// Queues `message` for every socket of `id`, on this node and (in cluster mode) on
+    /// every other. Never blocks.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidId`], [`Error::QueueFull`] when the id's worker is overloaded,
-    /// [`Error::ShutDown`].
+    /// [`Error::ShutDown`]. In cluster mode a publish that cannot be queued for Redis is
+    /// counted ([`ClusterStats::publish_dropped`](crate::ClusterStats)), not an error: the
+    /// local sockets still get the message.
     pub fn send(&self, id: &str, message: Message<'_>) -> Result<(), Error> {
         self.send_command(id, message, None)
     }
 
-    /// As [`Engine::send`], then calls `receipt` (on the worker thread) with the number of
-    /// sockets the message was queued to.
+    /// As [`Engine::send`], then calls `receipt` (on a worker or backplane thread) with
+    /// what the message reached: the local sockets, and in cluster mode the other nodes.
     ///
     /// # Errors
     ///
@@ -175,19 +201,32 @@ impl Engine {
         &self,
         id: &str,
         message: Message<'_>,
-        receipt: impl FnOnce(usize) + Send + 'static,
+        receipt: impl FnOnce(Receipt) + Send + 'static,
     ) -> Result<(), Error> {
-        self.send_command(id, message, Some(Box::new(receipt)))
+        let parts = 1 + usize::from(self.cluster.is_some());
+        let collector = Arc::new(Collector::for_receipt(parts, SelfCount::ExcludeIfLocal, receipt));
+        self.send_command(id, message, Some(collector))
     }
 
-    fn send_command(&self, id: &str, message: Message<'_>, receipt: Option<shard::Receipt>) -> Result<(), Error> {
+    fn send_command(
+        &self,
+        id: &str,
+        message: Message<'_>,
+        receipt: Option<Arc<Collector>>,
+    ) -> Result<(), Error> {
         validate_id(id)?;
         self.check_running()?;
-        let frame = encode(message);
-        self.shards[worker_of(id, self.shards.len())].submit(Command::Send { id: id.into(), frame, receipt })
+        let frame = frame::encode_message(message);
+        let command = Command::Send { id: id.into(), frame, receipt: receipt.clone() };
+        self.shards[worker_of(id, self.shards.len())].submit(command)?;
+        if let Some(cluster) = &self.cluster {
+            cluster.publish_send(id, message, receipt);
+        }
+        Ok(())
     }
 
-    /// Queues `message` for every socket. Never blocks.
+    /// Queues `message` for every socket, on this node and (in cluster mode) on every
+    /// other. Never blocks.
     ///
     /// # Errors
     ///
@@ -197,8 +236,8 @@ impl Engine {
         self.broadcast_command(message, None)
     }
 
-    /// As [`Engine::broadcast`], then calls `receipt` once with the number of sockets the
-    /// message was queued to, once every worker has queued it.
+    /// As [`Engine::broadcast`], then calls `receipt` once with what the message reached,
+    /// once every worker (and the publisher) has handled it.
     ///
     /// # Errors
     ///
@@ -206,15 +245,16 @@ impl Engine {
     pub fn broadcast_with_receipt(
         &self,
         message: Message<'_>,
-        receipt: impl FnOnce(usize) + Send + 'static,
+        receipt: impl FnOnce(Receipt) + Send + 'static,
     ) -> Result<(), Error> {
-        let receipt = Arc::new(BroadcastReceipt::new(self.shards.len(), Box::new(receipt)));
-        self.broadcast_command(message, Some(receipt))
+        let parts = self.shards.len() + usize::from(self.cluster.is_some());
+        let collector = Arc::new(Collector::for_receipt(parts, SelfCount::ExcludeAlways, receipt));
+        self.broadcast_command(message, Some(collector))
     }
 
-    fn broadcast_command(&self, message: Message<'_>, receipt: Option<Arc<BroadcastReceipt>>) -> Result<(), Error> {
+    fn broadcast_command(&self, message: Message<'_>, receipt: Option<Arc<Collector>>) -> Result<(), Error> {
         self.check_running()?;
-        let frame = encode(message);
+        let frame = frame::encode_message(message);
         let mut result = Ok(());
         for shard in self.shards.iter() {
             let command = Command::Broadcast { frame: frame.clone(), receipt: receipt.clone() };
@@ -222,7 +262,42 @@ impl Engine {
                 result = Err(e);
             }
         }
+        // Other nodes get it even if a local worker was full: more delivery, not less.
+        if let Some(cluster) = &self.cluster {
+            cluster.publish_broadcast(message, receipt);
+        }
         result
+    }
+
+    /// Finds where `id` is online and calls `done` (on a worker or backplane thread) with
+    /// its local sockets and, in cluster mode, the number of nodes subscribed to it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::QueueFull`], [`Error::ShutDown`]; on error `done` is
+    /// not called.
+    pub fn presence(&self, id: &str, done: impl FnOnce(Presence) + Send + 'static) -> Result<(), Error> {
+        validate_id(id)?;
+        self.check_running()?;
+        let parts = 1 + usize::from(self.cluster.is_some());
+        let collector = Arc::new(Collector::for_presence(parts, done));
+        let command = Command::Count { id: id.into(), receipt: collector.clone() };
+        self.shards[worker_of(id, self.shards.len())].submit(command)?;
+        if let Some(cluster) = &self.cluster {
+            cluster.count_subscribers(id, collector);
+        }
+        Ok(())
+    }
+
+    /// Whether the node can do everything it is configured for: always on a single node;
+    /// in cluster mode, while both Redis connections are up.
+    pub fn is_healthy(&self) -> bool {
+        self.cluster.as_ref().is_none_or(|cluster| cluster.is_connected())
+    }
+
+    /// This node's id in cluster mode.
+    pub fn node_id(&self) -> Option<&str> {
+        self.cluster.as_ref().map(|cluster| cluster.node_id())
     }
 
     /// Queues `message` for one socket (e.g. a reply to the socket a message came from).
@@ -233,7 +308,7 @@ impl Engine {
     /// [`Error::QueueFull`], [`Error::ShutDown`].
     pub fn send_to(&self, conn: ConnectionId, message: Message<'_>) -> Result<(), Error> {
         self.check_running()?;
-        self.shard_of(conn)?.submit(Command::SendTo { conn, frame: encode(message) })
+        self.shard_of(conn)?.submit(Command::SendTo { conn, frame: frame::encode_message(message) })
     }
 
     /// Starts the close handshake on one socket with `code`.
@@ -244,7 +319,10 @@ impl Engine {
     /// [`Error::QueueFull`], [`Error::ShutDown`].
     pub fn close(&self, conn: ConnectionId, code: u16) -> Result<(), Error> {
         if !frame::is_valid_close_code(code) {
-            return Err(Error::InvalidConfig { setting: "code", reason: format!("{code} is not a valid close code") });
+            return Err(Error::InvalidConfig {
+                setting: "code",
+                reason: format!("{code} is not a valid close code"),
+            });
         }
         self.check_running()?;
         self.shard_of(conn)?.submit(Command::Close { conn, code })
@@ -292,6 +370,7 @@ impl Engine {
         for counters in &self.counters {
             counters.add_to(&mut stats);
         }
+        stats.cluster = self.cluster.as_ref().map(|cluster| cluster.stats());
         stats.worker_connections = self.counters[..self.shards.len()]
             .iter()
             .map(|c| c.connections.load(Ordering::Relaxed))
@@ -321,6 +400,11 @@ impl Engine {
                 tracing::error!("a wspush thread panicked");
             }
         }
+        // After the workers (their last closes may unsubscribe): the backplane flushes the
+        // publishes still queued, then closes its connections.
+        if let Some(mut backplane) = self.backplane.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            backplane.shutdown();
+        }
         tracing::info!("wspush engine stopped");
     }
 
@@ -337,12 +421,6 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.shutdown(DROP_SHUTDOWN_TIMEOUT);
     }
-}
-
-/// Frames a message once; every target queues this same buffer.
-fn encode(message: Message<'_>) -> bytes::Bytes {
-    let opcode = if message.is_text() { OpCode::Text } else { OpCode::Binary };
-    frame::encode(opcode, message.as_bytes())
 }
 
 #[cfg(test)]

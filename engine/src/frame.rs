@@ -127,6 +127,12 @@ pub fn encode(opcode: OpCode, payload: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// Encodes a data message as one unmasked FIN frame: text (opcode 1) or binary (opcode 2).
+pub fn encode_message(message: crate::Message<'_>) -> Bytes {
+    let opcode = if message.is_text() { OpCode::Text } else { OpCode::Binary };
+    encode(opcode, message.as_bytes())
+}
+
 /// A close frame with `code` and `reason`.
 ///
 /// `reason` is cut at a char boundary so that the payload fits the 125 bytes of a control

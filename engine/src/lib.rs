@@ -25,6 +25,7 @@
 #![warn(rust_2018_idioms)]
 
 mod acceptor;
+pub mod cluster;
 mod config;
 mod connection;
 mod engine;
@@ -34,15 +35,18 @@ pub mod frame;
 pub mod handshake;
 mod id;
 mod message;
+mod receipt;
 mod shard;
 mod stats;
 
+pub use cluster::{ClusterConfig, ClusterStats};
 pub use config::{Config, SlowConsumerPolicy};
 pub use engine::{Engine, Handshake};
 pub use error::Error;
 pub use event::{ConnectionId, Event, EventHandler};
 pub use id::{validate_id, MAX_ID_LEN};
 pub use message::Message;
+pub use receipt::{Presence, Receipt};
 pub use stats::{HandshakeFailures, Stats};
 
 /// The version of this crate, as in `Cargo.toml`.

@@ -10,7 +10,7 @@ use std::io::{self, Read};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,10 +19,12 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use crate::cluster::ClusterLink;
 use crate::config::SlowConsumerPolicy;
 use crate::connection::{Connection, Link, Queued, State};
 use crate::event::HandlerSlot;
 use crate::frame::{self, close_code, Frame, OpCode};
+use crate::receipt::Collector;
 use crate::stats::{bump, Counters};
 use crate::{Config, ConnectionId, Error, Event};
 
@@ -39,15 +41,14 @@ const RETAINED_INPUT_CAPACITY: usize = 16 * 1024;
 /// Slab keys live in the low bits of a connection's serial, the rest counts up.
 const KEY_BITS: u32 = 24;
 
-/// Called once with the number of sockets a message was queued to.
-pub(crate) type Receipt = Box<dyn FnOnce(usize) + Send>;
-
 /// Work for a worker.
 pub(crate) enum Command {
     /// A frame for every socket of `id`.
-    Send { id: Box<str>, frame: Bytes, receipt: Option<Receipt> },
+    Send { id: Box<str>, frame: Bytes, receipt: Option<Arc<Collector>> },
     /// A frame for every socket of this worker.
-    Broadcast { frame: Bytes, receipt: Option<Arc<BroadcastReceipt>> },
+    Broadcast { frame: Bytes, receipt: Option<Arc<Collector>> },
+    /// Count the sockets of `id`.
+    Count { id: Box<str>, receipt: Arc<Collector> },
     /// A frame for one socket.
     SendTo { conn: ConnectionId, frame: Bytes },
     /// Close one socket with a code.
@@ -84,34 +85,6 @@ impl ShardHandle {
                 Err(Error::QueueFull)
             }
             Err(TrySendError::Disconnected(_)) => Err(Error::ShutDown),
-        }
-    }
-}
-
-/// Adds up a broadcast's per-worker counts and reports the total once, from the last
-/// worker to finish.
-pub(crate) struct BroadcastReceipt {
-    remaining: AtomicUsize,
-    sockets: AtomicUsize,
-    receipt: Mutex<Option<Receipt>>,
-}
-
-impl BroadcastReceipt {
-    pub fn new(workers: usize, receipt: Receipt) -> Self {
-        Self {
-            remaining: AtomicUsize::new(workers),
-            sockets: AtomicUsize::new(0),
-            receipt: Mutex::new(Some(receipt)),
-        }
-    }
-
-    fn worker_done(&self, sockets: usize) {
-        self.sockets.fetch_add(sockets, Ordering::AcqRel);
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let receipt = self.receipt.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(receipt) = receipt {
-                receipt(self.sockets.load(Ordering::Acquire));
-            }
         }
     }
 }
@@ -158,6 +131,9 @@ pub(crate) struct ShardShared {
     pub open: Arc<AtomicUsize>,
     /// False while the worker may be blocked in `poll`; senders wake it when they flip it.
     pub notified: Arc<AtomicBool>,
+    /// The Redis backplane, in cluster mode: told when this worker's first socket of an id
+    /// opens and its last one closes, and given client messages to publish.
+    pub cluster: Option<Arc<ClusterLink>>,
 }
 
 /// The parts of a worker that frame handling needs beside a connection.
@@ -292,7 +268,7 @@ impl Shard {
                     }
                 }
                 if let Some(receipt) = receipt {
-                    receipt(reached);
+                    receipt.add_sockets(reached);
                 }
             }
             Command::Broadcast { frame, receipt } => {
@@ -301,9 +277,10 @@ impl Shard {
                     reached += usize::from(self.core.queue_data(key, &mut conn.link, frame.clone()));
                 }
                 if let Some(receipt) = receipt {
-                    receipt.worker_done(reached);
+                    receipt.add_sockets(reached);
                 }
             }
+            Command::Count { id, receipt } => receipt.add_sockets(self.ids.get(&*id).map_or(0, Vec::len)),
             Command::SendTo { conn, frame } => {
                 if let Some(key) = self.key_of(conn) {
                     self.core.queue_data(key, &mut self.conns[key].link, frame);
@@ -353,6 +330,9 @@ impl Shard {
             Some((shared_id, _)) => shared_id.clone(),
             None => {
                 bump(&self.core.shared.counters.ids, 1);
+                if let Some(cluster) = &self.core.shared.cluster {
+                    cluster.subscribe(&id);
+                }
                 Rc::from(id)
             }
         };
@@ -519,6 +499,9 @@ impl Shard {
             if keys.is_empty() {
                 self.ids.remove(&link.id);
                 self.core.shared.counters.ids.fetch_sub(1, Ordering::Relaxed);
+                if let Some(cluster) = &self.core.shared.cluster {
+                    cluster.unsubscribe(&link.id);
+                }
             }
         }
         self.core.shared.counters.connections.fetch_sub(1, Ordering::Relaxed);
@@ -580,9 +563,11 @@ impl Core {
                 bump(&self.shared.counters.bytes_in, message.as_bytes().len() as u64);
                 let conn = ConnectionId::new(self.worker, link.serial);
                 self.emit(&Event::Message { conn, id: &link.id, message });
+                if let Some(cluster) = &self.shared.cluster {
+                    cluster.publish_inbound(&link.id, message);
+                }
                 if self.settings.echo {
-                    let opcode = if message.is_text() { OpCode::Text } else { OpCode::Binary };
-                    self.queue_data(key, link, frame::encode(opcode, message.as_bytes()));
+                    self.queue_data(key, link, frame::encode_message(message));
                 }
             }
             Frame::Ping(payload) => self.queue_control(key, link, frame::encode(OpCode::Pong, payload)),

@@ -66,6 +66,8 @@ pub struct Stats {
     pub queue_full: u64,
     /// Refused upgrades, by reason.
     pub handshake_failures: HandshakeFailures,
+    /// Cluster counters, in cluster mode.
+    pub cluster: Option<crate::ClusterStats>,
 }
 
 /// One worker's counters (the acceptor has its own, for handshake failures).

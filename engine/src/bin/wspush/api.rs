@@ -176,10 +176,10 @@ fn message_of<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Message<'a>, Ap
     })
 }
 
-/// Waits for the engine's receipt: the number of sockets the message was queued to.
-async fn receipt(rx: oneshot::Receiver<usize>) -> Result<usize, ApiError> {
+/// Waits for the engine's receipt: what the message reached.
+async fn receipt(rx: oneshot::Receiver<wspush::Receipt>) -> Result<wspush::Receipt, ApiError> {
     match tokio::time::timeout(RECEIPT_TIMEOUT, rx).await {
-        Ok(Ok(sockets)) => Ok(sockets),
+        Ok(Ok(receipt)) => Ok(receipt),
         Ok(Err(_)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the engine is shutting down")),
         Err(_) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -202,12 +202,12 @@ async fn send_to_id(
     let (tx, rx) = oneshot::channel();
     state
         .engine
-        .send_with_receipt(&id, message, move |sockets| {
-            let _ = tx.send(sockets);
+        .send_with_receipt(&id, message, move |receipt| {
+            let _ = tx.send(receipt);
         })
         .map_err(ApiError::from_engine)?;
-    let sockets = receipt(rx).await?;
-    Ok(Json(json!({ "id": id, "sockets": sockets })))
+    let receipt = receipt(rx).await?;
+    Ok(Json(json!({ "id": id, "sockets": receipt.sockets })))
 }
 
 /// `POST /socket/`: the id is missing.
@@ -229,12 +229,12 @@ async fn broadcast(
     let (tx, rx) = oneshot::channel();
     state
         .engine
-        .broadcast_with_receipt(message, move |sockets| {
-            let _ = tx.send(sockets);
+        .broadcast_with_receipt(message, move |receipt| {
+            let _ = tx.send(receipt);
         })
         .map_err(ApiError::from_engine)?;
-    let sockets = receipt(rx).await?;
-    Ok(Json(json!({ "sockets": sockets })))
+    let receipt = receipt(rx).await?;
+    Ok(Json(json!({ "sockets": receipt.sockets })))
 }
 
 /// `GET /healthz`.
@@ -266,6 +266,7 @@ pub fn stats_json(stats: &Stats, uptime: Duration) -> Value {
         protocol_errors,
         queue_full,
         handshake_failures,
+        cluster: _,
     } = stats;
     let HandshakeFailures { bad_request, bad_version, bad_path, too_large, timeout, over_capacity, io } =
         handshake_failures;

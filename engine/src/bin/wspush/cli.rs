@@ -359,6 +359,7 @@ impl Sources {
                 .get("command_queue_capacity", parse_count)?
                 .unwrap_or(defaults.command_queue_capacity),
             echo: self.get("echo", parse_bool)?.unwrap_or(defaults.echo),
+            cluster: None,
         };
         if let Err(error) = engine.validate() {
             return Err(match error {

@@ -28,6 +28,7 @@ pub fn render(stats: &Stats, uptime: Duration) -> String {
         protocol_errors,
         queue_full,
         handshake_failures,
+        cluster: _,
     } = stats;
     let HandshakeFailures { bad_request, bad_version, bad_path, too_large, timeout, over_capacity, io } =
         handshake_failures;

@@ -1,0 +1,483 @@
+//! The backplane thread: a current-thread tokio runtime running the publisher (one
+//! pipeline per batch of pending publishes) and the subscriber (batched SUBSCRIBE /
+//! UNSUBSCRIBE, routing what arrives to the workers). Each keeps its own Redis connection
+//! and reconnects on its own with jittered exponential backoff.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{MultiplexedConnection, PubSubSink};
+use redis::{AsyncConnectionConfig, Value};
+use tokio::sync::{mpsc, watch};
+
+use super::{compat, envelope, Change, ClusterConfig, ClusterCounters, ClusterLink, LinkEnds, Outbound};
+use crate::frame::{self, OpCode};
+use crate::id::worker_of;
+use crate::shard::{Command, ShardHandle};
+use crate::stats::bump;
+use crate::Error;
+
+/// Most publishes in one pipeline.
+const MAX_BATCH: usize = 4096;
+/// Most channels in one SUBSCRIBE or UNSUBSCRIBE.
+const MAX_CHANNELS_PER_COMMAND: usize = 2048;
+/// How long the subscriber waits for more id changes before sending a batch: a connect
+/// storm becomes a handful of commands.
+const COALESCE: Duration = Duration::from_millis(5);
+/// A Redis that answers nothing for this long is taken as gone.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The subscriber pings this often, to notice a silent broken connection.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The running backplane thread.
+pub(crate) struct Backplane {
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What the subscriber needs to route messages.
+struct Router {
+    link: Arc<ClusterLink>,
+    shards: Arc<[ShardHandle]>,
+    compat_channel: Option<String>,
+    /// Malformed payload kinds already logged (each is logged once, then only counted).
+    logged: HashSet<&'static str>,
+}
+
+impl Backplane {
+    /// Starts the thread. Redis need not be reachable: the node runs degraded and retries.
+    pub fn start(
+        config: &ClusterConfig,
+        link: Arc<ClusterLink>,
+        ends: LinkEnds,
+        shards: Arc<[ShardHandle]>,
+    ) -> Result<Self, Error> {
+        let client = redis::Client::open(config.redis_url.as_str())
+            .map_err(|e| Error::InvalidConfig { setting: "redis", reason: e.to_string() })?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the backplane runtime", e))?;
+        let (stop, stopped) = watch::channel(false);
+        let router = Router {
+            link: link.clone(),
+            shards,
+            compat_channel: config.compat_channel.clone(),
+            logged: HashSet::new(),
+        };
+        tracing::info!(node_id = link.node_id(), redis = %config.redis_url, "cluster mode");
+        let LinkEnds { outbound, changes } = ends;
+        let thread = std::thread::Builder::new()
+            .name("wspush-backplane".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let publisher =
+                        publish_loop(client.clone(), outbound, link.counters.clone(), stopped.clone());
+                    let subscriber = subscribe_loop(client, changes, router, stopped);
+                    tokio::join!(publisher, subscriber);
+                })
+            })
+            .map_err(|e| Error::io("starting the backplane thread", e))?;
+        Ok(Self { stop, thread: Some(thread) })
+    }
+
+    /// Flushes what is queued (briefly), closes both connections and joins the thread.
+    pub fn shutdown(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the backplane thread panicked");
+            }
+        }
+    }
+}
+
+/// Jittered exponential backoff, so a fleet does not reconnect in lockstep.
+struct Backoff {
+    next: Duration,
+    seed: u64,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self { next: BACKOFF_MIN, seed: std::process::id() as u64 ^ 0x9e37_79b9_7f4a_7c15 }
+    }
+
+    fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        // xorshift: enough randomness for jitter, no dependency.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let jitter = 0.5 + (self.seed % 1000) as f64 / 2000.0;
+        let delay = self.next.mul_f64(jitter);
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        delay
+    }
+}
+
+/// Waits `delay`, or returns true early when stopping.
+async fn sleep_or_stop(delay: Duration, stopped: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => *stopped.borrow(),
+        _ = stopped.changed() => true,
+    }
+}
+
+fn connection_config() -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+}
+
+async fn publish_loop(
+    client: redis::Client,
+    mut outbound: mpsc::Receiver<Outbound>,
+    counters: Arc<ClusterCounters>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut ever_connected = false;
+    let mut logged_down = false;
+    loop {
+        let mut connection =
+            match client.get_multiplexed_async_connection_with_config(&connection_config()).await {
+                Ok(connection) => connection,
+                Err(e) => {
+                    if !logged_down {
+                        tracing::warn!(error = %e, "cannot reach Redis to publish; retrying with backoff");
+                        logged_down = true;
+                    }
+                    if sleep_or_stop(backoff.next_delay(), &mut stopped).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+        if ever_connected {
+            bump(&counters.reconnects, 1);
+        }
+        ever_connected = true;
+        logged_down = false;
+        backoff.reset();
+        counters.publisher_up.store(true, Relaxed);
+        tracing::info!("publisher connected to Redis");
+        loop {
+            if batch.is_empty() {
+                let stopping = tokio::select! {
+                    received = outbound.recv_many(&mut batch, MAX_BATCH) => received == 0,
+                    _ = stopped.changed() => true,
+                };
+                if stopping {
+                    // Flush what was sent before the shutdown, then go.
+                    while let Ok(item) = outbound.try_recv() {
+                        batch.push(item);
+                    }
+                    if !batch.is_empty() {
+                        send_batch(&mut connection, &mut batch, &counters).await;
+                    }
+                    counters.publisher_up.store(false, Relaxed);
+                    return;
+                }
+            }
+            if !send_batch(&mut connection, &mut batch, &counters).await {
+                break;
+            }
+        }
+        counters.publisher_up.store(false, Relaxed);
+        tracing::warn!("publisher lost its Redis connection; reconnecting");
+    }
+}
+
+/// Sends the whole batch as one pipeline and settles every receipt. False when the
+/// connection failed (the batch is then counted as lost: at-most-once, never duplicated).
+async fn send_batch(
+    connection: &mut MultiplexedConnection,
+    batch: &mut Vec<Outbound>,
+    counters: &ClusterCounters,
+) -> bool {
+    let mut pipe = redis::pipe();
+    for item in batch.iter() {
+        match item {
+            Outbound::Publish { channel, payload, .. } => pipe.cmd("PUBLISH").arg(channel).arg(payload),
+            Outbound::CountSubscribers { channel, .. } => pipe.cmd("PUBSUB").arg("NUMSUB").arg(channel),
+        };
+    }
+    let result: redis::RedisResult<Vec<Value>> = pipe.query_async(connection).await;
+    bump(&counters.publish_round_trips, 1);
+    let ok = result.is_ok();
+    let replies = result.unwrap_or_default();
+    let mut replies = replies.into_iter();
+    let mut published = 0;
+    let mut failed = 0;
+    for item in batch.drain(..) {
+        let reply = replies.next();
+        match item {
+            Outbound::Publish { receipt, .. } => {
+                let receivers = match reply {
+                    Some(Value::Int(n)) => Some(n.max(0) as usize),
+                    _ => None,
+                };
+                if receivers.is_some() {
+                    published += 1;
+                } else {
+                    failed += 1;
+                }
+                if let Some(receipt) = receipt {
+                    receipt.set_receivers(receivers);
+                }
+            }
+            Outbound::CountSubscribers { receipt, .. } => {
+                let count = match reply {
+                    Some(Value::Array(items)) => match items.get(1) {
+                        Some(Value::Int(n)) => Some((*n).max(0) as usize),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                receipt.set_receivers(count);
+            }
+        }
+    }
+    bump(&counters.published, published);
+    bump(&counters.publish_failed, failed);
+    ok
+}
+
+async fn subscribe_loop(
+    client: redis::Client,
+    mut changes: mpsc::UnboundedReceiver<Change>,
+    mut router: Router,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let counters = router.link.counters.clone();
+    let mut backoff = Backoff::new();
+    // The ids this node holds sockets of, as the workers reported them.
+    let mut held: HashSet<Box<str>> = HashSet::new();
+    let mut ever_connected = false;
+    let mut logged_down = false;
+    loop {
+        while let Ok(change) = changes.try_recv() {
+            apply(&mut held, change);
+        }
+        let pubsub = match client.get_async_pubsub().await {
+            Ok(pubsub) => pubsub,
+            Err(e) => {
+                if !logged_down {
+                    tracing::warn!(error = %e, "cannot reach Redis to subscribe; retrying with backoff");
+                    logged_down = true;
+                }
+                if sleep_or_stop(backoff.next_delay(), &mut stopped).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let mut channels = vec![router.link.all_channel.clone()];
+        channels.extend(router.compat_channel.clone());
+        channels.extend(held.iter().map(|id| router.link.user_channel(id)));
+        let mut subscribed: HashSet<Box<str>> = HashSet::new();
+        if subscribe_all(&mut sink, &channels, &counters).await.is_err() {
+            if sleep_or_stop(backoff.next_delay(), &mut stopped).await {
+                return;
+            }
+            continue;
+        }
+        subscribed.extend(held.iter().cloned());
+        counters.subscribed_channels.store(channels.len() as u64, Relaxed);
+        if ever_connected {
+            bump(&counters.reconnects, 1);
+        }
+        ever_connected = true;
+        logged_down = false;
+        backoff.reset();
+        counters.subscriber_up.store(true, Relaxed);
+        tracing::info!(channels = channels.len(), "subscriber connected to Redis");
+        let fixed_channels = channels.len() - held.len();
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.tick().await;
+        let lost = loop {
+            tokio::select! {
+                message = stream.next() => match message {
+                    Some(message) => router.route(message.get_channel_name(), message.get_payload_bytes()),
+                    None => break true,
+                },
+                change = changes.recv() => {
+                    let Some(change) = change else { break false };
+                    // Let the rest of a burst arrive, then send it as a few commands.
+                    tokio::time::sleep(COALESCE).await;
+                    let mut touched = vec![change];
+                    while let Ok(change) = changes.try_recv() {
+                        touched.push(change);
+                    }
+                    if sync_subscriptions(&mut sink, touched, &mut held, &mut subscribed, &router.link, &counters).await.is_err() {
+                        break true;
+                    }
+                    counters.subscribed_channels.store((fixed_channels + subscribed.len()) as u64, Relaxed);
+                }
+                _ = keepalive.tick() => {
+                    let ping = tokio::time::timeout(RESPONSE_TIMEOUT, sink.ping::<Value>()).await;
+                    if !matches!(ping, Ok(Ok(_))) {
+                        break true;
+                    }
+                }
+                _ = stopped.changed() => break false,
+            }
+        };
+        counters.subscriber_up.store(false, Relaxed);
+        counters.subscribed_channels.store(0, Relaxed);
+        if !lost {
+            return;
+        }
+        tracing::warn!("subscriber lost its Redis connection; reconnecting and resubscribing");
+        if sleep_or_stop(backoff.next_delay(), &mut stopped).await {
+            return;
+        }
+    }
+}
+
+fn apply(held: &mut HashSet<Box<str>>, change: Change) -> Box<str> {
+    match change {
+        Change::Subscribe(id) => {
+            held.insert(id.clone());
+            id
+        }
+        Change::Unsubscribe(id) => {
+            held.remove(&id);
+            id
+        }
+    }
+}
+
+/// Brings Redis in line with `held` for the ids in `touched`: an id that came and went
+/// within the batch costs nothing.
+async fn sync_subscriptions(
+    sink: &mut PubSubSink,
+    touched: Vec<Change>,
+    held: &mut HashSet<Box<str>>,
+    subscribed: &mut HashSet<Box<str>>,
+    link: &ClusterLink,
+    counters: &ClusterCounters,
+) -> redis::RedisResult<()> {
+    let mut to_subscribe = Vec::new();
+    let mut to_unsubscribe = Vec::new();
+    let mut seen = HashSet::new();
+    let touched: Vec<Box<str>> = touched.into_iter().map(|change| apply(held, change)).collect();
+    for id in touched {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        match (held.contains(&id), subscribed.contains(&id)) {
+            (true, false) => to_subscribe.push(id),
+            (false, true) => to_unsubscribe.push(id),
+            _ => {}
+        }
+    }
+    let channels: Vec<String> = to_subscribe.iter().map(|id| link.user_channel(id)).collect();
+    subscribe_all(sink, &channels, counters).await?;
+    subscribed.extend(to_subscribe);
+    for chunk in to_unsubscribe.chunks(MAX_CHANNELS_PER_COMMAND) {
+        let channels: Vec<String> = chunk.iter().map(|id| link.user_channel(id)).collect();
+        tokio::time::timeout(RESPONSE_TIMEOUT, sink.unsubscribe(&channels)).await.map_err(timed_out)??;
+        bump(&counters.unsubscribe_commands, 1);
+        for id in chunk {
+            subscribed.remove(id);
+        }
+    }
+    Ok(())
+}
+
+async fn subscribe_all(
+    sink: &mut PubSubSink,
+    channels: &[String],
+    counters: &ClusterCounters,
+) -> redis::RedisResult<()> {
+    for chunk in channels.chunks(MAX_CHANNELS_PER_COMMAND) {
+        tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(chunk)).await.map_err(timed_out)??;
+        bump(&counters.subscribe_commands, 1);
+    }
+    Ok(())
+}
+
+fn timed_out(_: tokio::time::error::Elapsed) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "Redis did not answer in time"))
+}
+
+impl Router {
+    /// Delivers one message from Redis to the local workers. Never blocks: a full worker
+    /// queue drops the delivery and counts it.
+    fn route(&mut self, channel: &str, payload: &[u8]) {
+        let counters = self.link.counters.clone();
+        bump(&counters.received, 1);
+        if self.compat_channel.as_deref() == Some(channel) {
+            return self.route_compat(payload);
+        }
+        let id = if channel == self.link.all_channel {
+            None
+        } else if let Some(id) = channel.strip_prefix(self.link.user_prefix.as_str()) {
+            Some(id)
+        } else {
+            return;
+        };
+        let envelope = match envelope::decode(payload) {
+            Ok(envelope) => envelope,
+            Err(e) => return malformed(&mut self.logged, &counters.malformed_envelopes, "envelope", &e),
+        };
+        if envelope.origin == self.link.node_id() {
+            bump(&counters.own_skipped, 1);
+            return;
+        }
+        let frame = frame::encode_message(envelope.message);
+        match id {
+            Some(id) => self.deliver(id, frame),
+            None => {
+                for shard in self.shards.iter() {
+                    let command = Command::Broadcast { frame: frame.clone(), receipt: None };
+                    if shard.submit(command).is_err() {
+                        bump(&self.link.counters.delivery_dropped, 1);
+                    }
+                }
+            }
+        }
+    }
+
+    fn route_compat(&mut self, payload: &[u8]) {
+        match compat::decode(payload) {
+            // Published by a wspush node, which also published the envelope we act on.
+            Ok(message) if message.origin.is_some() => {}
+            Ok(message) => self.deliver(&message.key, frame::encode(OpCode::Text, message.value.as_bytes())),
+            Err(e) => malformed(&mut self.logged, &self.link.counters.malformed_compat, e.kind(), &e),
+        }
+    }
+
+    fn deliver(&self, id: &str, frame: bytes::Bytes) {
+        let command = Command::Send { id: id.into(), frame, receipt: None };
+        if self.shards[worker_of(id, self.shards.len())].submit(command).is_err() {
+            bump(&self.link.counters.delivery_dropped, 1);
+        }
+    }
+}
+
+/// Counts a malformed payload; logs the first of each kind.
+fn malformed(
+    logged: &mut HashSet<&'static str>,
+    counter: &std::sync::atomic::AtomicU64,
+    kind: &'static str,
+    error: &dyn std::fmt::Display,
+) {
+    bump(counter, 1);
+    if logged.insert(kind) {
+        tracing::warn!(kind, %error, "skipping a malformed payload from Redis (further ones of this kind are only counted)");
+    }
+}

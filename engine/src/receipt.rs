@@ -1,0 +1,135 @@
+//! Receipts: what a send or broadcast reached, reported once every part that handled it
+//! (each worker involved, and the Redis publisher in cluster mode) has counted.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// What a send or broadcast reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Receipt {
+    /// Local sockets the message was queued to.
+    pub sockets: usize,
+    /// Other nodes that received the publish (cluster mode; `None` on a single node, or
+    /// when the publish could not be made, e.g. while Redis is down).
+    pub nodes: Option<usize>,
+}
+
+/// Where an id is online.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Presence {
+    /// Local sockets of the id.
+    pub sockets: usize,
+    /// Nodes subscribed to the id, this one included (cluster mode; `None` on a single
+    /// node or while Redis is unreachable).
+    pub nodes: Option<usize>,
+}
+
+/// How to turn Redis's receiver count into "other nodes".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SelfCount {
+    /// The count is reported as is (presence).
+    Include,
+    /// This node is among the receivers whenever it has local sockets (a send to an id).
+    ExcludeIfLocal,
+    /// This node always receives its own publish (broadcast channel).
+    ExcludeAlways,
+}
+
+const NO_NODES: usize = usize::MAX;
+
+type Callback = Box<dyn FnOnce(usize, Option<usize>) + Send>;
+
+/// Adds up the parts of a receipt and calls back once, from whichever thread finishes last.
+pub(crate) struct Collector {
+    remaining: AtomicUsize,
+    sockets: AtomicUsize,
+    receivers: AtomicUsize,
+    self_count: SelfCount,
+    callback: Mutex<Option<Callback>>,
+}
+
+impl Collector {
+    pub fn new(parts: usize, self_count: SelfCount, callback: Callback) -> Self {
+        Self {
+            remaining: AtomicUsize::new(parts),
+            sockets: AtomicUsize::new(0),
+            receivers: AtomicUsize::new(NO_NODES),
+            self_count,
+            callback: Mutex::new(Some(callback)),
+        }
+    }
+
+    pub fn for_receipt(
+        parts: usize,
+        self_count: SelfCount,
+        done: impl FnOnce(Receipt) + Send + 'static,
+    ) -> Self {
+        Self::new(parts, self_count, Box::new(move |sockets, nodes| done(Receipt { sockets, nodes })))
+    }
+
+    pub fn for_presence(parts: usize, done: impl FnOnce(Presence) + Send + 'static) -> Self {
+        Self::new(
+            parts,
+            SelfCount::Include,
+            Box::new(move |sockets, nodes| done(Presence { sockets, nodes })),
+        )
+    }
+
+    /// A worker's part: the local sockets it reached.
+    pub fn add_sockets(&self, sockets: usize) {
+        self.sockets.fetch_add(sockets, Ordering::AcqRel);
+        self.part_done();
+    }
+
+    /// The publisher's part: Redis's receiver count, if the publish was made.
+    pub fn set_receivers(&self, receivers: Option<usize>) {
+        if let Some(receivers) = receivers {
+            self.receivers.store(receivers, Ordering::Release);
+        }
+        self.part_done();
+    }
+
+    fn part_done(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let callback = self.callback.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(callback) = callback {
+            let sockets = self.sockets.load(Ordering::Acquire);
+            let receivers = self.receivers.load(Ordering::Acquire);
+            let nodes = (receivers != NO_NODES).then(|| match self.self_count {
+                SelfCount::Include => receivers,
+                SelfCount::ExcludeIfLocal if sockets > 0 => receivers.saturating_sub(1),
+                SelfCount::ExcludeIfLocal => receivers,
+                SelfCount::ExcludeAlways => receivers.saturating_sub(1),
+            });
+            callback(sockets, nodes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn reports_once_when_every_part_is_in() {
+        let (tx, rx) = mpsc::channel();
+        let collector = Collector::for_receipt(3, SelfCount::ExcludeIfLocal, move |r| tx.send(r).unwrap());
+        collector.add_sockets(2);
+        collector.set_receivers(Some(3));
+        assert!(rx.try_recv().is_err());
+        collector.add_sockets(1);
+        assert_eq!(rx.try_recv().unwrap(), Receipt { sockets: 3, nodes: Some(2) });
+    }
+
+    #[test]
+    fn a_failed_publish_reports_no_nodes() {
+        let (tx, rx) = mpsc::channel();
+        let collector = Collector::for_receipt(2, SelfCount::ExcludeAlways, move |r| tx.send(r).unwrap());
+        collector.set_receivers(None);
+        collector.add_sockets(0);
+        assert_eq!(rx.try_recv().unwrap(), Receipt { sockets: 0, nodes: None });
+    }
+}
