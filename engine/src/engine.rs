@@ -59,6 +59,19 @@ impl Engine {
     /// or a thread cannot start.
     pub fn start(config: Config) -> Result<Engine, Error> {
         config.validate()?;
+        // Bind first: a taken port fails the start before any thread exists.
+        let listener = match config.ws_listen {
+            Some(addr) => {
+                Some(mio::net::TcpListener::bind(addr).map_err(|e| Error::io(format!("binding {addr}"), e))?)
+            }
+            None => None,
+        };
+        let local_addr = match &listener {
+            Some(listener) => {
+                Some(listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?)
+            }
+            None => None,
+        };
         let workers = config.effective_workers();
         let handler = Arc::new(HandlerSlot::empty());
         let open = Arc::new(AtomicUsize::new(0));
@@ -105,18 +118,6 @@ impl Engine {
             _ => None,
         };
 
-        let listener = match config.ws_listen {
-            Some(addr) => {
-                Some(mio::net::TcpListener::bind(addr).map_err(|e| Error::io(format!("binding {addr}"), e))?)
-            }
-            None => None,
-        };
-        let local_addr = match &listener {
-            Some(listener) => {
-                Some(listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?)
-            }
-            None => None,
-        };
         let poll = Poll::new().map_err(|e| Error::io("creating the acceptor's poll", e))?;
         let acceptor_waker = Waker::new(poll.registry(), acceptor::WAKER)
             .map_err(|e| Error::io("creating the acceptor's waker", e))?;

@@ -98,6 +98,12 @@ impl Backplane {
     }
 }
 
+impl Drop for Backplane {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
 /// Jittered exponential backoff, so a fleet does not reconnect in lockstep.
 struct Backoff {
     next: Duration,
@@ -150,20 +156,25 @@ async fn publish_loop(
     let mut ever_connected = false;
     let mut logged_down = false;
     loop {
-        let mut connection =
-            match client.get_multiplexed_async_connection_with_config(&connection_config()).await {
-                Ok(connection) => connection,
-                Err(e) => {
-                    if !logged_down {
-                        tracing::warn!(error = %e, "cannot reach Redis to publish; retrying with backoff");
-                        logged_down = true;
-                    }
-                    if sleep_or_stop(backoff.next_delay(), &mut stopped).await {
-                        return;
-                    }
-                    continue;
+        let config = connection_config();
+        let connect = client.get_multiplexed_async_connection_with_config(&config);
+        let attempt = tokio::select! {
+            attempt = connect => attempt,
+            _ = stopped.changed() => return,
+        };
+        let mut connection = match attempt {
+            Ok(connection) => connection,
+            Err(e) => {
+                if !logged_down {
+                    tracing::warn!(error = %e, "cannot reach Redis to publish; retrying with backoff");
+                    logged_down = true;
                 }
-            };
+                if sleep_or_stop(backoff.next_delay(), &mut stopped).await {
+                    return;
+                }
+                continue;
+            }
+        };
         if ever_connected {
             bump(&counters.reconnects, 1);
         }
@@ -270,7 +281,12 @@ async fn subscribe_loop(
         while let Ok(change) = changes.try_recv() {
             apply(&mut held, change);
         }
-        let pubsub = match client.get_async_pubsub().await {
+        let connect = tokio::time::timeout(RESPONSE_TIMEOUT, client.get_async_pubsub());
+        let attempt = tokio::select! {
+            attempt = connect => attempt.map_err(timed_out).and_then(|connected| connected),
+            _ = stopped.changed() => return,
+        };
+        let pubsub = match attempt {
             Ok(pubsub) => pubsub,
             Err(e) => {
                 if !logged_down {

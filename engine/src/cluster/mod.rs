@@ -221,6 +221,7 @@ impl ClusterLink {
     /// Publishes a send for the other nodes (and, in a mixed fleet, the original format).
     pub fn publish_send(&self, id: &str, message: Message<'_>, receipt: Option<Arc<Collector>>) {
         let payload = envelope::encode(&self.node_id, message);
+        let receipt = self.settle_if_disconnected(receipt);
         self.enqueue(Outbound::Publish { channel: self.user_channel(id), payload, receipt });
         if let (Some(channel), Message::Text(text)) = (&self.compat_publish_channel, message) {
             let payload = compat::encode(id, text, &self.node_id);
@@ -230,6 +231,7 @@ impl ClusterLink {
 
     pub fn publish_broadcast(&self, message: Message<'_>, receipt: Option<Arc<Collector>>) {
         let payload = envelope::encode(&self.node_id, message);
+        let receipt = self.settle_if_disconnected(receipt);
         self.enqueue(Outbound::Publish { channel: self.all_channel.clone(), payload, receipt });
     }
 
@@ -258,6 +260,18 @@ impl ClusterLink {
 
     pub fn unsubscribe(&self, id: &str) {
         let _ = self.changes.send(Change::Unsubscribe(id.into()));
+    }
+
+    /// While Redis is unreachable a publish waits in the queue, but its sender should not:
+    /// the receipt is settled now, with no node count.
+    fn settle_if_disconnected(&self, receipt: Option<Arc<Collector>>) -> Option<Arc<Collector>> {
+        match receipt {
+            Some(receipt) if !self.counters.publisher_up.load(Relaxed) => {
+                receipt.set_receivers(None);
+                None
+            }
+            receipt => receipt,
+        }
     }
 
     fn enqueue(&self, outbound: Outbound) {
