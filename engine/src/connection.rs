@@ -189,3 +189,15 @@ impl Link {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Idle sockets are most of a server's sockets: keep what each costs small.
+    #[test]
+    fn an_idle_connection_is_small() {
+        let size = std::mem::size_of::<Connection>();
+        assert!(size <= 192, "a connection takes {size} bytes");
+    }
+}
