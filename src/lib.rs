@@ -226,6 +226,18 @@ fn collect_lines_to(
     });
 }
 
+/// A command running the server binary, without any `WSPUSH_*` variable of the test's
+/// own environment (the server reads its settings from them).
+fn server_command() -> Command {
+    let mut command = Command::new(server_binary());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("WSPUSH_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// A running `wspush` server process on free ports. Dropping it sends `SIGTERM`, waits
 /// (bounded), then kills it; if the test is panicking its output is printed.
 pub struct Server {
@@ -249,7 +261,7 @@ impl Server {
     /// Starts `wspush --ws-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 ARGS...` and waits
     /// (at most [`TIMEOUT`] x 3) for both startup lines. Panics if it exits first.
     pub fn start(args: &[&str]) -> Server {
-        let mut command = Command::new(server_binary());
+        let mut command = server_command();
         command
             .args(["--ws-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"])
             .args(args)
@@ -337,6 +349,14 @@ impl Server {
         self.exited
     }
 
+    /// Waits at most `timeout` for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            self.exited = wait_timeout(&mut self.child, timeout);
+        }
+        self.exited
+    }
+
     /// One HTTP request to the API on a fresh connection.
     pub fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
         http_request(self.api_addr, method, path, headers, body)
@@ -390,7 +410,7 @@ impl RunOutput {
 /// Runs the `wspush` binary with exactly `args` (no listen flags added) and waits at most
 /// [`TIMEOUT`] for it to exit; panics (after killing it) if it does not.
 pub fn run_server_binary(args: &[&str]) -> RunOutput {
-    let mut child = Command::new(server_binary())
+    let mut child = server_command()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -481,11 +501,9 @@ pub fn read_http_head(reader: &mut impl BufRead) -> io::Result<HttpHead> {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a response"));
     }
     let status_line = status_line.trim_end().to_owned();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {status_line:?}")))?;
+    let status = status_line.split(' ').nth(1).and_then(|code| code.parse().ok()).ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {status_line:?}"))
+    })?;
     let mut headers = Vec::new();
     loop {
         let mut line = String::new();
@@ -513,8 +531,9 @@ fn read_http_body(reader: &mut impl BufRead, head: &HttpHead, until_eof: bool) -
         loop {
             let mut size_line = String::new();
             reader.read_line(&mut size_line)?;
-            let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk {size_line:?}")))?;
+            let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or(""), 16).map_err(
+                |_| io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk {size_line:?}")),
+            )?;
             if size == 0 {
                 // Trailers, up to the blank line.
                 loop {
@@ -813,7 +832,10 @@ impl RawWs {
         while !fin {
             let next = self.read_frame()?;
             if next.opcode != opcode::CONTINUATION {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("expected more, got {next:?}")));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("expected more, got {next:?}"),
+                ));
             }
             payload.extend_from_slice(&next.payload);
             fin = next.fin;
@@ -859,7 +881,10 @@ mod tests {
             for mask in [None, Some([1, 2, 3, 4])] {
                 let bytes = encode_frame(true, opcode::BINARY, &payload, mask);
                 let frame = read_frame(&mut &bytes[..]).unwrap();
-                assert_eq!(frame, Frame { fin: true, opcode: 2, masked: mask.is_some(), payload: payload.clone() });
+                assert_eq!(
+                    frame,
+                    Frame { fin: true, opcode: 2, masked: mask.is_some(), payload: payload.clone() }
+                );
             }
         }
     }
@@ -887,5 +912,385 @@ mod tests {
         let line = r#"{"reason":"compiler-artifact","executable":"/t/debug/wspush","fresh":true}"#;
         assert_eq!(json_string_field(line, "executable").as_deref(), Some("/t/debug/wspush"));
         assert_eq!(json_string_field(r#"{"executable":null}"#, "executable"), None);
+    }
+}
+
+// =======================================================================================
+// Cluster mode (used by tests/cluster*.rs): Redis servers of the tests' own on free ports,
+// a minimal RESP client to ask Redis what it saw, and the real `redis-cli` for what a user
+// would type.
+
+/// A free loopback TCP port (never Redis's default 6379). Another process may take it
+/// before it is used; [`RedisServer::start`] retries on another port if so.
+pub fn free_port() -> u16 {
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind a loopback port");
+        let port = listener.local_addr().expect("a bound listener has an address").port();
+        if port != 6379 {
+            return port;
+        }
+    }
+}
+
+/// A RESP (Redis protocol) value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resp {
+    /// `+OK`.
+    Simple(String),
+    /// `-ERR ...`.
+    Error(String),
+    /// `:42`.
+    Int(i64),
+    /// `$n` bulk string; `None` for the null bulk string.
+    Bulk(Option<Vec<u8>>),
+    /// `*n` array; `None` for the null array.
+    Array(Option<Vec<Resp>>),
+}
+
+impl Resp {
+    /// The value as text (simple or bulk string), lossily decoded.
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Resp::Simple(s) => Some(s.clone()),
+            Resp::Bulk(Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        }
+    }
+
+    /// The value as an integer.
+    pub fn int(&self) -> Option<i64> {
+        match self {
+            Resp::Int(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The items of an array.
+    pub fn items(&self) -> &[Resp] {
+        match self {
+            Resp::Array(Some(items)) => items,
+            _ => &[],
+        }
+    }
+}
+
+/// Reads one RESP value.
+pub fn read_resp(reader: &mut impl BufRead) -> io::Result<Resp> {
+    let mut line = Vec::new();
+    if reader.read_until(b'\n', &mut line)? == 0 {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "Redis closed the connection"));
+    }
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+    let line = line.strip_suffix(b"\r\n").ok_or_else(|| bad("a RESP line without CRLF"))?;
+    let (&kind, rest) = line.split_first().ok_or_else(|| bad("an empty RESP line"))?;
+    let rest = String::from_utf8_lossy(rest).into_owned();
+    let number = || rest.parse::<i64>().map_err(|_| bad(&format!("bad RESP number {rest:?}")));
+    Ok(match kind {
+        b'+' => Resp::Simple(rest),
+        b'-' => Resp::Error(rest),
+        b':' => Resp::Int(number()?),
+        b'$' => match number()? {
+            n if n < 0 => Resp::Bulk(None),
+            n => {
+                let mut data = vec![0; n as usize + 2];
+                reader.read_exact(&mut data)?;
+                data.truncate(n as usize);
+                Resp::Bulk(Some(data))
+            }
+        },
+        b'*' => match number()? {
+            n if n < 0 => Resp::Array(None),
+            n => Resp::Array(Some((0..n).map(|_| read_resp(reader)).collect::<io::Result<_>>()?)),
+        },
+        other => return Err(bad(&format!("unknown RESP type {:?}", other as char))),
+    })
+}
+
+/// A plain connection to a Redis server, one command at a time (no pipelining, no pub/sub),
+/// every read and write bounded by [`TIMEOUT`].
+pub struct RespConnection {
+    reader: BufReader<TcpStream>,
+}
+
+impl RespConnection {
+    /// Connects to Redis on loopback `port`.
+    pub fn connect(port: u16) -> io::Result<RespConnection> {
+        let stream = connect(SocketAddr::from(([127, 0, 0, 1], port)))?;
+        Ok(RespConnection { reader: BufReader::new(stream) })
+    }
+
+    /// Sends one command and reads its reply.
+    pub fn command(&mut self, args: &[&[u8]]) -> io::Result<Resp> {
+        let mut request = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            request.extend_from_slice(arg);
+            request.extend_from_slice(b"\r\n");
+        }
+        self.reader.get_mut().write_all(&request)?;
+        read_resp(&mut self.reader)
+    }
+}
+
+/// A `redis-server` process of the test's own: loopback only, on a free port, no
+/// persistence, not daemonized. Dropping it kills it.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    transcript: Transcript,
+}
+
+impl RedisServer {
+    /// Starts a Redis on a free port and waits (at most [`TIMEOUT`]) until it answers PING.
+    pub fn start() -> RedisServer {
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            match RedisServer::start_on(free_port()) {
+                Ok(redis) => return redis,
+                // Most likely the port was taken in between: try another.
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("cannot start redis-server: {last_error}");
+    }
+
+    /// Starts a Redis on `port` (e.g. one a node was told to use before Redis existed) and
+    /// waits until it answers PING.
+    ///
+    /// # Errors
+    ///
+    /// What went wrong, with Redis's output.
+    pub fn start_on(port: u16) -> Result<RedisServer, String> {
+        let mut redis = RedisServer { child: None, port, transcript: Transcript::default() };
+        redis.spawn()?;
+        Ok(redis)
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        assert!(self.child.is_none(), "redis-server is already running on port {}", self.port);
+        let port = self.port.to_string();
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run redis-server (is it installed?): {e}"))?;
+        collect_lines(child.stdout.take().unwrap(), self.transcript.clone(), "out| ");
+        collect_lines(child.stderr.take().unwrap(), self.transcript.clone(), "err| ");
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let pong = RespConnection::connect(self.port).and_then(|mut c| c.command(&[b"PING"]));
+            if matches!(pong, Ok(Resp::Simple(ref s)) if s == "PONG") {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                thread::sleep(Duration::from_millis(50)); // let the readers finish
+                return Err(format!(
+                    "redis-server on port {port} exited ({status}):\n{}",
+                    self.transcript.text()
+                ));
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("redis-server on port {port} did not answer PING in {TIMEOUT:?}"));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Kills the process with SIGKILL (no goodbye to its clients) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, after [`RedisServer::kill9`].
+    pub fn restart(&mut self) {
+        self.spawn().unwrap_or_else(|e| panic!("cannot restart redis-server: {e}"));
+    }
+
+    /// One command on a fresh connection; panics on I/O errors (not on Redis errors).
+    pub fn command(&self, args: &[&str]) -> Resp {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        RespConnection::connect(self.port)
+            .and_then(|mut c| c.command(&args))
+            .unwrap_or_else(|e| panic!("Redis command {args:?} on port {} failed: {e}", self.port))
+    }
+
+    /// `PUBSUB NUMSUB channel`: the connections subscribed to `channel`.
+    pub fn numsub(&self, channel: &str) -> i64 {
+        let reply = self.command(&["PUBSUB", "NUMSUB", channel]);
+        reply.items().get(1).and_then(Resp::int).unwrap_or_else(|| panic!("bad NUMSUB reply {reply:?}"))
+    }
+
+    /// `PUBSUB CHANNELS pattern`: the active channels matching `pattern`.
+    pub fn channels(&self, pattern: &str) -> Vec<String> {
+        self.command(&["PUBSUB", "CHANNELS", pattern]).items().iter().filter_map(Resp::text).collect()
+    }
+
+    /// `calls=` of `cmdstat_{command}` in `INFO commandstats` (0 if never called).
+    pub fn command_calls(&self, command: &str) -> u64 {
+        let info = self.command(&["INFO", "commandstats"]).text().expect("INFO answers a bulk string");
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map(|rest| rest.split(',').next().unwrap_or("").parse().expect("calls= is a number"))
+            .unwrap_or(0)
+    }
+
+    /// What the process printed so far.
+    pub fn output(&self) -> String {
+        self.transcript.text()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill9();
+        if thread::panicking() {
+            eprintln!("---- redis-server (port {}) output ----\n{}", self.port, self.transcript.text());
+        }
+    }
+}
+
+/// Runs the real `redis-cli -p PORT ARGS...` (at most [`TIMEOUT`]) and returns its
+/// standard output; panics if it fails.
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    let mut child = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run redis-cli (is it installed?)");
+    let Some(status) = wait_timeout(&mut child, TIMEOUT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("redis-cli {args:?} did not exit within {TIMEOUT:?}");
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    let _ = child.stdout.take().unwrap().read_to_string(&mut stdout);
+    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+    assert!(status.success(), "redis-cli {args:?} failed ({status}): {stdout}{stderr}");
+    stdout
+}
+
+/// One pub/sub message as `redis-cli SUBSCRIBE` printed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PubSubMessage {
+    /// The channel.
+    pub channel: String,
+    /// The payload, as printed (raw bytes, one line).
+    pub payload: Vec<u8>,
+}
+
+impl PubSubMessage {
+    /// The payload as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.payload).into_owned()
+    }
+}
+
+/// `redis-cli SUBSCRIBE channel...` in a child process, as a service listening on those
+/// channels would run it. redis-cli prints each reply element on a line of its own, so
+/// payloads must not contain newlines.
+pub struct RedisCliSubscriber {
+    child: Child,
+    messages: mpsc::Receiver<PubSubMessage>,
+}
+
+impl RedisCliSubscriber {
+    /// Starts the subscriber and waits (at most [`TIMEOUT`]) until Redis confirmed every
+    /// channel.
+    pub fn start(port: u16, channels: &[&str]) -> RedisCliSubscriber {
+        let mut child = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "SUBSCRIBE"])
+            .args(channels)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run redis-cli (is it installed?)");
+        let stdout = child.stdout.take().unwrap();
+        let (confirmations, confirmed) = mpsc::channel();
+        let (messages_tx, messages) = mpsc::channel();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut read_line = || {
+                let mut line = Vec::new();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => None,
+                    Ok(_) => {
+                        if line.last() == Some(&b'\n') {
+                            line.pop();
+                        }
+                        Some(line)
+                    }
+                }
+            };
+            loop {
+                let (Some(kind), Some(channel), Some(last)) = (read_line(), read_line(), read_line()) else {
+                    return;
+                };
+                let channel = String::from_utf8_lossy(&channel).into_owned();
+                let sent = match &kind[..] {
+                    b"subscribe" => confirmations.send(channel).is_ok(),
+                    b"message" => messages_tx.send(PubSubMessage { channel, payload: last }).is_ok(),
+                    _ => true,
+                };
+                if !sent {
+                    return;
+                }
+            }
+        });
+        let mut subscriber = RedisCliSubscriber { child, messages };
+        for _ in channels {
+            if confirmed.recv_timeout(TIMEOUT).is_err() {
+                let _ = subscriber.child.kill();
+                panic!("redis-cli SUBSCRIBE {channels:?} was not confirmed within {TIMEOUT:?}");
+            }
+        }
+        subscriber
+    }
+
+    /// The next message within `timeout`, if one arrives.
+    pub fn next_message(&self, timeout: Duration) -> Option<PubSubMessage> {
+        self.messages.recv_timeout(timeout).ok()
+    }
+
+    /// The next message within [`TIMEOUT`]; panics naming `what` if none arrives.
+    pub fn expect_message(&self, what: &str) -> PubSubMessage {
+        self.next_message(TIMEOUT)
+            .unwrap_or_else(|| panic!("no message on the channel within {TIMEOUT:?}: {what}"))
+    }
+}
+
+impl Drop for RedisCliSubscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -20,20 +20,30 @@ const MAX_IOVECS: usize = 64;
 pub(crate) enum State {
     /// Exchanging messages.
     Open,
-    /// A close frame is queued or sent; input is discarded. Once the output is flushed the
-    /// write side is shut down, and the socket is dropped at EOF or at `deadline_ms`.
-    Closing { deadline_ms: u64, write_shut: bool },
+    /// Our close frame is queued or sent; data frames are ignored. The socket is dropped as
+    /// soon as our close frame is out and the peer's has arrived (the server closes TCP
+    /// first, RFC 6455 7.1.1); until then, once our output is flushed the write side is
+    /// shut down, and the socket is dropped at EOF or at `deadline_ms`.
+    Closing {
+        deadline_ms: u64,
+        write_shut: bool,
+        /// The peer's close frame has arrived.
+        peer_closed: bool,
+        /// A protocol error: the input can no longer be parsed, only discarded.
+        failed: bool,
+    },
 }
 
-/// What a connection's owner should do after queueing output.
+/// Why a connection starts closing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Queued {
-    /// The frame is queued.
-    Yes,
-    /// The frame was refused (the connection is closing, or dropped as a slow consumer).
-    Dropped,
-    /// Over the bound under the `disconnect` policy: the caller closes with 1008.
-    OverLimit,
+pub(crate) enum CloseCause {
+    /// The peer sent its close frame first; ours answers it.
+    Answer,
+    /// The server closes (shutdown, idle, slow consumer, the host's request) and waits for
+    /// the peer's answer.
+    Initiate,
+    /// The peer broke the protocol.
+    Fail,
 }
 
 /// The output side and bookkeeping of a connection (everything but the decoder, so the
@@ -96,30 +106,47 @@ impl Link {
         !self.out.is_empty()
     }
 
-    /// Queues a data frame, holding the per-socket bound `max_buffered`.
-    pub fn queue_data(&mut self, frame: Bytes, max_buffered: usize) -> Queued {
-        if !self.is_open() {
-            return Queued::Dropped;
-        }
-        if self.out_bytes + frame.len() > max_buffered {
-            return Queued::OverLimit;
-        }
-        self.push(frame);
-        Queued::Yes
+    /// Whether `len` more bytes keep the output within `max_buffered`.
+    pub fn fits(&self, len: usize, max_buffered: usize) -> bool {
+        self.out_bytes + len <= max_buffered
     }
 
-    /// Queues a control frame (ping, pong): small, so it is not held to the bound.
-    pub fn queue_control(&mut self, frame: Bytes) -> Queued {
-        if !self.is_open() {
-            return Queued::Dropped;
+    /// Queues a frame (the caller checks state and bound).
+    pub fn push(&mut self, frame: Bytes) {
+        self.out_bytes += frame.len();
+        self.out.push_back(frame);
+    }
+
+    /// Whether input is still parsed: while open, and while closing until the peer's close
+    /// frame arrives (unless the input is broken).
+    pub fn accepts_frames(&self) -> bool {
+        matches!(self.state, State::Open | State::Closing { peer_closed: false, failed: false, .. })
+    }
+
+    /// The peer's close frame arrived while we were closing.
+    pub fn peer_closed(&mut self) {
+        if let State::Closing { peer_closed, .. } = &mut self.state {
+            *peer_closed = true;
         }
-        self.push(frame);
-        Queued::Yes
+    }
+
+    /// The input broke while we were closing: discard the rest.
+    pub fn input_failed(&mut self) {
+        if let State::Closing { failed, .. } = &mut self.state {
+            *failed = true;
+        }
     }
 
     /// Queues the close frame and moves to `Closing`. Output not yet started is discarded
     /// when `discard_pending` (a slow consumer would otherwise read megabytes first).
-    pub fn start_close(&mut self, frame: Bytes, code: u16, deadline_ms: u64, discard_pending: bool) {
+    pub fn start_close(
+        &mut self,
+        frame: Bytes,
+        code: u16,
+        deadline_ms: u64,
+        cause: CloseCause,
+        discard_pending: bool,
+    ) {
         if !self.is_open() {
             return;
         }
@@ -132,17 +159,12 @@ impl Link {
         }
         self.push(frame);
         self.close_code = code;
-        self.state = State::Closing { deadline_ms, write_shut: false };
-    }
-
-    /// Greeting bytes (the 101 response) go first, before any frame.
-    pub fn queue_raw(&mut self, bytes: Bytes) {
-        self.push(bytes);
-    }
-
-    fn push(&mut self, frame: Bytes) {
-        self.out_bytes += frame.len();
-        self.out.push_back(frame);
+        self.state = State::Closing {
+            deadline_ms,
+            write_shut: false,
+            peer_closed: cause == CloseCause::Answer,
+            failed: cause == CloseCause::Fail,
+        };
     }
 
     /// Writes as much queued output as the socket takes, many frames per `writev`.

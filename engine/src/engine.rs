@@ -90,6 +90,8 @@ impl Engine {
             let poll = Poll::new().map_err(|e| Error::io("creating a worker's poll", e))?;
             let waker = Waker::new(poll.registry(), shard::WAKER)
                 .map_err(|e| Error::io("creating a worker's waker", e))?;
+            let registry =
+                poll.registry().try_clone().map_err(|e| Error::io("cloning a worker's registry", e))?;
             let (commands, inbox) = crossbeam_channel::bounded(config.command_queue_capacity);
             let worker_counters = Arc::new(Counters::default());
             let notified = Arc::new(AtomicBool::new(false));
@@ -104,7 +106,7 @@ impl Engine {
             // Built on its own thread: a worker's state is single-threaded (`Rc` ids).
             let thread = std::thread::Builder::new()
                 .name(format!("wspush-worker-{worker}"))
-                .spawn(move || Shard::new(worker, poll, inbox, shared, settings).run())
+                .spawn(move || Shard::new(worker, poll, registry, inbox, shared, settings).run())
                 .map_err(|e| Error::io("starting a worker thread", e))?;
             threads.push(thread);
             counters.push(worker_counters.clone());

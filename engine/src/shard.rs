@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
 use crate::cluster::ClusterLink;
 use crate::config::SlowConsumerPolicy;
-use crate::connection::{Connection, Link, Queued, State};
+use crate::connection::{CloseCause, Connection, Link, State};
 use crate::event::HandlerSlot;
 use crate::frame::{self, close_code, Frame, OpCode};
 use crate::receipt::Collector;
@@ -136,9 +136,19 @@ pub(crate) struct ShardShared {
     pub cluster: Option<Arc<ClusterLink>>,
 }
 
+/// How a flush left a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flushed {
+    /// Nothing left to write (or it waits for the socket to be writable).
+    Ok,
+    /// Done with: write error, or both close frames exchanged. Drop it.
+    Finished,
+}
+
 /// The parts of a worker that frame handling needs beside a connection.
 struct Core {
     worker: usize,
+    registry: Registry,
     shared: ShardShared,
     settings: ShardSettings,
     /// Connections with output to flush at the end of this iteration.
@@ -163,20 +173,20 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
+    /// A worker over `poll`; `registry` is a handle to the same poll, for re-registering
+    /// sockets while the poll itself is borrowed.
     pub fn new(
         worker: usize,
         poll: Poll,
+        registry: Registry,
         commands: Receiver<Command>,
         shared: ShardShared,
         settings: ShardSettings,
     ) -> Self {
         Self {
-            poll,
-            commands,
-            conns: Slab::new(),
-            ids: HashMap::new(),
             core: Core {
                 worker,
+                registry,
                 shared,
                 settings,
                 dirty: Vec::new(),
@@ -184,6 +194,10 @@ impl Shard {
                 now_ms: 0,
                 ping_frame: frame::encode(OpCode::Ping, b""),
             },
+            poll,
+            commands,
+            conns: Slab::new(),
+            ids: HashMap::new(),
             read_buf: vec![0; 64 * 1024],
             generation: 0,
             shutdown_deadline_ms: None,
@@ -288,7 +302,7 @@ impl Shard {
             }
             Command::Close { conn, code } => {
                 if let Some(key) = self.key_of(conn) {
-                    self.core.close(key, &mut self.conns[key].link, code, "", false);
+                    self.core.close(key, &mut self.conns[key].link, code, "", CloseCause::Initiate, false);
                 }
             }
             Command::Adopt { stream, id, greeting, early } => self.adopt(stream, id, greeting, early),
@@ -308,7 +322,15 @@ impl Shard {
     fn begin_shutdown(&mut self, deadline_ms: u64) {
         self.shutdown_deadline_ms = Some(deadline_ms);
         for (key, conn) in self.conns.iter_mut() {
-            self.core.close(key, &mut conn.link, close_code::GOING_AWAY, "server shutting down", false);
+            let link = &mut conn.link;
+            self.core.close(
+                key,
+                link,
+                close_code::GOING_AWAY,
+                "server shutting down",
+                CloseCause::Initiate,
+                false,
+            );
         }
     }
 
@@ -347,7 +369,7 @@ impl Shard {
         bump(&self.core.shared.counters.connections, 1);
         bump(&self.core.shared.counters.connections_opened, 1);
         if let Some(greeting) = greeting {
-            conn.link.queue_raw(greeting);
+            conn.link.push(greeting);
             self.core.mark_dirty(key, &mut conn.link);
         }
         let conn_id = ConnectionId::new(self.core.worker, serial);
@@ -365,7 +387,7 @@ impl Shard {
                 Ok(0) => return self.remove(key),
                 Ok(n) => {
                     conn.link.last_input_ms = self.core.now_ms;
-                    if conn.link.is_open() {
+                    if conn.link.accepts_frames() {
                         self.decode_input(key, n);
                     }
                 }
@@ -388,7 +410,7 @@ impl Shard {
             &mut self.read_buf[..n]
         };
         let mut pos = 0;
-        while link.is_open() && pos < input.len() {
+        while link.accepts_frames() && pos < input.len() {
             match decoder.decode(&mut input[pos..]) {
                 Ok(None) => break,
                 Ok(Some((used, frame))) => {
@@ -397,14 +419,15 @@ impl Shard {
                         self.core.on_frame(key, link, frame);
                     }
                 }
-                Err(error) => {
+                Err(error) if link.is_open() => {
                     bump(&self.core.shared.counters.protocol_errors, 1);
                     tracing::debug!(id = %link.id, %error, "protocol error");
-                    self.core.close(key, link, error.close_code, error.reason, false);
+                    self.core.close(key, link, error.close_code, error.reason, CloseCause::Fail, false);
                 }
+                Err(_) => link.input_failed(),
             }
         }
-        if !link.is_open() {
+        if !link.accepts_frames() {
             *partial_input = Vec::new();
         } else if from_partial {
             partial_input.drain(..pos);
@@ -439,28 +462,9 @@ impl Shard {
 
     fn flush(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else { return };
-        let link = &mut conn.link;
-        link.dirty = false;
-        if link.write_blocked {
-            return;
-        }
-        match link.flush() {
-            Ok(written) => {
-                bump(&self.core.shared.counters.bytes_out, written as u64);
-                if link.has_output() {
-                    link.write_blocked = true;
-                    let interest = Interest::READABLE | Interest::WRITABLE;
-                    if self.poll.registry().reregister(&mut link.stream, Token(key), interest).is_err() {
-                        self.remove(key);
-                    }
-                } else if let State::Closing { write_shut: write_shut @ false, .. } = &mut link.state {
-                    // Our close frame is out: FIN tells the client we are done, and its own
-                    // close frame (or EOF) ends the connection without a reset.
-                    *write_shut = true;
-                    let _ = link.stream.shutdown(std::net::Shutdown::Write);
-                }
-            }
-            Err(_) => self.remove(key),
+        conn.link.dirty = false;
+        if self.core.flush(key, &mut conn.link) == Flushed::Finished {
+            self.remove(key);
         }
     }
 
@@ -474,7 +478,14 @@ impl Shard {
             match link.state {
                 State::Open if idle_ms > 0 && now.saturating_sub(link.last_input_ms) >= idle_ms => {
                     bump(&self.core.shared.counters.idle_timeouts, 1);
-                    self.core.close(key, link, close_code::GOING_AWAY, "idle timeout", true);
+                    self.core.close(
+                        key,
+                        link,
+                        close_code::GOING_AWAY,
+                        "idle timeout",
+                        CloseCause::Initiate,
+                        true,
+                    );
                 }
                 State::Open if ping_due => self.core.queue_control(key, link, self.core.ping_frame.clone()),
                 State::Closing { deadline_ms, .. }
@@ -519,44 +530,98 @@ impl Core {
         }
     }
 
+    /// Writes what the socket takes, many frames per `writev`. When the socket is full the
+    /// connection waits for writable readiness (and is not written to until then).
+    fn flush(&mut self, key: usize, link: &mut Link) -> Flushed {
+        if link.write_blocked {
+            return Flushed::Ok;
+        }
+        let Ok(written) = link.flush() else { return Flushed::Finished };
+        bump(&self.shared.counters.bytes_out, written as u64);
+        if link.has_output() {
+            link.write_blocked = true;
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if self.registry.reregister(&mut link.stream, Token(key), interest).is_err() {
+                return Flushed::Finished;
+            }
+        } else if let State::Closing { write_shut, peer_closed, .. } = &mut link.state {
+            if *peer_closed {
+                // Both close frames are exchanged: the server closes TCP first.
+                return Flushed::Finished;
+            }
+            if !*write_shut {
+                // Our close frame is out: FIN tells the client we are done, and its close
+                // frame (or EOF) ends the connection without a reset.
+                *write_shut = true;
+                let _ = link.stream.shutdown(std::net::Shutdown::Write);
+            }
+        }
+        Flushed::Ok
+    }
+
     fn queue_control(&mut self, key: usize, link: &mut Link, frame: Bytes) {
-        if link.queue_control(frame) == Queued::Yes {
+        if link.is_open() {
+            link.push(frame);
             self.mark_dirty(key, link);
         }
     }
 
     /// Queues a data frame under the slow-consumer policy; true if it was queued.
     fn queue_data(&mut self, key: usize, link: &mut Link, frame: Bytes) -> bool {
-        match link.queue_data(frame, self.settings.max_buffered_bytes) {
-            Queued::Yes => {
-                bump(&self.shared.counters.messages_out, 1);
-                self.mark_dirty(key, link);
-                true
-            }
-            Queued::Dropped => false,
-            Queued::OverLimit => {
-                match self.settings.slow_consumer {
-                    SlowConsumerPolicy::Drop => bump(&self.shared.counters.slow_consumer_drops, 1),
-                    SlowConsumerPolicy::Disconnect => {
-                        bump(&self.shared.counters.slow_consumer_disconnects, 1);
-                        tracing::debug!(id = %link.id, "slow consumer disconnected");
-                        self.close(key, link, close_code::POLICY_VIOLATION, "slow consumer", true);
-                    }
-                }
-                false
+        if !link.is_open() {
+            return false;
+        }
+        let max = self.settings.max_buffered_bytes;
+        if !link.fits(frame.len(), max) && !link.write_blocked {
+            // The bound is on what the client has not taken yet, not on what this wake-up
+            // happened to queue: write what the socket takes, then judge. (A write error
+            // leaves the output in place; the end-of-iteration flush drops the socket.)
+            self.mark_dirty(key, link);
+            let _ = self.flush(key, link);
+        }
+        if link.fits(frame.len(), max) {
+            link.push(frame);
+            bump(&self.shared.counters.messages_out, 1);
+            self.mark_dirty(key, link);
+            return true;
+        }
+        match self.settings.slow_consumer {
+            SlowConsumerPolicy::Drop => bump(&self.shared.counters.slow_consumer_drops, 1),
+            SlowConsumerPolicy::Disconnect => {
+                bump(&self.shared.counters.slow_consumer_disconnects, 1);
+                tracing::debug!(id = %link.id, "slow consumer disconnected");
+                let cause = CloseCause::Initiate;
+                self.close(key, link, close_code::POLICY_VIOLATION, "slow consumer", cause, true);
             }
         }
+        false
     }
 
-    fn close(&mut self, key: usize, link: &mut Link, code: u16, reason: &str, discard_pending: bool) {
+    fn close(
+        &mut self,
+        key: usize,
+        link: &mut Link,
+        code: u16,
+        reason: &str,
+        cause: CloseCause,
+        discard_pending: bool,
+    ) {
         if link.is_open() {
             let deadline = self.now_ms + CLOSE_GRACE_MS;
-            link.start_close(frame::encode_close(code, reason), code, deadline, discard_pending);
+            link.start_close(frame::encode_close(code, reason), code, deadline, cause, discard_pending);
             self.mark_dirty(key, link);
         }
     }
 
     fn on_frame(&mut self, key: usize, link: &mut Link, frame: Frame<'_>) {
+        if !link.is_open() {
+            // Closing: only the peer's close frame matters now.
+            if let Frame::Close { .. } = frame {
+                link.peer_closed();
+                self.mark_dirty(key, link);
+            }
+            return;
+        }
         match frame {
             Frame::Message(message) => {
                 bump(&self.shared.counters.messages_in, 1);
@@ -578,7 +643,8 @@ impl Core {
                     None => frame::encode(OpCode::Close, b""),
                 };
                 let deadline = self.now_ms + CLOSE_GRACE_MS;
-                link.start_close(reply, code.unwrap_or(close_code::NO_STATUS), deadline, false);
+                let code = code.unwrap_or(close_code::NO_STATUS);
+                link.start_close(reply, code, deadline, CloseCause::Answer, false);
                 self.mark_dirty(key, link);
             }
         }

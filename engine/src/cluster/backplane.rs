@@ -71,7 +71,7 @@ impl Backplane {
             compat_channel: config.compat_channel.clone(),
             logged: HashSet::new(),
         };
-        tracing::info!(node_id = link.node_id(), redis = %config.redis_url, "cluster mode");
+        tracing::info!(node_id = link.node_id(), redis = %config.redacted_url(), "cluster mode");
         let LinkEnds { outbound, changes } = ends;
         let thread = std::thread::Builder::new()
             .name("wspush-backplane".into())
@@ -156,7 +156,11 @@ async fn publish_loop(
     let mut ever_connected = false;
     let mut logged_down = false;
     loop {
-        let config = connection_config();
+        // The connection reports its own death here at once, so a publisher with nothing
+        // to send still notices an outage, and a batch not yet sent waits for the next
+        // connection instead of failing on a dead one.
+        let (disconnects, mut disconnected) = mpsc::unbounded_channel();
+        let config = connection_config().set_push_sender(disconnects);
         let connect = client.get_multiplexed_async_connection_with_config(&config);
         let attempt = tokio::select! {
             attempt = connect => attempt,
@@ -187,6 +191,7 @@ async fn publish_loop(
             if batch.is_empty() {
                 let stopping = tokio::select! {
                     received = outbound.recv_many(&mut batch, MAX_BATCH) => received == 0,
+                    _ = disconnected.recv() => break,
                     _ = stopped.changed() => true,
                 };
                 if stopping {
@@ -201,11 +206,28 @@ async fn publish_loop(
                     return;
                 }
             }
+            if disconnected.try_recv().is_ok() {
+                break;
+            }
             if !send_batch(&mut connection, &mut batch, &counters).await {
                 break;
             }
         }
         counters.publisher_up.store(false, Relaxed);
+        // Whoever waits on a receipt in the held batch hears now, not after the outage;
+        // the publishes themselves wait for the next connection.
+        batch.retain_mut(|item| match item {
+            Outbound::Publish { receipt, .. } => {
+                if let Some(receipt) = receipt.take() {
+                    receipt.set_receivers(None);
+                }
+                true
+            }
+            Outbound::CountSubscribers { receipt, .. } => {
+                receipt.set_receivers(None);
+                false
+            }
+        });
         tracing::warn!("publisher lost its Redis connection; reconnecting");
     }
 }

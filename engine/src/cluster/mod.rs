@@ -64,6 +64,18 @@ impl ClusterConfig {
         }
     }
 
+    /// [`ClusterConfig::redis_url`] with its password, if it has one, replaced by `***`:
+    /// fit for logs.
+    pub fn redacted_url(&self) -> String {
+        let url = self.redis_url.as_str();
+        let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
+        let authority_end = url[scheme_end..].find(['/', '?', '#']).map_or(url.len(), |i| scheme_end + i);
+        let authority = &url[scheme_end..authority_end];
+        let Some(at) = authority.rfind('@') else { return url.to_owned() };
+        let Some(colon) = authority[..at].find(':') else { return url.to_owned() };
+        format!("{}***{}", &url[..scheme_end + colon + 1], &url[scheme_end + at..])
+    }
+
     /// Checks every setting, naming the first bad one.
     ///
     /// # Errors
@@ -72,7 +84,7 @@ impl ClusterConfig {
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |setting: &'static str, reason: String| Err(Error::InvalidConfig { setting, reason });
         if let Err(e) = redis::Client::open(self.redis_url.as_str()) {
-            return bad("redis", format!("`{}` is not a Redis URL: {e}", self.redis_url));
+            return bad("redis", format!("`{}` is not a Redis URL: {e}", self.redacted_url()));
         }
         if self.prefix.is_empty() {
             return bad("redis_prefix", "must not be empty".into());
@@ -251,7 +263,9 @@ impl ClusterLink {
     }
 
     pub fn count_subscribers(&self, id: &str, receipt: Arc<Collector>) {
-        self.enqueue(Outbound::CountSubscribers { channel: self.user_channel(id), receipt });
+        if let Some(receipt) = self.settle_if_disconnected(Some(receipt)) {
+            self.enqueue(Outbound::CountSubscribers { channel: self.user_channel(id), receipt });
+        }
     }
 
     pub fn subscribe(&self, id: &str) {
@@ -321,4 +335,42 @@ fn random_node_id() -> String {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
     );
     format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_not_logged() {
+        let redacted = |url: &str| ClusterConfig::new(url).redacted_url();
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redacted("redis://:s3cret@10.0.0.1:6379/0"), "redis://:***@10.0.0.1:6379/0");
+        assert_eq!(redacted("redis://user:p@ss@host"), "redis://user:***@host");
+        assert_eq!(redacted("redis://user@host:6379"), "redis://user@host:6379");
+        assert_eq!(redacted("unix:///run/redis.sock"), "unix:///run/redis.sock");
+        assert_eq!(redacted("notaurl"), "notaurl");
+    }
+
+    #[test]
+    fn settings_are_checked_by_name() {
+        let setting = |config: ClusterConfig| match config.validate() {
+            Err(Error::InvalidConfig { setting, .. }) => setting,
+            other => panic!("expected an invalid setting, got {other:?}"),
+        };
+        assert!(ClusterConfig::new("redis://127.0.0.1:6379").validate().is_ok());
+        assert_eq!(setting(ClusterConfig::new("notaurl")), "redis");
+        assert_eq!(
+            setting(ClusterConfig { node_id: Some("x".repeat(65)), ..ClusterConfig::new("redis://h") }),
+            "node_id"
+        );
+        assert_eq!(
+            setting(ClusterConfig { compat_publish: true, ..ClusterConfig::new("redis://h") }),
+            "compat_publish"
+        );
+        assert_eq!(
+            setting(ClusterConfig { queue_limit: 0, ..ClusterConfig::new("redis://h") }),
+            "redis_queue_limit"
+        );
+    }
 }

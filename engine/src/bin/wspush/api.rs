@@ -1,4 +1,5 @@
-//! The HTTP API: push to an id or to everyone, health, stats, metrics and the demo page.
+//! The HTTP API: push to an id or to everyone, where an id is online, health, stats,
+//! metrics and the demo page. In cluster mode answers also count the other nodes.
 //!
 //! Every error is JSON `{"error": "..."}` with a 4xx/5xx status, axum's own rejections
 //! (bad path encoding, body too large, unknown route, wrong method) included.
@@ -16,18 +17,18 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
-use wspush::{Engine, HandshakeFailures, Message, Stats};
+use wspush::{ClusterStats, Engine, HandshakeFailures, Message, Stats};
 
 use crate::metrics;
 
-/// How long a push waits for the engine's receipt before answering 503.
+/// How long a push or a presence query waits for the engine's answer before answering 503.
 pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What every handler shares.
 pub struct ApiState {
     /// The engine pushes go to.
     pub engine: Arc<Engine>,
-    /// The bearer token POST routes and /stats require, if any.
+    /// The bearer token the data routes (pushes, presence, stats) require, if any.
     pub token: Option<String>,
     /// The largest body a push accepts (the engine's `max_message_size`).
     pub max_message_size: usize,
@@ -41,8 +42,10 @@ pub struct ApiState {
 pub fn router(state: Arc<ApiState>) -> Router {
     let protected = Router::new()
         .route("/socket/{id}", post(send_to_id))
-        .route("/socket/", post(send_to_empty_id))
+        .route("/socket/", post(empty_id))
         .route("/broadcast", post(broadcast))
+        .route("/presence/{id}", get(presence))
+        .route("/presence/", get(empty_id))
         .route("/stats", get(stats))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let open = Router::new()
@@ -176,14 +179,15 @@ fn message_of<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Message<'a>, Ap
     })
 }
 
-/// Waits for the engine's receipt: what the message reached.
-async fn receipt(rx: oneshot::Receiver<wspush::Receipt>) -> Result<wspush::Receipt, ApiError> {
+/// Waits for the engine's answer to a push (its receipt: what the message reached) or to a
+/// presence query; `what` names it in the timeout error.
+async fn answer<T>(rx: oneshot::Receiver<T>, what: &str) -> Result<T, ApiError> {
     match tokio::time::timeout(RECEIPT_TIMEOUT, rx).await {
-        Ok(Ok(receipt)) => Ok(receipt),
+        Ok(Ok(answer)) => Ok(answer),
         Ok(Err(_)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the engine is shutting down")),
         Err(_) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("the engine did not confirm the message within {} seconds", RECEIPT_TIMEOUT.as_secs()),
+            format!("the engine did not {what} within {} seconds", RECEIPT_TIMEOUT.as_secs()),
         )),
     }
 }
@@ -206,12 +210,12 @@ async fn send_to_id(
             let _ = tx.send(receipt);
         })
         .map_err(ApiError::from_engine)?;
-    let receipt = receipt(rx).await?;
-    Ok(Json(json!({ "id": id, "sockets": receipt.sockets })))
+    let receipt = answer(rx, "confirm the message").await?;
+    Ok(Json(json!({ "id": id, "sockets": receipt.sockets, "nodes": receipt.nodes })))
 }
 
-/// `POST /socket/`: the id is missing.
-async fn send_to_empty_id() -> ApiError {
+/// `POST /socket/` and `GET /presence/`: the id is missing.
+async fn empty_id() -> ApiError {
     match wspush::validate_id("") {
         Err(error) => ApiError::from_engine(error),
         Ok(()) => ApiError::new(StatusCode::BAD_REQUEST, "invalid id: the id is empty"),
@@ -233,13 +237,50 @@ async fn broadcast(
             let _ = tx.send(receipt);
         })
         .map_err(ApiError::from_engine)?;
-    let receipt = receipt(rx).await?;
-    Ok(Json(json!({ "sockets": receipt.sockets })))
+    let receipt = answer(rx, "confirm the message").await?;
+    Ok(Json(json!({ "sockets": receipt.sockets, "nodes": receipt.nodes })))
 }
 
-/// `GET /healthz`.
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// `GET /presence/{id}`: the sockets of `id` on this node and, in cluster mode, the number
+/// of nodes subscribed to it (this one included).
+async fn presence(
+    State(state): State<Arc<ApiState>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id.map_err(ApiError::from_path)?;
+    let (tx, rx) = oneshot::channel();
+    state
+        .engine
+        .presence(&id, move |presence| {
+            let _ = tx.send(presence);
+        })
+        .map_err(ApiError::from_engine)?;
+    let what = if state.engine.is_healthy() {
+        "count the sockets"
+    } else {
+        "count the nodes (Redis is unreachable)"
+    };
+    let presence = answer(rx, what).await?;
+    Ok(Json(json!({ "id": id, "sockets": presence.sockets, "nodes": presence.nodes })))
+}
+
+/// `GET /healthz`: 200 while the node can do all it is configured for; 503 in cluster mode
+/// while Redis is unreachable (local sockets are still served).
+async fn healthz(State(state): State<Arc<ApiState>>) -> (StatusCode, Json<Value>) {
+    health(state.engine.is_healthy(), state.engine.node_id())
+}
+
+/// The answer of `GET /healthz`.
+fn health(healthy: bool, node_id: Option<&str>) -> (StatusCode, Json<Value>) {
+    let (status, mut body) = if healthy {
+        (StatusCode::OK, json!({ "status": "ok" }))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, json!({ "status": "degraded", "reason": "redis unreachable" }))
+    };
+    if let Some(node_id) = node_id {
+        body["node_id"] = node_id.into();
+    }
+    (status, Json(body))
 }
 
 /// `GET /stats`: every counter, the version and the uptime.
@@ -266,7 +307,7 @@ pub fn stats_json(stats: &Stats, uptime: Duration) -> Value {
         protocol_errors,
         queue_full,
         handshake_failures,
-        cluster: _,
+        cluster,
     } = stats;
     let HandshakeFailures { bad_request, bad_version, bad_path, too_large, timeout, over_capacity, io } =
         handshake_failures;
@@ -295,6 +336,46 @@ pub fn stats_json(stats: &Stats, uptime: Duration) -> Value {
             "over_capacity": over_capacity,
             "io": io,
         },
+        "cluster": cluster.as_ref().map(cluster_json),
+    })
+}
+
+/// The `cluster` object of `GET /stats`.
+fn cluster_json(stats: &ClusterStats) -> Value {
+    // Without `..`, as above.
+    let ClusterStats {
+        node_id,
+        connected,
+        published,
+        publish_round_trips,
+        publish_dropped,
+        publish_failed,
+        received,
+        own_skipped,
+        delivery_dropped,
+        malformed_envelopes,
+        malformed_compat,
+        subscribe_commands,
+        unsubscribe_commands,
+        subscribed_channels,
+        reconnects,
+    } = stats;
+    json!({
+        "node_id": node_id,
+        "connected": connected,
+        "published": published,
+        "publish_round_trips": publish_round_trips,
+        "publish_dropped": publish_dropped,
+        "publish_failed": publish_failed,
+        "received": received,
+        "own_skipped": own_skipped,
+        "delivery_dropped": delivery_dropped,
+        "malformed_envelopes": malformed_envelopes,
+        "malformed_compat": malformed_compat,
+        "subscribe_commands": subscribe_commands,
+        "unsubscribe_commands": unsubscribe_commands,
+        "subscribed_channels": subscribed_channels,
+        "reconnects": reconnects,
     })
 }
 
@@ -348,6 +429,7 @@ mod tests {
                 over_capacity: 20,
                 io: 21,
             },
+            cluster: None,
         };
         let value = stats_json(&stats, Duration::from_secs(99));
         assert_eq!(
@@ -359,7 +441,52 @@ mod tests {
                 "slow_consumer_drops": 11, "idle_timeouts": 12, "protocol_errors": 13, "queue_full": 14,
                 "handshake_failures": {"bad_request": 15, "bad_version": 16, "bad_path": 17,
                     "too_large": 18, "timeout": 19, "over_capacity": 20, "io": 21},
+                "cluster": null,
             })
+        );
+        let cluster = ClusterStats {
+            node_id: "n1".into(),
+            connected: true,
+            published: 1,
+            publish_round_trips: 2,
+            publish_dropped: 3,
+            publish_failed: 4,
+            received: 5,
+            own_skipped: 6,
+            delivery_dropped: 7,
+            malformed_envelopes: 8,
+            malformed_compat: 9,
+            subscribe_commands: 10,
+            unsubscribe_commands: 11,
+            subscribed_channels: 12,
+            reconnects: 13,
+        };
+        let value = stats_json(&Stats { cluster: Some(cluster), ..stats }, Duration::ZERO);
+        assert_eq!(
+            value["cluster"],
+            json!({
+                "node_id": "n1", "connected": true, "published": 1, "publish_round_trips": 2,
+                "publish_dropped": 3, "publish_failed": 4, "received": 5, "own_skipped": 6,
+                "delivery_dropped": 7, "malformed_envelopes": 8, "malformed_compat": 9,
+                "subscribe_commands": 10, "unsubscribe_commands": 11, "subscribed_channels": 12,
+                "reconnects": 13,
+            })
+        );
+    }
+
+    #[test]
+    fn health_says_degraded_and_names_the_node() {
+        let (status, Json(body)) = health(true, None);
+        assert_eq!((status, body), (StatusCode::OK, json!({ "status": "ok" })));
+        let (status, Json(body)) = health(true, Some("n1"));
+        assert_eq!((status, body), (StatusCode::OK, json!({ "status": "ok", "node_id": "n1" })));
+        let (status, Json(body)) = health(false, Some("n1"));
+        assert_eq!(
+            (status, body),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "status": "degraded", "reason": "redis unreachable", "node_id": "n1" })
+            )
         );
     }
 

@@ -11,12 +11,23 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
-use wspush::{Config, SlowConsumerPolicy};
+use wspush::{ClusterConfig, Config, SlowConsumerPolicy};
 
 /// Where the WebSocket listener binds unless told otherwise.
 pub const DEFAULT_WS_LISTEN: &str = "0.0.0.0:8081";
 /// Where the HTTP API binds unless told otherwise: loopback, since it can push to anyone.
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8080";
+/// The settings that only mean something in cluster mode: giving one without `redis` is an
+/// error rather than silently ignored.
+const REDIS_ONLY: [&str; 7] = [
+    "redis_prefix",
+    "node_id",
+    "compat_channel",
+    "compat_publish",
+    "redis_queue_limit",
+    "inbound_channel",
+    "no_inbound",
+];
 /// The log filter when neither `--log`, `WSPUSH_LOG`, `RUST_LOG` nor the file set one.
 pub const DEFAULT_LOG: &str = "info";
 
@@ -28,7 +39,8 @@ pub const DEFAULT_LOG: &str = "info";
     name = "wspush",
     version,
     about = "wspush: a WebSocket delivery engine. Runs one node: WebSocket clients connect to \
-             ws://HOST:8081/websocket/{id}, and the HTTP API pushes messages to every socket of an id.",
+             ws://HOST:8081/websocket/{id}, and the HTTP API pushes messages to every socket of an id. \
+             With --redis, any number of nodes share their sockets through Redis.",
     after_help = "Every setting can also be given as a WSPUSH_* environment variable (shown above) or \
                   as a key of the TOML file given with --config (the flag name with underscores, e.g. \
                   ws_listen = \"0.0.0.0:9000\"). Precedence: flag > environment > file > default.\n\
@@ -123,13 +135,68 @@ pub struct Cli {
     /// RUST_LOG is used when this is not set [default: info]
     #[arg(long, env = "WSPUSH_LOG", value_name = "LEVEL")]
     pub log: Option<String>,
+
+    /// Cluster mode: share sockets with every node using this Redis server, e.g.
+    /// redis://127.0.0.1:6379; a push on any node reaches the sockets on all of them. The
+    /// settings below need it [default: none, a single node]
+    #[arg(long, env = "WSPUSH_REDIS", value_name = "URL", help_heading = "Cluster mode")]
+    pub redis: Option<String>,
+
+    /// Prefix of every Redis channel wspush uses [default: wspush:]
+    #[arg(long, env = "WSPUSH_REDIS_PREFIX", value_name = "PREFIX", help_heading = "Cluster mode")]
+    pub redis_prefix: Option<String>,
+
+    /// This node's id in the messages it publishes, 1 to 64 bytes [default: random per start,
+    /// logged]
+    #[arg(long, env = "WSPUSH_NODE_ID", value_name = "ID", help_heading = "Cluster mode")]
+    pub node_id: Option<String>,
+
+    /// Also deliver messages in the original JSON format {"KEY": id, "VALUE": "text"}
+    /// published on this Redis channel [default: none]
+    #[arg(long, env = "WSPUSH_COMPAT_CHANNEL", value_name = "NAME", help_heading = "Cluster mode")]
+    pub compat_channel: Option<String>,
+
+    /// Also publish every text push in the original format on --compat-channel, for nodes
+    /// of the original design in a mixed fleet [default: false]
+    #[arg(
+        long,
+        env = "WSPUSH_COMPAT_PUBLISH",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        help_heading = "Cluster mode"
+    )]
+    pub compat_publish: Option<String>,
+
+    /// Most publishes waiting for Redis (e.g. while it is unreachable); more are dropped and
+    /// counted [default: 100000]
+    #[arg(long, env = "WSPUSH_REDIS_QUEUE_LIMIT", value_name = "N", help_heading = "Cluster mode")]
+    pub redis_queue_limit: Option<String>,
+
+    /// Redis channel on which every message a client sends is published as JSON
+    /// {"id", "node", "data"} [default: {prefix}inbound, e.g. wspush:inbound]
+    #[arg(long, env = "WSPUSH_INBOUND_CHANNEL", value_name = "NAME", help_heading = "Cluster mode")]
+    pub inbound_channel: Option<String>,
+
+    /// Do not publish the messages clients send [default: false]
+    #[arg(
+        long,
+        env = "WSPUSH_NO_INBOUND",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        help_heading = "Cluster mode"
+    )]
+    pub no_inbound: Option<String>,
 }
 
 impl Cli {
     /// Every setting's key (the TOML key, and the flag and variable names derived from it)
     /// with its raw value from the command line or the environment. `config` is not a
     /// setting of its own: it says where the others may come from.
-    fn raw_settings(&self) -> [(&'static str, Option<&str>); 17] {
+    fn raw_settings(&self) -> [(&'static str, Option<&str>); 25] {
         [
             ("ws_listen", self.ws_listen.as_deref()),
             ("api_listen", self.api_listen.as_deref()),
@@ -148,6 +215,14 @@ impl Cli {
             ("api_token", self.api_token.as_deref()),
             ("echo", self.echo.as_deref()),
             ("log", self.log.as_deref()),
+            ("redis", self.redis.as_deref()),
+            ("redis_prefix", self.redis_prefix.as_deref()),
+            ("node_id", self.node_id.as_deref()),
+            ("compat_channel", self.compat_channel.as_deref()),
+            ("compat_publish", self.compat_publish.as_deref()),
+            ("redis_queue_limit", self.redis_queue_limit.as_deref()),
+            ("inbound_channel", self.inbound_channel.as_deref()),
+            ("no_inbound", self.no_inbound.as_deref()),
         ]
     }
 
@@ -332,6 +407,37 @@ impl Sources {
         self.values.get(key).map_or_else(|| flag_name(key), |(_, origin)| origin.to_string())
     }
 
+    /// Cluster mode's settings: `None` without `redis`, when none of the others may be given.
+    fn cluster(&self) -> Result<Option<ClusterConfig>, SettingError> {
+        let Some(url) = self.get("redis", parse_string)? else {
+            return match REDIS_ONLY.iter().find(|key| self.values.contains_key(*key)) {
+                Some(key) => Err(SettingError { setting: self.origin(key), reason: "needs --redis".into() }),
+                None => Ok(None),
+            };
+        };
+        let mut cluster = ClusterConfig::new(url);
+        if let Some(prefix) = self.get("redis_prefix", parse_string)? {
+            cluster.prefix = prefix;
+        }
+        cluster.node_id = self.get("node_id", parse_string)?;
+        cluster.compat_channel = self.get("compat_channel", parse_string)?;
+        cluster.compat_publish = self.get("compat_publish", parse_bool)?.unwrap_or(cluster.compat_publish);
+        if cluster.compat_publish && cluster.compat_channel.is_none() {
+            return Err(SettingError {
+                setting: self.origin("compat_publish"),
+                reason: "needs --compat-channel to publish on".into(),
+            });
+        }
+        if let Some(limit) = self.get("redis_queue_limit", parse_count)? {
+            cluster.queue_limit = limit;
+        }
+        cluster.inbound_channel = self.get("inbound_channel", parse_string)?;
+        if self.get("no_inbound", parse_bool)? == Some(true) {
+            cluster.publish_inbound = false;
+        }
+        Ok(Some(cluster))
+    }
+
     /// Applies the defaults and checks the result as the engine will.
     fn resolve(&self) -> Result<Settings, SettingError> {
         let defaults = Config::default();
@@ -359,7 +465,7 @@ impl Sources {
                 .get("command_queue_capacity", parse_count)?
                 .unwrap_or(defaults.command_queue_capacity),
             echo: self.get("echo", parse_bool)?.unwrap_or(defaults.echo),
-            cluster: None,
+            cluster: self.cluster()?,
         };
         if let Err(error) = engine.validate() {
             return Err(match error {
@@ -534,6 +640,159 @@ mod tests {
         assert!(!s.engine.echo);
         assert_eq!(s.api_token, None);
         assert_eq!(s.log, "info");
+        assert!(s.engine.cluster.is_none());
+    }
+
+    #[test]
+    fn redis_turns_on_cluster_mode_with_the_engine_defaults() {
+        let _env = clean_env();
+        let s = load(&["--redis", "redis://127.0.0.1:6390"]).unwrap();
+        let c = s.engine.cluster.expect("cluster mode");
+        let defaults = ClusterConfig::new("redis://127.0.0.1:6390");
+        assert_eq!(c.redis_url, "redis://127.0.0.1:6390");
+        assert_eq!(c.prefix, defaults.prefix);
+        assert_eq!(c.node_id, None);
+        assert_eq!((c.compat_channel, c.compat_publish), (None, false));
+        assert_eq!(c.queue_limit, defaults.queue_limit);
+        assert_eq!((c.publish_inbound, c.inbound_channel), (true, None));
+    }
+
+    #[test]
+    fn every_cluster_flag_reaches_the_cluster_config() {
+        let _env = clean_env();
+        let s = load(&[
+            "--redis",
+            "redis://10.0.0.5:6379/2",
+            "--redis-prefix",
+            "app:",
+            "--node-id",
+            "node-a",
+            "--compat-channel",
+            "legacy",
+            "--compat-publish",
+            "--redis-queue-limit",
+            "500",
+            "--inbound-channel",
+            "from-clients",
+        ])
+        .unwrap();
+        let c = s.engine.cluster.unwrap();
+        assert_eq!(c.redis_url, "redis://10.0.0.5:6379/2");
+        assert_eq!(c.prefix, "app:");
+        assert_eq!(c.node_id.as_deref(), Some("node-a"));
+        assert_eq!(c.compat_channel.as_deref(), Some("legacy"));
+        assert!(c.compat_publish);
+        assert_eq!(c.queue_limit, 500);
+        assert_eq!(c.inbound_channel.as_deref(), Some("from-clients"));
+        assert!(c.publish_inbound);
+        let c = load(&["--redis", "redis://h", "--no-inbound"]).unwrap().engine.cluster.unwrap();
+        assert!(!c.publish_inbound);
+        let c = load(&["--redis", "redis://h", "--no-inbound=false"]).unwrap().engine.cluster.unwrap();
+        assert!(c.publish_inbound);
+        let c = load(&["--redis", "redis://h", "--compat-channel", "x", "--compat-publish=no"]).unwrap();
+        assert!(!c.engine.cluster.unwrap().compat_publish);
+    }
+
+    #[test]
+    fn redis_flag_beats_env_beats_file() {
+        let _env = clean_env();
+        let file = temp_file("redis", "redis = \"redis://file:1\"\nnode_id = \"from-file\"\n");
+        let url = |s: Settings| s.engine.cluster.unwrap().redis_url;
+        assert_eq!(url(load(&["--config", &file]).unwrap()), "redis://file:1", "file");
+        std::env::set_var("WSPUSH_REDIS", "redis://env:2");
+        assert_eq!(url(load(&["--config", &file]).unwrap()), "redis://env:2", "env over file");
+        let s = load(&["--config", &file, "--redis", "redis://flag:3"]).unwrap();
+        assert_eq!(s.engine.cluster.as_ref().unwrap().node_id.as_deref(), Some("from-file"));
+        assert_eq!(url(s), "redis://flag:3", "flag over env");
+        std::env::set_var("WSPUSH_NODE_ID", "from-env");
+        let c = load(&["--config", &file]).unwrap().engine.cluster.unwrap();
+        assert_eq!(c.node_id.as_deref(), Some("from-env"));
+        std::env::remove_var("WSPUSH_REDIS");
+        std::env::remove_var("WSPUSH_NODE_ID");
+        std::fs::write(
+            &file,
+            "redis = \"redis://file:1\"\nredis_prefix = \"p:\"\ncompat_channel = \"c\"\n\
+             compat_publish = true\nredis_queue_limit = 7\ninbound_channel = \"i\"\nno_inbound = true\n",
+        )
+        .unwrap();
+        let c = load(&["--config", &file]).unwrap().engine.cluster.unwrap();
+        std::fs::remove_file(file).unwrap();
+        assert_eq!(
+            (c.prefix.as_str(), c.compat_channel.as_deref(), c.compat_publish),
+            ("p:", Some("c"), true)
+        );
+        assert_eq!((c.queue_limit, c.inbound_channel.as_deref(), c.publish_inbound), (7, Some("i"), false));
+    }
+
+    #[test]
+    fn cluster_settings_without_redis_are_refused() {
+        let _env = clean_env();
+        for (args, flag) in [
+            (&["--compat-channel", "legacy"][..], "--compat-channel"),
+            (&["--redis-prefix", "p:"], "--redis-prefix"),
+            (&["--node-id", "a"], "--node-id"),
+            (&["--compat-publish"], "--compat-publish"),
+            (&["--redis-queue-limit", "5"], "--redis-queue-limit"),
+            (&["--inbound-channel", "i"], "--inbound-channel"),
+            (&["--no-inbound"], "--no-inbound"),
+        ] {
+            assert_eq!(load(args).unwrap_err(), format!("invalid {flag}: needs --redis"), "{args:?}");
+        }
+        std::env::set_var("WSPUSH_NODE_ID", "a");
+        assert_eq!(load(&[]).unwrap_err(), "invalid WSPUSH_NODE_ID: needs --redis");
+        assert!(load(&["--redis", "redis://h"]).is_ok());
+        std::env::remove_var("WSPUSH_NODE_ID");
+        let file = temp_file("needs-redis", "compat_channel = \"legacy\"\n");
+        assert_eq!(
+            load(&["--config", &file]).unwrap_err(),
+            format!("invalid compat_channel in {file}: needs --redis")
+        );
+        std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
+    fn invalid_cluster_settings_are_named() {
+        let _env = clean_env();
+        let error = load(&["--redis", "notaurl"]).unwrap_err();
+        assert!(error.starts_with("invalid --redis: `notaurl` is not a Redis URL"), "{error}");
+        std::env::set_var("WSPUSH_REDIS", "notaurl");
+        let error = load(&[]).unwrap_err();
+        assert!(error.starts_with("invalid WSPUSH_REDIS: `notaurl` is not a Redis URL"), "{error}");
+        std::env::remove_var("WSPUSH_REDIS");
+        let long = "n".repeat(65);
+        assert_eq!(
+            load(&["--redis", "redis://h", "--node-id", &long]).unwrap_err(),
+            "invalid --node-id: must be 1 to 64 bytes"
+        );
+        assert!(load(&["--redis", "redis://h", "--node-id", &long[..64]]).is_ok());
+        assert_eq!(
+            load(&["--redis", "redis://h", "--compat-publish"]).unwrap_err(),
+            "invalid --compat-publish: needs --compat-channel to publish on"
+        );
+        assert_eq!(
+            load(&["--redis", "redis://h", "--redis-queue-limit", "0"]).unwrap_err(),
+            "invalid --redis-queue-limit: must be at least 1"
+        );
+        assert_eq!(
+            load(&["--redis", "redis://h", "--redis-queue-limit", "many"]).unwrap_err(),
+            "invalid --redis-queue-limit: `many` is not a whole number"
+        );
+        assert_eq!(
+            load(&["--redis", "redis://h", "--redis-prefix", ""]).unwrap_err(),
+            "invalid --redis-prefix: must not be empty"
+        );
+        assert_eq!(
+            load(&["--redis", "redis://h", "--compat-channel", ""]).unwrap_err(),
+            "invalid --compat-channel: must not be empty"
+        );
+        assert_eq!(
+            load(&["--redis", "redis://h", "--inbound-channel", ""]).unwrap_err(),
+            "invalid --inbound-channel: must not be empty"
+        );
+        assert_eq!(
+            load(&["--redis", "redis://h", "--no-inbound=perhaps"]).unwrap_err(),
+            "invalid --no-inbound: expected true or false, got `perhaps`"
+        );
     }
 
     #[test]
@@ -772,6 +1031,8 @@ mod tests {
             format!("[default: {}]", defaults.max_headers),
             format!("[default: {}]", defaults.command_queue_capacity),
             format!("[default: {}]", defaults.path_prefix),
+            format!("[default: {}]", ClusterConfig::new("").prefix),
+            format!("[default: {}]", ClusterConfig::new("").queue_limit),
         ] {
             assert!(help.contains(&default), "{default} missing from --help");
         }

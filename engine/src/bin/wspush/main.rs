@@ -9,6 +9,13 @@
 //! wspush: http api listening on http://127.0.0.1:8080
 //! ```
 //!
+//! and in cluster mode (`--redis`) a third, with the node's id and the Redis server (its
+//! password, if the URL has one, replaced by `***`):
+//!
+//! ```text
+//! wspush: cluster node 3f9a0c1b2d4e via redis://127.0.0.1:6379
+//! ```
+//!
 //! Exit codes: 0 after a graceful shutdown (SIGINT, SIGTERM), 1 when a listener cannot be
 //! bound or the server fails, 2 for invalid settings.
 
@@ -90,7 +97,8 @@ fn run(settings: cli::Settings) -> Result<(), Failure> {
         started,
         demo_page: demo::render(ws_addr.port(), &settings.engine.path_prefix, settings.api_token.is_some()),
     });
-    let served = runtime.block_on(serve(settings, ws_addr, api::router(state)));
+    let node_id = engine.node_id().map(str::to_owned);
+    let served = runtime.block_on(serve(settings, ws_addr, node_id, api::router(state)));
     // Requests still running hold the engine only briefly; do not wait for stragglers.
     runtime.shutdown_timeout(Duration::from_secs(1));
     info!("closing websockets (1001), up to {} seconds", SHUTDOWN_TIMEOUT.as_secs());
@@ -100,7 +108,12 @@ fn run(settings: cli::Settings) -> Result<(), Failure> {
 }
 
 /// Binds the API, announces both listeners, and serves until a signal arrives.
-async fn serve(settings: cli::Settings, ws_addr: SocketAddr, app: axum::Router) -> Result<(), Failure> {
+async fn serve(
+    settings: cli::Settings,
+    ws_addr: SocketAddr,
+    node_id: Option<String>,
+    app: axum::Router,
+) -> Result<(), Failure> {
     let listener = tokio::net::TcpListener::bind(settings.api_listen)
         .await
         .map_err(|e| Failure::new(format!("cannot listen on {} (--api-listen): {e}", settings.api_listen)))?;
@@ -119,10 +132,27 @@ async fn serve(settings: cli::Settings, ws_addr: SocketAddr, app: axum::Router) 
     if !api_addr.ip().is_loopback() && settings.api_token.is_none() {
         warn!("the http api on {api_addr} is reachable from other hosts and has no --api-token: anyone who can reach it can push to every socket");
     }
-    // Tests and scripts parse these two lines.
+    let cluster_line = settings.engine.cluster.as_ref().map(|cluster| {
+        let node_id = node_id.as_deref().unwrap_or("?");
+        let redis = cluster.redacted_url();
+        info!(
+            prefix = cluster.prefix,
+            compat_channel = cluster.compat_channel.as_deref().unwrap_or("none"),
+            compat_publish = cluster.compat_publish,
+            queue_limit = cluster.queue_limit,
+            publish_inbound = cluster.publish_inbound,
+            "cluster node {node_id} via {redis}"
+        );
+        format!("wspush: cluster node {node_id} via {redis}")
+    });
+    // Tests and scripts parse these lines.
     let mut stdout = std::io::stdout().lock();
     let announced = writeln!(stdout, "wspush: websocket listening on ws://{ws_addr}{prefix}")
         .and_then(|()| writeln!(stdout, "wspush: http api listening on http://{api_addr}"))
+        .and_then(|()| match &cluster_line {
+            Some(line) => writeln!(stdout, "{line}"),
+            None => Ok(()),
+        })
         .and_then(|()| stdout.flush());
     drop(stdout);
     if let Err(e) = announced {

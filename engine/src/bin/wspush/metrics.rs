@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use wspush::{HandshakeFailures, Stats};
+use wspush::{ClusterStats, HandshakeFailures, Stats};
 
 /// The `Content-Type` of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -28,7 +28,7 @@ pub fn render(stats: &Stats, uptime: Duration) -> String {
         protocol_errors,
         queue_full,
         handshake_failures,
-        cluster: _,
+        cluster,
     } = stats;
     let HandshakeFailures { bad_request, bad_version, bad_path, too_large, timeout, over_capacity, io } =
         handshake_failures;
@@ -127,7 +127,101 @@ pub fn render(stats: &Stats, uptime: Duration) -> String {
     metric("wspush_uptime_seconds", gauge, "Seconds since the server started.", &[("", uptime.as_secs())]);
     let version = format!("{{version=\"{}\"}}", wspush::VERSION);
     metric("wspush_build_info", gauge, "The wspush version, as a label; always 1.", &[(version.as_str(), 1)]);
+    if let Some(cluster) = cluster {
+        render_cluster(cluster, &mut metric);
+    }
     out
+}
+
+/// The cluster metrics, in cluster mode only.
+fn render_cluster(stats: &ClusterStats, metric: &mut impl FnMut(&str, &str, &str, &[(&str, u64)])) {
+    // Without `..`, as above. The node id is in /healthz and /stats, not a label here.
+    let ClusterStats {
+        node_id: _,
+        connected,
+        published,
+        publish_round_trips,
+        publish_dropped,
+        publish_failed,
+        received,
+        own_skipped,
+        delivery_dropped,
+        malformed_envelopes,
+        malformed_compat,
+        subscribe_commands,
+        unsubscribe_commands,
+        subscribed_channels,
+        reconnects,
+    } = stats;
+    let (gauge, counter) = ("gauge", "counter");
+    metric(
+        "wspush_cluster_connected",
+        gauge,
+        "1 while both Redis connections (publish and subscribe) are up, else 0.",
+        &[("", u64::from(*connected))],
+    );
+    metric(
+        "wspush_cluster_subscribed_channels",
+        gauge,
+        "Redis channels currently subscribed.",
+        &[("", *subscribed_channels)],
+    );
+    metric("wspush_cluster_published_total", counter, "Publishes Redis accepted.", &[("", *published)]);
+    metric(
+        "wspush_cluster_publish_round_trips_total",
+        counter,
+        "Pipelines sent to Redis (publishes and presence queries).",
+        &[("", *publish_round_trips)],
+    );
+    metric(
+        "wspush_cluster_publish_dropped_total",
+        counter,
+        "Publishes dropped because redis_queue_limit were already waiting.",
+        &[("", *publish_dropped)],
+    );
+    metric(
+        "wspush_cluster_publish_failed_total",
+        counter,
+        "Publishes lost in a pipeline that was in flight when the Redis connection failed.",
+        &[("", *publish_failed)],
+    );
+    metric("wspush_cluster_received_total", counter, "Messages received from Redis.", &[("", *received)]);
+    metric(
+        "wspush_cluster_own_skipped_total",
+        counter,
+        "Messages this node published itself, skipped on receipt.",
+        &[("", *own_skipped)],
+    );
+    metric(
+        "wspush_cluster_delivery_dropped_total",
+        counter,
+        "Messages from Redis not delivered because a worker's queue was full.",
+        &[("", *delivery_dropped)],
+    );
+    metric(
+        "wspush_cluster_malformed_total",
+        counter,
+        "Malformed payloads from Redis, skipped, by format.",
+        &[("{format=\"envelope\"}", *malformed_envelopes), ("{format=\"compat\"}", *malformed_compat)],
+    );
+    metric(
+        "wspush_cluster_subscribe_commands_total",
+        counter,
+        "SUBSCRIBE commands sent to Redis.",
+        &[("", *subscribe_commands)],
+    );
+    metric(
+        "wspush_cluster_unsubscribe_commands_total",
+        counter,
+        "UNSUBSCRIBE commands sent to Redis.",
+        &[("", *unsubscribe_commands)],
+    );
+    metric(
+        "wspush_cluster_reconnects_total",
+        counter,
+        "Redis connections re-established after the first.",
+        &[("", *reconnects)],
+    );
 }
 
 #[cfg(test)]
@@ -159,8 +253,28 @@ mod tests {
                 over_capacity: 25,
                 io: 26,
             },
+            cluster: None,
         };
         let text = render(&stats, Duration::from_secs(42));
+        assert!(!text.contains("wspush_cluster_"), "no cluster metrics on a single node");
+        let cluster = ClusterStats {
+            node_id: "n1".into(),
+            connected: true,
+            published: 30,
+            publish_round_trips: 31,
+            publish_dropped: 32,
+            publish_failed: 33,
+            received: 34,
+            own_skipped: 35,
+            delivery_dropped: 36,
+            malformed_envelopes: 37,
+            malformed_compat: 38,
+            subscribe_commands: 39,
+            unsubscribe_commands: 40,
+            subscribed_channels: 41,
+            reconnects: 42,
+        };
+        let text = render(&Stats { cluster: Some(cluster), ..stats }, Duration::from_secs(42));
         for line in [
             "# HELP wspush_connections Open WebSocket connections.",
             "# TYPE wspush_connections gauge",
@@ -190,6 +304,24 @@ mod tests {
             "wspush_handshake_failures_total{reason=\"io\"} 26",
             "wspush_uptime_seconds 42",
             &format!("wspush_build_info{{version=\"{}\"}} 1", wspush::VERSION),
+            "# TYPE wspush_cluster_connected gauge",
+            "wspush_cluster_connected 1",
+            "# TYPE wspush_cluster_subscribed_channels gauge",
+            "wspush_cluster_subscribed_channels 41",
+            "# TYPE wspush_cluster_published_total counter",
+            "wspush_cluster_published_total 30",
+            "wspush_cluster_publish_round_trips_total 31",
+            "wspush_cluster_publish_dropped_total 32",
+            "wspush_cluster_publish_failed_total 33",
+            "wspush_cluster_received_total 34",
+            "wspush_cluster_own_skipped_total 35",
+            "wspush_cluster_delivery_dropped_total 36",
+            "# TYPE wspush_cluster_malformed_total counter",
+            "wspush_cluster_malformed_total{format=\"envelope\"} 37",
+            "wspush_cluster_malformed_total{format=\"compat\"} 38",
+            "wspush_cluster_subscribe_commands_total 39",
+            "wspush_cluster_unsubscribe_commands_total 40",
+            "wspush_cluster_reconnects_total 42",
         ] {
             assert!(text.lines().any(|l| l == line), "missing line {line:?} in\n{text}");
         }

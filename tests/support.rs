@@ -1,0 +1,314 @@
+//! Helpers shared by the integration tests that need the dev-dependencies (the engine,
+//! tokio-tungstenite, serde_json), which the `wspush_tests` library cannot see. Every test
+//! file includes this module with `#[path = "support.rs"] mod support;`; built alone (cargo
+//! also compiles it as a test target of its own) it holds no tests.
+#![allow(dead_code, unused_imports)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use sha1::{Digest, Sha1};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wspush::{Config, ConnectionId, Engine, Event, Message};
+
+pub use wspush_tests::*;
+
+/// A tokio-tungstenite client connection.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The `Sec-WebSocket-Accept` value for `key` (RFC 6455 section 4.2.2).
+pub fn accept_key(key: &str) -> String {
+    use base64::Engine as _;
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+}
+
+// ---------------------------------------------------------------------------------------
+// Clients.
+
+/// Connects a tokio-tungstenite client to `url`; panics unless it upgrades in time.
+pub async fn connect(url: &str) -> Ws {
+    match tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(url)).await {
+        Ok(Ok((ws, response))) => {
+            assert_eq!(response.status().as_u16(), 101);
+            ws
+        }
+        Ok(Err(e)) => panic!("cannot connect to {url}: {e}"),
+        Err(_) => panic!("connecting to {url} timed out"),
+    }
+}
+
+/// Connects to `ws://addr/websocket/{id}`.
+pub async fn connect_id(addr: SocketAddr, id: &str) -> Ws {
+    connect(&format!("ws://{addr}/websocket/{id}")).await
+}
+
+/// The next frame-level item from the server, data or control, within `timeout`; panics
+/// on timeout, error or end of stream.
+pub async fn next_item(ws: &mut Ws, timeout: Duration) -> WsMessage {
+    match tokio::time::timeout(timeout, ws.next()).await {
+        Ok(Some(Ok(message))) => message,
+        Ok(Some(Err(e))) => panic!("the connection failed while waiting for a message: {e}"),
+        Ok(None) => panic!("the connection ended while waiting for a message"),
+        Err(_) => panic!("no message within {timeout:?}"),
+    }
+}
+
+/// The next data message (text or binary), skipping pings and pongs; panics on a close,
+/// an error or when nothing arrives within `timeout`.
+pub async fn recv_message(ws: &mut Ws, timeout: Duration) -> WsMessage {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match next_item(ws, left).await {
+            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+            message @ (WsMessage::Text(_) | WsMessage::Binary(_)) => return message,
+            other => panic!("expected a data message, got {other:?}"),
+        }
+    }
+}
+
+/// The next data message, which must be text.
+pub async fn recv_text(ws: &mut Ws, timeout: Duration) -> String {
+    match recv_message(ws, timeout).await {
+        WsMessage::Text(text) => text.as_str().to_owned(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// The next data message, which must be binary.
+pub async fn recv_binary(ws: &mut Ws, timeout: Duration) -> Vec<u8> {
+    match recv_message(ws, timeout).await {
+        WsMessage::Binary(data) => data.to_vec(),
+        other => panic!("expected a binary message, got {other:?}"),
+    }
+}
+
+/// Waits (at most [`TIMEOUT`]) for the server's close frame, skipping pings and pongs,
+/// answers it, and returns its code; panics on a data message, on a close without a code, and when the
+/// connection ends without a close frame.
+pub async fn expect_close(ws: &mut Ws) -> u16 {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match next_item(ws, left).await {
+            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+            WsMessage::Close(Some(frame)) => {
+                // Send the queued close reply now, completing the close handshake.
+                let _ = tokio::time::timeout(TIMEOUT, ws.flush()).await;
+                return frame.code.into();
+            }
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+/// Sends a text message.
+pub async fn send_text(ws: &mut Ws, text: &str) {
+    ws.send(WsMessage::text(text)).await.expect("cannot send a text message");
+}
+
+/// Sends a binary message.
+pub async fn send_binary(ws: &mut Ws, data: &[u8]) {
+    ws.send(WsMessage::binary(data.to_vec())).await.expect("cannot send a binary message");
+}
+
+/// Starts the close handshake with `code`.
+pub async fn send_close(ws: &mut Ws, code: u16, reason: &str) {
+    let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+    ws.send(WsMessage::Close(Some(frame))).await.expect("cannot send a close frame");
+}
+
+// ---------------------------------------------------------------------------------------
+// In-process engine.
+
+/// An [`Event`] copied out of the handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ev {
+    /// [`Event::Open`].
+    Open { conn: ConnectionId, id: String },
+    /// [`Event::Message`]; `text` says whether it was a text message.
+    Message { conn: ConnectionId, id: String, text: bool, data: Vec<u8> },
+    /// [`Event::Close`].
+    Close { conn: ConnectionId, id: String, code: u16 },
+}
+
+impl Ev {
+    fn copy(event: &Event<'_>) -> Ev {
+        match *event {
+            Event::Open { conn, id } => Ev::Open { conn, id: id.to_owned() },
+            Event::Message { conn, id, message } => Ev::Message {
+                conn,
+                id: id.to_owned(),
+                text: message.is_text(),
+                data: message.as_bytes().to_vec(),
+            },
+            Event::Close { conn, id, code } => Ev::Close { conn, id: id.to_owned(), code },
+        }
+    }
+}
+
+/// The events of one engine, in the order its handler saw them.
+pub struct Events {
+    rx: mpsc::Receiver<Ev>,
+    /// Events received while waiting for another kind, kept for later waits.
+    pending: VecDeque<Ev>,
+}
+
+impl Events {
+    /// Installs a handler on `engine` that forwards every event here.
+    pub fn attach(engine: &Engine) -> Events {
+        Events::attach_with(engine, |_| {})
+    }
+
+    /// As [`Events::attach`], calling `hook` on the worker thread first for every event.
+    pub fn attach_with(engine: &Engine, hook: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Events {
+        let (tx, rx) = mpsc::channel();
+        engine.set_event_handler(move |event: &Event<'_>| {
+            hook(event);
+            let _ = tx.send(Ev::copy(event));
+        });
+        Events { rx, pending: VecDeque::new() }
+    }
+
+    /// The first event (earlier skipped ones first) for which `pick` returns a value,
+    /// within [`TIMEOUT`]; others are kept for later calls. Panics with `what` on timeout.
+    pub fn wait<T>(&mut self, what: &str, mut pick: impl FnMut(&Ev) -> Option<T>) -> T {
+        if let Some(i) = self.pending.iter().position(|e| pick(e).is_some()) {
+            let event = self.pending.remove(i).unwrap();
+            return pick(&event).unwrap();
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(event) => match pick(&event) {
+                    Some(value) => return value,
+                    None => self.pending.push_back(event),
+                },
+                Err(_) => panic!("no event within {TIMEOUT:?} for: {what}; other events: {:?}", self.pending),
+            }
+        }
+    }
+
+    /// The next `Open` of `id`: its connection.
+    pub fn open(&mut self, id: &str) -> ConnectionId {
+        self.wait(&format!("Open of {id:?}"), |e| match e {
+            Ev::Open { conn, id: got } if got == id => Some(*conn),
+            _ => None,
+        })
+    }
+
+    /// The next `Open` of any id: `(conn, id)`.
+    pub fn any_open(&mut self) -> (ConnectionId, String) {
+        self.wait("any Open", |e| match e {
+            Ev::Open { conn, id } => Some((*conn, id.clone())),
+            _ => None,
+        })
+    }
+
+    /// The next `Message` from `conn`: `(id, is_text, data)`.
+    pub fn message_from(&mut self, conn: ConnectionId) -> (String, bool, Vec<u8>) {
+        self.wait(&format!("Message from {conn}"), |e| match e {
+            Ev::Message { conn: c, id, text, data } if *c == conn => Some((id.clone(), *text, data.clone())),
+            _ => None,
+        })
+    }
+
+    /// The `Close` of `conn`: its code.
+    pub fn close_of(&mut self, conn: ConnectionId) -> u16 {
+        self.wait(&format!("Close of {conn}"), |e| match e {
+            Ev::Close { conn: c, code, .. } if *c == conn => Some(*code),
+            _ => None,
+        })
+    }
+
+    /// Every event that arrived so far and was not consumed.
+    pub fn drain(&mut self) -> Vec<Ev> {
+        let mut all: Vec<Ev> = self.pending.drain(..).collect();
+        all.extend(self.rx.try_iter());
+        all
+    }
+}
+
+/// A loopback address with a free port.
+pub fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Starts an engine listening on a free loopback port, with `configure` applied to the
+/// defaults, and attaches an [`Events`] collector before any socket can connect.
+pub fn start_engine(configure: impl FnOnce(&mut Config)) -> (Engine, Events) {
+    let mut config = Config { ws_listen: Some(any_port()), workers: 2, ..Config::default() };
+    configure(&mut config);
+    let engine = Engine::start(config).expect("the engine does not start");
+    let events = Events::attach(&engine);
+    (engine, events)
+}
+
+/// The listener address of an engine started by [`start_engine`].
+pub fn addr(engine: &Engine) -> SocketAddr {
+    engine.local_addr().expect("the engine has a listener")
+}
+
+/// Sends with a receipt and waits for it: the number of sockets the message was queued to.
+pub fn send_counted(engine: &Engine, id: &str, message: Message<'_>) -> usize {
+    let (tx, rx) = mpsc::channel();
+    engine
+        .send_with_receipt(id, message, move |receipt| {
+            let _ = tx.send(receipt.sockets);
+        })
+        .expect("send_with_receipt failed");
+    rx.recv_timeout(TIMEOUT).expect("no receipt for send")
+}
+
+/// Broadcasts with a receipt and waits for it.
+pub fn broadcast_counted(engine: &Engine, message: Message<'_>) -> usize {
+    let (tx, rx) = mpsc::channel();
+    engine
+        .broadcast_with_receipt(message, move |receipt| {
+            let _ = tx.send(receipt.sockets);
+        })
+        .expect("broadcast_with_receipt failed");
+    rx.recv_timeout(TIMEOUT).expect("no receipt for broadcast")
+}
+
+// ---------------------------------------------------------------------------------------
+// The server binary's API.
+
+/// Parses a response body as JSON, panicking with the body if it is not.
+pub fn json(response: &HttpResponse) -> serde_json::Value {
+    serde_json::from_slice(&response.body)
+        .unwrap_or_else(|e| panic!("the body is not JSON ({e}): {response:?}"))
+}
+
+/// `GET /stats`, parsed.
+pub fn server_stats(server: &Server) -> serde_json::Value {
+    let response = server.get("/stats");
+    assert_eq!(response.status(), 200, "{response:?}");
+    json(&response)
+}
+
+/// One counter of `GET /stats` (`a.b` for nested ones).
+pub fn server_counter(server: &Server, path: &str) -> u64 {
+    let stats = server_stats(server);
+    let mut value = &stats;
+    for key in path.split('.') {
+        value = &value[key];
+    }
+    value.as_u64().unwrap_or_else(|| panic!("no counter {path} in /stats: {stats}"))
+}
+
+/// Waits until the server reports `n` open connections.
+pub fn wait_connections(server: &Server, n: u64) {
+    eventually(TIMEOUT, &format!("{n} connections in /stats"), || server_counter(server, "connections") == n);
+}
