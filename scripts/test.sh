@@ -32,6 +32,19 @@ cargo fmt --version >/dev/null 2>&1 || { echo "test.sh: missing rustfmt: rustup 
 cargo clippy --version >/dev/null 2>&1 || { echo "test.sh: missing clippy: rustup component add clippy" >&2; exit 2; }
 need python3 "the conformance run needs Python 3 (and CPython 2.7, see scripts/autobahn.sh)"
 
+# The cluster tests start their own redis-server processes and drive them with redis-cli.
+for tool in redis-server:redis-server redis-cli:redis-tools; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 && continue
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing ${tool#*:} (for ${tool%%:*})"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tool#*:}"; } >/dev/null ||
+      { echo "test.sh: could not install ${tool#*:}" >&2; exit 2; }
+  else
+    echo "test.sh: missing prerequisite \`${tool%%:*}\`: install the ${tool#*:} package" >&2
+    exit 2
+  fi
+done
+
 started=$(date +%s)
 
 step "cargo fmt --all -- --check"

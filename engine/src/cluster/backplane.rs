@@ -25,9 +25,11 @@ use crate::Error;
 const MAX_BATCH: usize = 4096;
 /// Most channels in one SUBSCRIBE or UNSUBSCRIBE.
 const MAX_CHANNELS_PER_COMMAND: usize = 2048;
-/// How long the subscriber waits for more id changes before sending a batch: a connect
-/// storm becomes a handful of commands.
-const COALESCE: Duration = Duration::from_millis(5);
+/// The subscriber collects id changes while they keep arriving (checking every
+/// `COALESCE_STEP`, for at most `COALESCE_MAX`), so a connect storm of any length becomes a
+/// handful of commands while a lone connect is subscribed within milliseconds.
+const COALESCE_STEP: Duration = Duration::from_millis(5);
+const COALESCE_MAX: Duration = Duration::from_millis(50);
 /// A Redis that answers nothing for this long is taken as gone.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The subscriber pings this often, to notice a silent broken connection.
@@ -77,9 +79,17 @@ impl Backplane {
             .name("wspush-backplane".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let publisher =
-                        publish_loop(client.clone(), outbound, link.counters.clone(), stopped.clone());
-                    let subscriber = subscribe_loop(client, changes, router, stopped);
+                    // The subscriber reads all the time, so it sees a dropped connection first
+                    // and tells the publisher, which may have nothing to send for a while.
+                    let (lost, lost_seen) = watch::channel(0u64);
+                    let publisher = publish_loop(
+                        client.clone(),
+                        outbound,
+                        link.counters.clone(),
+                        lost_seen,
+                        stopped.clone(),
+                    );
+                    let subscriber = subscribe_loop(client, changes, router, lost, stopped);
                     tokio::join!(publisher, subscriber);
                 })
             })
@@ -149,6 +159,7 @@ async fn publish_loop(
     client: redis::Client,
     mut outbound: mpsc::Receiver<Outbound>,
     counters: Arc<ClusterCounters>,
+    mut subscriber_lost: watch::Receiver<u64>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new();
@@ -156,11 +167,7 @@ async fn publish_loop(
     let mut ever_connected = false;
     let mut logged_down = false;
     loop {
-        // The connection reports its own death here at once, so a publisher with nothing
-        // to send still notices an outage, and a batch not yet sent waits for the next
-        // connection instead of failing on a dead one.
-        let (disconnects, mut disconnected) = mpsc::unbounded_channel();
-        let config = connection_config().set_push_sender(disconnects);
+        let config = connection_config();
         let connect = client.get_multiplexed_async_connection_with_config(&config);
         let attempt = tokio::select! {
             attempt = connect => attempt,
@@ -187,11 +194,24 @@ async fn publish_loop(
         backoff.reset();
         counters.publisher_up.store(true, Relaxed);
         tracing::info!("publisher connected to Redis");
+        // Losses the subscriber saw before this connection are not this connection's.
+        subscriber_lost.borrow_and_update();
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.tick().await;
         loop {
             if batch.is_empty() {
+                // An idle publisher still notices an outage (the subscriber's word, or its own
+                // ping), so a batch sent after Redis returns goes out on a fresh connection.
                 let stopping = tokio::select! {
                     received = outbound.recv_many(&mut batch, MAX_BATCH) => received == 0,
-                    _ = disconnected.recv() => break,
+                    Ok(()) = subscriber_lost.changed() => break,
+                    _ = keepalive.tick() => {
+                        let ping = redis::cmd("PING");
+                        match tokio::time::timeout(RESPONSE_TIMEOUT, ping.query_async::<Value>(&mut connection)).await {
+                            Ok(Ok(_)) => continue,
+                            _ => break,
+                        }
+                    }
                     _ = stopped.changed() => true,
                 };
                 if stopping {
@@ -206,7 +226,7 @@ async fn publish_loop(
                     return;
                 }
             }
-            if disconnected.try_recv().is_ok() {
+            if subscriber_lost.has_changed().unwrap_or(false) {
                 break;
             }
             if !send_batch(&mut connection, &mut batch, &counters).await {
@@ -291,6 +311,7 @@ async fn subscribe_loop(
     client: redis::Client,
     mut changes: mpsc::UnboundedReceiver<Change>,
     mut router: Router,
+    lost: watch::Sender<u64>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let counters = router.link.counters.clone();
@@ -345,7 +366,7 @@ async fn subscribe_loop(
         let fixed_channels = channels.len() - held.len();
         let mut keepalive = tokio::time::interval(KEEPALIVE);
         keepalive.tick().await;
-        let lost = loop {
+        let connection_lost = loop {
             tokio::select! {
                 message = stream.next() => match message {
                     Some(message) => router.route(message.get_channel_name(), message.get_payload_bytes()),
@@ -353,11 +374,18 @@ async fn subscribe_loop(
                 },
                 change = changes.recv() => {
                     let Some(change) = change else { break false };
-                    // Let the rest of a burst arrive, then send it as a few commands.
-                    tokio::time::sleep(COALESCE).await;
                     let mut touched = vec![change];
-                    while let Ok(change) = changes.try_recv() {
-                        touched.push(change);
+                    let started = tokio::time::Instant::now();
+                    loop {
+                        tokio::time::sleep(COALESCE_STEP).await;
+                        let before = touched.len();
+                        while let Ok(change) = changes.try_recv() {
+                            touched.push(change);
+                        }
+                        let quiet = touched.len() == before;
+                        if quiet || started.elapsed() >= COALESCE_MAX || touched.len() >= MAX_CHANNELS_PER_COMMAND {
+                            break;
+                        }
                     }
                     if sync_subscriptions(&mut sink, touched, &mut held, &mut subscribed, &router.link, &counters).await.is_err() {
                         break true;
@@ -375,9 +403,10 @@ async fn subscribe_loop(
         };
         counters.subscriber_up.store(false, Relaxed);
         counters.subscribed_channels.store(0, Relaxed);
-        if !lost {
+        if !connection_lost {
             return;
         }
+        lost.send_modify(|losses| *losses += 1);
         tracing::warn!("subscriber lost its Redis connection; reconnecting and resubscribing");
         if sleep_or_stop(backoff.next_delay(), &mut stopped).await {
             return;
