@@ -14,6 +14,7 @@ use crate::cluster::{Backplane, ClusterLink};
 use crate::event::HandlerSlot;
 use crate::frame;
 use crate::id::{validate_id, worker_of};
+use crate::listener;
 use crate::receipt::{Collector, SelfCount};
 use crate::shard::{self, Command, Shard, ShardHandle, ShardSettings, ShardShared};
 use crate::stats::Counters;
@@ -61,9 +62,7 @@ impl Engine {
         config.validate()?;
         // Bind first: a taken port fails the start before any thread exists.
         let listener = match config.ws_listen {
-            Some(addr) => {
-                Some(mio::net::TcpListener::bind(addr).map_err(|e| Error::io(format!("binding {addr}"), e))?)
-            }
+            Some(addr) => Some(listener::bind(addr).map_err(|e| Error::io(format!("binding {addr}"), e))?),
             None => None,
         };
         let local_addr = match &listener {

@@ -34,6 +34,7 @@ mod event;
 pub mod frame;
 pub mod handshake;
 mod id;
+mod listener;
 mod message;
 mod receipt;
 mod shard;
