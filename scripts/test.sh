@@ -2,8 +2,10 @@
 # The whole test suite, exactly as CI runs it:
 #   1. cargo fmt --check       formatting
 #   2. cargo clippy            lints, warnings are errors
-#   3. cargo test --workspace  unit, integration and doc tests (real sockets, the real binary;
-#                              --no-fail-fast: every failure is listed, not just the first)
+#   3. cargo test --workspace  unit, integration and doc tests (real sockets, the real binary,
+#                              real redis-server processes, the C example under valgrind, the
+#                              Java binding under -Xcheck:jni; --no-fail-fast: every failure
+#                              is listed, not just the first)
 #   4. scripts/autobahn.sh     the Autobahn|Testsuite RFC 6455 conformance run (needs CPython 2.7)
 #
 #   scripts/test.sh
@@ -32,18 +34,10 @@ cargo fmt --version >/dev/null 2>&1 || { echo "test.sh: missing rustfmt: rustup 
 cargo clippy --version >/dev/null 2>&1 || { echo "test.sh: missing clippy: rustup component add clippy" >&2; exit 2; }
 need python3 "the conformance run needs Python 3 (and CPython 2.7, see scripts/autobahn.sh)"
 
-# The cluster tests start their own redis-server processes and drive them with redis-cli.
-for tool in redis-server:redis-server redis-cli:redis-tools; do
-  command -v "${tool%%:*}" >/dev/null 2>&1 && continue
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "test.sh: installing ${tool#*:} (for ${tool%%:*})"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tool#*:}"; } >/dev/null ||
-      { echo "test.sh: could not install ${tool#*:}" >&2; exit 2; }
-  else
-    echo "test.sh: missing prerequisite \`${tool%%:*}\`: install the ${tool#*:} package" >&2
-    exit 2
-  fi
-done
+# Redis, valgrind, a JDK and a C compiler: installed if missing, and then required, so
+# no test of the C ABI, the Java binding or cluster mode is skipped.
+scripts/ensure-tools.sh
+export WSPUSH_REQUIRE_VALGRIND=1 WSPUSH_REQUIRE_REDIS=1 WSPUSH_REQUIRE_JAVA=1
 
 started=$(date +%s)
 

@@ -1,10 +1,93 @@
-//! libwspush, the C ABI of the wspush engine.
+//! libwspush: the C ABI of the wspush engine.
 //!
-//! Placeholder member: the C ABI (cdylib + staticlib, cbindgen header in `include/`) is
-//! built by its own issue on top of the engine's public API.
+//! A C program (or a JVM through the JNI glue in `bindings/java/`) hosts the engine
+//! in-process: [`wspush_engine_start`] with a JSON configuration, hand it connected sockets
+//! ([`wspush_engine_register`]) or let it listen, push messages to ids
+//! ([`wspush_engine_send`], [`wspush_engine_broadcast`]), hear about sockets through
+//! callbacks ([`wspush_engine_set_callbacks`]), read counters ([`wspush_engine_stats`]),
+//! then [`wspush_engine_stop`] and [`wspush_engine_free`].
+//!
+//! The header `include/wspush.h` is generated from this crate by cbindgen
+//! (`ffi/generate-header.sh`); the doc comments here are the header's documentation.
+//!
+//! Conventions (DESIGN.md section 5): every fallible function returns a [`wspush_status`];
+//! outputs are written only on `WSPUSH_STATUS_OK`; the detail of the last failure on a
+//! thread is kept for [`wspush_last_error`]; no panic crosses the boundary. Every pointer
+//! from C is checked for NULL, and every length bounded, before a slice is made, all of
+//! it in the `ptr` module, the one place that dereferences C pointers.
 #![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(rust_2018_idioms)]
+#![allow(non_camel_case_types)]
 
-/// The version of the engine this library wraps.
-pub fn engine_version() -> &'static str {
-    wspush::VERSION
+mod callbacks;
+mod config;
+mod error;
+mod handle;
+mod ptr;
+mod stats;
+
+pub use callbacks::{
+    wspush_callbacks, wspush_on_close, wspush_on_message, wspush_on_open, wspush_userdata_free,
+};
+pub use error::{wspush_last_error, wspush_status, wspush_status_str};
+pub use handle::*;
+pub use stats::wspush_stats;
+
+/// Major version of libwspush (and of the engine it wraps), as in `wspush_version()`.
+pub const WSPUSH_VERSION_MAJOR: u32 = 0;
+/// Minor version of libwspush.
+pub const WSPUSH_VERSION_MINOR: u32 = 1;
+/// Patch version of libwspush.
+pub const WSPUSH_VERSION_PATCH: u32 = 0;
+
+/// Opcode of a text message: the payload must be valid UTF-8.
+pub const WSPUSH_OPCODE_TEXT: u32 = 1;
+/// Opcode of a binary message.
+pub const WSPUSH_OPCODE_BINARY: u32 = 2;
+
+/// `wspush_engine_register` flag: the host already answered the upgrade (101); the socket
+/// speaks WebSocket frames from now on.
+pub const WSPUSH_REGISTER_UPGRADED: u32 = 0;
+/// `wspush_engine_register` flag: the engine reads the upgrade request from the socket and
+/// answers it (the request path is not checked: the id given to register decides).
+pub const WSPUSH_REGISTER_PERFORM_HANDSHAKE: u32 = 1;
+
+/// Longest id in bytes (ids are 1 to 128 bytes of UTF-8 without `/`).
+pub const WSPUSH_MAX_ID_LEN: usize = 128;
+
+static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+
+/// The version of libwspush, e.g. "0.1.0".
+///
+/// Returns a static NUL-terminated string: never NULL, never freed. Any thread.
+#[no_mangle]
+pub extern "C" fn wspush_version() -> *const libc::c_char {
+    VERSION.as_ptr().cast()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_macros_match_the_crate_version() {
+        let parse = |s: &str| s.parse::<u32>().unwrap();
+        assert_eq!(WSPUSH_VERSION_MAJOR, parse(env!("CARGO_PKG_VERSION_MAJOR")));
+        assert_eq!(WSPUSH_VERSION_MINOR, parse(env!("CARGO_PKG_VERSION_MINOR")));
+        assert_eq!(WSPUSH_VERSION_PATCH, parse(env!("CARGO_PKG_VERSION_PATCH")));
+        assert_eq!(env!("CARGO_PKG_VERSION"), engine::VERSION);
+    }
+
+    #[test]
+    fn the_version_string_is_nul_terminated() {
+        // SAFETY: wspush_version returns a pointer to a static NUL-terminated string.
+        let version = unsafe { std::ffi::CStr::from_ptr(wspush_version()) };
+        assert_eq!(version.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn the_id_limit_is_the_engines() {
+        assert_eq!(WSPUSH_MAX_ID_LEN, engine::MAX_ID_LEN);
+    }
 }

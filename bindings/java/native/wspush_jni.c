@@ -1,0 +1,428 @@
+/*
+ * JNI glue of io.wspush.WsPush over the wspush C ABI (include/wspush.h).
+ *
+ * Built by bindings/java/build.sh into libwspush_jni.so, with libwspush.a linked in (one
+ * library to load, and the engine's symbols are not exported from it).
+ *
+ * Rules kept here:
+ * - natives return the wspush_status; on failure they put the engine's message (UTF-8) into
+ *   error[0] before returning, in the same native call, so the C API's thread-local last
+ *   error is read on the thread that failed; Java raises the exception;
+ * - strings cross as byte[] of real UTF-8 (JNI's "modified UTF-8" differs for NUL and
+ *   characters outside the BMP), decoded on the Java side;
+ * - engine worker threads attach to the JVM once, as daemons, on their first callback, and
+ *   detach when they exit (a pthread key destructor);
+ * - each callback runs inside PushLocalFrame/PopLocalFrame, so it leaks no local reference
+ *   (an attached native thread never returns to Java to free them);
+ * - the listener (a WsPush.Dispatcher) is held as a global reference owned by the engine's
+ *   userdata, released by the userdata destructor when the listener is replaced or the
+ *   engine is freed.
+ */
+#define _GNU_SOURCE /* pthread_getname_np */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jni.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "wspush.h"
+
+#define JNI_VERSION JNI_VERSION_1_8
+
+static JavaVM *jvm;
+static pthread_key_t detach_key;
+static jclass dispatcher_class; /* global ref, kept for the library's life */
+static jmethodID dispatch_open;
+static jmethodID dispatch_message;
+static jmethodID dispatch_close;
+
+static wspush_engine *engine_of(jlong handle) {
+    return (wspush_engine *)(intptr_t)handle;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Threads: attach once, detach at thread exit. */
+
+static void detach_at_exit(void *vm) {
+    (*(JavaVM *)vm)->DetachCurrentThread((JavaVM *)vm);
+}
+
+/* The JNIEnv of the calling thread, attaching it (once, as a daemon) if it is not yet. */
+static JNIEnv *current_env(void) {
+    JNIEnv *env = NULL;
+    jint rc = (*jvm)->GetEnv(jvm, (void **)&env, JNI_VERSION);
+    if (rc == JNI_OK) {
+        return env;
+    }
+    if (rc != JNI_EDETACHED) {
+        return NULL;
+    }
+    char name[32] = "wspush-native";
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    JavaVMAttachArgs args = {JNI_VERSION, name, NULL};
+    if ((*jvm)->AttachCurrentThreadAsDaemon(jvm, (void **)&env, &args) != JNI_OK) {
+        return NULL;
+    }
+    pthread_setspecific(detach_key, jvm);
+    return env;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Errors. */
+
+/* Puts the calling thread's last error (UTF-8) into error[0] when status is a failure. */
+static jint finish(JNIEnv *env, wspush_status status, jobjectArray error) {
+    if (status == WSPUSH_STATUS_OK || error == NULL || (*env)->ExceptionCheck(env)) {
+        return (jint)status;
+    }
+    char message[1024];
+    size_t full = 0;
+    wspush_last_error(message, sizeof message, &full);
+    size_t len = full < sizeof message ? full : sizeof message - 1;
+    jbyteArray bytes = (*env)->NewByteArray(env, (jsize)len);
+    if (bytes != NULL) {
+        (*env)->SetByteArrayRegion(env, bytes, 0, (jsize)len, (const jbyte *)message);
+        if (!(*env)->ExceptionCheck(env)) {
+            (*env)->SetObjectArrayElement(env, error, 0, bytes);
+        }
+        (*env)->DeleteLocalRef(env, bytes);
+    }
+    return (jint)status;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Callbacks: on engine worker threads. */
+
+/* What the engine holds as userdata: the Dispatcher, as a global reference. */
+struct listener {
+    jobject dispatcher;
+};
+
+static jbyteArray new_bytes(JNIEnv *env, const void *data, size_t len) {
+    if (len > INT32_MAX) {
+        return NULL;
+    }
+    jbyteArray array = (*env)->NewByteArray(env, (jsize)len);
+    if (array != NULL && len > 0) {
+        (*env)->SetByteArrayRegion(env, array, 0, (jsize)len, (const jbyte *)data);
+        if ((*env)->ExceptionCheck(env)) {
+            return NULL;
+        }
+    }
+    return array;
+}
+
+/* Logs and clears whatever the Java side left pending (the Dispatcher catches the
+ * listener's exceptions; this is for OutOfMemoryError and the like). */
+static void clear_exception(JNIEnv *env) {
+    if ((*env)->ExceptionCheck(env)) {
+        (*env)->ExceptionDescribe(env);
+        (*env)->ExceptionClear(env);
+    }
+}
+
+static void on_open(void *userdata, uint64_t conn, const char *id, size_t id_len) {
+    struct listener *listener = userdata;
+    JNIEnv *env = current_env();
+    if (env == NULL || (*env)->PushLocalFrame(env, 4) != JNI_OK) {
+        if (env != NULL) {
+            clear_exception(env);
+        }
+        return;
+    }
+    jbyteArray jid = new_bytes(env, id, id_len);
+    if (jid != NULL) {
+        (*env)->CallVoidMethod(env, listener->dispatcher, dispatch_open, (jlong)conn, jid);
+    }
+    clear_exception(env);
+    (*env)->PopLocalFrame(env, NULL);
+}
+
+static void on_message(void *userdata, uint64_t conn, const char *id, size_t id_len, uint32_t opcode,
+                       const uint8_t *data, size_t len) {
+    struct listener *listener = userdata;
+    JNIEnv *env = current_env();
+    if (env == NULL || (*env)->PushLocalFrame(env, 4) != JNI_OK) {
+        if (env != NULL) {
+            clear_exception(env);
+        }
+        return;
+    }
+    jbyteArray jid = new_bytes(env, id, id_len);
+    jbyteArray jdata = jid == NULL ? NULL : new_bytes(env, data, len);
+    if (jdata != NULL) {
+        (*env)->CallVoidMethod(env, listener->dispatcher, dispatch_message, (jlong)conn, jid, (jint)opcode, jdata);
+    }
+    clear_exception(env);
+    (*env)->PopLocalFrame(env, NULL);
+}
+
+static void on_close(void *userdata, uint64_t conn, const char *id, size_t id_len, uint16_t code) {
+    struct listener *listener = userdata;
+    JNIEnv *env = current_env();
+    if (env == NULL || (*env)->PushLocalFrame(env, 4) != JNI_OK) {
+        if (env != NULL) {
+            clear_exception(env);
+        }
+        return;
+    }
+    jbyteArray jid = new_bytes(env, id, id_len);
+    if (jid != NULL) {
+        (*env)->CallVoidMethod(env, listener->dispatcher, dispatch_close, (jlong)conn, jid, (jint)code);
+    }
+    clear_exception(env);
+    (*env)->PopLocalFrame(env, NULL);
+}
+
+/* The userdata destructor: on the thread that replaced the listener or freed the engine
+ * (a Java thread), or on a worker right after its last callback with this listener. */
+static void free_listener(void *userdata) {
+    struct listener *listener = userdata;
+    JNIEnv *env = current_env();
+    if (env != NULL) {
+        (*env)->DeleteGlobalRef(env, listener->dispatcher);
+    }
+    free(listener);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Natives of io.wspush.WsPush. */
+
+static jstring JNICALL n_version(JNIEnv *env, jclass cls) {
+    (void)cls;
+    return (*env)->NewStringUTF(env, wspush_version()); /* ASCII */
+}
+
+static jstring JNICALL n_status_name(JNIEnv *env, jclass cls, jint status) {
+    (void)cls;
+    return (*env)->NewStringUTF(env, wspush_status_str((uint32_t)status)); /* ASCII */
+}
+
+static jint JNICALL n_start(JNIEnv *env, jclass cls, jbyteArray config, jlongArray out, jobjectArray error) {
+    (void)cls;
+    jsize len = (*env)->GetArrayLength(env, config);
+    jbyte *json = (*env)->GetByteArrayElements(env, config, NULL);
+    if (json == NULL) {
+        return -1; /* OutOfMemoryError pending */
+    }
+    wspush_engine *engine = NULL;
+    wspush_status status = wspush_engine_start((const char *)json, (size_t)len, &engine);
+    (*env)->ReleaseByteArrayElements(env, config, json, JNI_ABORT);
+    if (status == WSPUSH_STATUS_OK) {
+        jlong handle = (jlong)(intptr_t)engine;
+        (*env)->SetLongArrayRegion(env, out, 0, 1, &handle);
+    }
+    return finish(env, status, error);
+}
+
+static jint JNICALL n_local_port(JNIEnv *env, jclass cls, jlong handle, jintArray out, jobjectArray error) {
+    (void)cls;
+    uint16_t port = 0;
+    wspush_status status = wspush_engine_local_port(engine_of(handle), &port);
+    if (status == WSPUSH_STATUS_OK) {
+        jint value = port;
+        (*env)->SetIntArrayRegion(env, out, 0, 1, &value);
+    }
+    return finish(env, status, error);
+}
+
+static jint JNICALL n_set_listener(JNIEnv *env, jclass cls, jlong handle, jobject dispatcher, jobjectArray error) {
+    (void)cls;
+    if (dispatcher == NULL) {
+        return finish(env, wspush_engine_set_callbacks(engine_of(handle), NULL, NULL, NULL), error);
+    }
+    struct listener *listener = malloc(sizeof *listener);
+    if (listener == NULL) {
+        return finish(env, WSPUSH_STATUS_INTERNAL, error);
+    }
+    listener->dispatcher = (*env)->NewGlobalRef(env, dispatcher);
+    if (listener->dispatcher == NULL) {
+        free(listener);
+        return -1; /* OutOfMemoryError pending */
+    }
+    wspush_callbacks callbacks = {.on_open = on_open, .on_message = on_message, .on_close = on_close};
+    wspush_status status = wspush_engine_set_callbacks(engine_of(handle), &callbacks, listener, free_listener);
+    if (status != WSPUSH_STATUS_OK) {
+        /* Not taken by the engine: still ours. */
+        (*env)->DeleteGlobalRef(env, listener->dispatcher);
+        free(listener);
+    }
+    return finish(env, status, error);
+}
+
+static jint JNICALL n_register(JNIEnv *env, jclass cls, jlong handle, jint fd, jbyteArray id, jint flags,
+                               jobjectArray error) {
+    (void)cls;
+    jsize id_len = (*env)->GetArrayLength(env, id);
+    void *id_bytes = (*env)->GetPrimitiveArrayCritical(env, id, NULL);
+    if (id_bytes == NULL) {
+        return -1;
+    }
+    wspush_status status = wspush_engine_register(engine_of(handle), id_bytes, (size_t)id_len, fd, (uint32_t)flags);
+    (*env)->ReleasePrimitiveArrayCritical(env, id, id_bytes, JNI_ABORT);
+    return finish(env, status, error);
+}
+
+/* The engine copies the message before returning and never blocks nor calls back into
+ * Java from a send, so the arrays are pinned (critical) for the call instead of copied. */
+static jint JNICALL n_send(JNIEnv *env, jclass cls, jlong handle, jbyteArray id, jbyteArray data, jint opcode,
+                           jobjectArray error) {
+    (void)cls;
+    jsize id_len = (*env)->GetArrayLength(env, id);
+    jsize len = (*env)->GetArrayLength(env, data);
+    void *id_bytes = (*env)->GetPrimitiveArrayCritical(env, id, NULL);
+    if (id_bytes == NULL) {
+        return -1;
+    }
+    void *bytes = (*env)->GetPrimitiveArrayCritical(env, data, NULL);
+    if (bytes == NULL) {
+        (*env)->ReleasePrimitiveArrayCritical(env, id, id_bytes, JNI_ABORT);
+        return -1;
+    }
+    wspush_status status =
+        wspush_engine_send(engine_of(handle), id_bytes, (size_t)id_len, bytes, (size_t)len, (uint32_t)opcode);
+    (*env)->ReleasePrimitiveArrayCritical(env, data, bytes, JNI_ABORT);
+    (*env)->ReleasePrimitiveArrayCritical(env, id, id_bytes, JNI_ABORT);
+    return finish(env, status, error);
+}
+
+static jint JNICALL n_send_to(JNIEnv *env, jclass cls, jlong handle, jlong conn, jbyteArray data, jint opcode,
+                              jobjectArray error) {
+    (void)cls;
+    jsize len = (*env)->GetArrayLength(env, data);
+    void *bytes = (*env)->GetPrimitiveArrayCritical(env, data, NULL);
+    if (bytes == NULL) {
+        return -1;
+    }
+    wspush_status status =
+        wspush_engine_send_to(engine_of(handle), (uint64_t)conn, bytes, (size_t)len, (uint32_t)opcode);
+    (*env)->ReleasePrimitiveArrayCritical(env, data, bytes, JNI_ABORT);
+    return finish(env, status, error);
+}
+
+static jint JNICALL n_broadcast(JNIEnv *env, jclass cls, jlong handle, jbyteArray data, jint opcode,
+                                jobjectArray error) {
+    (void)cls;
+    jsize len = (*env)->GetArrayLength(env, data);
+    void *bytes = (*env)->GetPrimitiveArrayCritical(env, data, NULL);
+    if (bytes == NULL) {
+        return -1;
+    }
+    wspush_status status = wspush_engine_broadcast(engine_of(handle), bytes, (size_t)len, (uint32_t)opcode);
+    (*env)->ReleasePrimitiveArrayCritical(env, data, bytes, JNI_ABORT);
+    return finish(env, status, error);
+}
+
+static jint JNICALL n_disconnect(JNIEnv *env, jclass cls, jlong handle, jlong conn, jint code, jobjectArray error) {
+    (void)cls;
+    return finish(env, wspush_engine_close_connection(engine_of(handle), (uint64_t)conn, (uint16_t)code), error);
+}
+
+static jint JNICALL n_stats(JNIEnv *env, jclass cls, jlong handle, jlongArray out, jobjectArray error) {
+    (void)cls;
+    /* wspush_stats is all uint64_t, in the order of WsPushStats' components. */
+    enum { FIELDS = sizeof(wspush_stats) / sizeof(uint64_t) };
+    if ((*env)->GetArrayLength(env, out) != FIELDS) {
+        return finish(env, WSPUSH_STATUS_INVALID_ARGUMENT, error);
+    }
+    wspush_stats stats;
+    wspush_status status = wspush_engine_stats(engine_of(handle), &stats);
+    if (status == WSPUSH_STATUS_OK) {
+        jlong values[FIELDS];
+        memcpy(values, &stats, sizeof stats);
+        (*env)->SetLongArrayRegion(env, out, 0, FIELDS, values);
+    }
+    return finish(env, status, error);
+}
+
+static jint JNICALL n_stop(JNIEnv *env, jclass cls, jlong handle, jint timeout_ms, jobjectArray error) {
+    (void)cls;
+    /* Blocks until the workers are joined; they may call into Java meanwhile (on_close),
+     * which is fine: this thread is in native code and holds no JNI resources. */
+    return finish(env, wspush_engine_stop(engine_of(handle), (uint32_t)timeout_ms), error);
+}
+
+static void JNICALL n_free(JNIEnv *env, jclass cls, jlong handle) {
+    (void)env;
+    (void)cls;
+    wspush_engine_free(engine_of(handle)); /* runs free_listener on this thread */
+}
+
+/* A duplicate (close-on-exec) of the fd of a sun.nio.ch.SocketChannelImpl, read from its
+ * private field `fdVal` (JNI field access ignores Java's access checks); Integer.MIN_VALUE if
+ * the class has no such field, -errno if dup fails. */
+static jint JNICALL n_dup_channel_fd(JNIEnv *env, jclass cls, jobject channel) {
+    (void)cls;
+    jclass channel_class = (*env)->GetObjectClass(env, channel);
+    jfieldID field = (*env)->GetFieldID(env, channel_class, "fdVal", "I");
+    (*env)->DeleteLocalRef(env, channel_class);
+    if (field == NULL) {
+        (*env)->ExceptionClear(env); /* NoSuchFieldError */
+        return INT32_MIN;
+    }
+    jint fd = (*env)->GetIntField(env, channel, field);
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    return copy >= 0 ? copy : -errno;
+}
+
+static void JNICALL n_close_fd(JNIEnv *env, jclass cls, jint fd) {
+    (void)env;
+    (void)cls;
+    close(fd);
+}
+
+#define NATIVE(name, signature, function) {(char *)(name), (char *)(signature), (void *)(function)}
+
+static const JNINativeMethod natives[] = {
+    NATIVE("nVersion", "()Ljava/lang/String;", n_version),
+    NATIVE("nStatusName", "(I)Ljava/lang/String;", n_status_name),
+    NATIVE("nStart", "([B[J[[B)I", n_start),
+    NATIVE("nLocalPort", "(J[I[[B)I", n_local_port),
+    NATIVE("nSetListener", "(JLio/wspush/WsPush$Dispatcher;[[B)I", n_set_listener),
+    NATIVE("nRegister", "(JI[BI[[B)I", n_register),
+    NATIVE("nSend", "(J[B[BI[[B)I", n_send),
+    NATIVE("nSendTo", "(JJ[BI[[B)I", n_send_to),
+    NATIVE("nBroadcast", "(J[BI[[B)I", n_broadcast),
+    NATIVE("nDisconnect", "(JJI[[B)I", n_disconnect),
+    NATIVE("nStats", "(J[J[[B)I", n_stats),
+    NATIVE("nStop", "(JI[[B)I", n_stop),
+    NATIVE("nFree", "(J)V", n_free),
+    NATIVE("nDupChannelFd", "(Ljava/nio/channels/SocketChannel;)I", n_dup_channel_fd),
+    NATIVE("nCloseFd", "(I)V", n_close_fd),
+};
+
+JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved) {
+    (void)reserved;
+    JNIEnv *env = NULL;
+    if ((*vm)->GetEnv(vm, (void **)&env, JNI_VERSION) != JNI_OK) {
+        return JNI_ERR;
+    }
+    jvm = vm;
+    if (pthread_key_create(&detach_key, detach_at_exit) != 0) {
+        return JNI_ERR;
+    }
+    jclass dispatcher = (*env)->FindClass(env, "io/wspush/WsPush$Dispatcher");
+    if (dispatcher == NULL) {
+        return JNI_ERR;
+    }
+    dispatcher_class = (*env)->NewGlobalRef(env, dispatcher);
+    (*env)->DeleteLocalRef(env, dispatcher);
+    dispatch_open = (*env)->GetMethodID(env, dispatcher_class, "open", "(J[B)V");
+    dispatch_message = (*env)->GetMethodID(env, dispatcher_class, "message", "(J[BI[B)V");
+    dispatch_close = (*env)->GetMethodID(env, dispatcher_class, "close", "(J[BI)V");
+    if (dispatcher_class == NULL || dispatch_open == NULL || dispatch_message == NULL || dispatch_close == NULL) {
+        return JNI_ERR;
+    }
+    jclass wspush = (*env)->FindClass(env, "io/wspush/WsPush");
+    if (wspush == NULL) {
+        return JNI_ERR;
+    }
+    jint rc = (*env)->RegisterNatives(env, wspush, natives, (jint)(sizeof natives / sizeof natives[0]));
+    (*env)->DeleteLocalRef(env, wspush);
+    return rc == JNI_OK ? JNI_VERSION : JNI_ERR;
+}

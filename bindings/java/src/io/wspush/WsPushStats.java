@@ -1,0 +1,81 @@
+package io.wspush;
+
+/**
+ * A snapshot of the engine's counters ({@link WsPush#stats()}); the fields of
+ * {@code wspush_stats} in {@code wspush.h}, in the same order.
+ *
+ * @param connections open sockets
+ * @param ids distinct ids with at least one open socket
+ * @param connectionsOpened sockets opened since start
+ * @param messagesIn complete messages received from clients
+ * @param bytesIn payload bytes of those messages
+ * @param messagesOut messages queued to sockets (one per target socket)
+ * @param bytesOut bytes written to sockets (frames, handshakes and control frames included)
+ * @param slowConsumerDisconnects sockets closed with 1008 for exceeding max_buffered_bytes
+ * @param slowConsumerDrops messages dropped for slow sockets under the "drop" policy
+ * @param idleTimeouts sockets closed because they sent nothing for idle_timeout_ms
+ * @param protocolErrors sockets closed for a protocol violation
+ * @param queueFull sends or broadcasts refused with QUEUE_FULL
+ * @param handshakeBadRequest refused upgrades: malformed request (400)
+ * @param handshakeBadVersion refused upgrades: WebSocket version other than 13 (426)
+ * @param handshakeBadPath refused upgrades: path not under the prefix, or a bad id in it
+ * @param handshakeTooLarge refused upgrades: request head too large (431)
+ * @param handshakeTimeout refused upgrades: not completed in time
+ * @param handshakeOverCapacity refused upgrades: max_connections reached (503)
+ * @param handshakeIo upgrades that failed because the connection failed first
+ * @param clusterEnabled whether cluster mode (redis) is configured
+ * @param clusterConnected whether both Redis connections are up
+ * @param clusterPublished publishes Redis accepted
+ * @param clusterPublishDropped publishes dropped because redis_queue_limit were waiting
+ * @param clusterPublishFailed publishes lost with a failed connection
+ * @param clusterReceived messages received from Redis
+ * @param clusterReconnects Redis connections re-established after the first
+ * @param clusterSubscribedChannels Redis channels currently subscribed
+ */
+public record WsPushStats(
+        long connections,
+        long ids,
+        long connectionsOpened,
+        long messagesIn,
+        long bytesIn,
+        long messagesOut,
+        long bytesOut,
+        long slowConsumerDisconnects,
+        long slowConsumerDrops,
+        long idleTimeouts,
+        long protocolErrors,
+        long queueFull,
+        long handshakeBadRequest,
+        long handshakeBadVersion,
+        long handshakeBadPath,
+        long handshakeTooLarge,
+        long handshakeTimeout,
+        long handshakeOverCapacity,
+        long handshakeIo,
+        boolean clusterEnabled,
+        boolean clusterConnected,
+        long clusterPublished,
+        long clusterPublishDropped,
+        long clusterPublishFailed,
+        long clusterReceived,
+        long clusterReconnects,
+        long clusterSubscribedChannels) {
+
+    /** The number of counters in {@code wspush_stats} (all {@code uint64_t}). */
+    static final int FIELDS = 27;
+
+    static WsPushStats of(long[] v) {
+        if (v.length != FIELDS) {
+            throw new IllegalArgumentException("expected " + FIELDS + " counters, got " + v.length);
+        }
+        return new WsPushStats(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12],
+                v[13], v[14], v[15], v[16], v[17], v[18], v[19] != 0, v[20] != 0, v[21], v[22], v[23], v[24], v[25],
+                v[26]);
+    }
+
+    /** @return refused upgrades, all reasons together */
+    public long handshakeFailures() {
+        return handshakeBadRequest + handshakeBadVersion + handshakeBadPath + handshakeTooLarge + handshakeTimeout
+                + handshakeOverCapacity + handshakeIo;
+    }
+}

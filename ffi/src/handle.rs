@@ -1,0 +1,351 @@
+//! The engine handle and the functions on it.
+
+use std::ffi::c_void;
+use std::time::Duration;
+
+use engine::{ConnectionId, Engine, Handshake, Message};
+use libc::{c_char, c_int, size_t};
+
+use crate::callbacks::{self, wspush_callbacks, wspush_userdata_free, Handler};
+use crate::error::{boundary, record, wspush_status, Failure};
+use crate::stats::wspush_stats;
+use crate::{config, ptr};
+use crate::{
+    WSPUSH_OPCODE_BINARY, WSPUSH_OPCODE_TEXT, WSPUSH_REGISTER_PERFORM_HANDSHAKE, WSPUSH_REGISTER_UPGRADED,
+};
+
+/// A running engine (opaque). Create it with `wspush_engine_start`, free it with
+/// `wspush_engine_free`. Every function taking a `const wspush_engine *` may be called from
+/// any thread, concurrently, until `wspush_engine_free`.
+pub struct wspush_engine {
+    engine: Engine,
+}
+
+/// How long `wspush_engine_free` waits for sockets to close when the engine was not stopped.
+const FREE_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A message from C: text (which must be UTF-8) or binary.
+fn message<'a>(data: *const c_void, len: size_t, opcode: u32) -> Result<Message<'a>, Failure> {
+    let bytes = ptr::bytes(data, len, "data")?;
+    match opcode {
+        WSPUSH_OPCODE_TEXT => std::str::from_utf8(bytes).map(Message::Text).map_err(|e| {
+            Failure::new(wspush_status::InvalidUtf8, format!("a text message must be valid UTF-8: {e}"))
+        }),
+        WSPUSH_OPCODE_BINARY => Ok(Message::Binary(bytes)),
+        other => Err(Failure::invalid(format!(
+            "opcode {other} is neither WSPUSH_OPCODE_TEXT (1) nor WSPUSH_OPCODE_BINARY (2)"
+        ))),
+    }
+}
+
+/// Starts an engine: its worker threads and, if `ws_listen` is set, its listener.
+///
+/// `config_json` is `len` bytes of UTF-8 JSON (not necessarily NUL-terminated): an object
+/// whose keys are the engine's settings, each optional; unknown keys are errors:
+/// - `"ws_listen"`: `"IP:PORT"` to accept WebSocket clients at `ws://IP:PORT{path_prefix}{id}`
+///   (port 0: any free port, see `wspush_engine_local_port`), or `null` (the default): no
+///   listener, sockets arrive only through `wspush_engine_register`;
+/// - `"workers"`: worker threads, 1 to 256; 0 (the default) is one per CPU;
+/// - `"path_prefix"`: the URL prefix before the id, default `"/websocket/"`;
+/// - `"max_message_size"`: largest client message in bytes (default 1048576; larger: 1009);
+/// - `"max_buffered_bytes"`: most output queued per socket (default 4194304), then
+///   `"slow_consumer"` applies: `"disconnect"` (default; close with 1008) or `"drop"`;
+/// - `"ping_interval_ms"` (default 25000; 0: no pings), `"idle_timeout_ms"` (default 60000;
+///   0: never), `"handshake_timeout_ms"` (default 10000);
+/// - `"max_connections"`: most open sockets, or `null` (default): unlimited;
+/// - `"max_header_bytes"` (default 8192), `"max_headers"` (default 32): upgrade request limits;
+/// - `"command_queue_capacity"`: per-worker queue (default 65536), then `WSPUSH_STATUS_QUEUE_FULL`;
+/// - `"echo"`: send every client message back (default false);
+/// - cluster mode: `"redis"`: `"redis://HOST:PORT"` turns it on; then `"redis_prefix"`
+///   (default `"wspush:"`), `"node_id"`, `"redis_queue_limit"`, `"compat_channel"`,
+///   `"compat_publish"`, `"publish_inbound"`, `"inbound_channel"`.
+///
+/// Example: `{"ws_listen": "0.0.0.0:8081", "workers": 2, "idle_timeout_ms": 600000}`.
+///
+/// Borrows `config_json` for the duration of the call. On OK, writes a new engine to `*out`:
+/// the caller owns it and must release it with `wspush_engine_stop` then
+/// `wspush_engine_free`. On error `*out` is untouched. Errors: `WSPUSH_STATUS_NULL_ARGUMENT`,
+/// `WSPUSH_STATUS_INVALID_UTF8`, `WSPUSH_STATUS_INVALID_CONFIG` (the last error names the
+/// key), `WSPUSH_STATUS_IO` (e.g. the address is in use). Any thread.
+#[no_mangle]
+pub extern "C" fn wspush_engine_start(
+    config_json: *const c_char,
+    len: size_t,
+    out: *mut *mut wspush_engine,
+) -> wspush_status {
+    boundary("wspush_engine_start", || {
+        let json = ptr::utf8(config_json, len, "config_json")?;
+        let out = ptr::out(out, "out")?;
+        let config = config::parse(json)?;
+        let engine = Engine::start(config)?;
+        ptr::write(out, ptr::into_handle(wspush_engine { engine }));
+        Ok(())
+    })
+}
+
+/// The TCP port the engine's listener is bound to (useful with `"ws_listen": "...:0"`).
+///
+/// Borrows `engine`. On OK writes the port to `*out`. Errors: `WSPUSH_STATUS_NULL_ARGUMENT`,
+/// `WSPUSH_STATUS_NO_LISTENER` if `ws_listen` was not configured. Any thread.
+#[no_mangle]
+pub extern "C" fn wspush_engine_local_port(engine: *const wspush_engine, out: *mut u16) -> wspush_status {
+    boundary("wspush_engine_local_port", || {
+        let engine = ptr::engine(engine)?;
+        let out = ptr::out(out, "out")?;
+        let addr = engine.engine.local_addr().ok_or_else(|| {
+            Failure::new(wspush_status::NoListener, "the engine has no listener (`ws_listen` is not set)")
+        })?;
+        ptr::write(out, addr.port());
+        Ok(())
+    })
+}
+
+/// Sets the callbacks that receive socket events, replacing any earlier ones.
+///
+/// `callbacks` is copied (each member may be NULL). `userdata` is passed as the first
+/// argument of every callback; the callbacks run on the engine's worker threads, several at
+/// once, so whatever `userdata` points to must be safe to use from them. If
+/// `userdata_free` is not NULL, the engine takes ownership of `userdata` on OK and calls
+/// `userdata_free(userdata)` exactly once: when these callbacks are replaced or removed and
+/// no call to them is running any more, or in `wspush_engine_free` at the latest (see
+/// `wspush_userdata_free` for the thread). With `callbacks` NULL the current callbacks are
+/// removed (their `userdata_free` runs); `userdata` and `userdata_free` must be NULL then.
+///
+/// Borrows `engine` and `callbacks` for the duration of the call. On error nothing is
+/// taken: `userdata` stays the caller's and `userdata_free` is not called. Errors:
+/// `WSPUSH_STATUS_NULL_ARGUMENT`, `WSPUSH_STATUS_INVALID_ARGUMENT`. Any thread, callbacks
+/// included.
+#[no_mangle]
+pub extern "C" fn wspush_engine_set_callbacks(
+    engine: *const wspush_engine,
+    callbacks: *const wspush_callbacks,
+    userdata: *mut c_void,
+    userdata_free: wspush_userdata_free,
+) -> wspush_status {
+    boundary("wspush_engine_set_callbacks", || {
+        let engine = ptr::engine(engine)?;
+        match ptr::callbacks(callbacks) {
+            Some(callbacks) => {
+                let handler = Handler::new(callbacks, userdata, userdata_free);
+                engine.engine.set_event_handler(move |event: &engine::Event<'_>| handler.on_event(event));
+            }
+            None if userdata.is_null() && userdata_free.is_none() => engine.engine.clear_event_handler(),
+            None => {
+                return Err(Failure::invalid(
+                    "`callbacks` is NULL (remove the callbacks) but `userdata` or `userdata_free` is not",
+                ))
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Hands a connected TCP socket accepted by the host to the engine, for id `id`.
+///
+/// `id` is `id_len` bytes of UTF-8 (1 to `WSPUSH_MAX_ID_LEN`, no `/`; need not be
+/// NUL-terminated). `flags`: `WSPUSH_REGISTER_UPGRADED` if the host already answered the
+/// WebSocket upgrade (101), or `WSPUSH_REGISTER_PERFORM_HANDSHAKE` for the engine to read the
+/// upgrade request and answer it (any path; `id` decides). `on_open` follows once the socket
+/// is live.
+///
+/// Ownership of `fd`: if this returns `WSPUSH_STATUS_NULL_ARGUMENT`,
+/// `WSPUSH_STATUS_INVALID_UTF8`, `WSPUSH_STATUS_INVALID_ID` or
+/// `WSPUSH_STATUS_INVALID_ARGUMENT` (bad flags, or `fd` is negative, not open, not a
+/// connected stream socket), nothing was done and `fd` is still the caller's. With any other
+/// status, `WSPUSH_STATUS_OK` included, the engine owns `fd`: it closes it when the socket
+/// ends, or already did if the status is an error (`WSPUSH_STATUS_IO`, `_QUEUE_FULL`,
+/// `_SHUT_DOWN`). Either way never use or close `fd` after such a call. The engine makes it
+/// non-blocking.
+///
+/// Borrows `engine` and `id` for the duration of the call. Any thread.
+#[no_mangle]
+pub extern "C" fn wspush_engine_register(
+    engine: *const wspush_engine,
+    id: *const c_char,
+    id_len: size_t,
+    fd: c_int,
+    flags: u32,
+) -> wspush_status {
+    boundary("wspush_engine_register", || {
+        let engine = ptr::engine(engine)?;
+        let id = ptr::utf8(id, id_len, "id")?;
+        engine::validate_id(id)?;
+        let handshake = match flags {
+            WSPUSH_REGISTER_UPGRADED => Handshake::Done,
+            WSPUSH_REGISTER_PERFORM_HANDSHAKE => Handshake::Perform,
+            other => {
+                return Err(Failure::invalid(format!(
+                    "flags {other} are neither WSPUSH_REGISTER_UPGRADED (0) nor WSPUSH_REGISTER_PERFORM_HANDSHAKE (1)"
+                )))
+            }
+        };
+        // The last check; from here on the engine owns the socket, and closes it on error.
+        let stream = ptr::take_socket(fd)?;
+        engine.engine.register(stream, id, handshake)?;
+        Ok(())
+    })
+}
+
+/// Queues a message for every socket of `id` (none is fine: the message is dropped).
+/// Never blocks: the message is framed once and queued to the id's worker.
+///
+/// `id` is `id_len` bytes of UTF-8 (not necessarily NUL-terminated). `data` is `len` bytes
+/// (may be NULL when `len` is 0); `opcode` is `WSPUSH_OPCODE_TEXT` (then `data` must be
+/// UTF-8) or `WSPUSH_OPCODE_BINARY`.
+///
+/// Borrows `engine`, `id` and `data` for the duration of the call (the engine copies the
+/// message). Errors: `WSPUSH_STATUS_NULL_ARGUMENT`, `WSPUSH_STATUS_INVALID_UTF8`,
+/// `WSPUSH_STATUS_INVALID_ID`, `WSPUSH_STATUS_INVALID_ARGUMENT` (opcode),
+/// `WSPUSH_STATUS_QUEUE_FULL`, `WSPUSH_STATUS_SHUT_DOWN`. Any thread, callbacks included.
+#[no_mangle]
+pub extern "C" fn wspush_engine_send(
+    engine: *const wspush_engine,
+    id: *const c_char,
+    id_len: size_t,
+    data: *const c_void,
+    len: size_t,
+    opcode: u32,
+) -> wspush_status {
+    boundary("wspush_engine_send", || {
+        let engine = ptr::engine(engine)?;
+        let id = ptr::utf8(id, id_len, "id")?;
+        let message = message(data, len, opcode)?;
+        engine.engine.send(id, message)?;
+        Ok(())
+    })
+}
+
+/// Queues a message for one socket, named by the `conn` its callbacks received (e.g. a
+/// reply in `on_message`). A `conn` whose socket has closed is ignored (OK).
+///
+/// `data`, `len`, `opcode` and ownership as in `wspush_engine_send`. Errors:
+/// `WSPUSH_STATUS_NULL_ARGUMENT`, `WSPUSH_STATUS_INVALID_UTF8`,
+/// `WSPUSH_STATUS_INVALID_ARGUMENT`, `WSPUSH_STATUS_QUEUE_FULL`, `WSPUSH_STATUS_SHUT_DOWN`.
+/// Any thread, callbacks included.
+#[no_mangle]
+pub extern "C" fn wspush_engine_send_to(
+    engine: *const wspush_engine,
+    conn: u64,
+    data: *const c_void,
+    len: size_t,
+    opcode: u32,
+) -> wspush_status {
+    boundary("wspush_engine_send_to", || {
+        let engine = ptr::engine(engine)?;
+        let message = message(data, len, opcode)?;
+        engine.engine.send_to(ConnectionId::from_u64(conn), message)?;
+        Ok(())
+    })
+}
+
+/// Queues a message for every open socket. Never blocks.
+///
+/// `data`, `len`, `opcode` and ownership as in `wspush_engine_send`. Errors:
+/// `WSPUSH_STATUS_NULL_ARGUMENT`, `WSPUSH_STATUS_INVALID_UTF8`,
+/// `WSPUSH_STATUS_INVALID_ARGUMENT`, `WSPUSH_STATUS_QUEUE_FULL` (some worker's queue was
+/// full; the others still deliver), `WSPUSH_STATUS_SHUT_DOWN`. Any thread, callbacks included.
+#[no_mangle]
+pub extern "C" fn wspush_engine_broadcast(
+    engine: *const wspush_engine,
+    data: *const c_void,
+    len: size_t,
+    opcode: u32,
+) -> wspush_status {
+    boundary("wspush_engine_broadcast", || {
+        let engine = ptr::engine(engine)?;
+        let message = message(data, len, opcode)?;
+        engine.engine.broadcast(message)?;
+        Ok(())
+    })
+}
+
+/// Starts the close handshake on one socket with close `code` (1000-1003, 1007-1011 or
+/// 3000-4999); its `on_close` follows. A `conn` whose socket has closed is ignored (OK).
+///
+/// Borrows `engine`. Errors: `WSPUSH_STATUS_NULL_ARGUMENT`, `WSPUSH_STATUS_INVALID_ARGUMENT`
+/// (the code), `WSPUSH_STATUS_QUEUE_FULL`, `WSPUSH_STATUS_SHUT_DOWN`. Any thread, callbacks
+/// included.
+#[no_mangle]
+pub extern "C" fn wspush_engine_close_connection(
+    engine: *const wspush_engine,
+    conn: u64,
+    code: u16,
+) -> wspush_status {
+    boundary("wspush_engine_close_connection", || {
+        let engine = ptr::engine(engine)?;
+        if !engine::frame::is_valid_close_code(code) {
+            return Err(Failure::invalid(format!(
+                "{code} is not a close code a server may send (1000-1003, 1007-1011, 3000-4999)"
+            )));
+        }
+        engine.engine.close(ConnectionId::from_u64(conn), code)?;
+        Ok(())
+    })
+}
+
+/// Reads a snapshot of the engine's counters into `*out`.
+///
+/// Borrows `engine` and `out` for the duration of the call; `*out` is written only on OK.
+/// Works after `wspush_engine_stop` too (the final counts). Errors:
+/// `WSPUSH_STATUS_NULL_ARGUMENT`. Any thread, callbacks included.
+#[no_mangle]
+pub extern "C" fn wspush_engine_stats(engine: *const wspush_engine, out: *mut wspush_stats) -> wspush_status {
+    boundary("wspush_engine_stats", || {
+        let engine = ptr::engine(engine)?;
+        let out = ptr::out(out, "out")?;
+        ptr::write(out, wspush_stats::from(&engine.engine.stats()));
+        Ok(())
+    })
+}
+
+/// Stops the engine: stops accepting, sends close 1001 to every socket (their `on_close`
+/// callbacks run), flushes for at most `timeout_ms`, closes what is left and joins the
+/// worker threads. Blocks until then. Afterwards sends fail with `WSPUSH_STATUS_SHUT_DOWN`;
+/// a second stop returns OK at once. The handle stays valid until `wspush_engine_free`.
+///
+/// Borrows `engine`. Errors: `WSPUSH_STATUS_NULL_ARGUMENT`, `WSPUSH_STATUS_IN_CALLBACK` when
+/// called from a callback (a worker cannot join itself). Any thread but the engine's own.
+#[no_mangle]
+pub extern "C" fn wspush_engine_stop(engine: *const wspush_engine, timeout_ms: u32) -> wspush_status {
+    boundary("wspush_engine_stop", || {
+        let engine = ptr::engine(engine)?;
+        if callbacks::in_callback() {
+            return Err(Failure::new(
+                wspush_status::InCallback,
+                "wspush_engine_stop was called from a callback: a worker cannot wait for itself to stop",
+            ));
+        }
+        engine.engine.shutdown(Duration::from_millis(u64::from(timeout_ms)));
+        Ok(())
+    })
+}
+
+/// Frees an engine, stopping it first (with a 5 second deadline) if `wspush_engine_stop`
+/// was not called, then calling the current `userdata_free`, if any, on this thread.
+///
+/// Consumes `engine`: do not use it afterwards, and make sure no other thread is still
+/// calling a function on it. `NULL` is a no-op. Must not be called from a callback (that
+/// would deadlock): there it does nothing (the engine stays alive) and sets the last error.
+#[no_mangle]
+pub extern "C" fn wspush_engine_free(engine: *mut wspush_engine) {
+    if engine.is_null() {
+        return;
+    }
+    if callbacks::in_callback() {
+        record(Failure::new(
+            wspush_status::InCallback,
+            "wspush_engine_free was called from a callback; the engine was not freed",
+        ));
+        return;
+    }
+    let status = boundary("wspush_engine_free", || {
+        if let Some(handle) = ptr::from_handle(engine) {
+            handle.engine.shutdown(FREE_STOP_TIMEOUT);
+            // The workers are gone: drop the handler (and run userdata_free) here and now.
+            handle.engine.clear_event_handler();
+            drop(handle);
+        }
+        Ok(())
+    });
+    debug_assert_eq!(status, wspush_status::Ok);
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond the Rust toolchain, where it can (root with
+# apt-get), and fails naming the missing tool where it cannot:
+#   redis-server, redis-cli   cluster tests start their own Redis processes
+#   valgrind                  the C programs run under it (no leaks, no invalid reads)
+#   javac, java               the Java binding's test (java -ea -Xcheck:jni)
+#   cc                        the C example and the header checks
+#
+#   scripts/ensure-tools.sh [TOOL:PACKAGE ...]   (default: all of the above)
+set -euo pipefail
+
+ensure() {
+  local tool="${1%%:*}" package="${1#*:}"
+  command -v "$tool" >/dev/null 2>&1 && return 0
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "==> installing $package (for $tool)"
+    { [ -n "${apt_updated:-}" ] || apt-get update -qq; } >/dev/null && apt_updated=1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null
+  fi
+  command -v "$tool" >/dev/null 2>&1 || {
+    echo "ensure-tools: \`$tool\` is required (Debian package $package) and could not be installed" >&2
+    exit 2
+  }
+}
+
+if [ $# -eq 0 ]; then
+  set -- cc:gcc redis-server:redis-server redis-cli:redis-tools valgrind:valgrind \
+    javac:openjdk-17-jdk-headless java:openjdk-17-jdk-headless
+fi
+for tool in "$@"; do
+  ensure "$tool"
+done

@@ -1,0 +1,446 @@
+//! The C ABI from C: the committed `include/wspush.h` is what cbindgen generates now; the
+//! C example (`bindings/c/example.c`) and the conventions check (`bindings/c/abi_check.c`)
+//! compile with `cc -Wall -Wextra -Werror -std=c11 -pedantic` against that header and the
+//! static library, serve a real WebSocket client (tokio-tungstenite) with exactly the
+//! output expected, and run clean under valgrind (no leaks, no invalid accesses).
+//!
+//! Valgrind runs when it is installed; without it those tests say so loudly and pass,
+//! unless `WSPUSH_REQUIRE_VALGRIND=1` (set by `scripts/test-bindings.sh`), which makes a
+//! missing valgrind a failure.
+
+#[path = "support.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// Bound on every wait here: valgrind makes the C programs many times slower.
+const SLOW_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The path of `libwspush.a`, built by [`libraries`].
+fn static_library() -> &'static Path {
+    &libraries().0
+}
+
+/// The path of `libwspush.so`, built by [`libraries`].
+fn shared_library() -> &'static Path {
+    &libraries().1
+}
+
+/// `cargo build -p wspush-ffi` (in the tests' profile), once per test process; the paths
+/// of `libwspush.a` and `libwspush.so`.
+fn libraries() -> &'static (PathBuf, PathBuf) {
+    static LIBRARIES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    LIBRARIES.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut command = Command::new(cargo);
+        command.current_dir(workspace_root()).args([
+            "build",
+            "-p",
+            "wspush-ffi",
+            "--message-format=json-render-diagnostics",
+        ]);
+        if !cfg!(debug_assertions) {
+            command.arg("--release");
+        }
+        let output = command.output().expect("cannot run cargo to build wspush-ffi");
+        assert!(
+            output.status.success(),
+            "`cargo build -p wspush-ffi` failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let artifacts: Vec<PathBuf> = stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|message| message["reason"] == "compiler-artifact")
+            .filter_map(|message| message["filenames"].as_array().cloned())
+            .flatten()
+            .filter_map(|name| name.as_str().map(PathBuf::from))
+            .collect();
+        let find = |file: &str| {
+            let path = artifacts
+                .iter()
+                .find(|path| path.file_name().is_some_and(|name| name == file))
+                .unwrap_or_else(|| panic!("cargo built no {file}"))
+                .clone();
+            assert!(path.is_file(), "{} is missing", path.display());
+            path
+        };
+        (find("libwspush.a"), find("libwspush.so"))
+    })
+}
+
+/// How a C program is linked against libwspush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Linking {
+    /// With `libwspush.a` (the program stands alone).
+    Static,
+    /// With `-lwspush` (`libwspush.so`, found at run time through `LD_LIBRARY_PATH`).
+    Shared,
+}
+
+/// Compiles `bindings/c/{name}.c` against the committed header and the static library, the
+/// way the README says, with every warning an error; once per test process.
+fn compile(name: &str) -> PathBuf {
+    compile_linked(name, Linking::Static)
+}
+
+fn compile_linked(name: &str, linking: Linking) -> PathBuf {
+    static COMPILED: Mutex<BTreeMap<(String, Linking), PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut compiled = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+    compiled.entry((name.to_owned(), linking)).or_insert_with(|| compile_now(name, linking)).clone()
+}
+
+fn compile_now(name: &str, linking: Linking) -> PathBuf {
+    let out_dir = target_dir().join("ffi-c").join(if cfg!(debug_assertions) { "debug" } else { "release" });
+    std::fs::create_dir_all(&out_dir).unwrap();
+    // Written under a name of this process, then renamed: another test process may be
+    // running the previous binary.
+    let file = if linking == Linking::Shared { format!("{name}-shared") } else { name.to_owned() };
+    let binary = out_dir.join(&file);
+    let partial = out_dir.join(format!("{file}.{}.partial", std::process::id()));
+    let library: Vec<std::ffi::OsString> = match linking {
+        Linking::Static => vec![static_library().into()],
+        Linking::Shared => {
+            let dir = shared_library().parent().unwrap();
+            vec![format!("-L{}", dir.display()).into(), "-lwspush".into()]
+        }
+    };
+    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    let output = Command::new(&cc)
+        .args(["-Wall", "-Wextra", "-Werror", "-std=c11", "-pedantic", "-g", "-I"])
+        .arg(workspace_root().join("include"))
+        .arg(workspace_root().join("bindings/c").join(format!("{name}.c")))
+        .args(&library)
+        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(&partial)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler {cc:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "compiling bindings/c/{name}.c failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::rename(&partial, &binary).unwrap();
+    binary
+}
+
+/// The valgrind command line, or `None` (after saying so loudly) when valgrind is missing
+/// and not required.
+fn valgrind() -> Option<Vec<String>> {
+    let found = Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("WSPUSH_REQUIRE_VALGRIND").is_none(),
+            "WSPUSH_REQUIRE_VALGRIND is set but valgrind is not installed"
+        );
+        eprintln!(
+            "\n!!!!! SKIPPED: valgrind is not installed; the C programs were not checked for leaks !!!!!\n"
+        );
+        return None;
+    }
+    Some(
+        [
+            "valgrind",
+            "--leak-check=full",
+            "--show-leak-kinds=definite,indirect",
+            "--errors-for-leak-kinds=definite,indirect",
+            "--error-exitcode=99",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+}
+
+/// A C program running, its stdout read line by line.
+struct Program {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    stdout: Vec<String>,
+    stderr: thread::JoinHandle<String>,
+}
+
+impl Program {
+    fn start(binary: &Path, wrapper: Option<&[String]>) -> Program {
+        Program::start_with_args(binary, wrapper, &[])
+    }
+
+    fn start_with_args(binary: &Path, wrapper: Option<&[String]>, args: &[&str]) -> Program {
+        let mut command = match wrapper {
+            Some(wrapper) => {
+                let mut command = Command::new(&wrapper[0]);
+                command.args(&wrapper[1..]).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut stderr_pipe = child.stderr.take().unwrap();
+        let stderr = thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr_pipe.read_to_string(&mut text);
+            text
+        });
+        Program { child, lines, stdout: Vec::new(), stderr }
+    }
+
+    /// Reads lines until one starts with `prefix`; returns the rest of that line.
+    fn wait_line(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + SLOW_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stdout.push(line.clone());
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.to_owned();
+                    }
+                }
+                Err(_) => {
+                    panic!("no line starting with {prefix:?}; output so far:\n{}", self.stdout.join("\n"))
+                }
+            }
+        }
+    }
+
+    /// Waits for the exit; returns the status, all of stdout and stderr.
+    fn finish(mut self) -> (std::process::ExitStatus, String, String) {
+        let status = wait_timeout(&mut self.child, SLOW_TIMEOUT);
+        let Some(status) = status else {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
+                self.stdout.push(line);
+            }
+            panic!("the program did not exit in {SLOW_TIMEOUT:?}; output:\n{}", self.stdout.join("\n"))
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.stdout.push(line);
+        }
+        let stderr = self.stderr.join().unwrap_or_default();
+        (status, self.stdout.join("\n") + "\n", stderr)
+    }
+}
+
+/// The client side of the example's session, as a user would check it: exactly these
+/// messages, in order, then close 1001 when the program stops its engine.
+async fn example_client(port: u16) {
+    // The program accepts the TCP connection itself; the engine answers the upgrade.
+    let mut ws = connect(&format!("ws://127.0.0.1:{port}/any/path")).await;
+    assert_eq!(recv_text(&mut ws, SLOW_TIMEOUT).await, "order 456 shipped");
+    assert_eq!(recv_binary(&mut ws, SLOW_TIMEOUT).await, [0x00, 0x01, 0xfe, 0xff]);
+    send_text(&mut ws, "hello from the client").await;
+    assert_eq!(recv_text(&mut ws, SLOW_TIMEOUT).await, "echo: hello from the client");
+    send_text(&mut ws, "thanks").await;
+    let deadline = Instant::now() + SLOW_TIMEOUT;
+    let code = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match next_item(&mut ws, left).await {
+            tokio_tungstenite::tungstenite::Message::Close(Some(frame)) => {
+                let _ = futures_util::SinkExt::flush(&mut ws).await;
+                break u16::from(frame.code);
+            }
+            tokio_tungstenite::tungstenite::Message::Ping(_)
+            | tokio_tungstenite::tungstenite::Message::Pong(_) => {}
+            other => panic!("expected the close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(code, 1001);
+}
+
+fn expected_example_output(port: u16) -> String {
+    let version = wspush::VERSION;
+    format!(
+        "wspush {version} (header {version})
+start with a bad setting: WSPUSH_STATUS_INVALID_CONFIG (invalid setting `workers`: expected a non-negative integer, got \"two\")
+listening on 127.0.0.1:{port}
+register as \"a/b\": WSPUSH_STATUS_INVALID_ID (invalid id: the id contains `/`)
+open: id=456
+sending: text and binary to 456
+message: id=456 text \"hello from the client\"
+reply: WSPUSH_STATUS_OK
+message: id=456 text \"thanks\"
+stats: connections=1 ids=1 messages_in=2 bytes_in=27 messages_out=3
+close: id=456 code=1001
+stopped
+send after stop: WSPUSH_STATUS_SHUT_DOWN (the engine is shut down)
+userdata freed
+freed
+"
+    )
+}
+
+fn run_example(wrapper: Option<&[String]>) -> String {
+    let binary = compile("example");
+    let mut program = Program::start(&binary, wrapper);
+    let port: u16 = program.wait_line("listening on 127.0.0.1:").parse().expect("a port number");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(example_client(port));
+    let (status, stdout, stderr) = program.finish();
+    assert!(status.success(), "the example failed ({status}):\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(stdout, expected_example_output(port), "stderr:\n{stderr}");
+    stderr
+}
+
+fn run_abi_check(wrapper: Option<&[String]>) -> String {
+    let binary = compile("abi_check");
+    let program = Program::start(&binary, wrapper);
+    let (status, stdout, stderr) = program.finish();
+    assert!(status.success(), "abi_check failed ({status}):\n{stdout}\nstderr:\n{stderr}");
+    assert!(!stdout.contains("not ok"), "{stdout}");
+    assert!(stdout.contains(", 0 failed\n"), "{stdout}");
+    stderr
+}
+
+/// Valgrind's verdict: no errors at all (leaks of kind definite/indirect count as errors).
+/// Prints valgrind's summary (visible with `--nocapture`).
+fn assert_valgrind_clean(program: &str, stderr: &str) {
+    assert!(stderr.contains("ERROR SUMMARY: 0 errors"), "valgrind found errors:\n{stderr}");
+    assert!(
+        stderr.contains("definitely lost: 0 bytes") || stderr.contains("All heap blocks were freed"),
+        "valgrind found leaks:\n{stderr}"
+    );
+    let summary: Vec<&str> = stderr
+        .lines()
+        .filter(|line| {
+            ["lost:", "ERROR SUMMARY", "in use at exit", "All heap blocks"].iter().any(|k| line.contains(k))
+        })
+        .collect();
+    eprintln!("valgrind {program}:\n{}", summary.join("\n"));
+}
+
+#[test]
+fn the_committed_header_is_what_cbindgen_generates() {
+    let output = Command::new("bash")
+        .arg(workspace_root().join("ffi/generate-header.sh"))
+        .arg("--check")
+        .output()
+        .expect("cannot run ffi/generate-header.sh");
+    assert!(
+        output.status.success(),
+        "include/wspush.h is stale or cbindgen could not run ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_header_says_it_is_generated_and_has_version_macros() {
+    let header = std::fs::read_to_string(workspace_root().join("include/wspush.h")).unwrap();
+    assert!(header.contains("GENERATED by cbindgen"), "no generated marker");
+    assert!(header.contains("DO NOT EDIT"));
+    let (major, minor, patch) = {
+        let mut parts = wspush::VERSION.split('.');
+        (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap())
+    };
+    assert!(header.contains(&format!("#define WSPUSH_VERSION_MAJOR {major}\n")));
+    assert!(header.contains(&format!("#define WSPUSH_VERSION_MINOR {minor}\n")));
+    assert!(header.contains(&format!("#define WSPUSH_VERSION_PATCH {patch}\n")));
+}
+
+#[test]
+fn the_header_compiles_alone_as_c_and_cpp() {
+    let header = workspace_root().join("include/wspush.h");
+    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    for std in ["-std=c99", "-std=c11"] {
+        let output = Command::new(&cc)
+            .args(["-Wall", "-Wextra", "-Werror", "-pedantic", std, "-fsyntax-only", "-x", "c"])
+            .arg(&header)
+            .output()
+            .expect("cannot run the C compiler");
+        assert!(output.status.success(), "{std}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    match Command::new("c++")
+        .args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-std=c++11", "-fsyntax-only", "-x", "c++"])
+        .arg(&header)
+        .output()
+    {
+        Ok(output) => assert!(output.status.success(), "C++: {}", String::from_utf8_lossy(&output.stderr)),
+        Err(_) => eprintln!("!!!!! SKIPPED: no c++ compiler; the header was not checked as C++ !!!!!"),
+    }
+}
+
+#[test]
+fn the_c_example_serves_a_real_client() {
+    run_example(None);
+}
+
+#[test]
+fn the_c_abi_conventions_hold_from_c() {
+    run_abi_check(None);
+}
+
+#[test]
+fn the_shared_library_serves_c_programs_too() {
+    let binary = compile_linked("abi_check", Linking::Shared);
+    let output = Command::new(&binary)
+        .env("LD_LIBRARY_PATH", shared_library().parent().unwrap())
+        .output()
+        .expect("cannot run abi_check linked with libwspush.so");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains(", 0 failed\n"), "{stdout}");
+}
+
+#[test]
+fn the_c_example_is_clean_under_valgrind() {
+    let Some(valgrind) = valgrind() else { return };
+    let stderr = run_example(Some(&valgrind));
+    assert_valgrind_clean("bindings/c/example.c", &stderr);
+}
+
+#[test]
+fn the_c_abi_conventions_are_clean_under_valgrind() {
+    let Some(valgrind) = valgrind() else { return };
+    let stderr = run_abi_check(Some(&valgrind));
+    assert_valgrind_clean("bindings/c/abi_check.c", &stderr);
+}
+
+#[test]
+fn cluster_mode_works_through_the_c_abi() {
+    if Command::new("redis-server").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("WSPUSH_REQUIRE_REDIS").is_none(),
+            "WSPUSH_REQUIRE_REDIS is set but redis-server is not installed"
+        );
+        eprintln!(
+            "\n!!!!! SKIPPED: redis-server is not installed; cluster mode was NOT tested from C !!!!!\n"
+        );
+        return;
+    }
+    let redis = RedisServer::start();
+    let binary = compile("cluster_check");
+    let program = Program::start_with_args(&binary, None, &[&redis.url()]);
+    let (status, stdout, stderr) = program.finish();
+    assert!(status.success(), "cluster_check failed ({status}):\n{stdout}\nstderr:\n{stderr}");
+    assert!(!stdout.contains("not ok"), "{stdout}");
+    assert!(stdout.ends_with("cluster_check: all passed\n"), "{stdout}");
+}
