@@ -1,11 +1,17 @@
 //! The acceptor thread: accepts TCP connections, reads and answers their upgrade requests
 //! (with a deadline, so a slow client cannot hold a slot), and hands each upgraded socket
 //! to the worker that owns its id.
+//!
+//! A well-formed request for a valid id is then admitted or refused, in this order, each
+//! check answering before the upgrade: the `Origin` allow-list (403), the token (401), the
+//! host's authorizer (403), the per-address limit (429), the connection limit (503).
 
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
@@ -13,11 +19,15 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::auth;
+use crate::authorizer::{AuthorizeRequest, AuthorizerSlot};
 use crate::handshake::{self, Limits, Rejection};
 use crate::id::worker_of;
+use crate::ip_limit::{IpLimit, IpSlot};
+use crate::origin::AllowedOrigins;
 use crate::shard::{Command, ShardHandle};
 use crate::stats::{bump, Counters};
-use crate::Config;
+use crate::{Config, JwtAuth};
 
 /// Poll token of the acceptor's waker.
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -43,17 +53,39 @@ pub(crate) struct AcceptorSettings {
     path_prefix: String,
     handshake_timeout: Duration,
     max_connections: Option<usize>,
+    allowed_origins: Option<AllowedOrigins>,
+    auth: Option<JwtAuth>,
 }
 
 impl AcceptorSettings {
+    /// The settings of a validated `config`.
     pub fn from_config(config: &Config) -> Self {
         Self {
             limits: Limits { max_header_bytes: config.max_header_bytes, max_headers: config.max_headers },
             path_prefix: config.path_prefix.clone(),
             handshake_timeout: config.handshake_timeout,
             max_connections: config.max_connections,
+            // Checked by `Config::validate`.
+            allowed_origins: config.allowed_origins.as_deref().and_then(|o| AllowedOrigins::new(o).ok()),
+            auth: config.auth.clone(),
         }
     }
+}
+
+/// What the acceptor shares with the engine handle and the workers to admit sockets.
+pub(crate) struct Admission {
+    /// The host's authorizer, if it set one.
+    pub authorizer: Arc<AuthorizerSlot>,
+    /// Open connections per address, with `max_connections_per_ip`.
+    pub ip_limit: Option<Arc<IpLimit>>,
+}
+
+/// What an admitted socket carries to its worker.
+struct Admitted {
+    /// When the socket's token expires, if it is to be closed then.
+    expires_at: Option<SystemTime>,
+    /// The subprotocol the 101 selects.
+    protocol: Option<&'static str>,
 }
 
 /// A socket whose upgrade is not finished.
@@ -63,6 +95,8 @@ struct Pending {
     deadline: Instant,
     /// The id a host gave with `register`; otherwise it comes from the path.
     id: Option<Box<str>>,
+    /// The client's address.
+    peer: Option<SocketAddr>,
     /// Refused: the error response is written and input is discarded until EOF or the
     /// deadline, so the client reads the response instead of a connection reset.
     rejected: bool,
@@ -78,6 +112,7 @@ pub(crate) struct Acceptor {
     settings: AcceptorSettings,
     counters: Arc<Counters>,
     open: Arc<AtomicUsize>,
+    admission: Admission,
     /// Accepting failed for lack of file descriptors; retried on the next tick.
     accept_backlog: bool,
 }
@@ -92,6 +127,7 @@ impl Acceptor {
         settings: AcceptorSettings,
         counters: Arc<Counters>,
         open: Arc<AtomicUsize>,
+        admission: Admission,
     ) -> io::Result<Self> {
         if let Some(listener) = listener.as_mut() {
             poll.registry().register(listener, LISTENER, Interest::READABLE)?;
@@ -105,6 +141,7 @@ impl Acceptor {
             settings,
             counters,
             open,
+            admission,
             accept_backlog: false,
         })
     }
@@ -132,7 +169,10 @@ impl Acceptor {
             }
             loop {
                 match self.commands.try_recv() {
-                    Ok(AcceptorCommand::Perform { stream, id }) => self.add_pending(stream, Some(id)),
+                    Ok(AcceptorCommand::Perform { stream, id }) => {
+                        let peer = stream.peer_addr().ok();
+                        self.add_pending(stream, Some(id), peer)
+                    }
                     Ok(AcceptorCommand::Shutdown) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
                         return;
                     }
@@ -148,11 +188,11 @@ impl Acceptor {
         loop {
             let Some(listener) = self.listener.as_ref() else { return };
             match listener.accept() {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     // Frames are small and latency matters more than packet count; writev
                     // already coalesces what is pending.
                     let _ = stream.set_nodelay(true);
-                    self.add_pending(stream, None);
+                    self.add_pending(stream, None, Some(peer));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -167,7 +207,7 @@ impl Acceptor {
         }
     }
 
-    fn add_pending(&mut self, mut stream: TcpStream, id: Option<Box<str>>) {
+    fn add_pending(&mut self, mut stream: TcpStream, id: Option<Box<str>>, peer: Option<SocketAddr>) {
         let entry = self.pending.vacant_entry();
         if let Err(e) = self.poll.registry().register(&mut stream, Token(entry.key()), Interest::READABLE) {
             tracing::warn!(error = %e, "cannot register a new connection");
@@ -176,7 +216,7 @@ impl Acceptor {
         }
         let deadline = Instant::now() + self.settings.handshake_timeout;
         let key = entry.key();
-        entry.insert(Pending { stream, request: Vec::new(), deadline, id, rejected: false });
+        entry.insert(Pending { stream, request: Vec::new(), deadline, id, peer, rejected: false });
         // The request may have arrived before the socket was registered (edge-triggered).
         self.on_readable(key);
     }
@@ -223,22 +263,77 @@ impl Acceptor {
                 Err(rejection) => return self.reject(key, rejection),
             },
         };
+        let peer = self.pending[key].peer;
+        let admitted = match self.admit(&request, &id, peer) {
+            Ok(admitted) => admitted,
+            Err(rejection) => return self.reject(key, rejection),
+        };
+        let ip_slot = match (&self.admission.ip_limit, peer) {
+            (Some(limit), Some(peer)) => match limit.try_acquire(peer.ip()) {
+                Some(slot) => Some(slot),
+                None => return self.reject(key, Rejection::TooManyFromAddress),
+            },
+            _ => None,
+        };
         let open_before = self.open.fetch_add(1, Ordering::AcqRel);
         if self.settings.max_connections.is_some_and(|max| open_before >= max) {
             self.open.fetch_sub(1, Ordering::AcqRel);
+            self.release(ip_slot);
             return self.reject(key, Rejection::OverCapacity);
         }
         let mut pending = self.pending.remove(key);
         let _ = self.poll.registry().deregister(&mut pending.stream);
         let early = pending.request[consumed..].to_vec();
-        let greeting = Some(Bytes::from(handshake::switching_protocols(&request)));
+        let greeting = Some(Bytes::from(handshake::switching_protocols_with(&request, admitted.protocol)));
         let shard = &self.shards[worker_of(&id, self.shards.len())];
-        let adopt = Command::Adopt { stream: pending.stream, id, greeting, early };
+        let expires_at = admitted.expires_at;
+        let adopt = Command::Adopt { stream: pending.stream, id, greeting, early, expires_at, ip_slot };
         if let Err(e) = shard.submit(adopt) {
             // The socket went down with the refused command; nothing more can be said to it.
             tracing::warn!(error = %e, "cannot hand an upgraded socket to its worker");
             self.open.fetch_sub(1, Ordering::AcqRel);
+            self.release(ip_slot);
             bump(&self.counters.hs_over_capacity, 1);
+        }
+    }
+
+    /// The origin, token and host checks, in that order.
+    fn admit(
+        &self,
+        request: &handshake::Request,
+        id: &str,
+        peer: Option<SocketAddr>,
+    ) -> Result<Admitted, Rejection> {
+        if let Some(origins) = &self.settings.allowed_origins {
+            if !origins.allows(request.origin.as_deref()) {
+                return Err(Rejection::ForbiddenOrigin);
+            }
+        }
+        // A browser that offered the bearer subprotocol needs it selected, token or not.
+        let mut admitted = Admitted { expires_at: None, protocol: auth::offered_protocol(request) };
+        if let Some(auth) = &self.settings.auth {
+            let grant = auth.authorize(request, id, SystemTime::now()).map_err(Rejection::Unauthorized)?;
+            if auth.close_on_expiry() {
+                admitted.expires_at = grant.expires_at;
+            }
+        }
+        if let Some(authorizer) = self.admission.authorizer.load().as_ref() {
+            let question = AuthorizeRequest { id, path: &request.target, headers: &request.headers, peer };
+            match panic::catch_unwind(AssertUnwindSafe(|| authorizer.authorize(&question))) {
+                Ok(true) => {}
+                Ok(false) => return Err(Rejection::Forbidden),
+                Err(_) => {
+                    tracing::error!(id, "the authorizer panicked; the upgrade is refused");
+                    return Err(Rejection::Forbidden);
+                }
+            }
+        }
+        Ok(admitted)
+    }
+
+    fn release(&self, slot: Option<IpSlot>) {
+        if let (Some(limit), Some(slot)) = (&self.admission.ip_limit, slot) {
+            limit.release(slot);
         }
     }
 
@@ -250,6 +345,10 @@ impl Acceptor {
             Rejection::TooLarge => &self.counters.hs_too_large,
             Rejection::Timeout => &self.counters.hs_timeout,
             Rejection::OverCapacity => &self.counters.hs_over_capacity,
+            Rejection::ForbiddenOrigin => &self.counters.hs_forbidden_origin,
+            Rejection::Unauthorized(reason) => &self.counters.hs_auth[reason.index()],
+            Rejection::Forbidden => &self.counters.hs_forbidden,
+            Rejection::TooManyFromAddress => &self.counters.hs_over_ip_limit,
         };
         bump(counter, 1);
         tracing::debug!(status = rejection.status(), %rejection, "upgrade refused");

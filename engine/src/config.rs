@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::{ClusterConfig, Error};
+use crate::origin::AllowedOrigins;
+use crate::{ClusterConfig, Error, JwtAuth};
 
 /// What to do with a socket whose queued output would exceed [`Config::max_buffered_bytes`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,6 +70,23 @@ pub struct Config {
     pub echo: bool,
     /// Cluster mode over Redis; `None` runs a single node with the in-process backplane.
     pub cluster: Option<ClusterConfig>,
+
+    // Who may connect (see SECURITY.md). The checks run in this order, each answering
+    // before the upgrade: `allowed_origins` (403), `auth` (401), the host's authorizer
+    // (403), `max_connections_per_ip` (429), `max_connections` (503).
+    /// Require a valid JSON Web Token whose `sub` is the id connected as; `None` (the
+    /// default) lets anyone who reaches the port connect as any id, which suits only a
+    /// private network or development.
+    pub auth: Option<JwtAuth>,
+    /// Browser pages allowed to connect, as origins `scheme://host[:port]` (e.g.
+    /// `https://app.example.com`); an upgrade with another `Origin` gets 403. Requests
+    /// without an `Origin` header (non-browser clients) are allowed: they could send any
+    /// Origin they like, so this protects browser users from other sites, not the server
+    /// from clients. `None` (the default) allows every origin.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Most simultaneous connections from one client address (IPv6: one /64 network);
+    /// further upgrades get 429. `None` (the default): unlimited.
+    pub max_connections_per_ip: Option<usize>,
 }
 
 impl Default for Config {
@@ -89,6 +107,9 @@ impl Default for Config {
             command_queue_capacity: 1 << 16,
             echo: false,
             cluster: None,
+            auth: None,
+            allowed_origins: None,
+            max_connections_per_ip: None,
         }
     }
 }
@@ -127,6 +148,20 @@ impl Config {
         }
         if self.command_queue_capacity == 0 {
             return bad("command_queue_capacity", "must be at least 1".into());
+        }
+        if let Some(auth) = &self.auth {
+            auth.validate()?;
+        }
+        if let Some(origins) = &self.allowed_origins {
+            if origins.is_empty() {
+                return bad("allowed_origins", "must list at least one origin (omit it to allow any)".into());
+            }
+            if let Err(reason) = AllowedOrigins::new(origins) {
+                return bad("allowed_origins", reason);
+            }
+        }
+        if self.max_connections_per_ip == Some(0) {
+            return bad("max_connections_per_ip", "must be at least 1 (omit it for unlimited)".into());
         }
         match &self.cluster {
             Some(cluster) => cluster.validate(),

@@ -34,6 +34,16 @@ pub(crate) enum State {
     },
 }
 
+/// What admission attached to a socket (see `acceptor.rs`): 8 bytes, zero for nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Lease {
+    /// Seconds since the worker's epoch at which the socket's token expires; 0: never.
+    pub expires_at_s: u32,
+    /// The socket's per-address slot ([`IpSlot::to_raw`](crate::ip_limit::IpSlot::to_raw));
+    /// 0: not counted.
+    pub ip_slot: u32,
+}
+
 /// Why a connection starts closing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CloseCause {
@@ -60,6 +70,7 @@ pub(crate) struct Link {
     /// Already listed among the connections to flush this iteration.
     pub dirty: bool,
     pub last_input_ms: u64,
+    pub lease: Lease,
     out: VecDeque<Bytes>,
     /// Bytes of `out.front()` already written.
     out_offset: usize,
@@ -76,7 +87,14 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, id: Rc<str>, serial: u64, max_message_size: usize, now_ms: u64) -> Self {
+    pub fn new(
+        stream: TcpStream,
+        id: Rc<str>,
+        serial: u64,
+        max_message_size: usize,
+        now_ms: u64,
+        lease: Lease,
+    ) -> Self {
         Self {
             link: Link {
                 stream,
@@ -87,6 +105,7 @@ impl Connection {
                 write_blocked: false,
                 dirty: false,
                 last_input_ms: now_ms,
+                lease,
                 out: VecDeque::new(),
                 out_offset: 0,
                 out_bytes: 0,

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use mio::{Poll, Waker};
 
-use crate::acceptor::{self, Acceptor, AcceptorCommand, AcceptorSettings};
+use crate::acceptor::{self, Acceptor, AcceptorCommand, AcceptorSettings, Admission};
+use crate::authorizer::{Authorizer, AuthorizerSlot};
 use crate::cluster::{Backplane, ClusterLink};
 use crate::event::HandlerSlot;
 use crate::frame;
 use crate::id::{validate_id, worker_of};
+use crate::ip_limit::IpLimit;
 use crate::listener;
 use crate::receipt::{Collector, SelfCount};
 use crate::shard::{self, Command, Shard, ShardHandle, ShardSettings, ShardShared};
@@ -38,6 +40,8 @@ pub struct Engine {
     acceptor_waker: Waker,
     local_addr: Option<SocketAddr>,
     handler: Arc<HandlerSlot>,
+    authorizer: Arc<AuthorizerSlot>,
+    ip_limit: Option<Arc<IpLimit>>,
     /// One per worker, then the acceptor's.
     counters: Vec<Arc<Counters>>,
     open: Arc<AtomicUsize>,
@@ -73,6 +77,8 @@ impl Engine {
         };
         let workers = config.effective_workers();
         let handler = Arc::new(HandlerSlot::empty());
+        let authorizer = Arc::new(AuthorizerSlot::empty());
+        let ip_limit = config.max_connections_per_ip.map(|max| Arc::new(IpLimit::new(max)));
         let open = Arc::new(AtomicUsize::new(0));
         let mut counters = Vec::with_capacity(workers + 1);
         let mut threads = Vec::with_capacity(workers + 1);
@@ -100,6 +106,7 @@ impl Engine {
                 open: open.clone(),
                 notified: notified.clone(),
                 cluster: cluster.clone(),
+                ip_limit: ip_limit.clone(),
             };
             let settings = settings.clone();
             // Built on its own thread: a worker's state is single-threaded (`Rc` ids).
@@ -132,6 +139,7 @@ impl Engine {
             AcceptorSettings::from_config(&config),
             acceptor_counters.clone(),
             open.clone(),
+            Admission { authorizer: authorizer.clone(), ip_limit: ip_limit.clone() },
         )
         .map_err(|e| Error::io("registering the listener", e))?;
         counters.push(acceptor_counters);
@@ -150,6 +158,8 @@ impl Engine {
             acceptor_waker,
             local_addr,
             handler,
+            authorizer,
+            ip_limit,
             counters,
             open,
             cluster,
@@ -178,6 +188,27 @@ impl Engine {
     /// Removes the event handler; events are discarded from now on.
     pub fn clear_event_handler(&self) {
         self.handler.store(None);
+    }
+
+    /// Sets the host's say on who connects, replacing any earlier authorizer: every
+    /// upgrade the engine answers (on its listener, or registered with
+    /// [`Handshake::Perform`]) is put to it, and `false` answers 403.
+    ///
+    /// It is asked after the `Origin` check and the token check
+    /// ([`Config::auth`](crate::Config::auth)) passed, and before the connection limits:
+    /// origin (403), token (401), authorizer (403), per-address limit (429), connection
+    /// limit (503). It runs on the acceptor thread, which every pending upgrade shares:
+    /// answer from memory, never wait on the network. A panic denies (and is logged).
+    /// Sockets registered with [`Handshake::Done`] are not put to it: the host decided.
+    pub fn set_authorizer(&self, authorizer: impl Authorizer) {
+        let authorizer: Box<dyn Authorizer> = Box::new(authorizer);
+        self.authorizer.store(Some(Arc::new(authorizer)));
+    }
+
+    /// Removes the authorizer; from now on every upgrade that passes the other checks is
+    /// accepted.
+    pub fn clear_authorizer(&self) {
+        self.authorizer.store(None);
     }
 
     /// Queues `message` for every socket of `id`, on this node and (in cluster mode) on
@@ -337,7 +368,10 @@ impl Engine {
 
     /// Hands over a connected socket accepted elsewhere; the engine owns it from now on
     /// (and closes it). With [`Handshake::Perform`] the engine reads and answers the upgrade
-    /// request first; with [`Handshake::Done`] the socket is live at once.
+    /// request first, with every admission check of its listener (origin, token for `id`,
+    /// authorizer, limits); with [`Handshake::Done`] the socket is live at once, and only
+    /// counts against [`Config::max_connections_per_ip`](crate::Config) for its peer
+    /// address (without being refused: the host already answered 101).
     ///
     /// # Errors
     ///
@@ -357,10 +391,24 @@ impl Engine {
                 self.acceptor_waker.wake().map_err(|e| Error::io("waking the acceptor", e))
             }
             Handshake::Done => {
+                let ip_slot = match (&self.ip_limit, stream.peer_addr()) {
+                    (Some(limit), Ok(peer)) => limit.acquire(peer.ip()),
+                    _ => None,
+                };
                 self.open.fetch_add(1, Ordering::AcqRel);
-                let adopt = Command::Adopt { stream, id: id.into(), greeting: None, early: Vec::new() };
+                let adopt = Command::Adopt {
+                    stream,
+                    id: id.into(),
+                    greeting: None,
+                    early: Vec::new(),
+                    expires_at: None,
+                    ip_slot,
+                };
                 self.shards[worker_of(id, self.shards.len())].submit(adopt).inspect_err(|_| {
                     self.open.fetch_sub(1, Ordering::AcqRel);
+                    if let (Some(limit), Some(slot)) = (&self.ip_limit, ip_slot) {
+                        limit.release(slot);
+                    }
                 })
             }
         }

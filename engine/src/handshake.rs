@@ -10,6 +10,8 @@ use base64::Engine as _;
 use percent_encoding::percent_decode_str;
 use sha1::{Digest, Sha1};
 
+use crate::AuthRejection;
+
 /// Limits on the request head.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -65,6 +67,19 @@ pub enum Rejection {
     /// 503: the server is at its maximum number of connections.
     #[error("the server is at capacity, try again later")]
     OverCapacity,
+    /// 403: a browser page from an origin that is not allowed.
+    #[error("this origin may not connect")]
+    ForbiddenOrigin,
+    /// 401 with `WWW-Authenticate: Bearer`: the token is missing or invalid. The body names
+    /// the reason word only (e.g. `expired`), never details of the token.
+    #[error("unauthorized: {0}")]
+    Unauthorized(AuthRejection),
+    /// 403: the host's authorizer refused the client.
+    #[error("forbidden by the host")]
+    Forbidden,
+    /// 429: the client's address has as many connections open as it may.
+    #[error("too many connections from this address")]
+    TooManyFromAddress,
 }
 
 impl Rejection {
@@ -77,6 +92,9 @@ impl Rejection {
             Rejection::TooLarge => 431,
             Rejection::Timeout => 408,
             Rejection::OverCapacity => 503,
+            Rejection::ForbiddenOrigin | Rejection::Forbidden => 403,
+            Rejection::Unauthorized(_) => 401,
+            Rejection::TooManyFromAddress => 429,
         }
     }
 
@@ -88,6 +106,9 @@ impl Rejection {
             Rejection::TooLarge => "Request Header Fields Too Large",
             Rejection::Timeout => "Request Timeout",
             Rejection::OverCapacity => "Service Unavailable",
+            Rejection::ForbiddenOrigin | Rejection::Forbidden => "Forbidden",
+            Rejection::Unauthorized(_) => "Unauthorized",
+            Rejection::TooManyFromAddress => "Too Many Requests",
         }
     }
 
@@ -101,11 +122,14 @@ impl Rejection {
         let mut body: String =
             self.to_string().chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
         body.push('\n');
-        let version =
-            if matches!(self, Rejection::UnsupportedVersion) { "Sec-WebSocket-Version: 13\r\n" } else { "" };
+        let extra = match self {
+            Rejection::UnsupportedVersion => "Sec-WebSocket-Version: 13\r\n",
+            Rejection::Unauthorized(_) => "WWW-Authenticate: Bearer\r\n",
+            _ => "",
+        };
         format!(
             "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
-             Connection: close\r\n{version}\r\n{body}",
+             Connection: close\r\n{extra}\r\n{body}",
             self.status(),
             self.reason_phrase(),
             body.len(),
@@ -263,9 +287,16 @@ pub fn accept_key(key: &str) -> String {
 
 /// The `101 Switching Protocols` response that accepts `request`.
 pub fn switching_protocols(request: &Request) -> Vec<u8> {
+    switching_protocols_with(request, None)
+}
+
+/// The `101 Switching Protocols` response that accepts `request` and selects the
+/// subprotocol `protocol` (which must be one the client offered, RFC 6455 4.2.2).
+pub fn switching_protocols_with(request: &Request, protocol: Option<&str>) -> Vec<u8> {
+    let protocol = protocol.map_or(String::new(), |p| format!("Sec-WebSocket-Protocol: {p}\r\n"));
     format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
+         Sec-WebSocket-Accept: {}\r\n{protocol}\r\n",
         accept_key(&request.key)
     )
     .into_bytes()
@@ -339,6 +370,12 @@ mod tests {
             response,
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+        );
+        let response = String::from_utf8(switching_protocols_with(&request, Some("wspush.bearer"))).unwrap();
+        assert_eq!(
+            response,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: wspush.bearer\r\n\r\n"
         );
     }
 
@@ -481,15 +518,24 @@ mod tests {
             (Rejection::TooLarge, "431 Request Header Fields Too Large"),
             (Rejection::Timeout, "408 Request Timeout"),
             (Rejection::OverCapacity, "503 Service Unavailable"),
+            (Rejection::ForbiddenOrigin, "403 Forbidden"),
+            (Rejection::Unauthorized(AuthRejection::Expired), "401 Unauthorized"),
+            (Rejection::Forbidden, "403 Forbidden"),
+            (Rejection::TooManyFromAddress, "429 Too Many Requests"),
         ] {
             let text = String::from_utf8(rejection.response()).unwrap();
             assert!(text.starts_with(&format!("HTTP/1.1 {status}\r\n")), "{text}");
             assert_eq!(status[..3].parse::<u16>().unwrap(), rejection.status());
             assert!(!text.contains("Sec-WebSocket-Version"));
+            let challenge = text.contains("\r\nWWW-Authenticate: Bearer\r\n");
+            assert_eq!(challenge, rejection.status() == 401, "{text}");
             let (head, body) = text.split_once("\r\n\r\n").unwrap();
             assert!(head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())), "{text}");
             assert_eq!(body, format!("{rejection}\n"));
         }
+        let text =
+            String::from_utf8(Rejection::Unauthorized(AuthRejection::BadSignature).response()).unwrap();
+        assert!(text.ends_with("\r\n\r\nunauthorized: bad_signature\n"), "{text}");
         // A detail with a line break cannot split the body.
         let text = String::from_utf8(Rejection::BadRequest("a\r\nb".into()).response()).unwrap();
         assert!(text.ends_with("bad WebSocket upgrade request: a  b\n"), "{text}");

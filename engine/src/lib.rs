@@ -25,6 +25,8 @@
 #![warn(rust_2018_idioms)]
 
 mod acceptor;
+pub mod auth;
+mod authorizer;
 pub mod cluster;
 mod config;
 mod connection;
@@ -32,14 +34,20 @@ mod engine;
 mod error;
 mod event;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 mod id;
+mod ip_limit;
 mod listener;
 mod message;
+mod origin;
 mod receipt;
 mod shard;
 mod stats;
 
+pub use auth::{AuthRejection, Grant, JwtAlgorithm, JwtAuth, JwtKey, BEARER_PROTOCOL};
+pub use authorizer::{AuthorizeRequest, Authorizer};
 pub use cluster::{ClusterConfig, ClusterStats};
 pub use config::{Config, SlowConsumerPolicy};
 pub use engine::{Engine, Handshake};
@@ -48,7 +56,7 @@ pub use event::{ConnectionId, Event, EventHandler};
 pub use id::{validate_id, MAX_ID_LEN};
 pub use message::Message;
 pub use receipt::{Presence, Receipt};
-pub use stats::{HandshakeFailures, Stats};
+pub use stats::{AuthFailures, HandshakeFailures, Stats};
 
 /// The version of this crate, as in `Cargo.toml`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -11,7 +11,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -21,9 +21,10 @@ use slab::Slab;
 
 use crate::cluster::ClusterLink;
 use crate::config::SlowConsumerPolicy;
-use crate::connection::{CloseCause, Connection, Link, State};
+use crate::connection::{CloseCause, Connection, Lease, Link, State};
 use crate::event::HandlerSlot;
 use crate::frame::{self, close_code, Frame, OpCode};
+use crate::ip_limit::{IpLimit, IpSlot};
 use crate::receipt::Collector;
 use crate::stats::{bump, Counters};
 use crate::{Config, ConnectionId, Error, Event};
@@ -54,8 +55,17 @@ pub(crate) enum Command {
     /// Close one socket with a code.
     Close { conn: ConnectionId, code: u16 },
     /// Take over an upgraded socket. `greeting` (the 101 response) is written first;
-    /// `early` holds frames the client sent right behind its upgrade request.
-    Adopt { stream: TcpStream, id: Box<str>, greeting: Option<Bytes>, early: Vec<u8> },
+    /// `early` holds frames the client sent right behind its upgrade request. The socket
+    /// is closed with 1008 at `expires_at` (its token's expiry), and gives `ip_slot` back
+    /// when it closes.
+    Adopt {
+        stream: TcpStream,
+        id: Box<str>,
+        greeting: Option<Bytes>,
+        early: Vec<u8>,
+        expires_at: Option<SystemTime>,
+        ip_slot: Option<IpSlot>,
+    },
     /// Close every socket with 1001 and stop by `deadline`.
     Shutdown { deadline: Instant },
 }
@@ -134,6 +144,8 @@ pub(crate) struct ShardShared {
     /// The Redis backplane, in cluster mode: told when this worker's first socket of an id
     /// opens and its last one closes, and given client messages to publish.
     pub cluster: Option<Arc<ClusterLink>>,
+    /// Open connections per address, given back here when a counted socket closes.
+    pub ip_limit: Option<Arc<IpLimit>>,
 }
 
 /// How a flush left a connection.
@@ -305,7 +317,10 @@ impl Shard {
                     self.core.close(key, &mut self.conns[key].link, code, "", CloseCause::Initiate, false);
                 }
             }
-            Command::Adopt { stream, id, greeting, early } => self.adopt(stream, id, greeting, early),
+            Command::Adopt { stream, id, greeting, early, expires_at, ip_slot } => {
+                let lease = self.core.lease(expires_at, ip_slot);
+                self.adopt(stream, id, greeting, early, lease)
+            }
             Command::Shutdown { deadline } => {
                 let left = deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
                 self.begin_shutdown(self.core.now_ms + left);
@@ -334,16 +349,25 @@ impl Shard {
         }
     }
 
-    fn adopt(&mut self, mut stream: TcpStream, id: Box<str>, greeting: Option<Bytes>, early: Vec<u8>) {
+    fn adopt(
+        &mut self,
+        mut stream: TcpStream,
+        id: Box<str>,
+        greeting: Option<Bytes>,
+        early: Vec<u8>,
+        lease: Lease,
+    ) {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if self.shutdown_deadline_ms.is_some() || key >= 1 << KEY_BITS {
             self.core.shared.open.fetch_sub(1, Ordering::AcqRel);
+            self.core.release(lease);
             return;
         }
         if let Err(e) = self.poll.registry().register(&mut stream, Token(key), Interest::READABLE) {
             tracing::warn!(error = %e, "cannot register a socket with the worker's poll");
             self.core.shared.open.fetch_sub(1, Ordering::AcqRel);
+            self.core.release(lease);
             return;
         }
         self.generation += 1;
@@ -365,6 +389,7 @@ impl Shard {
             serial,
             self.core.settings.max_message_size,
             self.core.now_ms,
+            lease,
         ));
         bump(&self.core.shared.counters.connections, 1);
         bump(&self.core.shared.counters.connections_opened, 1);
@@ -476,6 +501,13 @@ impl Shard {
         for (key, conn) in self.conns.iter_mut() {
             let link = &mut conn.link;
             match link.state {
+                State::Open
+                    if link.lease.expires_at_s != 0 && now >= u64::from(link.lease.expires_at_s) * 1000 =>
+                {
+                    bump(&self.core.shared.counters.token_expirations, 1);
+                    let cause = CloseCause::Initiate;
+                    self.core.close(key, link, close_code::POLICY_VIOLATION, "token expired", cause, false);
+                }
                 State::Open if idle_ms > 0 && now.saturating_sub(link.last_input_ms) >= idle_ms => {
                     bump(&self.core.shared.counters.idle_timeouts, 1);
                     self.core.close(
@@ -517,12 +549,31 @@ impl Shard {
         }
         self.core.shared.counters.connections.fetch_sub(1, Ordering::Relaxed);
         self.core.shared.open.fetch_sub(1, Ordering::AcqRel);
+        self.core.release(link.lease);
         let conn_id = ConnectionId::new(self.core.worker, link.serial);
         self.core.emit(&Event::Close { conn: conn_id, id: &link.id, code: link.close_code });
     }
 }
 
 impl Core {
+    /// The lease of a socket adopted now: its token's expiry in this worker's clock
+    /// (rounded up to the second), and its per-address slot.
+    fn lease(&self, expires_at: Option<SystemTime>, ip_slot: Option<IpSlot>) -> Lease {
+        let expires_at_s = expires_at.map_or(0, |at| {
+            let left_ms = at.duration_since(SystemTime::now()).map_or(0, |left| left.as_millis() as u64);
+            let seconds = (self.now_ms.saturating_add(left_ms)).div_ceil(1000);
+            u32::try_from(seconds).unwrap_or(u32::MAX).max(1)
+        });
+        Lease { expires_at_s, ip_slot: IpSlot::to_raw(ip_slot) }
+    }
+
+    /// Gives back what a socket's lease holds (its per-address slot).
+    fn release(&self, lease: Lease) {
+        if let (Some(limit), Some(slot)) = (&self.shared.ip_limit, IpSlot::from_raw(lease.ip_slot)) {
+            limit.release(slot);
+        }
+    }
+
     fn mark_dirty(&mut self, key: usize, link: &mut Link) {
         if !link.dirty {
             link.dirty = true;

@@ -3,6 +3,67 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::AuthRejection;
+
+/// Upgrades refused for their token (401), by [`AuthRejection`] reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthFailures {
+    /// No token.
+    pub missing: u64,
+    /// Not a well-formed JWT, or `exp` missing or of the wrong type.
+    pub malformed: u64,
+    /// The signature did not verify (or the token used another algorithm).
+    pub bad_signature: u64,
+    /// `exp` was past, beyond the leeway.
+    pub expired: u64,
+    /// `nbf` was in the future, beyond the leeway.
+    pub not_yet_valid: u64,
+    /// `sub` was missing or not the id in the path.
+    pub wrong_subject: u64,
+    /// `aud` did not name the configured audience.
+    pub wrong_audience: u64,
+    /// `iss` was not the configured issuer.
+    pub wrong_issuer: u64,
+}
+
+impl AuthFailures {
+    /// All token failures together.
+    pub fn total(&self) -> u64 {
+        AuthRejection::ALL.iter().map(|&reason| self.get(reason)).sum()
+    }
+
+    /// The count for one reason.
+    pub fn get(&self, reason: AuthRejection) -> u64 {
+        *self.field(reason)
+    }
+
+    fn field(&self, reason: AuthRejection) -> &u64 {
+        match reason {
+            AuthRejection::Missing => &self.missing,
+            AuthRejection::Malformed => &self.malformed,
+            AuthRejection::BadSignature => &self.bad_signature,
+            AuthRejection::Expired => &self.expired,
+            AuthRejection::NotYetValid => &self.not_yet_valid,
+            AuthRejection::WrongSubject => &self.wrong_subject,
+            AuthRejection::WrongAudience => &self.wrong_audience,
+            AuthRejection::WrongIssuer => &self.wrong_issuer,
+        }
+    }
+
+    fn field_mut(&mut self, reason: AuthRejection) -> &mut u64 {
+        match reason {
+            AuthRejection::Missing => &mut self.missing,
+            AuthRejection::Malformed => &mut self.malformed,
+            AuthRejection::BadSignature => &mut self.bad_signature,
+            AuthRejection::Expired => &mut self.expired,
+            AuthRejection::NotYetValid => &mut self.not_yet_valid,
+            AuthRejection::WrongSubject => &mut self.wrong_subject,
+            AuthRejection::WrongAudience => &mut self.wrong_audience,
+            AuthRejection::WrongIssuer => &mut self.wrong_issuer,
+        }
+    }
+}
+
 /// Why upgrade requests were refused, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HandshakeFailures {
@@ -20,6 +81,14 @@ pub struct HandshakeFailures {
     pub over_capacity: u64,
     /// The connection failed or closed before the upgrade completed.
     pub io: u64,
+    /// A browser page from an origin not in `allowed_origins` (403).
+    pub forbidden_origin: u64,
+    /// A missing or invalid token (401), by reason.
+    pub auth: AuthFailures,
+    /// The host's authorizer said no, or panicked (403).
+    pub forbidden: u64,
+    /// The client's address already had `max_connections_per_ip` open (429).
+    pub over_ip_limit: u64,
 }
 
 impl HandshakeFailures {
@@ -32,6 +101,10 @@ impl HandshakeFailures {
             + self.timeout
             + self.over_capacity
             + self.io
+            + self.forbidden_origin
+            + self.auth.total()
+            + self.forbidden
+            + self.over_ip_limit
     }
 }
 
@@ -66,6 +139,8 @@ pub struct Stats {
     pub queue_full: u64,
     /// Refused upgrades, by reason.
     pub handshake_failures: HandshakeFailures,
+    /// Sockets closed with 1008 because their token expired.
+    pub token_expirations: u64,
     /// Cluster counters, in cluster mode.
     pub cluster: Option<crate::ClusterStats>,
 }
@@ -92,6 +167,12 @@ pub(crate) struct Counters {
     pub hs_timeout: AtomicU64,
     pub hs_over_capacity: AtomicU64,
     pub hs_io: AtomicU64,
+    pub hs_forbidden_origin: AtomicU64,
+    /// Indexed by [`AuthRejection::index`].
+    pub hs_auth: [AtomicU64; AuthRejection::ALL.len()],
+    pub hs_forbidden: AtomicU64,
+    pub hs_over_ip_limit: AtomicU64,
+    pub token_expirations: AtomicU64,
 }
 
 /// Adds `n` to a counter that only its owner thread writes.
@@ -122,5 +203,12 @@ impl Counters {
         hs.timeout += get(&self.hs_timeout);
         hs.over_capacity += get(&self.hs_over_capacity);
         hs.io += get(&self.hs_io);
+        hs.forbidden_origin += get(&self.hs_forbidden_origin);
+        for reason in AuthRejection::ALL {
+            *hs.auth.field_mut(reason) += get(&self.hs_auth[reason.index()]);
+        }
+        hs.forbidden += get(&self.hs_forbidden);
+        hs.over_ip_limit += get(&self.hs_over_ip_limit);
+        stats.token_expirations += get(&self.token_expirations);
     }
 }

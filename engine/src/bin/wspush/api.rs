@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
-use wspush::{ClusterStats, Engine, HandshakeFailures, Message, Stats};
+use wspush::{AuthFailures, ClusterStats, Engine, HandshakeFailures, Message, Stats};
 
 use crate::metrics;
 
@@ -307,10 +307,32 @@ pub fn stats_json(stats: &Stats, uptime: Duration) -> Value {
         protocol_errors,
         queue_full,
         handshake_failures,
+        token_expirations,
         cluster,
     } = stats;
-    let HandshakeFailures { bad_request, bad_version, bad_path, too_large, timeout, over_capacity, io } =
-        handshake_failures;
+    let HandshakeFailures {
+        bad_request,
+        bad_version,
+        bad_path,
+        too_large,
+        timeout,
+        over_capacity,
+        io,
+        forbidden_origin,
+        auth,
+        forbidden,
+        over_ip_limit,
+    } = handshake_failures;
+    let AuthFailures {
+        missing,
+        malformed,
+        bad_signature,
+        expired,
+        not_yet_valid,
+        wrong_subject,
+        wrong_audience,
+        wrong_issuer,
+    } = auth;
     json!({
         "version": wspush::VERSION,
         "uptime_seconds": uptime.as_secs(),
@@ -335,7 +357,21 @@ pub fn stats_json(stats: &Stats, uptime: Duration) -> Value {
             "timeout": timeout,
             "over_capacity": over_capacity,
             "io": io,
+            "forbidden_origin": forbidden_origin,
+            "auth": {
+                "missing": missing,
+                "malformed": malformed,
+                "bad_signature": bad_signature,
+                "expired": expired,
+                "not_yet_valid": not_yet_valid,
+                "wrong_subject": wrong_subject,
+                "wrong_audience": wrong_audience,
+                "wrong_issuer": wrong_issuer,
+            },
+            "forbidden": forbidden,
+            "over_ip_limit": over_ip_limit,
         },
+        "token_expirations": token_expirations,
         "cluster": cluster.as_ref().map(cluster_json),
     })
 }
@@ -428,7 +464,21 @@ mod tests {
                 timeout: 19,
                 over_capacity: 20,
                 io: 21,
+                forbidden_origin: 22,
+                auth: AuthFailures {
+                    missing: 23,
+                    malformed: 24,
+                    bad_signature: 25,
+                    expired: 26,
+                    not_yet_valid: 27,
+                    wrong_subject: 28,
+                    wrong_audience: 29,
+                    wrong_issuer: 30,
+                },
+                forbidden: 31,
+                over_ip_limit: 32,
             },
+            token_expirations: 33,
             cluster: None,
         };
         let value = stats_json(&stats, Duration::from_secs(99));
@@ -440,7 +490,13 @@ mod tests {
                 "messages_out": 8, "bytes_out": 9, "slow_consumer_disconnects": 10,
                 "slow_consumer_drops": 11, "idle_timeouts": 12, "protocol_errors": 13, "queue_full": 14,
                 "handshake_failures": {"bad_request": 15, "bad_version": 16, "bad_path": 17,
-                    "too_large": 18, "timeout": 19, "over_capacity": 20, "io": 21},
+                    "too_large": 18, "timeout": 19, "over_capacity": 20, "io": 21,
+                    "forbidden_origin": 22,
+                    "auth": {"missing": 23, "malformed": 24, "bad_signature": 25, "expired": 26,
+                        "not_yet_valid": 27, "wrong_subject": 28, "wrong_audience": 29,
+                        "wrong_issuer": 30},
+                    "forbidden": 31, "over_ip_limit": 32},
+                "token_expirations": 33,
                 "cluster": null,
             })
         );

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
-use wspush::{ClusterConfig, Config, SlowConsumerPolicy};
+use wspush::{ClusterConfig, Config, JwtAuth, JwtKey, SlowConsumerPolicy};
 
 /// Where the WebSocket listener binds unless told otherwise.
 pub const DEFAULT_WS_LISTEN: &str = "0.0.0.0:8081";
@@ -28,6 +28,9 @@ const REDIS_ONLY: [&str; 7] = [
     "inbound_channel",
     "no_inbound",
 ];
+/// The settings that only mean something with token checks on: giving one without a key is
+/// an error rather than silently ignored.
+const AUTH_ONLY: [&str; 4] = ["auth_leeway", "auth_audience", "auth_issuer", "auth_close_on_expiry"];
 /// The log filter when neither `--log`, `WSPUSH_LOG`, `RUST_LOG` nor the file set one.
 pub const DEFAULT_LOG: &str = "info";
 
@@ -114,10 +117,71 @@ pub struct Cli {
     pub command_queue_capacity: Option<String>,
 
     /// Require `Authorization: Bearer TOKEN` on POST /socket/{id}, POST /broadcast and
-    /// GET /stats (/, /healthz and /metrics stay open). Prefer the environment variable:
-    /// flags are visible to other users in the process list [default: none]
+    /// GET /stats (/, /healthz and /metrics stay open). Required when --api-listen is not a
+    /// loopback address. Prefer the environment variable: flags are visible to other users
+    /// in the process list [default: none]
     #[arg(long, env = "WSPUSH_API_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+
+    /// Most simultaneous WebSocket connections from one client address (IPv6: one /64);
+    /// further upgrades get 429 [default: unlimited]
+    #[arg(long, env = "WSPUSH_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<String>,
+
+    /// Comma-separated origins (scheme://host[:port]) whose pages may connect; a browser
+    /// upgrade from another Origin gets 403. Requests without an Origin header (non-browser
+    /// clients) are allowed [default: any origin]
+    #[arg(long, env = "WSPUSH_ALLOWED_ORIGINS", value_name = "LIST")]
+    pub allowed_origins: Option<String>,
+
+    /// Require a JSON Web Token signed with this HS256 secret (at least 32 bytes) whose `sub`
+    /// is the id connected as; 401 otherwise. Prefer the environment variable: flags are
+    /// visible to other users in the process list [default: none, anyone connects as any id]
+    #[arg(
+        long,
+        env = "WSPUSH_AUTH_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true,
+        help_heading = "Client authentication"
+    )]
+    pub auth_jwt_secret: Option<String>,
+
+    /// Require a JSON Web Token signed with the private key of this PEM public key (RSA:
+    /// RS256, EC P-256: ES256) whose `sub` is the id connected as; 401 otherwise
+    /// [default: none]
+    #[arg(
+        long,
+        env = "WSPUSH_AUTH_JWT_PUBLIC_KEY",
+        value_name = "FILE",
+        help_heading = "Client authentication"
+    )]
+    pub auth_jwt_public_key: Option<String>,
+
+    /// Seconds of clock skew allowed when checking a token's exp and nbf [default: 30]
+    #[arg(long, env = "WSPUSH_AUTH_LEEWAY", value_name = "SECONDS", help_heading = "Client authentication")]
+    pub auth_leeway: Option<String>,
+
+    /// Require the token's aud claim to name this audience [default: none, and a token
+    /// with an aud claim is refused]
+    #[arg(long, env = "WSPUSH_AUTH_AUDIENCE", value_name = "AUD", help_heading = "Client authentication")]
+    pub auth_audience: Option<String>,
+
+    /// Require the token's iss claim to be this issuer [default: none]
+    #[arg(long, env = "WSPUSH_AUTH_ISSUER", value_name = "ISS", help_heading = "Client authentication")]
+    pub auth_issuer: Option<String>,
+
+    /// Close a socket (1008) when its token expires; false checks the token only at the
+    /// upgrade [default: true]
+    #[arg(
+        long,
+        env = "WSPUSH_AUTH_CLOSE_ON_EXPIRY",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        help_heading = "Client authentication"
+    )]
+    pub auth_close_on_expiry: Option<String>,
 
     /// Send every message a client sends back to it (for conformance testing)
     /// [default: false]
@@ -196,7 +260,7 @@ impl Cli {
     /// Every setting's key (the TOML key, and the flag and variable names derived from it)
     /// with its raw value from the command line or the environment. `config` is not a
     /// setting of its own: it says where the others may come from.
-    fn raw_settings(&self) -> [(&'static str, Option<&str>); 25] {
+    fn raw_settings(&self) -> [(&'static str, Option<&str>); 33] {
         [
             ("ws_listen", self.ws_listen.as_deref()),
             ("api_listen", self.api_listen.as_deref()),
@@ -213,6 +277,14 @@ impl Cli {
             ("max_headers", self.max_headers.as_deref()),
             ("command_queue_capacity", self.command_queue_capacity.as_deref()),
             ("api_token", self.api_token.as_deref()),
+            ("max_connections_per_ip", self.max_connections_per_ip.as_deref()),
+            ("allowed_origins", self.allowed_origins.as_deref()),
+            ("auth_jwt_secret", self.auth_jwt_secret.as_deref()),
+            ("auth_jwt_public_key", self.auth_jwt_public_key.as_deref()),
+            ("auth_leeway", self.auth_leeway.as_deref()),
+            ("auth_audience", self.auth_audience.as_deref()),
+            ("auth_issuer", self.auth_issuer.as_deref()),
+            ("auth_close_on_expiry", self.auth_close_on_expiry.as_deref()),
             ("echo", self.echo.as_deref()),
             ("log", self.log.as_deref()),
             ("redis", self.redis.as_deref()),
@@ -438,6 +510,78 @@ impl Sources {
         Ok(Some(cluster))
     }
 
+    /// Client token checks: `None` without a secret or a public key, when none of the
+    /// other `auth_*` settings may be given.
+    fn auth(&self) -> Result<Option<JwtAuth>, SettingError> {
+        let secret = self.get("auth_jwt_secret", parse_string)?;
+        let key_file = self.get("auth_jwt_public_key", parse_string)?;
+        let (key, key_setting) = match (secret, key_file) {
+            (Some(_), Some(_)) => {
+                return Err(SettingError {
+                    setting: self.origin("auth_jwt_public_key"),
+                    reason: format!(
+                        "give either {} or {}, not both",
+                        flag_name("auth_jwt_secret"),
+                        flag_name("auth_jwt_public_key")
+                    ),
+                });
+            }
+            (Some(secret), None) => (JwtKey::Hs256Secret(secret.into_bytes()), "auth_jwt_secret"),
+            (None, Some(path)) => {
+                let pem = std::fs::read(&path).map_err(|e| SettingError {
+                    setting: self.origin("auth_jwt_public_key"),
+                    reason: format!("cannot read {path}: {e}"),
+                })?;
+                (JwtKey::PublicKeyPem(pem), "auth_jwt_public_key")
+            }
+            (None, None) => {
+                return match AUTH_ONLY.iter().find(|key| self.values.contains_key(*key)) {
+                    Some(key) => Err(SettingError {
+                        setting: self.origin(key),
+                        reason: format!(
+                            "needs {} or {}",
+                            flag_name("auth_jwt_secret"),
+                            flag_name("auth_jwt_public_key")
+                        ),
+                    }),
+                    None => Ok(None),
+                };
+            }
+        };
+        let mut auth = JwtAuth::new(key).map_err(|error| SettingError {
+            setting: self.origin(key_setting),
+            reason: match error {
+                wspush::Error::InvalidConfig { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        })?;
+        if let Some(leeway) = self.get("auth_leeway", parse_seconds)? {
+            auth = auth.with_leeway(leeway);
+        }
+        if let Some(audience) = self.get("auth_audience", parse_string)? {
+            auth = auth.with_audience(audience);
+        }
+        if let Some(issuer) = self.get("auth_issuer", parse_string)? {
+            auth = auth.with_issuer(issuer);
+        }
+        if let Some(close) = self.get("auth_close_on_expiry", parse_bool)? {
+            auth = auth.with_close_on_expiry(close);
+        }
+        Ok(Some(auth))
+    }
+
+    /// The settings key (as in the TOML file) of an engine setting named in an error.
+    fn key_of_engine_setting(&self, setting: &'static str) -> &'static str {
+        match setting {
+            "auth.leeway" => "auth_leeway",
+            "auth.audience" => "auth_audience",
+            "auth.issuer" => "auth_issuer",
+            "auth.key" if self.values.contains_key("auth_jwt_public_key") => "auth_jwt_public_key",
+            "auth.key" => "auth_jwt_secret",
+            other => other,
+        }
+    }
+
     /// Applies the defaults and checks the result as the engine will.
     fn resolve(&self) -> Result<Settings, SettingError> {
         let defaults = Config::default();
@@ -466,11 +610,16 @@ impl Sources {
                 .unwrap_or(defaults.command_queue_capacity),
             echo: self.get("echo", parse_bool)?.unwrap_or(defaults.echo),
             cluster: self.cluster()?,
+            auth: self.auth()?,
+            allowed_origins: self.get("allowed_origins", parse_list)?,
+            max_connections_per_ip: self
+                .get("max_connections_per_ip", parse_count)?
+                .or(defaults.max_connections_per_ip),
         };
         if let Err(error) = engine.validate() {
             return Err(match error {
                 wspush::Error::InvalidConfig { setting, reason } => {
-                    SettingError { setting: self.origin(setting), reason }
+                    SettingError { setting: self.origin(self.key_of_engine_setting(setting)), reason }
                 }
                 other => SettingError { setting: "configuration".into(), reason: other.to_string() },
             });
@@ -486,14 +635,19 @@ impl Sources {
                 _ => self.get("log", parse_log)?,
             },
         };
-        Ok(Settings {
-            engine,
-            api_listen: self
-                .get("api_listen", parse_addr)?
-                .unwrap_or_else(|| default_addr(DEFAULT_API_LISTEN)),
-            api_token: self.get("api_token", parse_token)?,
-            log: log.unwrap_or_else(|| DEFAULT_LOG.to_owned()),
-        })
+        let api_listen =
+            self.get("api_listen", parse_addr)?.unwrap_or_else(|| default_addr(DEFAULT_API_LISTEN));
+        let api_token = self.get("api_token", parse_token)?;
+        if !api_listen.ip().is_loopback() && api_token.is_none() {
+            return Err(SettingError {
+                setting: self.origin("api_listen"),
+                reason: format!(
+                    "refusing to serve the HTTP API on {api_listen} without --api-token: anyone who can \
+                     reach it could push to every socket (keep it on 127.0.0.1, or set --api-token)"
+                ),
+            });
+        }
+        Ok(Settings { engine, api_listen, api_token, log: log.unwrap_or_else(|| DEFAULT_LOG.to_owned()) })
     }
 }
 
@@ -567,6 +721,16 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
 
 fn parse_string(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
+}
+
+/// A comma-separated list; blanks around entries are dropped, and it must not be empty.
+pub fn parse_list(s: &str) -> Result<Vec<String>, String> {
+    let items: Vec<String> =
+        s.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect();
+    if items.is_empty() {
+        return Err("the list is empty".into());
+    }
+    Ok(items)
 }
 
 /// A bearer token: visible ASCII, no spaces, not empty.
@@ -842,6 +1006,13 @@ mod tests {
             api_token = "s3cret"
             echo = true
             log = "debug"
+            max_connections_per_ip = 7
+            allowed_origins = "https://a.example, http://localhost:3000"
+            auth_jwt_secret = "0123456789abcdef0123456789abcdef"
+            auth_leeway = 5
+            auth_audience = "aud"
+            auth_issuer = "iss"
+            auth_close_on_expiry = false
             "#,
         );
         let s = load(&["--config", &file]).unwrap();
@@ -859,6 +1030,136 @@ mod tests {
         assert_eq!(s.api_token.as_deref(), Some("s3cret"));
         assert!(c.echo);
         assert_eq!(s.log, "debug");
+        assert_eq!(c.max_connections_per_ip, Some(7));
+        assert_eq!(
+            c.allowed_origins.as_deref(),
+            Some(&["https://a.example".to_owned(), "http://localhost:3000".to_owned()][..])
+        );
+        let auth = c.auth.as_ref().expect("auth");
+        assert_eq!(auth.algorithm(), wspush::JwtAlgorithm::Hs256);
+        assert_eq!(auth.leeway(), Duration::from_secs(5));
+        assert_eq!((auth.audience(), auth.issuer()), (Some("aud"), Some("iss")));
+        assert!(!auth.close_on_expiry());
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn auth_flags_reach_the_engine() {
+        let _env = clean_env();
+        let s = load(&[]).unwrap();
+        assert!(s.engine.auth.is_none() && s.engine.allowed_origins.is_none());
+        assert_eq!(s.engine.max_connections_per_ip, None);
+        let auth = load(&["--auth-jwt-secret", SECRET]).unwrap().engine.auth.unwrap();
+        assert_eq!(auth.leeway(), Duration::from_secs(30));
+        assert_eq!((auth.audience(), auth.issuer(), auth.close_on_expiry()), (None, None, true));
+        let auth = load(&[
+            "--auth-jwt-secret",
+            SECRET,
+            "--auth-leeway",
+            "0",
+            "--auth-audience",
+            "a",
+            "--auth-issuer",
+            "i",
+            "--auth-close-on-expiry=no",
+        ])
+        .unwrap()
+        .engine
+        .auth
+        .unwrap();
+        assert_eq!(auth.leeway(), Duration::ZERO);
+        assert_eq!((auth.audience(), auth.issuer(), auth.close_on_expiry()), (Some("a"), Some("i"), false));
+        std::env::set_var("WSPUSH_AUTH_JWT_SECRET", SECRET);
+        assert!(load(&[]).unwrap().engine.auth.is_some());
+    }
+
+    #[test]
+    fn auth_errors_name_the_setting() {
+        let _env = clean_env();
+        assert_eq!(
+            load(&["--auth-jwt-secret", "short"]).unwrap_err(),
+            "invalid --auth-jwt-secret: the HS256 secret must be at least 32 bytes (RFC 7518 3.2), got 5"
+        );
+        let missing = std::env::temp_dir().join("wspush-cli-test-no-such-key.pem");
+        let missing = missing.to_str().unwrap();
+        let error = load(&["--auth-jwt-public-key", missing]).unwrap_err();
+        assert!(
+            error.starts_with(&format!("invalid --auth-jwt-public-key: cannot read {missing}: ")),
+            "{error}"
+        );
+        let file = temp_file("not-a-key", "hello\n");
+        let error = load(&["--auth-jwt-public-key", &file]).unwrap_err();
+        assert!(error.starts_with("invalid --auth-jwt-public-key: the public key is not PEM"), "{error}");
+        std::fs::write(&file, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+        let error = load(&["--auth-jwt-public-key", &file]).unwrap_err();
+        assert!(error.contains("never the private one"), "{error}");
+        assert_eq!(
+            load(&["--auth-jwt-secret", SECRET, "--auth-jwt-public-key", &file]).unwrap_err(),
+            "invalid --auth-jwt-public-key: give either --auth-jwt-secret or --auth-jwt-public-key, not both"
+        );
+        std::fs::remove_file(file).unwrap();
+        for (args, flag) in [
+            (&["--auth-leeway", "5"][..], "--auth-leeway"),
+            (&["--auth-audience", "a"], "--auth-audience"),
+            (&["--auth-issuer", "i"], "--auth-issuer"),
+            (&["--auth-close-on-expiry=false"], "--auth-close-on-expiry"),
+        ] {
+            assert_eq!(
+                load(args).unwrap_err(),
+                format!("invalid {flag}: needs --auth-jwt-secret or --auth-jwt-public-key"),
+                "{args:?}"
+            );
+        }
+        assert_eq!(
+            load(&["--auth-jwt-secret", SECRET, "--auth-leeway", "3601"]).unwrap_err(),
+            "invalid --auth-leeway: at most 3600 seconds, got 3601"
+        );
+        assert_eq!(
+            load(&["--auth-jwt-secret", SECRET, "--auth-audience", ""]).unwrap_err(),
+            "invalid --auth-audience: must not be empty"
+        );
+        std::env::set_var("WSPUSH_AUTH_JWT_SECRET", "short");
+        assert!(load(&[]).unwrap_err().starts_with("invalid WSPUSH_AUTH_JWT_SECRET: "));
+    }
+
+    #[test]
+    fn origins_and_per_ip_limit() {
+        let _env = clean_env();
+        let s = load(&["--allowed-origins", " https://a.example ,, http://b.example:8080 "]).unwrap();
+        assert_eq!(
+            s.engine.allowed_origins,
+            Some(vec!["https://a.example".to_owned(), "http://b.example:8080".to_owned()])
+        );
+        assert_eq!(
+            load(&["--allowed-origins", " , "]).unwrap_err(),
+            "invalid --allowed-origins: the list is empty"
+        );
+        assert_eq!(
+            load(&["--allowed-origins", "https://a.example/app"]).unwrap_err(),
+            "invalid --allowed-origins: `https://a.example/app` must be scheme://host[:port], without a path or user"
+        );
+        assert_eq!(load(&["--max-connections-per-ip", "3"]).unwrap().engine.max_connections_per_ip, Some(3));
+        assert_eq!(
+            load(&["--max-connections-per-ip", "0"]).unwrap_err(),
+            "invalid --max-connections-per-ip: must be at least 1 (omit it for unlimited)"
+        );
+    }
+
+    #[test]
+    fn a_public_api_needs_a_token() {
+        let _env = clean_env();
+        let error = load(&["--api-listen", "0.0.0.0:8080"]).unwrap_err();
+        assert_eq!(
+            error,
+            "invalid --api-listen: refusing to serve the HTTP API on 0.0.0.0:8080 without --api-token: anyone \
+             who can reach it could push to every socket (keep it on 127.0.0.1, or set --api-token)"
+        );
+        assert!(load(&["--api-listen", "0.0.0.0:8080", "--api-token", "t"]).is_ok());
+        assert!(load(&["--api-listen", "[::1]:8080"]).is_ok());
+        assert!(load(&["--api-listen", "127.0.0.2:8080"]).is_ok());
+        std::env::set_var("WSPUSH_API_LISTEN", "10.0.0.1:8080");
+        assert!(load(&[]).unwrap_err().starts_with("invalid WSPUSH_API_LISTEN: refusing to serve"));
     }
 
     #[test]

@@ -4,16 +4,19 @@
 /// The page, with the placeholder [`PLACEHOLDER`] where its settings go.
 const PAGE: &str = include_str!("demo.html");
 
-/// Replaced by a JSON object: `{"wsPort": .., "pathPrefix": .., "tokenRequired": ..}`.
+/// Replaced by a JSON object: `{"wsPort": .., "pathPrefix": .., "tokenRequired": ..,
+/// "wsAuth": ..}`.
 const PLACEHOLDER: &str = "__WSPUSH_CONFIG__";
 
 /// The page for a WebSocket listener on `ws_port` with `path_prefix`. The page connects
-/// to its own host name with the port replaced by `ws_port`.
-pub fn render(ws_port: u16, path_prefix: &str, token_required: bool) -> String {
+/// to its own host name with the port replaced by `ws_port`. `token_required`: the API
+/// wants its token; `ws_auth`: sockets need a JWT (sent as the `wspush.bearer` subprotocol).
+pub fn render(ws_port: u16, path_prefix: &str, token_required: bool, ws_auth: bool) -> String {
     let config = serde_json::json!({
         "wsPort": ws_port,
         "pathPrefix": path_prefix,
         "tokenRequired": token_required,
+        "wsAuth": ws_auth,
     });
     // Inside <script>, `</script>` or `<!--` in a string would end or change the script:
     // escape the characters that could start them.
@@ -28,11 +31,12 @@ mod tests {
     #[test]
     fn the_settings_are_injected_once_and_safely() {
         assert_eq!(PAGE.matches(PLACEHOLDER).count(), 1);
-        let page = render(9001, "/ws/</script>/", true);
+        let page = render(9001, "/ws/</script>/", true, true);
         assert!(!page.contains(PLACEHOLDER));
         assert!(page.contains(r#""wsPort":9001"#), "{page}");
         assert!(page.contains(r#""pathPrefix":"/ws/\u003c/script\u003e/""#), "{page}");
         assert!(page.contains(r#""tokenRequired":true"#), "{page}");
+        assert!(page.contains(r#""wsAuth":true"#), "{page}");
         assert_eq!(page.matches("</script>").count(), 1);
         assert!(!page.contains("http://") && !page.contains("https://"), "no external assets");
     }

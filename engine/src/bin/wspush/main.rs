@@ -95,7 +95,12 @@ fn run(settings: cli::Settings) -> Result<(), Failure> {
         token: settings.api_token.clone(),
         max_message_size: settings.engine.max_message_size,
         started,
-        demo_page: demo::render(ws_addr.port(), &settings.engine.path_prefix, settings.api_token.is_some()),
+        demo_page: demo::render(
+            ws_addr.port(),
+            &settings.engine.path_prefix,
+            settings.api_token.is_some(),
+            settings.engine.auth.is_some(),
+        ),
     });
     let node_id = engine.node_id().map(str::to_owned);
     let served = runtime.block_on(serve(settings, ws_addr, node_id, api::router(state)));
@@ -126,12 +131,19 @@ async fn serve(
         max_buffered_bytes = settings.engine.max_buffered_bytes,
         slow_consumer = ?settings.engine.slow_consumer,
         echo = settings.engine.echo,
+        auth = settings.engine.auth.as_ref().map_or("none".to_owned(), |auth| auth.algorithm().to_string()),
+        allowed_origins = settings.engine.allowed_origins.as_ref().map_or("any".to_owned(), |o| o.join(",")),
+        max_connections_per_ip = settings.engine.max_connections_per_ip,
         "websocket listening on ws://{ws_addr}{prefix}"
     );
-    info!(token_required = settings.api_token.is_some(), "http api listening on http://{api_addr}");
-    if !api_addr.ip().is_loopback() && settings.api_token.is_none() {
-        warn!("the http api on {api_addr} is reachable from other hosts and has no --api-token: anyone who can reach it can push to every socket");
+    if settings.engine.auth.is_none() && !ws_addr.ip().is_loopback() {
+        warn!(
+            "the websocket listener on {ws_addr} is reachable from other hosts and checks no tokens: \
+             anyone who can reach it can connect as any id and read its messages (see --auth-jwt-secret)"
+        );
     }
+    // `cli` refuses a non-loopback API address without a token; this is the loopback case.
+    info!(token_required = settings.api_token.is_some(), "http api listening on http://{api_addr}");
     let cluster_line = settings.engine.cluster.as_ref().map(|cluster| {
         let node_id = node_id.as_deref().unwrap_or("?");
         let redis = cluster.redacted_url();

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use wspush::{ClusterStats, HandshakeFailures, Stats};
+use wspush::{AuthFailures, ClusterStats, HandshakeFailures, Stats};
 
 /// The `Content-Type` of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -28,10 +28,32 @@ pub fn render(stats: &Stats, uptime: Duration) -> String {
         protocol_errors,
         queue_full,
         handshake_failures,
+        token_expirations,
         cluster,
     } = stats;
-    let HandshakeFailures { bad_request, bad_version, bad_path, too_large, timeout, over_capacity, io } =
-        handshake_failures;
+    let HandshakeFailures {
+        bad_request,
+        bad_version,
+        bad_path,
+        too_large,
+        timeout,
+        over_capacity,
+        io,
+        forbidden_origin,
+        auth,
+        forbidden,
+        over_ip_limit,
+    } = handshake_failures;
+    let AuthFailures {
+        missing,
+        malformed,
+        bad_signature,
+        expired,
+        not_yet_valid,
+        wrong_subject,
+        wrong_audience,
+        wrong_issuer,
+    } = auth;
 
     let mut out = String::with_capacity(4096);
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
@@ -122,7 +144,24 @@ pub fn render(stats: &Stats, uptime: Duration) -> String {
             ("{reason=\"timeout\"}", *timeout),
             ("{reason=\"over_capacity\"}", *over_capacity),
             ("{reason=\"io\"}", *io),
+            ("{reason=\"forbidden_origin\"}", *forbidden_origin),
+            ("{reason=\"auth_missing\"}", *missing),
+            ("{reason=\"auth_malformed\"}", *malformed),
+            ("{reason=\"auth_bad_signature\"}", *bad_signature),
+            ("{reason=\"auth_expired\"}", *expired),
+            ("{reason=\"auth_not_yet_valid\"}", *not_yet_valid),
+            ("{reason=\"auth_wrong_subject\"}", *wrong_subject),
+            ("{reason=\"auth_wrong_audience\"}", *wrong_audience),
+            ("{reason=\"auth_wrong_issuer\"}", *wrong_issuer),
+            ("{reason=\"forbidden\"}", *forbidden),
+            ("{reason=\"over_ip_limit\"}", *over_ip_limit),
         ],
+    );
+    metric(
+        "wspush_token_expirations_total",
+        counter,
+        "Sockets closed with 1008 because their token expired.",
+        &[("", *token_expirations)],
     );
     metric("wspush_uptime_seconds", gauge, "Seconds since the server started.", &[("", uptime.as_secs())]);
     let version = format!("{{version=\"{}\"}}", wspush::VERSION);
@@ -252,7 +291,21 @@ mod tests {
                 timeout: 24,
                 over_capacity: 25,
                 io: 26,
+                forbidden_origin: 50,
+                auth: AuthFailures {
+                    missing: 51,
+                    malformed: 52,
+                    bad_signature: 53,
+                    expired: 54,
+                    not_yet_valid: 55,
+                    wrong_subject: 56,
+                    wrong_audience: 57,
+                    wrong_issuer: 58,
+                },
+                forbidden: 59,
+                over_ip_limit: 60,
             },
+            token_expirations: 61,
             cluster: None,
         };
         let text = render(&stats, Duration::from_secs(42));
@@ -302,6 +355,19 @@ mod tests {
             "wspush_handshake_failures_total{reason=\"timeout\"} 24",
             "wspush_handshake_failures_total{reason=\"over_capacity\"} 25",
             "wspush_handshake_failures_total{reason=\"io\"} 26",
+            "wspush_handshake_failures_total{reason=\"forbidden_origin\"} 50",
+            "wspush_handshake_failures_total{reason=\"auth_missing\"} 51",
+            "wspush_handshake_failures_total{reason=\"auth_malformed\"} 52",
+            "wspush_handshake_failures_total{reason=\"auth_bad_signature\"} 53",
+            "wspush_handshake_failures_total{reason=\"auth_expired\"} 54",
+            "wspush_handshake_failures_total{reason=\"auth_not_yet_valid\"} 55",
+            "wspush_handshake_failures_total{reason=\"auth_wrong_subject\"} 56",
+            "wspush_handshake_failures_total{reason=\"auth_wrong_audience\"} 57",
+            "wspush_handshake_failures_total{reason=\"auth_wrong_issuer\"} 58",
+            "wspush_handshake_failures_total{reason=\"forbidden\"} 59",
+            "wspush_handshake_failures_total{reason=\"over_ip_limit\"} 60",
+            "# TYPE wspush_token_expirations_total counter",
+            "wspush_token_expirations_total 61",
             "wspush_uptime_seconds 42",
             &format!("wspush_build_info{{version=\"{}\"}} 1", wspush::VERSION),
             "# TYPE wspush_cluster_connected gauge",

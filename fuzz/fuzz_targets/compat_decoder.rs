@@ -1,0 +1,4 @@
+//! Fuzz target: the invariants of `wspush::fuzzing::check_compat_decoder` on arbitrary input.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wspush::fuzzing::check_compat_decoder(data));

@@ -1,0 +1,1500 @@
+#!/usr/bin/env python3
+"""Soak test with faults for wspush cluster mode.
+
+    scripts/soak.py                                         # the full run: 10 minutes, 5,000 clients
+    scripts/soak.py --duration 60 --clients 500 --ids 100   # the short form CI runs
+
+Three `wspush` nodes (a, b, c) and one `redis-server` on loopback, all started by this
+script; CLIENTS independent WebSocket clients (the `websockets` package, in worker
+processes) connecting to random nodes and disconnecting at random; a steady stream of
+unicast pushes (`POST /socket/{id}` on a random node) and broadcasts (`POST /broadcast`);
+Redis killed (-9) and restarted on its port twice, node c killed (-9) and restarted on its
+ports once. Every pushed message is `m:<msgid>`: each send is logged (start, end = when the
+HTTP answer arrived, target, node, answer) and each client socket logs its id, node,
+connect time (after the 101), close time and every message it received with the time.
+
+Timeline (D = --duration; W = warm-up = max(10 s, 10% of D)):
+
+    0 .. W        churn; then HOLD 1: the post-warm-up RSS/fd baseline of a, b, c
+    ~20% D        Redis kill -9, restarted after min(8 s, max(3 s, 10% D)), wait healthy
+    ~40% D        node c kill -9, restarted on the same ports after min(5 s, max(3 s, 10% D))
+    c start + W   HOLD 2: node c's own post-restart baseline (a, b sampled too, for information)
+    ~60% D        Redis kill -9 again, restarted as above
+    >= D - 15 s   and >= 10 s after the last fault healed: HOLD 3, the end values
+    then          pushes stop; after SETTLE + 1 s the clients close (1000); the nodes get
+                  SIGTERM; everything is analysed.
+
+A fault step starts at its nominal time or once the previous step is over, whichever is
+later, so short runs stretch a little past D; the whole script is bounded by D + 120 s
+(a watchdog kills everything it started and exits 1).
+
+HOLD: every client reconnects to its home node (client index mod 3) and stays, so each node
+holds exactly its third of the clients. Once every node's `/stats` `connections` equals its
+share for 3 consecutive polls, RSS (/proc/PID/status VmRSS) and open fds (/proc/PID/fd) are
+sampled 5 times, 1 s apart, and the median kept; then churn resumes. The open-fd count is
+dominated by the client sockets, so it is only comparable at the same population: this is why
+the measurements are made in holds, not at random moments.
+
+Delivery model. SETTLE = 1 s covers a socket's registration after the 101 and its node's
+SUBSCRIBE to the id's channel (batched within 50 ms), plus scheduling noise. A send S is
+*expected* on socket K when K's id is S's target (or S is a broadcast) and K was open from
+S.start - SETTLE to S.end + SETTLE (open = 101 received; closed = when the client started its
+close, or noticed the connection drop, or the node was killed). An expected delivery is
+*required* (a miss is a failure) when K is on the node S was posted to (local delivery, which
+must work even while Redis is down), or when the window [S.start - SETTLE, S.end + SETTLE]
+overlaps no outage of the path: a Redis outage lasts from the kill until both the sending and
+the receiving node report /healthz ok again; node c's outage from its kill until its new
+process reports ok (for sends from or to node c). Otherwise a miss is *excused* and counted
+by cause. Checks:
+
+  1 every required delivery arrived, exactly once;
+  2 no socket received any message twice; no socket received a message for another id or a
+    message nobody sent;
+  3 misses only where excused (counted per cause); cluster counters `publish_dropped` and
+    `delivery_dropped` stay 0 (no queue overflowed at this load); `publish_failed` reported;
+  4 no node that was not killed exited, each stops with exit code 0 on SIGTERM, and no node's
+    stderr contains "panicked";
+  5 each node's RSS and open-fd count at HOLD 3 within 10% of its baseline (HOLD 1; node c:
+    HOLD 2), and every HOLD reached its population (a node whose `connections` does not come
+    down to the clients actually connected leaks sockets);
+  6 /healthz (polled every 250 ms per node): every live node answers 503 degraded within 3 s
+    of each Redis kill, stays degraded until Redis is back, answers 200 ok within 10 s of the
+    restart, and is never degraded outside an outage (a freshly started node c may be
+    degraded up to 5 s while it connects).
+
+Exit 0 only if every check passed, 1 with the failing checks listed. Output: a summary table
+and one JSON line on stdout; the full report is `report.json` in the run directory
+(target/soak/<timestamp>/, with every process's output) and --report FILE.
+
+The binary is copied into the run directory before the start, so a concurrent `cargo build`
+cannot swap it under the restarted node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import atexit
+import bisect
+import collections
+import ctypes
+import json
+import math
+import multiprocessing as mp
+import os
+import pickle
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_NAMES = ("a", "b", "c")
+SETTLE = 1.0
+MEAN_LIFETIME = 30.0
+HEALTH_EVERY = 0.25
+SAMPLE_EVERY = 2.0
+STATS_EVERY = 5.0
+SENDER_CONNS_PER_NODE = 4
+TOLERANCE = 0.10
+DEGRADED_WITHIN = 3.0
+HEALED_WITHIN = 10.0
+STARTUP_DEGRADED_GRACE = 5.0
+
+now = time.monotonic
+
+
+def log(msg: str) -> None:
+    print(f"soak: {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Environment: the websockets package, the binary, child processes.
+
+
+def ensure_websockets() -> None:
+    try:
+        import websockets  # noqa: F401
+
+        return
+    except ImportError:
+        pass
+    if os.environ.get("WSPUSH_SOAK_VENV") == "1":
+        sys.exit("soak: cannot import websockets even in target/soak-venv")
+    venv = ROOT / "target" / "soak-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        log(f"installing websockets into {venv}")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    if subprocess.run([str(python), "-c", "import websockets"], capture_output=True).returncode != 0:
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "websockets"], check=True)
+    os.environ["WSPUSH_SOAK_VENV"] = "1"
+    os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])
+
+
+_libc = None
+
+
+def die_with_parent() -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGKILL): a child dies if this script is killed."""
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        _libc.prctl(1, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+CHILDREN: list[subprocess.Popen] = []
+
+
+def spawn(args: list[str], out: Path, err: Path) -> subprocess.Popen:
+    with open(out, "ab") as fo, open(err, "ab") as fe:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, preexec_fn=die_with_parent)
+    CHILDREN.append(proc)
+    return proc
+
+
+def kill_everything() -> None:
+    for proc in CHILDREN:
+        if proc.poll() is None:
+            try:
+                proc.kill()
+                proc.wait(5)
+            except Exception:
+                pass
+    for proc in mp.active_children():
+        try:
+            proc.kill()
+        except Exception:
+            pass
+
+
+def free_port() -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port != 6379:
+            return port
+
+
+def proc_rss_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def proc_fds(pid: int) -> int | None:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------
+# A small HTTP/1.1 client with one keep-alive connection.
+
+
+class HttpError(Exception):
+    pass
+
+
+class Http:
+    def __init__(self, port: int):
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            try:
+                self.writer.transport.abort()
+            except Exception:
+                pass
+        self.reader = self.writer = None
+
+    async def request(self, method: str, path: str, body: bytes = b"", timeout: float = 10.0) -> tuple[int, bytes]:
+        try:
+            return await asyncio.wait_for(self._request(method, path, body), timeout)
+        except asyncio.CancelledError:
+            self.close()
+            raise
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, HttpError) as e:
+            self.close()
+            raise HttpError(f"{type(e).__name__}: {e}") from None
+
+    async def _request(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nContent-Length: {len(body)}\r\n"
+        if body:
+            head += "Content-Type: text/plain; charset=utf-8\r\n"
+        self.writer.write(head.encode() + b"\r\n" + body)
+        reader = self.reader
+        raw = await reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise HttpError(f"bad status line {lines[0]!r}")
+        status = int(parts[1])
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        if "content-length" in headers:
+            data = await reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
+                if size == 0:
+                    await reader.readuntil(b"\r\n")
+                    break
+                chunks.append(await reader.readexactly(size))
+                await reader.readexactly(2)
+            data = b"".join(chunks)
+        else:
+            data = await reader.read()
+            self.close()
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, data
+
+
+# ---------------------------------------------------------------------------------------
+# Client worker processes.
+
+
+def worker_main(wcfg: dict, pipe) -> None:
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        asyncio.run(worker_async(wcfg, pipe))
+    except Exception as e:  # reported to the parent, which fails the run
+        try:
+            pipe.send(("error", repr(e)))
+        except Exception:
+            pass
+        raise
+
+
+class Rec:
+    """One client socket (one connection)."""
+
+    __slots__ = ("client", "id", "node", "t_try", "t_open", "t_close", "t_end", "code", "msgs", "times", "other", "err", "dropped")
+
+    def __init__(self, client, cid, node, t_try, t_open):
+        self.client, self.id, self.node, self.t_try, self.t_open = client, cid, node, t_try, t_open
+        self.t_close = self.t_end = None
+        self.code = None
+        self.msgs = array.array("q")
+        self.times = array.array("d")
+        self.other: list[str] = []
+        self.err = None
+        self.dropped = False
+
+
+async def worker_async(wcfg: dict, pipe) -> None:
+    import websockets
+    from websockets.exceptions import ConnectionClosed
+
+    loop = asyncio.get_running_loop()
+    seed, n_ids, urls = wcfg["seed"], wcfg["ids"], wcfg["urls"]
+
+    class State:
+        mode = "idle"
+        changed = asyncio.Event()
+
+    started = asyncio.Event()
+    recs: list[Rec] = []
+    connect_failures = collections.Counter()
+    failure_kinds = collections.Counter()
+    counters = {"connected": 0, "lag_max": 0.0, "lag_over_half": 0}
+
+    def set_mode(mode: str) -> None:
+        State.mode = mode
+        old, State.changed = State.changed, asyncio.Event()
+        old.set()
+
+    def on_pipe() -> None:
+        try:
+            while pipe.poll():
+                msg = pipe.recv()
+                if msg[0] == "mode":
+                    set_mode(msg[1])
+                    started.set()
+        except (EOFError, OSError):
+            loop.remove_reader(pipe.fileno())
+            set_mode("stop")
+            started.set()
+
+    loop.add_reader(pipe.fileno(), on_pipe)
+
+    async def read(ws, rec: Rec) -> None:
+        msgs, times = rec.msgs, rec.times
+        try:
+            async for m in ws:
+                t = now()
+                if type(m) is str and m.startswith("m:"):
+                    msgs.append(int(m[2:]))
+                    times.append(t)
+                else:
+                    rec.other.append(repr(m)[:80])
+        except ConnectionClosed:
+            pass
+        except Exception as e:
+            rec.err = repr(e)
+        rec.t_end = now()
+
+    async def client(i: int) -> None:
+        rng = random.Random(f"{seed}-{i}")
+        home, cid = i % 3, str(i % n_ids)
+        await asyncio.sleep(rng.uniform(0, wcfg["stagger"]))
+        while State.mode != "stop":
+            node = home if State.mode == "hold" else rng.randrange(3)
+            t_try = now()
+            try:
+                ws = await asyncio.wait_for(
+                    websockets.connect(
+                        urls[node] + cid, ping_interval=None, compression=None, open_timeout=10, close_timeout=5,
+                        max_size=1 << 20,
+                    ),
+                    15,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                connect_failures[node] += 1
+                failure_kinds[type(e).__name__] += 1
+                await asyncio.sleep(rng.uniform(0.2, 1.0))
+                continue
+            rec = Rec(i, cid, node, t_try, now())
+            recs.append(rec)
+            counters["connected"] += 1
+            reader = asyncio.create_task(read(ws, rec))
+            deadline = rec.t_open + max(1.0, rng.expovariate(1.0 / MEAN_LIFETIME))
+            while True:
+                mode, event = State.mode, State.changed
+                if mode == "stop" or (mode == "hold" and node != home):
+                    break
+                timeout = None
+                if mode != "hold":
+                    timeout = deadline - now()
+                    if timeout <= 0:
+                        break
+                waiter = asyncio.ensure_future(event.wait())
+                await asyncio.wait([reader, waiter], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if reader.done():
+                    rec.dropped = True
+                    break
+                if event.is_set() and mode == "hold" and State.mode == "churn":
+                    deadline = now() + max(1.0, rng.expovariate(1.0 / MEAN_LIFETIME))
+            if rec.dropped:
+                rec.t_close = rec.t_end
+            else:
+                rec.t_close = now()
+                try:
+                    await asyncio.wait_for(ws.close(), 8)
+                except Exception:
+                    pass
+                try:
+                    await asyncio.wait_for(reader, 5)
+                except Exception:
+                    reader.cancel()
+            rec.code = getattr(ws, "close_code", None)
+            if rec.t_end is None:
+                rec.t_end = now()
+            counters["connected"] -= 1
+            if State.mode == "stop":
+                break
+            await asyncio.sleep(rng.uniform(0.05, 0.3) if State.mode == "hold" else rng.uniform(0.1, 1.0))
+
+    async def lag_monitor() -> None:
+        while State.mode != "stop":
+            t = now()
+            await asyncio.sleep(0.1)
+            lag = now() - t - 0.1
+            counters["lag_max"] = max(counters["lag_max"], lag)
+            if lag > 0.5:
+                counters["lag_over_half"] += 1
+
+    async def status() -> None:
+        while State.mode != "stop":
+            try:
+                pipe.send(("status", counters["connected"], counters["lag_max"]))
+            except OSError:
+                return
+            await asyncio.sleep(1.0)
+
+    pipe.send(("ready",))
+    await asyncio.wait_for(started.wait(), 120)
+    cpu0 = time.process_time()
+    tasks = [asyncio.create_task(client(i)) for i in wcfg["clients"]]
+    aux = [asyncio.create_task(lag_monitor()), asyncio.create_task(status())]
+    done, pending = await asyncio.wait(tasks, timeout=wcfg["max_seconds"])
+    for t in pending:
+        t.cancel()
+    for t in aux:
+        t.cancel()
+    errors = [repr(t.exception()) for t in done if not t.cancelled() and t.exception() is not None]
+    result = {
+        "recs": [
+            (r.client, r.id, r.node, r.t_try, r.t_open, r.t_close, r.t_end, r.code, r.msgs.tobytes(), r.times.tobytes(), r.other[:5], r.err, r.dropped)
+            for r in recs
+        ],
+        "connect_failures": dict(connect_failures),
+        "failure_kinds": dict(failure_kinds),
+        "lag_max": counters["lag_max"],
+        "lag_over_half": counters["lag_over_half"],
+        "unfinished_clients": len(pending),
+        "client_errors": errors[:10],
+        "cpu_seconds": time.process_time() - cpu0,
+    }
+    path = Path(wcfg["out"])
+    with open(path, "wb") as f:
+        pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+    pipe.send(("done", str(path)))
+
+
+# ---------------------------------------------------------------------------------------
+# The orchestrator.
+
+
+class NodeProc:
+    def __init__(self, gen: int, proc: subprocess.Popen, start_t: float):
+        self.gen, self.proc, self.start_t = gen, proc, start_t
+        self.kill_t: float | None = None
+        self.last_stats: dict | None = None
+
+
+class Node:
+    def __init__(self, index: int, name: str):
+        self.index, self.name = index, name
+        self.node_id = f"node-{name}"
+        self.ws_port, self.api_port = free_port(), free_port()
+        self.gens: list[NodeProc] = []
+        self.senders = [Http(self.api_port) for _ in range(SENDER_CONNS_PER_NODE)]
+        self.health_http = Http(self.api_port)
+        self.stats_http = Http(self.api_port)
+        self.stats_lock = asyncio.Lock()
+
+    @property
+    def current(self) -> NodeProc:
+        return self.gens[-1]
+
+    def alive(self) -> bool:
+        return bool(self.gens) and self.current.kill_t is None and self.current.proc.poll() is None
+
+    def reset_connections(self) -> None:
+        for h in [*self.senders, self.health_http, self.stats_http]:
+            h.close()
+
+
+class Soak:
+    def __init__(self, args):
+        self.args = args
+        self.rng = random.Random(args.seed)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.run_dir = ROOT / "target" / "soak" / f"{stamp}-{os.getpid()}"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.binary = self.run_dir / "wspush"
+        shutil.copy2(args.binary, self.binary)
+        self.redis_port = free_port()
+        self.redis_proc: subprocess.Popen | None = None
+        self.redis_gen = 0
+        self.nodes = [Node(i, n) for i, n in enumerate(NODE_NAMES)]
+        self.events: list[tuple[float, str]] = []
+        self.redis_outages: list[dict] = []
+        self.c_outage: dict | None = None
+        self.holds: dict[str, dict] = {}
+        self.sends: dict[int, list] = {}
+        self.next_msgid = 1
+        self.sending = False
+        self.queues = [asyncio.Queue() for _ in self.nodes]
+        self.health: list[list[tuple]] = [[] for _ in self.nodes]
+        self.samples: list[list[tuple]] = [[] for _ in self.nodes]
+        self.stats_series: list[list[tuple]] = [[] for _ in self.nodes]
+        self.workers: list[dict] = []
+        self.failures_setup: list[str] = []
+        self.skipped_sends = 0
+        self.t0 = now()
+
+    def rel(self, t: float | None) -> float | None:
+        return None if t is None else round(t - self.t0, 3)
+
+    def event(self, what: str) -> None:
+        self.events.append((now(), what))
+        log(f"t={now() - self.t0:7.1f}s {what}")
+
+    # -- processes ---------------------------------------------------------------------
+
+    async def start_redis(self) -> None:
+        self.redis_gen += 1
+        log_file = self.run_dir / f"redis-{self.redis_gen}.log"
+        self.redis_proc = spawn(
+            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning", "--maxclients", "10000"],
+            log_file, log_file,
+        )
+        deadline = now() + 15
+        while now() < deadline:
+            if self.redis_proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited: {log_file.read_text()[-2000:]}")
+            try:
+                r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.redis_port), 1)
+                w.write(b"PING\r\n")
+                line = await asyncio.wait_for(r.readline(), 1)
+                w.close()
+                if line.startswith(b"+PONG"):
+                    return
+            except (OSError, asyncio.TimeoutError):
+                pass
+            await asyncio.sleep(0.05)
+        raise RuntimeError("redis-server did not answer PING within 15 s")
+
+    def kill_redis(self) -> float:
+        self.redis_proc.send_signal(signal.SIGKILL)
+        self.redis_proc.wait(10)
+        return now()
+
+    async def start_node(self, node: Node) -> None:
+        gen = len(node.gens) + 1
+        for attempt in range(6):
+            out = self.run_dir / f"node-{node.name}-{gen}.stdout"
+            err = self.run_dir / f"node-{node.name}-{gen}.stderr"
+            args = [
+                str(self.binary), "--redis", f"redis://127.0.0.1:{self.redis_port}", "--node-id", node.node_id,
+                "--ws-listen", f"127.0.0.1:{node.ws_port}", "--api-listen", f"127.0.0.1:{node.api_port}",
+                "--ping-interval", "5", "--idle-timeout", "20",
+            ]
+            start_t = now()
+            proc = spawn(args, out, err)
+            line = f"wspush: cluster node {node.node_id} via redis://127.0.0.1:{self.redis_port}"
+            deadline = now() + 15
+            while now() < deadline and proc.poll() is None:
+                if line in out.read_text(errors="replace"):
+                    break
+                await asyncio.sleep(0.05)
+            text = out.read_text(errors="replace")
+            if line in text and f"ws://127.0.0.1:{node.ws_port}/websocket/" in text:
+                node.gens.append(NodeProc(gen, proc, start_t))
+                return
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+            log(f"node {node.name} did not start (attempt {attempt + 1}): {err.read_text(errors='replace')[-500:]}")
+            await asyncio.sleep(0.5)
+        raise RuntimeError(f"node {node.name} did not start; see {self.run_dir}")
+
+    def kill_node(self, node: Node) -> float:
+        cur = node.current
+        # Keep the last counters of this process for the report.
+        cur.proc.send_signal(signal.SIGKILL)
+        cur.proc.wait(10)
+        cur.kill_t = now()
+        node.reset_connections()
+        return cur.kill_t
+
+    async def healthz(self, node: Node, timeout: float = 1.0) -> int:
+        try:
+            status, _ = await node.health_http.request("GET", "/healthz", timeout=timeout)
+            return status
+        except HttpError:
+            return 0
+
+    async def wait_healthy(self, nodes: list[Node], timeout: float, since: float | None = None) -> dict[str, float | None]:
+        """Waits until each node's /healthz poller has seen 200 after `since` (default now);
+        returns, per node, the time of the first such answer (None: not within `timeout`)."""
+        since = now() if since is None else since
+        deadline = now() + timeout
+
+        def first_ok(node: Node) -> float | None:
+            polls = self.health[node.index]
+            i = len(polls)
+            while i > 0 and polls[i - 1][0] >= since:
+                i -= 1
+            return next((t for t, gen, code in polls[i:] if code == 200), None)
+
+        while now() < deadline and any(first_ok(n) is None for n in nodes):
+            await asyncio.sleep(0.1)
+        return {n.name: first_ok(n) for n in nodes}
+
+    async def stats(self, node: Node, timeout: float = 3.0) -> dict | None:
+        async with node.stats_lock:
+            try:
+                status, body = await node.stats_http.request("GET", "/stats", timeout=timeout)
+            except HttpError:
+                return None
+        if status != 200:
+            return None
+        try:
+            return json.loads(body)
+        except ValueError:
+            return None
+
+    # -- background loops --------------------------------------------------------------
+
+    async def health_loop(self, node: Node) -> None:
+        while True:
+            t = now()
+            gen = node.current.gen if node.gens else 0
+            code = await self.healthz(node)
+            self.health[node.index].append((now(), gen, code))
+            await asyncio.sleep(max(0.0, HEALTH_EVERY - (now() - t)))
+
+    async def sample_loop(self) -> None:
+        while True:
+            for node in self.nodes:
+                if node.alive():
+                    cur = node.current
+                    self.samples[node.index].append(
+                        (now(), cur.gen, proc_rss_kb(cur.proc.pid), proc_fds(cur.proc.pid), proc_cpu_seconds(cur.proc.pid))
+                    )
+            await asyncio.sleep(SAMPLE_EVERY)
+
+    async def stats_loop(self) -> None:
+        while True:
+            for node in self.nodes:
+                if node.alive():
+                    gen = node.current
+                    s = await self.stats(node)
+                    if s is not None and node.current is gen:
+                        gen.last_stats = s
+                        self.stats_series[node.index].append((now(), gen.gen, s.get("connections"), s.get("cluster")))
+            await asyncio.sleep(STATS_EVERY)
+
+    async def progress_loop(self) -> None:
+        while True:
+            await asyncio.sleep(10)
+            conns = [self.stats_series[n.index][-1][2] if self.stats_series[n.index] else None for n in self.nodes]
+            ok = sum(1 for s in self.sends.values() if s[5] == 200)
+            clients = sum(w.get("connected", 0) for w in self.workers)
+            lag = max((w.get("lag_max", 0.0) for w in self.workers), default=0.0)
+            log(
+                f"t={now() - self.t0:7.1f}s clients connected {clients}, node connections {conns}, "
+                f"sends ok {ok}/{len(self.sends)}, client loop lag max {lag:.2f}s"
+            )
+
+    async def sender_conn(self, node: Node, http_index: int) -> None:
+        q = self.queues[node.index]
+        while True:
+            msgid, kind, target = await q.get()
+            http = node.senders[http_index]
+            path = "/broadcast" if kind == "b" else f"/socket/{target}"
+            body = f"m:{msgid}".encode()
+            rec = [kind, target, node.index, now(), None, 0, None, None, None]
+            self.sends[msgid] = rec
+            try:
+                status, data = await http.request("POST", path, body, timeout=10)
+                rec[4] = now()
+                rec[5] = status
+                try:
+                    answer = json.loads(data)
+                    rec[6], rec[7] = answer.get("nodes"), answer.get("sockets")
+                except ValueError:
+                    rec[8] = data[:200].decode(errors="replace")
+                if status != 200:
+                    rec[8] = data[:200].decode(errors="replace")
+            except HttpError as e:
+                rec[4] = now()
+                rec[8] = str(e)[:200]
+
+    def dispatch(self, kind: str, target: str | None) -> None:
+        node = self.rng.randrange(3)
+        if self.queues[node].qsize() > 500:
+            self.skipped_sends += 1
+            return
+        msgid = self.next_msgid
+        self.next_msgid += 1
+        self.queues[node].put_nowait((msgid, kind, target))
+
+    async def unicast_loop(self) -> None:
+        rate = self.args.send_rate
+        next_t = now()
+        while self.sending:
+            next_t += self.rng.expovariate(rate)
+            delay = next_t - now()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -1.0:
+                next_t = now()  # do not burst to catch up after a stall
+            if self.sending:
+                self.dispatch("u", str(self.rng.randrange(self.args.ids)))
+
+    async def broadcast_loop(self) -> None:
+        while self.sending:
+            await asyncio.sleep(self.args.broadcast_every)
+            if self.sending:
+                self.dispatch("b", None)
+
+    # -- client workers ----------------------------------------------------------------
+
+    def start_workers(self, n_procs: int, max_seconds: float) -> None:
+        ctx = mp.get_context("spawn")
+        urls = [f"ws://127.0.0.1:{n.ws_port}/websocket/" for n in self.nodes]
+        stagger = min(5.0, self.warmup / 2)
+        for k in range(n_procs):
+            parent, child = ctx.Pipe()
+            wcfg = {
+                "seed": self.args.seed, "ids": self.args.ids, "urls": urls,
+                "clients": list(range(k, self.args.clients, n_procs)), "stagger": stagger,
+                "out": str(self.run_dir / f"clients-{k}.pkl"), "max_seconds": max_seconds,
+            }
+            proc = ctx.Process(target=worker_main, args=(wcfg, child), daemon=True, name=f"soak-clients-{k}")
+            proc.start()
+            child.close()
+            w = {"proc": proc, "pipe": parent, "ready": asyncio.Event(), "done": asyncio.Event(), "path": None,
+                 "connected": 0, "lag_max": 0.0, "error": None}
+            self.workers.append(w)
+            asyncio.get_running_loop().add_reader(parent.fileno(), self.on_worker_pipe, w)
+
+    def on_worker_pipe(self, w: dict) -> None:
+        try:
+            while w["pipe"].poll():
+                msg = w["pipe"].recv()
+                if msg[0] == "ready":
+                    w["ready"].set()
+                elif msg[0] == "status":
+                    w["connected"], w["lag_max"] = msg[1], msg[2]
+                elif msg[0] == "done":
+                    w["path"] = msg[1]
+                    w["done"].set()
+                elif msg[0] == "error":
+                    w["error"] = msg[1]
+                    w["done"].set()
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(w["pipe"].fileno())
+            w["done"].set()
+
+    def set_mode(self, mode: str) -> None:
+        for w in self.workers:
+            try:
+                w["pipe"].send(("mode", mode))
+            except OSError:
+                pass
+
+    # -- holds -------------------------------------------------------------------------
+
+    async def hold(self, label: str, timeout: float = 45.0) -> None:
+        self.event(f"hold {label}: every client to its home node")
+        self.set_mode("hold")
+        t_start = now()
+        share = [len(range(i, self.args.clients, 3)) for i in range(3)]
+        streak, settled_t, last = 0, None, None
+        while now() - t_start < timeout:
+            counts = []
+            for node in self.nodes:
+                s = await self.stats(node) if node.alive() else None
+                counts.append(None if s is None else s.get("connections"))
+            last = counts
+            clients = sum(w["connected"] for w in self.workers)
+            if counts == share and clients == self.args.clients:
+                streak += 1
+                if streak >= 3:
+                    settled_t = now()
+                    break
+            else:
+                streak = 0
+            await asyncio.sleep(0.5)
+        result = {"t": self.rel(t_start), "share": share, "settled_after": None, "last_connections": last, "nodes": {}}
+        if settled_t is None:
+            self.event(f"hold {label}: population did NOT settle in {timeout:.0f}s (node connections {last}, expected {share})")
+        else:
+            result["settled_after"] = round(settled_t - t_start, 2)
+        per = {n.name: [] for n in self.nodes}
+        for _ in range(5):
+            for node in self.nodes:
+                if node.alive():
+                    pid = node.current.proc.pid
+                    per[node.name].append((proc_rss_kb(pid), proc_fds(pid)))
+            await asyncio.sleep(1.0)
+        for node in self.nodes:
+            vals = [v for v in per[node.name] if v[0] is not None and v[1] is not None]
+            if vals:
+                result["nodes"][node.name] = {
+                    "gen": node.current.gen,
+                    "rss_kb": int(statistics.median(v[0] for v in vals)),
+                    "fds": int(statistics.median(v[1] for v in vals)),
+                    "rss_kb_all": [v[0] for v in vals],
+                    "fds_all": [v[1] for v in vals],
+                }
+        self.holds[label] = result
+        desc = ", ".join(f"{k}: rss {v['rss_kb']} kB fds {v['fds']}" for k, v in result["nodes"].items())
+        self.event(f"hold {label}: settled after {result['settled_after']}s; {desc}")
+        self.set_mode("churn")
+
+    # -- faults ------------------------------------------------------------------------
+
+    async def redis_outage(self, index: int) -> None:
+        self.event(f"redis kill -9 ({index})")
+        kill_t = self.kill_redis()
+        await asyncio.sleep(self.redis_down)
+        t = now()
+        await self.start_redis()
+        restart_t = now()
+        self.event(f"redis restarted ({index}), answered PING {restart_t - t:.2f}s after spawn")
+        alive = [n for n in self.nodes if n.alive()]
+        healed = await self.wait_healthy(alive, 30)
+        self.event(f"redis outage {index} healed: " + ", ".join(
+            f"{k} ok {v - restart_t:.2f}s after restart" if v else f"{k} NOT ok" for k, v in healed.items()))
+        self.redis_outages.append({"index": index, "kill": kill_t, "restart": restart_t, "healed": healed})
+
+    async def node_c_outage(self) -> None:
+        c = self.nodes[2]
+        self.event("node c kill -9")
+        kill_t = self.kill_node(c)
+        await asyncio.sleep(self.c_down)
+        await self.start_node(c)
+        start_t = c.current.start_t
+        self.event("node c restarted on the same ports")
+        healed = await self.wait_healthy([c], 30, since=start_t)
+        t_ok = healed["c"]
+        self.event(f"node c healthy {t_ok - start_t:.2f}s after its start" if t_ok else "node c NOT healthy after restart")
+        self.c_outage = {"kill": kill_t, "start": start_t, "healed": t_ok}
+
+    async def sleep_until(self, t_rel: float) -> None:
+        delay = self.t0 + t_rel - now()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def schedule(self) -> None:
+        D = self.args.duration
+        await self.sleep_until(self.warmup)
+        await self.hold("1-baseline")
+        await self.sleep_until(max(0.2 * D, now() - self.t0 + 2))
+        await self.redis_outage(1)
+        await self.sleep_until(max(0.4 * D, now() - self.t0 + 2))
+        await self.node_c_outage()
+        await self.sleep_until(self.c_outage["start"] - self.t0 + self.warmup)
+        await self.hold("2-node-c-baseline")
+        await self.sleep_until(max(0.6 * D, now() - self.t0 + 2))
+        await self.redis_outage(2)
+        last_heal = max([v for v in self.redis_outages[-1]["healed"].values() if v] or [now()])
+        await self.sleep_until(max(D - 15, last_heal - self.t0 + 10))
+        await self.hold("3-end")
+
+    # -- the run -----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        args = self.args
+        D = args.duration
+        self.warmup = max(10.0, 0.1 * D)
+        self.redis_down = min(8.0, max(3.0, 0.1 * D))
+        self.c_down = min(5.0, max(3.0, 0.1 * D))
+        log(f"run directory {self.run_dir}")
+        await self.start_redis()
+        for node in self.nodes:
+            await self.start_node(node)
+        bg = [asyncio.create_task(self.health_loop(n)) for n in self.nodes]
+        healed = await self.wait_healthy(self.nodes, 20)
+        if not all(healed.values()):
+            raise RuntimeError(f"the nodes did not become healthy: {healed}")
+        n_procs = args.client_procs or (1 if args.clients <= 2000 else 2)
+        self.start_workers(n_procs, max_seconds=D + 90)
+        for w in self.workers:
+            await asyncio.wait_for(w["ready"].wait(), 60)
+        self.t0 = now()
+        self.event(
+            f"start: {args.clients} clients in {n_procs} process(es), {args.ids} ids, {args.send_rate}/s unicast, "
+            f"broadcast every {args.broadcast_every}s; warm-up {self.warmup:.0f}s, Redis down {self.redis_down:.0f}s "
+            f"per outage, node c down {self.c_down:.0f}s"
+        )
+        self.set_mode("churn")
+        self.sending = True
+        bg += [asyncio.create_task(self.sample_loop()), asyncio.create_task(self.stats_loop()),
+               asyncio.create_task(self.progress_loop())]
+        bg += [asyncio.create_task(self.sender_conn(n, k)) for n in self.nodes for k in range(SENDER_CONNS_PER_NODE)]
+        bg += [asyncio.create_task(self.unicast_loop()), asyncio.create_task(self.broadcast_loop())]
+        schedule_error = None
+        try:
+            await asyncio.wait_for(self.schedule(), D + 70)
+        except asyncio.TimeoutError:
+            schedule_error = "the fault schedule did not finish in time"
+            self.event(schedule_error)
+        # Stop sending, let the in-flight requests answer, let deliveries land.
+        self.sending = False
+        deadline = now() + 12
+        while now() < deadline and (any(not q.empty() for q in self.queues) or any(s[4] is None for s in self.sends.values())):
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(SETTLE + 1)
+        self.end_sends_t = now()
+        for node in self.nodes:
+            if node.alive():
+                s = await self.stats(node)
+                if s is not None:
+                    node.current.last_stats = s
+        alive_before_stop = {n.name: (n.current.proc.poll() is None) for n in self.nodes}
+        self.event("stopping the clients")
+        self.set_mode("stop")
+        for w in self.workers:
+            try:
+                await asyncio.wait_for(w["done"].wait(), 60)
+            except asyncio.TimeoutError:
+                w["error"] = "did not report within 60 s"
+        for t in bg:
+            t.cancel()
+        await asyncio.gather(*bg, return_exceptions=True)
+        exit_codes = {}
+        for node in self.nodes:
+            for h in [*node.senders, node.health_http, node.stats_http]:
+                h.close()
+            cur = node.current
+            if cur.proc.poll() is None:
+                cur.proc.send_signal(signal.SIGTERM)
+        for node in self.nodes:
+            try:
+                exit_codes[node.name] = node.current.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                exit_codes[node.name] = "no exit within 15 s of SIGTERM"
+                node.current.proc.kill()
+        self.redis_proc.kill()
+        self.redis_proc.wait(5)
+        self.event("everything stopped; analysing")
+        report = self.analyse(alive_before_stop, exit_codes, schedule_error)
+        return self.output(report)
+
+    # -- analysis ----------------------------------------------------------------------
+
+    def load_clients(self) -> tuple[list, dict]:
+        recs, info = [], {"connect_failures": collections.Counter(), "failure_kinds": collections.Counter(),
+                          "lag_max": 0.0, "lag_over_half": 0, "unfinished_clients": 0, "client_errors": [],
+                          "cpu_seconds": [], "worker_errors": []}
+        for w in self.workers:
+            if w["error"]:
+                info["worker_errors"].append(w["error"])
+            if not w["path"]:
+                info["worker_errors"].append("a client process did not report its results")
+                continue
+            with open(w["path"], "rb") as f:
+                res = pickle.load(f)
+            for r in res["recs"]:
+                msgs = array.array("q")
+                msgs.frombytes(r[8])
+                times = array.array("d")
+                times.frombytes(r[9])
+                recs.append(
+                    {"client": r[0], "id": r[1], "node": r[2], "t_try": r[3], "t_open": r[4], "t_close": r[5],
+                     "t_end": r[6], "code": r[7], "msgs": msgs, "times": times, "other": r[10], "err": r[11],
+                     "dropped": r[12]}
+                )
+            info["connect_failures"].update({int(k): v for k, v in res["connect_failures"].items()})
+            info["failure_kinds"].update(res["failure_kinds"])
+            info["lag_max"] = max(info["lag_max"], res["lag_max"])
+            info["lag_over_half"] += res["lag_over_half"]
+            info["unfinished_clients"] += res["unfinished_clients"]
+            info["client_errors"] += res["client_errors"]
+            info["cpu_seconds"].append(round(res["cpu_seconds"], 1))
+        return recs, info
+
+    def analyse(self, alive_before_stop: dict, exit_codes: dict, schedule_error: str | None) -> dict:
+        args = self.args
+        checks: dict[str, dict] = {}
+        recs, cinfo = self.load_clients()
+
+        # Where each node generation was alive, to cap a socket's end at its node's death.
+        def node_death(node_index: int, t_open: float) -> float | None:
+            for g in self.nodes[node_index].gens:
+                if g.start_t <= t_open and g.kill_t is not None and t_open <= g.kill_t:
+                    return g.kill_t
+            return None
+
+        for r in recs:
+            end = r["t_close"] if r["t_close"] is not None else r["t_end"]
+            death = node_death(r["node"], r["t_open"])
+            if death is not None and end is not None:
+                end = min(end, death)
+            r["end"] = end
+            r["counts"] = collections.Counter(r["msgs"])
+
+        sends_ok = {m: s for m, s in self.sends.items() if s[5] == 200}
+        failed = {m: s for m, s in self.sends.items() if s[5] != 200}
+
+        # Outage windows per path.
+        def redis_window(o: dict, a: int, b: int) -> tuple[float, float]:
+            ends = [o["healed"].get(self.nodes[a].name), o["healed"].get(self.nodes[b].name)]
+            end = max([e for e in ends if e is not None] or [self.end_sends_t])
+            if any(e is None for e in ends):
+                end = self.end_sends_t
+            return o["kill"], end
+
+        def excuse(s: list, k_node: int) -> str | None:
+            if k_node == s[2]:
+                return None
+            lo, hi = s[3] - SETTLE, s[4] + SETTLE
+            for o in self.redis_outages:
+                a, b = redis_window(o, s[2], k_node)
+                if lo <= b and hi >= a:
+                    phase = "at the kill" if s[3] < o["kill"] else "while down" if s[4] <= o["restart"] else "reconnecting"
+                    return f"redis outage {o['index']}, sent {phase}"
+            if self.c_outage and 2 in (s[2], k_node):
+                a = self.c_outage["kill"]
+                b = self.c_outage["healed"] or self.end_sends_t
+                if lo <= b and hi >= a:
+                    phase = "at the kill" if s[3] < a else "while starting"
+                    return f"node c restart, sent {phase}"
+            return None
+
+        by_id: dict[str, list] = collections.defaultdict(list)
+        for r in recs:
+            by_id[r["id"]].append(r)
+        broadcasts = sorted((s[3], m) for m, s in sends_ok.items() if s[0] == "b")
+        b_starts = [t for t, _ in broadcasts]
+
+        required = delivered_required = 0
+        excused_expected = collections.Counter()
+        excused_missed = collections.Counter()
+        missing_required: list[dict] = []
+        dup_in_expected = 0
+        local_during_redis_down = [0, 0]
+        expected_pairs: set[tuple[int, int]] = set()
+
+        def in_redis_outage(s: list) -> bool:
+            return any(s[3] <= (o["restart"]) and s[4] >= o["kill"] for o in self.redis_outages)
+
+        def judge(m: int, s: list, ri: int, r: dict) -> None:
+            nonlocal required, delivered_required, dup_in_expected
+            expected_pairs.add((ri, m))
+            count = r["counts"].get(m, 0)
+            if count > 1:
+                dup_in_expected += 1
+            cause = excuse(s, r["node"])
+            if cause is None:
+                required += 1
+                if r["node"] == s[2] and in_redis_outage(s):
+                    local_during_redis_down[0] += 1
+                    local_during_redis_down[1] += count >= 1
+                if count >= 1:
+                    delivered_required += 1
+                elif len(missing_required) < 10000:
+                    missing_required.append({"msgid": m, "kind": s[0], "target": s[1], "sent_via": NODE_NAMES[s[2]],
+                                             "start": self.rel(s[3]), "end": self.rel(s[4]), "answer_nodes": s[6],
+                                             "answer_sockets": s[7], "socket_client": r["client"],
+                                             "socket_node": NODE_NAMES[r["node"]], "socket_open": self.rel(r["t_open"]),
+                                             "socket_close": self.rel(r["end"])})
+            else:
+                excused_expected[cause] += 1
+                if count == 0:
+                    excused_missed[cause] += 1
+
+        rec_index = {id(r): i for i, r in enumerate(recs)}
+        for m, s in sends_ok.items():
+            if s[0] != "u":
+                continue
+            lo, hi = s[3] - SETTLE, s[4] + SETTLE
+            for r in by_id.get(s[1], ()):
+                if r["t_open"] <= lo and r["end"] is not None and r["end"] >= hi:
+                    judge(m, s, rec_index[id(r)], r)
+        for ri, r in enumerate(recs):
+            if r["end"] is None:
+                continue
+            i = bisect.bisect_left(b_starts, r["t_open"] + SETTLE)
+            while i < len(broadcasts) and broadcasts[i][0] <= r["end"] - SETTLE:
+                m = broadcasts[i][1]
+                s = sends_ok[m]
+                if s[4] + SETTLE <= r["end"]:
+                    judge(m, s, ri, r)
+                i += 1
+
+        # Everything received: duplicates, strays, unknown messages.
+        total_received = duplicates = misrouted = unknown = from_failed = unexpected_ok = 0
+        dup_examples, stray_examples = [], []
+        for ri, r in enumerate(recs):
+            for m, c in r["counts"].items():
+                total_received += c
+                if c > 1:
+                    duplicates += c - 1
+                    if len(dup_examples) < 20:
+                        s = self.sends.get(m)
+                        dup_examples.append({"msgid": m, "times": c, "socket_client": r["client"], "socket_id": r["id"],
+                                             "socket_node": NODE_NAMES[r["node"]], "send": self.describe_send(m)})
+                s = self.sends.get(m)
+                if s is None:
+                    unknown += c
+                    if len(stray_examples) < 20:
+                        stray_examples.append({"msgid": m, "socket_id": r["id"], "why": "never sent"})
+                    continue
+                if s[0] == "u" and s[1] != r["id"]:
+                    misrouted += c
+                    if len(stray_examples) < 20:
+                        stray_examples.append({"msgid": m, "socket_id": r["id"], "why": "for another id",
+                                               "send": self.describe_send(m)})
+                    continue
+                if s[5] != 200:
+                    from_failed += 1
+                elif (ri, m) not in expected_pairs:
+                    unexpected_ok += 1
+            if r["other"]:
+                unknown += len(r["other"])
+                if len(stray_examples) < 20:
+                    stray_examples.append({"socket_id": r["id"], "why": "unexpected payload", "data": r["other"]})
+
+        checks["1 exactly once (required deliveries)"] = {
+            "ok": required > 0 and delivered_required == required and dup_in_expected == 0,
+            "detail": f"{delivered_required}/{required} required deliveries arrived"
+                      + (f", {len(missing_required)} missing" if missing_required else "")
+                      + (f", {dup_in_expected} arrived more than once" if dup_in_expected else ""),
+        }
+        checks["2 no duplicates, strays or unknown messages"] = {
+            "ok": duplicates == 0 and misrouted == 0 and unknown == 0,
+            "detail": f"{duplicates} duplicates, {misrouted} for another id, {unknown} unknown, over {total_received} received",
+        }
+
+        # Counters: the last /stats of every node process.
+        counters = {}
+        for node in self.nodes:
+            for g in node.gens:
+                c = (g.last_stats or {}).get("cluster") or {}
+                counters[f"{node.name}{g.gen}"] = {k: c.get(k) for k in (
+                    "published", "publish_failed", "publish_dropped", "delivery_dropped", "received", "own_skipped",
+                    "reconnects", "malformed_envelopes", "subscribe_commands", "unsubscribe_commands")}
+                counters[f"{node.name}{g.gen}"]["stats_at"] = self.rel(
+                    max([t for t, gen, *_ in self.stats_series[node.index] if gen == g.gen] or [0.0]) or None)
+        overflow = {k: (v["publish_dropped"], v["delivery_dropped"]) for k, v in counters.items()
+                    if (v["publish_dropped"] or 0) or (v["delivery_dropped"] or 0)}
+        checks["3 misses only in outages, counted; no queue overflow"] = {
+            "ok": not missing_required and not overflow,
+            "detail": f"excused misses {dict(excused_missed) or 0} of {dict(excused_expected) or 0} excused-expected; "
+                      f"publish_failed {sum((v['publish_failed'] or 0) for v in counters.values())}"
+                      + (f"; OVERFLOW (publish_dropped, delivery_dropped) {overflow}" if overflow else ""),
+        }
+
+        # Processes.
+        problems = []
+        for node in self.nodes:
+            if not alive_before_stop[node.name]:
+                problems.append(f"node {node.name} (gen {node.current.gen}) exited on its own: code {node.current.proc.returncode}")
+            if exit_codes.get(node.name) != 0:
+                problems.append(f"node {node.name} exit on SIGTERM: {exit_codes.get(node.name)}")
+            for g in node.gens:
+                err = (self.run_dir / f"node-{node.name}-{g.gen}.stderr").read_text(errors="replace")
+                if "panicked" in err:
+                    line = next(l for l in err.splitlines() if "panicked" in l)
+                    problems.append(f"node {node.name}-{g.gen} stderr: {line[:300]}")
+        checks["4 no crash, no panic, clean exit"] = {"ok": not problems, "detail": "; ".join(problems) or
+                                                      f"nodes alive until stopped, exit codes {exit_codes}, no panic"}
+
+        # Resources.
+        res_problems, resources = [], {}
+        h1, h2, h3 = self.holds.get("1-baseline"), self.holds.get("2-node-c-baseline"), self.holds.get("3-end")
+        for label, h in self.holds.items():
+            if h["settled_after"] is None:
+                res_problems.append(f"hold {label}: population did not settle (node connections {h['last_connections']}, "
+                                    f"expected {h['share']})")
+        for node in self.nodes:
+            base_hold = h2 if node.name == "c" else h1
+            base = (base_hold or {}).get("nodes", {}).get(node.name)
+            end = (h3 or {}).get("nodes", {}).get(node.name)
+            entry = {"baseline": base and {"rss_kb": base["rss_kb"], "fds": base["fds"]},
+                     "end": end and {"rss_kb": end["rss_kb"], "fds": end["fds"]}}
+            if node.name != "c" and h2 and node.name in h2["nodes"]:
+                entry["mid"] = {"rss_kb": h2["nodes"][node.name]["rss_kb"], "fds": h2["nodes"][node.name]["fds"]}
+            if not base or not end:
+                res_problems.append(f"node {node.name}: missing measurement")
+            else:
+                for key in ("rss_kb", "fds"):
+                    change = (end[key] - base[key]) / base[key]
+                    entry[f"{key}_change"] = round(change, 4)
+                    if abs(change) > TOLERANCE:
+                        res_problems.append(f"node {node.name} {key} {base[key]} -> {end[key]} ({change:+.1%})")
+            resources[node.name] = entry
+        checks["5 RSS and fds back within 10%"] = {"ok": not res_problems, "detail": "; ".join(res_problems) or
+                                                  "all within 10% at the same population"}
+
+        # Health.
+        health_problems, transitions = self.check_health()
+        checks["6 /healthz degraded exactly while Redis down"] = {"ok": not health_problems,
+                                                                 "detail": "; ".join(health_problems) or "as expected"}
+
+        harness = []
+        if cinfo["worker_errors"]:
+            harness += cinfo["worker_errors"]
+        if cinfo["unfinished_clients"]:
+            harness.append(f"{cinfo['unfinished_clients']} client tasks did not finish")
+        if cinfo["client_errors"]:
+            harness.append(f"client task errors: {cinfo['client_errors'][:3]}")
+        if schedule_error:
+            harness.append(schedule_error)
+        if len(self.redis_outages) != 2 or not self.c_outage:
+            harness.append("not every fault was injected")
+        if harness:
+            checks["0 harness ran the whole schedule"] = {"ok": False, "detail": "; ".join(harness)}
+
+        n_uni = sum(1 for s in sends_ok.values() if s[0] == "u")
+        n_b = len(sends_ok) - n_uni
+        return {
+            "ok": all(c["ok"] for c in checks.values()),
+            "checks": checks,
+            "run_dir": str(self.run_dir),
+            "config": {"duration": args.duration, "clients": args.clients, "ids": args.ids, "send_rate": args.send_rate,
+                       "broadcast_every": args.broadcast_every, "seed": args.seed, "settle": SETTLE,
+                       "warmup": self.warmup, "redis_down": self.redis_down, "node_c_down": self.c_down,
+                       "client_procs": len(self.workers)},
+            "elapsed": round(now() - self.t0, 1),
+            "sends": {"unicast_ok": n_uni, "broadcast_ok": n_b, "failed": len(failed), "skipped_backlog": self.skipped_sends,
+                      "answered_nodes_null": sum(1 for s in sends_ok.values() if s[6] is None),
+                      "failed_examples": [self.describe_send(m) for m in list(failed)[:5]]},
+            "sockets": {"connections": len(recs), "dropped_by_server_or_kill": sum(1 for r in recs if r["dropped"]),
+                        "connect_failures": {NODE_NAMES[k]: v for k, v in sorted(cinfo["connect_failures"].items())},
+                        "connect_failure_kinds": dict(cinfo["failure_kinds"]),
+                        "close_codes": dict(collections.Counter(str(r["code"]) for r in recs).most_common(6)),
+                        "client_loop_lag_max": round(cinfo["lag_max"], 3),
+                        "client_loop_lag_over_0.5s": cinfo["lag_over_half"],
+                        "client_cpu_seconds": cinfo["cpu_seconds"]},
+            "deliveries": {"received": total_received, "required": required, "required_delivered": delivered_required,
+                           "local_required_while_redis_down": local_during_redis_down[0],
+                           "local_delivered_while_redis_down": local_during_redis_down[1],
+                           "excused_expected": dict(excused_expected), "excused_missed": dict(excused_missed),
+                           "not_expected_but_delivered_once": unexpected_ok, "from_failed_posts": from_failed,
+                           "duplicates": duplicates, "misrouted": misrouted, "unknown": unknown},
+            "missing_examples": missing_required[:30],
+            "missing_total": len(missing_required),
+            "duplicate_examples": dup_examples,
+            "stray_examples": stray_examples,
+            "counters": counters,
+            "resources": resources,
+            "holds": self.holds,
+            "health": transitions,
+            "faults": {
+                "redis": [{"index": o["index"], "kill": self.rel(o["kill"]), "restart": self.rel(o["restart"]),
+                           "healed": {k: self.rel(v) for k, v in o["healed"].items()}} for o in self.redis_outages],
+                "node_c": self.c_outage and {k: self.rel(v) for k, v in self.c_outage.items()},
+            },
+            "events": [(self.rel(t), w) for t, w in self.events],
+            "cpu_seconds": {f"{n.name}{g.gen}": self.last_cpu(n, g.gen) for n in self.nodes for g in n.gens},
+        }
+
+    def last_cpu(self, node: Node, gen: int) -> float | None:
+        vals = [s[4] for s in self.samples[node.index] if s[1] == gen and s[4] is not None]
+        return round(vals[-1], 1) if vals else None
+
+    def describe_send(self, m: int) -> dict | None:
+        s = self.sends.get(m)
+        if s is None:
+            return None
+        return {"msgid": m, "kind": s[0], "target": s[1], "node": NODE_NAMES[s[2]], "start": self.rel(s[3]),
+                "end": self.rel(s[4]), "status": s[5], "answer_nodes": s[6], "answer_sockets": s[7], "error": s[8]}
+
+    def check_health(self) -> tuple[list[str], dict]:
+        problems, transitions = [], {}
+        outages = [(o["index"], o["kill"], o["restart"]) for o in self.redis_outages]
+        for node in self.nodes:
+            polls = self.health[node.index]
+            # Transitions (state changes) for the report.
+            trans, prev = [], None
+            for t, gen, code in polls:
+                state = {200: "ok", 503: "degraded", 0: "unreachable"}.get(code, str(code))
+                if state != prev:
+                    trans.append((self.rel(t), gen, state))
+                    prev = state
+            transitions[node.name] = trans
+
+            def alive_through(a: float, b: float) -> bool:
+                return any(g.start_t <= a and (g.kill_t is None or g.kill_t >= b) for g in node.gens)
+
+            allowed: list[tuple[float, float]] = []
+            for idx, kill, restart in outages:
+                o = next(x for x in self.redis_outages if x["index"] == idx)
+                if not alive_through(kill - 1, restart + HEALED_WITHIN):
+                    allowed.append((kill, restart + HEALED_WITHIN))
+                    continue
+                first_bad = next((t for t, g, c in polls if t >= kill and c == 503), None)
+                if first_bad is None or first_bad > kill + DEGRADED_WITHIN:
+                    problems.append(f"node {node.name}: degraded {'never' if first_bad is None else f'{first_bad - kill:.2f}s'}"
+                                    f" after Redis kill {idx} (limit {DEGRADED_WITHIN:.0f}s)")
+                    first_bad = first_bad or kill
+                oks = [t for t, g, c in polls if first_bad < t < restart and c == 200]
+                if oks:
+                    problems.append(f"node {node.name}: ok at {self.rel(oks[0])}s while Redis was down (outage {idx})")
+                first_ok = next((t for t, g, c in polls if t >= restart and c == 200), None)
+                if first_ok is None or first_ok > restart + HEALED_WITHIN:
+                    problems.append(f"node {node.name}: ok again {'never' if first_ok is None else f'{first_ok - restart:.2f}s'}"
+                                    f" after Redis restart {idx} (limit {HEALED_WITHIN:.0f}s)")
+                allowed.append((kill, first_ok if first_ok is not None else restart + HEALED_WITHIN))
+            for g in node.gens[1:]:
+                allowed.append((g.start_t - 1, g.start_t + STARTUP_DEGRADED_GRACE))
+            stray = [t for t, g, c in polls if c == 503 and not any(a <= t <= b for a, b in allowed)]
+            if stray:
+                problems.append(f"node {node.name}: degraded outside any outage, {len(stray)} polls from {self.rel(stray[0])}s")
+            unreachable = [t for t, g, c in polls if c == 0 and alive_through(t - 0.5, t)
+                           and not (self.c_outage and node.name == "c" and self.c_outage["kill"] - 1 <= t <= self.c_outage["start"] + 2)]
+            if len(unreachable) > 4:
+                problems.append(f"node {node.name}: /healthz did not answer {len(unreachable)} times while the node was up")
+            transitions[node.name + "_unanswered_polls"] = len(unreachable)
+        return problems, transitions
+
+    # -- output ------------------------------------------------------------------------
+
+    def output(self, report: dict) -> int:
+        path = self.run_dir / "report.json"
+        path.write_text(json.dumps(report, indent=1, default=str))
+        if self.args.report:
+            Path(self.args.report).write_text(json.dumps(report, indent=1, default=str))
+        d, s, k = report["deliveries"], report["sends"], report["sockets"]
+        out = []
+        w = out.append
+        w("")
+        w(f"wspush soak: {report['config']['clients']} clients, {report['config']['ids']} ids, "
+          f"{report['config']['duration']}s nominal ({report['elapsed']}s run), seed {report['config']['seed']}")
+        w(f"run directory: {report['run_dir']}")
+        w("")
+        w("faults (seconds from start):")
+        for o in report["faults"]["redis"]:
+            w(f"  redis outage {o['index']}: kill {o['kill']}, back {o['restart']}, nodes ok again "
+              + ", ".join(f"{n} {v}" for n, v in o["healed"].items()))
+        c = report["faults"]["node_c"]
+        if c:
+            w(f"  node c: kill {c['kill']}, restarted {c['start']}, ok {c['healed']}")
+        w("")
+        w(f"sends: {s['unicast_ok']} unicast + {s['broadcast_ok']} broadcast answered 200 "
+          f"({s['answered_nodes_null']} with nodes=null), {s['failed']} failed POSTs (not sends), "
+          f"{s['skipped_backlog']} skipped")
+        w(f"sockets: {k['connections']} connections ({k['dropped_by_server_or_kill']} dropped), connect failures "
+          f"{k['connect_failures']}, client loop lag max {k['client_loop_lag_max']}s")
+        w("")
+        w(f"{'deliveries':<56}{'count':>12}")
+        rows = [
+            ("received (all)", d["received"]),
+            ("required (expected, no outage on path)", d["required"]),
+            ("  delivered", d["required_delivered"]),
+            ("  local while Redis down: required", d["local_required_while_redis_down"]),
+            ("  local while Redis down: delivered", d["local_delivered_while_redis_down"]),
+            ("duplicates", d["duplicates"]),
+            ("for another id / unknown", f"{d['misrouted']} / {d['unknown']}"),
+            ("not expected, delivered once", d["not_expected_but_delivered_once"]),
+            ("from failed POSTs, delivered", d["from_failed_posts"]),
+        ]
+        for cause in sorted(set(d["excused_expected"]) | set(d["excused_missed"])):
+            rows.append((f"excused ({cause}): expected", d["excused_expected"].get(cause, 0)))
+            rows.append((f"excused ({cause}): missed", d["excused_missed"].get(cause, 0)))
+        for name, v in rows:
+            w(f"{name:<56}{v!s:>12}")
+        w("")
+        w(f"{'node':<6}{'RSS kB base':>13}{'RSS kB end':>12}{'change':>9}{'fds base':>10}{'fds end':>9}{'change':>9}   mid (a, b)")
+        for n, r in report["resources"].items():
+            b, e = r["baseline"] or {}, r["end"] or {}
+            mid = r.get("mid")
+            w(f"{n:<6}{b.get('rss_kb', '-')!s:>13}{e.get('rss_kb', '-')!s:>12}{r.get('rss_kb_change', 0):>+9.1%}"
+              f"{b.get('fds', '-')!s:>10}{e.get('fds', '-')!s:>9}{r.get('fds_change', 0):>+9.1%}   "
+              + (f"rss {mid['rss_kb']} fds {mid['fds']}" if mid else ""))
+        w("")
+        w("healthz transitions (t, process generation, state):")
+        for n in NODE_NAMES:
+            w(f"  {n}: " + " ".join(f"{t}:{st}" + (f"(gen{g})" if g > 1 else "") for t, g, st in report["health"][n]))
+        w("")
+        w(f"{'counters (last /stats)':<10}" + "".join(f"{c:>14}" for c in report["counters"]))
+        for key in ("published", "publish_failed", "publish_dropped", "delivery_dropped", "received", "own_skipped", "reconnects"):
+            w(f"  {key:<20}" + "".join(f"{str(v[key]):>14}" for v in report["counters"].values()))
+        w("")
+        for name, c in sorted(report["checks"].items()):
+            w(f"[{'PASS' if c['ok'] else 'FAIL'}] {name}: {c['detail']}")
+        if report["missing_examples"]:
+            w("")
+            w(f"first missing required deliveries ({report['missing_total']} in all):")
+            for m in report["missing_examples"][:10]:
+                w(f"  {m}")
+        if report["duplicate_examples"]:
+            w("duplicates:")
+            for m in report["duplicate_examples"][:10]:
+                w(f"  {m}")
+        w("")
+        w("PASS" if report["ok"] else "FAIL: " + ", ".join(n for n, c in sorted(report["checks"].items()) if not c["ok"]))
+        print("\n".join(out), flush=True)
+        line = {"soak": "wspush", "ok": report["ok"], "checks": {n: c["ok"] for n, c in report["checks"].items()},
+                "config": report["config"], "elapsed": report["elapsed"], "sends": {k: v for k, v in report["sends"].items() if k != "failed_examples"},
+                "deliveries": report["deliveries"], "resources": report["resources"], "run_dir": report["run_dir"]}
+        print(json.dumps(line, separators=(",", ":")), flush=True)
+        return 0 if report["ok"] else 1
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="wspush soak test with faults (see the module docstring)")
+    p.add_argument("--duration", type=float, default=600, help="seconds (default 600)")
+    p.add_argument("--clients", type=int, default=5000)
+    p.add_argument("--ids", type=int, default=1000)
+    p.add_argument("--send-rate", type=float, default=200, help="unicast sends per second")
+    p.add_argument("--broadcast-every", type=float, default=2.0, help="seconds between broadcasts")
+    p.add_argument("--binary", default=str(ROOT / "target" / "release" / "wspush"))
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--report", default=None, help="also write the JSON report here")
+    p.add_argument("--settle", type=float, default=SETTLE, help="SETTLE seconds of the delivery model (default 1)")
+    p.add_argument("--client-procs", type=int, default=0, help="client worker processes (default 1, 2 above 2000 clients)")
+    args = p.parse_args(argv)
+    if args.seed is None:
+        args.seed = random.randrange(1 << 31)
+    if args.duration < 30 or args.clients < 3 or args.ids < 1 or args.send_rate <= 0 or args.broadcast_every <= 0:
+        p.error("need --duration >= 30, --clients >= 3, --ids >= 1, positive rates")
+    return args
+
+
+def main() -> int:
+    global SETTLE
+    args = parse_args()
+    SETTLE = args.settle
+    ensure_websockets()
+    if shutil.which("redis-server") is None:
+        log("redis-server is not installed (scripts/ensure-tools.sh installs it)")
+        return 2
+    binary = Path(args.binary)
+    if not binary.exists():
+        log(f"{binary} missing: cargo build --release -p wspush --bin wspush")
+        subprocess.run(["cargo", "build", "--release", "-p", "wspush", "--bin", "wspush"], cwd=ROOT, check=True, timeout=1800)
+    atexit.register(kill_everything)
+    budget = int(args.duration + 120)
+
+    def watchdog(signum, frame):
+        log(f"watchdog: the run exceeded {budget}s; killing everything")
+        kill_everything()
+        os._exit(1)
+
+    signal.signal(signal.SIGALRM, watchdog)
+    signal.alarm(budget)
+    soak = Soak(args)
+
+    async def runner() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await soak.run()
+        except asyncio.CancelledError:
+            log("interrupted; stopping everything")
+            return 130
+        except Exception as e:
+            import traceback
+
+            traceback.print_exc()
+            log(f"error: {e}; logs in {soak.run_dir}")
+            return 1
+        finally:
+            kill_everything()
+
+    return asyncio.run(runner())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
