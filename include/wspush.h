@@ -15,6 +15,7 @@
  * them). Link with -lwspush (and, for the static library, -lpthread -ldl -lm).
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,7 +52,9 @@
 
 /**
  * `wspush_engine_register` flag: the engine reads the upgrade request from the socket and
- * answers it (the request path is not checked: the id given to register decides).
+ * answers it, with the admission checks of its listener (`"allowed_origins"`, the token,
+ * whose `sub` must be the id given to register, the authorizer, the connection limits). The
+ * id given to register decides; the request path is not parsed for one.
  */
 #define WSPUSH_REGISTER_PERFORM_HANDSHAKE 1
 
@@ -209,21 +212,127 @@ typedef struct wspush_callbacks {
 } wspush_callbacks;
 
 /**
- * Frees the `userdata` given to `wspush_engine_set_callbacks`. Called exactly once per
- * successful `wspush_engine_set_callbacks` with a non-NULL destructor: after those callbacks
- * were replaced or removed and no call to them is running any more, or in
- * `wspush_engine_free` at the latest.
+ * Frees the `userdata` given to `wspush_engine_set_callbacks` or
+ * `wspush_engine_set_authorizer`. Called exactly once per successful call with a non-NULL
+ * destructor: after those callbacks (or that authorizer) were replaced or removed and no
+ * call to them is running any more, or in `wspush_engine_free` at the latest.
  *
- * Thread: the thread that replaced the callbacks or freed the engine, or (if a callback was
- * running at that moment) the worker thread that ran it, right after it returned. It must
- * not call `wspush_engine_stop` or `wspush_engine_free`.
+ * Thread: the thread that replaced the callbacks (or the authorizer) or freed the engine,
+ * or, if a call was running at that moment, the thread that ran it (a worker, or the
+ * acceptor for the authorizer), right after it returned. It must not call
+ * `wspush_engine_stop` or `wspush_engine_free`.
  */
 typedef void (*wspush_userdata_free)(void *userdata);
+
+/**
+ * One header of an upgrade request, as `wspush_authorize_request` lists them.
+ *
+ * `name` is `name_len` bytes, lower-cased (`"cookie"`, `"x-session"`); `value` is
+ * `value_len` bytes as the client sent them, usually ASCII but not necessarily UTF-8.
+ * Neither is NUL-terminated (print with `"%.*s"`); a pointer whose length is 0 must not be
+ * read. Both borrow until the callback returns.
+ */
+typedef struct wspush_header {
+  /**
+   * The header's name, lower-cased.
+   */
+  const char *name;
+  /**
+   * Bytes in `name`.
+   */
+  size_t name_len;
+  /**
+   * The header's value.
+   */
+  const char *value;
+  /**
+   * Bytes in `value` (may be 0).
+   */
+  size_t value_len;
+} wspush_header;
+
+/**
+ * What a `wspush_authorize_callback` is told about an upgrade request.
+ *
+ * - `id`: the id the client connects as (from the path, percent-decoded; or the id given to
+ *   `wspush_engine_register`), `id_len` bytes of UTF-8;
+ * - `path`: the request target exactly as sent, path and query
+ *   (`"/websocket/456?token=..."`), `path_len` bytes;
+ * - `headers`: every request header in the order sent (a repeated header appears once per
+ *   line), `headers_len` of them; cookies are in the `"cookie"` header(s);
+ * - `peer`: the client's address as text, `"127.0.0.1:54321"` or `"[::1]:54321"`,
+ *   `peer_len` bytes; NULL with `peer_len` 0 when the socket has no address.
+ *
+ * None of the strings is NUL-terminated. Every pointer here, `headers` and what its entries
+ * point to included, borrows until the callback returns: copy what you keep.
+ */
+typedef struct wspush_authorize_request {
+  /**
+   * The id, UTF-8.
+   */
+  const char *id;
+  /**
+   * Bytes in `id` (1 to `WSPUSH_MAX_ID_LEN`).
+   */
+  size_t id_len;
+  /**
+   * The request target: path and query, as sent.
+   */
+  const char *path;
+  /**
+   * Bytes in `path`.
+   */
+  size_t path_len;
+  /**
+   * The request headers, names lower-cased.
+   */
+  const struct wspush_header *headers;
+  /**
+   * Entries in `headers`.
+   */
+  size_t headers_len;
+  /**
+   * The client's address, e.g. `"127.0.0.1:54321"`; NULL if unknown.
+   */
+  const char *peer;
+  /**
+   * Bytes in `peer`; 0 if unknown.
+   */
+  size_t peer_len;
+} wspush_authorize_request;
+
+/**
+ * Decides whether an upgrade may proceed: return `true` to allow it, `false` to refuse it
+ * with 403 (counted in `handshake_forbidden`).
+ *
+ * It is asked only about requests that passed the other checks before it: a well-formed
+ * upgrade for a valid id, an allowed `Origin` (`"allowed_origins"`) and a valid token (when
+ * `"auth_jwt_secret"` or `"auth_jwt_public_key"` is set); the connection limits
+ * (`"max_connections_per_ip"`, `"max_connections"`) come after it. `request` and everything
+ * it points to are borrowed until the callback returns.
+ *
+ * Thread: called on the engine's acceptor thread (`wspush-acceptor`), which answers every
+ * pending upgrade: return quickly, from memory (a session map, a local cache), and never
+ * block (no network round trip), or every other client waits. Calls are never concurrent
+ * with each other. May call `wspush_engine_send`, `_send_to`, `_broadcast`,
+ * `_close_connection`, `_stats`, `_set_callbacks` and `_set_authorizer`, but not
+ * `wspush_engine_stop` or `wspush_engine_free` (they fail with
+ * `WSPUSH_STATUS_IN_CALLBACK`). Must not unwind (catch C++ exceptions, and return `false`
+ * for a failure).
+ */
+typedef bool (*wspush_authorize_callback)(void *userdata,
+                                          const struct wspush_authorize_request *request);
 
 /**
  * A snapshot of the engine's counters, filled by `wspush_engine_stats`. Counters only grow,
  * except `connections`, `ids`, `cluster_connected` and `cluster_subscribed_channels`,
  * which are current values.
+ *
+ * Layout rule: every field is a `uint64_t`, and new fields are only ever appended at the
+ * end, so a field's offset never changes between versions (bindings may read the struct as
+ * an array of `uint64_t`, as the Java binding does). `wspush_engine_stats` writes the whole
+ * struct of the library's own version: compile against the header of the libwspush you
+ * link (compare `WSPUSH_VERSION_*` with `wspush_version()`).
  */
 typedef struct wspush_stats {
   /**
@@ -334,6 +443,54 @@ typedef struct wspush_stats {
    * Redis channels currently subscribed.
    */
   uint64_t cluster_subscribed_channels;
+  /**
+   * Refused upgrades: a browser page from an origin not in `allowed_origins` (403).
+   */
+  uint64_t handshake_forbidden_origin;
+  /**
+   * Refused upgrades (401): no token in `Authorization`, the subprotocols or `?token=`.
+   */
+  uint64_t handshake_auth_missing;
+  /**
+   * Refused upgrades (401): not a well-formed JWT, no `exp`, or claims of the wrong type.
+   */
+  uint64_t handshake_auth_malformed;
+  /**
+   * Refused upgrades (401): the signature does not verify, or another algorithm was used.
+   */
+  uint64_t handshake_auth_bad_signature;
+  /**
+   * Refused upgrades (401): `exp` is past, beyond `auth_leeway_ms`.
+   */
+  uint64_t handshake_auth_expired;
+  /**
+   * Refused upgrades (401): `nbf` is in the future, beyond `auth_leeway_ms`.
+   */
+  uint64_t handshake_auth_not_yet_valid;
+  /**
+   * Refused upgrades (401): `sub` is missing or not the id connected as.
+   */
+  uint64_t handshake_auth_wrong_subject;
+  /**
+   * Refused upgrades (401): `aud` does not name `auth_audience` (or is present without it).
+   */
+  uint64_t handshake_auth_wrong_audience;
+  /**
+   * Refused upgrades (401): `iss` is not `auth_issuer`.
+   */
+  uint64_t handshake_auth_wrong_issuer;
+  /**
+   * Refused upgrades: the authorizer returned false (403).
+   */
+  uint64_t handshake_forbidden;
+  /**
+   * Refused upgrades: the client's address had `max_connections_per_ip` open (429).
+   */
+  uint64_t handshake_over_ip_limit;
+  /**
+   * Sockets closed with 1008 because their token expired (`auth_close_on_expiry`).
+   */
+  uint64_t token_expirations;
 } wspush_stats;
 
 #ifdef __cplusplus
@@ -394,9 +551,26 @@ wspush_status wspush_last_error(char *buf, size_t len, size_t *out_len);
  * - `"echo"`: send every client message back (default false);
  * - cluster mode: `"redis"`: `"redis://HOST:PORT"` turns it on; then `"redis_prefix"`
  *   (default `"wspush:"`), `"node_id"`, `"redis_queue_limit"`, `"compat_channel"`,
- *   `"compat_publish"`, `"publish_inbound"`, `"inbound_channel"`.
+ *   `"compat_publish"`, `"publish_inbound"`, `"inbound_channel"`;
+ * - who may connect (SECURITY.md), checked in this order before the upgrade, each refusal
+ *   counted in `wspush_stats`:
+ *   - `"allowed_origins"`: `["https://app.example", ...]`: a browser page from another
+ *     origin gets 403 (requests without `Origin` pass); `null` (default): any origin;
+ *   - `"auth_jwt_secret"`: an HS256 secret (the string's bytes, at least 32), or
+ *     `"auth_jwt_public_key"`: an RS256/ES256 public key as PEM text
+ *     (`"-----BEGIN PUBLIC KEY-----\n..."`), not both: every client then needs a JSON Web
+ *     Token whose `sub` is its id (`Authorization: Bearer`, the `wspush.bearer`
+ *     subprotocol, or `?token=`), else 401. With a key: `"auth_leeway_ms"` (clock skew for
+ *     `exp`/`nbf`, default 30000, at most 3600000), `"auth_audience"`, `"auth_issuer"`
+ *     (required `aud`/`iss`; default: not checked), `"auth_close_on_expiry"` (close sockets
+ *     with 1008 when their token expires; default true); without a key these are errors;
+ *   - the authorizer, if set (`wspush_engine_set_authorizer`): 403;
+ *   - `"max_connections_per_ip"`: most open sockets per client address (IPv6: per /64),
+ *     then 429; `null` (default): unlimited;
+ *   - `"max_connections"` (above): 503.
  *
- * Example: `{"ws_listen": "0.0.0.0:8081", "workers": 2, "idle_timeout_ms": 600000}`.
+ * Example: `{"ws_listen": "0.0.0.0:8081", "workers": 2, "idle_timeout_ms": 600000}`; with
+ * tokens: `{"ws_listen": "0.0.0.0:8081", "auth_jwt_secret": "...32 bytes or more..."}`.
  *
  * Borrows `config_json` for the duration of the call. On OK, writes a new engine to `*out`:
  * the caller owns it and must release it with `wspush_engine_stop` then
@@ -437,13 +611,41 @@ wspush_status wspush_engine_set_callbacks(const struct wspush_engine *engine,
                                           wspush_userdata_free userdata_free);
 
 /**
+ * Sets the host's authorizer, which decides about every upgrade the engine answers (on its
+ * listener, or registered with `WSPUSH_REGISTER_PERFORM_HANDSHAKE`), replacing any earlier
+ * one: `callback(userdata, request)` returning `false` refuses the client with 403. See
+ * `wspush_authorize_callback` for when it is asked, on which thread, and what it may do;
+ * `wspush_authorize_request` for what it is told. Sockets registered with
+ * `WSPUSH_REGISTER_UPGRADED` are not put to it (the host decided).
+ *
+ * `userdata` is passed as the first argument of every call, on the acceptor thread. If
+ * `userdata_free` is not NULL, the engine takes ownership of `userdata` on OK and calls
+ * `userdata_free(userdata)` exactly once: when this authorizer is replaced or removed and
+ * no call to it is running any more, or in `wspush_engine_free` at the latest (see
+ * `wspush_userdata_free` for the thread). With `callback` NULL the current authorizer is
+ * removed (its `userdata_free` runs) and every upgrade that passes the other checks is
+ * accepted; `userdata` and `userdata_free` must be NULL then.
+ *
+ * Borrows `engine` for the duration of the call. On error nothing is taken: `userdata`
+ * stays the caller's and `userdata_free` is not called. Errors:
+ * `WSPUSH_STATUS_NULL_ARGUMENT`, `WSPUSH_STATUS_INVALID_ARGUMENT`. Any thread, callbacks
+ * (the authorizer itself included) too.
+ */
+wspush_status wspush_engine_set_authorizer(const struct wspush_engine *engine,
+                                           wspush_authorize_callback callback,
+                                           void *userdata,
+                                           wspush_userdata_free userdata_free);
+
+/**
  * Hands a connected TCP socket accepted by the host to the engine, for id `id`.
  *
  * `id` is `id_len` bytes of UTF-8 (1 to `WSPUSH_MAX_ID_LEN`, no `/`; need not be
  * NUL-terminated). `flags`: `WSPUSH_REGISTER_UPGRADED` if the host already answered the
- * WebSocket upgrade (101), or `WSPUSH_REGISTER_PERFORM_HANDSHAKE` for the engine to read the
- * upgrade request and answer it (any path; `id` decides). `on_open` follows once the socket
- * is live.
+ * WebSocket upgrade (101): no admission check applies, though the socket counts against
+ * `"max_connections_per_ip"`; or `WSPUSH_REGISTER_PERFORM_HANDSHAKE` for the engine to read
+ * the upgrade request and answer it (any path; `id` decides) after the same admission
+ * checks as its listener (origin, token for `id`, authorizer, limits). `on_open` follows
+ * once the socket is live.
  *
  * Ownership of `fd`: if this returns `WSPUSH_STATUS_NULL_ARGUMENT`,
  * `WSPUSH_STATUS_INVALID_UTF8`, `WSPUSH_STATUS_INVALID_ID` or
@@ -544,7 +746,8 @@ wspush_status wspush_engine_stop(const struct wspush_engine *engine, uint32_t ti
 
 /**
  * Frees an engine, stopping it first (with a 5 second deadline) if `wspush_engine_stop`
- * was not called, then calling the current `userdata_free`, if any, on this thread.
+ * was not called, then calling the current `userdata_free` of the callbacks and of the
+ * authorizer, if any, on this thread.
  *
  * Consumes `engine`: do not use it afterwards, and make sure no other thread is still
  * calling a function on it. `NULL` is a no-op. Must not be called from a callback (that

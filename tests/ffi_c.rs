@@ -1,8 +1,10 @@
 //! The C ABI from C: the committed `include/wspush.h` is what cbindgen generates now; the
-//! C example (`bindings/c/example.c`) and the conventions check (`bindings/c/abi_check.c`)
-//! compile with `cc -Wall -Wextra -Werror -std=c11 -pedantic` against that header and the
-//! static library, serve a real WebSocket client (tokio-tungstenite) with exactly the
-//! output expected, and run clean under valgrind (no leaks, no invalid accesses).
+//! C example (`bindings/c/example.c`), the conventions check (`bindings/c/abi_check.c`) and
+//! the admission check (`bindings/c/auth_check.c`: token settings, the authorizer callback,
+//! allowed origins, the per-address limit, with tokens minted here) compile with
+//! `cc -Wall -Wextra -Werror -std=c11 -pedantic` against that header and the static library,
+//! serve real clients with exactly the output expected, and run clean under valgrind (no
+//! leaks, no invalid accesses).
 //!
 //! Valgrind runs when it is installed; without it those tests say so loudly and pass,
 //! unless `WSPUSH_REQUIRE_VALGRIND=1` (set by `scripts/test-bindings.sh`), which makes a
@@ -319,6 +321,36 @@ fn run_abi_check(wrapper: Option<&[String]>) -> String {
     stderr
 }
 
+/// The HS256 secret `bindings/c/auth_check.c` configures (its `SECRET`).
+const AUTH_CHECK_SECRET: &[u8] = b"wspush-ffi-test-secret-0123456789abcdef";
+
+/// An HS256 token for `sub` expiring `ttl` from now, signed with [`AUTH_CHECK_SECRET`].
+fn mint_token(sub: &str, ttl: Duration) -> String {
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap() + ttl;
+    let claims = serde_json::json!({ "sub": sub, "exp": exp.as_secs() });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(AUTH_CHECK_SECRET),
+    )
+    .unwrap()
+}
+
+fn run_auth_check(wrapper: Option<&[String]>) -> String {
+    let binary = compile("auth_check");
+    let alice = mint_token("alice", Duration::from_secs(600));
+    let bob = mint_token("bob", Duration::from_secs(600));
+    // Long enough for the program (under valgrind too) to connect with it first, short
+    // enough that waiting for its expiry (leeway 0) costs little: the checks run meanwhile.
+    let carol = mint_token("carol", Duration::from_secs(15));
+    let program = Program::start_with_args(&binary, wrapper, &[&alice, &bob, &carol]);
+    let (status, stdout, stderr) = program.finish();
+    assert!(status.success(), "auth_check failed ({status}):\n{stdout}\nstderr:\n{stderr}");
+    assert!(!stdout.contains("not ok"), "{stdout}");
+    assert!(stdout.contains(", 0 failed\n"), "{stdout}");
+    stderr
+}
+
 /// Valgrind's verdict: no errors at all (leaks of kind definite/indirect count as errors).
 /// Prints valgrind's summary (visible with `--nocapture`).
 fn assert_valgrind_clean(program: &str, stderr: &str) {
@@ -422,6 +454,18 @@ fn the_c_abi_conventions_are_clean_under_valgrind() {
     let Some(valgrind) = valgrind() else { return };
     let stderr = run_abi_check(Some(&valgrind));
     assert_valgrind_clean("bindings/c/abi_check.c", &stderr);
+}
+
+#[test]
+fn tokens_the_authorizer_origins_and_the_address_limit_work_from_c() {
+    run_auth_check(None);
+}
+
+#[test]
+fn the_admission_checks_are_clean_under_valgrind() {
+    let Some(valgrind) = valgrind() else { return };
+    let stderr = run_auth_check(Some(&valgrind));
+    assert_valgrind_clean("bindings/c/auth_check.c", &stderr);
 }
 
 #[test]

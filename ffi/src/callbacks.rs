@@ -54,14 +54,15 @@ pub type wspush_on_close = Option<
     unsafe extern "C" fn(userdata: *mut c_void, conn: u64, id: *const c_char, id_len: size_t, code: u16),
 >;
 
-/// Frees the `userdata` given to `wspush_engine_set_callbacks`. Called exactly once per
-/// successful `wspush_engine_set_callbacks` with a non-NULL destructor: after those callbacks
-/// were replaced or removed and no call to them is running any more, or in
-/// `wspush_engine_free` at the latest.
+/// Frees the `userdata` given to `wspush_engine_set_callbacks` or
+/// `wspush_engine_set_authorizer`. Called exactly once per successful call with a non-NULL
+/// destructor: after those callbacks (or that authorizer) were replaced or removed and no
+/// call to them is running any more, or in `wspush_engine_free` at the latest.
 ///
-/// Thread: the thread that replaced the callbacks or freed the engine, or (if a callback was
-/// running at that moment) the worker thread that ran it, right after it returned. It must
-/// not call `wspush_engine_stop` or `wspush_engine_free`.
+/// Thread: the thread that replaced the callbacks (or the authorizer) or freed the engine,
+/// or, if a call was running at that moment, the thread that ran it (a worker, or the
+/// acceptor for the authorizer), right after it returned. It must not call
+/// `wspush_engine_stop` or `wspush_engine_free`.
 pub type wspush_userdata_free = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 
 /// The host's callbacks, all optional (NULL: that event is ignored). Copied by
@@ -87,10 +88,11 @@ pub(crate) fn in_callback() -> bool {
     IN_CALLBACK.try_with(Cell::get).unwrap_or(0) > 0
 }
 
-struct CallbackScope;
+/// Marks the current thread as running a host callback while it lives.
+pub(crate) struct CallbackScope;
 
 impl CallbackScope {
-    fn enter() -> Self {
+    pub(crate) fn enter() -> Self {
         let _ = IN_CALLBACK.try_with(|depth| depth.set(depth.get() + 1));
         CallbackScope
     }
@@ -103,15 +105,16 @@ impl Drop for CallbackScope {
 }
 
 /// The host's userdata and its destructor, run when the handler holding it is dropped:
-/// the engine drops a replaced handler only once no worker is running it.
-struct Userdata {
-    pointer: *mut c_void,
-    free: wspush_userdata_free,
+/// the engine drops a replaced handler (or authorizer) only once no thread is running it.
+pub(crate) struct Userdata {
+    pub(crate) pointer: *mut c_void,
+    pub(crate) free: wspush_userdata_free,
 }
 
-// SAFETY: the header requires userdata to be usable from the engine's worker threads and
-// freeable from any thread (it is passed to callbacks on workers, and its destructor runs
-// where the handler is dropped); libwspush itself never dereferences it.
+// SAFETY: the header requires userdata to be usable from the engine's worker threads (and
+// the acceptor thread, for an authorizer's) and freeable from any thread (it is passed to
+// callbacks there, and its destructor runs where the handler is dropped); libwspush itself
+// never dereferences it.
 unsafe impl Send for Userdata {}
 // SAFETY: as above: callbacks on several workers may receive the same userdata at once,
 // which the header says.

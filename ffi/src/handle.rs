@@ -6,6 +6,7 @@ use std::time::Duration;
 use engine::{ConnectionId, Engine, Handshake, Message};
 use libc::{c_char, c_int, size_t};
 
+use crate::authorizer::{wspush_authorize_callback, Authorizer};
 use crate::callbacks::{self, wspush_callbacks, wspush_userdata_free, Handler};
 use crate::error::{boundary, record, wspush_status, Failure};
 use crate::stats::wspush_stats;
@@ -58,9 +59,26 @@ fn message<'a>(data: *const c_void, len: size_t, opcode: u32) -> Result<Message<
 /// - `"echo"`: send every client message back (default false);
 /// - cluster mode: `"redis"`: `"redis://HOST:PORT"` turns it on; then `"redis_prefix"`
 ///   (default `"wspush:"`), `"node_id"`, `"redis_queue_limit"`, `"compat_channel"`,
-///   `"compat_publish"`, `"publish_inbound"`, `"inbound_channel"`.
+///   `"compat_publish"`, `"publish_inbound"`, `"inbound_channel"`;
+/// - who may connect (SECURITY.md), checked in this order before the upgrade, each refusal
+///   counted in `wspush_stats`:
+///   - `"allowed_origins"`: `["https://app.example", ...]`: a browser page from another
+///     origin gets 403 (requests without `Origin` pass); `null` (default): any origin;
+///   - `"auth_jwt_secret"`: an HS256 secret (the string's bytes, at least 32), or
+///     `"auth_jwt_public_key"`: an RS256/ES256 public key as PEM text
+///     (`"-----BEGIN PUBLIC KEY-----\n..."`), not both: every client then needs a JSON Web
+///     Token whose `sub` is its id (`Authorization: Bearer`, the `wspush.bearer`
+///     subprotocol, or `?token=`), else 401. With a key: `"auth_leeway_ms"` (clock skew for
+///     `exp`/`nbf`, default 30000, at most 3600000), `"auth_audience"`, `"auth_issuer"`
+///     (required `aud`/`iss`; default: not checked), `"auth_close_on_expiry"` (close sockets
+///     with 1008 when their token expires; default true); without a key these are errors;
+///   - the authorizer, if set (`wspush_engine_set_authorizer`): 403;
+///   - `"max_connections_per_ip"`: most open sockets per client address (IPv6: per /64),
+///     then 429; `null` (default): unlimited;
+///   - `"max_connections"` (above): 503.
 ///
-/// Example: `{"ws_listen": "0.0.0.0:8081", "workers": 2, "idle_timeout_ms": 600000}`.
+/// Example: `{"ws_listen": "0.0.0.0:8081", "workers": 2, "idle_timeout_ms": 600000}`; with
+/// tokens: `{"ws_listen": "0.0.0.0:8081", "auth_jwt_secret": "...32 bytes or more..."}`.
 ///
 /// Borrows `config_json` for the duration of the call. On OK, writes a new engine to `*out`:
 /// the caller owns it and must release it with `wspush_engine_stop` then
@@ -140,13 +158,61 @@ pub extern "C" fn wspush_engine_set_callbacks(
     })
 }
 
+/// Sets the host's authorizer, which decides about every upgrade the engine answers (on its
+/// listener, or registered with `WSPUSH_REGISTER_PERFORM_HANDSHAKE`), replacing any earlier
+/// one: `callback(userdata, request)` returning `false` refuses the client with 403. See
+/// `wspush_authorize_callback` for when it is asked, on which thread, and what it may do;
+/// `wspush_authorize_request` for what it is told. Sockets registered with
+/// `WSPUSH_REGISTER_UPGRADED` are not put to it (the host decided).
+///
+/// `userdata` is passed as the first argument of every call, on the acceptor thread. If
+/// `userdata_free` is not NULL, the engine takes ownership of `userdata` on OK and calls
+/// `userdata_free(userdata)` exactly once: when this authorizer is replaced or removed and
+/// no call to it is running any more, or in `wspush_engine_free` at the latest (see
+/// `wspush_userdata_free` for the thread). With `callback` NULL the current authorizer is
+/// removed (its `userdata_free` runs) and every upgrade that passes the other checks is
+/// accepted; `userdata` and `userdata_free` must be NULL then.
+///
+/// Borrows `engine` for the duration of the call. On error nothing is taken: `userdata`
+/// stays the caller's and `userdata_free` is not called. Errors:
+/// `WSPUSH_STATUS_NULL_ARGUMENT`, `WSPUSH_STATUS_INVALID_ARGUMENT`. Any thread, callbacks
+/// (the authorizer itself included) too.
+#[no_mangle]
+pub extern "C" fn wspush_engine_set_authorizer(
+    engine: *const wspush_engine,
+    callback: wspush_authorize_callback,
+    userdata: *mut c_void,
+    userdata_free: wspush_userdata_free,
+) -> wspush_status {
+    boundary("wspush_engine_set_authorizer", || {
+        let engine = ptr::engine(engine)?;
+        match callback {
+            Some(callback) => {
+                let authorizer = Authorizer::new(callback, userdata, userdata_free);
+                engine.engine.set_authorizer(move |request: &engine::AuthorizeRequest<'_>| {
+                    authorizer.authorize(request)
+                });
+            }
+            None if userdata.is_null() && userdata_free.is_none() => engine.engine.clear_authorizer(),
+            None => {
+                return Err(Failure::invalid(
+                    "`callback` is NULL (remove the authorizer) but `userdata` or `userdata_free` is not",
+                ))
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Hands a connected TCP socket accepted by the host to the engine, for id `id`.
 ///
 /// `id` is `id_len` bytes of UTF-8 (1 to `WSPUSH_MAX_ID_LEN`, no `/`; need not be
 /// NUL-terminated). `flags`: `WSPUSH_REGISTER_UPGRADED` if the host already answered the
-/// WebSocket upgrade (101), or `WSPUSH_REGISTER_PERFORM_HANDSHAKE` for the engine to read the
-/// upgrade request and answer it (any path; `id` decides). `on_open` follows once the socket
-/// is live.
+/// WebSocket upgrade (101): no admission check applies, though the socket counts against
+/// `"max_connections_per_ip"`; or `WSPUSH_REGISTER_PERFORM_HANDSHAKE` for the engine to read
+/// the upgrade request and answer it (any path; `id` decides) after the same admission
+/// checks as its listener (origin, token for `id`, authorizer, limits). `on_open` follows
+/// once the socket is live.
 ///
 /// Ownership of `fd`: if this returns `WSPUSH_STATUS_NULL_ARGUMENT`,
 /// `WSPUSH_STATUS_INVALID_UTF8`, `WSPUSH_STATUS_INVALID_ID` or
@@ -321,7 +387,8 @@ pub extern "C" fn wspush_engine_stop(engine: *const wspush_engine, timeout_ms: u
 }
 
 /// Frees an engine, stopping it first (with a 5 second deadline) if `wspush_engine_stop`
-/// was not called, then calling the current `userdata_free`, if any, on this thread.
+/// was not called, then calling the current `userdata_free` of the callbacks and of the
+/// authorizer, if any, on this thread.
 ///
 /// Consumes `engine`: do not use it afterwards, and make sure no other thread is still
 /// calling a function on it. `NULL` is a no-op. Must not be called from a callback (that
@@ -341,8 +408,10 @@ pub extern "C" fn wspush_engine_free(engine: *mut wspush_engine) {
     let status = boundary("wspush_engine_free", || {
         if let Some(handle) = ptr::from_handle(engine) {
             handle.engine.shutdown(FREE_STOP_TIMEOUT);
-            // The workers are gone: drop the handler (and run userdata_free) here and now.
+            // The workers and the acceptor are gone: drop the handler and the authorizer (and
+            // run their userdata_free) here and now.
             handle.engine.clear_event_handler();
+            handle.engine.clear_authorizer();
             drop(handle);
         }
         Ok(())

@@ -4,7 +4,9 @@
 //! in-process: [`wspush_engine_start`] with a JSON configuration, hand it connected sockets
 //! ([`wspush_engine_register`]) or let it listen, push messages to ids
 //! ([`wspush_engine_send`], [`wspush_engine_broadcast`]), hear about sockets through
-//! callbacks ([`wspush_engine_set_callbacks`]), read counters ([`wspush_engine_stats`]),
+//! callbacks ([`wspush_engine_set_callbacks`]), decide who may connect
+//! ([`wspush_engine_set_authorizer`], or token checks in the configuration), read counters
+//! ([`wspush_engine_stats`]),
 //! then [`wspush_engine_stop`] and [`wspush_engine_free`].
 //!
 //! The header `include/wspush.h` is generated from this crate by cbindgen
@@ -20,6 +22,7 @@
 #![warn(rust_2018_idioms)]
 #![allow(non_camel_case_types)]
 
+mod authorizer;
 mod callbacks;
 mod config;
 mod error;
@@ -27,6 +30,7 @@ mod handle;
 mod ptr;
 mod stats;
 
+pub use authorizer::{wspush_authorize_callback, wspush_authorize_request, wspush_header};
 pub use callbacks::{
     wspush_callbacks, wspush_on_close, wspush_on_message, wspush_on_open, wspush_userdata_free,
 };
@@ -50,7 +54,9 @@ pub const WSPUSH_OPCODE_BINARY: u32 = 2;
 /// speaks WebSocket frames from now on.
 pub const WSPUSH_REGISTER_UPGRADED: u32 = 0;
 /// `wspush_engine_register` flag: the engine reads the upgrade request from the socket and
-/// answers it (the request path is not checked: the id given to register decides).
+/// answers it, with the admission checks of its listener (`"allowed_origins"`, the token,
+/// whose `sub` must be the id given to register, the authorizer, the connection limits). The
+/// id given to register decides; the request path is not parsed for one.
 pub const WSPUSH_REGISTER_PERFORM_HANDSHAKE: u32 = 1;
 
 /// Longest id in bytes (ids are 1 to 128 bytes of UTF-8 without `/`).

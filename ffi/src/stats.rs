@@ -3,6 +3,12 @@
 /// A snapshot of the engine's counters, filled by `wspush_engine_stats`. Counters only grow,
 /// except `connections`, `ids`, `cluster_connected` and `cluster_subscribed_channels`,
 /// which are current values.
+///
+/// Layout rule: every field is a `uint64_t`, and new fields are only ever appended at the
+/// end, so a field's offset never changes between versions (bindings may read the struct as
+/// an array of `uint64_t`, as the Java binding does). `wspush_engine_stats` writes the whole
+/// struct of the library's own version: compile against the header of the libwspush you
+/// link (compare `WSPUSH_VERSION_*` with `wspush_version()`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct wspush_stats {
@@ -60,6 +66,31 @@ pub struct wspush_stats {
     pub cluster_reconnects: u64,
     /// Redis channels currently subscribed.
     pub cluster_subscribed_channels: u64,
+    // The admission checks (SECURITY.md). New fields go after the last one.
+    /// Refused upgrades: a browser page from an origin not in `allowed_origins` (403).
+    pub handshake_forbidden_origin: u64,
+    /// Refused upgrades (401): no token in `Authorization`, the subprotocols or `?token=`.
+    pub handshake_auth_missing: u64,
+    /// Refused upgrades (401): not a well-formed JWT, no `exp`, or claims of the wrong type.
+    pub handshake_auth_malformed: u64,
+    /// Refused upgrades (401): the signature does not verify, or another algorithm was used.
+    pub handshake_auth_bad_signature: u64,
+    /// Refused upgrades (401): `exp` is past, beyond `auth_leeway_ms`.
+    pub handshake_auth_expired: u64,
+    /// Refused upgrades (401): `nbf` is in the future, beyond `auth_leeway_ms`.
+    pub handshake_auth_not_yet_valid: u64,
+    /// Refused upgrades (401): `sub` is missing or not the id connected as.
+    pub handshake_auth_wrong_subject: u64,
+    /// Refused upgrades (401): `aud` does not name `auth_audience` (or is present without it).
+    pub handshake_auth_wrong_audience: u64,
+    /// Refused upgrades (401): `iss` is not `auth_issuer`.
+    pub handshake_auth_wrong_issuer: u64,
+    /// Refused upgrades: the authorizer returned false (403).
+    pub handshake_forbidden: u64,
+    /// Refused upgrades: the client's address had `max_connections_per_ip` open (429).
+    pub handshake_over_ip_limit: u64,
+    /// Sockets closed with 1008 because their token expired (`auth_close_on_expiry`).
+    pub token_expirations: u64,
 }
 
 impl From<&engine::Stats> for wspush_stats {
@@ -85,6 +116,18 @@ impl From<&engine::Stats> for wspush_stats {
             handshake_timeout: hs.timeout,
             handshake_over_capacity: hs.over_capacity,
             handshake_io: hs.io,
+            handshake_forbidden_origin: hs.forbidden_origin,
+            handshake_auth_missing: hs.auth.missing,
+            handshake_auth_malformed: hs.auth.malformed,
+            handshake_auth_bad_signature: hs.auth.bad_signature,
+            handshake_auth_expired: hs.auth.expired,
+            handshake_auth_not_yet_valid: hs.auth.not_yet_valid,
+            handshake_auth_wrong_subject: hs.auth.wrong_subject,
+            handshake_auth_wrong_audience: hs.auth.wrong_audience,
+            handshake_auth_wrong_issuer: hs.auth.wrong_issuer,
+            handshake_forbidden: hs.forbidden,
+            handshake_over_ip_limit: hs.over_ip_limit,
+            token_expirations: stats.token_expirations,
             ..wspush_stats::default()
         };
         if let Some(cluster) = &stats.cluster {
@@ -98,5 +141,54 @@ impl From<&engine::Stats> for wspush_stats {
             out.cluster_subscribed_channels = cluster.subscribed_channels;
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_struct_is_uint64_fields_only_and_the_old_offsets_hold() {
+        assert_eq!(std::mem::size_of::<wspush_stats>(), 39 * 8);
+        assert_eq!(std::mem::offset_of!(wspush_stats, cluster_subscribed_channels), 26 * 8);
+        assert_eq!(std::mem::offset_of!(wspush_stats, handshake_forbidden_origin), 27 * 8);
+        assert_eq!(std::mem::offset_of!(wspush_stats, token_expirations), 38 * 8);
+    }
+
+    #[test]
+    fn every_admission_counter_is_copied() {
+        let mut stats = engine::Stats::default();
+        let hs = &mut stats.handshake_failures;
+        hs.forbidden_origin = 1;
+        hs.auth = engine::AuthFailures {
+            missing: 2,
+            malformed: 3,
+            bad_signature: 4,
+            expired: 5,
+            not_yet_valid: 6,
+            wrong_subject: 7,
+            wrong_audience: 8,
+            wrong_issuer: 9,
+        };
+        hs.forbidden = 10;
+        hs.over_ip_limit = 11;
+        stats.token_expirations = 12;
+        let out = wspush_stats::from(&stats);
+        let tail = [
+            out.handshake_forbidden_origin,
+            out.handshake_auth_missing,
+            out.handshake_auth_malformed,
+            out.handshake_auth_bad_signature,
+            out.handshake_auth_expired,
+            out.handshake_auth_not_yet_valid,
+            out.handshake_auth_wrong_subject,
+            out.handshake_auth_wrong_audience,
+            out.handshake_auth_wrong_issuer,
+            out.handshake_forbidden,
+            out.handshake_over_ip_limit,
+            out.token_expirations,
+        ];
+        assert_eq!(tail, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     }
 }

@@ -10,13 +10,14 @@
  *   error is read on the thread that failed; Java raises the exception;
  * - strings cross as byte[] of real UTF-8 (JNI's "modified UTF-8" differs for NUL and
  *   characters outside the BMP), decoded on the Java side;
- * - engine worker threads attach to the JVM once, as daemons, on their first callback, and
- *   detach when they exit (a pthread key destructor);
+ * - engine threads (the workers, and the acceptor for the authorizer) attach to the JVM once,
+ *   as daemons, on their first callback, and detach when they exit (a pthread key destructor);
  * - each callback runs inside PushLocalFrame/PopLocalFrame, so it leaks no local reference
  *   (an attached native thread never returns to Java to free them);
- * - the listener (a WsPush.Dispatcher) is held as a global reference owned by the engine's
- *   userdata, released by the userdata destructor when the listener is replaced or the
- *   engine is freed.
+ * - the listener (a WsPush.Dispatcher) and the authorizer (a WsPush.AuthorizerDispatcher) are
+ *   each held as a global reference owned by the engine's userdata, released by the userdata
+ *   destructor when they are replaced or removed or the engine is freed;
+ * - the authorizer denies whenever Java cannot answer: no JNIEnv, no memory, an exception.
  */
 #define _GNU_SOURCE /* pthread_getname_np */
 
@@ -25,6 +26,7 @@
 #include <jni.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,8 @@ static jclass dispatcher_class; /* global ref, kept for the library's life */
 static jmethodID dispatch_open;
 static jmethodID dispatch_message;
 static jmethodID dispatch_close;
+static jclass authorizer_class; /* global ref, kept for the library's life */
+static jmethodID dispatch_authorize;
 
 static wspush_engine *engine_of(jlong handle) {
     return (wspush_engine *)(intptr_t)handle;
@@ -98,8 +102,9 @@ static jint finish(JNIEnv *env, wspush_status status, jobjectArray error) {
 /* ------------------------------------------------------------------------------------
  * Callbacks: on engine worker threads. */
 
-/* What the engine holds as userdata: the Dispatcher, as a global reference. */
-struct listener {
+/* What the engine holds as userdata: the Dispatcher (callbacks) or the AuthorizerDispatcher
+ * (authorizer), as a global reference. */
+struct held {
     jobject dispatcher;
 };
 
@@ -127,7 +132,7 @@ static void clear_exception(JNIEnv *env) {
 }
 
 static void on_open(void *userdata, uint64_t conn, const char *id, size_t id_len) {
-    struct listener *listener = userdata;
+    struct held *listener = userdata;
     JNIEnv *env = current_env();
     if (env == NULL || (*env)->PushLocalFrame(env, 4) != JNI_OK) {
         if (env != NULL) {
@@ -145,7 +150,7 @@ static void on_open(void *userdata, uint64_t conn, const char *id, size_t id_len
 
 static void on_message(void *userdata, uint64_t conn, const char *id, size_t id_len, uint32_t opcode,
                        const uint8_t *data, size_t len) {
-    struct listener *listener = userdata;
+    struct held *listener = userdata;
     JNIEnv *env = current_env();
     if (env == NULL || (*env)->PushLocalFrame(env, 4) != JNI_OK) {
         if (env != NULL) {
@@ -163,7 +168,7 @@ static void on_message(void *userdata, uint64_t conn, const char *id, size_t id_
 }
 
 static void on_close(void *userdata, uint64_t conn, const char *id, size_t id_len, uint16_t code) {
-    struct listener *listener = userdata;
+    struct held *listener = userdata;
     JNIEnv *env = current_env();
     if (env == NULL || (*env)->PushLocalFrame(env, 4) != JNI_OK) {
         if (env != NULL) {
@@ -179,15 +184,93 @@ static void on_close(void *userdata, uint64_t conn, const char *id, size_t id_le
     (*env)->PopLocalFrame(env, NULL);
 }
 
-/* The userdata destructor: on the thread that replaced the listener or freed the engine
- * (a Java thread), or on a worker right after its last callback with this listener. */
-static void free_listener(void *userdata) {
-    struct listener *listener = userdata;
+/* The userdata destructor: on the thread that replaced the listener (or authorizer) or freed
+ * the engine (a Java thread), or on a worker (the acceptor) right after its last call. */
+static void free_held(void *userdata) {
+    struct held *held = userdata;
     JNIEnv *env = current_env();
     if (env != NULL) {
-        (*env)->DeleteGlobalRef(env, listener->dispatcher);
+        (*env)->DeleteGlobalRef(env, held->dispatcher);
     }
-    free(listener);
+    free(held);
+}
+
+/* ------------------------------------------------------------------------------------
+ * The authorizer: on the engine's acceptor thread. */
+
+/* The 4-byte big-endian length `len` at `*at` in `array`, then `len` bytes of `data`. */
+static void put_field(JNIEnv *env, jbyteArray array, jsize *at, const void *data, size_t len) {
+    jbyte prefix[4] = {(jbyte)(len >> 24), (jbyte)(len >> 16), (jbyte)(len >> 8), (jbyte)len};
+    (*env)->SetByteArrayRegion(env, array, *at, 4, prefix);
+    *at += 4;
+    if (len > 0 && !(*env)->ExceptionCheck(env)) {
+        (*env)->SetByteArrayRegion(env, array, *at, (jsize)len, (const jbyte *)data);
+        *at += (jsize)len;
+    }
+}
+
+/* The request's headers packed into one byte[] (one allocation, however many headers): each
+ * as its name's length, name, value's length, value (see WsPush.AuthorizerDispatcher). NULL if
+ * it cannot be made (an exception may be pending). */
+static jbyteArray packed_headers(JNIEnv *env, const wspush_authorize_request *request) {
+    size_t total = 0;
+    for (size_t i = 0; i < request->headers_len; i++) {
+        const wspush_header *header = &request->headers[i];
+        if (header->name_len > INT32_MAX || header->value_len > INT32_MAX) {
+            return NULL;
+        }
+        size_t size = 8 + header->name_len + header->value_len;
+        if (total > (size_t)INT32_MAX - size) {
+            return NULL;
+        }
+        total += size;
+    }
+    jbyteArray array = (*env)->NewByteArray(env, (jsize)total);
+    jsize at = 0;
+    for (size_t i = 0; array != NULL && i < request->headers_len; i++) {
+        const wspush_header *header = &request->headers[i];
+        put_field(env, array, &at, header->name, header->name_len);
+        if (!(*env)->ExceptionCheck(env)) {
+            put_field(env, array, &at, header->value, header->value_len);
+        }
+        if ((*env)->ExceptionCheck(env)) {
+            return NULL;
+        }
+    }
+    return array;
+}
+
+/* The wspush_authorize_callback: asks the AuthorizerDispatcher; denies whenever Java cannot
+ * answer. */
+static bool authorize(void *userdata, const wspush_authorize_request *request) {
+    struct held *authorizer = userdata;
+    JNIEnv *env = current_env();
+    if (env == NULL || (*env)->PushLocalFrame(env, 8) != JNI_OK) {
+        if (env != NULL) {
+            clear_exception(env);
+        }
+        return false;
+    }
+    jboolean allowed = JNI_FALSE;
+    jbyteArray id = new_bytes(env, request->id, request->id_len);
+    jbyteArray path = id == NULL ? NULL : new_bytes(env, request->path, request->path_len);
+    jbyteArray headers = path == NULL ? NULL : packed_headers(env, request);
+    jbyteArray peer = NULL;
+    bool ready = headers != NULL;
+    if (ready && request->peer_len > 0) {
+        peer = new_bytes(env, request->peer, request->peer_len);
+        ready = peer != NULL;
+    }
+    if (ready) {
+        /* The dispatcher catches what the authorizer throws (and returns false). */
+        allowed = (*env)->CallBooleanMethod(env, authorizer->dispatcher, dispatch_authorize, id, path, headers, peer);
+        if ((*env)->ExceptionCheck(env)) {
+            allowed = JNI_FALSE;
+        }
+    }
+    clear_exception(env);
+    (*env)->PopLocalFrame(env, NULL);
+    return allowed == JNI_TRUE;
 }
 
 /* ------------------------------------------------------------------------------------
@@ -236,7 +319,7 @@ static jint JNICALL n_set_listener(JNIEnv *env, jclass cls, jlong handle, jobjec
     if (dispatcher == NULL) {
         return finish(env, wspush_engine_set_callbacks(engine_of(handle), NULL, NULL, NULL), error);
     }
-    struct listener *listener = malloc(sizeof *listener);
+    struct held *listener = malloc(sizeof *listener);
     if (listener == NULL) {
         return finish(env, WSPUSH_STATUS_INTERNAL, error);
     }
@@ -246,11 +329,35 @@ static jint JNICALL n_set_listener(JNIEnv *env, jclass cls, jlong handle, jobjec
         return -1; /* OutOfMemoryError pending */
     }
     wspush_callbacks callbacks = {.on_open = on_open, .on_message = on_message, .on_close = on_close};
-    wspush_status status = wspush_engine_set_callbacks(engine_of(handle), &callbacks, listener, free_listener);
+    wspush_status status = wspush_engine_set_callbacks(engine_of(handle), &callbacks, listener, free_held);
     if (status != WSPUSH_STATUS_OK) {
         /* Not taken by the engine: still ours. */
         (*env)->DeleteGlobalRef(env, listener->dispatcher);
         free(listener);
+    }
+    return finish(env, status, error);
+}
+
+static jint JNICALL n_set_authorizer(JNIEnv *env, jclass cls, jlong handle, jobject dispatcher,
+                                    jobjectArray error) {
+    (void)cls;
+    if (dispatcher == NULL) {
+        return finish(env, wspush_engine_set_authorizer(engine_of(handle), NULL, NULL, NULL), error);
+    }
+    struct held *authorizer = malloc(sizeof *authorizer);
+    if (authorizer == NULL) {
+        return finish(env, WSPUSH_STATUS_INTERNAL, error);
+    }
+    authorizer->dispatcher = (*env)->NewGlobalRef(env, dispatcher);
+    if (authorizer->dispatcher == NULL) {
+        free(authorizer);
+        return -1; /* OutOfMemoryError pending */
+    }
+    wspush_status status = wspush_engine_set_authorizer(engine_of(handle), authorize, authorizer, free_held);
+    if (status != WSPUSH_STATUS_OK) {
+        /* Not taken by the engine: still ours. */
+        (*env)->DeleteGlobalRef(env, authorizer->dispatcher);
+        free(authorizer);
     }
     return finish(env, status, error);
 }
@@ -350,7 +457,7 @@ static jint JNICALL n_stop(JNIEnv *env, jclass cls, jlong handle, jint timeout_m
 static void JNICALL n_free(JNIEnv *env, jclass cls, jlong handle) {
     (void)env;
     (void)cls;
-    wspush_engine_free(engine_of(handle)); /* runs free_listener on this thread */
+    wspush_engine_free(engine_of(handle)); /* runs free_held on this thread */
 }
 
 /* A duplicate (close-on-exec) of the fd of a sun.nio.ch.SocketChannelImpl, read from its
@@ -384,6 +491,7 @@ static const JNINativeMethod natives[] = {
     NATIVE("nStart", "([B[J[[B)I", n_start),
     NATIVE("nLocalPort", "(J[I[[B)I", n_local_port),
     NATIVE("nSetListener", "(JLio/wspush/WsPush$Dispatcher;[[B)I", n_set_listener),
+    NATIVE("nSetAuthorizer", "(JLio/wspush/WsPush$AuthorizerDispatcher;[[B)I", n_set_authorizer),
     NATIVE("nRegister", "(JI[BI[[B)I", n_register),
     NATIVE("nSend", "(J[B[BI[[B)I", n_send),
     NATIVE("nSendTo", "(JJ[BI[[B)I", n_send_to),
@@ -416,6 +524,19 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved) {
     dispatch_message = (*env)->GetMethodID(env, dispatcher_class, "message", "(J[BI[B)V");
     dispatch_close = (*env)->GetMethodID(env, dispatcher_class, "close", "(J[BI)V");
     if (dispatcher_class == NULL || dispatch_open == NULL || dispatch_message == NULL || dispatch_close == NULL) {
+        return JNI_ERR;
+    }
+    jclass authorizer = (*env)->FindClass(env, "io/wspush/WsPush$AuthorizerDispatcher");
+    if (authorizer == NULL) {
+        return JNI_ERR;
+    }
+    authorizer_class = (*env)->NewGlobalRef(env, authorizer);
+    (*env)->DeleteLocalRef(env, authorizer);
+    if (authorizer_class == NULL) {
+        return JNI_ERR;
+    }
+    dispatch_authorize = (*env)->GetMethodID(env, authorizer_class, "authorize", "([B[B[B[B)Z");
+    if (dispatch_authorize == NULL) {
         return JNI_ERR;
     }
     jclass wspush = (*env)->FindClass(env, "io/wspush/WsPush");

@@ -1,9 +1,14 @@
 package io.wspush;
 
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
@@ -139,6 +144,33 @@ public final class WsPush implements AutoCloseable {
         lock.readLock().lock();
         try {
             status = nSetListener(liveHandle(), dispatcher, error);
+        } finally {
+            lock.readLock().unlock();
+        }
+        check(status, error);
+    }
+
+    /**
+     * Sets the authorizer that decides who may connect, replacing any earlier one;
+     * {@code null} removes it (every upgrade that passes the other checks is then accepted).
+     *
+     * <p>It is asked about every upgrade the engine answers (on its listener, or registered
+     * without {@code upgraded}), on the engine's acceptor thread, after the {@code Origin}
+     * check ({@code allowed_origins}) and the token check ({@code auth_jwt_secret} /
+     * {@code auth_jwt_public_key}) passed and before the connection limits; {@code false}
+     * (or an exception) refuses the client with 403, counted in
+     * {@link WsPushStats#handshakeForbidden()}. See {@link WsPushAuthorizer} for its rules.
+     * The engine holds the authorizer until it is replaced or this engine is closed.
+     *
+     * @param authorizer the authorizer, or {@code null}
+     */
+    public void setAuthorizer(WsPushAuthorizer authorizer) {
+        AuthorizerDispatcher dispatcher = authorizer == null ? null : new AuthorizerDispatcher(authorizer);
+        byte[][] error = new byte[1][];
+        int status;
+        lock.readLock().lock();
+        try {
+            status = nSetAuthorizer(liveHandle(), dispatcher, error);
         } finally {
             lock.readLock().unlock();
         }
@@ -373,7 +405,8 @@ public final class WsPush implements AutoCloseable {
     /**
      * Stops the engine: sends close 1001 to every socket (the listener's {@code onClose} runs
      * for each), flushes for at most {@code timeout}, joins the worker threads, then frees the
-     * engine and releases the listener. Idempotent: later calls return at once.
+     * engine and releases the listener and the authorizer. Idempotent: later calls return at
+     * once.
      *
      * @param timeout how long sockets may take to close
      * @throws WsPushException {@code IN_CALLBACK} when called from a listener method (a worker
@@ -473,6 +506,54 @@ public final class WsPush implements AutoCloseable {
         }
     }
 
+    /**
+     * What the native authorize callback calls, on the engine's acceptor thread: decodes the
+     * request and turns whatever the authorizer throws into a logged denial.
+     */
+    static final class AuthorizerDispatcher {
+        private static final System.Logger LOG = System.getLogger("io.wspush");
+        private final WsPushAuthorizer authorizer;
+
+        AuthorizerDispatcher(WsPushAuthorizer authorizer) {
+            this.authorizer = authorizer;
+        }
+
+        /**
+         * @param headers each header as a 4-byte big-endian name length, the name, a 4-byte
+         *     value length, the value
+         * @param peer the client's address (ASCII), or {@code null}
+         */
+        boolean authorize(byte[] id, byte[] path, byte[] headers, byte[] peer) {
+            try {
+                AuthorizeRequest request = new AuthorizeRequest(new String(id, StandardCharsets.UTF_8),
+                        new String(path, StandardCharsets.UTF_8), headers(headers),
+                        peer == null ? null : new String(peer, StandardCharsets.ISO_8859_1));
+                return authorizer.authorize(request);
+            } catch (Throwable t) {
+                LOG.log(System.Logger.Level.ERROR, "WsPushAuthorizer.authorize threw; the upgrade is refused", t);
+                return false;
+            }
+        }
+
+        private static Map<String, List<String>> headers(byte[] packed) {
+            Map<String, List<String>> headers = new LinkedHashMap<>();
+            ByteBuffer buffer = ByteBuffer.wrap(packed);
+            while (buffer.hasRemaining()) {
+                String name = latin1(buffer);
+                String value = latin1(buffer);
+                headers.computeIfAbsent(name, n -> new ArrayList<>()).add(value);
+            }
+            return headers;
+        }
+
+        private static String latin1(ByteBuffer buffer) {
+            int len = buffer.getInt();
+            String text = new String(buffer.array(), buffer.position(), len, StandardCharsets.ISO_8859_1);
+            buffer.position(buffer.position() + len);
+            return text;
+        }
+    }
+
     // Natives (bindings/java/native/wspush_jni.c). Each returns a wspush_status; on failure
     // it stores the engine's message (UTF-8) in error[0], read on the same native call, so
     // that the thread-local last error of the C API cannot be mixed up between threads.
@@ -485,6 +566,8 @@ public final class WsPush implements AutoCloseable {
     private static native int nLocalPort(long handle, int[] out, byte[][] error);
 
     private static native int nSetListener(long handle, Dispatcher dispatcher, byte[][] error);
+
+    private static native int nSetAuthorizer(long handle, AuthorizerDispatcher dispatcher, byte[][] error);
 
     private static native int nRegister(long handle, int fd, byte[] id, int flags, byte[][] error);
 

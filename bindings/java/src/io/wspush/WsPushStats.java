@@ -31,6 +31,18 @@ package io.wspush;
  * @param clusterReceived messages received from Redis
  * @param clusterReconnects Redis connections re-established after the first
  * @param clusterSubscribedChannels Redis channels currently subscribed
+ * @param handshakeForbiddenOrigin refused upgrades: a page from an origin not in allowed_origins (403)
+ * @param handshakeAuthMissing refused upgrades: no token (401)
+ * @param handshakeAuthMalformed refused upgrades: not a well-formed token (401)
+ * @param handshakeAuthBadSignature refused upgrades: the token's signature does not verify (401)
+ * @param handshakeAuthExpired refused upgrades: the token expired (401)
+ * @param handshakeAuthNotYetValid refused upgrades: the token is not valid yet (401)
+ * @param handshakeAuthWrongSubject refused upgrades: the token's sub is not the id (401)
+ * @param handshakeAuthWrongAudience refused upgrades: the token's aud is not auth_audience (401)
+ * @param handshakeAuthWrongIssuer refused upgrades: the token's iss is not auth_issuer (401)
+ * @param handshakeForbidden refused upgrades: the authorizer said no or threw (403)
+ * @param handshakeOverIpLimit refused upgrades: max_connections_per_ip reached for the address (429)
+ * @param tokenExpirations sockets closed with 1008 because their token expired
  */
 public record WsPushStats(
         long connections,
@@ -59,10 +71,22 @@ public record WsPushStats(
         long clusterPublishFailed,
         long clusterReceived,
         long clusterReconnects,
-        long clusterSubscribedChannels) {
+        long clusterSubscribedChannels,
+        long handshakeForbiddenOrigin,
+        long handshakeAuthMissing,
+        long handshakeAuthMalformed,
+        long handshakeAuthBadSignature,
+        long handshakeAuthExpired,
+        long handshakeAuthNotYetValid,
+        long handshakeAuthWrongSubject,
+        long handshakeAuthWrongAudience,
+        long handshakeAuthWrongIssuer,
+        long handshakeForbidden,
+        long handshakeOverIpLimit,
+        long tokenExpirations) {
 
     /** The number of counters in {@code wspush_stats} (all {@code uint64_t}). */
-    static final int FIELDS = 27;
+    static final int FIELDS = 39;
 
     static WsPushStats of(long[] v) {
         if (v.length != FIELDS) {
@@ -70,12 +94,20 @@ public record WsPushStats(
         }
         return new WsPushStats(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12],
                 v[13], v[14], v[15], v[16], v[17], v[18], v[19] != 0, v[20] != 0, v[21], v[22], v[23], v[24], v[25],
-                v[26]);
+                v[26], v[27], v[28], v[29], v[30], v[31], v[32], v[33], v[34], v[35], v[36], v[37], v[38]);
+    }
+
+    /** @return upgrades refused for their token (401), all reasons together */
+    public long handshakeAuthFailures() {
+        return handshakeAuthMissing + handshakeAuthMalformed + handshakeAuthBadSignature + handshakeAuthExpired
+                + handshakeAuthNotYetValid + handshakeAuthWrongSubject + handshakeAuthWrongAudience
+                + handshakeAuthWrongIssuer;
     }
 
     /** @return refused upgrades, all reasons together */
     public long handshakeFailures() {
         return handshakeBadRequest + handshakeBadVersion + handshakeBadPath + handshakeTooLarge + handshakeTimeout
-                + handshakeOverCapacity + handshakeIo;
+                + handshakeOverCapacity + handshakeIo + handshakeForbiddenOrigin + handshakeAuthFailures()
+                + handshakeForbidden + handshakeOverIpLimit;
     }
 }

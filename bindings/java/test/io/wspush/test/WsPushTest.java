@@ -1,33 +1,43 @@
 package io.wspush.test;
 
+import io.wspush.AuthorizeRequest;
 import io.wspush.WsPush;
+import io.wspush.WsPushAuthorizer;
 import io.wspush.WsPushException;
 import io.wspush.WsPushListener;
 import io.wspush.WsPushStats;
 import java.io.ByteArrayOutputStream;
+import java.lang.ref.WeakReference;
 import java.net.InetSocketAddress;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.WebSocket;
+import java.net.http.WebSocketHandshakeException;
 import java.nio.ByteBuffer;
 import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Base64;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Optional;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import javax.crypto.Mac;
+import javax.crypto.spec.SecretKeySpec;
 
 /**
  * The Java binding end to end, run with {@code java -ea -Xcheck:jni}: the engine in this JVM,
@@ -49,6 +59,9 @@ public final class WsPushTest {
             loadError();
         } else {
             endToEnd();
+            tokens();
+            authorizer();
+            authorizerReferences();
             closeRacesWithSenders();
             readmeSnippet();
         }
@@ -402,6 +415,187 @@ public final class WsPushTest {
         checkThrows(WsPushException.SHUT_DOWN, "closed", () -> push.broadcast("late"), "broadcast after close");
         checkThrows(WsPushException.SHUT_DOWN, "closed", push::stats, "stats after close");
         checkThrows(WsPushException.SHUT_DOWN, "closed", () -> push.setListener(null), "setListener after close");
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Who may connect.
+
+    static final String SECRET = "wspush-java-test-secret-0123456789abcdef";
+
+    /** An HS256 JSON Web Token for {@code sub}, valid for 10 minutes, signed with SECRET. */
+    static String hs256Token(String sub) throws Exception {
+        Base64.Encoder base64 = Base64.getUrlEncoder().withoutPadding();
+        long exp = System.currentTimeMillis() / 1000 + 600;
+        String header = base64.encodeToString("{\"alg\":\"HS256\",\"typ\":\"JWT\"}".getBytes(StandardCharsets.UTF_8));
+        String claims = base64.encodeToString(
+                ("{\"sub\":\"" + sub + "\",\"exp\":" + exp + "}").getBytes(StandardCharsets.UTF_8));
+        Mac mac = Mac.getInstance("HmacSHA256");
+        mac.init(new SecretKeySpec(SECRET.getBytes(StandardCharsets.UTF_8), "HmacSHA256"));
+        byte[] signature = mac.doFinal((header + "." + claims).getBytes(StandardCharsets.UTF_8));
+        return header + "." + claims + "." + base64.encodeToString(signature);
+    }
+
+    /**
+     * Opens a JDK WebSocket client with these extra headers: 101 and the client if it
+     * connected, else the HTTP status of the refusal (from the WebSocketHandshakeException the
+     * JDK client fails with) and no client.
+     */
+    static Map.Entry<Integer, Client> handshake(HttpClient http, URI uri, String name, String... headers)
+            throws Exception {
+        WebSocket.Builder builder = http.newWebSocketBuilder();
+        for (int i = 0; i < headers.length; i += 2) {
+            builder.header(headers[i], headers[i + 1]);
+        }
+        Client client = new Client(name);
+        try {
+            client.socket = builder.buildAsync(uri, client).get(TIMEOUT_SECONDS, TimeUnit.SECONDS);
+            return Map.entry(101, client);
+        } catch (ExecutionException e) {
+            if (e.getCause() instanceof WebSocketHandshakeException refused) {
+                return Map.entry(refused.getResponse().statusCode(), new Client(name + " (refused)"));
+            }
+            throw e;
+        }
+    }
+
+    static void tokens() throws Exception {
+        checkThrows(WsPushException.INVALID_CONFIG,
+                "invalid setting `auth_issuer`: token settings need `auth_jwt_secret` or `auth_jwt_public_key`",
+                () -> WsPush.start("{\"auth_issuer\": \"https://issuer.example\"}"),
+                "start: a token setting without a key");
+        checkThrows(WsPushException.INVALID_CONFIG, "invalid setting `auth_jwt_secret`: the HS256 secret must be",
+                () -> WsPush.start("{\"auth_jwt_secret\": \"short\"}"), "start: a short secret");
+
+        try (WsPush push = WsPush.start("{\"ws_listen\": \"127.0.0.1:0\", \"workers\": 1, \"ping_interval_ms\": 0, "
+                + "\"auth_jwt_secret\": \"" + SECRET + "\"}")) {
+            HttpClient http = HttpClient.newHttpClient();
+            String base = "ws://127.0.0.1:" + push.localPort() + "/websocket/alice";
+            checkEquals(401, handshake(http, URI.create(base), "no token").getKey(),
+                    "token: a JDK client without a token is refused with 401");
+            checkEquals(401, handshake(http, URI.create(base + "?token=" + hs256Token("bob")), "bob").getKey(),
+                    "token: another id's token is refused with 401");
+            Map.Entry<Integer, Client> alice =
+                    handshake(http, URI.create(base + "?token=" + hs256Token("alice")), "alice (?token=)");
+            checkEquals(101, alice.getKey(), "token: alice's HS256 token (minted with javax.crypto.Mac) connects");
+            Map.Entry<Integer, Client> bearer = handshake(http, URI.create(base), "alice (Bearer)",
+                    "Authorization", "Bearer " + hs256Token("alice"));
+            checkEquals(101, bearer.getKey(), "token: as an Authorization: Bearer header too");
+            push.send("alice", "for alice");
+            alice.getValue().expectMessages(List.of("for alice"));
+            bearer.getValue().expectMessages(List.of("for alice"));
+            WsPushStats stats = push.stats();
+            checkEquals(1L, stats.handshakeAuthMissing(), "stats: handshakeAuthMissing 1");
+            checkEquals(1L, stats.handshakeAuthWrongSubject(), "stats: handshakeAuthWrongSubject 1");
+            checkEquals(2L, stats.handshakeAuthFailures(), "stats: handshakeAuthFailures 2");
+            checkEquals(2L, stats.handshakeFailures(), "stats: handshakeFailures counts them");
+            checkEquals(2L, stats.connectionsOpened(), "stats: 2 opened");
+            checkEquals(0L, stats.tokenExpirations(), "stats: no token expired yet");
+        }
+    }
+
+    static void authorizer() throws Exception {
+        try (WsPush push = WsPush.start("{\"ws_listen\": \"127.0.0.1:0\", \"workers\": 1, \"ping_interval_ms\": 0}")) {
+            HttpClient http = HttpClient.newHttpClient();
+            String base = "ws://127.0.0.1:" + push.localPort() + "/websocket/";
+            BlockingQueue<AuthorizeRequest> asked = new LinkedBlockingQueue<>();
+            BlockingQueue<String> threads = new LinkedBlockingQueue<>();
+            // A session store of this "application": the X-Session header or the session cookie.
+            Map<String, String> sessions = Map.of("s-bob", "bob", "s-carol", "carol");
+            push.setAuthorizer(request -> {
+                asked.add(request);
+                threads.add(Thread.currentThread().getName());
+                String session = request.header("X-Session").or(() -> request.cookie("session")).orElse("");
+                return request.id().equals(sessions.get(session));
+            });
+
+            checkEquals(403, handshake(http, URI.create(base + "bob"), "no session").getKey(),
+                    "authorizer: no session -> 403");
+            checkEquals(403, handshake(http, URI.create(base + "bob"), "carol's session", "X-Session", "s-carol").getKey(),
+                    "authorizer: another user's session -> 403");
+            Map.Entry<Integer, Client> bob =
+                    handshake(http, URI.create(base + "bob?lang=en"), "bob", "X-Session", "s-bob");
+            checkEquals(101, bob.getKey(), "authorizer: bob's session -> connected");
+            Map.Entry<Integer, Client> carol = handshake(http, URI.create(base + "carol"), "carol",
+                    "Cookie", "theme=dark; session=s-carol");
+            checkEquals(101, carol.getKey(), "authorizer: carol's session cookie -> connected");
+            push.send("bob", "for bob");
+            bob.getValue().expectMessages(List.of("for bob"));
+
+            List<AuthorizeRequest> requests = new ArrayList<>();
+            asked.drainTo(requests);
+            checkEquals(4, requests.size(), "authorizer: asked once per upgrade");
+            AuthorizeRequest third = requests.get(2);
+            checkEquals("bob", third.id(), "authorizer: sees the id");
+            checkEquals("/websocket/bob?lang=en", third.path(), "authorizer: sees the path and query");
+            checkEquals(List.of("s-bob"), third.headers().get("x-session"),
+                    "authorizer: sees the headers, names lower-cased");
+            check(third.headers().containsKey("host") && third.headers().containsKey("sec-websocket-key"),
+                    "authorizer: sees every header: " + third.headers().keySet());
+            check(third.peer() != null && third.peer().startsWith("127.0.0.1:"),
+                    "authorizer: sees the client's address " + third.peer());
+            checkEquals(Optional.of("dark"), requests.get(3).cookie("theme"), "AuthorizeRequest.cookie");
+            List<String> names = new ArrayList<>();
+            threads.drainTo(names);
+            checkEquals(List.of("wspush-acceptor"), names.stream().distinct().toList(),
+                    "authorizer: called on the wspush-acceptor thread");
+
+            System.out.println("# an ERROR log of an IllegalStateException thrown by the test's authorizer follows");
+            push.setAuthorizer(request -> {
+                throw new IllegalStateException("thrown by the test's authorizer: expected, logged");
+            });
+            checkEquals(403, handshake(http, URI.create(base + "bob"), "throwing", "X-Session", "s-bob").getKey(),
+                    "authorizer: one that throws denies -> 403");
+
+            push.setAuthorizer(null);
+            Map.Entry<Integer, Client> open = handshake(http, URI.create(base + "dave"), "no authorizer");
+            checkEquals(101, open.getKey(), "setAuthorizer(null): anyone connects again");
+
+            WsPushStats stats = push.stats();
+            checkEquals(3L, stats.handshakeForbidden(), "stats: handshakeForbidden 3 (two denials, one throw)");
+            checkEquals(3L, stats.connectionsOpened(), "stats: 3 opened");
+        }
+    }
+
+    /** Forces collections until `ref` is cleared (or the timeout). */
+    static boolean collected(WeakReference<?> ref) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(TIMEOUT_SECONDS);
+        while (ref.get() != null && System.nanoTime() < deadline) {
+            System.gc();
+            Thread.sleep(20);
+        }
+        return ref.get() == null;
+    }
+
+    /** The engine's global reference to an authorizer goes on replace and on close. */
+    static void authorizerReferences() throws Exception {
+        WsPush push = WsPush.start("{\"workers\": 1}");
+        WsPushAuthorizer first = new WsPushAuthorizer() {
+            @Override
+            public boolean authorize(AuthorizeRequest request) {
+                return true;
+            }
+        };
+        WeakReference<WsPushAuthorizer> firstRef = new WeakReference<>(first);
+        push.setAuthorizer(first);
+        first = null;
+        for (int i = 0; i < 3; i++) {
+            System.gc();
+            Thread.sleep(20);
+        }
+        check(firstRef.get() != null, "the engine holds the authorizer while it is set");
+        WsPushAuthorizer second = new WsPushAuthorizer() {
+            @Override
+            public boolean authorize(AuthorizeRequest request) {
+                return false;
+            }
+        };
+        WeakReference<WsPushAuthorizer> secondRef = new WeakReference<>(second);
+        push.setAuthorizer(second);
+        second = null;
+        check(collected(firstRef), "setAuthorizer: the replaced authorizer is released");
+        push.close();
+        check(collected(secondRef), "close(): the authorizer is released");
+        checkThrows(WsPushException.SHUT_DOWN, "closed", () -> push.setAuthorizer(null), "setAuthorizer after close");
     }
 
     /** The README's Spring-style service (bindings/java/examples) works as shown. */
