@@ -25,8 +25,10 @@ Timeline (D = --duration; W = warm-up = max(10 s, 10% of D)):
                   SIGTERM; everything is analysed.
 
 A fault step starts at its nominal time or once the previous step is over, whichever is
-later, so short runs stretch a little past D; the whole script is bounded by D + 120 s
-(a watchdog kills everything it started and exits 1).
+later, so short runs stretch a little past D (the CI form, D = 60 s, takes about 90 s in
+all). The whole script is bounded by D + 120 s (a watchdog kills everything it started and
+exits 1; the clock starts after the binary is built, if it had to be). Ctrl-C or SIGTERM
+stops everything; every child also dies with the script (PR_SET_PDEATHSIG).
 
 HOLD: every client reconnects to its home node (client index mod 3) and stays, so each node
 holds exactly its third of the clients. Once every node's `/stats` `connections` equals its
@@ -35,8 +37,9 @@ sampled 5 times, 1 s apart, and the median kept; then churn resumes. The open-fd
 dominated by the client sockets, so it is only comparable at the same population: this is why
 the measurements are made in holds, not at random moments.
 
-Delivery model. SETTLE = 1 s covers a socket's registration after the 101 and its node's
-SUBSCRIBE to the id's channel (batched within 50 ms), plus scheduling noise. A send S is
+Delivery model. SETTLE = 1 s (--settle) covers a socket's registration after the 101 and its
+node's SUBSCRIBE to the id's channel (batched within 50 ms), plus scheduling noise; with
+--settle 0 the check does catch the sends that race a fresh socket's subscription. A send S is
 *expected* on socket K when K's id is S's target (or S is a broadcast) and K was open from
 S.start - SETTLE to S.end + SETTLE (open = 101 received; closed = when the client started its
 close, or noticed the connection drop, or the node was killed). An expected delivery is
@@ -64,7 +67,8 @@ by cause. Checks:
 
 Exit 0 only if every check passed, 1 with the failing checks listed. Output: a summary table
 and one JSON line on stdout; the full report is `report.json` in the run directory
-(target/soak/<timestamp>/, with every process's output) and --report FILE.
+(target/soak/<timestamp>/, with every process's output, the clients' records clients-*.pkl
+and the sends, /healthz polls and samples in orchestrator.pkl) and --report FILE.
 
 The binary is copied into the run directory before the start, so a concurrent `cargo build`
 cannot swap it under the restarted node.
@@ -80,7 +84,6 @@ import bisect
 import collections
 import ctypes
 import json
-import math
 import multiprocessing as mp
 import os
 import pickle
@@ -1011,6 +1014,21 @@ class Soak:
         return recs, info
 
     def analyse(self, alive_before_stop: dict, exit_codes: dict, schedule_error: str | None) -> dict:
+        started = now()
+        # The raw logs, for post-mortems (times are time.monotonic(); t0 is the start).
+        with open(self.run_dir / "orchestrator.pkl", "wb") as f:
+            pickle.dump({"t0": self.t0, "node_names": NODE_NAMES,
+                         "sends_fields": ["kind", "target", "node", "start", "end", "status", "answer_nodes",
+                                          "answer_sockets", "error"],
+                         "sends": self.sends, "health": self.health, "samples": self.samples,
+                         "stats_series": self.stats_series, "events": self.events, "holds": self.holds},
+                        f, protocol=pickle.HIGHEST_PROTOCOL)
+        report = self._analyse(alive_before_stop, exit_codes, schedule_error)
+        report["analysis_seconds"] = round(now() - started, 1)
+        log(f"analysis took {report['analysis_seconds']}s")
+        return report
+
+    def _analyse(self, alive_before_stop: dict, exit_codes: dict, schedule_error: str | None) -> dict:
         args = self.args
         checks: dict[str, dict] = {}
         recs, cinfo = self.load_clients()
@@ -1058,15 +1076,13 @@ class Soak:
                     return f"node c restart, sent {phase}"
             return None
 
-        by_id: dict[str, list] = collections.defaultdict(list)
-        for r in recs:
-            by_id[r["id"]].append(r)
         broadcasts = sorted((s[3], m) for m, s in sends_ok.items() if s[0] == "b")
         b_starts = [t for t, _ in broadcasts]
 
         required = delivered_required = 0
         excused_expected = collections.Counter()
         excused_missed = collections.Counter()
+        excused_examples: dict[str, list] = collections.defaultdict(list)
         missing_required: list[dict] = []
         dup_in_expected = 0
         local_during_redis_down = [0, 0]
@@ -1099,18 +1115,31 @@ class Soak:
                 excused_expected[cause] += 1
                 if count == 0:
                     excused_missed[cause] += 1
+                    if len(excused_examples[cause]) < 5:
+                        excused_examples[cause].append({"send": self.describe_send(m), "socket_client": r["client"],
+                                                        "socket_node": NODE_NAMES[r["node"]],
+                                                        "socket_open": self.rel(r["t_open"]), "socket_close": self.rel(r["end"])})
 
-        rec_index = {id(r): i for i, r in enumerate(recs)}
+        # Unicast: per id, the sends sorted by start; each socket looks up those in its window.
+        unicast_by_id: dict[str, list] = collections.defaultdict(list)
         for m, s in sends_ok.items():
-            if s[0] != "u":
-                continue
-            lo, hi = s[3] - SETTLE, s[4] + SETTLE
-            for r in by_id.get(s[1], ()):
-                if r["t_open"] <= lo and r["end"] is not None and r["end"] >= hi:
-                    judge(m, s, rec_index[id(r)], r)
+            if s[0] == "u":
+                unicast_by_id[s[1]].append((s[3], m))
+        for v in unicast_by_id.values():
+            v.sort()
+        unicast_starts = {k: [t for t, _ in v] for k, v in unicast_by_id.items()}
         for ri, r in enumerate(recs):
             if r["end"] is None:
                 continue
+            lst = unicast_by_id.get(r["id"])
+            if lst:
+                i = bisect.bisect_left(unicast_starts[r["id"]], r["t_open"] + SETTLE)
+                while i < len(lst) and lst[i][0] <= r["end"] - SETTLE:
+                    m = lst[i][1]
+                    s = sends_ok[m]
+                    if s[4] + SETTLE <= r["end"]:
+                        judge(m, s, ri, r)
+                    i += 1
             i = bisect.bisect_left(b_starts, r["t_open"] + SETTLE)
             while i < len(broadcasts) and broadcasts[i][0] <= r["end"] - SETTLE:
                 m = broadcasts[i][1]
@@ -1270,6 +1299,7 @@ class Soak:
                            "excused_expected": dict(excused_expected), "excused_missed": dict(excused_missed),
                            "not_expected_but_delivered_once": unexpected_ok, "from_failed_posts": from_failed,
                            "duplicates": duplicates, "misrouted": misrouted, "unknown": unknown},
+            "excused_miss_examples": dict(excused_examples),
             "missing_examples": missing_required[:30],
             "missing_total": len(missing_required),
             "duplicate_examples": dup_examples,
@@ -1373,7 +1403,8 @@ class Soak:
           f"({s['answered_nodes_null']} with nodes=null), {s['failed']} failed POSTs (not sends), "
           f"{s['skipped_backlog']} skipped")
         w(f"sockets: {k['connections']} connections ({k['dropped_by_server_or_kill']} dropped), connect failures "
-          f"{k['connect_failures']}, client loop lag max {k['client_loop_lag_max']}s")
+          f"{k['connect_failures']}, client loop lag max {k['client_loop_lag_max']}s "
+          f"(over 0.5 s {k['client_loop_lag_over_0.5s']} times)")
         w("")
         w(f"{'deliveries':<56}{'count':>12}")
         rows = [

@@ -6,7 +6,10 @@
 #                              real redis-server processes, the C example under valgrind, the
 #                              Java binding under -Xcheck:jni; --no-fail-fast: every failure
 #                              is listed, not just the first)
-#   4. scripts/autobahn.sh     the Autobahn|Testsuite RFC 6455 conformance run (needs CPython 2.7)
+#   4. scripts/soak.py         a one-minute soak: 3 nodes, 500 clients, Redis killed twice and a
+#                              node once; exactly-once, no leaks, /healthz (the full run:
+#                              scripts/soak.py with no arguments, 10 minutes, 5,000 clients)
+#   5. scripts/autobahn.sh     the Autobahn|Testsuite RFC 6455 conformance run (needs CPython 2.7)
 #
 #   scripts/test.sh
 #
@@ -49,6 +52,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace --no-fail-fast"
 cargo test --workspace --no-fail-fast
+
+step "scripts/soak.py --duration 60 --clients 500 --ids 100 (short soak: 3 nodes, Redis and a node killed)"
+python3 scripts/soak.py --duration 60 --clients 500 --ids 100
 
 step "scripts/autobahn.sh (Autobahn|Testsuite conformance)"
 set +e
