@@ -7,8 +7,10 @@
 #
 # libFuzzer needs nightly flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them.
 # Runs are capped at 512 MB of RSS and 256 MB per allocation, with a 5 s timeout per
-# input. The corpus grows in fuzz/corpus/<target>/ (do not commit the grown files; see
-# fuzz/README.md) and crashes land in fuzz/artifacts/<target>/.
+# input. Each run starts from the committed fuzz/corpus/<target>/ and
+# fuzz/regressions/<target>/, and grows its corpus in fuzz/target/grown-corpus/<target>/
+# (ignored by git, kept between runs; see fuzz/README.md to minimise and commit some of
+# it). Crashes land in fuzz/artifacts/<target>/.
 set -euo pipefail
 
 seconds="${1:-600}"
@@ -33,7 +35,11 @@ logs="$(mktemp -d)"
 status=0
 for target in "${targets[@]}"; do
     echo "== $target: ${seconds}s"
-    if cargo fuzz run -a "$target" -- -max_total_time="$seconds" -rss_limit_mb=512 \
+    grown="target/grown-corpus/$target"
+    mkdir -p "$grown"
+    inputs=("$grown" "corpus/$target")
+    [ -d "regressions/$target" ] && inputs+=("regressions/$target")
+    if cargo fuzz run -a "$target" "${inputs[@]}" -- -max_total_time="$seconds" -rss_limit_mb=512 \
         -malloc_limit_mb=256 -timeout=5 -print_final_stats=1 >"$logs/$target.log" 2>&1; then
         result="ok"
     else
