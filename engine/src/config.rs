@@ -50,6 +50,21 @@ pub struct Config {
     pub max_buffered_bytes: usize,
     /// What happens to a socket over [`Config::max_buffered_bytes`].
     pub slow_consumer: SlowConsumerPolicy,
+    /// Largest amount of output queued for all sockets of the node together. Over it, the
+    /// sockets that have been unable to take output the longest (write-blocked since the
+    /// earliest time) are closed with 1008 first, until the rest fits. Must be at least
+    /// [`Config::max_buffered_bytes`]. `None` (the default): unlimited.
+    pub max_node_buffered_bytes: Option<usize>,
+    /// Most frames one socket may send per second, as a token bucket holding one second's
+    /// worth (a burst of this many frames is allowed, then this many per second). Every data
+    /// frame counts (a fragmented message once per fragment), and so do pings and pongs; the
+    /// close frame does not. Over it the socket is closed with 1008. `None` (the default):
+    /// unlimited.
+    pub max_inbound_messages_per_second: Option<u32>,
+    /// Most bytes one socket may send per second (as received: frame headers included), as
+    /// a token bucket holding one second's worth. Over it the socket is closed with 1008.
+    /// A single message larger than this can never be sent. `None` (the default): unlimited.
+    pub max_inbound_bytes_per_second: Option<u64>,
     /// How often each socket is pinged. `Duration::ZERO` disables pings.
     pub ping_interval: Duration,
     /// A socket that sent nothing (not even a pong) for this long is closed with 1001.
@@ -98,6 +113,9 @@ impl Default for Config {
             max_message_size: 1 << 20,
             max_buffered_bytes: 4 << 20,
             slow_consumer: SlowConsumerPolicy::Disconnect,
+            max_node_buffered_bytes: None,
+            max_inbound_messages_per_second: None,
+            max_inbound_bytes_per_second: None,
             ping_interval: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(60),
             max_connections: None,
@@ -133,6 +151,23 @@ impl Config {
         }
         if self.max_buffered_bytes == 0 {
             return bad("max_buffered_bytes", "must be at least 1".into());
+        }
+        if let Some(node) = self.max_node_buffered_bytes {
+            if node < self.max_buffered_bytes {
+                return bad(
+                    "max_node_buffered_bytes",
+                    format!("must be at least max_buffered_bytes ({}), got {node}", self.max_buffered_bytes),
+                );
+            }
+        }
+        if self.max_inbound_messages_per_second == Some(0) {
+            return bad(
+                "max_inbound_messages_per_second",
+                "must be at least 1 (omit it for unlimited)".into(),
+            );
+        }
+        if self.max_inbound_bytes_per_second == Some(0) {
+            return bad("max_inbound_bytes_per_second", "must be at least 1 (omit it for unlimited)".into());
         }
         if self.max_connections == Some(0) {
             return bad("max_connections", "must be at least 1 (omit it for unlimited)".into());

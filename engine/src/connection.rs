@@ -15,6 +15,9 @@ use crate::frame::Decoder;
 /// amortises the syscall over many frames).
 const MAX_IOVECS: usize = 64;
 
+/// The span of an inbound rate limit's bucket: it holds one second's worth.
+const RATE_WINDOW_NS: u64 = 1_000_000_000;
+
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
@@ -25,7 +28,10 @@ pub(crate) enum State {
     /// first, RFC 6455 7.1.1); until then, once our output is flushed the write side is
     /// shut down, and the socket is dropped at EOF or at `deadline_ms`.
     Closing {
-        deadline_ms: u64,
+        /// The worker's clock (ms since its epoch) truncated to 32 bits: compare it with
+        /// [`deadline_passed`]. A closing socket lives a few seconds at most, far from the
+        /// 24 days after which the wrapping comparison would go wrong.
+        deadline_ms: u32,
         write_shut: bool,
         /// The peer's close frame has arrived.
         peer_closed: bool,
@@ -42,6 +48,57 @@ pub(crate) struct Lease {
     /// The socket's per-address slot ([`IpSlot::to_raw`](crate::ip_limit::IpSlot::to_raw));
     /// 0: not counted.
     pub ip_slot: u32,
+}
+
+/// Whether a deadline of [`State::Closing`] has passed at `now_ms` (the worker's clock).
+pub(crate) fn deadline_passed(now_ms: u64, deadline_ms: u32) -> bool {
+    (now_ms as u32).wrapping_sub(deadline_ms) as i32 >= 0
+}
+
+/// A socket's inbound rate limits, frames and bytes per second, each a token bucket holding
+/// one second's worth. Kept as debts rather than tokens: how far (in ns, at most one second)
+/// the socket is ahead of its rate. Input pays a cost (`1 s / rate` per frame, `bytes x 1 s /
+/// rate` per read), time pays it back; a cost that would take a debt past one second is
+/// refused. This is the token bucket (burst: one second's worth) in 8 bytes, with no
+/// timestamp of its own: the connection's `last_input_ms` says when the debts were last
+/// paid down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct InboundRate {
+    frames_ns: u32,
+    bytes_ns: u32,
+}
+
+impl InboundRate {
+    /// Pays the debts down for `elapsed_ms` of time.
+    pub fn elapse(&mut self, elapsed_ms: u64) {
+        // Debts never exceed one second, so more than that pays everything.
+        let paid = elapsed_ms.min(1_000) as u32 * 1_000_000;
+        self.frames_ns = self.frames_ns.saturating_sub(paid);
+        self.bytes_ns = self.bytes_ns.saturating_sub(paid);
+    }
+
+    /// Charges one frame at `interval_ns` (1 s / the rate); false, charging nothing, when
+    /// the socket is over its rate.
+    pub fn charge_frame(&mut self, interval_ns: u64) -> bool {
+        charge(&mut self.frames_ns, interval_ns)
+    }
+
+    /// Charges `bytes` at `per_second`; false, charging nothing, when the socket is over its
+    /// rate.
+    pub fn charge_bytes(&mut self, bytes: usize, per_second: u64) -> bool {
+        charge(&mut self.bytes_ns, (bytes as u64).saturating_mul(RATE_WINDOW_NS) / per_second)
+    }
+}
+
+fn charge(debt_ns: &mut u32, cost_ns: u64) -> bool {
+    match u64::from(*debt_ns).checked_add(cost_ns) {
+        // Fits in u32: at most one second of nanoseconds.
+        Some(debt) if debt <= RATE_WINDOW_NS => {
+            *debt_ns = debt as u32;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Why a connection starts closing.
@@ -69,7 +126,13 @@ pub(crate) struct Link {
     pub write_blocked: bool,
     /// Already listed among the connections to flush this iteration.
     pub dirty: bool,
+    /// When `write_blocked` was last set: the worker's clock truncated to 32 bits. Only
+    /// compared for equality (it tells a current entry of the worker's list of blocked
+    /// sockets from a stale one), so wrapping is harmless.
+    pub blocked_since: u32,
     pub last_input_ms: u64,
+    /// Inbound rate limits, paid down as of `last_input_ms`.
+    pub inbound: InboundRate,
     pub lease: Lease,
     out: VecDeque<Bytes>,
     /// Bytes of `out.front()` already written.
@@ -104,7 +167,9 @@ impl Connection {
                 close_code: crate::frame::close_code::ABNORMAL,
                 write_blocked: false,
                 dirty: false,
+                blocked_since: 0,
                 last_input_ms: now_ms,
+                inbound: InboundRate::default(),
                 lease,
                 out: VecDeque::new(),
                 out_offset: 0,
@@ -123,6 +188,11 @@ impl Link {
 
     pub fn has_output(&self) -> bool {
         !self.out.is_empty()
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.out_bytes
     }
 
     /// Whether `len` more bytes keep the output within `max_buffered`.
@@ -179,7 +249,7 @@ impl Link {
         self.push(frame);
         self.close_code = code;
         self.state = State::Closing {
-            deadline_ms,
+            deadline_ms: deadline_ms as u32,
             write_shut: false,
             peer_closed: cause == CloseCause::Answer,
             failed: cause == CloseCause::Fail,
@@ -240,5 +310,57 @@ mod tests {
     fn an_idle_connection_is_small() {
         let size = std::mem::size_of::<Connection>();
         assert!(size <= 192, "a connection takes {size} bytes");
+    }
+
+    #[test]
+    fn deadlines_compare_across_the_32_bit_wrap() {
+        assert!(!deadline_passed(999, 1_000));
+        assert!(deadline_passed(1_000, 1_000));
+        assert!(deadline_passed(1_001, 1_000));
+        let near_wrap = u64::from(u32::MAX) - 500;
+        let deadline = (near_wrap + 2_000) as u32; // wrapped past zero
+        assert!(!deadline_passed(near_wrap, deadline));
+        assert!(!deadline_passed(near_wrap + 1_999, deadline));
+        assert!(deadline_passed(near_wrap + 2_000, deadline));
+        assert!(deadline_passed(near_wrap + 2_500, deadline));
+    }
+
+    #[test]
+    fn the_frame_bucket_allows_one_seconds_worth_then_the_rate() {
+        let interval = RATE_WINDOW_NS / 10; // 10 frames per second
+        let mut rate = InboundRate::default();
+        for i in 0..10 {
+            assert!(rate.charge_frame(interval), "frame {i} of the burst");
+        }
+        assert!(!rate.charge_frame(interval), "the 11th frame at once is over the rate");
+        assert!(!rate.charge_frame(interval), "a refused frame is not charged, and still refused");
+        rate.elapse(99);
+        assert!(!rate.charge_frame(interval), "99 ms pay back less than one frame");
+        rate.elapse(1);
+        assert!(rate.charge_frame(interval), "100 ms pay back one frame");
+        assert!(!rate.charge_frame(interval));
+        rate.elapse(60_000);
+        for _ in 0..10 {
+            assert!(rate.charge_frame(interval), "a long pause refills the bucket, no more");
+        }
+        assert!(!rate.charge_frame(interval));
+    }
+
+    #[test]
+    fn the_byte_bucket_allows_one_seconds_worth_then_the_rate() {
+        let mut rate = InboundRate::default();
+        assert!(rate.charge_bytes(600, 1_000));
+        assert!(rate.charge_bytes(400, 1_000));
+        assert!(!rate.charge_bytes(1, 1_000));
+        rate.elapse(500);
+        assert!(!rate.charge_bytes(501, 1_000));
+        assert!(rate.charge_bytes(500, 1_000));
+        // More than a second's worth at once never fits, however long the pause.
+        rate.elapse(u64::MAX);
+        assert!(!rate.charge_bytes(1_001, 1_000));
+        assert!(!rate.charge_bytes(usize::MAX, 1));
+        // The buckets are independent.
+        assert!(rate.charge_frame(RATE_WINDOW_NS));
+        assert!(rate.charge_bytes(1_000, 1_000));
     }
 }

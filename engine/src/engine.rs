@@ -18,7 +18,7 @@ use crate::id::{validate_id, worker_of};
 use crate::ip_limit::IpLimit;
 use crate::listener;
 use crate::receipt::{Collector, SelfCount};
-use crate::shard::{self, Command, Shard, ShardHandle, ShardSettings, ShardShared};
+use crate::shard::{self, Command, NodeBuffer, Shard, ShardHandle, ShardSettings, ShardShared};
 use crate::stats::Counters;
 use crate::{Config, ConnectionId, Error, EventHandler, Message, Presence, Receipt, Stats};
 
@@ -44,6 +44,8 @@ pub struct Engine {
     ip_limit: Option<Arc<IpLimit>>,
     /// One per worker, then the acceptor's.
     counters: Vec<Arc<Counters>>,
+    /// The output queued across the workers.
+    node: Arc<NodeBuffer>,
     open: Arc<AtomicUsize>,
     /// The Redis backplane, in cluster mode.
     cluster: Option<Arc<ClusterLink>>,
@@ -84,6 +86,7 @@ impl Engine {
         let mut threads = Vec::with_capacity(workers + 1);
         let mut shards = Vec::with_capacity(workers);
         let settings = ShardSettings::from_config(&config);
+        let node = Arc::new(NodeBuffer::new(workers, config.max_node_buffered_bytes));
         let (cluster, cluster_ends) = match &config.cluster {
             Some(cluster_config) => {
                 let (link, ends) = ClusterLink::new(cluster_config);
@@ -107,6 +110,7 @@ impl Engine {
                 notified: notified.clone(),
                 cluster: cluster.clone(),
                 ip_limit: ip_limit.clone(),
+                node: node.clone(),
             };
             let settings = settings.clone();
             // Built on its own thread: a worker's state is single-threaded (`Rc` ids).
@@ -161,6 +165,7 @@ impl Engine {
             authorizer,
             ip_limit,
             counters,
+            node,
             open,
             cluster,
             backplane: Mutex::new(backplane),
@@ -420,6 +425,7 @@ impl Engine {
         for counters in &self.counters {
             counters.add_to(&mut stats);
         }
+        stats.buffered_bytes = self.node.queued();
         stats.cluster = self.cluster.as_ref().map(|cluster| cluster.stats());
         stats.worker_connections = self.counters[..self.shards.len()]
             .iter()

@@ -4,12 +4,17 @@
 //! only when the worker may be asleep (`notified`), so a burst of sends costs one wake-up.
 //! Each wake-up drains the whole queue, then flushes every socket that got output with one
 //! `writev` each.
+//!
+//! Output is bounded twice: per socket (`max_buffered_bytes`, the slow-consumer policy) and
+//! per node (`max_node_buffered_bytes`, see [`NodeBuffer`]). Input is bounded per socket in
+//! size (the decoder's `max_message_size`, 1009) and rate (`max_inbound_*_per_second`,
+//! 1008).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,7 +26,7 @@ use slab::Slab;
 
 use crate::cluster::ClusterLink;
 use crate::config::SlowConsumerPolicy;
-use crate::connection::{CloseCause, Connection, Lease, Link, State};
+use crate::connection::{deadline_passed, CloseCause, Connection, Lease, Link, State};
 use crate::event::HandlerSlot;
 use crate::frame::{self, close_code, Frame, OpCode};
 use crate::ip_limit::{IpLimit, IpSlot};
@@ -108,6 +113,10 @@ pub(crate) struct ShardSettings {
     ping_interval_ms: u64,
     idle_timeout_ms: u64,
     echo: bool,
+    /// 1 s / `max_inbound_messages_per_second`, in ns; 0: unlimited.
+    frame_interval_ns: u64,
+    /// `max_inbound_bytes_per_second`; 0: unlimited.
+    bytes_per_second: u64,
 }
 
 impl ShardSettings {
@@ -119,7 +128,16 @@ impl ShardSettings {
             ping_interval_ms: config.ping_interval.as_millis() as u64,
             idle_timeout_ms: config.idle_timeout.as_millis() as u64,
             echo: config.echo,
+            frame_interval_ns: config
+                .max_inbound_messages_per_second
+                .map_or(0, |rate| (1_000_000_000 / u64::from(rate.max(1))).max(1)),
+            bytes_per_second: config.max_inbound_bytes_per_second.unwrap_or(0),
         }
+    }
+
+    /// Whether any inbound rate is limited.
+    fn limits_inbound_rate(&self) -> bool {
+        self.frame_interval_ns > 0 || self.bytes_per_second > 0
     }
 
     /// How often timers are checked: often enough for the shortest of them.
@@ -146,6 +164,81 @@ pub(crate) struct ShardShared {
     pub cluster: Option<Arc<ClusterLink>>,
     /// Open connections per address, given back here when a counted socket closes.
     pub ip_limit: Option<Arc<IpLimit>>,
+    /// The node's queued output, every worker's slot.
+    pub node: Arc<NodeBuffer>,
+}
+
+/// The output queued for sockets across the node, and its cap (`max_node_buffered_bytes`).
+///
+/// Each worker keeps its own total as a plain integer (a couple of integer adds per
+/// message) and publishes it in its slot once per pass of its loop: the node's total, for
+/// the gauge, is the sum of the slots. No locks, no atomic read-modify-write.
+///
+/// The cap works with reservations. A worker may grow its total up to a mark without
+/// asking anyone; past it, it adds up what the other workers reserved, and either takes a
+/// share of the room left (1/workers of it, at least the message at hand), publishing the
+/// new mark as its reservation *before* using it, or finds the node full. At the end of
+/// each pass it publishes its actual total as its reservation and gives up the rest, so
+/// the next growth asks again (once per pass, not per message). Reservations never
+/// exceed the cap together (up to workers racing in the same instant), so neither does
+/// the output, except that a message for a socket that has taken all its output so far
+/// is written at once rather than refused (the socket is not a slow consumer): a socket
+/// may be one message over, then it is write-blocked and judged as below.
+///
+/// When the node is full, a message for a write-blocked socket (a slow consumer) makes
+/// room: the worker closes its own sockets that have been write-blocked the longest first
+/// (1008 "node buffer limit", discarding their queued output) until the message fits,
+/// which at the latest is the socket itself. The order is exact within a worker; across
+/// workers, each worker frees its own oldest (it cannot wait for another). On each tick, a
+/// worker also checks the node's total, and if it is over the cap (races, the one message
+/// over), frees its share of the excess (in proportion to what it holds), oldest first.
+pub(crate) struct NodeBuffer {
+    cap: Option<usize>,
+    slots: Box<[NodeSlot]>,
+}
+
+/// One worker's published totals, on cache lines of their own (only their worker writes
+/// them, once per pass).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct NodeSlot {
+    /// Output queued for this worker's sockets.
+    queued: AtomicU64,
+    /// What the worker may hold before it asks again: at least `queued`.
+    reserved: AtomicU64,
+}
+
+impl NodeBuffer {
+    /// Slots for `workers`, under `cap` (`None`: unlimited).
+    pub fn new(workers: usize, cap: Option<usize>) -> Self {
+        Self { cap, slots: (0..workers).map(|_| NodeSlot::default()).collect() }
+    }
+
+    /// The output queued across the node, as last published.
+    pub fn queued(&self) -> u64 {
+        self.slots.iter().map(|slot| slot.queued.load(Ordering::Acquire)).sum()
+    }
+
+    /// What the workers other than `worker` reserved.
+    fn others_reserved(&self, worker: usize) -> usize {
+        let all: u64 = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != worker)
+            .map(|(_, slot)| slot.reserved.load(Ordering::Acquire))
+            .sum();
+        usize::try_from(all).unwrap_or(usize::MAX)
+    }
+}
+
+/// What [`Core::queue_data`] did with a frame.
+enum Queued {
+    Yes,
+    No,
+    /// The node is full and the socket is write-blocked: the caller makes room (see
+    /// [`deliver`]) and offers the frame again.
+    NeedsRoom(Bytes),
 }
 
 /// How a flush left a connection.
@@ -168,6 +261,18 @@ struct Core {
     epoch: Instant,
     now_ms: u64,
     ping_frame: Bytes,
+    /// Output queued for this worker's sockets: the sum of their `Link::queued`.
+    buffered: usize,
+    /// The value of `buffered` last published in this worker's [`NodeSlot`].
+    published: usize,
+    /// `buffered` may grow up to here without asking the node (`usize::MAX` without a cap).
+    room_until: usize,
+    /// Sockets in the order they became write-blocked, as (serial, `blocked_since`); only
+    /// with a node cap. Entries of sockets that unblocked or closed since are stale, and
+    /// skipped (or compacted away).
+    blocked: VecDeque<(u64, u32)>,
+    /// Broadcast targets waiting for the node to make room.
+    deferred: Vec<usize>,
 }
 
 /// A worker thread's state.
@@ -195,6 +300,7 @@ impl Shard {
         shared: ShardShared,
         settings: ShardSettings,
     ) -> Self {
+        let room_until = if shared.node.cap.is_some() { 0 } else { usize::MAX };
         Self {
             core: Core {
                 worker,
@@ -205,6 +311,11 @@ impl Shard {
                 epoch: Instant::now(),
                 now_ms: 0,
                 ping_frame: frame::encode(OpCode::Ping, b""),
+                buffered: 0,
+                published: 0,
+                room_until,
+                blocked: VecDeque::new(),
+                deferred: Vec::new(),
             },
             poll,
             commands,
@@ -256,6 +367,10 @@ impl Shard {
                 next_tick_ms = self.core.now_ms + tick_ms;
             }
             self.flush_dirty();
+            self.core.publish();
+            if self.core.blocked.len() > 2 * self.conns.len() + 64 {
+                self.compact_blocked();
+            }
             if disconnected && self.shutdown_deadline_ms.is_none() {
                 self.begin_shutdown(self.core.now_ms + CLOSE_GRACE_MS);
             }
@@ -270,6 +385,7 @@ impl Shard {
         for key in keys {
             self.remove(key);
         }
+        self.core.publish();
     }
 
     /// Handles every queued command; true when the engine handle is gone.
@@ -289,27 +405,38 @@ impl Shard {
                 let mut reached = 0;
                 if let Some(keys) = self.ids.get(&*id) {
                     for &key in keys {
-                        let link = &mut self.conns[key].link;
-                        reached += usize::from(self.core.queue_data(key, link, frame.clone()));
+                        reached += usize::from(deliver(&mut self.core, &mut self.conns, key, frame.clone()));
                     }
                 }
                 if let Some(receipt) = receipt {
+                    self.core.publish_queued();
                     receipt.add_sockets(reached);
                 }
             }
             Command::Broadcast { frame, receipt } => {
                 let mut reached = 0;
                 for (key, conn) in self.conns.iter_mut() {
-                    reached += usize::from(self.core.queue_data(key, &mut conn.link, frame.clone()));
+                    match self.core.queue_data(key, &mut conn.link, frame.clone(), true) {
+                        Queued::Yes => reached += 1,
+                        Queued::No => {}
+                        Queued::NeedsRoom(_) => self.core.deferred.push(key),
+                    }
                 }
+                // Making room closes other sockets, which the loop above holds: after it.
+                let mut deferred = std::mem::take(&mut self.core.deferred);
+                for key in deferred.drain(..) {
+                    reached += usize::from(deliver(&mut self.core, &mut self.conns, key, frame.clone()));
+                }
+                self.core.deferred = deferred;
                 if let Some(receipt) = receipt {
+                    self.core.publish_queued();
                     receipt.add_sockets(reached);
                 }
             }
             Command::Count { id, receipt } => receipt.add_sockets(self.ids.get(&*id).map_or(0, Vec::len)),
             Command::SendTo { conn, frame } => {
                 if let Some(key) = self.key_of(conn) {
-                    self.core.queue_data(key, &mut self.conns[key].link, frame);
+                    deliver(&mut self.core, &mut self.conns, key, frame);
                 }
             }
             Command::Close { conn, code } => {
@@ -394,8 +521,7 @@ impl Shard {
         bump(&self.core.shared.counters.connections, 1);
         bump(&self.core.shared.counters.connections_opened, 1);
         if let Some(greeting) = greeting {
-            conn.link.push(greeting);
-            self.core.mark_dirty(key, &mut conn.link);
+            self.core.push(key, &mut conn.link, greeting);
         }
         let conn_id = ConnectionId::new(self.core.worker, serial);
         self.core.emit(&Event::Open { conn: conn_id, id: &conn.link.id });
@@ -411,8 +537,19 @@ impl Shard {
             match conn.link.stream.read(&mut self.read_buf) {
                 Ok(0) => return self.remove(key),
                 Ok(n) => {
-                    conn.link.last_input_ms = self.core.now_ms;
-                    if conn.link.accepts_frames() {
+                    let link = &mut conn.link;
+                    let now = self.core.now_ms;
+                    let settings = &self.core.settings;
+                    if settings.limits_inbound_rate() {
+                        link.inbound.elapse(now.saturating_sub(link.last_input_ms));
+                        let per_second = settings.bytes_per_second;
+                        if per_second > 0 && link.is_open() && !link.inbound.charge_bytes(n, per_second) {
+                            // Still decoded below, for the peer's close frame; the rest is ignored.
+                            self.core.rate_limited(key, link);
+                        }
+                    }
+                    link.last_input_ms = now;
+                    if link.accepts_frames() {
                         self.decode_input(key, n);
                     }
                 }
@@ -440,6 +577,16 @@ impl Shard {
                 Ok(None) => break,
                 Ok(Some((used, frame))) => {
                     pos += used;
+                    let interval = self.core.settings.frame_interval_ns;
+                    if interval > 0
+                        && link.is_open()
+                        && !matches!(frame, Some(Frame::Close { .. }))
+                        && !link.inbound.charge_frame(interval)
+                    {
+                        // This frame is not handled, nor any but the peer's close after it.
+                        self.core.rate_limited(key, link);
+                        continue;
+                    }
                     if let Some(frame) = frame {
                         self.core.on_frame(key, link, frame);
                     }
@@ -493,11 +640,18 @@ impl Shard {
         }
     }
 
-    /// Timers: pings, idle sockets, closing sockets past their grace.
+    /// Timers: pings, idle sockets, closing sockets past their grace; and the node's
+    /// output over its cap.
     fn tick(&mut self, ping_due: bool) {
         let now = self.core.now_ms;
         let idle_ms = self.core.settings.idle_timeout_ms;
         let mut expired = Vec::new();
+        debug_assert_eq!(
+            self.conns.iter().map(|(_, conn)| conn.link.queued()).sum::<usize>(),
+            self.core.buffered,
+            "the worker's total of queued output is off"
+        );
+        self.relieve_node();
         for (key, conn) in self.conns.iter_mut() {
             let link = &mut conn.link;
             match link.state {
@@ -521,7 +675,8 @@ impl Shard {
                 }
                 State::Open if ping_due => self.core.queue_control(key, link, self.core.ping_frame.clone()),
                 State::Closing { deadline_ms, .. }
-                    if now >= deadline_ms || self.shutdown_deadline_ms.is_some_and(|d| now >= d) =>
+                    if deadline_passed(now, deadline_ms)
+                        || self.shutdown_deadline_ms.is_some_and(|d| now >= d) =>
                 {
                     expired.push(key);
                 }
@@ -533,10 +688,31 @@ impl Shard {
         }
     }
 
+    /// When the node's output is over its cap, frees this worker's share of the excess (in
+    /// proportion to what it holds), closing its longest-blocked sockets first.
+    fn relieve_node(&mut self) {
+        let Some(cap) = self.core.shared.node.cap else { return };
+        let total =
+            self.core.buffered.saturating_add(self.core.shared.node.others_reserved(self.core.worker));
+        if total <= cap {
+            return;
+        }
+        let share = ((total - cap) as u128 * self.core.buffered as u128).div_ceil(total as u128) as usize;
+        let target = self.core.buffered.saturating_sub(share);
+        close_oldest_blocked(&mut self.core, &mut self.conns, |core| core.buffered <= target);
+    }
+
+    /// Drops the stale entries of the list of blocked sockets.
+    fn compact_blocked(&mut self) {
+        let conns = &self.conns;
+        self.core.blocked.retain(|&(serial, since)| blocked_entry(conns, serial, since).is_some());
+    }
+
     /// Drops a connection (closing its socket) and reports its close.
     fn remove(&mut self, key: usize) {
         let conn = self.conns.remove(key);
         let link = conn.link;
+        self.core.buffered -= link.queued();
         if let Some(keys) = self.ids.get_mut(&link.id) {
             keys.retain(|&k| k != key);
             if keys.is_empty() {
@@ -581,16 +757,74 @@ impl Core {
         }
     }
 
+    /// Queues a frame (the caller checks state and bounds) and counts it in the worker's
+    /// total.
+    fn push(&mut self, key: usize, link: &mut Link, frame: Bytes) {
+        self.buffered += frame.len();
+        link.push(frame);
+        self.mark_dirty(key, link);
+    }
+
+    /// Publishes the worker's total in its slot (the end of a pass); with a node cap, the
+    /// room reserved beyond it is given up, so the next growth asks the node again.
+    fn publish(&mut self) {
+        self.publish_queued();
+        if self.shared.node.cap.is_some() && self.room_until != self.buffered {
+            self.room_until = self.buffered;
+            self.shared.node.slots[self.worker].reserved.store(self.buffered as u64, Ordering::Release);
+        }
+    }
+
+    /// Publishes the worker's total for the gauge: at the end of each pass, and before a
+    /// receipt is answered (so that whoever waits for it reads stats that include its
+    /// message, even while a stream of commands keeps the pass going).
+    fn publish_queued(&mut self) {
+        if self.buffered != self.published {
+            self.published = self.buffered;
+            self.shared.node.slots[self.worker].queued.store(self.buffered as u64, Ordering::Release);
+        }
+    }
+
+    /// Whether the node has room for `len` more bytes of this worker's: if so, reserves a
+    /// share of the room left (at least `len`) up to `room_until`. The slow path of
+    /// [`Core::queue_data`], taken when `buffered` would pass `room_until`.
+    fn node_room(&mut self, len: usize) -> bool {
+        let Some(cap) = self.shared.node.cap else { return true };
+        let others = self.shared.node.others_reserved(self.worker);
+        let wanted = self.buffered.saturating_add(len);
+        let Some(left) = cap.checked_sub(wanted.saturating_add(others)) else {
+            return false;
+        };
+        self.room_until = wanted + left / self.shared.node.slots.len();
+        self.shared.node.slots[self.worker].reserved.store(self.room_until as u64, Ordering::Release);
+        true
+    }
+
+    /// A frame was queued past the node's cap (for a socket that is not a slow consumer):
+    /// the reservation covers it, so that the other workers see it.
+    fn overdraw(&mut self) {
+        self.room_until = self.buffered;
+        self.shared.node.slots[self.worker].reserved.store(self.buffered as u64, Ordering::Release);
+    }
+
     /// Writes what the socket takes, many frames per `writev`. When the socket is full the
     /// connection waits for writable readiness (and is not written to until then).
     fn flush(&mut self, key: usize, link: &mut Link) -> Flushed {
         if link.write_blocked {
             return Flushed::Ok;
         }
-        let Ok(written) = link.flush() else { return Flushed::Finished };
+        let before = link.queued();
+        let flushed = link.flush();
+        // What was written left the queue, even if a later write failed.
+        self.buffered -= before - link.queued();
+        let Ok(written) = flushed else { return Flushed::Finished };
         bump(&self.shared.counters.bytes_out, written as u64);
         if link.has_output() {
             link.write_blocked = true;
+            link.blocked_since = self.now_ms as u32;
+            if self.shared.node.cap.is_some() && link.is_open() {
+                self.blocked.push_back((link.serial, link.blocked_since));
+            }
             let interest = Interest::READABLE | Interest::WRITABLE;
             if self.registry.reregister(&mut link.stream, Token(key), interest).is_err() {
                 return Flushed::Finished;
@@ -612,30 +846,53 @@ impl Core {
 
     fn queue_control(&mut self, key: usize, link: &mut Link, frame: Bytes) {
         if link.is_open() {
-            link.push(frame);
-            self.mark_dirty(key, link);
+            self.push(key, link, frame);
         }
     }
 
-    /// Queues a data frame under the slow-consumer policy; true if it was queued.
-    fn queue_data(&mut self, key: usize, link: &mut Link, frame: Bytes) -> bool {
+    /// Queues a data frame under the slow-consumer policy and the node's cap. When the node
+    /// is full and the socket is a slow consumer, the frame is handed back for the caller to
+    /// make room (`ask`), or refused under the slow-consumer policy (not `ask`).
+    ///
+    /// The hot path adds two integer additions and a comparison to what the per-socket
+    /// bound costs: `buffered + len > room_until` is false while the worker's reservation
+    /// covers the frame (always, without a node cap).
+    fn queue_data(&mut self, key: usize, link: &mut Link, frame: Bytes, ask: bool) -> Queued {
         if !link.is_open() {
-            return false;
+            return Queued::No;
         }
+        let len = frame.len();
         let max = self.settings.max_buffered_bytes;
-        if !link.fits(frame.len(), max) && !link.write_blocked {
-            // The bound is on what the client has not taken yet, not on what this wake-up
+        let node_full = self.buffered + len > self.room_until && !self.node_room(len);
+        if (node_full || !link.fits(len, max)) && !link.write_blocked {
+            // The bounds are on what clients have not taken yet, not on what this wake-up
             // happened to queue: write what the socket takes, then judge. (A write error
             // leaves the output in place; the end-of-iteration flush drops the socket.)
             self.mark_dirty(key, link);
             let _ = self.flush(key, link);
         }
-        if link.fits(frame.len(), max) {
-            link.push(frame);
-            bump(&self.shared.counters.messages_out, 1);
-            self.mark_dirty(key, link);
-            return true;
+        if !link.fits(len, max) {
+            self.refuse(key, link);
+            return Queued::No;
         }
+        if node_full && link.write_blocked {
+            if ask {
+                return Queued::NeedsRoom(frame);
+            }
+            self.refuse(key, link);
+            return Queued::No;
+        }
+        self.push(key, link, frame);
+        bump(&self.shared.counters.messages_out, 1);
+        if node_full {
+            // The socket took everything so far: one frame over, then it is judged.
+            self.overdraw();
+        }
+        Queued::Yes
+    }
+
+    /// A frame the socket cannot take: the slow-consumer policy applies.
+    fn refuse(&mut self, key: usize, link: &mut Link) {
         match self.settings.slow_consumer {
             SlowConsumerPolicy::Drop => bump(&self.shared.counters.slow_consumer_drops, 1),
             SlowConsumerPolicy::Disconnect => {
@@ -645,7 +902,14 @@ impl Core {
                 self.close(key, link, close_code::POLICY_VIOLATION, "slow consumer", cause, true);
             }
         }
-        false
+    }
+
+    /// The socket sent over its inbound rate: 1008, counted.
+    fn rate_limited(&mut self, key: usize, link: &mut Link) {
+        bump(&self.shared.counters.inbound_rate_limited, 1);
+        tracing::debug!(id = %link.id, "inbound rate limit exceeded");
+        let cause = CloseCause::Initiate;
+        self.close(key, link, close_code::POLICY_VIOLATION, "rate limit exceeded", cause, false);
     }
 
     fn close(
@@ -659,9 +923,34 @@ impl Core {
     ) {
         if link.is_open() {
             let deadline = self.now_ms + CLOSE_GRACE_MS;
-            link.start_close(frame::encode_close(code, reason), code, deadline, cause, discard_pending);
-            self.mark_dirty(key, link);
+            self.start_close(
+                key,
+                link,
+                frame::encode_close(code, reason),
+                code,
+                deadline,
+                cause,
+                discard_pending,
+            );
         }
+    }
+
+    /// [`Link::start_close`], keeping the worker's total right.
+    #[allow(clippy::too_many_arguments)]
+    fn start_close(
+        &mut self,
+        key: usize,
+        link: &mut Link,
+        frame: Bytes,
+        code: u16,
+        deadline_ms: u64,
+        cause: CloseCause,
+        discard_pending: bool,
+    ) {
+        let before = link.queued();
+        link.start_close(frame, code, deadline_ms, cause, discard_pending);
+        self.buffered = self.buffered - before + link.queued();
+        self.mark_dirty(key, link);
     }
 
     fn on_frame(&mut self, key: usize, link: &mut Link, frame: Frame<'_>) {
@@ -683,7 +972,8 @@ impl Core {
                     cluster.publish_inbound(&link.id, message);
                 }
                 if self.settings.echo {
-                    self.queue_data(key, link, frame::encode_message(message));
+                    // A reply to the socket at hand: it cannot make room among the others.
+                    self.queue_data(key, link, frame::encode_message(message), false);
                 }
             }
             Frame::Ping(payload) => self.queue_control(key, link, frame::encode(OpCode::Pong, payload)),
@@ -695,8 +985,7 @@ impl Core {
                 };
                 let deadline = self.now_ms + CLOSE_GRACE_MS;
                 let code = code.unwrap_or(close_code::NO_STATUS);
-                link.start_close(reply, code, deadline, CloseCause::Answer, false);
-                self.mark_dirty(key, link);
+                self.start_close(key, link, reply, code, deadline, CloseCause::Answer, false);
             }
         }
     }
@@ -711,4 +1000,44 @@ impl Core {
             }
         }
     }
+}
+
+/// Queues `frame` for the socket at `key`, making room on the node if it must; true if it
+/// was queued.
+fn deliver(core: &mut Core, conns: &mut Slab<Connection>, key: usize, frame: Bytes) -> bool {
+    match core.queue_data(key, &mut conns[key].link, frame, true) {
+        Queued::Yes => true,
+        Queued::No => false,
+        Queued::NeedsRoom(frame) => {
+            let len = frame.len();
+            close_oldest_blocked(core, conns, |core| core.node_room(len));
+            matches!(core.queue_data(key, &mut conns[key].link, frame, false), Queued::Yes)
+        }
+    }
+}
+
+/// Closes this worker's sockets that have been write-blocked the longest, one by one
+/// (1008 "node buffer limit", their queued output discarded), until `enough`.
+fn close_oldest_blocked(
+    core: &mut Core,
+    conns: &mut Slab<Connection>,
+    mut enough: impl FnMut(&mut Core) -> bool,
+) {
+    while !enough(core) {
+        let Some((serial, since)) = core.blocked.pop_front() else { return };
+        let Some(key) = blocked_entry(conns, serial, since) else { continue };
+        let link = &mut conns[key].link;
+        bump(&core.shared.counters.node_buffer_disconnects, 1);
+        tracing::debug!(id = %link.id, queued = link.queued(), "node buffer limit: closing the longest-blocked socket");
+        core.close(key, link, close_code::POLICY_VIOLATION, "node buffer limit", CloseCause::Initiate, true);
+    }
+}
+
+/// The key of the socket an entry of `Core::blocked` names, if the entry is current: the
+/// socket is open and has been write-blocked since then.
+fn blocked_entry(conns: &Slab<Connection>, serial: u64, since: u32) -> Option<usize> {
+    let key = (serial & ((1 << KEY_BITS) - 1)) as usize;
+    let link = &conns.get(key)?.link;
+    (link.serial == serial && link.is_open() && link.write_blocked && link.blocked_since == since)
+        .then_some(key)
 }

@@ -131,6 +131,16 @@ pub struct Stats {
     pub slow_consumer_disconnects: u64,
     /// Messages dropped for slow sockets under the `drop` policy.
     pub slow_consumer_drops: u64,
+    /// Sockets closed with 1008 because the node's queued output was over
+    /// `max_node_buffered_bytes` (the ones write-blocked the longest first).
+    pub node_buffer_disconnects: u64,
+    /// Output queued for sockets across the node, in bytes: a gauge, the sum of what each
+    /// worker published at the end of its last pass of its loop (and before answering a
+    /// receipt, so a sender that waited for one sees its message counted).
+    pub buffered_bytes: u64,
+    /// Sockets closed with 1008 for sending over `max_inbound_messages_per_second` or
+    /// `max_inbound_bytes_per_second`.
+    pub inbound_rate_limited: u64,
     /// Sockets closed because they sent nothing for `idle_timeout`.
     pub idle_timeouts: u64,
     /// Sockets closed for a protocol violation (1002, 1007, 1009).
@@ -157,6 +167,8 @@ pub(crate) struct Counters {
     pub bytes_out: AtomicU64,
     pub slow_consumer_disconnects: AtomicU64,
     pub slow_consumer_drops: AtomicU64,
+    pub node_buffer_disconnects: AtomicU64,
+    pub inbound_rate_limited: AtomicU64,
     pub idle_timeouts: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub queue_full: AtomicU64,
@@ -192,6 +204,8 @@ impl Counters {
         stats.bytes_out += get(&self.bytes_out);
         stats.slow_consumer_disconnects += get(&self.slow_consumer_disconnects);
         stats.slow_consumer_drops += get(&self.slow_consumer_drops);
+        stats.node_buffer_disconnects += get(&self.node_buffer_disconnects);
+        stats.inbound_rate_limited += get(&self.inbound_rate_limited);
         stats.idle_timeouts += get(&self.idle_timeouts);
         stats.protocol_errors += get(&self.protocol_errors);
         stats.queue_full += get(&self.queue_full);

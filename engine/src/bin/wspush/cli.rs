@@ -86,6 +86,22 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_SLOW_CONSUMER", value_name = "POLICY")]
     pub slow_consumer: Option<String>,
 
+    /// Most output queued for all sockets together; over it, the sockets write-blocked the
+    /// longest are closed with 1008 first. At least --max-buffered-bytes [default: unlimited]
+    #[arg(long, env = "WSPUSH_MAX_NODE_BUFFERED_BYTES", value_name = "BYTES")]
+    pub max_node_buffered_bytes: Option<String>,
+
+    /// Most frames (messages, fragments, pings, pongs) one socket may send per second, with
+    /// a burst of one second's worth; over it the socket is closed with 1008
+    /// [default: unlimited]
+    #[arg(long, env = "WSPUSH_MAX_INBOUND_MESSAGES_PER_SECOND", value_name = "N")]
+    pub max_inbound_messages_per_second: Option<String>,
+
+    /// Most bytes one socket may send per second, with a burst of one second's worth; over
+    /// it the socket is closed with 1008 [default: unlimited]
+    #[arg(long, env = "WSPUSH_MAX_INBOUND_BYTES_PER_SECOND", value_name = "BYTES")]
+    pub max_inbound_bytes_per_second: Option<String>,
+
     /// Seconds between pings to each socket; 0 disables pings [default: 25]
     #[arg(long, env = "WSPUSH_PING_INTERVAL", value_name = "SECONDS")]
     pub ping_interval: Option<String>,
@@ -260,7 +276,7 @@ impl Cli {
     /// Every setting's key (the TOML key, and the flag and variable names derived from it)
     /// with its raw value from the command line or the environment. `config` is not a
     /// setting of its own: it says where the others may come from.
-    fn raw_settings(&self) -> [(&'static str, Option<&str>); 33] {
+    fn raw_settings(&self) -> [(&'static str, Option<&str>); 36] {
         [
             ("ws_listen", self.ws_listen.as_deref()),
             ("api_listen", self.api_listen.as_deref()),
@@ -269,6 +285,9 @@ impl Cli {
             ("max_message_size", self.max_message_size.as_deref()),
             ("max_buffered_bytes", self.max_buffered_bytes.as_deref()),
             ("slow_consumer", self.slow_consumer.as_deref()),
+            ("max_node_buffered_bytes", self.max_node_buffered_bytes.as_deref()),
+            ("max_inbound_messages_per_second", self.max_inbound_messages_per_second.as_deref()),
+            ("max_inbound_bytes_per_second", self.max_inbound_bytes_per_second.as_deref()),
             ("ping_interval", self.ping_interval.as_deref()),
             ("idle_timeout", self.idle_timeout.as_deref()),
             ("max_connections", self.max_connections.as_deref()),
@@ -599,6 +618,16 @@ impl Sources {
                 .get("max_buffered_bytes", parse_size)?
                 .unwrap_or(defaults.max_buffered_bytes),
             slow_consumer: self.get("slow_consumer", parse_policy)?.unwrap_or(defaults.slow_consumer),
+            max_node_buffered_bytes: self
+                .get("max_node_buffered_bytes", parse_size)?
+                .or(defaults.max_node_buffered_bytes),
+            max_inbound_messages_per_second: self
+                .get("max_inbound_messages_per_second", parse_rate)?
+                .or(defaults.max_inbound_messages_per_second),
+            max_inbound_bytes_per_second: self
+                .get("max_inbound_bytes_per_second", parse_size)?
+                .map(|bytes| bytes as u64)
+                .or(defaults.max_inbound_bytes_per_second),
             ping_interval: seconds("ping_interval", defaults.ping_interval)?,
             idle_timeout: seconds("idle_timeout", defaults.idle_timeout)?,
             max_connections: self.get("max_connections", parse_count)?.or(defaults.max_connections),
@@ -674,6 +703,11 @@ pub fn parse_workers(s: &str) -> Result<usize, String> {
 /// A count (connections, header lines, queue slots).
 pub fn parse_count(s: &str) -> Result<usize, String> {
     s.trim().parse().map_err(|_| format!("`{s}` is not a whole number"))
+}
+
+/// A number per second (messages), at most 4294967295.
+pub fn parse_rate(s: &str) -> Result<u32, String> {
+    s.trim().parse().map_err(|_| format!("`{s}` is not a whole number up to 4294967295"))
 }
 
 /// A size in bytes: `1048576`, or with a suffix: `KiB`, `MiB`, `GiB` (x1024), `kB`, `MB`,
@@ -996,6 +1030,9 @@ mod tests {
             max_message_size = "64KiB"
             max_buffered_bytes = 1000
             slow_consumer = "drop"
+            max_node_buffered_bytes = "1MiB"
+            max_inbound_messages_per_second = 50
+            max_inbound_bytes_per_second = "64KiB"
             ping_interval = 0
             idle_timeout = 0
             max_connections = 10
@@ -1023,6 +1060,9 @@ mod tests {
         assert_eq!((c.workers, c.path_prefix.as_str()), (4, "/ws/"));
         assert_eq!((c.max_message_size, c.max_buffered_bytes), (65_536, 1000));
         assert_eq!(c.slow_consumer, SlowConsumerPolicy::Drop);
+        assert_eq!(c.max_node_buffered_bytes, Some(1 << 20));
+        assert_eq!(c.max_inbound_messages_per_second, Some(50));
+        assert_eq!(c.max_inbound_bytes_per_second, Some(65_536));
         assert_eq!((c.ping_interval, c.idle_timeout), (Duration::ZERO, Duration::ZERO));
         assert_eq!(c.max_connections, Some(10));
         assert_eq!(c.handshake_timeout, Duration::from_secs(3));
@@ -1144,6 +1184,60 @@ mod tests {
             load(&["--max-connections-per-ip", "0"]).unwrap_err(),
             "invalid --max-connections-per-ip: must be at least 1 (omit it for unlimited)"
         );
+    }
+
+    #[test]
+    fn abuse_limits() {
+        let _env = clean_env();
+        let c = load(&[]).unwrap().engine;
+        assert_eq!(
+            (c.max_node_buffered_bytes, c.max_inbound_messages_per_second, c.max_inbound_bytes_per_second),
+            (None, None, None),
+            "unlimited by default"
+        );
+        let c = load(&[
+            "--max-node-buffered-bytes",
+            "64MiB",
+            "--max-inbound-messages-per-second",
+            "100",
+            "--max-inbound-bytes-per-second",
+            "1MB",
+        ])
+        .unwrap()
+        .engine;
+        assert_eq!(c.max_node_buffered_bytes, Some(64 << 20));
+        assert_eq!(c.max_inbound_messages_per_second, Some(100));
+        assert_eq!(c.max_inbound_bytes_per_second, Some(1_000_000));
+        assert_eq!(
+            load(&["--max-node-buffered-bytes", "1MiB"]).unwrap_err(),
+            "invalid --max-node-buffered-bytes: must be at least max_buffered_bytes (4194304), got 1048576"
+        );
+        assert!(load(&["--max-node-buffered-bytes", "1MiB", "--max-buffered-bytes", "1MiB"]).is_ok());
+        assert_eq!(
+            load(&["--max-node-buffered-bytes", "0"]).unwrap_err(),
+            "invalid --max-node-buffered-bytes: must be at least max_buffered_bytes (4194304), got 0"
+        );
+        assert_eq!(
+            load(&["--max-inbound-messages-per-second", "0"]).unwrap_err(),
+            "invalid --max-inbound-messages-per-second: must be at least 1 (omit it for unlimited)"
+        );
+        assert_eq!(
+            load(&["--max-inbound-messages-per-second", "4294967296"]).unwrap_err(),
+            "invalid --max-inbound-messages-per-second: `4294967296` is not a whole number up to 4294967295"
+        );
+        assert_eq!(
+            load(&["--max-inbound-bytes-per-second", "0"]).unwrap_err(),
+            "invalid --max-inbound-bytes-per-second: must be at least 1 (omit it for unlimited)"
+        );
+        std::env::set_var("WSPUSH_MAX_INBOUND_BYTES_PER_SECOND", "8KiB");
+        std::env::set_var("WSPUSH_MAX_NODE_BUFFERED_BYTES", "2MiB");
+        let s = load(&["--max-buffered-bytes", "3MiB"]);
+        assert_eq!(
+            s.unwrap_err(),
+            "invalid WSPUSH_MAX_NODE_BUFFERED_BYTES: must be at least max_buffered_bytes (3145728), got 2097152"
+        );
+        let c = load(&["--max-buffered-bytes", "2MiB"]).unwrap().engine;
+        assert_eq!((c.max_node_buffered_bytes, c.max_inbound_bytes_per_second), (Some(2 << 20), Some(8192)));
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub fn render(stats: &Stats, uptime: Duration) -> String {
         bytes_out,
         slow_consumer_disconnects,
         slow_consumer_drops,
+        node_buffer_disconnects,
+        buffered_bytes,
+        inbound_rate_limited,
         idle_timeouts,
         protocol_errors,
         queue_full,
@@ -113,6 +116,24 @@ pub fn render(stats: &Stats, uptime: Duration) -> String {
         counter,
         "Messages dropped for slow sockets under the drop policy.",
         &[("", *slow_consumer_drops)],
+    );
+    metric(
+        "wspush_node_buffer_disconnects_total",
+        counter,
+        "Sockets closed with 1008 because the node's queued output was over max_node_buffered_bytes.",
+        &[("", *node_buffer_disconnects)],
+    );
+    metric(
+        "wspush_buffered_bytes",
+        gauge,
+        "Output queued for sockets across the node, in bytes.",
+        &[("", *buffered_bytes)],
+    );
+    metric(
+        "wspush_inbound_rate_limited_total",
+        counter,
+        "Sockets closed with 1008 for sending over their inbound message or byte rate.",
+        &[("", *inbound_rate_limited)],
     );
     metric(
         "wspush_idle_timeouts_total",
@@ -280,6 +301,9 @@ mod tests {
             bytes_out: 14,
             slow_consumer_disconnects: 15,
             slow_consumer_drops: 16,
+            node_buffer_disconnects: 62,
+            buffered_bytes: 63,
+            inbound_rate_limited: 64,
             idle_timeouts: 17,
             protocol_errors: 18,
             queue_full: 19,
@@ -344,6 +368,12 @@ mod tests {
             "wspush_bytes_out_total 14",
             "wspush_slow_consumer_disconnects_total 15",
             "wspush_slow_consumer_drops_total 16",
+            "# TYPE wspush_node_buffer_disconnects_total counter",
+            "wspush_node_buffer_disconnects_total 62",
+            "# TYPE wspush_buffered_bytes gauge",
+            "wspush_buffered_bytes 63",
+            "# TYPE wspush_inbound_rate_limited_total counter",
+            "wspush_inbound_rate_limited_total 64",
             "wspush_idle_timeouts_total 17",
             "wspush_protocol_errors_total 18",
             "wspush_queue_full_total 19",
