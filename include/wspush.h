@@ -491,6 +491,20 @@ typedef struct wspush_stats {
    * Sockets closed with 1008 because their token expired (`auth_close_on_expiry`).
    */
   uint64_t token_expirations;
+  /**
+   * Sockets closed with 1008 for sending faster than `max_inbound_messages_per_second`
+   * or `max_inbound_bytes_per_second`.
+   */
+  uint64_t inbound_rate_limited;
+  /**
+   * Sockets closed with 1008 to keep the node's queued output under
+   * `max_node_buffered_bytes` (the longest-blocked first).
+   */
+  uint64_t node_buffer_disconnects;
+  /**
+   * Bytes queued for sockets and not yet written, across the engine (a gauge).
+   */
+  uint64_t buffered_bytes;
 } wspush_stats;
 
 #ifdef __cplusplus

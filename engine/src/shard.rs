@@ -40,6 +40,22 @@ pub(crate) const WAKER: Token = Token(usize::MAX);
 /// How long a closing socket may take to flush and answer our close frame.
 const CLOSE_GRACE_MS: u64 = 2_000;
 
+/// Most commands handled in one pass of the loop: under a steady stream of sends a worker
+/// still flushes its sockets, runs its timers and reads its clients at least this often,
+/// while each pass still batches thousands of frames into its `writev`s.
+const MAX_COMMANDS_PER_PASS: usize = 4096;
+
+/// What draining the command queue left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drained {
+    /// The queue is empty.
+    Empty,
+    /// The pass's budget ran out with commands still queued.
+    More,
+    /// The engine handle is gone.
+    Disconnected,
+}
+
 /// A partial-frame buffer larger than this is released once the frame is done, so one
 /// large message does not pin memory for the life of the socket.
 const RETAINED_INPUT_CAPACITY: usize = 16 * 1024;
@@ -333,8 +349,13 @@ impl Shard {
         let tick_ms = self.core.settings.tick_ms();
         let mut next_tick_ms = tick_ms;
         let mut next_ping_ms = self.core.settings.ping_interval_ms;
+        let mut commands_left = false;
         loop {
-            let timeout = Duration::from_millis(next_tick_ms.saturating_sub(self.core.now_ms).max(1));
+            let timeout = if commands_left {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(next_tick_ms.saturating_sub(self.core.now_ms).max(1))
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!(worker = self.core.worker, error = %e, "poll failed; worker stops");
@@ -357,7 +378,9 @@ impl Shard {
             // Reset before draining: a command sent after this store either is drained
             // below or its sender sees `false` and wakes the poll.
             self.core.shared.notified.store(false, Ordering::SeqCst);
-            let disconnected = self.drain_commands();
+            let drained = self.drain_commands();
+            commands_left = drained == Drained::More;
+            let disconnected = drained == Drained::Disconnected;
             if self.core.now_ms >= next_tick_ms {
                 let ping_due = self.core.settings.ping_interval_ms > 0 && self.core.now_ms >= next_ping_ms;
                 if ping_due {
@@ -388,15 +411,16 @@ impl Shard {
         self.core.publish();
     }
 
-    /// Handles every queued command; true when the engine handle is gone.
-    fn drain_commands(&mut self) -> bool {
-        loop {
+    /// Handles the queued commands, at most `MAX_COMMANDS_PER_PASS` of them.
+    fn drain_commands(&mut self) -> Drained {
+        for _ in 0..MAX_COMMANDS_PER_PASS {
             match self.commands.try_recv() {
                 Ok(command) => self.handle(command),
-                Err(crossbeam_channel::TryRecvError::Empty) => return false,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => return true,
+                Err(crossbeam_channel::TryRecvError::Empty) => return Drained::Empty,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return Drained::Disconnected,
             }
         }
+        Drained::More
     }
 
     fn handle(&mut self, command: Command) {

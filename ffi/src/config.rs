@@ -48,6 +48,13 @@ const SETTINGS: &[(&str, Apply)] = &[
     ("auth_close_on_expiry", |c, v| v.bool().map(|x| c.auth.close_on_expiry = Some(x))),
     ("allowed_origins", |c, v| v.nullable(Setting::strings).map(|x| c.allowed_origins = x)),
     ("max_connections_per_ip", |c, v| v.nullable(Setting::usize).map(|x| c.max_connections_per_ip = x)),
+    ("max_inbound_messages_per_second", |c, v| {
+        v.nullable(Setting::u32).map(|x| c.max_inbound_messages_per_second = x)
+    }),
+    ("max_inbound_bytes_per_second", |c, v| {
+        v.nullable(Setting::u64).map(|x| c.max_inbound_bytes_per_second = x)
+    }),
+    ("max_node_buffered_bytes", |c, v| v.nullable(Setting::usize).map(|x| c.max_node_buffered_bytes = x)),
 ];
 
 /// The keys that give the token checks their key; the other `auth_*` keys need one of them.
@@ -240,6 +247,17 @@ impl Setting<'_> {
             .ok_or_else(|| self.bad("a non-negative integer"))
     }
 
+    fn u32(&self) -> Result<u32, Failure> {
+        self.value
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| self.bad("a 32-bit non-negative integer"))
+    }
+
+    fn u64(&self) -> Result<u64, Failure> {
+        self.value.as_u64().ok_or_else(|| self.bad("a non-negative integer"))
+    }
+
     fn millis(&self) -> Result<Duration, Failure> {
         self.value
             .as_u64()
@@ -324,6 +342,22 @@ mod tests {
         assert!(config.echo);
         let config = parse(r#"{"ws_listen": null, "max_connections": null}"#).unwrap();
         assert_eq!((config.ws_listen, config.max_connections), (None, None));
+    }
+
+    #[test]
+    fn the_abuse_limits_are_settings_too() {
+        let config = parse(
+            r#"{"max_inbound_messages_per_second": 50, "max_inbound_bytes_per_second": 65536,
+                "max_node_buffered_bytes": 67108864}"#,
+        )
+        .unwrap();
+        assert_eq!(config.max_inbound_messages_per_second, Some(50));
+        assert_eq!(config.max_inbound_bytes_per_second, Some(65536));
+        assert_eq!(config.max_node_buffered_bytes, Some(64 << 20));
+        assert!(
+            error(r#"{"max_inbound_messages_per_second": 0}"#).contains("max_inbound_messages_per_second")
+        );
+        assert!(error(r#"{"max_node_buffered_bytes": 1024}"#).contains("max_node_buffered_bytes"));
     }
 
     #[test]

@@ -91,6 +91,14 @@ pub struct wspush_stats {
     pub handshake_over_ip_limit: u64,
     /// Sockets closed with 1008 because their token expired (`auth_close_on_expiry`).
     pub token_expirations: u64,
+    /// Sockets closed with 1008 for sending faster than `max_inbound_messages_per_second`
+    /// or `max_inbound_bytes_per_second`.
+    pub inbound_rate_limited: u64,
+    /// Sockets closed with 1008 to keep the node's queued output under
+    /// `max_node_buffered_bytes` (the longest-blocked first).
+    pub node_buffer_disconnects: u64,
+    /// Bytes queued for sockets and not yet written, across the engine (a gauge).
+    pub buffered_bytes: u64,
 }
 
 impl From<&engine::Stats> for wspush_stats {
@@ -128,6 +136,9 @@ impl From<&engine::Stats> for wspush_stats {
             handshake_forbidden: hs.forbidden,
             handshake_over_ip_limit: hs.over_ip_limit,
             token_expirations: stats.token_expirations,
+            inbound_rate_limited: stats.inbound_rate_limited,
+            node_buffer_disconnects: stats.node_buffer_disconnects,
+            buffered_bytes: stats.buffered_bytes,
             ..wspush_stats::default()
         };
         if let Some(cluster) = &stats.cluster {
@@ -150,10 +161,11 @@ mod tests {
 
     #[test]
     fn the_struct_is_uint64_fields_only_and_the_old_offsets_hold() {
-        assert_eq!(std::mem::size_of::<wspush_stats>(), 39 * 8);
+        assert_eq!(std::mem::size_of::<wspush_stats>(), 42 * 8);
         assert_eq!(std::mem::offset_of!(wspush_stats, cluster_subscribed_channels), 26 * 8);
         assert_eq!(std::mem::offset_of!(wspush_stats, handshake_forbidden_origin), 27 * 8);
         assert_eq!(std::mem::offset_of!(wspush_stats, token_expirations), 38 * 8);
+        assert_eq!(std::mem::offset_of!(wspush_stats, buffered_bytes), 41 * 8);
     }
 
     #[test]
@@ -174,6 +186,9 @@ mod tests {
         hs.forbidden = 10;
         hs.over_ip_limit = 11;
         stats.token_expirations = 12;
+        stats.inbound_rate_limited = 13;
+        stats.node_buffer_disconnects = 14;
+        stats.buffered_bytes = 15;
         let out = wspush_stats::from(&stats);
         let tail = [
             out.handshake_forbidden_origin,
@@ -188,7 +203,10 @@ mod tests {
             out.handshake_forbidden,
             out.handshake_over_ip_limit,
             out.token_expirations,
+            out.inbound_rate_limited,
+            out.node_buffer_disconnects,
+            out.buffered_bytes,
         ];
-        assert_eq!(tail, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        assert_eq!(tail, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
     }
 }
