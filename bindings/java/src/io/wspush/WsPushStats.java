@@ -43,6 +43,9 @@ package io.wspush;
  * @param handshakeForbidden refused upgrades: the authorizer said no or threw (403)
  * @param handshakeOverIpLimit refused upgrades: max_connections_per_ip reached for the address (429)
  * @param tokenExpirations sockets closed with 1008 because their token expired
+ * @param inboundRateLimited sockets closed with 1008 for sending faster than the inbound rate limits
+ * @param nodeBufferDisconnects sockets closed with 1008 to keep the node's queued output under its cap
+ * @param bufferedBytes bytes queued for sockets and not yet written, across the engine
  */
 public record WsPushStats(
         long connections,
@@ -83,10 +86,13 @@ public record WsPushStats(
         long handshakeAuthWrongIssuer,
         long handshakeForbidden,
         long handshakeOverIpLimit,
-        long tokenExpirations) {
+        long tokenExpirations,
+        long inboundRateLimited,
+        long nodeBufferDisconnects,
+        long bufferedBytes) {
 
     /** The number of counters in {@code wspush_stats} (all {@code uint64_t}). */
-    static final int FIELDS = 39;
+    static final int FIELDS = 42;
 
     static WsPushStats of(long[] v) {
         if (v.length != FIELDS) {
@@ -94,7 +100,7 @@ public record WsPushStats(
         }
         return new WsPushStats(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12],
                 v[13], v[14], v[15], v[16], v[17], v[18], v[19] != 0, v[20] != 0, v[21], v[22], v[23], v[24], v[25],
-                v[26], v[27], v[28], v[29], v[30], v[31], v[32], v[33], v[34], v[35], v[36], v[37], v[38]);
+                v[26], v[27], v[28], v[29], v[30], v[31], v[32], v[33], v[34], v[35], v[36], v[37], v[38], v[39], v[40], v[41]);
     }
 
     /** @return upgrades refused for their token (401), all reasons together */
