@@ -91,20 +91,71 @@ pub struct HandshakeFailures {
     pub over_ip_limit: u64,
 }
 
+/// One refusal reason and its count, as [`HandshakeFailures::by_reason`] lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusalCount {
+    /// `"auth"` for the token failures (401), empty for the others.
+    pub group: &'static str,
+    /// The reason, e.g. `bad_request` or (in group `auth`) `expired`.
+    pub reason: &'static str,
+    /// Upgrades refused for it.
+    pub count: u64,
+}
+
+impl RefusalCount {
+    /// The reason with its group: `bad_request`, `auth_expired`; the `reason` label of
+    /// `wspush_handshake_failures_total`.
+    pub fn label(&self) -> String {
+        if self.group.is_empty() {
+            self.reason.to_owned()
+        } else {
+            format!("{}_{}", self.group, self.reason)
+        }
+    }
+}
+
 impl HandshakeFailures {
+    /// Every refusal reason with its count, in a fixed order. Exporters (`/stats`, `/metrics`)
+    /// render this one list, so a reason added to the engine reaches all of them.
+    pub fn by_reason(&self) -> Vec<RefusalCount> {
+        // Destructured without `..`: a reason added to the struct fails to compile here until
+        // it is listed.
+        let HandshakeFailures {
+            bad_request,
+            bad_version,
+            bad_path,
+            too_large,
+            timeout,
+            over_capacity,
+            io,
+            forbidden_origin,
+            auth,
+            forbidden,
+            over_ip_limit,
+        } = *self;
+        let plain = |reason, count| RefusalCount { group: "", reason, count };
+        let mut reasons = vec![
+            plain("bad_request", bad_request),
+            plain("bad_version", bad_version),
+            plain("bad_path", bad_path),
+            plain("too_large", too_large),
+            plain("timeout", timeout),
+            plain("over_capacity", over_capacity),
+            plain("io", io),
+            plain("forbidden_origin", forbidden_origin),
+        ];
+        reasons.extend(AuthRejection::ALL.iter().map(|&rejection| RefusalCount {
+            group: "auth",
+            reason: rejection.reason(),
+            count: auth.get(rejection),
+        }));
+        reasons.extend([plain("forbidden", forbidden), plain("over_ip_limit", over_ip_limit)]);
+        reasons
+    }
+
     /// All failures together.
     pub fn total(&self) -> u64 {
-        self.bad_request
-            + self.bad_version
-            + self.bad_path
-            + self.too_large
-            + self.timeout
-            + self.over_capacity
-            + self.io
-            + self.forbidden_origin
-            + self.auth.total()
-            + self.forbidden
-            + self.over_ip_limit
+        self.by_reason().iter().map(|refused| refused.count).sum()
     }
 }
 

@@ -15,9 +15,9 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
-use wspush::{AuthFailures, ClusterStats, Engine, HandshakeFailures, Message, Stats};
+use wspush::{ClusterStats, Engine, Message, Stats};
 
 use crate::metrics;
 
@@ -313,29 +313,13 @@ pub fn stats_json(stats: &Stats, uptime: Duration) -> Value {
         token_expirations,
         cluster,
     } = stats;
-    let HandshakeFailures {
-        bad_request,
-        bad_version,
-        bad_path,
-        too_large,
-        timeout,
-        over_capacity,
-        io,
-        forbidden_origin,
-        auth,
-        forbidden,
-        over_ip_limit,
-    } = handshake_failures;
-    let AuthFailures {
-        missing,
-        malformed,
-        bad_signature,
-        expired,
-        not_yet_valid,
-        wrong_subject,
-        wrong_audience,
-        wrong_issuer,
-    } = auth;
+    let mut refusals = Map::new();
+    let mut auth_refusals = Map::new();
+    for refused in handshake_failures.by_reason() {
+        let group = if refused.group.is_empty() { &mut refusals } else { &mut auth_refusals };
+        group.insert(refused.reason.to_owned(), refused.count.into());
+    }
+    refusals.insert("auth".to_owned(), Value::Object(auth_refusals));
     json!({
         "version": wspush::VERSION,
         "uptime_seconds": uptime.as_secs(),
@@ -355,28 +339,7 @@ pub fn stats_json(stats: &Stats, uptime: Duration) -> Value {
         "idle_timeouts": idle_timeouts,
         "protocol_errors": protocol_errors,
         "queue_full": queue_full,
-        "handshake_failures": {
-            "bad_request": bad_request,
-            "bad_version": bad_version,
-            "bad_path": bad_path,
-            "too_large": too_large,
-            "timeout": timeout,
-            "over_capacity": over_capacity,
-            "io": io,
-            "forbidden_origin": forbidden_origin,
-            "auth": {
-                "missing": missing,
-                "malformed": malformed,
-                "bad_signature": bad_signature,
-                "expired": expired,
-                "not_yet_valid": not_yet_valid,
-                "wrong_subject": wrong_subject,
-                "wrong_audience": wrong_audience,
-                "wrong_issuer": wrong_issuer,
-            },
-            "forbidden": forbidden,
-            "over_ip_limit": over_ip_limit,
-        },
+        "handshake_failures": refusals,
         "token_expirations": token_expirations,
         "cluster": cluster.as_ref().map(cluster_json),
     })
@@ -445,6 +408,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wspush::{AuthFailures, HandshakeFailures};
 
     #[test]
     fn stats_have_every_field() {

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use wspush::{AuthFailures, ClusterStats, HandshakeFailures, Stats};
+use wspush::{ClusterStats, Stats};
 
 /// The `Content-Type` of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -34,29 +34,6 @@ pub fn render(stats: &Stats, uptime: Duration) -> String {
         token_expirations,
         cluster,
     } = stats;
-    let HandshakeFailures {
-        bad_request,
-        bad_version,
-        bad_path,
-        too_large,
-        timeout,
-        over_capacity,
-        io,
-        forbidden_origin,
-        auth,
-        forbidden,
-        over_ip_limit,
-    } = handshake_failures;
-    let AuthFailures {
-        missing,
-        malformed,
-        bad_signature,
-        expired,
-        not_yet_valid,
-        wrong_subject,
-        wrong_audience,
-        wrong_issuer,
-    } = auth;
 
     let mut out = String::with_capacity(4096);
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
@@ -153,31 +130,13 @@ pub fn render(stats: &Stats, uptime: Duration) -> String {
         "Sends or broadcasts refused because a worker's queue was full.",
         &[("", *queue_full)],
     );
-    metric(
-        "wspush_handshake_failures_total",
-        counter,
-        "Refused WebSocket upgrades, by reason.",
-        &[
-            ("{reason=\"bad_request\"}", *bad_request),
-            ("{reason=\"bad_version\"}", *bad_version),
-            ("{reason=\"bad_path\"}", *bad_path),
-            ("{reason=\"too_large\"}", *too_large),
-            ("{reason=\"timeout\"}", *timeout),
-            ("{reason=\"over_capacity\"}", *over_capacity),
-            ("{reason=\"io\"}", *io),
-            ("{reason=\"forbidden_origin\"}", *forbidden_origin),
-            ("{reason=\"auth_missing\"}", *missing),
-            ("{reason=\"auth_malformed\"}", *malformed),
-            ("{reason=\"auth_bad_signature\"}", *bad_signature),
-            ("{reason=\"auth_expired\"}", *expired),
-            ("{reason=\"auth_not_yet_valid\"}", *not_yet_valid),
-            ("{reason=\"auth_wrong_subject\"}", *wrong_subject),
-            ("{reason=\"auth_wrong_audience\"}", *wrong_audience),
-            ("{reason=\"auth_wrong_issuer\"}", *wrong_issuer),
-            ("{reason=\"forbidden\"}", *forbidden),
-            ("{reason=\"over_ip_limit\"}", *over_ip_limit),
-        ],
-    );
+    let refusals: Vec<(String, u64)> = handshake_failures
+        .by_reason()
+        .iter()
+        .map(|refused| (format!("{{reason=\"{}\"}}", refused.label()), refused.count))
+        .collect();
+    let refusals: Vec<(&str, u64)> = refusals.iter().map(|(labels, n)| (labels.as_str(), *n)).collect();
+    metric("wspush_handshake_failures_total", counter, "Refused WebSocket upgrades, by reason.", &refusals);
     metric(
         "wspush_token_expirations_total",
         counter,
@@ -287,6 +246,7 @@ fn render_cluster(stats: &ClusterStats, metric: &mut impl FnMut(&str, &str, &str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wspush::{AuthFailures, HandshakeFailures};
 
     #[test]
     fn renders_every_counter() {
