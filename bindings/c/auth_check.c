@@ -28,43 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "wspush.h"
+#include "tap.h"
 
 #define SECRET "wspush-ffi-test-secret-0123456789abcdef"
-
-static int passed;
-static int failed;
-
-static void expect(int ok, const char *what) {
-    if (ok) {
-        passed++;
-        printf("ok - %s\n", what);
-    } else {
-        failed++;
-        printf("not ok - %s\n", what);
-    }
-}
-
-static char last[512];
-
-static const char *last_error(void) {
-    size_t len = 0;
-    if (wspush_last_error(last, sizeof last, &len) != WSPUSH_STATUS_OK) {
-        return "(wspush_last_error failed)";
-    }
-    return last;
-}
-
-/* Whether `status` is `want` and the last error starts with `prefix`. */
-static void expect_status(wspush_status status, wspush_status want, const char *prefix, const char *what) {
-    const char *message = last_error();
-    int ok = status == want && strncmp(message, prefix, strlen(prefix)) == 0;
-    if (!ok) {
-        printf("# got %s (%s), want %s (%s...)\n", wspush_status_str(status), message, wspush_status_str(want),
-               prefix);
-    }
-    expect(ok, what);
-}
 
 static void sleep_ms(long ms) {
     struct timespec pause = {ms / 1000, (ms % 1000) * 1000000L};
