@@ -314,28 +314,45 @@ static jint JNICALL n_local_port(JNIEnv *env, jclass cls, jlong handle, jintArra
     return finish(env, status, error);
 }
 
+/* A global ref to `dispatcher` in a `struct held` the engine frees with free_held, or NULL with
+ * `*failure` set: WSPUSH_STATUS_INTERNAL (no memory) or -1 (OutOfMemoryError pending). */
+static struct held *hold(JNIEnv *env, jobject dispatcher, jint *failure) {
+    struct held *held = malloc(sizeof *held);
+    if (held == NULL) {
+        *failure = WSPUSH_STATUS_INTERNAL;
+        return NULL;
+    }
+    held->dispatcher = (*env)->NewGlobalRef(env, dispatcher);
+    if (held->dispatcher == NULL) {
+        free(held);
+        *failure = -1;
+        return NULL;
+    }
+    return held;
+}
+
+/* After handing `held` to the engine: if the engine refused it, it is still ours to release. */
+static jint handed_over(JNIEnv *env, struct held *held, wspush_status status, jobjectArray error) {
+    if (status != WSPUSH_STATUS_OK) {
+        (*env)->DeleteGlobalRef(env, held->dispatcher);
+        free(held);
+    }
+    return finish(env, status, error);
+}
+
 static jint JNICALL n_set_listener(JNIEnv *env, jclass cls, jlong handle, jobject dispatcher, jobjectArray error) {
     (void)cls;
     if (dispatcher == NULL) {
         return finish(env, wspush_engine_set_callbacks(engine_of(handle), NULL, NULL, NULL), error);
     }
-    struct held *listener = malloc(sizeof *listener);
+    jint failure = 0;
+    struct held *listener = hold(env, dispatcher, &failure);
     if (listener == NULL) {
-        return finish(env, WSPUSH_STATUS_INTERNAL, error);
-    }
-    listener->dispatcher = (*env)->NewGlobalRef(env, dispatcher);
-    if (listener->dispatcher == NULL) {
-        free(listener);
-        return -1; /* OutOfMemoryError pending */
+        return failure < 0 ? failure : finish(env, (wspush_status)failure, error);
     }
     wspush_callbacks callbacks = {.on_open = on_open, .on_message = on_message, .on_close = on_close};
-    wspush_status status = wspush_engine_set_callbacks(engine_of(handle), &callbacks, listener, free_held);
-    if (status != WSPUSH_STATUS_OK) {
-        /* Not taken by the engine: still ours. */
-        (*env)->DeleteGlobalRef(env, listener->dispatcher);
-        free(listener);
-    }
-    return finish(env, status, error);
+    return handed_over(env, listener,
+                       wspush_engine_set_callbacks(engine_of(handle), &callbacks, listener, free_held), error);
 }
 
 static jint JNICALL n_set_authorizer(JNIEnv *env, jclass cls, jlong handle, jobject dispatcher,
@@ -344,22 +361,13 @@ static jint JNICALL n_set_authorizer(JNIEnv *env, jclass cls, jlong handle, jobj
     if (dispatcher == NULL) {
         return finish(env, wspush_engine_set_authorizer(engine_of(handle), NULL, NULL, NULL), error);
     }
-    struct held *authorizer = malloc(sizeof *authorizer);
+    jint failure = 0;
+    struct held *authorizer = hold(env, dispatcher, &failure);
     if (authorizer == NULL) {
-        return finish(env, WSPUSH_STATUS_INTERNAL, error);
+        return failure < 0 ? failure : finish(env, (wspush_status)failure, error);
     }
-    authorizer->dispatcher = (*env)->NewGlobalRef(env, dispatcher);
-    if (authorizer->dispatcher == NULL) {
-        free(authorizer);
-        return -1; /* OutOfMemoryError pending */
-    }
-    wspush_status status = wspush_engine_set_authorizer(engine_of(handle), authorize, authorizer, free_held);
-    if (status != WSPUSH_STATUS_OK) {
-        /* Not taken by the engine: still ours. */
-        (*env)->DeleteGlobalRef(env, authorizer->dispatcher);
-        free(authorizer);
-    }
-    return finish(env, status, error);
+    return handed_over(env, authorizer,
+                       wspush_engine_set_authorizer(engine_of(handle), authorize, authorizer, free_held), error);
 }
 
 static jint JNICALL n_register(JNIEnv *env, jclass cls, jlong handle, jint fd, jbyteArray id, jint flags,
