@@ -176,6 +176,29 @@ async fn two_engines_in_process_deliver_a_send_to_the_id_on_both_exactly_once() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_the_redis_url_authenticates_and_a_wrong_one_keeps_the_node_degraded() {
+    let redis = RedisServer::start();
+    assert_eq!(redis.command(&["CONFIG", "SET", "requirepass", "s3cret"]), Resp::Simple("OK".into()));
+    let engine = |node_id: &str, password: &str| {
+        let url = format!("redis://:{password}@127.0.0.1:{}", redis.port());
+        let cluster = ClusterConfig { node_id: Some(node_id.into()), ..ClusterConfig::new(url) };
+        let config =
+            Config { ws_listen: Some(any_port()), workers: 2, cluster: Some(cluster), ..Config::default() };
+        Engine::start(config).expect("a cluster engine starts")
+    };
+    let (a, b, wrong) = (engine("a", "s3cret"), engine("b", "s3cret"), engine("wrong", "nope"));
+    eventually(TIMEOUT, "both nodes authenticated", || a.is_healthy() && b.is_healthy());
+
+    let mut ws = connect_id(addr(&b), "pw-1").await;
+    eventually_eq(TIMEOUT, "nodes of pw-1 seen from a", Some(1), || engine_presence(&a, "pw-1").nodes);
+    a.send("pw-1", Message::Text("through an authenticated Redis")).unwrap();
+    assert_eq!(recv_text(&mut ws, TIMEOUT).await, "through an authenticated Redis");
+    let wrong_stats = wrong.stats().cluster.unwrap();
+    assert!(!wrong.is_healthy() && !wrong_stats.connected, "a wrong password must leave the node degraded");
+    assert_eq!(wrong_stats.subscribed_channels, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_hundred_thousand_sends_are_pipelined_into_few_round_trips() {
     const SENDS: u64 = 100_000;
     let redis = RedisServer::start();

@@ -18,7 +18,9 @@ use crate::id::{validate_id, worker_of};
 use crate::ip_limit::IpLimit;
 use crate::listener;
 use crate::receipt::{Collector, SelfCount};
-use crate::shard::{self, Command, NodeBuffer, Shard, ShardHandle, ShardSettings, ShardShared};
+use crate::shard::{
+    self, broadcast_to_all, Command, NodeBuffer, Shard, ShardHandle, ShardSettings, ShardShared,
+};
 use crate::stats::Counters;
 use crate::{Config, ConnectionId, Error, EventHandler, Message, Presence, Receipt, Stats};
 
@@ -293,13 +295,10 @@ impl Engine {
     fn broadcast_command(&self, message: Message<'_>, receipt: Option<Arc<Collector>>) -> Result<(), Error> {
         self.check_running()?;
         let frame = frame::encode_message(message);
-        let mut result = Ok(());
-        for shard in self.shards.iter() {
-            let command = Command::Broadcast { frame: frame.clone(), receipt: receipt.clone() };
-            if let Err(e) = shard.submit(command) {
-                result = Err(e);
-            }
-        }
+        let result = match broadcast_to_all(&self.shards, frame, receipt.clone()).last() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        };
         // Other nodes get it even if a local worker was full: more delivery, not less.
         if let Some(cluster) = &self.cluster {
             cluster.publish_broadcast(message, receipt);

@@ -329,8 +329,9 @@ pub fn check_envelope_decoder(data: &[u8]) {
 pub fn check_compat_decoder(data: &[u8]) {
     if let Ok(message) = compat::decode(data) {
         assert!(validate_id(&message.key).is_ok(), "decode gave the invalid key {:?}", message.key);
-        let origin = message.origin.clone().unwrap_or_else(|| "node".to_owned());
-        let again = compat::decode(&compat::encode(&message.key, &message.value, &origin));
+        let origin = message.origin.clone().unwrap_or_else(|| "node".into());
+        let encoded = compat::encode(&message.key, &message.value, &origin);
+        let again = compat::decode(&encoded);
         assert_eq!(again, Ok(compat::CompatMessage { origin: Some(origin), ..message }));
     }
 
@@ -342,11 +343,8 @@ pub fn check_compat_decoder(data: &[u8]) {
     if validate_id(key).is_ok() {
         let encoded = compat::encode(key, value, origin);
         let decoded = compat::decode(&encoded);
-        let expected = compat::CompatMessage {
-            key: key.to_owned(),
-            value: value.to_owned(),
-            origin: Some(origin.to_owned()),
-        };
+        let expected =
+            compat::CompatMessage { key: key.into(), value: value.into(), origin: Some(origin.into()) };
         assert_eq!(decoded, Ok(expected), "{}", String::from_utf8_lossy(&encoded));
     }
 }

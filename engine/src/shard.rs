@@ -120,6 +120,21 @@ impl ShardHandle {
     }
 }
 
+/// Queues a broadcast of `frame` on every worker; returns the error of each worker that
+/// refused it (its queue full, or shut down). Each worker gets its own copy of the frame:
+/// a worker bumps the frame's reference count once per socket, and a count shared by all
+/// workers would bounce its cache line between their cores on every socket.
+pub(crate) fn broadcast_to_all(
+    shards: &[ShardHandle],
+    frame: Bytes,
+    receipt: Option<Arc<Collector>>,
+) -> impl Iterator<Item = Error> + '_ {
+    shards.iter().enumerate().filter_map(move |(i, shard)| {
+        let frame = if i == 0 { frame.clone() } else { Bytes::copy_from_slice(&frame) };
+        shard.submit(Command::Broadcast { frame, receipt: receipt.clone() }).err()
+    })
+}
+
 /// The settings a worker uses, in the units it uses them.
 #[derive(Clone)]
 pub(crate) struct ShardSettings {
@@ -296,7 +311,10 @@ pub(crate) struct Shard {
     poll: Poll,
     commands: Receiver<Command>,
     conns: Slab<Connection>,
-    ids: HashMap<Rc<str>, Vec<usize>>,
+    /// Sockets of each id. foldhash instead of SipHash: hashing the id was a visible share
+    /// of a worker's time per message, and a per-process random seed still keeps clients
+    /// from choosing ids that collide.
+    ids: HashMap<Rc<str>, Vec<usize>, foldhash::fast::RandomState>,
     core: Core,
     /// One read buffer for all sockets: input is decoded straight from it, and only the
     /// tail of an incomplete frame is copied into its connection.
@@ -336,7 +354,7 @@ impl Shard {
             poll,
             commands,
             conns: Slab::new(),
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             read_buf: vec![0; 64 * 1024],
             generation: 0,
             shutdown_deadline_ms: None,

@@ -9,15 +9,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use redis::aio::{MultiplexedConnection, PubSubSink};
+use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 use tokio::sync::{mpsc, watch};
 
+use super::resp::Push;
+use super::subscription::{Endpoint, Subscription};
 use super::{compat, envelope, Change, ClusterConfig, ClusterCounters, ClusterLink, LinkEnds, Outbound};
 use crate::frame::{self, OpCode};
 use crate::id::worker_of;
-use crate::shard::{Command, ShardHandle};
+use crate::shard::{broadcast_to_all, Command, ShardHandle};
 use crate::stats::bump;
 use crate::Error;
 
@@ -62,6 +63,7 @@ impl Backplane {
     ) -> Result<Self, Error> {
         let client = redis::Client::open(config.redis_url.as_str())
             .map_err(|e| Error::InvalidConfig { setting: "redis", reason: e.to_string() })?;
+        let endpoint = Endpoint::of(&client)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -89,7 +91,7 @@ impl Backplane {
                         lost_seen,
                         stopped.clone(),
                     );
-                    let subscriber = subscribe_loop(client, changes, router, lost, stopped);
+                    let subscriber = subscribe_loop(endpoint, changes, router, lost, stopped);
                     tokio::join!(publisher, subscriber);
                 })
             })
@@ -308,7 +310,7 @@ async fn send_batch(
 }
 
 async fn subscribe_loop(
-    client: redis::Client,
+    endpoint: Endpoint,
     mut changes: mpsc::UnboundedReceiver<Change>,
     mut router: Router,
     lost: watch::Sender<u64>,
@@ -324,13 +326,13 @@ async fn subscribe_loop(
         while let Ok(change) = changes.try_recv() {
             apply(&mut held, change);
         }
-        let connect = tokio::time::timeout(RESPONSE_TIMEOUT, client.get_async_pubsub());
+        let connect = tokio::time::timeout(RESPONSE_TIMEOUT, Subscription::connect(&endpoint));
         let attempt = tokio::select! {
-            attempt = connect => attempt.map_err(timed_out).and_then(|connected| connected),
+            attempt = connect => attempt.map_err(|_| timed_out()).and_then(|connected| connected),
             _ = stopped.changed() => return,
         };
-        let pubsub = match attempt {
-            Ok(pubsub) => pubsub,
+        let mut conn = match attempt {
+            Ok(conn) => conn,
             Err(e) => {
                 if !logged_down {
                     tracing::warn!(error = %e, "cannot reach Redis to subscribe; retrying with backoff");
@@ -342,19 +344,18 @@ async fn subscribe_loop(
                 continue;
             }
         };
-        let (mut sink, mut stream) = pubsub.split();
         let mut channels = vec![router.link.all_channel.clone()];
         channels.extend(router.compat_channel.clone());
         channels.extend(held.iter().map(|id| router.link.user_channel(id)));
-        let mut subscribed: HashSet<Box<str>> = HashSet::new();
-        if subscribe_all(&mut sink, &channels, &counters).await.is_err() {
+        let mut awaiting_pong = false;
+        if let Err(e) = subscribe_initial(&mut conn, &channels, &mut router, &mut awaiting_pong).await {
+            tracing::warn!(error = %e, "cannot subscribe; retrying with backoff");
             if sleep_or_stop(backoff.next_delay(), &mut stopped).await {
                 return;
             }
             continue;
         }
-        subscribed.extend(held.iter().cloned());
-        counters.subscribed_channels.store(channels.len() as u64, Relaxed);
+        let mut subscribed: HashSet<Box<str>> = held.clone();
         if ever_connected {
             bump(&counters.reconnects, 1);
         }
@@ -363,14 +364,16 @@ async fn subscribe_loop(
         backoff.reset();
         counters.subscriber_up.store(true, Relaxed);
         tracing::info!(channels = channels.len(), "subscriber connected to Redis");
-        let fixed_channels = channels.len() - held.len();
         let mut keepalive = tokio::time::interval(KEEPALIVE);
         keepalive.tick().await;
         let connection_lost = loop {
+            if let Err(e) = route_received(&mut conn, &mut router, &mut awaiting_pong) {
+                tracing::warn!(error = %e, "the subscriber's connection is unusable");
+                break true;
+            }
             tokio::select! {
-                message = stream.next() => match message {
-                    Some(message) => router.route(message.get_channel_name(), message.get_payload_bytes()),
-                    None => break true,
+                read = conn.fill() => if read.is_err() {
+                    break true;
                 },
                 change = changes.recv() => {
                     let Some(change) = change else { break false };
@@ -387,16 +390,16 @@ async fn subscribe_loop(
                             break;
                         }
                     }
-                    if sync_subscriptions(&mut sink, touched, &mut held, &mut subscribed, &router.link, &counters).await.is_err() {
+                    if sync_subscriptions(&mut conn, touched, &mut held, &mut subscribed, &router.link, &counters).await.is_err() {
                         break true;
                     }
-                    counters.subscribed_channels.store((fixed_channels + subscribed.len()) as u64, Relaxed);
                 }
                 _ = keepalive.tick() => {
-                    let ping = tokio::time::timeout(RESPONSE_TIMEOUT, sink.ping::<Value>()).await;
-                    if !matches!(ping, Ok(Ok(_))) {
+                    // A PING unanswered by the next tick means a silently broken connection.
+                    if awaiting_pong || conn.send(&[b"PING"]).await.is_err() {
                         break true;
                     }
+                    awaiting_pong = true;
                 }
                 _ = stopped.changed() => break false,
             }
@@ -410,6 +413,36 @@ async fn subscribe_loop(
         tracing::warn!("subscriber lost its Redis connection; reconnecting and resubscribing");
         if sleep_or_stop(backoff.next_delay(), &mut stopped).await {
             return;
+        }
+    }
+}
+
+/// Routes every reply already received: messages to the workers, confirmations into the
+/// subscription count, a pong into `awaiting_pong`. Returns how many (un)subscribe
+/// confirmations it saw.
+fn route_received(
+    conn: &mut Subscription,
+    router: &mut Router,
+    awaiting_pong: &mut bool,
+) -> std::io::Result<usize> {
+    let mut confirmations = 0;
+    loop {
+        let push = conn.next().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        match push {
+            None => return Ok(confirmations),
+            Some(Push::Message { channel, payload }) => match std::str::from_utf8(channel) {
+                Ok(channel) => router.route(channel, payload),
+                Err(_) => bump(&router.link.counters.received, 1),
+            },
+            Some(Push::Subscriptions(count)) => {
+                confirmations += 1;
+                router.link.counters.subscribed_channels.store(count.max(0) as u64, Relaxed);
+            }
+            Some(Push::Pong) => *awaiting_pong = false,
+            Some(Push::Ok) => {}
+            Some(Push::Error(e)) => {
+                return Err(std::io::Error::other(format!("Redis refused: {}", String::from_utf8_lossy(e))));
+            }
         }
     }
 }
@@ -428,15 +461,16 @@ fn apply(held: &mut HashSet<Box<str>>, change: Change) -> Box<str> {
 }
 
 /// Brings Redis in line with `held` for the ids in `touched`: an id that came and went
-/// within the batch costs nothing.
+/// within the batch costs nothing. The commands are written, not awaited: their
+/// confirmations arrive with the messages and update the subscription count.
 async fn sync_subscriptions(
-    sink: &mut PubSubSink,
+    conn: &mut Subscription,
     touched: Vec<Change>,
     held: &mut HashSet<Box<str>>,
     subscribed: &mut HashSet<Box<str>>,
     link: &ClusterLink,
     counters: &ClusterCounters,
-) -> redis::RedisResult<()> {
+) -> std::io::Result<()> {
     let mut to_subscribe = Vec::new();
     let mut to_unsubscribe = Vec::new();
     let mut seen = HashSet::new();
@@ -451,34 +485,51 @@ async fn sync_subscriptions(
             _ => {}
         }
     }
-    let channels: Vec<String> = to_subscribe.iter().map(|id| link.user_channel(id)).collect();
-    subscribe_all(sink, &channels, counters).await?;
-    subscribed.extend(to_subscribe);
-    for chunk in to_unsubscribe.chunks(MAX_CHANNELS_PER_COMMAND) {
-        let channels: Vec<String> = chunk.iter().map(|id| link.user_channel(id)).collect();
-        tokio::time::timeout(RESPONSE_TIMEOUT, sink.unsubscribe(&channels)).await.map_err(timed_out)??;
-        bump(&counters.unsubscribe_commands, 1);
-        for id in chunk {
-            subscribed.remove(id);
+    for (command, ids, counter) in [
+        (&b"SUBSCRIBE"[..], &to_subscribe, &counters.subscribe_commands),
+        (&b"UNSUBSCRIBE"[..], &to_unsubscribe, &counters.unsubscribe_commands),
+    ] {
+        for chunk in ids.chunks(MAX_CHANNELS_PER_COMMAND) {
+            let channels: Vec<String> = chunk.iter().map(|id| link.user_channel(id)).collect();
+            conn.send_channels(command, &channels).await?;
+            bump(counter, 1);
         }
     }
-    Ok(())
-}
-
-async fn subscribe_all(
-    sink: &mut PubSubSink,
-    channels: &[String],
-    counters: &ClusterCounters,
-) -> redis::RedisResult<()> {
-    for chunk in channels.chunks(MAX_CHANNELS_PER_COMMAND) {
-        tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(chunk)).await.map_err(timed_out)??;
-        bump(&counters.subscribe_commands, 1);
+    subscribed.extend(to_subscribe);
+    for id in &to_unsubscribe {
+        subscribed.remove(id);
     }
     Ok(())
 }
 
-fn timed_out(_: tokio::time::error::Elapsed) -> redis::RedisError {
-    redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "Redis did not answer in time"))
+/// Subscribes to `channels` on a fresh connection and waits (routing whatever arrives
+/// meanwhile) until Redis confirmed every one of them.
+async fn subscribe_initial(
+    conn: &mut Subscription,
+    channels: &[String],
+    router: &mut Router,
+    awaiting_pong: &mut bool,
+) -> std::io::Result<()> {
+    let counters = router.link.counters.clone();
+    for chunk in channels.chunks(MAX_CHANNELS_PER_COMMAND) {
+        conn.send_channels(b"SUBSCRIBE", chunk).await?;
+        bump(&counters.subscribe_commands, 1);
+    }
+    let confirmed = async {
+        let mut confirmations = 0;
+        loop {
+            confirmations += route_received(conn, router, awaiting_pong)?;
+            if confirmations >= channels.len() {
+                return Ok(());
+            }
+            conn.fill().await?;
+        }
+    };
+    tokio::time::timeout(RESPONSE_TIMEOUT, confirmed).await.map_err(|_| timed_out())?
+}
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "Redis did not answer in time")
 }
 
 impl Router {
@@ -509,12 +560,8 @@ impl Router {
         match id {
             Some(id) => self.deliver(id, frame),
             None => {
-                for shard in self.shards.iter() {
-                    let command = Command::Broadcast { frame: frame.clone(), receipt: None };
-                    if shard.submit(command).is_err() {
-                        bump(&self.link.counters.delivery_dropped, 1);
-                    }
-                }
+                let refused = broadcast_to_all(&self.shards, frame, None).count();
+                bump(&self.link.counters.delivery_dropped, refused as u64);
             }
         }
     }

@@ -5,17 +5,22 @@
 //! wspush nodes skip those (they get the same message as an envelope), while services of
 //! the original design ignore the extra field.
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-/// A message in the original format.
+/// A message in the original format, borrowing from the payload where it can (a VALUE with
+/// JSON escapes is unescaped into an owned string).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompatMessage {
+pub struct CompatMessage<'a> {
     /// The id (KEY), as a string: `456` and `"456"` are the same id.
-    pub key: String,
+    pub key: Cow<'a, str>,
     /// The text to deliver (VALUE).
-    pub value: String,
+    pub value: Cow<'a, str>,
     /// The wspush node that published it, if one did.
-    pub origin: Option<String>,
+    pub origin: Option<Cow<'a, str>>,
 }
 
 /// Why a payload is not a valid compat message. Each variant is a kind of malformed
@@ -48,32 +53,150 @@ impl CompatError {
     }
 }
 
-/// Decodes a compat payload.
+/// Decodes a compat payload in one pass, without building a JSON tree.
 ///
 /// # Errors
 ///
 /// A [`CompatError`] naming what is wrong.
-pub fn decode(payload: &[u8]) -> Result<CompatMessage, CompatError> {
-    let value: Value = serde_json::from_slice(payload).map_err(|_| CompatError::NotJson)?;
-    let Value::Object(mut object) = value else {
+pub fn decode(payload: &[u8]) -> Result<CompatMessage<'_>, CompatError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(payload);
+    let fields = deserializer.deserialize_any(FieldsVisitor).map_err(|_| CompatError::NotJson)?;
+    deserializer.end().map_err(|_| CompatError::NotJson)?;
+    let Fields { object, key, value, origin } = fields;
+    if !object {
         return Err(CompatError::NotAnObject);
-    };
-    let key = match object.remove("KEY") {
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
-        Some(Value::String(s)) if crate::validate_id(&s).is_ok() => s,
+    }
+    let key = match key {
+        Some(Scalar::Text(key)) if crate::validate_id(&key).is_ok() => key,
+        Some(Scalar::Integer(n)) if crate::validate_id(&n).is_ok() => Cow::Owned(n),
         _ => return Err(CompatError::BadKey),
     };
-    if crate::validate_id(&key).is_err() {
-        return Err(CompatError::BadKey);
-    }
-    let Some(Value::String(value)) = object.remove("VALUE") else {
-        return Err(CompatError::BadValue);
-    };
-    let origin = match object.remove("WSPUSH_NODE") {
-        Some(Value::String(node)) => Some(node),
+    let Some(Scalar::Text(value)) = value else { return Err(CompatError::BadValue) };
+    let origin = match origin {
+        Some(Scalar::Text(node)) => Some(node),
         _ => None,
     };
     Ok(CompatMessage { key, value, origin })
+}
+
+/// The fields of the top-level value; `object` is false when it was not an object.
+#[derive(Default)]
+struct Fields<'a> {
+    object: bool,
+    key: Option<Scalar<'a>>,
+    value: Option<Scalar<'a>>,
+    origin: Option<Scalar<'a>>,
+}
+
+/// A field's value as far as the format cares: text, a whole number, or anything else.
+enum Scalar<'a> {
+    Text(Cow<'a, str>),
+    Integer(String),
+    Other,
+}
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+        let mut fields = Fields { object: true, ..Fields::default() };
+        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+            let slot = match name.as_ref() {
+                "KEY" => &mut fields.key,
+                "VALUE" => &mut fields.value,
+                "WSPUSH_NODE" => &mut fields.origin,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            *slot = Some(map.next_value_seed(ScalarSeed)?);
+        }
+        Ok(fields)
+    }
+
+    // Any other JSON value: valid JSON, not an object.
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Fields<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Fields::default())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Fields<'de>, E> {
+        Ok(Fields::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Fields<'de>, E> {
+        Ok(Fields::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Fields<'de>, E> {
+        Ok(Fields::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Fields<'de>, E> {
+        Ok(Fields::default())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Fields<'de>, E> {
+        Ok(Fields::default())
+    }
+    fn visit_unit<E>(self) -> Result<Fields<'de>, E> {
+        Ok(Fields::default())
+    }
+}
+
+struct ScalarSeed;
+
+impl<'de> de::DeserializeSeed<'de> for ScalarSeed {
+    type Value = Scalar<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Scalar<'de>, D::Error> {
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Text(Cow::Borrowed(text)))
+    }
+    fn visit_str<E>(self, text: &str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Text(Cow::Owned(text.to_owned())))
+    }
+    fn visit_string<E>(self, text: String) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Text(Cow::Owned(text)))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Integer(n.to_string()))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Integer(n.to_string()))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other)
+    }
 }
 
 /// Encodes a message for `id` in the original format. KEY is written as a number when the
@@ -98,6 +221,8 @@ mod tests {
     fn reads_what_the_original_services_publish() {
         let message = decode(br#"{"KEY":456,"VALUE":"aaaa"}"#).unwrap();
         assert_eq!(message, CompatMessage { key: "456".into(), value: "aaaa".into(), origin: None });
+        assert!(matches!(message.value, Cow::Borrowed(_)), "an unescaped VALUE is not copied");
+        assert_eq!(decode(br#"{"KEY":-3,"VALUE":"a\u00e9"}"#).unwrap().value, "a\u{e9}");
         assert_eq!(decode(br#"{"KEY":"user-1","VALUE":""}"#).unwrap().key, "user-1");
         assert_eq!(decode(br#"{"VALUE":"x","KEY":7,"OTHER":1}"#).unwrap().key, "7");
     }
@@ -112,13 +237,18 @@ mod tests {
         assert_eq!(decode(br#"{"KEY":"a/b","VALUE":"x"}"#), Err(CompatError::BadKey));
         assert_eq!(decode(br#"{"KEY":1}"#), Err(CompatError::BadValue));
         assert_eq!(decode(br#"{"KEY":1,"VALUE":3}"#), Err(CompatError::BadValue));
+        assert_eq!(decode(br#"{"KEY":1,"VALUE":"x"} trailing"#), Err(CompatError::NotJson));
+        assert_eq!(decode(br#""text""#), Err(CompatError::NotAnObject));
+        assert_eq!(decode(br#"{"KEY":[1],"VALUE":"x"}"#), Err(CompatError::BadKey));
+        assert_eq!(decode(br#"{"KEY":1,"VALUE":{"a":1},"WSPUSH_NODE":null}"#), Err(CompatError::BadValue));
     }
 
     #[test]
     fn writes_numeric_keys_as_numbers_and_marks_the_origin() {
         assert_eq!(encode("456", "hi", "n1"), br#"{"KEY":456,"VALUE":"hi","WSPUSH_NODE":"n1"}"#);
         assert_eq!(encode("0456", "hi", "n1"), br#"{"KEY":"0456","VALUE":"hi","WSPUSH_NODE":"n1"}"#);
-        let round = decode(&encode("u-1", "\"quoted\"", "n1")).unwrap();
+        let encoded = encode("u-1", "\"quoted\"", "n1");
+        let round = decode(&encoded).unwrap();
         assert_eq!(
             round,
             CompatMessage { key: "u-1".into(), value: "\"quoted\"".into(), origin: Some("n1".into()) }

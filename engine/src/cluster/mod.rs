@@ -13,6 +13,8 @@
 mod backplane;
 pub mod compat;
 pub mod envelope;
+mod resp;
+mod subscription;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;

@@ -31,6 +31,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::serve::ListenerExt as _;
 use tracing::{debug, info, warn};
 use wspush::{Engine, Event};
 
@@ -173,11 +174,20 @@ async fn serve(
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .into_future(),
+        // No Nagle: a publisher that pipelines requests on a keep-alive connection would
+        // otherwise wait for delayed ACKs between small responses (milliseconds each).
+        axum::serve(
+            listener.tap_io(|stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    debug!("cannot set TCP_NODELAY on an API connection: {e}");
+                }
+            }),
+            app,
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+        })
+        .into_future(),
     );
     tokio::select! {
         signal = shutdown_signal() => info!("{signal}: shutting down"),
