@@ -1,0 +1,604 @@
+//! A client process: opens its share of the connections with mio (a bounded number of
+//! upgrades in flight, so the server's listen backlog never overflows), reads every frame,
+//! answers pings, and checks every bench message: unicasts exactly once in the whole run,
+//! broadcasts once per socket and in order, and the latency of each from the timestamp it
+//! carries.
+//!
+//! It talks to the parent in JSON lines: progress while connecting, a `connected` line,
+//! then `received` counts every 100 ms; on `report K` (K: broadcasts sent in the phase) it
+//! prints what it saw and starts a new phase; on `quit` (or EOF) it exits.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token, Waker};
+use serde_json::{json, Value};
+use socket2::{Domain, Socket, Type};
+use wspush::frame::{encode_masked, OpCode};
+
+use crate::clock::now_ns;
+use crate::histogram::Histogram;
+use crate::payload::{self, Kind};
+
+/// Upgrades in flight at once per process.
+const MAX_IN_FLIGHT: usize = 256;
+const WAKE: Token = Token(usize::MAX);
+const MASK: [u8; 4] = [0x5a, 0x17, 0xc3, 0x2e];
+
+/// What one client process does.
+pub struct ClientPlan {
+    /// Connection `i` goes to `targets[i % targets.len()]`.
+    pub targets: Vec<SocketAddr>,
+    /// Connection `i` connects as id `first_id + i`.
+    pub first_id: u64,
+    pub count: usize,
+    /// Local address to connect from; on loopback, spread over several (see `spread_source`).
+    pub source: Option<IpAddr>,
+    /// Every `slow_every`-th connection (by id) stops reading after its upgrade; 0: none.
+    pub slow_every: u64,
+    /// Unicast sequence numbers are below this.
+    pub unicast_space: usize,
+    pub path_prefix: String,
+}
+
+enum State {
+    Connecting,
+    Upgrading,
+    Open,
+    Closed,
+}
+
+struct Conn {
+    stream: TcpStream,
+    state: State,
+    /// Bytes of an incomplete response head or frame.
+    inbox: Vec<u8>,
+    /// Pongs and the close reply that did not fit in the socket yet.
+    outbox: Vec<u8>,
+    /// Broadcast sequence numbers seen this phase (publishers may run in parallel, so
+    /// broadcasts can arrive in any order).
+    broadcasts_seen: Vec<u64>,
+    slow: bool,
+}
+
+/// What this process saw in the current phase.
+struct Tally {
+    deliveries: u64,
+    unicast_seen: Vec<u8>,
+    unicast_dups: u64,
+    unicast_out_of_range: u64,
+    broadcast_dups: u64,
+    latency: Histogram,
+    first_ns: u64,
+    last_ns: u64,
+    other_messages: u64,
+    pings: u64,
+    bad_frames: u64,
+    closes: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn new(unicast_space: usize) -> Self {
+        Tally {
+            deliveries: 0,
+            unicast_seen: vec![0; unicast_space],
+            unicast_dups: 0,
+            unicast_out_of_range: 0,
+            broadcast_dups: 0,
+            latency: Histogram::default(),
+            first_ns: 0,
+            last_ns: 0,
+            other_messages: 0,
+            pings: 0,
+            bad_frames: 0,
+            closes: BTreeMap::new(),
+        }
+    }
+
+    fn message(&mut self, data: &[u8], now: u64, broadcasts_seen: &mut Vec<u64>) {
+        let Some(stamp) = payload::parse(data) else {
+            self.other_messages += 1;
+            return;
+        };
+        self.deliveries += 1;
+        self.latency.record(now.saturating_sub(stamp.sent_ns));
+        if self.first_ns == 0 {
+            self.first_ns = now;
+        }
+        self.last_ns = now;
+        match stamp.kind {
+            Kind::Unicast => match self.unicast_seen.get_mut(stamp.seq as usize) {
+                None => self.unicast_out_of_range += 1,
+                Some(seen) => {
+                    if *seen > 0 {
+                        self.unicast_dups += 1;
+                    }
+                    *seen = seen.saturating_add(1);
+                }
+            },
+            Kind::Broadcast => {
+                let (word, bit) = (stamp.seq as usize / 64, 1u64 << (stamp.seq % 64));
+                if broadcasts_seen.len() <= word {
+                    broadcasts_seen.resize(word + 1, 0);
+                }
+                if broadcasts_seen[word] & bit != 0 {
+                    self.broadcast_dups += 1;
+                }
+                broadcasts_seen[word] |= bit;
+            }
+        }
+    }
+
+    fn closed(&mut self, why: impl Into<String>) {
+        *self.closes.entry(why.into()).or_insert(0) += 1;
+    }
+}
+
+/// Parses the frames at the start of `buf` (server frames: unmasked), handles each, and
+/// returns how many bytes were whole frames, and whether a close frame arrived.
+fn read_frames(
+    buf: &[u8],
+    now: u64,
+    broadcasts_seen: &mut Vec<u64>,
+    outbox: &mut Vec<u8>,
+    tally: &mut Tally,
+) -> (usize, bool) {
+    let mut pos = 0;
+    while buf.len() - pos >= 2 {
+        let (b0, b1) = (buf[pos], buf[pos + 1]);
+        let (header, len) = match b1 & 0x7f {
+            126 if buf.len() - pos >= 4 => (4, u64::from(u16::from_be_bytes([buf[pos + 2], buf[pos + 3]]))),
+            127 if buf.len() - pos >= 10 => {
+                (10, u64::from_be_bytes(buf[pos + 2..pos + 10].try_into().expect("8 bytes")))
+            }
+            126 | 127 => break,
+            n => (2, u64::from(n)),
+        };
+        if b1 & 0x80 != 0 {
+            tally.bad_frames += 1;
+            return (buf.len(), true);
+        }
+        let end = pos + header + len as usize;
+        if end > buf.len() {
+            break;
+        }
+        let data = &buf[pos + header..end];
+        match b0 & 0x0f {
+            0x1 | 0x2 => tally.message(data, now, broadcasts_seen),
+            0x9 => {
+                tally.pings += 1;
+                outbox.extend_from_slice(&encode_masked(OpCode::Pong, data, MASK, true));
+            }
+            0xA => {}
+            0x8 => {
+                let code = if data.len() >= 2 { u16::from_be_bytes([data[0], data[1]]) } else { 1005 };
+                tally.closed(format!("close {code}"));
+                let reply = if data.len() >= 2 { &data[..2] } else { &[][..] };
+                outbox.extend_from_slice(&encode_masked(OpCode::Close, reply, MASK, true));
+                return (end, true);
+            }
+            _ => tally.bad_frames += 1,
+        }
+        pos = end;
+    }
+    (pos, false)
+}
+
+fn upgrade_request(id: u64, prefix: &str, host: SocketAddr) -> Vec<u8> {
+    format!(
+        "GET {prefix}{id} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// Connections per source address: far below the 28,000 ephemeral ports of one address,
+/// which earlier runs' sockets in TIME_WAIT may still hold.
+const CONNECTIONS_PER_SOURCE: usize = 2000;
+
+/// The source address of connection `i`: `base` with its third octet counting up every
+/// [`CONNECTIONS_PER_SOURCE`] connections (127.x.y.z is all loopback).
+fn spread_source(base: IpAddr, i: usize) -> IpAddr {
+    match base {
+        IpAddr::V4(v4) if v4.is_loopback() => {
+            let [a, b, c, d] = v4.octets();
+            IpAddr::V4([a, b, c.wrapping_add((i / CONNECTIONS_PER_SOURCE) as u8), d].into())
+        }
+        other => other,
+    }
+}
+
+fn open(target: SocketAddr, source: Option<IpAddr>, slow: bool) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    if slow {
+        // A small window, as a stalled phone's: the kernel buffers little, so what the
+        // client does not read piles up in the server, where its limits must apply.
+        socket.set_recv_buffer_size(4096)?;
+    }
+    if let Some(source) = source {
+        // Pick the port at connect time, by the whole 4-tuple, and reuse ports a previous
+        // run left in TIME_WAIT: 19,000 sockets from one address fit either way.
+        socket.set_reuse_address(true)?;
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket, option value and length for IP_BIND_ADDRESS_NO_PORT.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&socket),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+    }
+    match socket.connect(&target.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
+fn emit(value: Value) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+/// Runs a client process until `quit`; returns the process exit code.
+pub fn run(plan: ClientPlan) -> i32 {
+    match run_inner(plan) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("wspush-bench client: {e}");
+            1
+        }
+    }
+}
+
+fn run_inner(plan: ClientPlan) -> io::Result<()> {
+    let mut poll = Poll::new()?;
+    let waker = Waker::new(poll.registry(), WAKE)?;
+    let (commands_tx, commands) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if commands_tx.send(line).is_err() {
+                return;
+            }
+            let _ = waker.wake();
+        }
+        let _ = commands_tx.send("quit".into());
+        let _ = waker.wake();
+    });
+
+    let mut conns: Vec<Conn> = Vec::with_capacity(plan.count);
+    let mut tally = Tally::new(plan.unicast_space);
+    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
+    let mut scratch = vec![0u8; 256 * 1024];
+    let mut events = Events::with_capacity(4096);
+    let (mut in_flight, mut connected, mut failed) = (0usize, 0usize, 0usize);
+    let started = Instant::now();
+    let mut connect_seconds = None;
+    let mut last_progress = Instant::now();
+    let mut reported_deliveries = u64::MAX;
+
+    loop {
+        while in_flight < MAX_IN_FLIGHT && conns.len() < plan.count {
+            let i = conns.len();
+            let target = plan.targets[i % plan.targets.len()];
+            let id = plan.first_id + i as u64;
+            let slow = plan.slow_every > 0 && id % plan.slow_every == 0;
+            let source = plan.source.map(|base| spread_source(base, i));
+            let mut conn = Conn {
+                stream: match open(target, source, slow) {
+                    Ok(stream) => stream,
+                    Err(e) => return Err(io::Error::new(e.kind(), format!("connect to {target}: {e}"))),
+                },
+                state: State::Connecting,
+                inbox: Vec::new(),
+                outbox: Vec::new(),
+                broadcasts_seen: Vec::new(),
+                slow,
+            };
+            poll.registry().register(&mut conn.stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+            conns.push(conn);
+            in_flight += 1;
+        }
+
+        poll.poll(&mut events, Some(Duration::from_millis(50)))?;
+        for event in events.iter() {
+            if event.token() == WAKE {
+                continue;
+            }
+            let i = event.token().0;
+            let conn = &mut conns[i];
+            match conn.state {
+                State::Closed => {}
+                State::Connecting => {
+                    let outcome = match conn.stream.take_error() {
+                        Ok(Some(e)) | Err(e) => Err(e),
+                        Ok(None) => match conn.stream.peer_addr() {
+                            Ok(peer) => {
+                                let request =
+                                    upgrade_request(plan.first_id + i as u64, &plan.path_prefix, peer);
+                                match conn.stream.write(&request) {
+                                    Ok(n) if n == request.len() => Ok(true),
+                                    Ok(_) => Err(io::Error::other("upgrade request written in part")),
+                                    Err(e) => Err(e),
+                                }
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+                            Err(e) => Err(e),
+                        },
+                    };
+                    match outcome {
+                        Ok(true) => conn.state = State::Upgrading,
+                        Ok(false) => {}
+                        Err(e) => {
+                            *failures.entry(e.kind().to_string()).or_insert(0) += 1;
+                            let _ = poll.registry().deregister(&mut conn.stream);
+                            conn.state = State::Closed;
+                            (in_flight, failed) = (in_flight - 1, failed + 1);
+                        }
+                    }
+                }
+                State::Upgrading | State::Open => {
+                    if event.is_readable() {
+                        let now = now_ns();
+                        loop {
+                            let step = match conn.stream.read(&mut scratch) {
+                                Ok(0) => Step::Eof,
+                                Ok(n) => handle_bytes(conn, &scratch[..n], now, &mut tally, &mut failures),
+                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                                Err(_) => Step::Eof,
+                            };
+                            match step {
+                                Step::More => continue,
+                                Step::Upgraded => {
+                                    (in_flight, connected) = (in_flight - 1, connected + 1);
+                                    if conn.slow {
+                                        // Stops reading: the server's queue for it grows until
+                                        // its limit applies.
+                                        let _ = poll.registry().deregister(&mut conn.stream);
+                                        break;
+                                    }
+                                    if matches!(conn.state, State::Closed) {
+                                        let _ = poll.registry().deregister(&mut conn.stream);
+                                        break;
+                                    }
+                                }
+                                Step::Refused => {
+                                    (in_flight, failed) = (in_flight - 1, failed + 1);
+                                    let _ = poll.registry().deregister(&mut conn.stream);
+                                    conn.state = State::Closed;
+                                    break;
+                                }
+                                Step::Closed => {
+                                    let _ = poll.registry().deregister(&mut conn.stream);
+                                    break;
+                                }
+                                Step::Eof => {
+                                    if matches!(conn.state, State::Upgrading) {
+                                        *failures.entry("closed during upgrade".into()).or_insert(0) += 1;
+                                        (in_flight, failed) = (in_flight - 1, failed + 1);
+                                    } else if !matches!(conn.state, State::Closed) {
+                                        tally.closed("eof");
+                                    }
+                                    let _ = poll.registry().deregister(&mut conn.stream);
+                                    conn.state = State::Closed;
+                                    conn.inbox = Vec::new();
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    if !conn.outbox.is_empty() && !matches!(conn.state, State::Closed) {
+                        flush(conn);
+                    }
+                }
+            }
+        }
+
+        if connect_seconds.is_none() {
+            if connected + failed == plan.count {
+                let seconds = started.elapsed().as_secs_f64();
+                connect_seconds = Some(seconds);
+                emit(json!({"type": "connected", "connected": connected, "failed": failed,
+                            "seconds": seconds, "failures": failures}));
+            } else if last_progress.elapsed() >= Duration::from_millis(200) {
+                last_progress = Instant::now();
+                emit(json!({"type": "progress", "connected": connected, "failed": failed}));
+            }
+        } else if last_progress.elapsed() >= Duration::from_millis(100)
+            && tally.deliveries != reported_deliveries
+        {
+            last_progress = Instant::now();
+            reported_deliveries = tally.deliveries;
+            emit(json!({"type": "received", "count": tally.deliveries}));
+        }
+
+        while let Ok(command) = commands.try_recv() {
+            let mut words = command.split_whitespace();
+            match words.next() {
+                Some("quit") => return Ok(()),
+                Some("report") => {
+                    let broadcasts: u32 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                    emit(report(&mut conns, &tally, broadcasts, connected));
+                    tally = Tally::new(plan.unicast_space);
+                    reported_deliveries = u64::MAX;
+                }
+                _ => eprintln!("wspush-bench client: unknown command {command:?}"),
+            }
+        }
+    }
+}
+
+/// What a read did to a connection.
+enum Step {
+    More,
+    Upgraded,
+    Refused,
+    Closed,
+    Eof,
+}
+
+/// Feeds bytes read from a socket through the upgrade response, then the frame parser.
+fn handle_bytes(
+    conn: &mut Conn,
+    bytes: &[u8],
+    now: u64,
+    tally: &mut Tally,
+    failures: &mut BTreeMap<String, u64>,
+) -> Step {
+    if matches!(conn.state, State::Upgrading) {
+        conn.inbox.extend_from_slice(bytes);
+        let Some(end) = conn.inbox.windows(4).position(|w| w == b"\r\n\r\n") else { return Step::More };
+        if !conn.inbox.starts_with(b"HTTP/1.1 101") {
+            let status = String::from_utf8_lossy(conn.inbox.get(9..12).unwrap_or(b"???")).into_owned();
+            *failures.entry(format!("status {status}")).or_insert(0) += 1;
+            conn.inbox = Vec::new();
+            return Step::Refused;
+        }
+        let rest = conn.inbox.split_off(end + 4);
+        conn.inbox.clear();
+        conn.state = State::Open;
+        feed_frames(conn, &rest, now, tally);
+        return Step::Upgraded;
+    }
+    if feed_frames(conn, bytes, now, tally) {
+        Step::More
+    } else {
+        Step::Closed
+    }
+}
+
+/// Parses frames from what is left of earlier reads plus `bytes`; false once closed.
+fn feed_frames(conn: &mut Conn, bytes: &[u8], now: u64, tally: &mut Tally) -> bool {
+    let owned;
+    let data: &[u8] = if conn.inbox.is_empty() {
+        bytes
+    } else {
+        conn.inbox.extend_from_slice(bytes);
+        owned = std::mem::take(&mut conn.inbox);
+        &owned
+    };
+    let (used, closed) = read_frames(data, now, &mut conn.broadcasts_seen, &mut conn.outbox, tally);
+    if closed {
+        conn.state = State::Closed;
+        flush(conn);
+        return false;
+    }
+    conn.inbox.extend_from_slice(&data[used..]);
+    true
+}
+
+fn flush(conn: &mut Conn) {
+    while !conn.outbox.is_empty() {
+        match conn.stream.write(&conn.outbox) {
+            Ok(0) => break,
+            Ok(n) => {
+                conn.outbox.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+}
+
+fn report(conns: &mut [Conn], tally: &Tally, broadcasts: u32, connected: usize) -> Value {
+    let mut broadcast_missing = 0;
+    let (mut healthy, mut slow) = (0u64, 0u64);
+    for conn in conns.iter_mut() {
+        if conn.slow {
+            slow += 1;
+        } else {
+            healthy += 1;
+            let seen: u32 = conn.broadcasts_seen.iter().map(|w| w.count_ones()).sum();
+            broadcast_missing += u64::from(broadcasts.saturating_sub(seen));
+        }
+        conn.broadcasts_seen = Vec::new();
+    }
+    let unicast_distinct = tally.unicast_seen.iter().filter(|&&seen| seen > 0).count();
+    json!({
+        "type": "report",
+        "connected": connected,
+        "healthy": healthy,
+        "slow": slow,
+        "deliveries": tally.deliveries,
+        "unicast_distinct": unicast_distinct,
+        "unicast_duplicates": tally.unicast_dups,
+        "unicast_out_of_range": tally.unicast_out_of_range,
+        "broadcast_missing": broadcast_missing,
+        "broadcast_duplicates": tally.broadcast_dups,
+        "first_ns": tally.first_ns,
+        "last_ns": tally.last_ns,
+        "latency": tally.latency.to_json(),
+        "other_messages": tally.other_messages,
+        "pings": tally.pings,
+        "bad_frames": tally.bad_frames,
+        "closes": tally.closes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wspush::frame::encode;
+
+    fn message(kind: Kind, seq: u32) -> Vec<u8> {
+        let mut text = Vec::new();
+        payload::write(&mut text, kind, seq, 1, 40);
+        encode(OpCode::Text, &text).to_vec()
+    }
+
+    #[test]
+    fn unicasts_are_counted_once_and_duplicates_noticed() {
+        let mut tally = Tally::new(10);
+        let (mut seen, mut out) = (Vec::new(), Vec::new());
+        let mut stream =
+            [message(Kind::Unicast, 3), message(Kind::Unicast, 3), message(Kind::Unicast, 12)].concat();
+        stream.extend_from_slice(&encode(OpCode::Text, b"welcome 7"));
+        let (used, closed) = read_frames(&stream, 5, &mut seen, &mut out, &mut tally);
+        assert_eq!((used, closed), (stream.len(), false));
+        assert_eq!(tally.deliveries, 3);
+        assert_eq!(tally.unicast_dups, 1);
+        assert_eq!(tally.unicast_out_of_range, 1, "seq 12 is outside a space of 10");
+        assert_eq!(tally.other_messages, 1);
+        assert_eq!(tally.unicast_seen.iter().filter(|&&s| s > 0).count(), 1);
+    }
+
+    #[test]
+    fn broadcasts_in_any_order_count_once_per_socket() {
+        let mut tally = Tally::new(0);
+        let (mut seen, mut out) = (Vec::new(), Vec::new());
+        for seq in [2, 0, 1, 70, 1] {
+            read_frames(&message(Kind::Broadcast, seq), 5, &mut seen, &mut out, &mut tally);
+        }
+        assert_eq!(tally.broadcast_dups, 1);
+        let distinct: u32 = seen.iter().map(|w| w.count_ones()).sum();
+        assert_eq!(distinct, 4);
+    }
+
+    #[test]
+    fn partial_frames_wait_and_pings_are_answered_masked() {
+        let mut tally = Tally::new(4);
+        let (mut seen, mut out) = (Vec::new(), Vec::new());
+        let whole = message(Kind::Unicast, 1);
+        assert_eq!(read_frames(&whole[..10], 5, &mut seen, &mut out, &mut tally), (0, false));
+        let ping = encode(OpCode::Ping, b"hi");
+        assert_eq!(read_frames(&ping, 5, &mut seen, &mut out, &mut tally), (ping.len(), false));
+        assert_eq!(out, encode_masked(OpCode::Pong, b"hi", MASK, true));
+        let close = encode(OpCode::Close, &1001u16.to_be_bytes());
+        assert_eq!(read_frames(&close, 5, &mut seen, &mut out, &mut tally), (close.len(), true));
+        assert_eq!(tally.closes.get("close 1001"), Some(&1));
+    }
+}

@@ -1,0 +1,226 @@
+//! `wspush-bench`: the load generator. It starts what it measures (Redis, wspush nodes or
+//! the Node.js baseline), drives it from client processes of its own, and reports each
+//! scenario as a table (stderr) and one JSON line (stdout). See benches/README.md.
+//!
+//! The server's CPU seconds (from /proc) are reported next to every throughput: on a 2-core
+//! machine the clients and Redis compete with the server for the same cores, so server CPU
+//! seconds per 100,000 deliveries is the fair efficiency figure.
+
+mod client;
+mod clock;
+mod histogram;
+mod host;
+mod payload;
+mod procstat;
+mod progress;
+mod publish;
+mod scenarios;
+mod servers;
+mod swarm;
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::{Map, Value};
+
+use scenarios::{Rows, Via};
+use servers::Target;
+
+#[derive(Parser)]
+#[command(name = "wspush-bench", version, about = "Load generator for wspush and the Node.js baseline")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Open N connections (default 19,000), hold them with pings; connects/s and server RSS
+    /// per connection.
+    Idle(Options),
+    /// Five nodes x 19,000 connections and one Redis: a broadcast storm and a unicast storm;
+    /// deliveries/s, missing, duplicates.
+    Fleet(Options),
+    /// M messages (default 200,000) to random ids among N connected (default 1,000), via
+    /// HTTP, in-process or Redis; deliveries/s, missing, duplicates, latency.
+    Unicast(Options),
+    /// K broadcasts (default 500) to N sockets (default 10,000); deliveries/s and the time to
+    /// the last delivery.
+    Broadcast(Options),
+    /// Two nodes and a Redis, clients on both, sends through both APIs; deliveries/s,
+    /// latency, Redis commands per 1,000 messages.
+    Cluster(Options),
+    /// A fixed send rate (default 10,000 messages/s for 10 s); latency percentiles.
+    Latency(Options),
+    /// 1% of clients stop reading during fixed-rate broadcasts; healthy clients' latency and
+    /// server memory.
+    Slow(Options),
+    /// (internal) A client process.
+    #[command(hide = true)]
+    Client(ClientArgs),
+    /// (internal) An engine that publishes in-process.
+    #[command(hide = true)]
+    Host(HostArgs),
+}
+
+/// What every scenario accepts; unset sizes take the scenario's defaults.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Options {
+    /// The server to measure.
+    #[arg(long, value_enum, default_value = "wspush")]
+    pub target: Target,
+    /// How messages reach the server [default: per scenario].
+    #[arg(long, value_enum)]
+    pub via: Option<Via>,
+    /// WebSocket connections in all.
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Unicast messages.
+    #[arg(long)]
+    pub messages: Option<u64>,
+    /// Broadcasts.
+    #[arg(long)]
+    pub broadcasts: Option<u64>,
+    /// Messages per second (default: as fast as the transport takes them).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds (idle: hold time; latency and slow: sending time).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Payload bytes per message (at least 25: the sequence number and timestamp).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Server nodes.
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// wspush worker threads (0: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+    /// Most connections per client process (a process may hold 20,000 open files here).
+    #[arg(long, default_value_t = 19_000)]
+    pub per_process: usize,
+    /// Percentage of clients that stop reading (slow).
+    #[arg(long, default_value_t = 1.0)]
+    pub slow_percent: f64,
+    /// The wspush binary to run [default: `wspush` next to this one]; e.g. an older build,
+    /// to compare two versions in one session.
+    #[arg(long)]
+    pub wspush_bin: Option<std::path::PathBuf>,
+    /// Use this Redis instead of starting one.
+    #[arg(long)]
+    pub redis: Option<SocketAddr>,
+    /// Seed of the id choice.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Give up waiting for deliveries after this many seconds without progress.
+    #[arg(long, default_value_t = 10.0)]
+    pub stall: f64,
+    /// A label copied into the JSON line (e.g. the run number).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct ClientArgs {
+    #[arg(long, value_delimiter = ',', required = true)]
+    targets: Vec<SocketAddr>,
+    #[arg(long, default_value_t = 0)]
+    first_id: u64,
+    #[arg(long)]
+    count: usize,
+    #[arg(long)]
+    source: Option<IpAddr>,
+    #[arg(long, default_value_t = 0)]
+    slow_every: u64,
+    #[arg(long, default_value_t = 0)]
+    unicast_space: usize,
+    #[arg(long, default_value = "/websocket/")]
+    path_prefix: String,
+}
+
+#[derive(clap::Args)]
+struct HostArgs {
+    #[arg(long)]
+    ws_listen: SocketAddr,
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    #[arg(long)]
+    max_buffered_bytes: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (name, options) = match cli.scenario {
+        Scenario::Client(args) => {
+            return exit(client::run(client::ClientPlan {
+                targets: args.targets,
+                first_id: args.first_id,
+                count: args.count,
+                source: args.source,
+                slow_every: args.slow_every,
+                unicast_space: args.unicast_space,
+                path_prefix: args.path_prefix,
+            }))
+        }
+        Scenario::Host(args) => {
+            return exit(host::run(args.ws_listen, args.workers, args.max_buffered_bytes))
+        }
+        Scenario::Idle(o) => ("idle", o),
+        Scenario::Fleet(o) => ("fleet", o),
+        Scenario::Unicast(o) => ("unicast", o),
+        Scenario::Broadcast(o) => ("broadcast", o),
+        Scenario::Cluster(o) => ("cluster", o),
+        Scenario::Latency(o) => ("latency", o),
+        Scenario::Slow(o) => ("slow", o),
+    };
+    if options.size < payload::HEADER_LEN {
+        eprintln!("wspush-bench: --size must be at least {} bytes", payload::HEADER_LEN);
+        return ExitCode::from(2);
+    }
+    let mut rows: Rows = Vec::new();
+    let outcome = match name {
+        "idle" => scenarios::idle(&options, &mut rows),
+        "fleet" => scenarios::fleet(&options, &mut rows),
+        "unicast" => scenarios::unicast(&options, &mut rows, false),
+        "latency" => scenarios::unicast(&options, &mut rows, true),
+        "broadcast" => scenarios::broadcast(&options, &mut rows),
+        "cluster" => scenarios::cluster(&options, &mut rows),
+        _ => scenarios::slow(&options, &mut rows),
+    };
+    if let Err(e) = outcome {
+        eprintln!("wspush-bench {name}: {e}");
+        return ExitCode::from(if e.kind() == std::io::ErrorKind::InvalidInput { 2 } else { 1 });
+    }
+    print_results(name, &options, &rows);
+    ExitCode::SUCCESS
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// The table on stderr, the JSON line on stdout.
+fn print_results(name: &str, options: &Options, rows: &Rows) {
+    let target = match options.target {
+        Target::Wspush => "wspush",
+        Target::Baseline => "baseline",
+    };
+    let via = options.via.map(|v| format!("{v:?}")).unwrap_or_else(|| "default".into());
+    eprintln!("\n{name} · {target} · via {via}");
+    for (key, value) in rows {
+        eprintln!("  {key:<40} {value}");
+    }
+    let mut line = Map::new();
+    line.insert("scenario".into(), name.into());
+    line.insert("target".into(), target.into());
+    line.insert("label".into(), options.label.clone().map_or(Value::Null, Value::from));
+    line.insert("size".into(), options.size.into());
+    for (key, value) in rows {
+        line.insert(key.clone(), value.clone());
+    }
+    println!("{}", Value::Object(line));
+}

@@ -1,0 +1,555 @@
+//! The scenarios: each starts what it measures (Redis, nodes, client processes), runs its
+//! phases and returns the figures as rows (name, value) for the table and the JSON line.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::clock::now_ns;
+use crate::payload::Kind;
+use crate::progress::Progress;
+use crate::publish::{self, HttpSink, Plan, RedisFormat, RedisSink, Sink};
+use crate::servers::{Node, NodeOptions, Redis, Target};
+use crate::swarm::{Merged, Share, Swarm};
+use crate::Options;
+
+/// The channel the original design (and the baseline) publishes on.
+pub const COMPAT_CHANNEL: &str = "websocket";
+const PREFIX: &str = "wspush:";
+/// HTTP connections per node for publishing through the API.
+const HTTP_CONNECTIONS_PER_NODE: usize = 32;
+
+/// How messages reach the server(s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// `POST /socket/{id}` / `POST /broadcast` on the nodes' HTTP API.
+    Http,
+    /// `Engine::send` in the server's own process (`wspush-bench host`).
+    Inproc,
+    /// PUBLISH `{"KEY": id, "VALUE": text}` on the compat channel (the original format).
+    RedisCompat,
+    /// PUBLISH the wspush envelope on `wspush:u:{id}` / `wspush:all`.
+    RedisEnvelope,
+}
+
+impl Via {
+    fn name(self) -> &'static str {
+        match self {
+            Via::Http => "http",
+            Via::Inproc => "inproc",
+            Via::RedisCompat => "redis-compat",
+            Via::RedisEnvelope => "redis-envelope",
+        }
+    }
+}
+
+/// Rows of a result, in the order they are shown.
+pub type Rows = Vec<(String, Value)>;
+
+fn invalid(message: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message.into())
+}
+
+/// Everything a scenario started; dropped at its end, which stops it all.
+struct Bench {
+    // Dropped in this order: the nodes before the Redis they use.
+    nodes: Vec<Node>,
+    redis: Option<Redis>,
+    target: Target,
+    via: Via,
+}
+
+impl Bench {
+    /// Starts Redis if `needs_redis` (or uses `--redis`), then `count` nodes.
+    fn start(
+        options: &Options,
+        via: Via,
+        count: usize,
+        needs_redis: bool,
+        extra: &[String],
+    ) -> io::Result<Bench> {
+        let target = options.target;
+        if target == Target::Baseline && matches!(via, Via::Inproc | Via::RedisEnvelope) {
+            return Err(invalid(format!("the baseline cannot be reached --via {}", via.name())));
+        }
+        if via == Via::Inproc && count > 1 {
+            return Err(invalid("--via inproc runs one node"));
+        }
+        let needs_redis = needs_redis || target == Target::Baseline || count > 1;
+        let redis = match (needs_redis, options.redis) {
+            (false, _) => None,
+            (true, Some(addr)) => Some(Redis::existing(addr)),
+            (true, None) => Some(Redis::start()?),
+        };
+        let mut nodes = Vec::new();
+        for index in 0..count {
+            let node = match (target, via) {
+                (Target::Baseline, _) => {
+                    Node::start_baseline(&redis.as_ref().expect("started").url(), COMPAT_CHANNEL)?
+                }
+                (Target::Wspush, Via::Inproc) => Node::start_host(options.workers, extra)?,
+                (Target::Wspush, _) => Node::start_wspush(&NodeOptions {
+                    redis_url: redis.as_ref().map(Redis::url),
+                    compat_channel: (via == Via::RedisCompat).then(|| COMPAT_CHANNEL.to_owned()),
+                    node_id: redis.as_ref().map(|_| format!("node{index}")),
+                    workers: options.workers,
+                    extra: extra.to_vec(),
+                    binary: options.wspush_bin.clone(),
+                })?,
+            };
+            nodes.push(node);
+        }
+        Ok(Bench { nodes, redis, target, via })
+    }
+
+    fn ws_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.ws).collect()
+    }
+
+    fn server_cpu(&self) -> f64 {
+        self.nodes.iter().map(|n| n.process.cpu_seconds()).sum()
+    }
+
+    fn server_rss(&self) -> u64 {
+        self.nodes.iter().map(|n| n.process.rss_bytes()).sum()
+    }
+
+    fn redis_cpu(&self) -> f64 {
+        self.redis.as_ref().map_or(0.0, Redis::cpu_seconds)
+    }
+
+    /// In cluster mode, waits until every node subscribed to the channels of all its ids,
+    /// so nothing published afterwards can miss a node.
+    fn wait_subscribed(&self) -> io::Result<()> {
+        if self.target != Target::Wspush || self.redis.is_none() || self.via == Via::Inproc {
+            return Ok(());
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for node in &self.nodes {
+            loop {
+                let stats = node.stats()?;
+                let fixed = 1 + u64::from(self.via == Via::RedisCompat);
+                let ids = stats["ids"].as_u64().unwrap_or(0);
+                let subscribed = stats["cluster"]["subscribed_channels"].as_u64().unwrap_or(0);
+                if subscribed >= ids + fixed {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(io::Error::other(format!(
+                        "node {} subscribed {subscribed} channels for {ids} ids after 60 s",
+                        node.ws
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// The sink `via` publishes into (not for inproc: the host publishes itself).
+    fn sink(&self) -> io::Result<Box<dyn Sink>> {
+        let redis = || self.redis.as_ref().ok_or_else(|| io::Error::other("no Redis")).map(|r| r.addr);
+        Ok(match self.via {
+            Via::Http => {
+                let apis: Vec<SocketAddr> = self.nodes.iter().map(|n| n.api).collect();
+                Box::new(HttpSink::connect(&apis, HTTP_CONNECTIONS_PER_NODE)?)
+            }
+            Via::RedisCompat => {
+                Box::new(RedisSink::connect(redis()?, RedisFormat::Compat, COMPAT_CHANNEL, PREFIX)?)
+            }
+            Via::RedisEnvelope => {
+                Box::new(RedisSink::connect(redis()?, RedisFormat::Envelope, COMPAT_CHANNEL, PREFIX)?)
+            }
+            Via::Inproc => return Err(io::Error::other("inproc has no sink")),
+        })
+    }
+
+    /// Publishes `plan` and waits for `expected` deliveries: the figures of one phase.
+    fn phase(
+        &mut self,
+        swarm: &mut Swarm,
+        plan: &Plan,
+        expected: u64,
+        options: &Options,
+        on_batch: &mut dyn FnMut(&Bench),
+    ) -> io::Result<PhaseResult> {
+        let (cpu0, redis_cpu0, publish0) = (self.server_cpu(), self.redis_cpu(), self.redis_calls("publish"));
+        let started = Instant::now();
+        let first_ns = if self.via == Via::Inproc {
+            let answer = self.nodes[0].host_run(&plan.to_json())?;
+            if answer["type"] != "done" {
+                return Err(io::Error::other(format!("the host failed: {answer}")));
+            }
+            answer["first_ns"].as_u64().unwrap_or(0)
+        } else {
+            let mut sink = self.sink()?;
+            let mut progress = Progress::new("publishing", plan.count, !options.quiet);
+            let mut last_sample = Instant::now();
+            let first = publish::run(plan, sink.as_mut(), &mut |sent| {
+                progress.set(sent);
+                if last_sample.elapsed() >= Duration::from_millis(250) {
+                    last_sample = Instant::now();
+                    on_batch(self);
+                }
+            })?;
+            progress.finish(plan.count);
+            first
+        };
+        let publish_seconds = started.elapsed().as_secs_f64();
+        let received = swarm.wait_for(expected, Duration::from_secs_f64(options.stall), "delivering")?;
+        let merged = swarm.report(if plan.kind == Kind::Broadcast { plan.count } else { 0 })?;
+        let end_ns = if received >= expected { merged.last_ns } else { now_ns() };
+        Ok(PhaseResult {
+            seconds: end_ns.saturating_sub(first_ns) as f64 / 1e9,
+            publish_seconds,
+            server_cpu: self.server_cpu() - cpu0,
+            redis_cpu: self.redis_cpu() - redis_cpu0,
+            redis_publishes: self.redis_calls("publish").saturating_sub(publish0),
+            merged,
+        })
+    }
+
+    fn redis_calls(&self, command: &str) -> u64 {
+        self.redis.as_ref().map_or(0, |r| r.calls_of(command))
+    }
+}
+
+struct PhaseResult {
+    seconds: f64,
+    publish_seconds: f64,
+    server_cpu: f64,
+    redis_cpu: f64,
+    redis_publishes: u64,
+    merged: Merged,
+}
+
+impl PhaseResult {
+    /// The common rows: throughput, correctness, cost, latency.
+    fn rows(&self, prefix: &'static str, rows: &mut Rows, missing: u64, duplicates: u64) {
+        let m = &self.merged;
+        let per_second = if self.seconds > 0.0 { m.deliveries as f64 / self.seconds } else { 0.0 };
+        let cpu_per_100k = if m.deliveries > 0 { self.server_cpu / m.deliveries as f64 * 1e5 } else { 0.0 };
+        let ms = |q: f64| round(m.latency.quantile(q) as f64 / 1e6, 3);
+        let named = |name: &str| format!("{prefix}{name}");
+        rows.push((named("deliveries"), json!(m.deliveries)));
+        rows.push((named("missing"), json!(missing)));
+        rows.push((named("duplicates"), json!(duplicates)));
+        rows.push((named("seconds"), json!(round(self.seconds, 3))));
+        rows.push((named("publish_seconds"), json!(round(self.publish_seconds, 3))));
+        rows.push((named("deliveries_per_s"), json!(per_second.round())));
+        rows.push((named("server_cpu_s"), json!(round(self.server_cpu, 2))));
+        rows.push((named("server_cpu_s_per_100k"), json!(round(cpu_per_100k, 3))));
+        rows.push((named("redis_cpu_s"), json!(round(self.redis_cpu, 2))));
+        rows.push((named("latency_p50_ms"), json!(ms(0.50))));
+        rows.push((named("latency_p99_ms"), json!(ms(0.99))));
+        rows.push((named("latency_p999_ms"), json!(ms(0.999))));
+        rows.push((named("latency_max_ms"), json!(ms(1.0))));
+        if !m.closes.is_empty() {
+            rows.push((named("closes"), json!(m.closes)));
+        }
+    }
+}
+
+fn round(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
+
+/// Splits `count` connections (ids `0..count`, alternating over `targets`) into client
+/// processes of at most `per_process`, each from its own 127.x.0.1 (and up).
+fn shares(count: usize, targets: &[SocketAddr], per_process: usize, slow_every: u64) -> Vec<Share> {
+    let mut shares = Vec::new();
+    let mut first = 0;
+    while first < count {
+        let n = per_process.min(count - first);
+        // Keep the alternation global: connection i of a share has id first + i, and
+        // goes to targets[(first + i) % len].
+        let rotated: Vec<SocketAddr> =
+            (0..targets.len()).map(|k| targets[(first + k) % targets.len()]).collect();
+        shares.push(Share {
+            targets: rotated,
+            first_id: first as u64,
+            count: n,
+            source: Some(IpAddr::V4(Ipv4Addr::new(127, 10 + shares.len() as u8, 0, 1))),
+            slow_every,
+        });
+        first += n;
+    }
+    shares
+}
+
+fn connect_rows(swarm: &Swarm, rows: &mut Rows) {
+    rows.push(("connected".into(), json!(swarm.connected)));
+    rows.push(("connect_failures".into(), json!(swarm.failed)));
+    if !swarm.failures.is_empty() {
+        rows.push(("connect_failure_reasons".into(), json!(swarm.failures)));
+    }
+    rows.push(("connect_seconds".into(), json!(round(swarm.connect_seconds, 3))));
+    let rate = if swarm.connect_seconds > 0.0 { swarm.connected as f64 / swarm.connect_seconds } else { 0.0 };
+    rows.push(("connects_per_s".into(), json!(rate.round())));
+}
+
+fn unicast_plan(options: &Options, count: u64, ids: u64, rate: Option<f64>) -> Plan {
+    Plan {
+        kind: Kind::Unicast,
+        count,
+        first_id: 0,
+        ids,
+        skip_every: 0,
+        rate,
+        size: options.size,
+        seed: options.seed,
+    }
+}
+
+fn broadcast_plan(options: &Options, count: u64, rate: Option<f64>) -> Plan {
+    Plan {
+        kind: Kind::Broadcast,
+        count,
+        first_id: 0,
+        ids: 0,
+        skip_every: 0,
+        rate,
+        size: options.size,
+        seed: options.seed,
+    }
+}
+
+/// `idle`: N connections held with pings; connects/s and the server's RSS per connection.
+pub fn idle(options: &Options, rows: &mut Rows) -> io::Result<()> {
+    let n = options.connections.unwrap_or(19_000);
+    let hold = options.duration.unwrap_or(10.0);
+    // Pings every 2 s, so the hold sees several rounds of them.
+    let extra = ["--ping-interval", "2", "--idle-timeout", "10"].map(String::from);
+    let bench = Bench::start(options, Via::Http, 1, false, &extra)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_before = bench.server_rss();
+    let mut swarm = Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), 0, !options.quiet)?;
+    connect_rows(&swarm, rows);
+    // Count pings and closes from here on: the hold, not the connect phase.
+    swarm.report(0)?;
+    let cpu0 = bench.server_cpu();
+    let deadline = Instant::now() + Duration::from_secs_f64(hold);
+    let mut progress = Progress::new("holding (s)", hold as u64, !options.quiet);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        progress.set((hold - deadline.saturating_duration_since(Instant::now()).as_secs_f64()) as u64);
+    }
+    progress.finish(hold as u64);
+    let rss_after = bench.server_rss();
+    let merged = swarm.report(0)?;
+    let stats = bench.nodes[0].stats()?;
+    rows.push(("held_seconds".into(), json!(hold)));
+    rows.push(("server_connections".into(), stats["connections"].clone()));
+    rows.push(("closed_while_held".into(), json!(merged.closes.values().sum::<u64>())));
+    rows.push(("pings_answered".into(), json!(merged.pings)));
+    rows.push(("server_rss_before_mib".into(), json!(round(rss_before as f64 / 1048576.0, 1))));
+    rows.push(("server_rss_after_mib".into(), json!(round(rss_after as f64 / 1048576.0, 1))));
+    let per_conn = rss_after.saturating_sub(rss_before) as f64 / swarm.connected.max(1) as f64;
+    rows.push(("server_rss_bytes_per_connection".into(), json!(per_conn.round())));
+    rows.push(("server_cpu_s_while_held".into(), json!(round(bench.server_cpu() - cpu0, 2))));
+    Ok(())
+}
+
+/// `unicast` and `latency`: messages to random ids among the connected ones.
+pub fn unicast(options: &Options, rows: &mut Rows, latency: bool) -> io::Result<()> {
+    let via = options.via.unwrap_or(Via::RedisCompat);
+    let node_count = options.nodes.unwrap_or(1);
+    let n = options.connections.unwrap_or(1_000);
+    let (rate, m) = if latency {
+        let rate = options.rate.unwrap_or(10_000.0);
+        (Some(rate), options.messages.unwrap_or((rate * options.duration.unwrap_or(10.0)) as u64))
+    } else {
+        (options.rate, options.messages.unwrap_or(200_000))
+    };
+    let needs_redis = matches!(via, Via::RedisCompat | Via::RedisEnvelope);
+    let mut bench = Bench::start(options, via, node_count, needs_redis, &[])?;
+    let mut swarm = Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), m, !options.quiet)?;
+    connect_rows(&swarm, rows);
+    bench.wait_subscribed()?;
+    rows.push(("rate".into(), json!(rate)));
+    let plan = unicast_plan(options, m, n as u64, rate);
+    let result = bench.phase(&mut swarm, &plan, m, options, &mut |_| {})?;
+    let missing = m.saturating_sub(result.merged.unicast_distinct);
+    result.rows("", rows, missing, result.merged.unicast_duplicates);
+    rows.push(("redis_publishes".into(), json!(result.redis_publishes)));
+    Ok(())
+}
+
+/// `broadcast`: K broadcasts to N sockets.
+pub fn broadcast(options: &Options, rows: &mut Rows) -> io::Result<()> {
+    let via = options.via.unwrap_or(Via::Http);
+    let n = options.connections.unwrap_or(10_000);
+    let k = options.broadcasts.unwrap_or(500);
+    let needs_redis = matches!(via, Via::RedisCompat | Via::RedisEnvelope);
+    if options.target == Target::Wspush && via == Via::RedisCompat {
+        return Err(invalid("the compat format has no broadcast in wspush: use --via redis-envelope"));
+    }
+    let mut bench = Bench::start(options, via, options.nodes.unwrap_or(1), needs_redis, &[])?;
+    let mut swarm = Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), 0, !options.quiet)?;
+    connect_rows(&swarm, rows);
+    bench.wait_subscribed()?;
+    let expected = k * swarm.connected;
+    let plan = broadcast_plan(options, k, options.rate);
+    let result = bench.phase(&mut swarm, &plan, expected, options, &mut |_| {})?;
+    rows.push(("broadcasts".into(), json!(k)));
+    result.rows("", rows, result.merged.broadcast_missing, result.merged.broadcast_duplicates);
+    Ok(())
+}
+
+/// `cluster`: nodes (2) and Redis, clients on all, sends through every node's API.
+pub fn cluster(options: &Options, rows: &mut Rows) -> io::Result<()> {
+    let via = options.via.unwrap_or(Via::Http);
+    let node_count = options.nodes.unwrap_or(2);
+    let n = options.connections.unwrap_or(2_000);
+    let m = options.messages.unwrap_or(100_000);
+    let mut bench = Bench::start(options, via, node_count, true, &[])?;
+    let subscribes0 = bench.redis_calls("subscribe");
+    let mut swarm = Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), m, !options.quiet)?;
+    connect_rows(&swarm, rows);
+    bench.wait_subscribed()?;
+    rows.push(("nodes".into(), json!(node_count)));
+    rows.push((
+        "connect_storm_subscribe_commands".into(),
+        json!(bench.redis_calls("subscribe") - subscribes0),
+    ));
+    let before = cluster_counters(&bench);
+    let plan = unicast_plan(options, m, n as u64, options.rate);
+    let result = bench.phase(&mut swarm, &plan, m, options, &mut |_| {})?;
+    let after = cluster_counters(&bench);
+    let missing = m.saturating_sub(result.merged.unicast_distinct);
+    result.rows("", rows, missing, result.merged.unicast_duplicates);
+    rows.push((
+        "redis_publishes_per_1000_messages".into(),
+        json!(round(result.redis_publishes as f64 * 1000.0 / m as f64, 1)),
+    ));
+    if bench.target == Target::Wspush {
+        let (published, trips) = (after.0 - before.0, after.1 - before.1);
+        rows.push(("node_publishes".into(), json!(published)));
+        rows.push((
+            "redis_round_trips_per_1000_publishes".into(),
+            json!(round(trips as f64 * 1000.0 / published.max(1) as f64, 2)),
+        ));
+    }
+    Ok(())
+}
+
+/// (published, publish_round_trips) summed over the wspush nodes.
+fn cluster_counters(bench: &Bench) -> (u64, u64) {
+    if bench.target != Target::Wspush {
+        return (0, 0);
+    }
+    bench.nodes.iter().filter_map(|n| n.stats().ok()).fold((0, 0), |(p, t), stats| {
+        let c = &stats["cluster"];
+        (p + c["published"].as_u64().unwrap_or(0), t + c["publish_round_trips"].as_u64().unwrap_or(0))
+    })
+}
+
+/// `slow`: 1% of clients stop reading while broadcasts go out at a fixed rate; the healthy
+/// clients' latency and the server's memory, in the first and the second half.
+pub fn slow(options: &Options, rows: &mut Rows) -> io::Result<()> {
+    let via = options.via.unwrap_or(Via::Http);
+    let n = options.connections.unwrap_or(1_000);
+    let rate = options.rate.unwrap_or(200.0);
+    let duration = options.duration.unwrap_or(20.0);
+    let slow_every = (100.0 / options.slow_percent.max(0.01)).round() as u64;
+    let extra = ["--max-buffered-bytes", "262144"].map(String::from);
+    let extra: &[String] = if options.target == Target::Wspush { &extra } else { &[] };
+    let needs_redis = matches!(via, Via::RedisCompat | Via::RedisEnvelope);
+    let mut bench = Bench::start(options, via, 1, needs_redis, extra)?;
+    let mut swarm =
+        Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, slow_every), 0, !options.quiet)?;
+    connect_rows(&swarm, rows);
+    let rss_start = bench.server_rss();
+    let mut rss_peak = rss_start;
+    let half = (rate * duration / 2.0) as u64;
+    let plan = broadcast_plan(options, half, Some(rate));
+    let mut sample = |bench: &Bench| rss_peak = rss_peak.max(bench.server_rss());
+    let healthy = n as u64 - (n as u64).div_ceil(slow_every);
+    let first = bench.phase(&mut swarm, &plan, half * healthy, options, &mut sample)?;
+    let rss_mid = bench.server_rss();
+    let second = bench.phase(&mut swarm, &plan, half * healthy, options, &mut sample)?;
+    let rss_end = bench.server_rss();
+    rows.push(("slow_clients".into(), json!(n as u64 - healthy)));
+    rows.push(("rate".into(), json!(rate)));
+    first.rows("first_half_", rows, first.merged.broadcast_missing, first.merged.broadcast_duplicates);
+    second.rows("second_half_", rows, second.merged.broadcast_missing, second.merged.broadcast_duplicates);
+    let mib = |b: u64| round(b as f64 / 1048576.0, 1);
+    rows.push(("server_rss_start_mib".into(), json!(mib(rss_start))));
+    rows.push(("server_rss_mid_mib".into(), json!(mib(rss_mid))));
+    rows.push(("server_rss_end_mib".into(), json!(mib(rss_end))));
+    rows.push(("server_rss_peak_mib".into(), json!(mib(rss_peak.max(rss_end)))));
+    if options.target == Target::Wspush && via != Via::Inproc {
+        let stats = bench.nodes[0].stats()?;
+        rows.push(("slow_consumer_disconnects".into(), stats["slow_consumer_disconnects"].clone()));
+    }
+    Ok(())
+}
+
+/// `fleet`: 5 nodes x 19,000 connections and one Redis; a broadcast storm, then a unicast
+/// storm, both published to Redis.
+pub fn fleet(options: &Options, rows: &mut Rows) -> io::Result<()> {
+    if options.target != Target::Wspush {
+        return Err(invalid("fleet runs wspush only"));
+    }
+    let node_count = options.nodes.unwrap_or(5);
+    let n = options.connections.unwrap_or(19_000 * node_count);
+    let per_node = n.div_ceil(node_count);
+    let k = options.broadcasts.unwrap_or(20);
+    let m = options.messages.unwrap_or(200_000);
+    let extra = ["--ping-interval", "5", "--idle-timeout", "30"].map(String::from);
+    let mut bench = Bench::start(options, Via::RedisEnvelope, node_count, true, &extra)?;
+    let subscribes0 = bench.redis_calls("subscribe");
+    let rss_before = bench.server_rss();
+    // Each node's clients in their own processes, from their own 127.x.y.1.
+    let mut all = Vec::new();
+    for (index, node) in bench.nodes.iter().enumerate() {
+        let first = index * per_node;
+        let count = per_node.min(n - first.min(n));
+        let mut start = 0;
+        while start < count {
+            let c = options.per_process.min(count - start);
+            all.push(Share {
+                targets: vec![node.ws],
+                first_id: (first + start) as u64,
+                count: c,
+                source: Some(IpAddr::V4(Ipv4Addr::new(127, 10 + all.len() as u8, 0, 1))),
+                slow_every: 0,
+            });
+            start += c;
+        }
+    }
+    let mut swarm = Swarm::connect(&all, m, !options.quiet)?;
+    connect_rows(&swarm, rows);
+    bench.wait_subscribed()?;
+    rows.push(("nodes".into(), json!(node_count)));
+    rows.push((
+        "connect_storm_subscribe_commands".into(),
+        json!(bench.redis_calls("subscribe") - subscribes0),
+    ));
+    let per_conn = bench.server_rss().saturating_sub(rss_before) as f64 / swarm.connected.max(1) as f64;
+    rows.push(("server_rss_bytes_per_connection".into(), json!(per_conn.round())));
+    let expected = k * swarm.connected;
+    let broadcasts =
+        bench.phase(&mut swarm, &broadcast_plan(options, k, None), expected, options, &mut |_| {})?;
+    broadcasts.rows(
+        "broadcast_",
+        rows,
+        broadcasts.merged.broadcast_missing,
+        broadcasts.merged.broadcast_duplicates,
+    );
+    let plan = unicast_plan(options, m, n as u64, options.rate);
+    let unicasts = bench.phase(&mut swarm, &plan, m, options, &mut |_| {})?;
+    let missing = m.saturating_sub(unicasts.merged.unicast_distinct);
+    unicasts.rows("unicast_", rows, missing, unicasts.merged.unicast_duplicates);
+    let connections: u64 = bench
+        .nodes
+        .iter()
+        .filter_map(|n| n.stats().ok())
+        .map(|s| s["connections"].as_u64().unwrap_or(0))
+        .sum();
+    rows.push(("server_connections_at_end".into(), json!(connections)));
+    Ok(())
+}

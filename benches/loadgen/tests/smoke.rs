@@ -1,0 +1,124 @@
+//! The load generator against the real server, small: every scenario path it reports on
+//! (Redis compat, envelope, HTTP, in-process, broadcast) must count exactly what arrived, and
+//! bad arguments must fail with exit code 2 and a message. Speed is not checked here.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn bench(args: &[&str]) -> Output {
+    let wspush = wspush_tests::server_binary();
+    Command::new(env!("CARGO_BIN_EXE_wspush-bench"))
+        .args(args)
+        .args(["--quiet", "--stall", "20", "--wspush-bin"])
+        .arg(wspush)
+        .output()
+        .expect("wspush-bench runs")
+}
+
+/// Runs a scenario that must succeed; returns its JSON line.
+fn result(args: &[&str]) -> Value {
+    let output = bench(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "wspush-bench {args:?} failed ({}):\n{stderr}", output.status);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_else(|| panic!("no JSON line; stderr:\n{stderr}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+fn assert_exactly_once(result: &Value, deliveries: u64) {
+    assert_eq!(result["deliveries"], deliveries, "{result}");
+    assert_eq!(result["missing"], 0, "{result}");
+    assert_eq!(result["duplicates"], 0, "{result}");
+    assert!(result["server_cpu_s"].as_f64().is_some(), "{result}");
+    assert!(result["latency_p99_ms"].as_f64().unwrap() > 0.0, "{result}");
+}
+
+#[test]
+fn unicast_through_redis_in_the_original_format_is_counted_exactly() {
+    let r = result(&["unicast", "--connections", "60", "--messages", "3000", "--via", "redis-compat"]);
+    assert_eq!(r["connected"], 60, "{r}");
+    assert_exactly_once(&r, 3000);
+    assert_eq!(r["redis_publishes"], 3000, "Redis saw every PUBLISH: {r}");
+}
+
+#[test]
+fn unicast_through_envelopes_on_two_nodes_is_counted_exactly() {
+    let r = result(&[
+        "unicast",
+        "--connections",
+        "60",
+        "--messages",
+        "2000",
+        "--nodes",
+        "2",
+        "--via",
+        "redis-envelope",
+    ]);
+    assert_exactly_once(&r, 2000);
+}
+
+#[test]
+fn broadcast_through_the_http_api_reaches_every_socket_once() {
+    let r = result(&["broadcast", "--connections", "150", "--broadcasts", "20", "--via", "http"]);
+    assert_exactly_once(&r, 150 * 20);
+    assert_eq!(r["broadcasts"], 20);
+}
+
+#[test]
+fn in_process_sends_and_a_fixed_rate_are_counted_exactly() {
+    let r =
+        result(&["latency", "--connections", "40", "--rate", "2000", "--duration", "1", "--via", "inproc"]);
+    assert_exactly_once(&r, 2000);
+    assert_eq!(r["rate"], 2000.0);
+}
+
+#[test]
+fn the_cluster_scenario_reports_redis_round_trips() {
+    let r = result(&["cluster", "--connections", "40", "--messages", "2000"]);
+    assert_exactly_once(&r, 2000);
+    assert_eq!(r["node_publishes"], 2000, "{r}");
+    let trips = r["redis_round_trips_per_1000_publishes"].as_f64().unwrap();
+    assert!(trips > 0.0 && trips <= 1000.0, "{r}");
+    assert!(r["connect_storm_subscribe_commands"].as_u64().unwrap() >= 1, "{r}");
+}
+
+#[test]
+fn idle_connections_are_held_and_measured() {
+    let r = result(&["idle", "--connections", "300", "--duration", "3"]);
+    assert_eq!(r["connected"], 300, "{r}");
+    assert_eq!(r["server_connections"], 300, "{r}");
+    assert_eq!(r["closed_while_held"], 0, "{r}");
+    assert!(r["pings_answered"].as_u64().unwrap() >= 300, "pings every 2 s over 3 s: {r}");
+    assert!(r["server_rss_bytes_per_connection"].as_f64().is_some(), "{r}");
+}
+
+#[test]
+fn the_baseline_runs_when_its_dependencies_are_installed() {
+    let installed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../baseline/node_modules/ws").exists();
+    if !installed {
+        assert!(
+            std::env::var_os("WSPUSH_REQUIRE_NODE").is_none(),
+            "WSPUSH_REQUIRE_NODE is set but benches/baseline has no node_modules: run `npm ci` there"
+        );
+        eprintln!("skipped: benches/baseline has no node_modules (npm ci)");
+        return;
+    }
+    let r = result(&["unicast", "--target", "baseline", "--connections", "50", "--messages", "1000"]);
+    assert_exactly_once(&r, 1000);
+    assert_eq!(r["target"], "baseline");
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_reason() {
+    let output = bench(&["unicast", "--size", "3"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--size must be at least 25 bytes"));
+    let output = bench(&["unicast", "--target", "baseline", "--via", "inproc"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("the baseline cannot be reached --via inproc"));
+    let output = bench(&["broadcast", "--via", "redis-compat"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("use --via redis-envelope"));
+}

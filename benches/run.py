@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""Runs the benchmark matrix: every scenario against wspush and the Node.js baseline, in one
+session, several runs each; writes the raw JSON lines, a table per scenario with medians, and
+a chart (SVG) of deliveries/s and memory per connection. BENCHMARKS.md quotes its output.
+
+    python3 benches/run.py                 # the whole matrix, 3 runs each (about 30 minutes)
+    python3 benches/run.py --runs 1 --only unicast-1node,broadcast
+    python3 benches/run.py --report-only   # redo tables and chart from benches/results/runs.jsonl
+
+Needs: the release build (`cargo build --release -p wspush -p wspush-bench`, done here),
+redis-server, and Node.js with the baseline's dependencies (`npm ci` in benches/baseline, done
+here).
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benches", "results")
+BENCH = os.path.join(ROOT, "target", "release", "wspush-bench")
+
+# name, scenario, arguments, targets (target -> extra arguments)
+MATRIX = [
+    ("idle", "idle", ["--connections", "19000", "--duration", "10"],
+     {"wspush": [], "baseline": []}),
+    # Broadcasts published to Redis: the one path both designs share.
+    ("broadcast", "broadcast", ["--connections", "10000", "--broadcasts", "500"],
+     {"wspush": ["--via", "redis-envelope"], "baseline": ["--via", "redis-compat"]}),
+    # wspush's own paths: the HTTP API (32 keep-alive connections) and in-process sends.
+    ("broadcast-http", "broadcast", ["--connections", "10000", "--broadcasts", "500"],
+     {"wspush": ["--via", "http"]}),
+    ("broadcast-inproc", "broadcast", ["--connections", "10000", "--broadcasts", "500"],
+     {"wspush": ["--via", "inproc"]}),
+    ("unicast-1node", "unicast", ["--connections", "1000", "--messages", "200000"],
+     {"wspush": ["--via", "redis-compat"], "baseline": ["--via", "redis-compat"]}),
+    ("unicast-1node-10k", "unicast", ["--connections", "10000", "--messages", "200000"],
+     {"wspush": ["--via", "redis-compat"], "baseline": ["--via", "redis-compat"]}),
+    ("unicast-2nodes", "unicast", ["--connections", "1000", "--messages", "200000", "--nodes", "2"],
+     {"wspush": ["--via", "redis-envelope"], "baseline": ["--via", "redis-compat"]}),
+    ("unicast-http", "unicast", ["--connections", "1000", "--messages", "100000"],
+     {"wspush": ["--via", "http"], "baseline": ["--via", "http"]}),
+    ("unicast-inproc", "unicast", ["--connections", "1000", "--messages", "1000000"],
+     {"wspush": ["--via", "inproc"]}),
+    ("cluster", "cluster", ["--connections", "2000", "--messages", "100000"],
+     {"wspush": [], "baseline": []}),
+    ("latency-10k", "latency", ["--connections", "1000", "--rate", "10000", "--duration", "10"],
+     {"wspush": ["--via", "redis-compat"], "baseline": ["--via", "redis-compat"]}),
+    ("latency-50k", "latency", ["--connections", "1000", "--rate", "50000", "--duration", "10"],
+     {"wspush": ["--via", "redis-compat"], "baseline": ["--via", "redis-compat"]}),
+    ("slow", "slow", ["--connections", "1000", "--rate", "200", "--duration", "20", "--size", "1024"],
+     {"wspush": ["--via", "redis-envelope"], "baseline": ["--via", "redis-compat"]}),
+    ("fleet", "fleet", [], {"wspush": []}),
+]
+
+# What each table shows, in order (missing columns are skipped).
+COLUMNS = {
+    "idle": ["connected", "connects_per_s", "server_rss_bytes_per_connection", "closed_while_held",
+             "pings_answered", "server_cpu_s_while_held"],
+    "broadcast": ["deliveries", "missing", "duplicates", "deliveries_per_s", "seconds",
+                  "server_cpu_s_per_100k", "latency_p99_ms"],
+    "unicast": ["deliveries", "missing", "duplicates", "deliveries_per_s", "server_cpu_s_per_100k",
+                "redis_cpu_s", "latency_p50_ms", "latency_p99_ms", "latency_p999_ms"],
+    "cluster": ["deliveries", "missing", "duplicates", "deliveries_per_s", "server_cpu_s_per_100k",
+                "latency_p99_ms", "redis_publishes_per_1000_messages",
+                "redis_round_trips_per_1000_publishes", "connect_storm_subscribe_commands"],
+    "latency": ["rate", "deliveries", "missing", "latency_p50_ms", "latency_p99_ms", "latency_p999_ms",
+                "server_cpu_s_per_100k"],
+    "slow": ["slow_clients", "first_half_deliveries_per_s", "first_half_latency_p99_ms", "second_half_latency_p99_ms",
+             "first_half_missing", "second_half_missing", "server_rss_start_mib", "server_rss_peak_mib",
+             "server_rss_end_mib", "slow_consumer_disconnects"],
+    "fleet": ["connected", "connect_seconds", "connect_storm_subscribe_commands",
+              "server_rss_bytes_per_connection", "broadcast_deliveries", "broadcast_missing",
+              "broadcast_duplicates", "broadcast_deliveries_per_s", "broadcast_server_cpu_s_per_100k",
+              "unicast_deliveries", "unicast_missing", "unicast_duplicates", "unicast_deliveries_per_s",
+              "unicast_server_cpu_s_per_100k", "unicast_latency_p99_ms", "server_connections_at_end"],
+}
+
+
+def build():
+    subprocess.run(["cargo", "build", "--release", "-p", "wspush", "-p", "wspush-bench"], cwd=ROOT, check=True)
+    baseline = os.path.join(ROOT, "benches", "baseline")
+    if not os.path.isdir(os.path.join(baseline, "node_modules", "ws")):
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=baseline, check=True)
+
+
+def run_matrix(runs, only, out_path):
+    with open(out_path, "a") as out:
+        for run in range(1, runs + 1):
+            for name, scenario, args, targets in MATRIX:
+                if only and name not in only:
+                    continue
+                # Alternate which target goes first, so neither always gets the cooler machine.
+                order = list(targets.items())
+                if run % 2 == 0:
+                    order.reverse()
+                for target, extra in order:
+                    command = [BENCH, scenario, "--target", target, "--quiet", "--label", name] + args + extra
+                    print(f"[run {run}/{runs}] {name} {target}: {' '.join(command[1:])}", flush=True)
+                    started = time.time()
+                    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                    if done.returncode != 0:
+                        print(f"  FAILED (exit {done.returncode})", flush=True)
+                        continue
+                    line = json.loads(done.stdout.strip().splitlines()[-1])
+                    line["run"] = run
+                    line["wall_seconds"] = round(time.time() - started, 1)
+                    out.write(json.dumps(line) + "\n")
+                    out.flush()
+
+
+def load(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def medians(lines):
+    """{(label, target): {column: median}} over the runs."""
+    groups = {}
+    for line in lines:
+        groups.setdefault((line["label"], line["target"]), []).append(line)
+    table = {}
+    for key, group in groups.items():
+        values = {}
+        for column in set().union(*(g.keys() for g in group)):
+            numbers = [g[column] for g in group if isinstance(g.get(column), (int, float)) and not isinstance(g.get(column), bool)]
+            if numbers:
+                values[column] = statistics.median(numbers)
+        values["runs"] = len(group)
+        table[key] = values
+    return table
+
+
+def fmt(value):
+    if isinstance(value, float):
+        if value >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def tables(table):
+    lines = []
+    for name, scenario, args, targets in MATRIX:
+        present = [t for t in targets if (name, t) in table]
+        if not present:
+            continue
+        lines.append(f"### {name}\n")
+        lines.append(f"`wspush-bench {scenario} {' '.join(args)}` + per target: "
+                     + "; ".join(f"{t}: `{' '.join(targets[t]) or '(defaults)'}`" for t in present) + "\n")
+        header = "| | " + " | ".join(present) + (" | wspush / baseline |" if len(present) == 2 else " |")
+        lines.append(header)
+        lines.append("|---" * (len(present) + 1 + (1 if len(present) == 2 else 0)) + "|")
+        lines.append("| runs | " + " | ".join(str(table[(name, t)]["runs"]) for t in present)
+                     + (" | |" if len(present) == 2 else " |"))
+        for column in COLUMNS[scenario]:
+            cells = [table[(name, t)].get(column) for t in present]
+            if all(c is None for c in cells):
+                continue
+            row = f"| {column} | " + " | ".join("–" if c is None else fmt(c) for c in cells)
+            if len(present) == 2:
+                a, b = cells
+                ratio = f"{a / b:.1f}×" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else ""
+                row += f" | {ratio}"
+            lines.append(row + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def chart(table, path):
+    """Two horizontal bar panels (log scale): deliveries/s, and bytes per idle connection."""
+    panels = [
+        ("deliveries per second (median, log scale)", "deliveries_per_s",
+         ["broadcast", "broadcast-http", "broadcast-inproc", "unicast-1node", "unicast-1node-10k",
+          "unicast-2nodes", "unicast-http", "unicast-inproc", "cluster"]),
+        ("server RSS bytes per idle connection (19,000 connections)", "server_rss_bytes_per_connection", ["idle"]),
+    ]
+    colors = {"wspush": "#2b6cb0", "baseline": "#c05621"}
+    width, bar_h, gap, left = 900, 16, 14, 170
+    y = 40
+    parts = []
+    import math
+    for title, column, names in panels:
+        rows = [(n, t, table[(n, t)][column]) for n in names for t in ("wspush", "baseline")
+                if (n, t) in table and column in table[(n, t)]]
+        if not rows:
+            continue
+        top = max(v for _, _, v in rows)
+        low = min(v for _, _, v in rows if v > 0) / 2
+        scale = lambda v: (math.log10(max(v, low)) - math.log10(low)) / (math.log10(top) - math.log10(low) + 1e-9)
+        parts.append(f'<text x="10" y="{y}" font-size="15" font-weight="bold">{title}</text>')
+        y += 14
+        for name in names:
+            for target in ("wspush", "baseline"):
+                if (name, target) not in table or column not in table[(name, target)]:
+                    continue
+                value = table[(name, target)][column]
+                w = max(2, scale(value) * (width - left - 130))
+                parts.append(f'<text x="{left - 8}" y="{y + 12}" font-size="12" text-anchor="end">{name} · {target}</text>')
+                parts.append(f'<rect x="{left}" y="{y}" width="{w:.0f}" height="{bar_h}" fill="{colors[target]}"/>')
+                parts.append(f'<text x="{left + w + 6:.0f}" y="{y + 12}" font-size="12">{fmt(value)}</text>')
+                y += bar_h + 4
+            y += 6
+        y += gap + 10
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" font-family="sans-serif">'
+           f'<rect width="100%" height="100%" fill="white"/>' + "".join(parts) + "</svg>\n")
+    with open(path, "w") as f:
+        f.write(svg)
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} CPUs ({cpu}), {mem:.0f} GiB, Linux {platform.release()}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default="", help="comma-separated matrix names")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--fresh", action="store_true", help="start runs.jsonl afresh")
+    args = parser.parse_args()
+    os.makedirs(RESULTS, exist_ok=True)
+    raw = os.path.join(RESULTS, "runs.jsonl")
+    if not args.report_only:
+        if args.fresh and os.path.exists(raw):
+            os.remove(raw)
+        build()
+        run_matrix(args.runs, set(filter(None, args.only.split(","))), raw)
+    table = medians(load(raw))
+    with open(os.path.join(RESULTS, "tables.md"), "w") as f:
+        f.write(f"Machine: {machine()}\n\n" + tables(table))
+    chart(table, os.path.join(RESULTS, "chart.svg"))
+    print(f"wrote {RESULTS}/tables.md and {RESULTS}/chart.svg")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
