@@ -5,6 +5,8 @@
 #   valgrind                  the C programs run under it (no leaks, no invalid reads)
 #   javac, java               the Java binding's test (java -ea -Xcheck:jni)
 #   cc                        the C example and the header checks
+#   node, npm                 the Node.js baseline the load generator is compared with
+#                             (benches/baseline; its packages are installed by `npm ci`)
 #
 #   scripts/ensure-tools.sh [TOOL:PACKAGE ...]   (default: all of the above)
 set -euo pipefail
@@ -25,8 +27,18 @@ ensure() {
 
 if [ $# -eq 0 ]; then
   set -- cc:gcc redis-server:redis-server redis-cli:redis-tools valgrind:valgrind \
-    javac:openjdk-17-jdk-headless java:openjdk-17-jdk-headless
+    javac:openjdk-17-jdk-headless java:openjdk-17-jdk-headless node:nodejs npm:npm
+  baseline=1
 fi
 for tool in "$@"; do
   ensure "$tool"
 done
+
+# The baseline's packages (ws, ioredis), pinned by its package-lock.json.
+if [ -n "${baseline:-}" ] && [ ! -d "$(dirname "$0")/../benches/baseline/node_modules/ws" ]; then
+  echo "==> npm ci in benches/baseline"
+  (cd "$(dirname "$0")/../benches/baseline" && npm ci --no-audit --no-fund --loglevel=error) || {
+    echo "ensure-tools: \`npm ci\` in benches/baseline failed (is the npm registry reachable?)" >&2
+    exit 2
+  }
+fi

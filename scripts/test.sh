@@ -6,10 +6,13 @@
 #                              real redis-server processes, the C example under valgrind, the
 #                              Java binding under -Xcheck:jni; --no-fail-fast: every failure
 #                              is listed, not just the first)
-#   4. scripts/soak.py         a one-minute soak: 3 nodes, 500 clients, Redis killed twice and a
+#      (including the load generator's smoke tests against the real server and the Node.js
+#      baseline)
+#   4. cargo test --benches    every criterion benchmark runs once, as a test
+#   5. scripts/soak.py         a one-minute soak: 3 nodes, 500 clients, Redis killed twice and a
 #                              node once; exactly-once, no leaks, /healthz (the full run:
 #                              scripts/soak.py with no arguments, 10 minutes, 5,000 clients)
-#   5. scripts/autobahn.sh     the Autobahn|Testsuite RFC 6455 conformance run (needs CPython 2.7)
+#   6. scripts/autobahn.sh     the Autobahn|Testsuite RFC 6455 conformance run (needs CPython 2.7)
 #
 #   scripts/test.sh
 #
@@ -40,7 +43,7 @@ need python3 "the conformance run needs Python 3 (and CPython 2.7, see scripts/a
 # Redis, valgrind, a JDK and a C compiler: installed if missing, and then required, so
 # no test of the C ABI, the Java binding or cluster mode is skipped.
 scripts/ensure-tools.sh
-export WSPUSH_REQUIRE_VALGRIND=1 WSPUSH_REQUIRE_REDIS=1 WSPUSH_REQUIRE_JAVA=1
+export WSPUSH_REQUIRE_VALGRIND=1 WSPUSH_REQUIRE_REDIS=1 WSPUSH_REQUIRE_JAVA=1 WSPUSH_REQUIRE_NODE=1
 
 started=$(date +%s)
 
@@ -52,6 +55,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace --no-fail-fast"
 cargo test --workspace --no-fail-fast
+
+step "cargo test --benches (each criterion benchmark runs once, as a test)"
+cargo test -p wspush-tests --benches
 
 step "scripts/soak.py --duration 60 --clients 500 --ids 100 (short soak: 3 nodes, Redis and a node killed)"
 python3 scripts/soak.py --duration 60 --clients 500 --ids 100
