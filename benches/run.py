@@ -48,6 +48,9 @@ MATRIX = [
      {"wspush": ["--via", "inproc"]}),
     ("cluster", "cluster", ["--connections", "2000", "--messages", "100000"],
      {"wspush": [], "baseline": []}),
+    # The same, sending in-process on both nodes: the publishers' pipelines under load.
+    ("cluster-inproc", "cluster", ["--connections", "2000", "--messages", "100000"],
+     {"wspush": ["--via", "inproc"]}),
     ("latency-10k", "latency", ["--connections", "1000", "--rate", "10000", "--duration", "10"],
      {"wspush": ["--via", "redis-compat"], "baseline": ["--via", "redis-compat"]}),
     ("latency-50k", "latency", ["--connections", "1000", "--rate", "50000", "--duration", "10"],
@@ -178,7 +181,7 @@ def chart(table, path):
     panels = [
         ("deliveries per second (median, log scale)", "deliveries_per_s",
          ["broadcast", "broadcast-http", "broadcast-inproc", "unicast-1node", "unicast-1node-10k",
-          "unicast-2nodes", "unicast-http", "unicast-inproc", "cluster"]),
+          "unicast-2nodes", "unicast-http", "unicast-inproc", "cluster", "cluster-inproc"]),
         ("server RSS bytes per idle connection (19,000 connections)", "server_rss_bytes_per_connection", ["idle"]),
     ]
     colors = {"wspush": "#2b6cb0", "baseline": "#c05621"}

@@ -199,6 +199,34 @@ async fn a_password_in_the_redis_url_authenticates_and_a_wrong_one_keeps_the_nod
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_from_redis_larger_than_a_worker_queue_waits_for_room_instead_of_being_dropped() {
+    const BURST: usize = 5_000;
+    let redis = RedisServer::start();
+    let sender = cluster_engine(&redis, "burst-sender", false);
+    // A receiver whose workers queue at most 16 commands: the burst must wait for room.
+    let cluster = ClusterConfig { node_id: Some("tiny-queues".into()), ..ClusterConfig::new(redis.url()) };
+    let receiver = Engine::start(Config {
+        ws_listen: Some(any_port()),
+        workers: 1,
+        command_queue_capacity: 16,
+        cluster: Some(cluster),
+        ..Config::default()
+    })
+    .expect("a cluster engine starts");
+    let mut ws = connect_id(addr(&receiver), "burst").await;
+    eventually_eq(TIMEOUT, "nodes of burst", Some(1), || engine_presence(&sender, "burst").nodes);
+
+    for n in 0..BURST {
+        sender.send("burst", Message::Text(&n.to_string())).expect("the sender queues it");
+    }
+    for n in 0..BURST {
+        assert_eq!(recv_text(&mut ws, TIMEOUT).await, n.to_string(), "message {n} of the burst");
+    }
+    let stats = receiver.stats().cluster.unwrap();
+    assert_eq!((stats.delivery_dropped, stats.received), (0, BURST as u64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_hundred_thousand_sends_are_pipelined_into_few_round_trips() {
     const SENDS: u64 = 100_000;
     let redis = RedisServer::start();

@@ -12,11 +12,12 @@ use wspush::fuzzing;
 /// A fuzz target's name and its invariant check.
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 4] = [
+const TARGETS: [Target; 5] = [
     ("frame_decoder", fuzzing::check_frame_decoder),
     ("handshake_parser", fuzzing::check_handshake_parser),
     ("envelope_decoder", fuzzing::check_envelope_decoder),
     ("compat_decoder", fuzzing::check_compat_decoder),
+    ("resp_parser", fuzzing::check_resp_parser),
 ];
 
 fn fuzz_dir() -> PathBuf {

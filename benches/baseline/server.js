@@ -59,6 +59,11 @@ subscriber.on('message', (_channel, payload) => {
   if (set) for (const ws of set) ws.send(value);
 });
 
+function reply(res, status, body) {
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
 function readBody(req, done) {
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
@@ -71,25 +76,17 @@ const server = http.createServer((req, res) => {
     const key = url === '/broadcast' ? '*' : decodeURIComponent(url.slice('/socket/'.length));
     readBody(req, (value) => {
       publisher.publish(channel, JSON.stringify({ KEY: key, VALUE: value })).then(
-        () => {
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end('{"ok":true}');
-        },
-        (err) => {
-          res.writeHead(503);
-          res.end(err.message);
-        },
+        () => reply(res, 200, '{"ok":true}'),
+        (err) => reply(res, 503, JSON.stringify({ error: err.message })),
       );
     });
     return;
   }
   if (req.method === 'GET' && url === '/stats') {
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ connections: online }));
+    reply(res, 200, JSON.stringify({ connections: online }));
     return;
   }
-  res.writeHead(404);
-  res.end();
+  reply(res, 404, '{"error":"not found"}');
 });
 
 const wss = new WebSocketServer({ noServer: true });

@@ -6,6 +6,7 @@
 //! fuzz targets are one-liners and the stable replay of the seed corpus runs exactly the
 //! same checks.
 
+use crate::cluster::resp::{self, Push};
 use crate::cluster::{compat, envelope};
 use crate::frame::{self, close_code, Decoder, Frame, OpCode, MAX_HEADER_LEN};
 use crate::handshake::{self, Limits, Rejection};
@@ -347,4 +348,31 @@ pub fn check_compat_decoder(data: &[u8]) {
             compat::CompatMessage { key: key.into(), value: value.into(), origin: Some(origin.into()) };
         assert_eq!(decoded, Ok(expected), "{}", String::from_utf8_lossy(&encoded));
     }
+}
+
+/// The subscriber's RESP parser: never panics; a reply it parses is consumed whole (at least
+/// one byte, no more than given), is the same with more bytes behind it, and any cut of it
+/// asks for more rather than giving something else; and a `message` built from parts of the
+/// input (split at the first newline) parses back to those parts.
+pub fn check_resp_parser(data: &[u8]) {
+    if let Ok(Some((push, used))) = resp::parse(data) {
+        assert!(used > 0 && used <= data.len(), "consumed {used} of {}", data.len());
+        let mut longer = data[..used].to_vec();
+        longer.extend_from_slice(b"*3\r\n");
+        assert_eq!(resp::parse(&longer), Ok(Some((push, used))), "trailing bytes changed the reply");
+        for cut in 0..used {
+            assert_eq!(resp::parse(&data[..cut]), Ok(None), "a reply cut at {cut} of {used}");
+        }
+    }
+
+    let split = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+    let (channel, payload) = (&data[..split], data.get(split + 1..).unwrap_or_default());
+    let mut encoded = Vec::new();
+    resp::command(&mut encoded, &[b"message", channel, payload]);
+    assert_eq!(
+        resp::parse(&encoded),
+        Ok(Some((Push::Message { channel, payload }, encoded.len()))),
+        "{}",
+        String::from_utf8_lossy(&encoded)
+    );
 }

@@ -40,10 +40,14 @@ pub(crate) const WAKER: Token = Token(usize::MAX);
 /// How long a closing socket may take to flush and answer our close frame.
 const CLOSE_GRACE_MS: u64 = 2_000;
 
-/// Most commands handled in one pass of the loop: under a steady stream of sends a worker
-/// still flushes its sockets, runs its timers and reads its clients at least this often,
-/// while each pass still batches thousands of frames into its `writev`s.
-const MAX_COMMANDS_PER_PASS: usize = 4096;
+/// Commands handled in one pass of the loop: everything queued when the pass starts,
+/// within these bounds. A backlog is handled in big passes, so what is pending for a socket
+/// goes out in one `writev` (10,000 sockets under a unicast storm: 0.70 -> 0.42 server CPU-s
+/// per 100k deliveries), while a pass stays bounded whatever the queue's capacity: under a
+/// steady stream of sends a worker still flushes its sockets, runs its timers and reads its
+/// clients after each pass.
+const MIN_COMMANDS_PER_PASS: usize = 4096;
+const MAX_COMMANDS_PER_PASS: usize = 16384;
 
 /// What draining the command queue left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +106,19 @@ pub(crate) struct ShardHandle {
 impl ShardHandle {
     /// Queues a command without blocking, waking the worker only if it may be asleep.
     pub fn submit(&self, command: Command) -> Result<(), Error> {
+        match self.try_submit(command) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full(_)) => {
+                bump(&self.counters.queue_full, 1);
+                Err(Error::QueueFull)
+            }
+            Err(Refused::ShutDown) => Err(Error::ShutDown),
+        }
+    }
+
+    /// As [`ShardHandle::submit`], but a full queue hands the command back (uncounted), for
+    /// a caller that would rather wait than drop it.
+    pub fn try_submit(&self, command: Command) -> Result<(), Refused> {
         match self.commands.try_send(command) {
             Ok(()) => {
                 if !self.notified.swap(true, Ordering::SeqCst) {
@@ -111,13 +128,18 @@ impl ShardHandle {
                 }
                 Ok(())
             }
-            Err(TrySendError::Full(_)) => {
-                bump(&self.counters.queue_full, 1);
-                Err(Error::QueueFull)
-            }
-            Err(TrySendError::Disconnected(_)) => Err(Error::ShutDown),
+            Err(TrySendError::Full(command)) => Err(Refused::Full(command)),
+            Err(TrySendError::Disconnected(_)) => Err(Refused::ShutDown),
         }
     }
+}
+
+/// Why [`ShardHandle::try_submit`] did not queue a command.
+pub(crate) enum Refused {
+    /// The worker's queue is full; here is the command back.
+    Full(Command),
+    /// The worker has stopped.
+    ShutDown,
 }
 
 /// Queues a broadcast of `frame` on every worker; returns the error of each worker that
@@ -429,9 +451,10 @@ impl Shard {
         self.core.publish();
     }
 
-    /// Handles the queued commands, at most `MAX_COMMANDS_PER_PASS` of them.
+    /// Handles the queued commands: as many as were queued when it started, within
+    /// `MIN_COMMANDS_PER_PASS..=MAX_COMMANDS_PER_PASS`.
     fn drain_commands(&mut self) -> Drained {
-        for _ in 0..MAX_COMMANDS_PER_PASS {
+        for _ in 0..self.commands.len().clamp(MIN_COMMANDS_PER_PASS, MAX_COMMANDS_PER_PASS) {
             match self.commands.try_recv() {
                 Ok(command) => self.handle(command),
                 Err(crossbeam_channel::TryRecvError::Empty) => return Drained::Empty,

@@ -150,6 +150,10 @@ struct HostArgs {
     workers: usize,
     #[arg(long)]
     max_buffered_bytes: Option<usize>,
+    #[arg(long)]
+    redis: Option<String>,
+    #[arg(long, default_value = "host")]
+    node_id: String,
 }
 
 fn main() -> ExitCode {
@@ -167,7 +171,8 @@ fn main() -> ExitCode {
             }))
         }
         Scenario::Host(args) => {
-            return exit(host::run(args.ws_listen, args.workers, args.max_buffered_bytes))
+            let redis = args.redis.map(|url| (url, args.node_id));
+            return exit(host::run(args.ws_listen, args.workers, args.max_buffered_bytes, redis));
         }
         Scenario::Idle(o) => ("idle", o),
         Scenario::Fleet(o) => ("fleet", o),

@@ -3,7 +3,7 @@
 //! JSON format or the wspush envelope, or an in-process engine). Every message carries the
 //! time it was handed to the transport, so latency includes any batching done here.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -22,6 +22,8 @@ const BATCH: u64 = 256;
 pub struct Plan {
     pub kind: Kind,
     pub count: u64,
+    /// Sequence numbers run from here (plans split over several publishers do not overlap).
+    pub first_seq: u64,
     /// Unicasts go to ids `first_id..first_id + ids`, chosen at random.
     pub first_id: u64,
     pub ids: u64,
@@ -34,10 +36,25 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Part `index` of `parts`: its share of the messages, its own sequence numbers and ids
+    /// drawn from its own seed. Broadcasts are not split (each part would repeat them).
+    pub fn part(&self, index: u64, parts: u64) -> Plan {
+        let count = self.count / parts + u64::from(index < self.count % parts);
+        let first_seq = self.first_seq + index * (self.count / parts) + index.min(self.count % parts);
+        let rate = self.rate.map(|r| r / parts as f64);
+        Plan {
+            count,
+            first_seq,
+            rate,
+            seed: self.seed.wrapping_add(index.wrapping_mul(0x9e37_79b9)),
+            ..self.clone()
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "kind": if self.kind == Kind::Unicast { "unicast" } else { "broadcast" },
-            "count": self.count, "first_id": self.first_id, "ids": self.ids,
+            "count": self.count, "first_seq": self.first_seq, "first_id": self.first_id, "ids": self.ids,
             "skip_every": self.skip_every, "rate": self.rate, "size": self.size, "seed": self.seed,
         })
     }
@@ -46,6 +63,7 @@ impl Plan {
         Some(Plan {
             kind: if value["kind"] == "unicast" { Kind::Unicast } else { Kind::Broadcast },
             count: value["count"].as_u64()?,
+            first_seq: value["first_seq"].as_u64()?,
             first_id: value["first_id"].as_u64()?,
             ids: value["ids"].as_u64()?,
             skip_every: value["skip_every"].as_u64()?,
@@ -109,7 +127,7 @@ pub fn run(plan: &Plan, sink: &mut dyn Sink, progress: &mut dyn FnMut(u64)) -> i
                     }
                 }),
             };
-            payload::write(&mut text, plan.kind, seq as u32, now_ns(), plan.size);
+            payload::write(&mut text, plan.kind, (plan.first_seq + seq) as u32, now_ns(), plan.size);
             sink.push(id, &text)?;
         }
         sink.flush()?;
@@ -360,26 +378,7 @@ impl Sink for HttpSink {
                     ));
                 }
                 let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-                let mut length = 0usize;
-                loop {
-                    line.clear();
-                    if conn.stream.read_line(&mut line)? == 0 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "the server closed the connection",
-                        ));
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                    if let Some((name, value)) = line.split_once(':') {
-                        if name.eq_ignore_ascii_case("content-length") {
-                            length = value.trim().parse().unwrap_or(0);
-                        }
-                    }
-                }
-                let mut body = vec![0; length];
-                conn.stream.read_exact(&mut body)?;
+                let body = read_http_body(&mut conn.stream)?;
                 if !(200..300).contains(&status) {
                     if self.errors == 0 {
                         eprintln!(
@@ -394,6 +393,56 @@ impl Sink for HttpSink {
         }
         Ok(())
     }
+}
+
+/// Reads a response's headers and body (`Content-Length` or chunked), after its status line.
+pub fn read_http_body(stream: &mut impl BufRead) -> io::Result<Vec<u8>> {
+    let (mut length, mut chunked, mut line) = (None, false, String::new());
+    loop {
+        line.clear();
+        if stream.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"));
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse::<usize>().ok();
+            } else if name.eq_ignore_ascii_case("transfer-encoding")
+                && value.trim().eq_ignore_ascii_case("chunked")
+            {
+                chunked = true;
+            }
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            line.clear();
+            stream.read_line(&mut line)?;
+            let size =
+                usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16).map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size {line:?}"))
+                })?;
+            let start = body.len();
+            body.resize(start + size + 2, 0);
+            stream.read_exact(&mut body[start..])?;
+            body.truncate(start + size);
+            if size == 0 {
+                return Ok(body);
+            }
+        }
+    }
+    let Some(length) = length else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a response with neither Content-Length nor chunks",
+        ));
+    };
+    body.resize(length, 0);
+    stream.read_exact(&mut body)?;
+    Ok(body)
 }
 
 /// Sends through an engine in this process, as an application embedding wspush would.
@@ -461,6 +510,7 @@ mod tests {
         let plan = Plan {
             kind: Kind::Unicast,
             count: 9,
+            first_seq: 4,
             first_id: 3,
             ids: 7,
             skip_every: 100,

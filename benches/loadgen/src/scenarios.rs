@@ -74,9 +74,6 @@ impl Bench {
         if target == Target::Baseline && matches!(via, Via::Inproc | Via::RedisEnvelope) {
             return Err(invalid(format!("the baseline cannot be reached --via {}", via.name())));
         }
-        if via == Via::Inproc && count > 1 {
-            return Err(invalid("--via inproc runs one node"));
-        }
         let needs_redis = needs_redis || target == Target::Baseline || count > 1;
         let redis = match (needs_redis, options.redis) {
             (false, _) => None,
@@ -89,7 +86,11 @@ impl Bench {
                 (Target::Baseline, _) => {
                     Node::start_baseline(&redis.as_ref().expect("started").url(), COMPAT_CHANNEL)?
                 }
-                (Target::Wspush, Via::Inproc) => Node::start_host(options.workers, extra)?,
+                (Target::Wspush, Via::Inproc) => Node::start_host(
+                    options.workers,
+                    extra,
+                    redis.as_ref().map(|r| (r.url(), format!("node{index}"))),
+                )?,
                 (Target::Wspush, _) => Node::start_wspush(&NodeOptions {
                     redis_url: redis.as_ref().map(Redis::url),
                     compat_channel: (via == Via::RedisCompat).then(|| COMPAT_CHANNEL.to_owned()),
@@ -123,7 +124,7 @@ impl Bench {
     /// In cluster mode, waits until every node subscribed to the channels of all its ids,
     /// so nothing published afterwards can miss a node.
     fn wait_subscribed(&self) -> io::Result<()> {
-        if self.target != Target::Wspush || self.redis.is_none() || self.via == Via::Inproc {
+        if self.target != Target::Wspush || self.redis.is_none() {
             return Ok(());
         }
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -178,11 +179,21 @@ impl Bench {
         let (cpu0, redis_cpu0, publish0) = (self.server_cpu(), self.redis_cpu(), self.redis_calls("publish"));
         let started = Instant::now();
         let first_ns = if self.via == Via::Inproc {
-            let answer = self.nodes[0].host_run(&plan.to_json())?;
-            if answer["type"] != "done" {
-                return Err(io::Error::other(format!("the host failed: {answer}")));
+            // Unicasts are split over the hosts (each sends its share in-process);
+            // broadcasts go out from the first.
+            let parts = if plan.kind == Kind::Unicast { self.nodes.len() } else { 1 };
+            for (index, node) in self.nodes.iter().take(parts).enumerate() {
+                node.host_send(&plan.part(index as u64, parts as u64).to_json().to_string())?;
             }
-            answer["first_ns"].as_u64().unwrap_or(0)
+            let mut first = u64::MAX;
+            for node in self.nodes.iter().take(parts) {
+                let answer = node.host_answer()?;
+                if answer["type"] != "done" {
+                    return Err(io::Error::other(format!("the host failed: {answer}")));
+                }
+                first = first.min(answer["first_ns"].as_u64().unwrap_or(0));
+            }
+            first
         } else {
             let mut sink = self.sink()?;
             let mut progress = Progress::new("publishing", plan.count, !options.quiet);
@@ -295,6 +306,7 @@ fn unicast_plan(options: &Options, count: u64, ids: u64, rate: Option<f64>) -> P
     Plan {
         kind: Kind::Unicast,
         count,
+        first_seq: 0,
         first_id: 0,
         ids,
         skip_every: 0,
@@ -308,6 +320,7 @@ fn broadcast_plan(options: &Options, count: u64, rate: Option<f64>) -> Plan {
     Plan {
         kind: Kind::Broadcast,
         count,
+        first_seq: 0,
         first_id: 0,
         ids: 0,
         skip_every: 0,
@@ -375,7 +388,29 @@ pub fn unicast(options: &Options, rows: &mut Rows, latency: bool) -> io::Result<
     let missing = m.saturating_sub(result.merged.unicast_distinct);
     result.rows("", rows, missing, result.merged.unicast_duplicates);
     rows.push(("redis_publishes".into(), json!(result.redis_publishes)));
+    server_counters(&bench, rows);
     Ok(())
+}
+
+/// The wspush nodes' own account of losses, summed: where a message went missing, if one did.
+fn server_counters(bench: &Bench, rows: &mut Rows) {
+    if bench.target != Target::Wspush {
+        return;
+    }
+    let mut totals: Vec<(&str, u64)> =
+        ["received", "delivery_dropped", "reconnects", "slow_consumer_disconnects", "queue_full"]
+            .into_iter()
+            .map(|name| (name, 0))
+            .collect();
+    for stats in bench.nodes.iter().filter_map(|n| n.stats().ok()) {
+        for (name, total) in totals.iter_mut() {
+            let value = stats[*name].as_u64().or_else(|| stats["cluster"][*name].as_u64());
+            *total += value.unwrap_or(0);
+        }
+    }
+    for (name, total) in totals {
+        rows.push((format!("server_{name}"), json!(total)));
+    }
 }
 
 /// `broadcast`: K broadcasts to N sockets.
@@ -433,6 +468,7 @@ pub fn cluster(options: &Options, rows: &mut Rows) -> io::Result<()> {
             json!(round(trips as f64 * 1000.0 / published.max(1) as f64, 2)),
         ));
     }
+    server_counters(&bench, rows);
     Ok(())
 }
 
@@ -481,7 +517,7 @@ pub fn slow(options: &Options, rows: &mut Rows) -> io::Result<()> {
     rows.push(("server_rss_mid_mib".into(), json!(mib(rss_mid))));
     rows.push(("server_rss_end_mib".into(), json!(mib(rss_end))));
     rows.push(("server_rss_peak_mib".into(), json!(mib(rss_peak.max(rss_end)))));
-    if options.target == Target::Wspush && via != Via::Inproc {
+    if options.target == Target::Wspush {
         let stats = bench.nodes[0].stats()?;
         rows.push(("slow_consumer_disconnects".into(), stats["slow_consumer_disconnects"].clone()));
     }

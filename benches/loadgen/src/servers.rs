@@ -6,6 +6,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -175,7 +176,7 @@ pub struct Node {
     pub ws: SocketAddr,
     /// Where the HTTP API (`/socket/{id}`, `/stats`) answers; the baseline serves both on one port.
     pub api: SocketAddr,
-    host: Option<(ChildStdin, BufReader<ChildStdout>)>,
+    host: Option<Mutex<(ChildStdin, BufReader<ChildStdout>)>>,
 }
 
 fn sibling_binary(name: &str) -> io::Result<PathBuf> {
@@ -252,37 +253,50 @@ impl Node {
     }
 
     /// `wspush-bench host`: an engine in a process of its own that sends what it is told to,
-    /// in-process. `api` is meaningless for it.
-    pub fn start_host(workers: usize, extra: &[String]) -> io::Result<Node> {
+    /// in-process (in cluster mode with `redis`: URL and node id). `api` is meaningless for it.
+    pub fn start_host(workers: usize, extra: &[String], redis: Option<(String, String)>) -> io::Result<Node> {
         let ws = local(free_port()?);
-        let mut process = Process::spawn(
-            "wspush-bench host",
-            Command::new(std::env::current_exe()?)
-                .args(["host", "--ws-listen", &ws.to_string(), "--workers", &workers.to_string()])
-                .args(extra)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped()),
-        )?;
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .args(["host", "--ws-listen", &ws.to_string(), "--workers", &workers.to_string()])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        if let Some((url, node_id)) = redis {
+            command.args(["--redis", &url, "--node-id", &node_id]);
+        }
+        let mut process = Process::spawn("wspush-bench host", &mut command)?;
         let stdin = process.child.stdin.take().expect("piped");
         let stdout = BufReader::new(process.child.stdout.take().expect("piped"));
         wait_for_port(&mut process, ws, Duration::from_secs(10))?;
-        Ok(Node { process, ws, api: ws, host: Some((stdin, stdout)) })
+        Ok(Node { process, ws, api: ws, host: Some(Mutex::new((stdin, stdout))) })
     }
 
-    /// Has the host publish `plan` (a JSON line) and waits for its answer.
-    pub fn host_run(&mut self, plan: &Value) -> io::Result<Value> {
-        let (stdin, stdout) = self.host.as_mut().ok_or_else(|| io::Error::other("not a host node"))?;
-        writeln!(stdin, "{plan}")?;
-        stdin.flush()?;
+    /// Sends a line to the host (a plan, or `stats`).
+    pub fn host_send(&self, line: &str) -> io::Result<()> {
+        let host = self.host.as_ref().ok_or_else(|| io::Error::other("not a host node"))?;
+        let mut host = host.lock().expect("not poisoned");
+        writeln!(host.0, "{line}")?;
+        host.0.flush()
+    }
+
+    /// The host's next answer.
+    pub fn host_answer(&self) -> io::Result<Value> {
+        let host = self.host.as_ref().ok_or_else(|| io::Error::other("not a host node"))?;
+        let mut host = host.lock().expect("not poisoned");
         let mut line = String::new();
-        if stdout.read_line(&mut line)? == 0 {
+        if host.1.read_line(&mut line)? == 0 {
             return Err(io::Error::other("the host exited"));
         }
         serde_json::from_str(&line).map_err(io::Error::other)
     }
 
-    /// `GET /stats` (wspush and the baseline both answer it).
+    /// `GET /stats` (wspush and the baseline both answer it; a host answers in that shape).
     pub fn stats(&self) -> io::Result<Value> {
+        if self.host.is_some() {
+            self.host_send("stats")?;
+            return self.host_answer();
+        }
         http_get_json(self.api, "/stats")
     }
 }
@@ -291,15 +305,17 @@ fn local(port: u16) -> SocketAddr {
     ([127, 0, 0, 1], port).into()
 }
 
-/// A GET with `Connection: close`, its body parsed as JSON.
+/// A GET, its body parsed as JSON.
 pub fn http_get_json(addr: SocketAddr, path: &str) -> io::Result<Value> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    serde_json::from_str(body).map_err(|e| {
-        io::Error::other(format!("GET {path} on {addr}: {e}: {}", response.lines().next().unwrap_or("")))
-    })
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status)?;
+    let body = crate::publish::read_http_body(&mut reader)?;
+    if status.split_whitespace().nth(1) != Some("200") {
+        return Err(io::Error::other(format!("GET {path} on {addr}: {}", status.trim())));
+    }
+    serde_json::from_slice(&body).map_err(|e| io::Error::other(format!("GET {path} on {addr}: {e}")))
 }

@@ -85,6 +85,14 @@ fn the_cluster_scenario_reports_redis_round_trips() {
 }
 
 #[test]
+fn the_cluster_scenario_sends_in_process_on_both_nodes() {
+    let r = result(&["cluster", "--connections", "40", "--messages", "3001", "--via", "inproc"]);
+    assert_exactly_once(&r, 3001);
+    assert_eq!(r["node_publishes"], 3001, "{r}");
+    assert_eq!(r["server_delivery_dropped"], 0, "{r}");
+}
+
+#[test]
 fn idle_connections_are_held_and_measured() {
     let r = result(&["idle", "--connections", "300", "--duration", "3"]);
     assert_eq!(r["connected"], 300, "{r}");

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
@@ -18,7 +18,7 @@ use super::subscription::{Endpoint, Subscription};
 use super::{compat, envelope, Change, ClusterConfig, ClusterCounters, ClusterLink, LinkEnds, Outbound};
 use crate::frame::{self, OpCode};
 use crate::id::worker_of;
-use crate::shard::{broadcast_to_all, Command, ShardHandle};
+use crate::shard::{broadcast_to_all, Command, Refused, ShardHandle};
 use crate::stats::bump;
 use crate::Error;
 
@@ -35,6 +35,10 @@ const COALESCE_MAX: Duration = Duration::from_millis(50);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The subscriber pings this often, to notice a silent broken connection.
 const KEEPALIVE: Duration = Duration::from_secs(5);
+/// How long the subscriber waits for a full worker queue to take a delivery, and how
+/// often it looks.
+const MAX_WORKER_WAIT: Duration = Duration::from_secs(2);
+const WORKER_WAIT_STEP: Duration = Duration::from_millis(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -51,6 +55,9 @@ struct Router {
     compat_channel: Option<String>,
     /// Malformed payload kinds already logged (each is logged once, then only counted).
     logged: HashSet<&'static str>,
+    /// A delivery whose worker's queue was full: the worker index, the command, and since
+    /// when. While it waits, nothing more is read from Redis.
+    waiting: Option<(usize, Command, Instant)>,
 }
 
 impl Backplane {
@@ -74,6 +81,7 @@ impl Backplane {
             shards,
             compat_channel: config.compat_channel.clone(),
             logged: HashSet::new(),
+            waiting: None,
         };
         tracing::info!(node_id = link.node_id(), redis = %config.redacted_url(), "cluster mode");
         let LinkEnds { outbound, changes } = ends;
@@ -371,6 +379,10 @@ async fn subscribe_loop(
                 tracing::warn!(error = %e, "the subscriber's connection is unusable");
                 break true;
             }
+            if router.waiting.is_some() {
+                router.wait_for_worker().await;
+                continue;
+            }
             tokio::select! {
                 read = conn.fill() => if read.is_err() {
                     break true;
@@ -417,16 +429,16 @@ async fn subscribe_loop(
     }
 }
 
-/// Routes every reply already received: messages to the workers, confirmations into the
-/// subscription count, a pong into `awaiting_pong`. Returns how many (un)subscribe
-/// confirmations it saw.
+/// Routes every reply already received (until a delivery has to wait for its worker):
+/// messages to the workers, confirmations into the subscription count, a pong into
+/// `awaiting_pong`. Returns how many (un)subscribe confirmations it saw.
 fn route_received(
     conn: &mut Subscription,
     router: &mut Router,
     awaiting_pong: &mut bool,
 ) -> std::io::Result<usize> {
     let mut confirmations = 0;
-    loop {
+    while router.waiting.is_none() {
         let push = conn.next().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         match push {
             None => return Ok(confirmations),
@@ -445,6 +457,7 @@ fn route_received(
             }
         }
     }
+    Ok(confirmations)
 }
 
 fn apply(held: &mut HashSet<Box<str>>, change: Change) -> Box<str> {
@@ -522,7 +535,11 @@ async fn subscribe_initial(
             if confirmations >= channels.len() {
                 return Ok(());
             }
-            conn.fill().await?;
+            if router.waiting.is_some() {
+                router.wait_for_worker().await;
+            } else {
+                conn.fill().await?;
+            }
         }
     };
     tokio::time::timeout(RESPONSE_TIMEOUT, confirmed).await.map_err(|_| timed_out())?
@@ -533,8 +550,9 @@ fn timed_out() -> std::io::Error {
 }
 
 impl Router {
-    /// Delivers one message from Redis to the local workers. Never blocks: a full worker
-    /// queue drops the delivery and counts it.
+    /// Delivers one message from Redis to the local workers. Never blocks: a delivery to a
+    /// full worker queue waits in `waiting` (see [`Router::wait_for_worker`]); a broadcast a
+    /// full worker cannot take is dropped for that worker and counted.
     fn route(&mut self, channel: &str, payload: &[u8]) {
         let counters = self.link.counters.clone();
         bump(&counters.received, 1);
@@ -575,10 +593,37 @@ impl Router {
         }
     }
 
-    fn deliver(&self, id: &str, frame: bytes::Bytes) {
+    fn deliver(&mut self, id: &str, frame: bytes::Bytes) {
+        let shard = worker_of(id, self.shards.len());
         let command = Command::Send { id: id.into(), frame, receipt: None };
-        if self.shards[worker_of(id, self.shards.len())].submit(command).is_err() {
-            bump(&self.link.counters.delivery_dropped, 1);
+        match self.shards[shard].try_submit(command) {
+            Ok(()) => {}
+            Err(Refused::Full(command)) => self.waiting = Some((shard, command, Instant::now())),
+            Err(Refused::ShutDown) => bump(&self.link.counters.delivery_dropped, 1),
+        }
+    }
+
+    /// Hands the waiting delivery to its worker as soon as the worker's queue has room,
+    /// reading nothing from Redis meanwhile (Redis buffers for us, and TCP pushes back on
+    /// it), so a burst is delivered late rather than not at all. A worker that takes nothing
+    /// for [`MAX_WORKER_WAIT`] loses the delivery (counted in `delivery_dropped`).
+    async fn wait_for_worker(&mut self) {
+        while let Some((shard, command, since)) = self.waiting.take() {
+            match self.shards[shard].try_submit(command) {
+                Ok(()) => return,
+                Err(Refused::Full(command)) if since.elapsed() < MAX_WORKER_WAIT => {
+                    self.waiting = Some((shard, command, since));
+                    tokio::time::sleep(WORKER_WAIT_STEP).await;
+                }
+                Err(_) => {
+                    bump(&self.link.counters.delivery_dropped, 1);
+                    if self.logged.insert("worker_full") {
+                        tracing::warn!(
+                            "a worker's queue stayed full: dropped a delivery from Redis (counted)"
+                        );
+                    }
+                }
+            }
         }
     }
 }

@@ -13,7 +13,7 @@
 mod backplane;
 pub mod compat;
 pub mod envelope;
-mod resp;
+pub(crate) mod resp;
 mod subscription;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -131,7 +131,8 @@ pub struct ClusterStats {
     pub received: u64,
     /// Envelopes this node published itself, skipped on receipt.
     pub own_skipped: u64,
-    /// Received messages not delivered because a worker's queue was full.
+    /// Received messages not delivered: a worker's queue stayed full for 2 seconds (the
+    /// subscriber stops reading from Redis while it waits), or, for a broadcast, was full.
     pub delivery_dropped: u64,
     /// Payloads on wspush channels that are not valid envelopes.
     pub malformed_envelopes: u64,
