@@ -185,7 +185,7 @@ def chart(table, path):
         ("server RSS bytes per idle connection (19,000 connections)", "server_rss_bytes_per_connection", ["idle"]),
     ]
     colors = {"wspush": "#2b6cb0", "baseline": "#c05621"}
-    width, bar_h, gap, left = 900, 16, 14, 170
+    width, bar_h, gap, left = 960, 16, 14, 220
     y = 40
     parts = []
     import math

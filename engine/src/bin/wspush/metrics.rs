@@ -214,7 +214,7 @@ fn render_cluster(stats: &ClusterStats, metric: &mut impl FnMut(&str, &str, &str
     metric(
         "wspush_cluster_delivery_dropped_total",
         counter,
-        "Messages from Redis not delivered because a worker's queue was full.",
+        "Messages from Redis not delivered because a worker's queue stayed full.",
         &[("", *delivery_dropped)],
     );
     metric(
