@@ -441,15 +441,8 @@ pub fn cluster(options: &Options, rows: &mut Rows) -> io::Result<()> {
     let n = options.connections.unwrap_or(2_000);
     let m = options.messages.unwrap_or(100_000);
     let mut bench = Bench::start(options, via, node_count, true, &[])?;
-    let subscribes0 = bench.redis_calls("subscribe");
-    let mut swarm = Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), m, !options.quiet)?;
-    connect_rows(&swarm, rows);
-    bench.wait_subscribed()?;
-    rows.push(("nodes".into(), json!(node_count)));
-    rows.push((
-        "connect_storm_subscribe_commands".into(),
-        json!(bench.redis_calls("subscribe") - subscribes0),
-    ));
+    let shares = shares(n, &bench.ws_addrs(), options.per_process, 0);
+    let mut swarm = connect_fleet(&bench, &shares, m, options, rows)?;
     let before = cluster_counters(&bench);
     let plan = unicast_plan(options, m, n as u64, options.rate);
     let result = bench.phase(&mut swarm, &plan, m, options, &mut |_| {})?;
@@ -470,6 +463,25 @@ pub fn cluster(options: &Options, rows: &mut Rows) -> io::Result<()> {
     }
     server_counters(&bench, rows);
     Ok(())
+}
+
+/// Connects the clients of a multi-node run and waits until every node subscribed their
+/// ids; reports the connect phase and the SUBSCRIBE commands the storm cost.
+fn connect_fleet(
+    bench: &Bench,
+    shares: &[Share],
+    unicast_space: u64,
+    options: &Options,
+    rows: &mut Rows,
+) -> io::Result<Swarm> {
+    let subscribes_before = bench.redis_calls("subscribe");
+    let swarm = Swarm::connect(shares, unicast_space, !options.quiet)?;
+    connect_rows(&swarm, rows);
+    bench.wait_subscribed()?;
+    rows.push(("nodes".into(), json!(bench.nodes.len())));
+    let storm = bench.redis_calls("subscribe") - subscribes_before;
+    rows.push(("connect_storm_subscribe_commands".into(), json!(storm)));
+    Ok(swarm)
 }
 
 /// (published, publish_round_trips) summed over the wspush nodes.
@@ -537,7 +549,6 @@ pub fn fleet(options: &Options, rows: &mut Rows) -> io::Result<()> {
     let m = options.messages.unwrap_or(200_000);
     let extra = ["--ping-interval", "5", "--idle-timeout", "30"].map(String::from);
     let mut bench = Bench::start(options, Via::RedisEnvelope, node_count, true, &extra)?;
-    let subscribes0 = bench.redis_calls("subscribe");
     let rss_before = bench.server_rss();
     // Each node's clients in their own processes, from their own 127.x.y.1.
     let mut all = Vec::new();
@@ -557,14 +568,7 @@ pub fn fleet(options: &Options, rows: &mut Rows) -> io::Result<()> {
             start += c;
         }
     }
-    let mut swarm = Swarm::connect(&all, m, !options.quiet)?;
-    connect_rows(&swarm, rows);
-    bench.wait_subscribed()?;
-    rows.push(("nodes".into(), json!(node_count)));
-    rows.push((
-        "connect_storm_subscribe_commands".into(),
-        json!(bench.redis_calls("subscribe") - subscribes0),
-    ));
+    let mut swarm = connect_fleet(&bench, &all, m, options, rows)?;
     let per_conn = bench.server_rss().saturating_sub(rss_before) as f64 / swarm.connected.max(1) as f64;
     rows.push(("server_rss_bytes_per_connection".into(), json!(per_conn.round())));
     let expected = k * swarm.connected;
