@@ -6,33 +6,10 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use wspush::frame::{encode_masked, Decoder, Frame, OpCode};
-use wspush::Message;
+use wspush::frame::{encode_masked, Decoder, OpCode};
+use wspush::fuzzing::Outcome as Decoded;
 
 const MAX: usize = 1 << 20;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Decoded {
-    Fragment,
-    Text(String),
-    Binary(Vec<u8>),
-    Ping(Vec<u8>),
-    Pong(Vec<u8>),
-    Close(Option<u16>, String),
-}
-
-impl From<Option<Frame<'_>>> for Decoded {
-    fn from(frame: Option<Frame<'_>>) -> Self {
-        match frame {
-            None => Decoded::Fragment,
-            Some(Frame::Message(Message::Text(text))) => Decoded::Text(text.to_owned()),
-            Some(Frame::Message(Message::Binary(data))) => Decoded::Binary(data.to_vec()),
-            Some(Frame::Ping(data)) => Decoded::Ping(data.to_vec()),
-            Some(Frame::Pong(data)) => Decoded::Pong(data.to_vec()),
-            Some(Frame::Close { code, reason }) => Decoded::Close(code, reason.to_owned()),
-        }
-    }
-}
 
 /// A message as a client sends it.
 #[derive(Debug, Clone)]
@@ -109,8 +86,10 @@ fn encode_all(messages: &[Sent]) -> (Vec<u8>, Vec<Decoded>) {
 }
 
 /// Feeds `wire` in reads of the sizes in `reads` (cycled) as a shard does: append the
-/// read to what is pending, decode while frames complete, drop what they consumed.
-fn decode_in_reads(wire: &[u8], reads: &[usize]) -> Result<Vec<Decoded>, u16> {
+/// read to what is pending, decode while frames complete, drop what they consumed. Returns
+/// what was decoded up to the first error, that error's close code, and how many bytes the
+/// pending buffer and the decoder still held.
+fn feed_in_reads(wire: &[u8], reads: &[usize]) -> (Vec<Decoded>, Option<u16>, usize, usize) {
     let mut decoder = Decoder::new(MAX);
     let mut pending = Vec::new();
     let mut decoded = Vec::new();
@@ -130,13 +109,25 @@ fn decode_in_reads(wire: &[u8], reads: &[usize]) -> Result<Vec<Decoded>, u16> {
                     decoded.push(Decoded::from(frame));
                     pos += consumed;
                 }
-                Err(error) => return Err(error.close_code),
+                Err(error) => {
+                    return (decoded, Some(error.close_code), pending.len() - pos, decoder.buffered_len())
+                }
             }
         }
         pending.drain(..pos);
     }
-    assert!(pending.is_empty(), "{} bytes left over", pending.len());
-    assert_eq!(decoder.buffered_len(), 0);
+    (decoded, None, pending.len(), decoder.buffered_len())
+}
+
+/// [`feed_in_reads`] of a stream of whole frames: everything it holds is decoded, nothing
+/// is left over.
+fn decode_in_reads(wire: &[u8], reads: &[usize]) -> Result<Vec<Decoded>, u16> {
+    let (decoded, error, pending, buffered) = feed_in_reads(wire, reads);
+    if let Some(code) = error {
+        return Err(code);
+    }
+    assert_eq!(pending, 0, "{pending} bytes left over");
+    assert_eq!(buffered, 0);
     Ok(decoded)
 }
 
@@ -243,29 +234,6 @@ proptest! {
         }
         prop_assert!(start >= valid);
         prop_assert_eq!(&decoded[..expected.len()], &expected[..]);
-        let _ = decode_in_reads_lenient(&wire, &reads);
+        let _ = feed_in_reads(&wire, &reads);
     }
-}
-
-/// Like [`decode_in_reads`] without the checks that only hold for valid input.
-fn decode_in_reads_lenient(wire: &[u8], reads: &[usize]) -> Option<u16> {
-    let mut decoder = Decoder::new(MAX);
-    let mut pending = Vec::new();
-    let mut reads = reads.iter().cycle();
-    let mut fed = 0;
-    while fed < wire.len() {
-        let size = (*reads.next().unwrap()).clamp(1, wire.len() - fed);
-        pending.extend_from_slice(&wire[fed..fed + size]);
-        fed += size;
-        let mut pos = 0;
-        while pos < pending.len() {
-            match decoder.decode(&mut pending[pos..]) {
-                Ok(None) => break,
-                Ok(Some((consumed, _))) => pos += consumed,
-                Err(error) => return Some(error.close_code),
-            }
-        }
-        pending.drain(..pos);
-    }
-    None
 }

@@ -21,18 +21,37 @@ const MAX_CONTROL_PAYLOAD: usize = 125;
 /// The path prefix [`check_handshake_parser`] takes ids from (the default one).
 const PATH_PREFIX: &str = "/websocket/";
 
-/// What one `decode` call returned, owned so that runs can be compared.
+/// What one `decode` call returned, owned so that runs can be compared (also by the
+/// frame property tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Outcome {
+pub enum Outcome {
     /// A non-final fragment was absorbed.
     Fragment,
+    /// A whole text message.
     Text(String),
+    /// A whole binary message.
     Binary(Vec<u8>),
+    /// A ping and its payload.
     Ping(Vec<u8>),
+    /// A pong and its payload.
     Pong(Vec<u8>),
+    /// A close frame: its code and reason.
     Close(Option<u16>, String),
     /// The decoder failed the connection with this close code.
     Error(u16),
+}
+
+impl From<Option<Frame<'_>>> for Outcome {
+    fn from(frame: Option<Frame<'_>>) -> Self {
+        match frame {
+            None => Outcome::Fragment,
+            Some(Frame::Message(Message::Text(text))) => Outcome::Text(text.to_owned()),
+            Some(Frame::Message(Message::Binary(data))) => Outcome::Binary(data.to_vec()),
+            Some(Frame::Ping(data)) => Outcome::Ping(data.to_vec()),
+            Some(Frame::Pong(data)) => Outcome::Pong(data.to_vec()),
+            Some(Frame::Close { code, reason }) => Outcome::Close(code, reason.to_owned()),
+        }
+    }
 }
 
 /// Everything a decoder made of one input.
@@ -45,35 +64,31 @@ struct Run {
 
 /// Checks one decoded frame against what the RFC and the decoder's documentation promise.
 fn outcome_of(frame: Option<Frame<'_>>, max: usize) -> Outcome {
-    match frame {
-        None => Outcome::Fragment,
+    match &frame {
+        None => {}
         Some(Frame::Message(Message::Text(text))) => {
             assert!(text.len() <= max, "a text message of {} bytes is over the maximum {max}", text.len());
             assert!(std::str::from_utf8(text.as_bytes()).is_ok(), "a text message is not UTF-8");
-            Outcome::Text(text.to_owned())
         }
         Some(Frame::Message(Message::Binary(data))) => {
             assert!(data.len() <= max, "a binary message of {} bytes is over the maximum {max}", data.len());
-            Outcome::Binary(data.to_vec())
         }
         Some(Frame::Ping(data)) => {
             assert!(data.len() <= MAX_CONTROL_PAYLOAD, "a ping payload of {} bytes", data.len());
-            Outcome::Ping(data.to_vec())
         }
         Some(Frame::Pong(data)) => {
             assert!(data.len() <= MAX_CONTROL_PAYLOAD, "a pong payload of {} bytes", data.len());
-            Outcome::Pong(data.to_vec())
         }
         Some(Frame::Close { code, reason }) => {
             match code {
-                Some(code) => assert!(frame::is_valid_close_code(code), "close code {code} is not valid"),
+                Some(code) => assert!(frame::is_valid_close_code(*code), "close code {code} is not valid"),
                 None => assert!(reason.is_empty(), "a reason without a close code"),
             }
             assert!(reason.len() <= 123, "a close reason of {} bytes", reason.len());
             assert!(std::str::from_utf8(reason.as_bytes()).is_ok(), "a close reason is not UTF-8");
-            Outcome::Close(code, reason.to_owned())
         }
     }
+    Outcome::from(frame)
 }
 
 /// Feeds `input` to a new decoder in pieces of the lengths `chunks` yields (the last piece
