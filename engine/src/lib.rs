@@ -43,6 +43,7 @@ mod listener;
 mod message;
 mod origin;
 mod receipt;
+pub mod settings;
 mod shard;
 mod stats;
 

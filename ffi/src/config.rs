@@ -1,205 +1,51 @@
-//! The engine's settings as JSON: one table maps each key to the setting it sets, so adding
-//! a key is one line in [`SETTINGS`]; a key not in the table is an error.
+//! The engine's settings as JSON. The keys, their types and units, their prerequisites and
+//! the wording of their errors are the engine's one list of settings
+//! ([`engine::settings::SETTINGS`]): this file only reads the JSON object and words the errors
+//! the C way (`invalid setting `key`: ...`).
 
-use std::net::SocketAddr;
-use std::ops::{Deref, DerefMut};
-use std::time::Duration;
-
-use engine::{ClusterConfig, Config, JwtAuth, JwtKey, SlowConsumerPolicy};
-use serde_json::{Map, Value};
+use engine::settings::{ConfigBuilder, Reason, Scope, SettingError, SETTINGS};
+use engine::Config;
+use serde_json::Value;
 
 use crate::error::{wspush_status, Failure};
 
-/// Sets one setting from its JSON value.
-type Apply = fn(&mut Draft, &Setting<'_>) -> Result<(), Failure>;
-
-/// Every key the configuration may have, with what it sets. Durations are milliseconds
-/// (keys ending in `_ms`); sizes are bytes. The `redis*`, `node_id`, `compat_*` and
-/// `*inbound*` keys configure cluster mode, which `redis` turns on. The other `auth_*` keys
-/// refine the token checks that `auth_jwt_secret` or `auth_jwt_public_key` turn on.
-const SETTINGS: &[(&str, Apply)] = &[
-    ("ws_listen", |c, v| v.nullable(Setting::socket_addr).map(|x| c.ws_listen = x)),
-    ("workers", |c, v| v.usize().map(|x| c.workers = x)),
-    ("path_prefix", |c, v| v.string().map(|x| c.path_prefix = x)),
-    ("max_message_size", |c, v| v.usize().map(|x| c.max_message_size = x)),
-    ("max_buffered_bytes", |c, v| v.usize().map(|x| c.max_buffered_bytes = x)),
-    ("slow_consumer", |c, v| v.parse::<SlowConsumerPolicy>().map(|x| c.slow_consumer = x)),
-    ("ping_interval_ms", |c, v| v.millis().map(|x| c.ping_interval = x)),
-    ("idle_timeout_ms", |c, v| v.millis().map(|x| c.idle_timeout = x)),
-    ("max_connections", |c, v| v.nullable(Setting::usize).map(|x| c.max_connections = x)),
-    ("handshake_timeout_ms", |c, v| v.millis().map(|x| c.handshake_timeout = x)),
-    ("max_header_bytes", |c, v| v.usize().map(|x| c.max_header_bytes = x)),
-    ("max_headers", |c, v| v.usize().map(|x| c.max_headers = x)),
-    ("command_queue_capacity", |c, v| v.usize().map(|x| c.command_queue_capacity = x)),
-    ("echo", |c, v| v.bool().map(|x| c.echo = x)),
-    ("redis", |c, v| v.string().map(|x| cluster(c).redis_url = x)),
-    ("redis_prefix", |c, v| v.string().map(|x| cluster(c).prefix = x)),
-    ("redis_queue_limit", |c, v| v.usize().map(|x| cluster(c).queue_limit = x)),
-    ("node_id", |c, v| v.nullable(Setting::string).map(|x| cluster(c).node_id = x)),
-    ("compat_channel", |c, v| v.nullable(Setting::string).map(|x| cluster(c).compat_channel = x)),
-    ("compat_publish", |c, v| v.bool().map(|x| cluster(c).compat_publish = x)),
-    ("publish_inbound", |c, v| v.bool().map(|x| cluster(c).publish_inbound = x)),
-    ("inbound_channel", |c, v| v.nullable(Setting::string).map(|x| cluster(c).inbound_channel = x)),
-    ("auth_jwt_secret", |c, v| v.nullable(Setting::string).map(|x| c.auth.secret = x)),
-    ("auth_jwt_public_key", |c, v| v.nullable(Setting::string).map(|x| c.auth.public_key = x)),
-    ("auth_leeway_ms", |c, v| v.millis().map(|x| c.auth.leeway = Some(x))),
-    ("auth_audience", |c, v| v.nullable(Setting::string).map(|x| c.auth.audience = x)),
-    ("auth_issuer", |c, v| v.nullable(Setting::string).map(|x| c.auth.issuer = x)),
-    ("auth_close_on_expiry", |c, v| v.bool().map(|x| c.auth.close_on_expiry = Some(x))),
-    ("allowed_origins", |c, v| v.nullable(Setting::strings).map(|x| c.allowed_origins = x)),
-    ("max_connections_per_ip", |c, v| v.nullable(Setting::usize).map(|x| c.max_connections_per_ip = x)),
-    ("max_inbound_messages_per_second", |c, v| {
-        v.nullable(Setting::u32).map(|x| c.max_inbound_messages_per_second = x)
-    }),
-    ("max_inbound_bytes_per_second", |c, v| {
-        v.nullable(Setting::u64).map(|x| c.max_inbound_bytes_per_second = x)
-    }),
-    ("max_node_buffered_bytes", |c, v| v.nullable(Setting::usize).map(|x| c.max_node_buffered_bytes = x)),
-];
-
-/// The keys that give the token checks their key; the other `auth_*` keys need one of them.
-const AUTH_KEYS: [&str; 2] = ["auth_jwt_secret", "auth_jwt_public_key"];
-
-/// A configuration being read: the engine's settings, plus the token settings, which are
-/// collected first because a [`JwtAuth`] cannot exist before its key (and a JSON object's
-/// keys come in any order). Derefs to the [`Config`], so most table entries set it directly.
-#[derive(Default)]
-struct Draft {
-    config: Config,
-    auth: AuthDraft,
-}
-
-impl Deref for Draft {
-    type Target = Config;
-
-    fn deref(&self) -> &Config {
-        &self.config
-    }
-}
-
-impl DerefMut for Draft {
-    fn deref_mut(&mut self) -> &mut Config {
-        &mut self.config
-    }
-}
-
-/// The `auth_*` keys as given. No `Debug`: it holds the secret.
-#[derive(Default)]
-struct AuthDraft {
-    secret: Option<String>,
-    public_key: Option<String>,
-    leeway: Option<Duration>,
-    audience: Option<String>,
-    issuer: Option<String>,
-    close_on_expiry: Option<bool>,
-}
-
-impl AuthDraft {
-    /// The token checks (`None` without a key) and the JSON key that gave the key; `given` is
-    /// the whole configuration, to name a token setting given without a key.
-    fn build(self, given: &Map<String, Value>) -> Result<(Option<JwtAuth>, &'static str), Failure> {
-        let (key, key_name) = match (self.secret, self.public_key) {
-            (Some(_), Some(_)) => {
-                return Err(invalid_config(format!(
-                    "invalid setting `{}`: give either `{}` or `{}`, not both",
-                    AUTH_KEYS[1], AUTH_KEYS[0], AUTH_KEYS[1]
-                )))
-            }
-            (Some(secret), None) => (JwtKey::Hs256Secret(secret.into_bytes()), AUTH_KEYS[0]),
-            (None, Some(pem)) => (JwtKey::PublicKeyPem(pem.into_bytes()), AUTH_KEYS[1]),
-            (None, None) => {
-                return match given
-                    .keys()
-                    .find(|key| key.starts_with("auth_") && !AUTH_KEYS.contains(&key.as_str()))
-                {
-                    Some(key) => Err(invalid_config(format!(
-                        "invalid setting `{key}`: token settings need `{}` or `{}`",
-                        AUTH_KEYS[0], AUTH_KEYS[1]
-                    ))),
-                    None => Ok((None, AUTH_KEYS[0])),
-                };
-            }
-        };
-        let mut auth = JwtAuth::new(key).map_err(|error| match error {
-            engine::Error::InvalidConfig { reason, .. } => {
-                invalid_config(format!("invalid setting `{key_name}`: {reason}"))
-            }
-            other => Failure::from(other),
-        })?;
-        if let Some(leeway) = self.leeway {
-            auth = auth.with_leeway(leeway);
-        }
-        if let Some(audience) = self.audience {
-            auth = auth.with_audience(audience);
-        }
-        if let Some(issuer) = self.issuer {
-            auth = auth.with_issuer(issuer);
-        }
-        if let Some(close) = self.close_on_expiry {
-            auth = auth.with_close_on_expiry(close);
-        }
-        Ok((Some(auth), key_name))
-    }
-}
-
-/// The cluster settings, created (without a Redis URL yet) by the first cluster key.
-fn cluster(config: &mut Config) -> &mut ClusterConfig {
-    config.cluster.get_or_insert_with(|| ClusterConfig::new(""))
-}
-
-/// Parses and checks a configuration: a JSON object whose keys are in [`SETTINGS`];
-/// missing keys keep the engine's defaults (no listener, one worker per CPU, ...).
+/// Parses and checks a configuration: a JSON object whose keys are settings of every front
+/// end ([`Scope::Everywhere`]) or their aliases; missing keys keep the engine's defaults (no
+/// listener, one worker per CPU, ...).
 pub(crate) fn parse(json: &str) -> Result<Config, Failure> {
     let value: Value = serde_json::from_str(json)
         .map_err(|e| invalid_config(format!("the configuration is not valid JSON: {e}")))?;
     let Value::Object(map) = value else {
         return Err(invalid_config(format!("the configuration must be a JSON object, got {}", kind(&value))));
     };
-    let mut draft = Draft::default();
+    let mut builder = ConfigBuilder::new(Scope::Everywhere);
     for (key, value) in &map {
-        let Some((_, apply)) = SETTINGS.iter().find(|(name, _)| name == key) else {
-            let known: Vec<&str> = SETTINGS.iter().map(|(name, _)| *name).collect();
-            return Err(invalid_config(format!(
-                "unknown setting `{key}`; the settings are {}",
-                known.join(", ")
-            )));
-        };
-        apply(&mut draft, &Setting { key, value })?;
+        builder.set(key, engine::settings::RawValue::Json(value)).map_err(worded)?;
     }
-    let (auth, auth_key) = draft.auth.build(&map)?;
-    let mut config = draft.config;
-    config.auth = auth;
-    if let Some(cluster) = &config.cluster {
-        if cluster.redis_url.is_empty() {
-            let key = map.keys().find(|key| *key != "redis").map_or("redis", String::as_str);
-            return Err(invalid_config(format!(
-                "invalid setting `{key}`: cluster settings need `redis` (a Redis URL)"
-            )));
-        }
-    }
-    config.validate().map_err(|error| match error {
-        engine::Error::InvalidConfig { setting, reason } => {
-            invalid_config(format!("invalid setting `{}`: {reason}", json_key(setting, auth_key)))
-        }
-        other => Failure::from(other),
-    })?;
+    let (config, _) = builder.build(&|key| format!("`{key}`")).map_err(worded)?;
     Ok(config)
 }
 
-/// The JSON key of an engine setting: `auth.key` is the key the token key came from
-/// (`auth_key`), a dotted name is joined with `_` (`auth.leeway`), and durations carry their
-/// unit (`idle_timeout_ms`, `auth_leeway_ms`).
-fn json_key(setting: &str, auth_key: &str) -> String {
-    if setting == "auth.key" {
-        return auth_key.to_owned();
-    }
-    let flat = setting.replace('.', "_");
-    let with_unit = format!("{flat}_ms");
-    if SETTINGS.iter().any(|(name, _)| *name == with_unit) {
-        with_unit
-    } else {
-        flat
-    }
+/// A setting error as `wspush_last_error` reports it.
+fn worded(error: SettingError) -> Failure {
+    let name = error.name;
+    invalid_config(match error.reason {
+        Reason::Unknown => {
+            let known: Vec<&str> =
+                SETTINGS.iter().filter(|s| s.scope == Scope::Everywhere).map(|s| s.key).collect();
+            format!("unknown setting `{name}`; the settings are {}", known.join(", "))
+        }
+        Reason::Invalid(reason) => format!("invalid setting `{name}`: {reason}"),
+        Reason::NeedsRedis => {
+            format!("invalid setting `{name}`: cluster settings need `redis` (a Redis URL)")
+        }
+        Reason::NeedsAuthKey => format!(
+            "invalid setting `{name}`: token settings need `auth_jwt_secret` or `auth_jwt_public_key`"
+        ),
+        Reason::BothAuthKeys => format!(
+            "invalid setting `{name}`: give either `auth_jwt_secret` or `auth_jwt_public_key`, not both"
+        ),
+    })
 }
 
 fn invalid_config(message: String) -> Failure {
@@ -217,88 +63,12 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-/// One key and its value, with the conversions the settings need.
-struct Setting<'a> {
-    key: &'a str,
-    value: &'a Value,
-}
-
-impl Setting<'_> {
-    fn bad(&self, expected: &str) -> Failure {
-        // Never echo what was given as a secret, even of the wrong type.
-        let got =
-            if self.key.contains("secret") { kind(self.value).to_owned() } else { self.value.to_string() };
-        invalid_config(format!("invalid setting `{}`: expected {expected}, got {got}", self.key))
-    }
-
-    /// `null` is `None`, anything else goes through `convert`.
-    fn nullable<T>(&self, convert: fn(&Self) -> Result<T, Failure>) -> Result<Option<T>, Failure> {
-        if self.value.is_null() {
-            Ok(None)
-        } else {
-            convert(self).map(Some)
-        }
-    }
-
-    fn usize(&self) -> Result<usize, Failure> {
-        self.value
-            .as_u64()
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| self.bad("a non-negative integer"))
-    }
-
-    fn u32(&self) -> Result<u32, Failure> {
-        self.value
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| self.bad("a 32-bit non-negative integer"))
-    }
-
-    fn u64(&self) -> Result<u64, Failure> {
-        self.value.as_u64().ok_or_else(|| self.bad("a non-negative integer"))
-    }
-
-    fn millis(&self) -> Result<Duration, Failure> {
-        self.value
-            .as_u64()
-            .map(Duration::from_millis)
-            .ok_or_else(|| self.bad("a non-negative integer (milliseconds)"))
-    }
-
-    fn bool(&self) -> Result<bool, Failure> {
-        self.value.as_bool().ok_or_else(|| self.bad("true or false"))
-    }
-
-    fn string(&self) -> Result<String, Failure> {
-        self.value.as_str().map(str::to_owned).ok_or_else(|| self.bad("a string"))
-    }
-
-    fn strings(&self) -> Result<Vec<String>, Failure> {
-        let items = self.value.as_array().ok_or_else(|| self.bad("an array of strings"))?;
-        items
-            .iter()
-            .map(|item| item.as_str().map(str::to_owned).ok_or_else(|| self.bad("an array of strings")))
-            .collect()
-    }
-
-    fn socket_addr(&self) -> Result<SocketAddr, Failure> {
-        let text = self.value.as_str().ok_or_else(|| self.bad("a string \"IP:PORT\" or null"))?;
-        text.parse().map_err(|_| {
-            invalid_config(format!(
-                "invalid setting `{}`: expected IP:PORT (e.g. \"127.0.0.1:8081\", port 0 for any free port), got `{text}`",
-                self.key
-            ))
-        })
-    }
-
-    fn parse<T: std::str::FromStr<Err = String>>(&self) -> Result<T, Failure> {
-        let text = self.value.as_str().ok_or_else(|| self.bad("a string"))?;
-        text.parse().map_err(|reason| invalid_config(format!("invalid setting `{}`: {reason}", self.key)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use engine::SlowConsumerPolicy;
+
     use super::*;
 
     fn error(json: &str) -> String {
@@ -411,7 +181,7 @@ mod tests {
             "invalid setting `slow_consumer`: expected `disconnect` or `drop`, got `maybe`"
         );
         assert!(error(r#"{"ws_listen": "localhost"}"#)
-            .starts_with("invalid setting `ws_listen`: expected IP:PORT"));
+            .starts_with("invalid setting `ws_listen`: `localhost` is not an address like 0.0.0.0:8081"));
         assert_eq!(
             error(r#"{"path_prefix": null}"#),
             "invalid setting `path_prefix`: expected a string, got null"
@@ -420,7 +190,10 @@ mod tests {
 
     #[test]
     fn the_engines_checks_apply_and_name_the_json_key() {
-        assert_eq!(error(r#"{"workers": 1000}"#), "invalid setting `workers`: at most 256, got 1000");
+        assert_eq!(
+            error(r#"{"workers": 1000}"#),
+            "invalid setting `workers`: must be between 1 and 256, got 1000"
+        );
         assert_eq!(
             error(r#"{"handshake_timeout_ms": 0}"#),
             "invalid setting `handshake_timeout_ms`: must be greater than zero"
@@ -498,8 +271,14 @@ mod tests {
             error(r#"{"auth_jwt_secret": "short"}"#),
             "invalid setting `auth_jwt_secret`: the HS256 secret must be at least 32 bytes (RFC 7518 3.2), got 5"
         );
+        // Not PEM text, so the path of a PEM file, which does not exist.
         assert!(error(r#"{"auth_jwt_public_key": "not a key"}"#)
-            .starts_with("invalid setting `auth_jwt_public_key`: the public key is not PEM"));
+            .starts_with("invalid setting `auth_jwt_public_key`: cannot read not a key: "));
+        let not_pem = error(r#"{"auth_jwt_public_key": "-----BEGIN PUBLIC KEY-----\nnot a key"}"#);
+        assert!(
+            not_pem.starts_with("invalid setting `auth_jwt_public_key`: not a valid RSA or EC"),
+            "{not_pem}"
+        );
         assert_eq!(
             error(&format!(r#"{{"auth_jwt_secret": "{SECRET}", "auth_leeway_ms": 3601000}}"#)),
             "invalid setting `auth_leeway_ms`: at most 3600 seconds, got 3601"
@@ -534,9 +313,16 @@ mod tests {
         );
         assert!(error(r#"{"allowed_origins": ["app.example"]}"#)
             .starts_with("invalid setting `allowed_origins`: "));
+        // A string is the comma-separated form the server takes.
         assert_eq!(
-            error(r#"{"allowed_origins": "https://app.example"}"#),
-            "invalid setting `allowed_origins`: expected an array of strings, got \"https://app.example\""
+            parse(r#"{"allowed_origins": "https://app.example, http://localhost:3000"}"#)
+                .unwrap()
+                .allowed_origins,
+            Some(vec!["https://app.example".to_owned(), "http://localhost:3000".to_owned()])
+        );
+        assert_eq!(
+            error(r#"{"allowed_origins": 7}"#),
+            "invalid setting `allowed_origins`: expected an array of strings, got 7"
         );
         assert!(error(r#"{"allowed_origins": ["https://a.example", 1]}"#)
             .starts_with("invalid setting `allowed_origins`: expected an array of strings"));

@@ -1,326 +1,81 @@
 //! The server's settings: command-line flags, `WSPUSH_*` environment variables and an
 //! optional TOML file (`--config`), merged with the precedence flag > environment > file >
-//! default, then checked. Every error names the setting and where its value came from
-//! (`--workers`, `WSPUSH_WORKERS`, or `workers in FILE`).
+//! default, then checked. The flags and variables are made from the engine's one list of
+//! settings ([`wspush::settings::SETTINGS`]), which the C ABI reads too. Every error names
+//! the setting and where its value came from (`--workers`, `WSPUSH_WORKERS`, or
+//! `workers in FILE`).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser};
-use wspush::{ClusterConfig, Config, JwtAuth, JwtKey, SlowConsumerPolicy};
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use wspush::settings::{self, env_of, flag_of, ConfigBuilder, RawValue, Reason, Scope, Setting, SETTINGS};
+use wspush::Config;
 
-/// Where the WebSocket listener binds unless told otherwise.
-pub const DEFAULT_WS_LISTEN: &str = "0.0.0.0:8081";
-/// Where the HTTP API binds unless told otherwise: loopback, since it can push to anyone.
-pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8080";
-/// The settings that only mean something in cluster mode: giving one without `redis` is an
-/// error rather than silently ignored.
-const REDIS_ONLY: [&str; 7] = [
-    "redis_prefix",
-    "node_id",
-    "compat_channel",
-    "compat_publish",
-    "redis_queue_limit",
-    "inbound_channel",
-    "no_inbound",
-];
-/// The settings that only mean something with token checks on: giving one without a key is
-/// an error rather than silently ignored.
-const AUTH_ONLY: [&str; 4] = ["auth_leeway", "auth_audience", "auth_issuer", "auth_close_on_expiry"];
 /// The log filter when neither `--log`, `WSPUSH_LOG`, `RUST_LOG` nor the file set one.
 pub const DEFAULT_LOG: &str = "info";
 
-/// The command line. Every setting is optional here, so that a value missing from the
-/// command line and the environment can still come from the file; the defaults are
-/// applied by [`load_from`], and shown in `--help`.
-#[derive(Debug, Default, Parser)]
-#[command(
-    name = "wspush",
-    version,
-    about = "wspush: a WebSocket delivery engine. Runs one node: WebSocket clients connect to \
+/// The command line: `--config` and one flag per setting and per alias of a setting (the
+/// aliases hidden from `--help`). Every setting is optional here, so that a value missing
+/// from the command line and the environment can still come from the file.
+pub fn command() -> Command {
+    let mut command = Command::new("wspush")
+        .version(wspush::VERSION)
+        .about(
+            "wspush: a WebSocket delivery engine. Runs one node: WebSocket clients connect to \
              ws://HOST:8081/websocket/{id}, and the HTTP API pushes messages to every socket of an id. \
              With --redis, any number of nodes share their sockets through Redis.",
-    after_help = "Every setting can also be given as a WSPUSH_* environment variable (shown above) or \
-                  as a key of the TOML file given with --config (the flag name with underscores, e.g. \
-                  ws_listen = \"0.0.0.0:9000\"). Precedence: flag > environment > file > default.\n\
-                  Sizes are bytes, optionally with a suffix: KiB, MiB, GiB (x1024) or kB, MB, GB (x1000)."
-)]
-pub struct Cli {
-    /// Read settings from this TOML file; keys are the flag names with underscores
-    #[arg(long, env = "WSPUSH_CONFIG", value_name = "FILE")]
-    pub config: Option<String>,
-
-    /// Address of the WebSocket listener; port 0 picks a free port [default: 0.0.0.0:8081]
-    #[arg(long, env = "WSPUSH_WS_LISTEN", value_name = "ADDR")]
-    pub ws_listen: Option<String>,
-
-    /// Address of the HTTP API. It can push to anyone: keep it private, or set --api-token
-    /// [default: 127.0.0.1:8080]
-    #[arg(long, env = "WSPUSH_API_LISTEN", value_name = "ADDR")]
-    pub api_listen: Option<String>,
-
-    /// Worker threads, 1 to 256; each owns the sockets of the ids hashed to it
-    /// [default: one per CPU]
-    #[arg(long, env = "WSPUSH_WORKERS", value_name = "N")]
-    pub workers: Option<String>,
-
-    /// Path prefix of the WebSocket URL; clients connect to {prefix}{id}. Must start and end
-    /// with / [default: /websocket/]
-    #[arg(long, env = "WSPUSH_PATH_PREFIX", value_name = "PATH")]
-    pub path_prefix: Option<String>,
-
-    /// Largest message a client may send, and largest HTTP API body [default: 1048576]
-    #[arg(long, env = "WSPUSH_MAX_MESSAGE_SIZE", value_name = "BYTES")]
-    pub max_message_size: Option<String>,
-
-    /// Most output queued for one socket before --slow-consumer applies [default: 4194304]
-    #[arg(long, env = "WSPUSH_MAX_BUFFERED_BYTES", value_name = "BYTES")]
-    pub max_buffered_bytes: Option<String>,
-
-    /// What to do with a socket over --max-buffered-bytes: `disconnect` (close it with
-    /// 1008) or `drop` (drop the new message) [default: disconnect]
-    #[arg(long, env = "WSPUSH_SLOW_CONSUMER", value_name = "POLICY")]
-    pub slow_consumer: Option<String>,
-
-    /// Most output queued for all sockets together; over it, the sockets write-blocked the
-    /// longest are closed with 1008 first. At least --max-buffered-bytes [default: unlimited]
-    #[arg(long, env = "WSPUSH_MAX_NODE_BUFFERED_BYTES", value_name = "BYTES")]
-    pub max_node_buffered_bytes: Option<String>,
-
-    /// Most frames (messages, fragments, pings, pongs) one socket may send per second, with
-    /// a burst of one second's worth; over it the socket is closed with 1008
-    /// [default: unlimited]
-    #[arg(long, env = "WSPUSH_MAX_INBOUND_MESSAGES_PER_SECOND", value_name = "N")]
-    pub max_inbound_messages_per_second: Option<String>,
-
-    /// Most bytes one socket may send per second, with a burst of one second's worth; over
-    /// it the socket is closed with 1008 [default: unlimited]
-    #[arg(long, env = "WSPUSH_MAX_INBOUND_BYTES_PER_SECOND", value_name = "BYTES")]
-    pub max_inbound_bytes_per_second: Option<String>,
-
-    /// Seconds between pings to each socket; 0 disables pings [default: 25]
-    #[arg(long, env = "WSPUSH_PING_INTERVAL", value_name = "SECONDS")]
-    pub ping_interval: Option<String>,
-
-    /// Close a socket (1001) that sent nothing, not even a pong, for this many seconds;
-    /// 0 disables [default: 60]
-    #[arg(long, env = "WSPUSH_IDLE_TIMEOUT", value_name = "SECONDS")]
-    pub idle_timeout: Option<String>,
-
-    /// Most simultaneous WebSocket connections; further upgrades get 503 [default: unlimited]
-    #[arg(long, env = "WSPUSH_MAX_CONNECTIONS", value_name = "N")]
-    pub max_connections: Option<String>,
-
-    /// Seconds a client has to complete its upgrade request [default: 10]
-    #[arg(long, env = "WSPUSH_HANDSHAKE_TIMEOUT", value_name = "SECONDS")]
-    pub handshake_timeout: Option<String>,
-
-    /// Largest upgrade request head; larger ones get 431 [default: 8192]
-    #[arg(long, env = "WSPUSH_MAX_HEADER_BYTES", value_name = "BYTES")]
-    pub max_header_bytes: Option<String>,
-
-    /// Most header lines in an upgrade request; more get 431 [default: 32]
-    #[arg(long, env = "WSPUSH_MAX_HEADERS", value_name = "N")]
-    pub max_headers: Option<String>,
-
-    /// Capacity of each worker's command queue; when full, the API answers 503
-    /// [default: 65536]
-    #[arg(long, env = "WSPUSH_COMMAND_QUEUE_CAPACITY", value_name = "N")]
-    pub command_queue_capacity: Option<String>,
-
-    /// Require `Authorization: Bearer TOKEN` on POST /socket/{id}, POST /broadcast and
-    /// GET /stats (/, /healthz and /metrics stay open). Required when --api-listen is not a
-    /// loopback address. Prefer the environment variable: flags are visible to other users
-    /// in the process list [default: none]
-    #[arg(long, env = "WSPUSH_API_TOKEN", value_name = "TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
-
-    /// Most simultaneous WebSocket connections from one client address (IPv6: one /64);
-    /// further upgrades get 429 [default: unlimited]
-    #[arg(long, env = "WSPUSH_MAX_CONNECTIONS_PER_IP", value_name = "N")]
-    pub max_connections_per_ip: Option<String>,
-
-    /// Comma-separated origins (scheme://host[:port]) whose pages may connect; a browser
-    /// upgrade from another Origin gets 403. Requests without an Origin header (non-browser
-    /// clients) are allowed [default: any origin]
-    #[arg(long, env = "WSPUSH_ALLOWED_ORIGINS", value_name = "LIST")]
-    pub allowed_origins: Option<String>,
-
-    /// Require a JSON Web Token signed with this HS256 secret (at least 32 bytes) whose `sub`
-    /// is the id connected as; 401 otherwise. Prefer the environment variable: flags are
-    /// visible to other users in the process list [default: none, anyone connects as any id]
-    #[arg(
-        long,
-        env = "WSPUSH_AUTH_JWT_SECRET",
-        value_name = "SECRET",
-        hide_env_values = true,
-        help_heading = "Client authentication"
-    )]
-    pub auth_jwt_secret: Option<String>,
-
-    /// Require a JSON Web Token signed with the private key of this PEM public key (RSA:
-    /// RS256, EC P-256: ES256) whose `sub` is the id connected as; 401 otherwise
-    /// [default: none]
-    #[arg(
-        long,
-        env = "WSPUSH_AUTH_JWT_PUBLIC_KEY",
-        value_name = "FILE",
-        help_heading = "Client authentication"
-    )]
-    pub auth_jwt_public_key: Option<String>,
-
-    /// Seconds of clock skew allowed when checking a token's exp and nbf [default: 30]
-    #[arg(long, env = "WSPUSH_AUTH_LEEWAY", value_name = "SECONDS", help_heading = "Client authentication")]
-    pub auth_leeway: Option<String>,
-
-    /// Require the token's aud claim to name this audience [default: none, and a token
-    /// with an aud claim is refused]
-    #[arg(long, env = "WSPUSH_AUTH_AUDIENCE", value_name = "AUD", help_heading = "Client authentication")]
-    pub auth_audience: Option<String>,
-
-    /// Require the token's iss claim to be this issuer [default: none]
-    #[arg(long, env = "WSPUSH_AUTH_ISSUER", value_name = "ISS", help_heading = "Client authentication")]
-    pub auth_issuer: Option<String>,
-
-    /// Close a socket (1008) when its token expires; false checks the token only at the
-    /// upgrade [default: true]
-    #[arg(
-        long,
-        env = "WSPUSH_AUTH_CLOSE_ON_EXPIRY",
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        help_heading = "Client authentication"
-    )]
-    pub auth_close_on_expiry: Option<String>,
-
-    /// Send every message a client sends back to it (for conformance testing)
-    /// [default: false]
-    #[arg(
-        long,
-        env = "WSPUSH_ECHO",
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true"
-    )]
-    pub echo: Option<String>,
-
-    /// Log filter (error, warn, info, debug, trace, or tracing-subscriber directives);
-    /// RUST_LOG is used when this is not set [default: info]
-    #[arg(long, env = "WSPUSH_LOG", value_name = "LEVEL")]
-    pub log: Option<String>,
-
-    /// Cluster mode: share sockets with every node using this Redis server, e.g.
-    /// redis://127.0.0.1:6379; a push on any node reaches the sockets on all of them. The
-    /// settings below need it [default: none, a single node]
-    #[arg(long, env = "WSPUSH_REDIS", value_name = "URL", help_heading = "Cluster mode")]
-    pub redis: Option<String>,
-
-    /// Prefix of every Redis channel wspush uses [default: wspush:]
-    #[arg(long, env = "WSPUSH_REDIS_PREFIX", value_name = "PREFIX", help_heading = "Cluster mode")]
-    pub redis_prefix: Option<String>,
-
-    /// This node's id in the messages it publishes, 1 to 64 bytes [default: random per start,
-    /// logged]
-    #[arg(long, env = "WSPUSH_NODE_ID", value_name = "ID", help_heading = "Cluster mode")]
-    pub node_id: Option<String>,
-
-    /// Also deliver messages in the original JSON format {"KEY": id, "VALUE": "text"}
-    /// published on this Redis channel [default: none]
-    #[arg(long, env = "WSPUSH_COMPAT_CHANNEL", value_name = "NAME", help_heading = "Cluster mode")]
-    pub compat_channel: Option<String>,
-
-    /// Also publish every text push in the original format on --compat-channel, for nodes
-    /// of the original design in a mixed fleet [default: false]
-    #[arg(
-        long,
-        env = "WSPUSH_COMPAT_PUBLISH",
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        help_heading = "Cluster mode"
-    )]
-    pub compat_publish: Option<String>,
-
-    /// Most publishes waiting for Redis (e.g. while it is unreachable); more are dropped and
-    /// counted [default: 100000]
-    #[arg(long, env = "WSPUSH_REDIS_QUEUE_LIMIT", value_name = "N", help_heading = "Cluster mode")]
-    pub redis_queue_limit: Option<String>,
-
-    /// Redis channel on which every message a client sends is published as JSON
-    /// {"id", "node", "data"} [default: {prefix}inbound, e.g. wspush:inbound]
-    #[arg(long, env = "WSPUSH_INBOUND_CHANNEL", value_name = "NAME", help_heading = "Cluster mode")]
-    pub inbound_channel: Option<String>,
-
-    /// Do not publish the messages clients send [default: false]
-    #[arg(
-        long,
-        env = "WSPUSH_NO_INBOUND",
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        help_heading = "Cluster mode"
-    )]
-    pub no_inbound: Option<String>,
+        )
+        .after_help(
+            "Every setting can also be given as a WSPUSH_* environment variable (shown above) or as a \
+             key of the TOML file given with --config (the flag name with underscores, e.g. \
+             ws_listen = \"0.0.0.0:9000\"). Precedence: flag > environment > file > default.\n\
+             Sizes are bytes, optionally with a suffix: KiB, MiB, GiB (x1024) or kB, MB, GB (x1000). \
+             Durations are seconds, optionally with a unit: ms, s, m, h (e.g. 500ms).",
+        )
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .env("WSPUSH_CONFIG")
+                .value_name("FILE")
+                .help("Read settings from this TOML file; keys are the flag names with underscores"),
+        );
+    for setting in SETTINGS {
+        command = command.arg(flag(setting, setting.key, false));
+        for alias in setting.aliases {
+            command = command.arg(flag(setting, alias.name, true));
+        }
+    }
+    command
 }
 
-impl Cli {
-    /// Every setting's key (the TOML key, and the flag and variable names derived from it)
-    /// with its raw value from the command line or the environment. `config` is not a
-    /// setting of its own: it says where the others may come from.
-    fn raw_settings(&self) -> [(&'static str, Option<&str>); 36] {
-        [
-            ("ws_listen", self.ws_listen.as_deref()),
-            ("api_listen", self.api_listen.as_deref()),
-            ("workers", self.workers.as_deref()),
-            ("path_prefix", self.path_prefix.as_deref()),
-            ("max_message_size", self.max_message_size.as_deref()),
-            ("max_buffered_bytes", self.max_buffered_bytes.as_deref()),
-            ("slow_consumer", self.slow_consumer.as_deref()),
-            ("max_node_buffered_bytes", self.max_node_buffered_bytes.as_deref()),
-            ("max_inbound_messages_per_second", self.max_inbound_messages_per_second.as_deref()),
-            ("max_inbound_bytes_per_second", self.max_inbound_bytes_per_second.as_deref()),
-            ("ping_interval", self.ping_interval.as_deref()),
-            ("idle_timeout", self.idle_timeout.as_deref()),
-            ("max_connections", self.max_connections.as_deref()),
-            ("handshake_timeout", self.handshake_timeout.as_deref()),
-            ("max_header_bytes", self.max_header_bytes.as_deref()),
-            ("max_headers", self.max_headers.as_deref()),
-            ("command_queue_capacity", self.command_queue_capacity.as_deref()),
-            ("api_token", self.api_token.as_deref()),
-            ("max_connections_per_ip", self.max_connections_per_ip.as_deref()),
-            ("allowed_origins", self.allowed_origins.as_deref()),
-            ("auth_jwt_secret", self.auth_jwt_secret.as_deref()),
-            ("auth_jwt_public_key", self.auth_jwt_public_key.as_deref()),
-            ("auth_leeway", self.auth_leeway.as_deref()),
-            ("auth_audience", self.auth_audience.as_deref()),
-            ("auth_issuer", self.auth_issuer.as_deref()),
-            ("auth_close_on_expiry", self.auth_close_on_expiry.as_deref()),
-            ("echo", self.echo.as_deref()),
-            ("log", self.log.as_deref()),
-            ("redis", self.redis.as_deref()),
-            ("redis_prefix", self.redis_prefix.as_deref()),
-            ("node_id", self.node_id.as_deref()),
-            ("compat_channel", self.compat_channel.as_deref()),
-            ("compat_publish", self.compat_publish.as_deref()),
-            ("redis_queue_limit", self.redis_queue_limit.as_deref()),
-            ("inbound_channel", self.inbound_channel.as_deref()),
-            ("no_inbound", self.no_inbound.as_deref()),
-        ]
+/// The flag and variable of `setting` under `name` (its key, or an alias).
+fn flag(setting: &Setting, name: &'static str, hidden: bool) -> Arg {
+    let mut arg = Arg::new(name)
+        .long(flag_of(name).trim_start_matches('-').to_owned())
+        .env(env_of(name))
+        .value_name(setting.value_name)
+        .action(ArgAction::Set)
+        .hide(hidden)
+        .hide_env_values(setting.secret)
+        .help(format!("{} [default: {}]", setting.help, setting.default));
+    if let Some(heading) = setting.group.heading() {
+        arg = arg.help_heading(heading);
     }
+    if setting.is_switch() {
+        arg = arg.num_args(0..=1).require_equals(true).default_missing_value("true");
+    }
+    arg
+}
 
-    /// The keys a TOML file may have.
-    fn keys() -> Vec<&'static str> {
-        Cli::default().raw_settings().iter().map(|(key, _)| *key).collect()
-    }
+/// Every name a setting may be given by: the keys and the aliases.
+fn names() -> impl Iterator<Item = &'static str> {
+    SETTINGS
+        .iter()
+        .flat_map(|setting| std::iter::once(setting.key).chain(setting.aliases.iter().map(|a| a.name)))
 }
 
 /// Everything the server runs with.
@@ -382,10 +137,9 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let matches = Cli::command().try_get_matches_from(args).map_err(LoadError::Clap)?;
-    let cli = Cli::from_arg_matches(&matches).map_err(LoadError::Clap)?;
+    let matches = command().try_get_matches_from(args).map_err(LoadError::Clap)?;
     let mut sources = Sources::default();
-    if let Some(path) = &cli.config {
+    if let Some(path) = matches.get_one::<String>("config") {
         let origin = origin_of(&matches, "config").to_string();
         let text = std::fs::read_to_string(path).map_err(|e| SettingError {
             setting: origin.clone(),
@@ -393,19 +147,19 @@ where
         })?;
         sources.add_file(path, &text).map_err(|reason| SettingError { setting: origin, reason })?;
     }
-    for (key, value) in cli.raw_settings() {
-        if let Some(value) = value {
-            sources.values.insert(key, (value.to_owned(), origin_of(&matches, key)));
+    for name in names() {
+        if let Some(value) = matches.get_one::<String>(name) {
+            sources.add(name, value.clone(), origin_of(&matches, name));
         }
     }
     Ok(sources.resolve()?)
 }
 
 /// Where a value given to clap came from: its flag or its environment variable.
-fn origin_of(matches: &clap::ArgMatches, key: &'static str) -> Origin {
-    match matches.value_source(key) {
-        Some(ValueSource::EnvVariable) => Origin::Env(key),
-        _ => Origin::Flag(key),
+fn origin_of(matches: &ArgMatches, name: &'static str) -> Origin {
+    match matches.value_source(name) {
+        Some(ValueSource::EnvVariable) => Origin::Env(name),
+        _ => Origin::Flag(name),
     }
 }
 
@@ -423,31 +177,29 @@ enum Origin {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Origin::Flag(key) => f.write_str(&flag_name(key)),
-            Origin::Env(key) => f.write_str(&env_name(key)),
-            Origin::File(key, path) => write!(f, "{key} in {path}"),
+            Origin::Flag(name) => f.write_str(&flag_of(name)),
+            Origin::Env(name) => f.write_str(&env_of(name)),
+            Origin::File(name, path) => write!(f, "{name} in {path}"),
         }
     }
 }
 
-/// `max_message_size` -> `--max-message-size`.
-fn flag_name(key: &str) -> String {
-    format!("--{}", key.replace('_', "-"))
-}
-
-/// `max_message_size` -> `WSPUSH_MAX_MESSAGE_SIZE`.
-fn env_name(key: &str) -> String {
-    format!("WSPUSH_{}", key.to_ascii_uppercase())
-}
-
-/// The raw value of each setting that was given, with where it came from; later sources
-/// replace earlier ones, so the file is added before the command line and environment.
+/// The raw value of each setting that was given, by the name it was given under, with where
+/// it came from. The file is added first, so the command line and environment replace it.
 #[derive(Debug, Default)]
 struct Sources {
-    values: HashMap<&'static str, (String, Origin)>,
+    /// In the order given: a later value of the same setting replaces an earlier one.
+    values: Vec<(&'static str, String, Origin)>,
+    /// Where each name's value came from.
+    origins: HashMap<&'static str, Origin>,
 }
 
 impl Sources {
+    fn add(&mut self, name: &'static str, value: String, origin: Origin) {
+        self.origins.insert(name, origin.clone());
+        self.values.push((name, value, origin));
+    }
+
     /// Adds the settings of a TOML file. Unknown keys, TOML syntax errors and values that
     /// are not scalars are errors (the message names the file).
     fn add_file(&mut self, path: &str, text: &str) -> Result<(), String> {
@@ -458,9 +210,9 @@ impl Sources {
             let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
             format!("{path} is not valid TOML{line}: {message}")
         })?;
-        let keys = Cli::keys();
         for (key, value) in table {
-            let Some(key) = keys.iter().copied().find(|known| *known == key) else {
+            let Some(name) = names().find(|known| *known == key) else {
+                let keys: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
                 return Err(format!("unknown key `{key}` in {path} (known keys: {})", keys.join(", ")));
             };
             let value = match value {
@@ -474,200 +226,66 @@ impl Sources {
                     ))
                 }
             };
-            self.values.insert(key, (value, Origin::File(key, path.to_owned())));
+            self.add(name, value, Origin::File(name, path.to_owned()));
         }
         Ok(())
     }
 
-    /// The parsed value of `key`, if it was given.
-    fn get<T>(
-        &self,
-        key: &'static str,
-        parse: fn(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, SettingError> {
-        match self.values.get(key) {
-            None => Ok(None),
-            Some((raw, origin)) => {
-                parse(raw).map(Some).map_err(|reason| SettingError { setting: origin.to_string(), reason })
+    /// Where the value given under `name` came from (its flag when it was not given).
+    fn origin(&self, name: &str) -> String {
+        self.origins
+            .iter()
+            .find(|(given, _)| **given == name)
+            .map_or_else(|| flag_of(name), |(_, o)| o.to_string())
+    }
+
+    fn error(&self, error: settings::SettingError) -> SettingError {
+        let reason = match error.reason {
+            Reason::Invalid(reason) => reason,
+            Reason::Unknown => "not a setting of the server".into(),
+            Reason::NeedsRedis => format!("needs {}", flag_of("redis")),
+            Reason::NeedsAuthKey => {
+                format!("needs {} or {}", flag_of("auth_jwt_secret"), flag_of("auth_jwt_public_key"))
             }
-        }
-    }
-
-    /// Where the value of `key` came from (its flag when it was not given).
-    fn origin(&self, key: &str) -> String {
-        self.values.get(key).map_or_else(|| flag_name(key), |(_, origin)| origin.to_string())
-    }
-
-    /// Cluster mode's settings: `None` without `redis`, when none of the others may be given.
-    fn cluster(&self) -> Result<Option<ClusterConfig>, SettingError> {
-        let Some(url) = self.get("redis", parse_string)? else {
-            return match REDIS_ONLY.iter().find(|key| self.values.contains_key(*key)) {
-                Some(key) => Err(SettingError { setting: self.origin(key), reason: "needs --redis".into() }),
-                None => Ok(None),
-            };
-        };
-        let mut cluster = ClusterConfig::new(url);
-        if let Some(prefix) = self.get("redis_prefix", parse_string)? {
-            cluster.prefix = prefix;
-        }
-        cluster.node_id = self.get("node_id", parse_string)?;
-        cluster.compat_channel = self.get("compat_channel", parse_string)?;
-        cluster.compat_publish = self.get("compat_publish", parse_bool)?.unwrap_or(cluster.compat_publish);
-        if cluster.compat_publish && cluster.compat_channel.is_none() {
-            return Err(SettingError {
-                setting: self.origin("compat_publish"),
-                reason: "needs --compat-channel to publish on".into(),
-            });
-        }
-        if let Some(limit) = self.get("redis_queue_limit", parse_count)? {
-            cluster.queue_limit = limit;
-        }
-        cluster.inbound_channel = self.get("inbound_channel", parse_string)?;
-        if self.get("no_inbound", parse_bool)? == Some(true) {
-            cluster.publish_inbound = false;
-        }
-        Ok(Some(cluster))
-    }
-
-    /// Client token checks: `None` without a secret or a public key, when none of the
-    /// other `auth_*` settings may be given.
-    fn auth(&self) -> Result<Option<JwtAuth>, SettingError> {
-        let secret = self.get("auth_jwt_secret", parse_string)?;
-        let key_file = self.get("auth_jwt_public_key", parse_string)?;
-        let (key, key_setting) = match (secret, key_file) {
-            (Some(_), Some(_)) => {
-                return Err(SettingError {
-                    setting: self.origin("auth_jwt_public_key"),
-                    reason: format!(
-                        "give either {} or {}, not both",
-                        flag_name("auth_jwt_secret"),
-                        flag_name("auth_jwt_public_key")
-                    ),
-                });
-            }
-            (Some(secret), None) => (JwtKey::Hs256Secret(secret.into_bytes()), "auth_jwt_secret"),
-            (None, Some(path)) => {
-                let pem = std::fs::read(&path).map_err(|e| SettingError {
-                    setting: self.origin("auth_jwt_public_key"),
-                    reason: format!("cannot read {path}: {e}"),
-                })?;
-                (JwtKey::PublicKeyPem(pem), "auth_jwt_public_key")
-            }
-            (None, None) => {
-                return match AUTH_ONLY.iter().find(|key| self.values.contains_key(*key)) {
-                    Some(key) => Err(SettingError {
-                        setting: self.origin(key),
-                        reason: format!(
-                            "needs {} or {}",
-                            flag_name("auth_jwt_secret"),
-                            flag_name("auth_jwt_public_key")
-                        ),
-                    }),
-                    None => Ok(None),
-                };
-            }
-        };
-        let mut auth = JwtAuth::new(key).map_err(|error| SettingError {
-            setting: self.origin(key_setting),
-            reason: match error {
-                wspush::Error::InvalidConfig { reason, .. } => reason,
-                other => other.to_string(),
-            },
-        })?;
-        if let Some(leeway) = self.get("auth_leeway", parse_seconds)? {
-            auth = auth.with_leeway(leeway);
-        }
-        if let Some(audience) = self.get("auth_audience", parse_string)? {
-            auth = auth.with_audience(audience);
-        }
-        if let Some(issuer) = self.get("auth_issuer", parse_string)? {
-            auth = auth.with_issuer(issuer);
-        }
-        if let Some(close) = self.get("auth_close_on_expiry", parse_bool)? {
-            auth = auth.with_close_on_expiry(close);
-        }
-        Ok(Some(auth))
-    }
-
-    /// The settings key (as in the TOML file) of an engine setting named in an error.
-    fn key_of_engine_setting(&self, setting: &'static str) -> &'static str {
-        match setting {
-            "auth.leeway" => "auth_leeway",
-            "auth.audience" => "auth_audience",
-            "auth.issuer" => "auth_issuer",
-            "auth.key" if self.values.contains_key("auth_jwt_public_key") => "auth_jwt_public_key",
-            "auth.key" => "auth_jwt_secret",
-            other => other,
-        }
-    }
-
-    /// Applies the defaults and checks the result as the engine will.
-    fn resolve(&self) -> Result<Settings, SettingError> {
-        let defaults = Config::default();
-        let seconds = |key, default: Duration| -> Result<Duration, SettingError> {
-            Ok(self.get(key, parse_seconds)?.unwrap_or(default))
-        };
-        let engine = Config {
-            ws_listen: Some(
-                self.get("ws_listen", parse_addr)?.unwrap_or_else(|| default_addr(DEFAULT_WS_LISTEN)),
+            Reason::BothAuthKeys => format!(
+                "give either {} or {}, not both",
+                flag_of("auth_jwt_secret"),
+                flag_of("auth_jwt_public_key")
             ),
-            workers: self.get("workers", parse_workers)?.unwrap_or(defaults.workers),
-            path_prefix: self.get("path_prefix", parse_string)?.unwrap_or(defaults.path_prefix),
-            max_message_size: self.get("max_message_size", parse_size)?.unwrap_or(defaults.max_message_size),
-            max_buffered_bytes: self
-                .get("max_buffered_bytes", parse_size)?
-                .unwrap_or(defaults.max_buffered_bytes),
-            slow_consumer: self.get("slow_consumer", parse_policy)?.unwrap_or(defaults.slow_consumer),
-            max_node_buffered_bytes: self
-                .get("max_node_buffered_bytes", parse_size)?
-                .or(defaults.max_node_buffered_bytes),
-            max_inbound_messages_per_second: self
-                .get("max_inbound_messages_per_second", parse_rate)?
-                .or(defaults.max_inbound_messages_per_second),
-            max_inbound_bytes_per_second: self
-                .get("max_inbound_bytes_per_second", parse_size)?
-                .map(|bytes| bytes as u64)
-                .or(defaults.max_inbound_bytes_per_second),
-            ping_interval: seconds("ping_interval", defaults.ping_interval)?,
-            idle_timeout: seconds("idle_timeout", defaults.idle_timeout)?,
-            max_connections: self.get("max_connections", parse_count)?.or(defaults.max_connections),
-            handshake_timeout: seconds("handshake_timeout", defaults.handshake_timeout)?,
-            max_header_bytes: self.get("max_header_bytes", parse_size)?.unwrap_or(defaults.max_header_bytes),
-            max_headers: self.get("max_headers", parse_count)?.unwrap_or(defaults.max_headers),
-            command_queue_capacity: self
-                .get("command_queue_capacity", parse_count)?
-                .unwrap_or(defaults.command_queue_capacity),
-            echo: self.get("echo", parse_bool)?.unwrap_or(defaults.echo),
-            cluster: self.cluster()?,
-            auth: self.auth()?,
-            allowed_origins: self.get("allowed_origins", parse_list)?,
-            max_connections_per_ip: self
-                .get("max_connections_per_ip", parse_count)?
-                .or(defaults.max_connections_per_ip),
         };
-        if let Err(error) = engine.validate() {
-            return Err(match error {
-                wspush::Error::InvalidConfig { setting, reason } => {
-                    SettingError { setting: self.origin(self.key_of_engine_setting(setting)), reason }
-                }
-                other => SettingError { setting: "configuration".into(), reason: other.to_string() },
-            });
+        SettingError { setting: self.origin(&error.name), reason }
+    }
+
+    /// Applies the values over the defaults and checks the result as the engine will.
+    fn resolve(&self) -> Result<Settings, SettingError> {
+        let mut builder = ConfigBuilder::new(Scope::ServerOnly);
+        let mut log_from_command_line = false;
+        for (name, value, origin) in &self.values {
+            let setting = builder.set(name, RawValue::Text(value)).map_err(|e| self.error(e))?;
+            if setting.key == "log" {
+                log_from_command_line = !matches!(origin, Origin::File(..));
+            }
         }
-        let log = match self.values.get("log") {
-            // The command line and WSPUSH_LOG come first, then RUST_LOG, then the file.
-            Some((_, Origin::Flag(_) | Origin::Env(_))) => self.get("log", parse_log)?,
-            _ => match std::env::var("RUST_LOG") {
+        let (engine, server) = builder.build(&flag_of).map_err(|e| self.error(e))?;
+        // The command line and WSPUSH_LOG come first, then RUST_LOG, then the file.
+        let log = match (&server.log, log_from_command_line) {
+            (Some(log), true) => {
+                Some(parse_log(log).map_err(|reason| SettingError { setting: self.origin("log"), reason })?)
+            }
+            (file, _) => match std::env::var("RUST_LOG") {
                 Ok(filter) if !filter.trim().is_empty() => Some(
                     parse_log(&filter)
                         .map_err(|reason| SettingError { setting: "RUST_LOG".into(), reason })?,
                 ),
-                _ => self.get("log", parse_log)?,
+                _ => file
+                    .as_deref()
+                    .map(parse_log)
+                    .transpose()
+                    .map_err(|reason| SettingError { setting: self.origin("log"), reason })?,
             },
         };
-        let api_listen =
-            self.get("api_listen", parse_addr)?.unwrap_or_else(|| default_addr(DEFAULT_API_LISTEN));
-        let api_token = self.get("api_token", parse_token)?;
-        if !api_listen.ip().is_loopback() && api_token.is_none() {
+        let api_listen = server.api_listen.expect("the server's default API address");
+        if !api_listen.ip().is_loopback() && server.api_token.is_none() {
             return Err(SettingError {
                 setting: self.origin("api_listen"),
                 reason: format!(
@@ -676,106 +294,13 @@ impl Sources {
                 ),
             });
         }
-        Ok(Settings { engine, api_listen, api_token, log: log.unwrap_or_else(|| DEFAULT_LOG.to_owned()) })
+        Ok(Settings {
+            engine,
+            api_listen,
+            api_token: server.api_token,
+            log: log.unwrap_or_else(|| DEFAULT_LOG.to_owned()),
+        })
     }
-}
-
-fn default_addr(addr: &str) -> SocketAddr {
-    addr.parse().expect("the default addresses parse")
-}
-
-/// An `IP:PORT` address (IPv6 in brackets).
-pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    s.trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not an address like 0.0.0.0:8081, 127.0.0.1:0 or [::1]:8081"))
-}
-
-/// A number of workers: 1 to 256.
-pub fn parse_workers(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) if (1..=256).contains(&n) => Ok(n),
-        Ok(n) => Err(format!("must be between 1 and 256, got {n}")),
-        Err(_) => Err(format!("`{s}` is not a number of workers (1 to 256)")),
-    }
-}
-
-/// A count (connections, header lines, queue slots).
-pub fn parse_count(s: &str) -> Result<usize, String> {
-    s.trim().parse().map_err(|_| format!("`{s}` is not a whole number"))
-}
-
-/// A number per second (messages), at most 4294967295.
-pub fn parse_rate(s: &str) -> Result<u32, String> {
-    s.trim().parse().map_err(|_| format!("`{s}` is not a whole number up to 4294967295"))
-}
-
-/// A size in bytes: `1048576`, or with a suffix: `KiB`, `MiB`, `GiB` (x1024), `kB`, `MB`,
-/// `GB` (x1000), `B`. Suffixes are case-insensitive.
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let text = s.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let unit_size: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        _ => return Err(format!("`{s}` is not a size: expected bytes like 1048576, or 1MiB, 64KiB, 1MB")),
-    };
-    let count: u64 =
-        digits.parse().map_err(|_| format!("`{s}` is not a size: expected bytes like 1048576 or 1MiB"))?;
-    count
-        .checked_mul(unit_size)
-        .and_then(|bytes| usize::try_from(bytes).ok())
-        .ok_or_else(|| format!("`{s}` is too large"))
-}
-
-/// A number of seconds (0 allowed; the engine decides what 0 means for each setting).
-pub fn parse_seconds(s: &str) -> Result<Duration, String> {
-    s.trim().parse().map(Duration::from_secs).map_err(|_| format!("`{s}` is not a whole number of seconds"))
-}
-
-/// `disconnect` or `drop`.
-pub fn parse_policy(s: &str) -> Result<SlowConsumerPolicy, String> {
-    s.trim().parse()
-}
-
-/// true/false, also yes/no, on/off, 1/0.
-pub fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "yes" | "on" | "1" => Ok(true),
-        "false" | "no" | "off" | "0" => Ok(false),
-        _ => Err(format!("expected true or false, got `{s}`")),
-    }
-}
-
-fn parse_string(s: &str) -> Result<String, String> {
-    Ok(s.to_owned())
-}
-
-/// A comma-separated list; blanks around entries are dropped, and it must not be empty.
-pub fn parse_list(s: &str) -> Result<Vec<String>, String> {
-    let items: Vec<String> =
-        s.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect();
-    if items.is_empty() {
-        return Err("the list is empty".into());
-    }
-    Ok(items)
-}
-
-/// A bearer token: visible ASCII, no spaces, not empty.
-pub fn parse_token(s: &str) -> Result<String, String> {
-    if s.is_empty() {
-        return Err("the token is empty".into());
-    }
-    if !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("the token must be visible ASCII characters without spaces".into());
-    }
-    Ok(s.to_owned())
 }
 
 /// A tracing-subscriber filter such as `info` or `wspush=debug,info`.
@@ -789,6 +314,10 @@ pub fn parse_log(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use std::sync::{Mutex, MutexGuard};
+    use std::time::Duration;
+
+    use wspush::settings::parse_size;
+    use wspush::{ClusterConfig, SlowConsumerPolicy};
 
     use super::*;
 
@@ -1403,33 +932,53 @@ mod tests {
 
     #[test]
     fn every_setting_is_a_flag_with_its_variable_and_default_in_the_help() {
-        let command = Cli::command();
+        let command = command();
         let help = command.clone().render_long_help().to_string();
-        for key in Cli::keys() {
+        for setting in SETTINGS {
+            let key = setting.key;
             let arg = command.get_arguments().find(|a| a.get_id() == key).unwrap_or_else(|| panic!("{key}"));
             assert_eq!(arg.get_long(), Some(key.replace('_', "-").as_str()));
-            assert_eq!(arg.get_env().map(|v| v.to_string_lossy().into_owned()), Some(env_name(key)));
-            assert!(help.contains(&flag_name(key)), "{key}");
+            assert_eq!(arg.get_env().map(|v| v.to_string_lossy().into_owned()), Some(env_of(key)));
+            assert!(help.contains(&flag_of(key)), "{key}");
+            assert!(
+                help.contains(&format!("[default: {}]", setting.default)),
+                "{key}: default missing from --help"
+            );
+            for alias in setting.aliases {
+                let arg = command.get_arguments().find(|a| a.get_id() == alias.name).unwrap();
+                assert!(arg.is_hide_set(), "the alias {} is accepted but not shown", alias.name);
+            }
         }
         // One more argument: --config (plus help and version, which clap adds later).
-        assert_eq!(command.get_arguments().count(), Cli::keys().len() + 1);
-        let defaults = Config::default();
-        for default in [
-            "[default: 0.0.0.0:8081]".to_owned(),
-            "[default: 127.0.0.1:8080]".to_owned(),
-            format!("[default: {}]", defaults.max_message_size),
-            format!("[default: {}]", defaults.max_buffered_bytes),
-            format!("[default: {}]", defaults.ping_interval.as_secs()),
-            format!("[default: {}]", defaults.idle_timeout.as_secs()),
-            format!("[default: {}]", defaults.handshake_timeout.as_secs()),
-            format!("[default: {}]", defaults.max_header_bytes),
-            format!("[default: {}]", defaults.max_headers),
-            format!("[default: {}]", defaults.command_queue_capacity),
-            format!("[default: {}]", defaults.path_prefix),
-            format!("[default: {}]", ClusterConfig::new("").prefix),
-            format!("[default: {}]", ClusterConfig::new("").queue_limit),
-        ] {
-            assert!(help.contains(&default), "{default} missing from --help");
+        assert_eq!(command.get_arguments().count(), names().count() + 1);
+    }
+
+    /// README's settings table is the table of [`SETTINGS`]: one row per setting, in order,
+    /// with its flag, variable, key, default and C/Java key.
+    #[test]
+    fn readme_lists_every_setting_as_declared() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let rows: Vec<Vec<String>> = readme
+            .lines()
+            .skip_while(|line| !line.starts_with("| Flag | Environment | TOML key | C/Java key | Default |"))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .map(|line| line.split(" | ").map(|cell| cell.trim_matches(['|', ' ']).to_owned()).collect())
+            .collect();
+        let settings: Vec<&Setting> = SETTINGS.iter().collect();
+        assert_eq!(rows.len(), settings.len() + 1, "README's table has one row per setting plus --config");
+        for (row, setting) in rows[1..].iter().zip(settings) {
+            let placeholder =
+                if setting.is_switch() { "[=BOOL]".to_owned() } else { format!(" {}", setting.value_name) };
+            assert_eq!(row[0], format!("`{}{placeholder}`", setting.flag()), "{}", setting.key);
+            assert!(row[1].starts_with(&format!("`{}`", setting.env())), "{}: {}", setting.key, row[1]);
+            assert_eq!(row[2], format!("`{}`", setting.key));
+            let c_key = match setting.scope {
+                Scope::Everywhere => format!("`{}`", setting.key),
+                Scope::ServerOnly => "—".to_owned(),
+            };
+            assert_eq!(row[3], c_key, "{}", setting.key);
+            assert_eq!(row[4], format!("`{}`", setting.default), "{}", setting.key);
         }
     }
 }
