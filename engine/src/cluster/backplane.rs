@@ -13,9 +13,11 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 use tokio::sync::{mpsc, watch};
 
+use super::link::{Change, ClusterLink, LinkEnds, Outbound};
 use super::resp::Push;
+use super::stats::ClusterCounters;
 use super::subscription::{Endpoint, Subscription};
-use super::{compat, envelope, Change, ClusterConfig, ClusterCounters, ClusterLink, LinkEnds, Outbound};
+use super::{compat, envelope, ClusterConfig};
 use crate::frame::{self, OpCode};
 use crate::id::worker_of;
 use crate::shard::{broadcast_to_all, Command, Refused, ShardHandle};
