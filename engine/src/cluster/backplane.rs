@@ -54,7 +54,6 @@ pub(crate) struct Backplane {
 struct Router {
     link: Arc<ClusterLink>,
     shards: Arc<[ShardHandle]>,
-    compat_channel: Option<String>,
     /// Malformed payload kinds already logged (each is logged once, then only counted).
     logged: HashSet<&'static str>,
     /// A delivery whose worker's queue was full: the worker index, the command, and since
@@ -78,13 +77,7 @@ impl Backplane {
             .build()
             .map_err(|e| Error::io("starting the backplane runtime", e))?;
         let (stop, stopped) = watch::channel(false);
-        let router = Router {
-            link: link.clone(),
-            shards,
-            compat_channel: config.compat_channel.clone(),
-            logged: HashSet::new(),
-            waiting: None,
-        };
+        let router = Router { link: link.clone(), shards, logged: HashSet::new(), waiting: None };
         tracing::info!(node_id = link.node_id(), redis = %config.redacted_url(), "cluster mode");
         let LinkEnds { outbound, changes } = ends;
         let thread = std::thread::Builder::new()
@@ -354,9 +347,7 @@ async fn subscribe_loop(
                 continue;
             }
         };
-        let mut channels = vec![router.link.all_channel.clone()];
-        channels.extend(router.compat_channel.clone());
-        channels.extend(held.iter().map(|id| router.link.user_channel(id)));
+        let channels = router.link.channels.subscribed(held.iter().map(|id| &**id));
         let mut awaiting_pong = false;
         if let Err(e) = subscribe_initial(&mut conn, &channels, &mut router, &mut awaiting_pong).await {
             tracing::warn!(error = %e, "cannot subscribe; retrying with backoff");
@@ -505,7 +496,7 @@ async fn sync_subscriptions(
         (&b"UNSUBSCRIBE"[..], &to_unsubscribe, &counters.unsubscribe_commands),
     ] {
         for chunk in ids.chunks(MAX_CHANNELS_PER_COMMAND) {
-            let channels: Vec<String> = chunk.iter().map(|id| link.user_channel(id)).collect();
+            let channels: Vec<String> = chunk.iter().map(|id| link.channels.user(id)).collect();
             conn.send_channels(command, &channels).await?;
             bump(counter, 1);
         }
@@ -558,12 +549,13 @@ impl Router {
     fn route(&mut self, channel: &str, payload: &[u8]) {
         let counters = self.link.counters.clone();
         bump(&counters.received, 1);
-        if self.compat_channel.as_deref() == Some(channel) {
+        let channels = &self.link.channels;
+        if channels.compat.as_deref() == Some(channel) {
             return self.route_compat(payload);
         }
-        let id = if channel == self.link.all_channel {
+        let id = if channel == channels.all {
             None
-        } else if let Some(id) = channel.strip_prefix(self.link.user_prefix.as_str()) {
+        } else if let Some(id) = channels.id_of(channel) {
             Some(id)
         } else {
             return;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::channels::Channels;
 use super::stats::{ClusterCounters, ClusterStats};
 use super::{compat, envelope, ClusterConfig};
 use crate::receipt::Collector;
@@ -28,10 +29,7 @@ pub(crate) enum Outbound {
 /// changes. Never blocks.
 pub(crate) struct ClusterLink {
     node_id: Arc<str>,
-    pub(super) user_prefix: String,
-    pub(super) all_channel: String,
-    inbound_channel: Option<String>,
-    compat_publish_channel: Option<String>,
+    pub(super) channels: Channels,
     outbound: mpsc::Sender<Outbound>,
     changes: mpsc::UnboundedSender<Change>,
     pub(super) counters: Arc<ClusterCounters>,
@@ -49,19 +47,8 @@ impl ClusterLink {
         let node_id: Arc<str> = config.node_id.clone().unwrap_or_else(random_node_id).into();
         let (outbound, outbound_rx) = mpsc::channel(config.queue_limit);
         let (changes, changes_rx) = mpsc::unbounded_channel();
-        let inbound_channel = config
-            .publish_inbound
-            .then(|| config.inbound_channel.clone().unwrap_or_else(|| format!("{}inbound", config.prefix)));
-        let link = Self {
-            node_id,
-            user_prefix: format!("{}u:", config.prefix),
-            all_channel: format!("{}all", config.prefix),
-            inbound_channel,
-            compat_publish_channel: config.compat_publish.then(|| config.compat_channel.clone()).flatten(),
-            outbound,
-            changes,
-            counters: Arc::default(),
-        };
+        let link =
+            Self { node_id, channels: Channels::new(config), outbound, changes, counters: Arc::default() };
         (Arc::new(link), LinkEnds { outbound: outbound_rx, changes: changes_rx })
     }
 
@@ -73,16 +60,12 @@ impl ClusterLink {
         self.counters.publisher_up.load(Relaxed) && self.counters.subscriber_up.load(Relaxed)
     }
 
-    pub(super) fn user_channel(&self, id: &str) -> String {
-        format!("{}{id}", self.user_prefix)
-    }
-
     /// Publishes a send for the other nodes (and, in a mixed fleet, the original format).
     pub fn publish_send(&self, id: &str, message: Message<'_>, receipt: Option<Arc<Collector>>) {
         let payload = envelope::encode(&self.node_id, message);
         let receipt = self.settle_if_disconnected(receipt);
-        self.enqueue(Outbound::Publish { channel: self.user_channel(id), payload, receipt });
-        if let (Some(channel), Message::Text(text)) = (&self.compat_publish_channel, message) {
+        self.enqueue(Outbound::Publish { channel: self.channels.user(id), payload, receipt });
+        if let (Some(channel), Message::Text(text)) = (&self.channels.compat_publish, message) {
             let payload = compat::encode(id, text, &self.node_id);
             self.enqueue(Outbound::Publish { channel: channel.clone(), payload, receipt: None });
         }
@@ -91,12 +74,12 @@ impl ClusterLink {
     pub fn publish_broadcast(&self, message: Message<'_>, receipt: Option<Arc<Collector>>) {
         let payload = envelope::encode(&self.node_id, message);
         let receipt = self.settle_if_disconnected(receipt);
-        self.enqueue(Outbound::Publish { channel: self.all_channel.clone(), payload, receipt });
+        self.enqueue(Outbound::Publish { channel: self.channels.all.clone(), payload, receipt });
     }
 
     /// Publishes a client's message for backend services, if that is switched on.
     pub fn publish_inbound(&self, id: &str, message: Message<'_>) {
-        let Some(channel) = &self.inbound_channel else { return };
+        let Some(channel) = &self.channels.inbound else { return };
         let data = match message {
             Message::Text(text) => serde_json::json!({ "id": id, "node": &*self.node_id, "data": text }),
             Message::Binary(data) => {
@@ -111,7 +94,7 @@ impl ClusterLink {
 
     pub fn count_subscribers(&self, id: &str, receipt: Arc<Collector>) {
         if let Some(receipt) = self.settle_if_disconnected(Some(receipt)) {
-            self.enqueue(Outbound::CountSubscribers { channel: self.user_channel(id), receipt });
+            self.enqueue(Outbound::CountSubscribers { channel: self.channels.user(id), receipt });
         }
     }
 

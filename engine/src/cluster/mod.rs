@@ -11,6 +11,7 @@
 //! disconnected, and a pipeline in flight when the connection drops is counted as lost.
 
 mod backplane;
+mod channels;
 pub mod compat;
 mod config;
 pub mod envelope;
