@@ -7,20 +7,17 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 use tokio::sync::{mpsc, watch};
 
 use super::link::{Change, ClusterLink, LinkEnds, Outbound};
-use super::resp::Push;
+use super::routing::{route_received, Router, Workers};
 use super::stats::ClusterCounters;
 use super::subscription::{Endpoint, Subscription};
-use super::{compat, envelope, ClusterConfig};
-use crate::frame::{self, OpCode};
-use crate::id::worker_of;
-use crate::shard::{broadcast_to_all, Command, Refused, ShardHandle};
+use super::ClusterConfig;
 use crate::stats::bump;
 use crate::Error;
 
@@ -37,10 +34,6 @@ const COALESCE_MAX: Duration = Duration::from_millis(50);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The subscriber pings this often, to notice a silent broken connection.
 const KEEPALIVE: Duration = Duration::from_secs(5);
-/// How long the subscriber waits for a full worker queue to take a delivery, and how
-/// often it looks.
-const MAX_WORKER_WAIT: Duration = Duration::from_secs(2);
-const WORKER_WAIT_STEP: Duration = Duration::from_millis(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -50,24 +43,13 @@ pub(crate) struct Backplane {
     thread: Option<JoinHandle<()>>,
 }
 
-/// What the subscriber needs to route messages.
-struct Router {
-    link: Arc<ClusterLink>,
-    shards: Arc<[ShardHandle]>,
-    /// Malformed payload kinds already logged (each is logged once, then only counted).
-    logged: HashSet<&'static str>,
-    /// A delivery whose worker's queue was full: the worker index, the command, and since
-    /// when. While it waits, nothing more is read from Redis.
-    waiting: Option<(usize, Command, Instant)>,
-}
-
 impl Backplane {
     /// Starts the thread. Redis need not be reachable: the node runs degraded and retries.
     pub fn start(
         config: &ClusterConfig,
         link: Arc<ClusterLink>,
         ends: LinkEnds,
-        shards: Arc<[ShardHandle]>,
+        shards: Workers,
     ) -> Result<Self, Error> {
         let client = redis::Client::open(config.redis_url.as_str())
             .map_err(|e| Error::InvalidConfig { setting: "redis", reason: e.to_string() })?;
@@ -77,7 +59,7 @@ impl Backplane {
             .build()
             .map_err(|e| Error::io("starting the backplane runtime", e))?;
         let (stop, stopped) = watch::channel(false);
-        let router = Router { link: link.clone(), shards, logged: HashSet::new(), waiting: None };
+        let router = Router::new(link.clone(), shards);
         tracing::info!(node_id = link.node_id(), redis = %config.redacted_url(), "cluster mode");
         let LinkEnds { outbound, changes } = ends;
         let thread = std::thread::Builder::new()
@@ -94,7 +76,7 @@ impl Backplane {
                         lost_seen,
                         stopped.clone(),
                     );
-                    let subscriber = subscribe_loop(endpoint, changes, router, lost, stopped);
+                    let subscriber = subscribe_loop(endpoint, changes, &link, router, lost, stopped);
                     tokio::join!(publisher, subscriber);
                 })
             })
@@ -315,11 +297,12 @@ async fn send_batch(
 async fn subscribe_loop(
     endpoint: Endpoint,
     mut changes: mpsc::UnboundedReceiver<Change>,
+    link: &ClusterLink,
     mut router: Router,
     lost: watch::Sender<u64>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let counters = router.link.counters.clone();
+    let counters = link.counters.clone();
     let mut backoff = Backoff::new();
     // The ids this node holds sockets of, as the workers reported them.
     let mut held: HashSet<Box<str>> = HashSet::new();
@@ -347,9 +330,11 @@ async fn subscribe_loop(
                 continue;
             }
         };
-        let channels = router.link.channels.subscribed(held.iter().map(|id| &**id));
+        let channels = link.channels.subscribed(held.iter().map(|id| &**id));
         let mut awaiting_pong = false;
-        if let Err(e) = subscribe_initial(&mut conn, &channels, &mut router, &mut awaiting_pong).await {
+        if let Err(e) =
+            subscribe_initial(&mut conn, &channels, &mut router, &mut awaiting_pong, &counters).await
+        {
             tracing::warn!(error = %e, "cannot subscribe; retrying with backoff");
             if sleep_or_stop(backoff.next_delay(), &mut stopped).await {
                 return;
@@ -372,7 +357,7 @@ async fn subscribe_loop(
                 tracing::warn!(error = %e, "the subscriber's connection is unusable");
                 break true;
             }
-            if router.waiting.is_some() {
+            if router.is_waiting() {
                 router.wait_for_worker().await;
                 continue;
             }
@@ -395,7 +380,7 @@ async fn subscribe_loop(
                             break;
                         }
                     }
-                    if sync_subscriptions(&mut conn, touched, &mut held, &mut subscribed, &router.link, &counters).await.is_err() {
+                    if sync_subscriptions(&mut conn, touched, &mut held, &mut subscribed, link, &counters).await.is_err() {
                         break true;
                     }
                 }
@@ -420,37 +405,6 @@ async fn subscribe_loop(
             return;
         }
     }
-}
-
-/// Routes every reply already received (until a delivery has to wait for its worker):
-/// messages to the workers, confirmations into the subscription count, a pong into
-/// `awaiting_pong`. Returns how many (un)subscribe confirmations it saw.
-fn route_received(
-    conn: &mut Subscription,
-    router: &mut Router,
-    awaiting_pong: &mut bool,
-) -> std::io::Result<usize> {
-    let mut confirmations = 0;
-    while router.waiting.is_none() {
-        let push = conn.next().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        match push {
-            None => return Ok(confirmations),
-            Some(Push::Message { channel, payload }) => match std::str::from_utf8(channel) {
-                Ok(channel) => router.route(channel, payload),
-                Err(_) => bump(&router.link.counters.received, 1),
-            },
-            Some(Push::Subscriptions(count)) => {
-                confirmations += 1;
-                router.link.counters.subscribed_channels.store(count.max(0) as u64, Relaxed);
-            }
-            Some(Push::Pong) => *awaiting_pong = false,
-            Some(Push::Ok) => {}
-            Some(Push::Error(e)) => {
-                return Err(std::io::Error::other(format!("Redis refused: {}", String::from_utf8_lossy(e))));
-            }
-        }
-    }
-    Ok(confirmations)
 }
 
 fn apply(held: &mut HashSet<Box<str>>, change: Change) -> Box<str> {
@@ -515,8 +469,8 @@ async fn subscribe_initial(
     channels: &[String],
     router: &mut Router,
     awaiting_pong: &mut bool,
+    counters: &ClusterCounters,
 ) -> std::io::Result<()> {
-    let counters = router.link.counters.clone();
     for chunk in channels.chunks(MAX_CHANNELS_PER_COMMAND) {
         conn.send_channels(b"SUBSCRIBE", chunk).await?;
         bump(&counters.subscribe_commands, 1);
@@ -528,7 +482,7 @@ async fn subscribe_initial(
             if confirmations >= channels.len() {
                 return Ok(());
             }
-            if router.waiting.is_some() {
+            if router.is_waiting() {
                 router.wait_for_worker().await;
             } else {
                 conn.fill().await?;
@@ -540,97 +494,4 @@ async fn subscribe_initial(
 
 fn timed_out() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::TimedOut, "Redis did not answer in time")
-}
-
-impl Router {
-    /// Delivers one message from Redis to the local workers. Never blocks: a delivery to a
-    /// full worker queue waits in `waiting` (see [`Router::wait_for_worker`]); a broadcast a
-    /// full worker cannot take is dropped for that worker and counted.
-    fn route(&mut self, channel: &str, payload: &[u8]) {
-        let counters = self.link.counters.clone();
-        bump(&counters.received, 1);
-        let channels = &self.link.channels;
-        if channels.compat.as_deref() == Some(channel) {
-            return self.route_compat(payload);
-        }
-        let id = if channel == channels.all {
-            None
-        } else if let Some(id) = channels.id_of(channel) {
-            Some(id)
-        } else {
-            return;
-        };
-        let envelope = match envelope::decode(payload) {
-            Ok(envelope) => envelope,
-            Err(e) => return malformed(&mut self.logged, &counters.malformed_envelopes, "envelope", &e),
-        };
-        if envelope.origin == self.link.node_id() {
-            bump(&counters.own_skipped, 1);
-            return;
-        }
-        let frame = frame::encode_message(envelope.message);
-        match id {
-            Some(id) => self.deliver(id, frame),
-            None => {
-                let refused = broadcast_to_all(&self.shards, frame, None).count();
-                bump(&self.link.counters.delivery_dropped, refused as u64);
-            }
-        }
-    }
-
-    fn route_compat(&mut self, payload: &[u8]) {
-        match compat::decode(payload) {
-            // Published by a wspush node, which also published the envelope we act on.
-            Ok(message) if message.origin.is_some() => {}
-            Ok(message) => self.deliver(&message.key, frame::encode(OpCode::Text, message.value.as_bytes())),
-            Err(e) => malformed(&mut self.logged, &self.link.counters.malformed_compat, e.kind(), &e),
-        }
-    }
-
-    fn deliver(&mut self, id: &str, frame: bytes::Bytes) {
-        let shard = worker_of(id, self.shards.len());
-        let command = Command::Send { id: id.into(), frame, receipt: None };
-        match self.shards[shard].try_submit(command) {
-            Ok(()) => {}
-            Err(Refused::Full(command)) => self.waiting = Some((shard, command, Instant::now())),
-            Err(Refused::ShutDown) => bump(&self.link.counters.delivery_dropped, 1),
-        }
-    }
-
-    /// Hands the waiting delivery to its worker as soon as the worker's queue has room,
-    /// reading nothing from Redis meanwhile (Redis buffers for us, and TCP pushes back on
-    /// it), so a burst is delivered late rather than not at all. A worker that takes nothing
-    /// for [`MAX_WORKER_WAIT`] loses the delivery (counted in `delivery_dropped`).
-    async fn wait_for_worker(&mut self) {
-        while let Some((shard, command, since)) = self.waiting.take() {
-            match self.shards[shard].try_submit(command) {
-                Ok(()) => return,
-                Err(Refused::Full(command)) if since.elapsed() < MAX_WORKER_WAIT => {
-                    self.waiting = Some((shard, command, since));
-                    tokio::time::sleep(WORKER_WAIT_STEP).await;
-                }
-                Err(_) => {
-                    bump(&self.link.counters.delivery_dropped, 1);
-                    if self.logged.insert("worker_full") {
-                        tracing::warn!(
-                            "a worker's queue stayed full: dropped a delivery from Redis (counted)"
-                        );
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Counts a malformed payload; logs the first of each kind.
-fn malformed(
-    logged: &mut HashSet<&'static str>,
-    counter: &std::sync::atomic::AtomicU64,
-    kind: &'static str,
-    error: &dyn std::fmt::Display,
-) {
-    bump(counter, 1);
-    if logged.insert(kind) {
-        tracing::warn!(kind, %error, "skipping a malformed payload from Redis (further ones of this kind are only counted)");
-    }
 }

@@ -17,6 +17,7 @@ mod config;
 pub mod envelope;
 mod link;
 pub(crate) mod resp;
+mod routing;
 mod stats;
 mod subscription;
 
