@@ -9,16 +9,25 @@
 //!
 //! Delivery across nodes is at most once: Redis pub/sub keeps nothing for a node that is
 //! disconnected, and a pipeline in flight when the connection drops is counted as lost.
+//!
+//! The engine and the workers see only the [`ClusterLink`], which enqueues and never
+//! blocks; everything that talks to Redis runs on the backplane thread. So a backplane of
+//! another kind (sharded pub/sub, Sentinel, streams) replaces the thread's side (`connect`,
+//! `publisher`, `subscriber`) and reuses the link, the channel names, the counters and the
+//! routing to the workers, which alone knows the workers' API.
 
 mod backplane;
 mod channels;
 pub mod compat;
 mod config;
+mod connect;
 pub mod envelope;
 mod link;
+mod publisher;
 pub(crate) mod resp;
 mod routing;
 mod stats;
+mod subscriber;
 mod subscription;
 
 pub(crate) use backplane::Backplane;
