@@ -1,0 +1,90 @@
+//! The names of the Redis channels wspush uses, all derived from the configuration here, so
+//! that a backplane of another kind (sharded pub/sub, streams) names them the same way.
+
+use super::ClusterConfig;
+
+/// Every channel of one node's configuration.
+#[derive(Debug)]
+pub(super) struct Channels {
+    /// `{prefix}u:`: a user channel is this followed by the id.
+    user_prefix: String,
+    /// `{prefix}all`: broadcasts.
+    pub all: String,
+    /// Where clients' messages are published for backend services, if they are.
+    pub inbound: Option<String>,
+    /// The channel of the original JSON format, subscribed when configured.
+    pub compat: Option<String>,
+    /// The compat channel again, when this node also publishes the original format.
+    pub compat_publish: Option<String>,
+}
+
+impl Channels {
+    pub fn new(config: &ClusterConfig) -> Self {
+        let inbound = config
+            .publish_inbound
+            .then(|| config.inbound_channel.clone().unwrap_or_else(|| format!("{}inbound", config.prefix)));
+        Self {
+            user_prefix: format!("{}u:", config.prefix),
+            all: format!("{}all", config.prefix),
+            inbound,
+            compat: config.compat_channel.clone(),
+            compat_publish: config.compat_publish.then(|| config.compat_channel.clone()).flatten(),
+        }
+    }
+
+    /// The channel of `id`'s sockets.
+    pub fn user(&self, id: &str) -> String {
+        format!("{}{id}", self.user_prefix)
+    }
+
+    /// The id whose channel `channel` is, if it is a user channel.
+    pub fn id_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        channel.strip_prefix(self.user_prefix.as_str())
+    }
+
+    /// What a fresh subscriber connection subscribes to: broadcasts, the compat channel and
+    /// the channel of every id in `held`.
+    pub fn subscribed<'a>(&self, held: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut channels = vec![self.all.clone()];
+        channels.extend(self.compat.clone());
+        channels.extend(held.into_iter().map(|id| self.user(id)));
+        channels
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_channel_is_named_from_the_prefix() {
+        let config = ClusterConfig { prefix: "p:".into(), ..ClusterConfig::new("redis://h") };
+        let channels = Channels::new(&config);
+        assert_eq!(channels.user("42"), "p:u:42");
+        assert_eq!(channels.id_of("p:u:42"), Some("42"));
+        assert_eq!(channels.id_of("p:all"), None);
+        assert_eq!(channels.all, "p:all");
+        assert_eq!(channels.inbound.as_deref(), Some("p:inbound"));
+        assert_eq!(channels.compat, None);
+        assert_eq!(channels.subscribed(["a", "b"]), ["p:all", "p:u:a", "p:u:b"]);
+    }
+
+    #[test]
+    fn optional_channels_follow_their_settings() {
+        let config = ClusterConfig {
+            compat_channel: Some("legacy".into()),
+            inbound_channel: Some("in".into()),
+            ..ClusterConfig::new("redis://h")
+        };
+        let channels = Channels::new(&config);
+        assert_eq!(channels.inbound.as_deref(), Some("in"));
+        assert_eq!(channels.compat.as_deref(), Some("legacy"));
+        assert_eq!(channels.compat_publish, None);
+        assert_eq!(channels.subscribed(["7"]), ["wspush:all", "legacy", "wspush:u:7"]);
+
+        let publishing = Channels::new(&ClusterConfig { compat_publish: true, ..config.clone() });
+        assert_eq!(publishing.compat_publish.as_deref(), Some("legacy"));
+        let silent = Channels::new(&ClusterConfig { publish_inbound: false, ..config });
+        assert_eq!(silent.inbound, None);
+    }
+}

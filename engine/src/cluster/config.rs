@@ -1,0 +1,127 @@
+//! The settings of cluster mode.
+
+use super::envelope;
+use crate::Error;
+
+/// Settings of cluster mode ([`Config::cluster`](crate::Config::cluster)).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The Redis server, e.g. `redis://127.0.0.1:6379`.
+    pub redis_url: String,
+    /// Prefix of every channel wspush uses.
+    pub prefix: String,
+    /// This node's id in envelopes (1 to 64 bytes). `None`: a random id per start, logged.
+    pub node_id: Option<String>,
+    /// Also accept the original JSON format `{"KEY": id, "VALUE": text}` on this channel.
+    pub compat_channel: Option<String>,
+    /// Also publish every text send in the original format on `compat_channel`, for nodes
+    /// of the original design in a mixed fleet.
+    pub compat_publish: bool,
+    /// Most publishes waiting for Redis (e.g. while it is unreachable); more are dropped
+    /// and counted.
+    pub queue_limit: usize,
+    /// Publish every message clients send as JSON `{"id", "node", "data"}` for backend
+    /// services.
+    pub publish_inbound: bool,
+    /// Where inbound messages go. `None`: `{prefix}inbound`.
+    pub inbound_channel: Option<String>,
+}
+
+impl ClusterConfig {
+    /// Defaults for the Redis server at `redis_url`.
+    pub fn new(redis_url: impl Into<String>) -> Self {
+        Self {
+            redis_url: redis_url.into(),
+            prefix: "wspush:".into(),
+            node_id: None,
+            compat_channel: None,
+            compat_publish: false,
+            queue_limit: 100_000,
+            publish_inbound: true,
+            inbound_channel: None,
+        }
+    }
+
+    /// [`ClusterConfig::redis_url`] with its password, if it has one, replaced by `***`:
+    /// fit for logs.
+    pub fn redacted_url(&self) -> String {
+        let url = self.redis_url.as_str();
+        let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
+        let authority_end = url[scheme_end..].find(['/', '?', '#']).map_or(url.len(), |i| scheme_end + i);
+        let authority = &url[scheme_end..authority_end];
+        let Some(at) = authority.rfind('@') else { return url.to_owned() };
+        let Some(colon) = authority[..at].find(':') else { return url.to_owned() };
+        format!("{}***{}", &url[..scheme_end + colon + 1], &url[scheme_end + at..])
+    }
+
+    /// Checks every setting, naming the first bad one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the setting.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |setting: &'static str, reason: String| Err(Error::InvalidConfig { setting, reason });
+        if let Err(e) = redis::Client::open(self.redis_url.as_str()) {
+            return bad("redis", format!("`{}` is not a Redis URL: {e}", self.redacted_url()));
+        }
+        if self.prefix.is_empty() {
+            return bad("redis_prefix", "must not be empty".into());
+        }
+        if let Some(node_id) = &self.node_id {
+            if node_id.is_empty() || node_id.len() > envelope::MAX_NODE_ID_LEN {
+                return bad("node_id", format!("must be 1 to {} bytes", envelope::MAX_NODE_ID_LEN));
+            }
+        }
+        if self.compat_channel.as_deref() == Some("") {
+            return bad("compat_channel", "must not be empty".into());
+        }
+        if self.compat_publish && self.compat_channel.is_none() {
+            return bad("compat_publish", "needs compat_channel to publish on".into());
+        }
+        if self.queue_limit == 0 {
+            return bad("redis_queue_limit", "must be at least 1".into());
+        }
+        if self.inbound_channel.as_deref() == Some("") {
+            return bad("inbound_channel", "must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_not_logged() {
+        let redacted = |url: &str| ClusterConfig::new(url).redacted_url();
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redacted("redis://:s3cret@10.0.0.1:6379/0"), "redis://:***@10.0.0.1:6379/0");
+        assert_eq!(redacted("redis://user:p@ss@host"), "redis://user:***@host");
+        assert_eq!(redacted("redis://user@host:6379"), "redis://user@host:6379");
+        assert_eq!(redacted("unix:///run/redis.sock"), "unix:///run/redis.sock");
+        assert_eq!(redacted("notaurl"), "notaurl");
+    }
+
+    #[test]
+    fn settings_are_checked_by_name() {
+        let setting = |config: ClusterConfig| match config.validate() {
+            Err(Error::InvalidConfig { setting, .. }) => setting,
+            other => panic!("expected an invalid setting, got {other:?}"),
+        };
+        assert!(ClusterConfig::new("redis://127.0.0.1:6379").validate().is_ok());
+        assert_eq!(setting(ClusterConfig::new("notaurl")), "redis");
+        assert_eq!(
+            setting(ClusterConfig { node_id: Some("x".repeat(65)), ..ClusterConfig::new("redis://h") }),
+            "node_id"
+        );
+        assert_eq!(
+            setting(ClusterConfig { compat_publish: true, ..ClusterConfig::new("redis://h") }),
+            "compat_publish"
+        );
+        assert_eq!(
+            setting(ClusterConfig { queue_limit: 0, ..ClusterConfig::new("redis://h") }),
+            "redis_queue_limit"
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! The engine's and the workers' side of the backplane.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::channels::Channels;
+use super::stats::{ClusterCounters, ClusterStats};
+use super::{compat, envelope, ClusterConfig};
+use crate::receipt::Collector;
+use crate::stats::bump;
+use crate::Message;
+
+/// A change in the ids this node holds, from the worker that owns the id.
+#[derive(Debug)]
+pub(crate) enum Change {
+    Subscribe(Box<str>),
+    Unsubscribe(Box<str>),
+}
+
+/// Work for the publisher.
+pub(crate) enum Outbound {
+    Publish { channel: String, payload: Vec<u8>, receipt: Option<Arc<Collector>> },
+    CountSubscribers { channel: String, receipt: Arc<Collector> },
+}
+
+/// The engine's and the workers' side of the backplane: enqueue publishes, report id
+/// changes. Never blocks.
+pub(crate) struct ClusterLink {
+    node_id: Arc<str>,
+    pub(super) channels: Channels,
+    outbound: mpsc::Sender<Outbound>,
+    changes: mpsc::UnboundedSender<Change>,
+    pub(super) counters: Arc<ClusterCounters>,
+}
+
+/// The receiving ends, handed to the backplane thread.
+pub(crate) struct LinkEnds {
+    pub(super) outbound: mpsc::Receiver<Outbound>,
+    pub(super) changes: mpsc::UnboundedReceiver<Change>,
+}
+
+impl ClusterLink {
+    /// The link and its receiving ends, for a validated `config`.
+    pub fn new(config: &ClusterConfig) -> (Arc<Self>, LinkEnds) {
+        let node_id: Arc<str> = config.node_id.clone().unwrap_or_else(random_node_id).into();
+        let (outbound, outbound_rx) = mpsc::channel(config.queue_limit);
+        let (changes, changes_rx) = mpsc::unbounded_channel();
+        let link =
+            Self { node_id, channels: Channels::new(config), outbound, changes, counters: Arc::default() };
+        (Arc::new(link), LinkEnds { outbound: outbound_rx, changes: changes_rx })
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.counters.publisher_up.load(Relaxed) && self.counters.subscriber_up.load(Relaxed)
+    }
+
+    /// Publishes a send for the other nodes (and, in a mixed fleet, the original format).
+    pub fn publish_send(&self, id: &str, message: Message<'_>, receipt: Option<Arc<Collector>>) {
+        let payload = envelope::encode(&self.node_id, message);
+        let receipt = self.settle_if_disconnected(receipt);
+        self.enqueue(Outbound::Publish { channel: self.channels.user(id), payload, receipt });
+        if let (Some(channel), Message::Text(text)) = (&self.channels.compat_publish, message) {
+            let payload = compat::encode(id, text, &self.node_id);
+            self.enqueue(Outbound::Publish { channel: channel.clone(), payload, receipt: None });
+        }
+    }
+
+    pub fn publish_broadcast(&self, message: Message<'_>, receipt: Option<Arc<Collector>>) {
+        let payload = envelope::encode(&self.node_id, message);
+        let receipt = self.settle_if_disconnected(receipt);
+        self.enqueue(Outbound::Publish { channel: self.channels.all.clone(), payload, receipt });
+    }
+
+    /// Publishes a client's message for backend services, if that is switched on.
+    pub fn publish_inbound(&self, id: &str, message: Message<'_>) {
+        let Some(channel) = &self.channels.inbound else { return };
+        let data = match message {
+            Message::Text(text) => serde_json::json!({ "id": id, "node": &*self.node_id, "data": text }),
+            Message::Binary(data) => {
+                use base64::Engine as _;
+                let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+                serde_json::json!({ "id": id, "node": &*self.node_id, "data": encoded, "encoding": "base64" })
+            }
+        };
+        let payload = data.to_string().into_bytes();
+        self.enqueue(Outbound::Publish { channel: channel.clone(), payload, receipt: None });
+    }
+
+    pub fn count_subscribers(&self, id: &str, receipt: Arc<Collector>) {
+        if let Some(receipt) = self.settle_if_disconnected(Some(receipt)) {
+            self.enqueue(Outbound::CountSubscribers { channel: self.channels.user(id), receipt });
+        }
+    }
+
+    pub fn subscribe(&self, id: &str) {
+        let _ = self.changes.send(Change::Subscribe(id.into()));
+    }
+
+    pub fn unsubscribe(&self, id: &str) {
+        let _ = self.changes.send(Change::Unsubscribe(id.into()));
+    }
+
+    /// While Redis is unreachable a publish waits in the queue, but its sender should not:
+    /// the receipt is settled now, with no node count.
+    fn settle_if_disconnected(&self, receipt: Option<Arc<Collector>>) -> Option<Arc<Collector>> {
+        match receipt {
+            Some(receipt) if !self.counters.publisher_up.load(Relaxed) => {
+                receipt.set_receivers(None);
+                None
+            }
+            receipt => receipt,
+        }
+    }
+
+    fn enqueue(&self, outbound: Outbound) {
+        if let Err(refused) = self.outbound.try_send(outbound) {
+            bump(&self.counters.publish_dropped, 1);
+            let (mpsc::error::TrySendError::Full(outbound) | mpsc::error::TrySendError::Closed(outbound)) =
+                refused;
+            match outbound {
+                Outbound::Publish { receipt: Some(receipt), .. }
+                | Outbound::CountSubscribers { receipt, .. } => {
+                    receipt.set_receivers(None);
+                }
+                Outbound::Publish { receipt: None, .. } => {}
+            }
+        }
+    }
+
+    pub fn stats(&self) -> ClusterStats {
+        let c = &self.counters;
+        ClusterStats {
+            node_id: self.node_id.to_string(),
+            connected: self.is_connected(),
+            published: c.published.load(Relaxed),
+            publish_round_trips: c.publish_round_trips.load(Relaxed),
+            publish_dropped: c.publish_dropped.load(Relaxed),
+            publish_failed: c.publish_failed.load(Relaxed),
+            received: c.received.load(Relaxed),
+            own_skipped: c.own_skipped.load(Relaxed),
+            delivery_dropped: c.delivery_dropped.load(Relaxed),
+            malformed_envelopes: c.malformed_envelopes.load(Relaxed),
+            malformed_compat: c.malformed_compat.load(Relaxed),
+            subscribe_commands: c.subscribe_commands.load(Relaxed),
+            unsubscribe_commands: c.unsubscribe_commands.load(Relaxed),
+            subscribed_channels: c.subscribed_channels.load(Relaxed),
+            reconnects: c.reconnects.load(Relaxed),
+        }
+    }
+}
+
+/// A node id unique enough for a fleet: 12 hex digits from the OS-seeded hasher, the
+/// process id and the clock.
+fn random_node_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+    );
+    format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff)
+}

@@ -1,0 +1,172 @@
+//! From Redis to the workers: every message the subscriber receives is routed here, to the
+//! worker that owns its id, or to every worker for a broadcast.
+//!
+//! The only part of the backplane that knows the workers' API, so a change to that API is
+//! made here alone.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::link::ClusterLink;
+use super::resp::Push;
+use super::subscription::Subscription;
+use super::{compat, envelope};
+use crate::frame::{self, OpCode};
+use crate::id::worker_of;
+use crate::shard::{broadcast_to_all, Command, Refused, ShardHandle};
+use crate::stats::bump;
+
+/// How long the subscriber waits for a full worker queue to take a delivery, and how
+/// often it looks.
+const MAX_WORKER_WAIT: Duration = Duration::from_secs(2);
+const WORKER_WAIT_STEP: Duration = Duration::from_millis(1);
+
+/// The local workers the backplane delivers to.
+pub(crate) type Workers = Arc<[ShardHandle]>;
+
+/// What the subscriber needs to route messages.
+pub(super) struct Router {
+    link: Arc<ClusterLink>,
+    shards: Arc<[ShardHandle]>,
+    /// Malformed payload kinds already logged (each is logged once, then only counted).
+    logged: HashSet<&'static str>,
+    /// A delivery whose worker's queue was full: the worker index, the command, and since
+    /// when. While it waits, nothing more is read from Redis.
+    waiting: Option<(usize, Command, Instant)>,
+}
+
+/// Routes every reply already received (until a delivery has to wait for its worker):
+/// messages to the workers, confirmations into the subscription count, a pong into
+/// `awaiting_pong`. Returns how many (un)subscribe confirmations it saw.
+pub(super) fn route_received(
+    conn: &mut Subscription,
+    router: &mut Router,
+    awaiting_pong: &mut bool,
+) -> std::io::Result<usize> {
+    let mut confirmations = 0;
+    while router.waiting.is_none() {
+        let push = conn.next().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        match push {
+            None => return Ok(confirmations),
+            Some(Push::Message { channel, payload }) => match std::str::from_utf8(channel) {
+                Ok(channel) => router.route(channel, payload),
+                Err(_) => bump(&router.link.counters.received, 1),
+            },
+            Some(Push::Subscriptions(count)) => {
+                confirmations += 1;
+                router.link.counters.subscribed_channels.store(count.max(0) as u64, Relaxed);
+            }
+            Some(Push::Pong) => *awaiting_pong = false,
+            Some(Push::Ok) => {}
+            Some(Push::Error(e)) => {
+                return Err(std::io::Error::other(format!("Redis refused: {}", String::from_utf8_lossy(e))));
+            }
+        }
+    }
+    Ok(confirmations)
+}
+
+impl Router {
+    pub fn new(link: Arc<ClusterLink>, shards: Workers) -> Self {
+        Self { link, shards, logged: HashSet::new(), waiting: None }
+    }
+
+    /// A delivery waits for its worker: until [`Router::wait_for_worker`] hands it over,
+    /// nothing more may be read from Redis.
+    pub fn is_waiting(&self) -> bool {
+        self.waiting.is_some()
+    }
+
+    /// Delivers one message from Redis to the local workers. Never blocks: a delivery to a
+    /// full worker queue waits in `waiting` (see [`Router::wait_for_worker`]); a broadcast a
+    /// full worker cannot take is dropped for that worker and counted.
+    fn route(&mut self, channel: &str, payload: &[u8]) {
+        let counters = self.link.counters.clone();
+        bump(&counters.received, 1);
+        let channels = &self.link.channels;
+        if channels.compat.as_deref() == Some(channel) {
+            return self.route_compat(payload);
+        }
+        let id = if channel == channels.all {
+            None
+        } else if let Some(id) = channels.id_of(channel) {
+            Some(id)
+        } else {
+            return;
+        };
+        let envelope = match envelope::decode(payload) {
+            Ok(envelope) => envelope,
+            Err(e) => return malformed(&mut self.logged, &counters.malformed_envelopes, "envelope", &e),
+        };
+        if envelope.origin == self.link.node_id() {
+            bump(&counters.own_skipped, 1);
+            return;
+        }
+        let frame = frame::encode_message(envelope.message);
+        match id {
+            Some(id) => self.deliver(id, frame),
+            None => {
+                let refused = broadcast_to_all(&self.shards, frame, None).count();
+                bump(&self.link.counters.delivery_dropped, refused as u64);
+            }
+        }
+    }
+
+    fn route_compat(&mut self, payload: &[u8]) {
+        match compat::decode(payload) {
+            // Published by a wspush node, which also published the envelope we act on.
+            Ok(message) if message.origin.is_some() => {}
+            Ok(message) => self.deliver(&message.key, frame::encode(OpCode::Text, message.value.as_bytes())),
+            Err(e) => malformed(&mut self.logged, &self.link.counters.malformed_compat, e.kind(), &e),
+        }
+    }
+
+    fn deliver(&mut self, id: &str, frame: bytes::Bytes) {
+        let shard = worker_of(id, self.shards.len());
+        let command = Command::Send { id: id.into(), frame, receipt: None };
+        match self.shards[shard].try_submit(command) {
+            Ok(()) => {}
+            Err(Refused::Full(command)) => self.waiting = Some((shard, command, Instant::now())),
+            Err(Refused::ShutDown) => bump(&self.link.counters.delivery_dropped, 1),
+        }
+    }
+
+    /// Hands the waiting delivery to its worker as soon as the worker's queue has room,
+    /// reading nothing from Redis meanwhile (Redis buffers for us, and TCP pushes back on
+    /// it), so a burst is delivered late rather than not at all. A worker that takes nothing
+    /// for [`MAX_WORKER_WAIT`] loses the delivery (counted in `delivery_dropped`).
+    pub async fn wait_for_worker(&mut self) {
+        while let Some((shard, command, since)) = self.waiting.take() {
+            match self.shards[shard].try_submit(command) {
+                Ok(()) => return,
+                Err(Refused::Full(command)) if since.elapsed() < MAX_WORKER_WAIT => {
+                    self.waiting = Some((shard, command, since));
+                    tokio::time::sleep(WORKER_WAIT_STEP).await;
+                }
+                Err(_) => {
+                    bump(&self.link.counters.delivery_dropped, 1);
+                    if self.logged.insert("worker_full") {
+                        tracing::warn!(
+                            "a worker's queue stayed full: dropped a delivery from Redis (counted)"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Counts a malformed payload; logs the first of each kind.
+fn malformed(
+    logged: &mut HashSet<&'static str>,
+    counter: &std::sync::atomic::AtomicU64,
+    kind: &'static str,
+    error: &dyn std::fmt::Display,
+) {
+    bump(counter, 1);
+    if logged.insert(kind) {
+        tracing::warn!(kind, %error, "skipping a malformed payload from Redis (further ones of this kind are only counted)");
+    }
+}
