@@ -211,7 +211,7 @@ impl Acceptor {
         let entry = self.pending.vacant_entry();
         if let Err(e) = self.poll.registry().register(&mut stream, Token(entry.key()), Interest::READABLE) {
             tracing::warn!(error = %e, "cannot register a new connection");
-            bump(&self.counters.hs_io, 1);
+            bump(&self.counters.handshake.io, 1);
             return;
         }
         let deadline = Instant::now() + self.settings.handshake_timeout;
@@ -228,7 +228,7 @@ impl Acceptor {
             match pending.stream.read(&mut chunk) {
                 Ok(0) => {
                     if !pending.rejected {
-                        bump(&self.counters.hs_io, 1);
+                        bump(&self.counters.handshake.io, 1);
                     }
                     self.pending.remove(key);
                     return;
@@ -246,7 +246,7 @@ impl Acceptor {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     if !pending.rejected {
-                        bump(&self.counters.hs_io, 1);
+                        bump(&self.counters.handshake.io, 1);
                     }
                     self.pending.remove(key);
                     return;
@@ -293,7 +293,7 @@ impl Acceptor {
             tracing::warn!(error = %e, "cannot hand an upgraded socket to its worker");
             self.open.fetch_sub(1, Ordering::AcqRel);
             self.release(ip_slot);
-            bump(&self.counters.hs_over_capacity, 1);
+            bump(&self.counters.handshake.over_capacity, 1);
         }
     }
 
@@ -339,16 +339,16 @@ impl Acceptor {
 
     fn reject(&mut self, key: usize, rejection: Rejection) {
         let counter = match rejection {
-            Rejection::BadRequest(_) => &self.counters.hs_bad_request,
-            Rejection::UnsupportedVersion => &self.counters.hs_bad_version,
-            Rejection::NotFound | Rejection::InvalidId(_) => &self.counters.hs_bad_path,
-            Rejection::TooLarge => &self.counters.hs_too_large,
-            Rejection::Timeout => &self.counters.hs_timeout,
-            Rejection::OverCapacity => &self.counters.hs_over_capacity,
-            Rejection::ForbiddenOrigin => &self.counters.hs_forbidden_origin,
-            Rejection::Unauthorized(reason) => &self.counters.hs_auth[reason.index()],
-            Rejection::Forbidden => &self.counters.hs_forbidden,
-            Rejection::TooManyFromAddress => &self.counters.hs_over_ip_limit,
+            Rejection::BadRequest(_) => &self.counters.handshake.bad_request,
+            Rejection::UnsupportedVersion => &self.counters.handshake.bad_version,
+            Rejection::NotFound | Rejection::InvalidId(_) => &self.counters.handshake.bad_path,
+            Rejection::TooLarge => &self.counters.handshake.too_large,
+            Rejection::Timeout => &self.counters.handshake.timeout,
+            Rejection::OverCapacity => &self.counters.handshake.over_capacity,
+            Rejection::ForbiddenOrigin => &self.counters.handshake.forbidden_origin,
+            Rejection::Unauthorized(reason) => &self.counters.handshake.auth[reason.index()],
+            Rejection::Forbidden => &self.counters.handshake.forbidden,
+            Rejection::TooManyFromAddress => &self.counters.handshake.over_ip_limit,
         };
         bump(counter, 1);
         tracing::debug!(status = rejection.status(), %rejection, "upgrade refused");

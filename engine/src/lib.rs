@@ -57,7 +57,7 @@ pub use event::{ConnectionId, Event, EventHandler};
 pub use id::{validate_id, MAX_ID_LEN};
 pub use message::Message;
 pub use receipt::{Presence, Receipt};
-pub use stats::{AuthFailures, HandshakeFailures, RefusalCount, Stats};
+pub use stats::{AuthFailures, HandshakeFailures, Metric, MetricKind, MetricValue, RefusalCount, Stats};
 
 /// The version of this crate, as in `Cargo.toml`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -134,24 +134,13 @@ impl ClusterLink {
     }
 
     pub fn stats(&self) -> ClusterStats {
-        let c = &self.counters;
-        ClusterStats {
+        let mut stats = ClusterStats {
             node_id: self.node_id.to_string(),
             connected: self.is_connected(),
-            published: c.published.load(Relaxed),
-            publish_round_trips: c.publish_round_trips.load(Relaxed),
-            publish_dropped: c.publish_dropped.load(Relaxed),
-            publish_failed: c.publish_failed.load(Relaxed),
-            received: c.received.load(Relaxed),
-            own_skipped: c.own_skipped.load(Relaxed),
-            delivery_dropped: c.delivery_dropped.load(Relaxed),
-            malformed_envelopes: c.malformed_envelopes.load(Relaxed),
-            malformed_compat: c.malformed_compat.load(Relaxed),
-            subscribe_commands: c.subscribe_commands.load(Relaxed),
-            unsubscribe_commands: c.unsubscribe_commands.load(Relaxed),
-            subscribed_channels: c.subscribed_channels.load(Relaxed),
-            reconnects: c.reconnects.load(Relaxed),
-        }
+            ..ClusterStats::default()
+        };
+        self.counters.add_counts_to(&mut stats);
+        stats
     }
 }
 

@@ -34,3 +34,4 @@ pub(crate) use backplane::Backplane;
 pub use config::ClusterConfig;
 pub(crate) use link::ClusterLink;
 pub use stats::ClusterStats;
+pub(crate) use stats::{CLUSTER_COUNTERS, CLUSTER_STATE};

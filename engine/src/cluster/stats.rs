@@ -1,59 +1,69 @@
-//! The backplane's counters: atomics bumped by the backplane thread and the link, read as
-//! a [`ClusterStats`] snapshot.
+//! The backplane's counters, declared once (see [`crate::stats`]): atomics bumped by the
+//! backplane thread and the link, read as a [`ClusterStats`] snapshot.
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 
-/// Cluster counters ([`Stats::cluster`](crate::Stats::cluster)).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClusterStats {
-    /// This node's id.
-    pub node_id: String,
-    /// Both Redis connections (publish and subscribe) are up.
-    pub connected: bool,
-    /// Publishes Redis accepted.
-    pub published: u64,
-    /// Pipelines sent: round trips for `published` (and presence queries).
-    pub publish_round_trips: u64,
-    /// Publishes dropped because `queue_limit` were already waiting.
-    pub publish_dropped: u64,
-    /// Publishes in a pipeline that was in flight when the connection failed.
-    pub publish_failed: u64,
-    /// Messages received from Redis.
-    pub received: u64,
-    /// Envelopes this node published itself, skipped on receipt.
-    pub own_skipped: u64,
-    /// Received messages not delivered: a worker's queue stayed full for 2 seconds (the
-    /// subscriber stops reading from Redis while it waits), or, for a broadcast, was full.
-    pub delivery_dropped: u64,
-    /// Payloads on wspush channels that are not valid envelopes.
-    pub malformed_envelopes: u64,
-    /// Payloads on the compat channel that are not valid `{"KEY","VALUE"}` JSON.
-    pub malformed_compat: u64,
-    /// SUBSCRIBE commands sent.
-    pub subscribe_commands: u64,
-    /// UNSUBSCRIBE commands sent.
-    pub unsubscribe_commands: u64,
-    /// Channels currently subscribed.
-    pub subscribed_channels: u64,
-    /// Connections (re)established after the first.
-    pub reconnects: u64,
+use crate::stats::{table::counter_table, Metric, MetricKind};
+use crate::Stats;
+
+counter_table! {
+    /// Cluster counters ([`Stats::cluster`](crate::Stats::cluster)).
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct ClusterStats {
+        /// This node's id.
+        pub node_id: String,
+        /// Both Redis connections (publish and subscribe) are up.
+        pub connected: bool,
+    }
+    #[derive(Debug, Default)]
+    pub(crate) struct ClusterCounters {
+        /// The publisher's connection is up.
+        pub publisher_up: AtomicBool,
+        /// The subscriber's connection is up.
+        pub subscriber_up: AtomicBool,
+    }
+    catalog CLUSTER_COUNTERS from cluster_of, keys "cluster_", json "cluster.";
+    Counter published, "publishes", "Publishes Redis accepted.";
+    Counter publish_round_trips, "pipelines", "Pipelines sent to Redis (publishes and presence queries).";
+    Counter publish_dropped, "publishes", "Publishes dropped because redis_queue_limit were already waiting.";
+    Counter publish_failed, "publishes",
+        "Publishes lost in a pipeline that was in flight when the Redis connection failed.";
+    Counter received, "messages", "Messages received from Redis.";
+    Counter own_skipped, "messages", "Messages this node published itself, skipped on receipt.";
+    Counter delivery_dropped, "messages",
+        "Messages from Redis not delivered because a worker's queue stayed full (2 s) or, for a broadcast, was full.";
+    Counter malformed_envelopes, "payloads", "Malformed payloads from Redis, skipped, by format."
+        => "wspush_cluster_malformed_total{format=\"envelope\"}";
+    Counter malformed_compat, "payloads", "Malformed payloads from Redis, skipped, by format."
+        => "wspush_cluster_malformed_total{format=\"compat\"}";
+    Counter subscribe_commands, "commands", "SUBSCRIBE commands sent to Redis.";
+    Counter unsubscribe_commands, "commands", "UNSUBSCRIBE commands sent to Redis.";
+    Gauge subscribed_channels, "channels", "Redis channels currently subscribed.";
+    Counter reconnects, "connections", "Redis connections re-established after the first.";
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct ClusterCounters {
-    pub(super) publisher_up: AtomicBool,
-    pub(super) subscriber_up: AtomicBool,
-    pub(super) published: AtomicU64,
-    pub(super) publish_round_trips: AtomicU64,
-    pub(super) publish_dropped: AtomicU64,
-    pub(super) publish_failed: AtomicU64,
-    pub(super) received: AtomicU64,
-    pub(super) own_skipped: AtomicU64,
-    pub(super) delivery_dropped: AtomicU64,
-    pub(super) malformed_envelopes: AtomicU64,
-    pub(super) malformed_compat: AtomicU64,
-    pub(super) subscribe_commands: AtomicU64,
-    pub(super) unsubscribe_commands: AtomicU64,
-    pub(super) subscribed_channels: AtomicU64,
-    pub(super) reconnects: AtomicU64,
+fn cluster_of(stats: &Stats) -> Option<&ClusterStats> {
+    stats.cluster.as_ref()
 }
+
+/// The cluster's state, ahead of its counters.
+pub(crate) const CLUSTER_STATE: &[Metric] = &[
+    Metric {
+        key: "cluster_enabled",
+        json: "cluster.enabled",
+        prometheus: "wspush_cluster_enabled",
+        kind: MetricKind::Flag,
+        unit: "",
+        help: "1 in cluster mode (a Redis backplane is configured); absent (0 in C) on a single node.",
+        value: |stats| stats.cluster.is_some().then_some(1),
+    },
+    Metric {
+        key: "cluster_connected",
+        json: "cluster.connected",
+        prometheus: "wspush_cluster_connected",
+        kind: MetricKind::Flag,
+        unit: "",
+        help: "1 while both Redis connections (publish and subscribe) are up, else 0.",
+        value: |stats| cluster_of(stats).map(|cluster| u64::from(cluster.connected)),
+    },
+];

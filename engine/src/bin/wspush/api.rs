@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
-use wspush::{ClusterStats, Engine, Message, Stats};
+use wspush::{Engine, Message, MetricKind, Stats};
 
 use crate::metrics;
 
@@ -288,100 +288,44 @@ async fn stats(State(state): State<Arc<ApiState>>) -> Json<Value> {
     Json(stats_json(&state.engine.stats(), state.started.elapsed()))
 }
 
-/// The JSON of `GET /stats`.
+/// The JSON of `GET /stats`: every metric of [`Stats::metrics`] at its place (`a.b` is
+/// `{"a": {"b": ...}}`; flags are booleans), plus the version, the uptime, the per-worker
+/// connections as an array and the cluster's node id (`"cluster": null` on a single node).
 pub fn stats_json(stats: &Stats, uptime: Duration) -> Value {
-    // Destructured without `..`, so that a counter added to `Stats` fails to compile here
-    // until it is exported.
-    let Stats {
-        connections,
-        ids,
-        worker_connections,
-        connections_opened,
-        messages_in,
-        bytes_in,
-        messages_out,
-        bytes_out,
-        slow_consumer_disconnects,
-        slow_consumer_drops,
-        node_buffer_disconnects,
-        buffered_bytes,
-        inbound_rate_limited,
-        idle_timeouts,
-        protocol_errors,
-        queue_full,
-        handshake_failures,
-        token_expirations,
-        cluster,
-    } = stats;
-    let mut refusals = Map::new();
-    let mut auth_refusals = Map::new();
-    for refused in handshake_failures.by_reason() {
-        let group = if refused.group.is_empty() { &mut refusals } else { &mut auth_refusals };
-        group.insert(refused.reason.to_owned(), refused.count.into());
+    let mut root = Map::new();
+    root.insert("version".into(), wspush::VERSION.into());
+    root.insert("uptime_seconds".into(), uptime.as_secs().into());
+    root.insert("worker_connections".into(), stats.worker_connections.clone().into());
+    root.insert("cluster".into(), Value::Null);
+    for metric in stats.metrics() {
+        let Some(path) = metric.json else { continue };
+        let value = match metric.kind {
+            MetricKind::Flag => Value::Bool(metric.value != 0),
+            MetricKind::Counter | MetricKind::Gauge => metric.value.into(),
+        };
+        insert_at(&mut root, &path, value);
     }
-    refusals.insert("auth".to_owned(), Value::Object(auth_refusals));
-    json!({
-        "version": wspush::VERSION,
-        "uptime_seconds": uptime.as_secs(),
-        "connections": connections,
-        "ids": ids,
-        "worker_connections": worker_connections,
-        "connections_opened": connections_opened,
-        "messages_in": messages_in,
-        "bytes_in": bytes_in,
-        "messages_out": messages_out,
-        "bytes_out": bytes_out,
-        "slow_consumer_disconnects": slow_consumer_disconnects,
-        "slow_consumer_drops": slow_consumer_drops,
-        "node_buffer_disconnects": node_buffer_disconnects,
-        "buffered_bytes": buffered_bytes,
-        "inbound_rate_limited": inbound_rate_limited,
-        "idle_timeouts": idle_timeouts,
-        "protocol_errors": protocol_errors,
-        "queue_full": queue_full,
-        "handshake_failures": refusals,
-        "token_expirations": token_expirations,
-        "cluster": cluster.as_ref().map(cluster_json),
-    })
+    if let Some(cluster) = &stats.cluster {
+        insert_at(&mut root, "cluster.node_id", cluster.node_id.clone().into());
+    }
+    Value::Object(root)
 }
 
-/// The `cluster` object of `GET /stats`.
-fn cluster_json(stats: &ClusterStats) -> Value {
-    // Without `..`, as above.
-    let ClusterStats {
-        node_id,
-        connected,
-        published,
-        publish_round_trips,
-        publish_dropped,
-        publish_failed,
-        received,
-        own_skipped,
-        delivery_dropped,
-        malformed_envelopes,
-        malformed_compat,
-        subscribe_commands,
-        unsubscribe_commands,
-        subscribed_channels,
-        reconnects,
-    } = stats;
-    json!({
-        "node_id": node_id,
-        "connected": connected,
-        "published": published,
-        "publish_round_trips": publish_round_trips,
-        "publish_dropped": publish_dropped,
-        "publish_failed": publish_failed,
-        "received": received,
-        "own_skipped": own_skipped,
-        "delivery_dropped": delivery_dropped,
-        "malformed_envelopes": malformed_envelopes,
-        "malformed_compat": malformed_compat,
-        "subscribe_commands": subscribe_commands,
-        "unsubscribe_commands": unsubscribe_commands,
-        "subscribed_channels": subscribed_channels,
-        "reconnects": reconnects,
-    })
+/// Puts `value` at the dotted `path`, making the objects on the way.
+fn insert_at(root: &mut Map<String, Value>, path: &str, value: Value) {
+    let mut object = root;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            object.insert(part.to_owned(), value);
+            return;
+        }
+        let entry = object.entry(part.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        object = entry.as_object_mut().expect("made an object just above");
+    }
 }
 
 /// `GET /metrics`.
@@ -408,7 +352,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wspush::{AuthFailures, HandshakeFailures};
+    use wspush::{AuthFailures, ClusterStats, HandshakeFailures};
 
     #[test]
     fn stats_have_every_field() {
@@ -495,6 +439,7 @@ mod tests {
         assert_eq!(
             value["cluster"],
             json!({
+                "enabled": true,
                 "node_id": "n1", "connected": true, "published": 1, "publish_round_trips": 2,
                 "publish_dropped": 3, "publish_failed": 4, "received": 5, "own_skipped": 6,
                 "delivery_dropped": 7, "malformed_envelopes": 8, "malformed_compat": 9,

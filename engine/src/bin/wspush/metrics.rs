@@ -1,252 +1,41 @@
 //! `GET /metrics`: the engine's counters in the Prometheus text exposition format
-//! (version 0.0.4), rendered by hand from a [`Stats`] snapshot.
+//! (version 0.0.4), rendered from the engine's one list of metrics ([`Stats::metrics`]).
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use wspush::{ClusterStats, Stats};
+use wspush::Stats;
 
 /// The `Content-Type` of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
 /// Renders `stats` (and the process's uptime) as Prometheus metrics.
 pub fn render(stats: &Stats, uptime: Duration) -> String {
-    // Destructured without `..`, so that a counter added to `Stats` fails to compile here
-    // until it is exported.
-    let Stats {
-        connections,
-        ids,
-        worker_connections,
-        connections_opened,
-        messages_in,
-        bytes_in,
-        messages_out,
-        bytes_out,
-        slow_consumer_disconnects,
-        slow_consumer_drops,
-        node_buffer_disconnects,
-        buffered_bytes,
-        inbound_rate_limited,
-        idle_timeouts,
-        protocol_errors,
-        queue_full,
-        handshake_failures,
-        token_expirations,
-        cluster,
-    } = stats;
-
     let mut out = String::with_capacity(4096);
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-        // Writing to a String cannot fail.
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
+    let mut announced: Vec<String> = Vec::new();
+    let mut sample = |name: &str, kind: &str, help: &str, value: u64| {
+        let family = name.split('{').next().unwrap_or(name);
+        // A family's samples need not be adjacent in the list, but HELP and TYPE come once.
+        if !announced.iter().any(|known| known == family) {
+            // Writing to a String cannot fail.
+            let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} {kind}");
+            announced.push(family.to_owned());
         }
+        let _ = writeln!(out, "{name} {value}");
     };
-    let gauge = "gauge";
-    let counter = "counter";
-
-    metric("wspush_connections", gauge, "Open WebSocket connections.", &[("", *connections)]);
-    metric("wspush_ids", gauge, "Distinct ids with at least one open connection.", &[("", *ids)]);
-    let workers: Vec<(String, u64)> =
-        worker_connections.iter().enumerate().map(|(i, n)| (format!("{{worker=\"{i}\"}}"), *n)).collect();
-    let workers: Vec<(&str, u64)> = workers.iter().map(|(labels, n)| (labels.as_str(), *n)).collect();
-    metric("wspush_worker_connections", gauge, "Open WebSocket connections per worker thread.", &workers);
-    metric(
-        "wspush_connections_opened_total",
-        counter,
-        "WebSocket connections opened since start.",
-        &[("", *connections_opened)],
-    );
-    metric(
-        "wspush_messages_in_total",
-        counter,
-        "Complete messages received from clients.",
-        &[("", *messages_in)],
-    );
-    metric(
-        "wspush_bytes_in_total",
-        counter,
-        "Payload bytes of the messages received from clients.",
-        &[("", *bytes_in)],
-    );
-    metric(
-        "wspush_messages_out_total",
-        counter,
-        "Messages queued to sockets (one per target socket).",
-        &[("", *messages_out)],
-    );
-    metric(
-        "wspush_bytes_out_total",
-        counter,
-        "Bytes written to sockets (frames, handshakes and control frames).",
-        &[("", *bytes_out)],
-    );
-    metric(
-        "wspush_slow_consumer_disconnects_total",
-        counter,
-        "Sockets closed with 1008 for exceeding max_buffered_bytes.",
-        &[("", *slow_consumer_disconnects)],
-    );
-    metric(
-        "wspush_slow_consumer_drops_total",
-        counter,
-        "Messages dropped for slow sockets under the drop policy.",
-        &[("", *slow_consumer_drops)],
-    );
-    metric(
-        "wspush_node_buffer_disconnects_total",
-        counter,
-        "Sockets closed with 1008 because the node's queued output was over max_node_buffered_bytes.",
-        &[("", *node_buffer_disconnects)],
-    );
-    metric(
-        "wspush_buffered_bytes",
-        gauge,
-        "Output queued for sockets across the node, in bytes.",
-        &[("", *buffered_bytes)],
-    );
-    metric(
-        "wspush_inbound_rate_limited_total",
-        counter,
-        "Sockets closed with 1008 for sending over their inbound message or byte rate.",
-        &[("", *inbound_rate_limited)],
-    );
-    metric(
-        "wspush_idle_timeouts_total",
-        counter,
-        "Sockets closed because they sent nothing for idle_timeout.",
-        &[("", *idle_timeouts)],
-    );
-    metric(
-        "wspush_protocol_errors_total",
-        counter,
-        "Sockets closed for a protocol violation (1002, 1007, 1009).",
-        &[("", *protocol_errors)],
-    );
-    metric(
-        "wspush_queue_full_total",
-        counter,
-        "Sends or broadcasts refused because a worker's queue was full.",
-        &[("", *queue_full)],
-    );
-    let refusals: Vec<(String, u64)> = handshake_failures
-        .by_reason()
-        .iter()
-        .map(|refused| (format!("{{reason=\"{}\"}}", refused.label()), refused.count))
-        .collect();
-    let refusals: Vec<(&str, u64)> = refusals.iter().map(|(labels, n)| (labels.as_str(), *n)).collect();
-    metric("wspush_handshake_failures_total", counter, "Refused WebSocket upgrades, by reason.", &refusals);
-    metric(
-        "wspush_token_expirations_total",
-        counter,
-        "Sockets closed with 1008 because their token expired.",
-        &[("", *token_expirations)],
-    );
-    metric("wspush_uptime_seconds", gauge, "Seconds since the server started.", &[("", uptime.as_secs())]);
-    let version = format!("{{version=\"{}\"}}", wspush::VERSION);
-    metric("wspush_build_info", gauge, "The wspush version, as a label; always 1.", &[(version.as_str(), 1)]);
-    if let Some(cluster) = cluster {
-        render_cluster(cluster, &mut metric);
+    for metric in stats.metrics() {
+        sample(&metric.prometheus, metric.kind.prometheus_type(), metric.help, metric.value);
     }
+    sample("wspush_uptime_seconds", "gauge", "Seconds since the server started.", uptime.as_secs());
+    let version = format!("wspush_build_info{{version=\"{}\"}}", wspush::VERSION);
+    sample(&version, "gauge", "The wspush version, as a label; always 1.", 1);
     out
-}
-
-/// The cluster metrics, in cluster mode only.
-fn render_cluster(stats: &ClusterStats, metric: &mut impl FnMut(&str, &str, &str, &[(&str, u64)])) {
-    // Without `..`, as above. The node id is in /healthz and /stats, not a label here.
-    let ClusterStats {
-        node_id: _,
-        connected,
-        published,
-        publish_round_trips,
-        publish_dropped,
-        publish_failed,
-        received,
-        own_skipped,
-        delivery_dropped,
-        malformed_envelopes,
-        malformed_compat,
-        subscribe_commands,
-        unsubscribe_commands,
-        subscribed_channels,
-        reconnects,
-    } = stats;
-    let (gauge, counter) = ("gauge", "counter");
-    metric(
-        "wspush_cluster_connected",
-        gauge,
-        "1 while both Redis connections (publish and subscribe) are up, else 0.",
-        &[("", u64::from(*connected))],
-    );
-    metric(
-        "wspush_cluster_subscribed_channels",
-        gauge,
-        "Redis channels currently subscribed.",
-        &[("", *subscribed_channels)],
-    );
-    metric("wspush_cluster_published_total", counter, "Publishes Redis accepted.", &[("", *published)]);
-    metric(
-        "wspush_cluster_publish_round_trips_total",
-        counter,
-        "Pipelines sent to Redis (publishes and presence queries).",
-        &[("", *publish_round_trips)],
-    );
-    metric(
-        "wspush_cluster_publish_dropped_total",
-        counter,
-        "Publishes dropped because redis_queue_limit were already waiting.",
-        &[("", *publish_dropped)],
-    );
-    metric(
-        "wspush_cluster_publish_failed_total",
-        counter,
-        "Publishes lost in a pipeline that was in flight when the Redis connection failed.",
-        &[("", *publish_failed)],
-    );
-    metric("wspush_cluster_received_total", counter, "Messages received from Redis.", &[("", *received)]);
-    metric(
-        "wspush_cluster_own_skipped_total",
-        counter,
-        "Messages this node published itself, skipped on receipt.",
-        &[("", *own_skipped)],
-    );
-    metric(
-        "wspush_cluster_delivery_dropped_total",
-        counter,
-        "Messages from Redis not delivered because a worker's queue stayed full.",
-        &[("", *delivery_dropped)],
-    );
-    metric(
-        "wspush_cluster_malformed_total",
-        counter,
-        "Malformed payloads from Redis, skipped, by format.",
-        &[("{format=\"envelope\"}", *malformed_envelopes), ("{format=\"compat\"}", *malformed_compat)],
-    );
-    metric(
-        "wspush_cluster_subscribe_commands_total",
-        counter,
-        "SUBSCRIBE commands sent to Redis.",
-        &[("", *subscribe_commands)],
-    );
-    metric(
-        "wspush_cluster_unsubscribe_commands_total",
-        counter,
-        "UNSUBSCRIBE commands sent to Redis.",
-        &[("", *unsubscribe_commands)],
-    );
-    metric(
-        "wspush_cluster_reconnects_total",
-        counter,
-        "Redis connections re-established after the first.",
-        &[("", *reconnects)],
-    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wspush::{AuthFailures, HandshakeFailures};
+    use wspush::{AuthFailures, ClusterStats, HandshakeFailures};
 
     #[test]
     fn renders_every_counter() {

@@ -1,5 +1,5 @@
-//! Counters: each worker bumps its own (no shared cache line on the hot path), and
-//! [`Engine::stats`](crate::Engine::stats) adds them up.
+//! Refused upgrades by reason: the one list of reasons ([`HandshakeFailures::by_reason`])
+//! that every exporter renders.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -50,7 +50,7 @@ impl AuthFailures {
         }
     }
 
-    fn field_mut(&mut self, reason: AuthRejection) -> &mut u64 {
+    pub(crate) fn field_mut(&mut self, reason: AuthRejection) -> &mut u64 {
         match reason {
             AuthRejection::Missing => &mut self.missing,
             AuthRejection::Malformed => &mut self.malformed,
@@ -159,121 +159,38 @@ impl HandshakeFailures {
     }
 }
 
-/// A snapshot of the engine's counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Open sockets.
-    pub connections: u64,
-    /// Distinct ids with at least one open socket.
-    pub ids: u64,
-    /// Open sockets per worker, indexed by worker.
-    pub worker_connections: Vec<u64>,
-    /// Sockets opened since start.
-    pub connections_opened: u64,
-    /// Complete messages received from clients.
-    pub messages_in: u64,
-    /// Payload bytes of those messages.
-    pub bytes_in: u64,
-    /// Messages queued to sockets (one per target socket).
-    pub messages_out: u64,
-    /// Bytes written to sockets (frames, handshakes and control frames included).
-    pub bytes_out: u64,
-    /// Sockets closed with 1008 for exceeding `max_buffered_bytes`.
-    pub slow_consumer_disconnects: u64,
-    /// Messages dropped for slow sockets under the `drop` policy.
-    pub slow_consumer_drops: u64,
-    /// Sockets closed with 1008 because the node's queued output was over
-    /// `max_node_buffered_bytes` (the ones write-blocked the longest first).
-    pub node_buffer_disconnects: u64,
-    /// Output queued for sockets across the node, in bytes: a gauge, the sum of what each
-    /// worker published at the end of its last pass of its loop (and before answering a
-    /// receipt, so a sender that waited for one sees its message counted).
-    pub buffered_bytes: u64,
-    /// Sockets closed with 1008 for sending over `max_inbound_messages_per_second` or
-    /// `max_inbound_bytes_per_second`.
-    pub inbound_rate_limited: u64,
-    /// Sockets closed because they sent nothing for `idle_timeout`.
-    pub idle_timeouts: u64,
-    /// Sockets closed for a protocol violation (1002, 1007, 1009).
-    pub protocol_errors: u64,
-    /// Sends or broadcasts refused because a worker's queue was full.
-    pub queue_full: u64,
-    /// Refused upgrades, by reason.
-    pub handshake_failures: HandshakeFailures,
-    /// Sockets closed with 1008 because their token expired.
-    pub token_expirations: u64,
-    /// Cluster counters, in cluster mode.
-    pub cluster: Option<crate::ClusterStats>,
-}
-
-/// One worker's counters (the acceptor has its own, for handshake failures).
+/// The acceptor's refusal counters, one per reason.
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub connections: AtomicU64,
-    pub ids: AtomicU64,
-    pub connections_opened: AtomicU64,
-    pub messages_in: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub messages_out: AtomicU64,
-    pub bytes_out: AtomicU64,
-    pub slow_consumer_disconnects: AtomicU64,
-    pub slow_consumer_drops: AtomicU64,
-    pub node_buffer_disconnects: AtomicU64,
-    pub inbound_rate_limited: AtomicU64,
-    pub idle_timeouts: AtomicU64,
-    pub protocol_errors: AtomicU64,
-    pub queue_full: AtomicU64,
-    pub hs_bad_request: AtomicU64,
-    pub hs_bad_version: AtomicU64,
-    pub hs_bad_path: AtomicU64,
-    pub hs_too_large: AtomicU64,
-    pub hs_timeout: AtomicU64,
-    pub hs_over_capacity: AtomicU64,
-    pub hs_io: AtomicU64,
-    pub hs_forbidden_origin: AtomicU64,
+pub(crate) struct HandshakeCounters {
+    pub bad_request: AtomicU64,
+    pub bad_version: AtomicU64,
+    pub bad_path: AtomicU64,
+    pub too_large: AtomicU64,
+    pub timeout: AtomicU64,
+    pub over_capacity: AtomicU64,
+    pub io: AtomicU64,
+    pub forbidden_origin: AtomicU64,
     /// Indexed by [`AuthRejection::index`].
-    pub hs_auth: [AtomicU64; AuthRejection::ALL.len()],
-    pub hs_forbidden: AtomicU64,
-    pub hs_over_ip_limit: AtomicU64,
-    pub token_expirations: AtomicU64,
+    pub auth: [AtomicU64; AuthRejection::ALL.len()],
+    pub forbidden: AtomicU64,
+    pub over_ip_limit: AtomicU64,
 }
 
-/// Adds `n` to a counter that only its owner thread writes.
-pub(crate) fn bump(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Relaxed);
-}
-
-impl Counters {
-    pub(crate) fn add_to(&self, stats: &mut Stats) {
+impl HandshakeCounters {
+    pub(crate) fn add_to(&self, hs: &mut HandshakeFailures) {
         let get = |c: &AtomicU64| c.load(Relaxed);
-        stats.connections += get(&self.connections);
-        stats.ids += get(&self.ids);
-        stats.connections_opened += get(&self.connections_opened);
-        stats.messages_in += get(&self.messages_in);
-        stats.bytes_in += get(&self.bytes_in);
-        stats.messages_out += get(&self.messages_out);
-        stats.bytes_out += get(&self.bytes_out);
-        stats.slow_consumer_disconnects += get(&self.slow_consumer_disconnects);
-        stats.slow_consumer_drops += get(&self.slow_consumer_drops);
-        stats.node_buffer_disconnects += get(&self.node_buffer_disconnects);
-        stats.inbound_rate_limited += get(&self.inbound_rate_limited);
-        stats.idle_timeouts += get(&self.idle_timeouts);
-        stats.protocol_errors += get(&self.protocol_errors);
-        stats.queue_full += get(&self.queue_full);
-        let hs = &mut stats.handshake_failures;
-        hs.bad_request += get(&self.hs_bad_request);
-        hs.bad_version += get(&self.hs_bad_version);
-        hs.bad_path += get(&self.hs_bad_path);
-        hs.too_large += get(&self.hs_too_large);
-        hs.timeout += get(&self.hs_timeout);
-        hs.over_capacity += get(&self.hs_over_capacity);
-        hs.io += get(&self.hs_io);
-        hs.forbidden_origin += get(&self.hs_forbidden_origin);
+        hs.bad_request += get(&self.bad_request);
+        hs.bad_version += get(&self.bad_version);
+        hs.bad_path += get(&self.bad_path);
+        hs.too_large += get(&self.too_large);
+        hs.timeout += get(&self.timeout);
+        hs.over_capacity += get(&self.over_capacity);
+        hs.io += get(&self.io);
+        hs.forbidden_origin += get(&self.forbidden_origin);
         for reason in AuthRejection::ALL {
-            *hs.auth.field_mut(reason) += get(&self.hs_auth[reason.index()]);
+            *hs.auth.field_mut(reason) += get(&self.auth[reason.index()]);
         }
-        hs.forbidden += get(&self.hs_forbidden);
-        hs.over_ip_limit += get(&self.hs_over_ip_limit);
-        stats.token_expirations += get(&self.token_expirations);
+        hs.forbidden += get(&self.forbidden);
+        hs.over_ip_limit += get(&self.over_ip_limit);
     }
 }
