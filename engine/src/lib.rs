@@ -29,7 +29,6 @@ pub mod auth;
 mod authorizer;
 pub mod cluster;
 mod config;
-mod connection;
 mod engine;
 mod error;
 mod event;
@@ -43,8 +42,8 @@ mod listener;
 mod message;
 mod origin;
 mod receipt;
-mod shard;
 mod stats;
+mod worker;
 
 pub use auth::{AuthRejection, Grant, JwtAlgorithm, JwtAuth, JwtKey, BEARER_PROTOCOL};
 pub use authorizer::{AuthorizeRequest, Authorizer};

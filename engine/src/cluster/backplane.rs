@@ -17,9 +17,8 @@ use super::resp::Push;
 use super::subscription::{Endpoint, Subscription};
 use super::{compat, envelope, Change, ClusterConfig, ClusterCounters, ClusterLink, LinkEnds, Outbound};
 use crate::frame::{self, OpCode};
-use crate::id::worker_of;
-use crate::shard::{broadcast_to_all, Command, Refused, ShardHandle};
 use crate::stats::bump;
+use crate::worker::{Mailboxes, Pending, Refused};
 use crate::Error;
 
 /// Most publishes in one pipeline.
@@ -51,13 +50,13 @@ pub(crate) struct Backplane {
 /// What the subscriber needs to route messages.
 struct Router {
     link: Arc<ClusterLink>,
-    shards: Arc<[ShardHandle]>,
+    mailboxes: Mailboxes,
     compat_channel: Option<String>,
     /// Malformed payload kinds already logged (each is logged once, then only counted).
     logged: HashSet<&'static str>,
-    /// A delivery whose worker's queue was full: the worker index, the command, and since
-    /// when. While it waits, nothing more is read from Redis.
-    waiting: Option<(usize, Command, Instant)>,
+    /// A delivery whose worker's queue was full, and since when. While it waits, nothing
+    /// more is read from Redis.
+    waiting: Option<(Pending, Instant)>,
 }
 
 impl Backplane {
@@ -66,7 +65,7 @@ impl Backplane {
         config: &ClusterConfig,
         link: Arc<ClusterLink>,
         ends: LinkEnds,
-        shards: Arc<[ShardHandle]>,
+        mailboxes: Mailboxes,
     ) -> Result<Self, Error> {
         let client = redis::Client::open(config.redis_url.as_str())
             .map_err(|e| Error::InvalidConfig { setting: "redis", reason: e.to_string() })?;
@@ -78,7 +77,7 @@ impl Backplane {
         let (stop, stopped) = watch::channel(false);
         let router = Router {
             link: link.clone(),
-            shards,
+            mailboxes,
             compat_channel: config.compat_channel.clone(),
             logged: HashSet::new(),
             waiting: None,
@@ -578,7 +577,7 @@ impl Router {
         match id {
             Some(id) => self.deliver(id, frame),
             None => {
-                let refused = broadcast_to_all(&self.shards, frame, None).count();
+                let refused = self.mailboxes.broadcast(frame, None).count();
                 bump(&self.link.counters.delivery_dropped, refused as u64);
             }
         }
@@ -594,11 +593,9 @@ impl Router {
     }
 
     fn deliver(&mut self, id: &str, frame: bytes::Bytes) {
-        let shard = worker_of(id, self.shards.len());
-        let command = Command::Send { id: id.into(), frame, receipt: None };
-        match self.shards[shard].try_submit(command) {
+        match self.mailboxes.try_deliver(id, frame) {
             Ok(()) => {}
-            Err(Refused::Full(command)) => self.waiting = Some((shard, command, Instant::now())),
+            Err(Refused::Full(pending)) => self.waiting = Some((pending, Instant::now())),
             Err(Refused::ShutDown) => bump(&self.link.counters.delivery_dropped, 1),
         }
     }
@@ -608,11 +605,11 @@ impl Router {
     /// it), so a burst is delivered late rather than not at all. A worker that takes nothing
     /// for [`MAX_WORKER_WAIT`] loses the delivery (counted in `delivery_dropped`).
     async fn wait_for_worker(&mut self) {
-        while let Some((shard, command, since)) = self.waiting.take() {
-            match self.shards[shard].try_submit(command) {
+        while let Some((pending, since)) = self.waiting.take() {
+            match self.mailboxes.retry(pending) {
                 Ok(()) => return,
-                Err(Refused::Full(command)) if since.elapsed() < MAX_WORKER_WAIT => {
-                    self.waiting = Some((shard, command, since));
+                Err(Refused::Full(pending)) if since.elapsed() < MAX_WORKER_WAIT => {
+                    self.waiting = Some((pending, since));
                     tokio::time::sleep(WORKER_WAIT_STEP).await;
                 }
                 Err(_) => {

@@ -25,7 +25,7 @@ pub(crate) use backplane::Backplane;
 
 use crate::receipt::Collector;
 use crate::stats::bump;
-use crate::{Error, Message};
+use crate::{worker, Error, Message};
 
 /// Settings of cluster mode ([`Config::cluster`](crate::Config::cluster)).
 #[derive(Debug, Clone)]
@@ -325,6 +325,20 @@ impl ClusterLink {
             subscribed_channels: c.subscribed_channels.load(Relaxed),
             reconnects: c.reconnects.load(Relaxed),
         }
+    }
+}
+
+impl worker::Backplane for ClusterLink {
+    fn id_opened(&self, id: &str) {
+        self.subscribe(id);
+    }
+
+    fn id_closed(&self, id: &str) {
+        self.unsubscribe(id);
+    }
+
+    fn inbound(&self, id: &str, message: Message<'_>) {
+        self.publish_inbound(id, message);
     }
 }
 
