@@ -1,4 +1,5 @@
-//! The engine handle: starts the workers and the acceptor, routes commands to them.
+//! The engine handle: starts the workers and the acceptor, and hands them work through
+//! the workers' [`Mailboxes`].
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

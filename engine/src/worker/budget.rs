@@ -95,14 +95,17 @@ impl Budget {
     }
 
     /// Output queued for this worker's sockets.
+    #[inline]
     pub fn buffered(&self) -> usize {
         self.buffered
     }
 
+    #[inline]
     pub fn add(&mut self, len: usize) {
         self.buffered += len;
     }
 
+    #[inline]
     pub fn sub(&mut self, len: usize) {
         self.buffered -= len;
     }
@@ -115,6 +118,7 @@ impl Budget {
     /// Whether `len` more bytes fit: the hot path is an addition and a comparison, true
     /// while the reservation covers them (always, without a cap); past it, the node is
     /// asked ([`Budget::node_room`]).
+    #[inline]
     pub fn has_room(&mut self, len: usize) -> bool {
         self.buffered + len <= self.room_until || self.node_room(len)
     }
