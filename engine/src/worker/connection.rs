@@ -1,6 +1,7 @@
 //! One socket as its worker sees it: the output queue (see [`OutputQueue`]), the close
-//! state, the inbound rate limits, and the input decoder. Kept small: an idle connection costs its struct,
-//! an empty queue and nothing else (buffers are allocated only while in use).
+//! state, the inbound rate limits, and the input decoder. Kept small: an idle connection
+//! costs its struct, an empty queue and nothing else (buffers are allocated only while in
+//! use).
 
 use std::io::{self, Read};
 use std::rc::Rc;
