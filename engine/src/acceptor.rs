@@ -22,11 +22,10 @@ use slab::Slab;
 use crate::auth;
 use crate::authorizer::{AuthorizeRequest, AuthorizerSlot};
 use crate::handshake::{self, Limits, Rejection};
-use crate::id::worker_of;
 use crate::ip_limit::{IpLimit, IpSlot};
 use crate::origin::AllowedOrigins;
-use crate::shard::{Command, ShardHandle};
 use crate::stats::{bump, Counters};
+use crate::worker::{Adoption, Mailboxes};
 use crate::{Config, JwtAuth};
 
 /// Poll token of the acceptor's waker.
@@ -108,7 +107,7 @@ pub(crate) struct Acceptor {
     listener: Option<TcpListener>,
     commands: Receiver<AcceptorCommand>,
     pending: Slab<Pending>,
-    shards: Arc<[ShardHandle]>,
+    mailboxes: Mailboxes,
     settings: AcceptorSettings,
     counters: Arc<Counters>,
     open: Arc<AtomicUsize>,
@@ -123,7 +122,7 @@ impl Acceptor {
         poll: Poll,
         mut listener: Option<TcpListener>,
         commands: Receiver<AcceptorCommand>,
-        shards: Arc<[ShardHandle]>,
+        mailboxes: Mailboxes,
         settings: AcceptorSettings,
         counters: Arc<Counters>,
         open: Arc<AtomicUsize>,
@@ -137,7 +136,7 @@ impl Acceptor {
             listener,
             commands,
             pending: Slab::new(),
-            shards,
+            mailboxes,
             settings,
             counters,
             open,
@@ -285,10 +284,9 @@ impl Acceptor {
         let _ = self.poll.registry().deregister(&mut pending.stream);
         let early = pending.request[consumed..].to_vec();
         let greeting = Some(Bytes::from(handshake::switching_protocols_with(&request, admitted.protocol)));
-        let shard = &self.shards[worker_of(&id, self.shards.len())];
         let expires_at = admitted.expires_at;
-        let adopt = Command::Adopt { stream: pending.stream, id, greeting, early, expires_at, ip_slot };
-        if let Err(e) = shard.submit(adopt) {
+        let adoption = Adoption { stream: pending.stream, id, greeting, early, expires_at, ip_slot };
+        if let Err(e) = self.mailboxes.adopt(adoption) {
             // The socket went down with the refused command; nothing more can be said to it.
             tracing::warn!(error = %e, "cannot hand an upgraded socket to its worker");
             self.open.fetch_sub(1, Ordering::AcqRel);

@@ -1,4 +1,5 @@
-//! The engine handle: starts the workers and the acceptor, routes commands to them.
+//! The engine handle: starts the workers and the acceptor, and hands them work through
+//! the workers' [`Mailboxes`].
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,14 +15,12 @@ use crate::authorizer::{Authorizer, AuthorizerSlot};
 use crate::cluster::{Backplane, ClusterLink};
 use crate::event::HandlerSlot;
 use crate::frame;
-use crate::id::{validate_id, worker_of};
+use crate::id::validate_id;
 use crate::ip_limit::IpLimit;
 use crate::listener;
 use crate::receipt::{Collector, SelfCount};
-use crate::shard::{
-    self, broadcast_to_all, Command, NodeBuffer, Shard, ShardHandle, ShardSettings, ShardShared,
-};
 use crate::stats::Counters;
+use crate::worker::{self, Adoption, Mailboxes, NodeBuffer, Worker, WorkerSettings, WorkerShared};
 use crate::{Config, ConnectionId, Error, EventHandler, Message, Presence, Receipt, Stats};
 
 /// Whether a socket handed to [`Engine::register`] still needs its WebSocket upgrade.
@@ -37,7 +36,7 @@ pub enum Handshake {
 /// A running engine. `Send + Sync`: share it (e.g. in an `Arc`) and call it from any thread.
 /// Dropping it shuts it down as [`Engine::shutdown`] does, with a 5 second deadline.
 pub struct Engine {
-    shards: Arc<[ShardHandle]>,
+    mailboxes: Mailboxes,
     acceptor: Sender<AcceptorCommand>,
     acceptor_waker: Waker,
     local_addr: Option<SocketAddr>,
@@ -86,8 +85,8 @@ impl Engine {
         let open = Arc::new(AtomicUsize::new(0));
         let mut counters = Vec::with_capacity(workers + 1);
         let mut threads = Vec::with_capacity(workers + 1);
-        let mut shards = Vec::with_capacity(workers);
-        let settings = ShardSettings::from_config(&config);
+        let mut handles = Vec::with_capacity(workers);
+        let settings = WorkerSettings::from_config(&config);
         let node = Arc::new(NodeBuffer::new(workers, config.max_node_buffered_bytes));
         let (cluster, cluster_ends) = match &config.cluster {
             Some(cluster_config) => {
@@ -97,37 +96,25 @@ impl Engine {
             None => (None, None),
         };
         for worker in 0..workers {
-            let poll = Poll::new().map_err(|e| Error::io("creating a worker's poll", e))?;
-            let waker = Waker::new(poll.registry(), shard::WAKER)
-                .map_err(|e| Error::io("creating a worker's waker", e))?;
-            let registry =
-                poll.registry().try_clone().map_err(|e| Error::io("cloning a worker's registry", e))?;
-            let (commands, inbox) = crossbeam_channel::bounded(config.command_queue_capacity);
             let worker_counters = Arc::new(Counters::default());
-            let notified = Arc::new(AtomicBool::new(false));
-            let shared = ShardShared {
+            let shared = WorkerShared {
                 counters: worker_counters.clone(),
                 handler: handler.clone(),
                 open: open.clone(),
-                notified: notified.clone(),
-                cluster: cluster.clone(),
+                backplane: cluster.clone().map(|link| link as Arc<dyn worker::Backplane>),
                 ip_limit: ip_limit.clone(),
                 node: node.clone(),
             };
-            let settings = settings.clone();
-            // Built on its own thread: a worker's state is single-threaded (`Rc` ids).
-            let thread = std::thread::Builder::new()
-                .name(format!("wspush-worker-{worker}"))
-                .spawn(move || Shard::new(worker, poll, registry, inbox, shared, settings).run())
-                .map_err(|e| Error::io("starting a worker thread", e))?;
+            let (handle, thread) =
+                Worker::spawn(worker, config.command_queue_capacity, shared, settings.clone())?;
             threads.push(thread);
-            counters.push(worker_counters.clone());
-            shards.push(ShardHandle { commands, waker, notified, counters: worker_counters });
+            counters.push(worker_counters);
+            handles.push(handle);
         }
-        let shards: Arc<[ShardHandle]> = shards.into();
+        let mailboxes = Mailboxes::new(handles);
         let backplane = match (&config.cluster, &cluster, cluster_ends) {
             (Some(cluster_config), Some(link), Some(ends)) => {
-                Some(Backplane::start(cluster_config, link.clone(), ends, shards.clone())?)
+                Some(Backplane::start(cluster_config, link.clone(), ends, mailboxes.clone())?)
             }
             _ => None,
         };
@@ -141,7 +128,7 @@ impl Engine {
             poll,
             listener,
             acceptor_inbox,
-            shards.clone(),
+            mailboxes.clone(),
             AcceptorSettings::from_config(&config),
             acceptor_counters.clone(),
             open.clone(),
@@ -159,7 +146,7 @@ impl Engine {
             tracing::info!(%addr, workers, "wspush engine listening");
         }
         Ok(Engine {
-            shards,
+            mailboxes,
             acceptor: acceptor_commands,
             acceptor_waker,
             local_addr,
@@ -183,7 +170,7 @@ impl Engine {
 
     /// The number of worker threads.
     pub fn workers(&self) -> usize {
-        self.shards.len()
+        self.mailboxes.workers()
     }
 
     /// Sets the handler that receives every [`Event`](crate::Event), replacing any earlier one.
@@ -257,8 +244,7 @@ impl Engine {
         validate_id(id)?;
         self.check_running()?;
         let frame = frame::encode_message(message);
-        let command = Command::Send { id: id.into(), frame, receipt: receipt.clone() };
-        self.shards[worker_of(id, self.shards.len())].submit(command)?;
+        self.mailboxes.send_frame(id, frame, receipt.clone())?;
         if let Some(cluster) = &self.cluster {
             cluster.publish_send(id, message, receipt);
         }
@@ -287,7 +273,7 @@ impl Engine {
         message: Message<'_>,
         receipt: impl FnOnce(Receipt) + Send + 'static,
     ) -> Result<(), Error> {
-        let parts = self.shards.len() + usize::from(self.cluster.is_some());
+        let parts = self.mailboxes.workers() + usize::from(self.cluster.is_some());
         let collector = Arc::new(Collector::for_receipt(parts, SelfCount::ExcludeAlways, receipt));
         self.broadcast_command(message, Some(collector))
     }
@@ -295,7 +281,7 @@ impl Engine {
     fn broadcast_command(&self, message: Message<'_>, receipt: Option<Arc<Collector>>) -> Result<(), Error> {
         self.check_running()?;
         let frame = frame::encode_message(message);
-        let result = match broadcast_to_all(&self.shards, frame, receipt.clone()).last() {
+        let result = match self.mailboxes.broadcast(frame, receipt.clone()).last() {
             Some(e) => Err(e),
             None => Ok(()),
         };
@@ -318,8 +304,7 @@ impl Engine {
         self.check_running()?;
         let parts = 1 + usize::from(self.cluster.is_some());
         let collector = Arc::new(Collector::for_presence(parts, done));
-        let command = Command::Count { id: id.into(), receipt: collector.clone() };
-        self.shards[worker_of(id, self.shards.len())].submit(command)?;
+        self.mailboxes.count(id, collector.clone())?;
         if let Some(cluster) = &self.cluster {
             cluster.count_subscribers(id, collector);
         }
@@ -345,7 +330,7 @@ impl Engine {
     /// [`Error::QueueFull`], [`Error::ShutDown`].
     pub fn send_to(&self, conn: ConnectionId, message: Message<'_>) -> Result<(), Error> {
         self.check_running()?;
-        self.shard_of(conn)?.submit(Command::SendTo { conn, frame: frame::encode_message(message) })
+        self.mailboxes.send_to(conn, frame::encode_message(message))
     }
 
     /// Starts the close handshake on one socket with `code`.
@@ -362,12 +347,7 @@ impl Engine {
             });
         }
         self.check_running()?;
-        self.shard_of(conn)?.submit(Command::Close { conn, code })
-    }
-
-    fn shard_of(&self, conn: ConnectionId) -> Result<&ShardHandle, Error> {
-        // A handle from another engine may name a worker this one lacks; it names no socket here.
-        self.shards.get(conn.worker()).ok_or(Error::ShutDown)
+        self.mailboxes.close(conn, code)
     }
 
     /// Hands over a connected socket accepted elsewhere; the engine owns it from now on
@@ -400,7 +380,7 @@ impl Engine {
                     _ => None,
                 };
                 self.open.fetch_add(1, Ordering::AcqRel);
-                let adopt = Command::Adopt {
+                let adoption = Adoption {
                     stream,
                     id: id.into(),
                     greeting: None,
@@ -408,7 +388,7 @@ impl Engine {
                     expires_at: None,
                     ip_slot,
                 };
-                self.shards[worker_of(id, self.shards.len())].submit(adopt).inspect_err(|_| {
+                self.mailboxes.adopt(adoption).inspect_err(|_| {
                     self.open.fetch_sub(1, Ordering::AcqRel);
                     if let (Some(limit), Some(slot)) = (&self.ip_limit, ip_slot) {
                         limit.release(slot);
@@ -426,7 +406,7 @@ impl Engine {
         }
         stats.buffered_bytes = self.node.queued();
         stats.cluster = self.cluster.as_ref().map(|cluster| cluster.stats());
-        stats.worker_connections = self.counters[..self.shards.len()]
+        stats.worker_connections = self.counters[..self.mailboxes.workers()]
             .iter()
             .map(|c| c.connections.load(Ordering::Relaxed))
             .collect();
@@ -442,13 +422,7 @@ impl Engine {
         let deadline = Instant::now() + timeout;
         let _ = self.acceptor.send(AcceptorCommand::Shutdown);
         let _ = self.acceptor_waker.wake();
-        for shard in self.shards.iter() {
-            // A full queue still drains; block for room rather than skip the shutdown.
-            if shard.commands.send(Command::Shutdown { deadline }).is_ok() {
-                shard.notified.store(true, Ordering::SeqCst);
-                let _ = shard.waker.wake();
-            }
-        }
+        self.mailboxes.shutdown(deadline);
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for thread in threads {
             if thread.join().is_err() {

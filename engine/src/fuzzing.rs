@@ -92,7 +92,7 @@ fn outcome_of(frame: Option<Frame<'_>>, max: usize) -> Outcome {
 }
 
 /// Feeds `input` to a new decoder in pieces of the lengths `chunks` yields (the last piece
-/// takes whatever is left), exactly as a shard does with its reads: append to the pending
+/// takes whatever is left), exactly as a worker does with its reads: append to the pending
 /// bytes, decode while there is input and frames complete, then drop what was consumed.
 fn decode_in_chunks(input: &[u8], max: usize, chunks: impl IntoIterator<Item = usize>) -> Run {
     let mut decoder = Decoder::new(max);

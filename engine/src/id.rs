@@ -26,8 +26,10 @@ pub fn validate_id(id: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The worker that owns every socket of `id`: FNV-1a, so the mapping is the same in every
-/// process and every run (a later cluster mode may rely on it).
+/// The worker that owns every socket of `id`: FNV-1a, cheap on short ids and the same in
+/// every run, so a test or benchmark that places ids on workers is reproducible. Nothing
+/// outside this process relies on it: in cluster mode each node routes to its own workers.
+/// Callers route through [`Mailboxes`](crate::worker::Mailboxes), not this.
 pub(crate) fn worker_of(id: &str, workers: usize) -> usize {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &byte in id.as_bytes() {

@@ -29,7 +29,6 @@ pub mod auth;
 mod authorizer;
 pub mod cluster;
 mod config;
-mod connection;
 mod engine;
 mod error;
 mod event;
@@ -44,8 +43,8 @@ mod message;
 mod origin;
 mod receipt;
 pub mod settings;
-mod shard;
 mod stats;
+mod worker;
 
 pub use auth::{AuthRejection, Grant, JwtAlgorithm, JwtAuth, JwtKey, BEARER_PROTOCOL};
 pub use authorizer::{AuthorizeRequest, Authorizer};

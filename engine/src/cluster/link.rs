@@ -10,7 +10,7 @@ use super::stats::{ClusterCounters, ClusterStats};
 use super::{compat, envelope, ClusterConfig};
 use crate::receipt::Collector;
 use crate::stats::bump;
-use crate::Message;
+use crate::{worker, Message};
 
 /// A change in the ids this node holds, from the worker that owns the id.
 #[derive(Debug)]
@@ -141,6 +141,20 @@ impl ClusterLink {
         };
         self.counters.add_counts_to(&mut stats);
         stats
+    }
+}
+
+impl worker::Backplane for ClusterLink {
+    fn id_opened(&self, id: &str) {
+        self.subscribe(id);
+    }
+
+    fn id_closed(&self, id: &str) {
+        self.unsubscribe(id);
+    }
+
+    fn inbound(&self, id: &str, message: Message<'_>) {
+        self.publish_inbound(id, message);
     }
 }
 

@@ -14,9 +14,8 @@ use super::resp::Push;
 use super::subscription::Subscription;
 use super::{compat, envelope};
 use crate::frame::{self, OpCode};
-use crate::id::worker_of;
-use crate::shard::{broadcast_to_all, Command, Refused, ShardHandle};
 use crate::stats::bump;
+use crate::worker::{Mailboxes, Pending, Refused};
 
 /// How long the subscriber waits for a full worker queue to take a delivery, and how
 /// often it looks.
@@ -24,17 +23,17 @@ const MAX_WORKER_WAIT: Duration = Duration::from_secs(2);
 const WORKER_WAIT_STEP: Duration = Duration::from_millis(1);
 
 /// The local workers the backplane delivers to.
-pub(crate) type Workers = Arc<[ShardHandle]>;
+pub(crate) type Workers = Mailboxes;
 
 /// What the subscriber needs to route messages.
 pub(super) struct Router {
     link: Arc<ClusterLink>,
-    shards: Arc<[ShardHandle]>,
+    mailboxes: Mailboxes,
     /// Malformed payload kinds already logged (each is logged once, then only counted).
     logged: HashSet<&'static str>,
     /// A delivery whose worker's queue was full: the worker index, the command, and since
     /// when. While it waits, nothing more is read from Redis.
-    waiting: Option<(usize, Command, Instant)>,
+    waiting: Option<(Pending, Instant)>,
 }
 
 /// Routes every reply already received (until a delivery has to wait for its worker):
@@ -70,7 +69,7 @@ pub(super) fn route_received(
 
 impl Router {
     pub fn new(link: Arc<ClusterLink>, shards: Workers) -> Self {
-        Self { link, shards, logged: HashSet::new(), waiting: None }
+        Self { link, mailboxes: shards, logged: HashSet::new(), waiting: None }
     }
 
     /// A delivery waits for its worker: until [`Router::wait_for_worker`] hands it over,
@@ -108,7 +107,7 @@ impl Router {
         match id {
             Some(id) => self.deliver(id, frame),
             None => {
-                let refused = broadcast_to_all(&self.shards, frame, None).count();
+                let refused = self.mailboxes.broadcast(frame, None).count();
                 bump(&self.link.counters.delivery_dropped, refused as u64);
             }
         }
@@ -124,11 +123,9 @@ impl Router {
     }
 
     fn deliver(&mut self, id: &str, frame: bytes::Bytes) {
-        let shard = worker_of(id, self.shards.len());
-        let command = Command::Send { id: id.into(), frame, receipt: None };
-        match self.shards[shard].try_submit(command) {
+        match self.mailboxes.try_deliver(id, frame) {
             Ok(()) => {}
-            Err(Refused::Full(command)) => self.waiting = Some((shard, command, Instant::now())),
+            Err(Refused::Full(pending)) => self.waiting = Some((pending, Instant::now())),
             Err(Refused::ShutDown) => bump(&self.link.counters.delivery_dropped, 1),
         }
     }
@@ -138,11 +135,11 @@ impl Router {
     /// it), so a burst is delivered late rather than not at all. A worker that takes nothing
     /// for [`MAX_WORKER_WAIT`] loses the delivery (counted in `delivery_dropped`).
     pub async fn wait_for_worker(&mut self) {
-        while let Some((shard, command, since)) = self.waiting.take() {
-            match self.shards[shard].try_submit(command) {
+        while let Some((pending, since)) = self.waiting.take() {
+            match self.mailboxes.retry(pending) {
                 Ok(()) => return,
-                Err(Refused::Full(command)) if since.elapsed() < MAX_WORKER_WAIT => {
-                    self.waiting = Some((shard, command, since));
+                Err(Refused::Full(pending)) if since.elapsed() < MAX_WORKER_WAIT => {
+                    self.waiting = Some((pending, since));
                     tokio::time::sleep(WORKER_WAIT_STEP).await;
                 }
                 Err(_) => {

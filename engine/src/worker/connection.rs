@@ -1,19 +1,17 @@
-//! One socket as its worker sees it: the output queue (written with `writev`), the
-//! close state, and the input decoder. Kept small: an idle connection costs its struct,
-//! an empty queue and nothing else (buffers are allocated only while in use).
+//! One socket as its worker sees it: the output queue (see [`OutputQueue`]), the close
+//! state, the inbound rate limits, and the input decoder. Kept small: an idle connection
+//! costs its struct, an empty queue and nothing else (buffers are allocated only while in
+//! use).
 
-use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, Read};
 use std::rc::Rc;
 
 use bytes::Bytes;
 use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 
+use super::output::OutputQueue;
 use crate::frame::Decoder;
-
-/// Most frames handed to one `writev` call (Linux's IOV_MAX is 1024). A burst of small
-/// broadcast frames fills a socket's buffer in a few calls instead of dozens.
-const MAX_IOVECS: usize = 256;
 
 /// The span of an inbound rate limit's bucket: it holds one second's worth.
 const RATE_WINDOW_NS: u64 = 1_000_000_000;
@@ -44,10 +42,10 @@ pub(crate) enum State {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Lease {
     /// Seconds since the worker's epoch at which the socket's token expires; 0: never.
-    pub expires_at_s: u32,
+    expires_at_s: u32,
     /// The socket's per-address slot ([`IpSlot::to_raw`](crate::ip_limit::IpSlot::to_raw));
     /// 0: not counted.
-    pub ip_slot: u32,
+    ip_slot: u32,
 }
 
 /// Whether a deadline of [`State::Closing`] has passed at `now_ms` (the worker's clock).
@@ -116,37 +114,33 @@ pub(crate) enum CloseCause {
 /// The output side and bookkeeping of a connection (everything but the decoder, so the
 /// decoder's borrowed frames and this can be used at the same time).
 pub(crate) struct Link {
-    pub stream: TcpStream,
-    pub id: Rc<str>,
-    pub serial: u64,
-    pub state: State,
+    stream: TcpStream,
+    id: Rc<str>,
+    serial: u64,
+    state: State,
     /// The close code reported in the close event: the one sent or received.
-    pub close_code: u16,
+    close_code: u16,
     /// Registered for writable readiness because the socket's buffer was full.
-    pub write_blocked: bool,
+    write_blocked: bool,
     /// Already listed among the connections to flush this iteration.
-    pub dirty: bool,
+    dirty: bool,
     /// When `write_blocked` was last set: the worker's clock truncated to 32 bits. Only
     /// compared for equality (it tells a current entry of the worker's list of blocked
     /// sockets from a stale one), so wrapping is harmless.
-    pub blocked_since: u32,
-    pub last_input_ms: u64,
+    blocked_since: u32,
+    last_input_ms: u64,
     /// Inbound rate limits, paid down as of `last_input_ms`.
-    pub inbound: InboundRate,
-    pub lease: Lease,
-    out: VecDeque<Bytes>,
-    /// Bytes of `out.front()` already written.
-    out_offset: usize,
-    /// Bytes queued and not yet written.
-    out_bytes: usize,
+    inbound: InboundRate,
+    lease: Lease,
+    out: OutputQueue,
 }
 
 /// A connection: its link and its input side.
 pub(crate) struct Connection {
-    pub link: Link,
-    pub decoder: Decoder,
+    link: Link,
+    decoder: Decoder,
     /// Bytes of a frame that has not fully arrived (empty almost always).
-    pub partial_input: Vec<u8>,
+    partial_input: Vec<u8>,
 }
 
 impl Connection {
@@ -171,17 +165,77 @@ impl Connection {
                 last_input_ms: now_ms,
                 inbound: InboundRate::default(),
                 lease,
-                out: VecDeque::new(),
-                out_offset: 0,
-                out_bytes: 0,
+                out: OutputQueue::default(),
             },
             decoder: Decoder::new(max_message_size),
             partial_input: Vec::new(),
         }
     }
+
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    pub fn link_mut(&mut self) -> &mut Link {
+        &mut self.link
+    }
+
+    /// The link, the decoder and the partial input at once: a decoded frame borrows the
+    /// input while the link answers it.
+    pub fn parts(&mut self) -> (&mut Link, &mut Decoder, &mut Vec<u8>) {
+        (&mut self.link, &mut self.decoder, &mut self.partial_input)
+    }
+
+    /// Takes frames the client sent before the socket was adopted, to decode first.
+    pub fn set_partial_input(&mut self, input: Vec<u8>) {
+        self.partial_input = input;
+    }
+
+    /// The link, for the close event once the connection is dropped.
+    pub fn into_link(self) -> Link {
+        self.link
+    }
+}
+
+impl Lease {
+    /// `expires_at_s`: seconds since the worker's epoch, 0 for never; `ip_slot`: the raw
+    /// per-address slot, 0 for none.
+    pub fn new(expires_at_s: u32, ip_slot: u32) -> Self {
+        Self { expires_at_s, ip_slot }
+    }
+
+    /// Whether the socket's token has expired at `now_ms` (the worker's clock).
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_at_s != 0 && now_ms >= u64::from(self.expires_at_s) * 1000
+    }
+
+    /// The raw per-address slot ([`IpSlot::from_raw`](crate::ip_limit::IpSlot::from_raw)).
+    pub fn ip_slot(&self) -> u32 {
+        self.ip_slot
+    }
 }
 
 impl Link {
+    pub fn id(&self) -> &Rc<str> {
+        &self.id
+    }
+
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn close_code(&self) -> u16 {
+        self.close_code
+    }
+
+    pub fn lease(&self) -> Lease {
+        self.lease
+    }
+
     pub fn is_open(&self) -> bool {
         self.state == State::Open
     }
@@ -192,18 +246,80 @@ impl Link {
 
     /// Bytes queued and not yet written.
     pub fn queued(&self) -> usize {
-        self.out_bytes
+        self.out.bytes()
     }
 
     /// Whether `len` more bytes keep the output within `max_buffered`.
     pub fn fits(&self, len: usize, max_buffered: usize) -> bool {
-        self.out_bytes + len <= max_buffered
+        self.out.bytes() + len <= max_buffered
     }
 
     /// Queues a frame (the caller checks state and bound).
     pub fn push(&mut self, frame: Bytes) {
-        self.out_bytes += frame.len();
-        self.out.push_back(frame);
+        self.out.push(frame);
+    }
+
+    pub fn is_write_blocked(&self) -> bool {
+        self.write_blocked
+    }
+
+    /// When the socket last became write-blocked (see `blocked_since`).
+    pub fn blocked_since(&self) -> u32 {
+        self.blocked_since
+    }
+
+    /// The socket's buffer is full at `now_ms`: wait for writable readiness.
+    pub fn block(&mut self, now_ms: u64) {
+        self.write_blocked = true;
+        self.blocked_since = now_ms as u32;
+    }
+
+    /// The socket is writable again: true if it was waiting for that.
+    pub fn unblock(&mut self) -> bool {
+        std::mem::replace(&mut self.write_blocked, false)
+    }
+
+    /// Lists the connection for this iteration's flush: true if it was not listed yet.
+    pub fn mark_dirty(&mut self) -> bool {
+        !std::mem::replace(&mut self.dirty, true)
+    }
+
+    /// The connection is being flushed: it may be listed again.
+    pub fn clear_dirty(&mut self) {
+        self.dirty = false;
+    }
+
+    /// How long the socket has sent nothing, at `now_ms`.
+    pub fn idle_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.last_input_ms)
+    }
+
+    /// Pays the inbound rate limits' debts down for the time since the last input.
+    pub fn elapse_inbound(&mut self, now_ms: u64) {
+        self.inbound.elapse(now_ms.saturating_sub(self.last_input_ms));
+    }
+
+    /// Input arrived at `now_ms`.
+    pub fn input_at(&mut self, now_ms: u64) {
+        self.last_input_ms = now_ms;
+    }
+
+    /// Charges one inbound frame (see [`InboundRate::charge_frame`]).
+    pub fn charge_frame(&mut self, interval_ns: u64) -> bool {
+        self.inbound.charge_frame(interval_ns)
+    }
+
+    /// Charges inbound bytes (see [`InboundRate::charge_bytes`]).
+    pub fn charge_bytes(&mut self, bytes: usize, per_second: u64) -> bool {
+        self.inbound.charge_bytes(bytes, per_second)
+    }
+
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
+    }
+
+    pub fn reregister(&mut self, registry: &Registry, token: Token, interest: Interest) -> io::Result<()> {
+        registry.reregister(&mut self.stream, token, interest)
     }
 
     /// Whether input is still parsed: while open, and while closing until the peer's close
@@ -240,11 +356,7 @@ impl Link {
             return;
         }
         if discard_pending {
-            let keep = usize::from(self.out_offset > 0);
-            while self.out.len() > keep {
-                let dropped = self.out.pop_back().map_or(0, |f| f.len());
-                self.out_bytes -= dropped;
-            }
+            self.out.discard_pending();
         }
         self.push(frame);
         self.close_code = code;
@@ -259,47 +371,25 @@ impl Link {
     /// Writes as much queued output as the socket takes, many frames per `writev`.
     /// Returns the bytes written; `Ok` with output left means the socket is full.
     pub fn flush(&mut self) -> io::Result<usize> {
-        let mut written_total = 0;
-        while !self.out.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut count = 0;
-            for (i, frame) in self.out.iter().take(MAX_IOVECS).enumerate() {
-                let start = if i == 0 { self.out_offset } else { 0 };
-                slices[i] = IoSlice::new(&frame[start..]);
-                count += 1;
-            }
-            match self.stream.write_vectored(&slices[..count]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    written_total += n;
-                    self.advance(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        // An idle socket holds no queue at all (its memory is what an idle connection
-        // costs); a busy one allocates it again, once per flush, not once per frame.
-        if self.out.is_empty() && self.out.capacity() > 0 {
-            self.out = VecDeque::new();
-        }
-        Ok(written_total)
+        self.out.write_to(&mut self.stream)
     }
 
-    fn advance(&mut self, mut n: usize) {
-        self.out_bytes -= n;
-        while n > 0 {
-            let front_left = self.out[0].len() - self.out_offset;
-            if n >= front_left {
-                n -= front_left;
-                self.out.pop_front();
-                self.out_offset = 0;
-            } else {
-                self.out_offset += n;
-                n = 0;
+    /// All output is written: true if the connection is done with (both close frames
+    /// exchanged).
+    pub fn output_drained(&mut self) -> bool {
+        if let State::Closing { write_shut, peer_closed, .. } = &mut self.state {
+            if *peer_closed {
+                // Both close frames are exchanged: the server closes TCP first.
+                return true;
+            }
+            if !*write_shut {
+                // Our close frame is out: FIN tells the client we are done, and its close
+                // frame (or EOF) ends the connection without a reset.
+                *write_shut = true;
+                let _ = self.stream.shutdown(std::net::Shutdown::Write);
             }
         }
+        false
     }
 }
 

@@ -1,0 +1,145 @@
+//! Input: reading sockets, decoding frames, and answering them. Input is bounded per
+//! socket in size (the decoder's `max_message_size`, 1009) and rate
+//! (`max_inbound_*_per_second`, 1008).
+
+use std::io;
+
+use super::connection::{CloseCause, Link};
+use super::core::{Core, CLOSE_GRACE_MS};
+use super::event_loop::Worker;
+use crate::frame::{self, close_code, Frame, OpCode};
+use crate::stats::bump;
+use crate::{ConnectionId, Event};
+
+/// A partial-frame buffer larger than this is released once the frame is done, so one
+/// large message does not pin memory for the life of the socket.
+const RETAINED_INPUT_CAPACITY: usize = 16 * 1024;
+
+impl Worker {
+    pub(super) fn on_readable(&mut self, key: usize) {
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else { return };
+            let link = conn.link_mut();
+            match link.read(&mut self.read_buf) {
+                Ok(0) => return self.remove(key),
+                Ok(n) => {
+                    let now = self.core.now_ms;
+                    let settings = &self.core.settings;
+                    if settings.limits_inbound_rate() {
+                        link.elapse_inbound(now);
+                        let per_second = settings.bytes_per_second;
+                        if per_second > 0 && link.is_open() && !link.charge_bytes(n, per_second) {
+                            // Still decoded below, for the peer's close frame; the rest is ignored.
+                            self.core.rate_limited(key, link);
+                        }
+                    }
+                    link.input_at(now);
+                    if link.accepts_frames() {
+                        self.decode_input(key, n);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return self.remove(key),
+            }
+        }
+    }
+
+    /// Decodes the connection's partial input followed by `read_buf[..n]`, handling every
+    /// complete frame, and keeps the tail of an incomplete one.
+    pub(super) fn decode_input(&mut self, key: usize, n: usize) {
+        let (link, decoder, partial_input) = self.conns[key].parts();
+        let from_partial = !partial_input.is_empty();
+        let input: &mut [u8] = if from_partial {
+            partial_input.extend_from_slice(&self.read_buf[..n]);
+            partial_input
+        } else {
+            &mut self.read_buf[..n]
+        };
+        let mut pos = 0;
+        while link.accepts_frames() && pos < input.len() {
+            match decoder.decode(&mut input[pos..]) {
+                Ok(None) => break,
+                Ok(Some((used, frame))) => {
+                    pos += used;
+                    let interval = self.core.settings.frame_interval_ns;
+                    if interval > 0
+                        && link.is_open()
+                        && !matches!(frame, Some(Frame::Close { .. }))
+                        && !link.charge_frame(interval)
+                    {
+                        // This frame is not handled, nor any but the peer's close after it.
+                        self.core.rate_limited(key, link);
+                        continue;
+                    }
+                    if let Some(frame) = frame {
+                        self.core.on_frame(key, link, frame);
+                    }
+                }
+                Err(error) if link.is_open() => {
+                    bump(&self.core.shared.counters.protocol_errors, 1);
+                    tracing::debug!(id = %link.id(), %error, "protocol error");
+                    self.core.close(key, link, error.close_code, error.reason, CloseCause::Fail, false);
+                }
+                Err(_) => link.input_failed(),
+            }
+        }
+        if !link.accepts_frames() {
+            *partial_input = Vec::new();
+        } else if from_partial {
+            partial_input.drain(..pos);
+            if partial_input.is_empty() && partial_input.capacity() > RETAINED_INPUT_CAPACITY {
+                *partial_input = Vec::new();
+            }
+        } else if pos < n {
+            partial_input.extend_from_slice(&self.read_buf[pos..n]);
+        }
+    }
+}
+
+impl Core {
+    /// The socket sent over its inbound rate: 1008, counted.
+    fn rate_limited(&mut self, key: usize, link: &mut Link) {
+        bump(&self.shared.counters.inbound_rate_limited, 1);
+        tracing::debug!(id = %link.id(), "inbound rate limit exceeded");
+        let cause = CloseCause::Initiate;
+        self.close(key, link, close_code::POLICY_VIOLATION, "rate limit exceeded", cause, false);
+    }
+
+    fn on_frame(&mut self, key: usize, link: &mut Link, frame: Frame<'_>) {
+        if !link.is_open() {
+            // Closing: only the peer's close frame matters now.
+            if let Frame::Close { .. } = frame {
+                link.peer_closed();
+                self.mark_dirty(key, link);
+            }
+            return;
+        }
+        match frame {
+            Frame::Message(message) => {
+                bump(&self.shared.counters.messages_in, 1);
+                bump(&self.shared.counters.bytes_in, message.as_bytes().len() as u64);
+                let conn = ConnectionId::new(self.worker, link.serial());
+                self.emit(&Event::Message { conn, id: link.id(), message });
+                if let Some(backplane) = &self.shared.backplane {
+                    backplane.inbound(link.id(), message);
+                }
+                if self.settings.echo {
+                    // A reply to the socket at hand: it cannot make room among the others.
+                    self.queue_data(key, link, frame::encode_message(message), false);
+                }
+            }
+            Frame::Ping(payload) => self.queue_control(key, link, frame::encode(OpCode::Pong, payload)),
+            Frame::Pong(_) => {}
+            Frame::Close { code, .. } => {
+                let reply = match code {
+                    Some(code) => frame::encode_close(code, ""),
+                    None => frame::encode(OpCode::Close, b""),
+                };
+                let deadline = self.now_ms + CLOSE_GRACE_MS;
+                let code = code.unwrap_or(close_code::NO_STATUS);
+                self.start_close(key, link, reply, code, deadline, CloseCause::Answer, false);
+            }
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The way to the workers: the commands they take, each worker's queue, and the one place
+//! that routes an id (or a connection) to its worker.
+//!
+//! Senders wake a worker's poll through its `mio::Waker` only when the worker may be
+//! asleep (`notified`), so a burst of sends costs one wake-up.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use crossbeam_channel::{Sender, TrySendError};
+use mio::net::TcpStream;
+use mio::Waker;
+
+use crate::id::worker_of;
+use crate::ip_limit::IpSlot;
+use crate::receipt::Collector;
+use crate::stats::{bump, Counters};
+use crate::{ConnectionId, Error};
+
+/// Work for a worker.
+pub(crate) enum Command {
+    /// A frame for every socket of `id`.
+    Send { id: Box<str>, frame: Bytes, receipt: Option<Arc<Collector>> },
+    /// A frame for every socket of this worker.
+    Broadcast { frame: Bytes, receipt: Option<Arc<Collector>> },
+    /// Count the sockets of `id`.
+    Count { id: Box<str>, receipt: Arc<Collector> },
+    /// A frame for one socket.
+    SendTo { conn: ConnectionId, frame: Bytes },
+    /// Close one socket with a code.
+    Close { conn: ConnectionId, code: u16 },
+    /// Take over an upgraded socket.
+    Adopt(Adoption),
+    /// Close every socket with 1001 and stop by `deadline`.
+    Shutdown { deadline: Instant },
+}
+
+/// An upgraded socket for the worker of `id`. `greeting` (the 101 response) is written
+/// first; `early` holds frames the client sent right behind its upgrade request. The socket
+/// is closed with 1008 at `expires_at` (its token's expiry), and gives `ip_slot` back when
+/// it closes.
+pub(crate) struct Adoption {
+    pub stream: TcpStream,
+    pub id: Box<str>,
+    pub greeting: Option<Bytes>,
+    pub early: Vec<u8>,
+    pub expires_at: Option<SystemTime>,
+    pub ip_slot: Option<IpSlot>,
+}
+
+/// One worker's queue.
+pub(crate) struct WorkerHandle {
+    commands: Sender<Command>,
+    waker: Waker,
+    notified: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+}
+
+impl WorkerHandle {
+    pub(super) fn new(
+        commands: Sender<Command>,
+        waker: Waker,
+        notified: Arc<AtomicBool>,
+        counters: Arc<Counters>,
+    ) -> Self {
+        Self { commands, waker, notified, counters }
+    }
+
+    /// Queues a command without blocking, waking the worker only if it may be asleep. A
+    /// full queue is counted (`queue_full`).
+    fn submit(&self, command: Command) -> Result<(), Error> {
+        match self.try_submit(command) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                bump(&self.counters.queue_full, 1);
+                Err(Error::QueueFull)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(Error::ShutDown),
+        }
+    }
+
+    /// As [`WorkerHandle::submit`], but a full queue hands the command back (uncounted).
+    fn try_submit(&self, command: Command) -> Result<(), TrySendError<Command>> {
+        self.commands.try_send(command)?;
+        if !self.notified.swap(true, Ordering::SeqCst) {
+            if let Err(e) = self.waker.wake() {
+                tracing::error!(error = %e, "cannot wake a worker");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why [`Mailboxes::try_deliver`] did not queue a delivery.
+pub(crate) enum Refused {
+    /// The worker's queue is full; here is the delivery back, for [`Mailboxes::retry`].
+    Full(Pending),
+    /// The worker has stopped.
+    ShutDown,
+}
+
+/// A delivery a full worker refused, with the worker it is for.
+pub(crate) struct Pending {
+    worker: usize,
+    command: Command,
+}
+
+/// Every worker's queue, routing each command to the worker it is for: the worker of an
+/// id ([`worker_of`]), or of a connection (its [`ConnectionId`]). Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Mailboxes {
+    workers: Arc<[WorkerHandle]>,
+}
+
+impl Mailboxes {
+    pub fn new(workers: Vec<WorkerHandle>) -> Self {
+        Self { workers: workers.into() }
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The worker that owns every socket of `id`.
+    fn for_id(&self, id: &str) -> &WorkerHandle {
+        &self.workers[worker_of(id, self.workers.len())]
+    }
+
+    /// The worker of `conn`.
+    fn for_conn(&self, conn: ConnectionId) -> Result<&WorkerHandle, Error> {
+        // A handle from another engine may name a worker this one lacks; it names no socket here.
+        self.workers.get(conn.worker()).ok_or(Error::ShutDown)
+    }
+
+    /// Queues `frame` for every socket of `id`; `receipt` learns how many it reached.
+    pub fn send_frame(&self, id: &str, frame: Bytes, receipt: Option<Arc<Collector>>) -> Result<(), Error> {
+        self.for_id(id).submit(Command::Send { id: id.into(), frame, receipt })
+    }
+
+    /// As [`Mailboxes::send_frame`] without a receipt, for a caller that would rather wait
+    /// than drop: a full queue hands the delivery back, uncounted.
+    pub fn try_deliver(&self, id: &str, frame: Bytes) -> Result<(), Refused> {
+        let worker = worker_of(id, self.workers.len());
+        self.offer(Pending { worker, command: Command::Send { id: id.into(), frame, receipt: None } })
+    }
+
+    /// Offers a delivery a full worker refused again.
+    pub fn retry(&self, pending: Pending) -> Result<(), Refused> {
+        self.offer(pending)
+    }
+
+    fn offer(&self, Pending { worker, command }: Pending) -> Result<(), Refused> {
+        match self.workers[worker].try_submit(command) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(command)) => Err(Refused::Full(Pending { worker, command })),
+            Err(TrySendError::Disconnected(_)) => Err(Refused::ShutDown),
+        }
+    }
+
+    /// Queues a broadcast of `frame` on every worker, as the returned iterator is consumed;
+    /// it yields the error of each worker that refused it (its queue full, or shut down).
+    /// Each worker gets its own copy of the frame: a worker bumps the frame's reference
+    /// count once per socket, and a count shared by all workers would bounce its cache line
+    /// between their cores on every socket.
+    pub fn broadcast(
+        &self,
+        frame: Bytes,
+        receipt: Option<Arc<Collector>>,
+    ) -> impl Iterator<Item = Error> + '_ {
+        self.workers.iter().enumerate().filter_map(move |(i, worker)| {
+            let frame = if i == 0 { frame.clone() } else { Bytes::copy_from_slice(&frame) };
+            worker.submit(Command::Broadcast { frame, receipt: receipt.clone() }).err()
+        })
+    }
+
+    /// Has the worker of `id` count its sockets into `receipt`.
+    pub fn count(&self, id: &str, receipt: Arc<Collector>) -> Result<(), Error> {
+        self.for_id(id).submit(Command::Count { id: id.into(), receipt })
+    }
+
+    /// Queues `frame` for one socket.
+    pub fn send_to(&self, conn: ConnectionId, frame: Bytes) -> Result<(), Error> {
+        self.for_conn(conn)?.submit(Command::SendTo { conn, frame })
+    }
+
+    /// Starts the close handshake on one socket.
+    pub fn close(&self, conn: ConnectionId, code: u16) -> Result<(), Error> {
+        self.for_conn(conn)?.submit(Command::Close { conn, code })
+    }
+
+    /// Hands an upgraded socket to the worker of its id. On error the socket is gone.
+    pub fn adopt(&self, adoption: Adoption) -> Result<(), Error> {
+        self.for_id(&adoption.id).submit(Command::Adopt(adoption))
+    }
+
+    /// Tells every worker to close its sockets and stop by `deadline`, waiting for room in
+    /// a full queue (it still drains) rather than skip the shutdown.
+    pub fn shutdown(&self, deadline: Instant) {
+        for worker in self.workers.iter() {
+            if worker.commands.send(Command::Shutdown { deadline }).is_ok() {
+                worker.notified.store(true, Ordering::SeqCst);
+                let _ = worker.waker.wake();
+            }
+        }
+    }
+}
