@@ -8,7 +8,8 @@ use std::time::Duration;
 use engine::{ClusterConfig, Config, JwtAuth, JwtKey, SlowConsumerPolicy};
 use serde_json::{Map, Value};
 
-use crate::error::{wspush_status, Failure};
+use crate::error::Failure;
+use crate::status::wspush_status;
 
 /// Sets one setting from its JSON value.
 type Apply = fn(&mut Draft, &Setting<'_>) -> Result<(), Failure>;

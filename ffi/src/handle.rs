@@ -8,8 +8,11 @@ use libc::{c_char, c_int, size_t};
 
 use crate::authorizer::{wspush_authorize_callback, Authorizer};
 use crate::callbacks::{self, wspush_callbacks, wspush_userdata_free, Handler};
-use crate::error::{boundary, record, wspush_status, Failure};
+use crate::error::Failure;
+use crate::last_error::record;
+use crate::panic::boundary;
 use crate::stats::wspush_stats;
+use crate::status::wspush_status;
 use crate::{config, ptr};
 use crate::{
     WSPUSH_OPCODE_BINARY, WSPUSH_OPCODE_TEXT, WSPUSH_REGISTER_PERFORM_HANDSHAKE, WSPUSH_REGISTER_UPGRADED,

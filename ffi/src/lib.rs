@@ -22,11 +22,18 @@
 #![warn(rust_2018_idioms)]
 #![allow(non_camel_case_types)]
 
+// cbindgen writes the header's functions in the order it meets them, module by module in
+// the order declared here: the status codes' and the last error's before the engine's.
+mod status;
+
+mod last_error;
+
 mod authorizer;
 mod callbacks;
 mod config;
 mod error;
 mod handle;
+mod panic;
 mod ptr;
 mod stats;
 
@@ -34,9 +41,10 @@ pub use authorizer::{wspush_authorize_callback, wspush_authorize_request, wspush
 pub use callbacks::{
     wspush_callbacks, wspush_on_close, wspush_on_message, wspush_on_open, wspush_userdata_free,
 };
-pub use error::{wspush_last_error, wspush_status, wspush_status_str};
 pub use handle::*;
+pub use last_error::wspush_last_error;
 pub use stats::wspush_stats;
+pub use status::{wspush_status, wspush_status_str};
 
 /// Major version of libwspush (and of the engine it wraps), as in `wspush_version()`.
 pub const WSPUSH_VERSION_MAJOR: u32 = 0;

@@ -15,8 +15,9 @@ use std::os::fd::{FromRawFd, RawFd};
 use libc::c_char;
 
 use crate::callbacks::wspush_callbacks;
-use crate::error::{wspush_status, Failure};
+use crate::error::Failure;
 use crate::handle::wspush_engine;
+use crate::status::wspush_status;
 
 /// The engine behind a handle from `wspush_engine_start`.
 pub(crate) fn engine<'a>(engine: *const wspush_engine) -> Result<&'a wspush_engine, Failure> {
