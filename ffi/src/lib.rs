@@ -12,11 +12,23 @@
 //! The header `include/wspush.h` is generated from this crate by cbindgen
 //! (`ffi/generate-header.sh`); the doc comments here are the header's documentation.
 //!
-//! Conventions (DESIGN.md section 5): every fallible function returns a [`wspush_status`];
-//! outputs are written only on `WSPUSH_STATUS_OK`; the detail of the last failure on a
-//! thread is kept for [`wspush_last_error`]; no panic crosses the boundary. Every pointer
-//! from C is checked for NULL, and every length bounded, before a slice is made, all of
-//! it in the `ptr` module, the one place that dereferences C pointers.
+//! Conventions (stated at the top of the header, from `ffi/cbindgen.toml`, and checked
+//! from C by `bindings/c/abi_check.c`): every fallible function returns a
+//! [`wspush_status`]; outputs are written only on `WSPUSH_STATUS_OK`; the detail of the last
+//! failure on a thread is kept for [`wspush_last_error`]; no panic crosses the boundary.
+//! Every pointer from C is checked for NULL, and every length bounded, before a slice is
+//! made, all of it in the `ptr` module, the one place that dereferences C pointers.
+//!
+//! Modules, each depending only on those listed before it (and `lib.rs`'s constants):
+//! - `status`: the status codes, their names, `wspush_status_str`;
+//! - `error`: `Failure`, a failed call's status and message;
+//! - `ptr`: C pointers, lengths and file descriptors into Rust values, generic over
+//!   `Castable` (how C holds a type: a handle it owns, or a struct it lends);
+//! - `last_error`: the thread's last error, `wspush_last_error`;
+//! - `panic`: the boundary every exported function runs inside;
+//! - `callbacks`, `authorizer`: the host's C callbacks, and its userdata;
+//! - `config`: the JSON configuration; `stats`: the counters struct;
+//! - `handle`: `wspush_engine` and the functions on it.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(rust_2018_idioms)]
