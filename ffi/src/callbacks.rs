@@ -6,6 +6,7 @@ use std::ffi::c_void;
 use engine::{Event, Message, MAX_ID_LEN};
 use libc::{c_char, size_t};
 
+use crate::ptr::{Castable, OwnershipRef};
 use crate::{WSPUSH_OPCODE_BINARY, WSPUSH_OPCODE_TEXT};
 
 /// Called when a socket completed its upgrade and now receives messages for `id`.
@@ -76,6 +77,11 @@ pub struct wspush_callbacks {
     pub on_message: wspush_on_message,
     /// A socket closed (see `wspush_on_close`).
     pub on_close: wspush_on_close,
+}
+
+impl Castable for wspush_callbacks {
+    type Ownership = OwnershipRef;
+    type RustType = wspush_callbacks;
 }
 
 thread_local! {

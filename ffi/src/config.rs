@@ -7,7 +7,8 @@ use engine::settings::{ConfigBuilder, Reason, Scope, SettingError, SETTINGS};
 use engine::Config;
 use serde_json::Value;
 
-use crate::error::{wspush_status, Failure};
+use crate::error::Failure;
+use crate::status::wspush_status;
 
 /// Parses and checks a configuration: a JSON object whose keys are settings of every front
 /// end ([`Scope::Everywhere`]) or their aliases; missing keys keep the engine's defaults (no

@@ -8,9 +8,13 @@ use libc::{c_char, c_int, size_t};
 
 use crate::authorizer::{wspush_authorize_callback, Authorizer};
 use crate::callbacks::{self, wspush_callbacks, wspush_userdata_free, Handler};
-use crate::error::{boundary, record, wspush_status, Failure};
+use crate::config;
+use crate::error::Failure;
+use crate::last_error::record;
+use crate::panic::boundary;
+use crate::ptr::{self, Castable, OwnershipBox};
 use crate::stats::wspush_stats;
-use crate::{config, ptr};
+use crate::status::wspush_status;
 use crate::{
     WSPUSH_OPCODE_BINARY, WSPUSH_OPCODE_TEXT, WSPUSH_REGISTER_PERFORM_HANDSHAKE, WSPUSH_REGISTER_UPGRADED,
 };
@@ -19,7 +23,13 @@ use crate::{
 /// `wspush_engine_free`. Every function taking a `const wspush_engine *` may be called from
 /// any thread, concurrently, until `wspush_engine_free`.
 pub struct wspush_engine {
-    engine: Engine,
+    // Only a name for C: a `*const wspush_engine` points to an `Engine` (see `Castable`).
+    _private: [u8; 0],
+}
+
+impl Castable for wspush_engine {
+    type Ownership = OwnershipBox;
+    type RustType = Engine;
 }
 
 /// How long `wspush_engine_free` waits for sockets to close when the engine was not stopped.
@@ -96,7 +106,7 @@ pub extern "C" fn wspush_engine_start(
         let out = ptr::out(out, "out")?;
         let config = config::parse(json)?;
         let engine = Engine::start(config)?;
-        ptr::write(out, ptr::into_handle(wspush_engine { engine }));
+        ptr::write(out, ptr::into_box::<wspush_engine>(engine));
         Ok(())
     })
 }
@@ -108,9 +118,9 @@ pub extern "C" fn wspush_engine_start(
 #[no_mangle]
 pub extern "C" fn wspush_engine_local_port(engine: *const wspush_engine, out: *mut u16) -> wspush_status {
     boundary("wspush_engine_local_port", || {
-        let engine = ptr::engine(engine)?;
+        let engine = ptr::borrow(engine, "engine")?;
         let out = ptr::out(out, "out")?;
-        let addr = engine.engine.local_addr().ok_or_else(|| {
+        let addr = engine.local_addr().ok_or_else(|| {
             Failure::new(wspush_status::NoListener, "the engine has no listener (`ws_listen` is not set)")
         })?;
         ptr::write(out, addr.port());
@@ -141,13 +151,13 @@ pub extern "C" fn wspush_engine_set_callbacks(
     userdata_free: wspush_userdata_free,
 ) -> wspush_status {
     boundary("wspush_engine_set_callbacks", || {
-        let engine = ptr::engine(engine)?;
-        match ptr::callbacks(callbacks) {
+        let engine = ptr::borrow(engine, "engine")?;
+        match ptr::copy_of(callbacks) {
             Some(callbacks) => {
                 let handler = Handler::new(callbacks, userdata, userdata_free);
-                engine.engine.set_event_handler(move |event: &engine::Event<'_>| handler.on_event(event));
+                engine.set_event_handler(move |event: &engine::Event<'_>| handler.on_event(event));
             }
-            None if userdata.is_null() && userdata_free.is_none() => engine.engine.clear_event_handler(),
+            None if userdata.is_null() && userdata_free.is_none() => engine.clear_event_handler(),
             None => {
                 return Err(Failure::invalid(
                     "`callbacks` is NULL (remove the callbacks) but `userdata` or `userdata_free` is not",
@@ -185,15 +195,15 @@ pub extern "C" fn wspush_engine_set_authorizer(
     userdata_free: wspush_userdata_free,
 ) -> wspush_status {
     boundary("wspush_engine_set_authorizer", || {
-        let engine = ptr::engine(engine)?;
+        let engine = ptr::borrow(engine, "engine")?;
         match callback {
             Some(callback) => {
                 let authorizer = Authorizer::new(callback, userdata, userdata_free);
-                engine.engine.set_authorizer(move |request: &engine::AuthorizeRequest<'_>| {
+                engine.set_authorizer(move |request: &engine::AuthorizeRequest<'_>| {
                     authorizer.authorize(request)
                 });
             }
-            None if userdata.is_null() && userdata_free.is_none() => engine.engine.clear_authorizer(),
+            None if userdata.is_null() && userdata_free.is_none() => engine.clear_authorizer(),
             None => {
                 return Err(Failure::invalid(
                     "`callback` is NULL (remove the authorizer) but `userdata` or `userdata_free` is not",
@@ -233,7 +243,7 @@ pub extern "C" fn wspush_engine_register(
     flags: u32,
 ) -> wspush_status {
     boundary("wspush_engine_register", || {
-        let engine = ptr::engine(engine)?;
+        let engine = ptr::borrow(engine, "engine")?;
         let id = ptr::utf8(id, id_len, "id")?;
         engine::validate_id(id)?;
         let handshake = match flags {
@@ -247,7 +257,7 @@ pub extern "C" fn wspush_engine_register(
         };
         // The last check; from here on the engine owns the socket, and closes it on error.
         let stream = ptr::take_socket(fd)?;
-        engine.engine.register(stream, id, handshake)?;
+        engine.register(stream, id, handshake)?;
         Ok(())
     })
 }
@@ -273,10 +283,10 @@ pub extern "C" fn wspush_engine_send(
     opcode: u32,
 ) -> wspush_status {
     boundary("wspush_engine_send", || {
-        let engine = ptr::engine(engine)?;
+        let engine = ptr::borrow(engine, "engine")?;
         let id = ptr::utf8(id, id_len, "id")?;
         let message = message(data, len, opcode)?;
-        engine.engine.send(id, message)?;
+        engine.send(id, message)?;
         Ok(())
     })
 }
@@ -297,9 +307,9 @@ pub extern "C" fn wspush_engine_send_to(
     opcode: u32,
 ) -> wspush_status {
     boundary("wspush_engine_send_to", || {
-        let engine = ptr::engine(engine)?;
+        let engine = ptr::borrow(engine, "engine")?;
         let message = message(data, len, opcode)?;
-        engine.engine.send_to(ConnectionId::from_u64(conn), message)?;
+        engine.send_to(ConnectionId::from_u64(conn), message)?;
         Ok(())
     })
 }
@@ -318,9 +328,9 @@ pub extern "C" fn wspush_engine_broadcast(
     opcode: u32,
 ) -> wspush_status {
     boundary("wspush_engine_broadcast", || {
-        let engine = ptr::engine(engine)?;
+        let engine = ptr::borrow(engine, "engine")?;
         let message = message(data, len, opcode)?;
-        engine.engine.broadcast(message)?;
+        engine.broadcast(message)?;
         Ok(())
     })
 }
@@ -338,13 +348,13 @@ pub extern "C" fn wspush_engine_close_connection(
     code: u16,
 ) -> wspush_status {
     boundary("wspush_engine_close_connection", || {
-        let engine = ptr::engine(engine)?;
+        let engine = ptr::borrow(engine, "engine")?;
         if !engine::frame::is_valid_close_code(code) {
             return Err(Failure::invalid(format!(
                 "{code} is not a close code a server may send (1000-1003, 1007-1011, 3000-4999)"
             )));
         }
-        engine.engine.close(ConnectionId::from_u64(conn), code)?;
+        engine.close(ConnectionId::from_u64(conn), code)?;
         Ok(())
     })
 }
@@ -357,9 +367,9 @@ pub extern "C" fn wspush_engine_close_connection(
 #[no_mangle]
 pub extern "C" fn wspush_engine_stats(engine: *const wspush_engine, out: *mut wspush_stats) -> wspush_status {
     boundary("wspush_engine_stats", || {
-        let engine = ptr::engine(engine)?;
+        let engine = ptr::borrow(engine, "engine")?;
         let out = ptr::out(out, "out")?;
-        ptr::write(out, wspush_stats::from(&engine.engine.stats()));
+        ptr::write(out, wspush_stats::from(&engine.stats()));
         Ok(())
     })
 }
@@ -374,14 +384,14 @@ pub extern "C" fn wspush_engine_stats(engine: *const wspush_engine, out: *mut ws
 #[no_mangle]
 pub extern "C" fn wspush_engine_stop(engine: *const wspush_engine, timeout_ms: u32) -> wspush_status {
     boundary("wspush_engine_stop", || {
-        let engine = ptr::engine(engine)?;
+        let engine = ptr::borrow(engine, "engine")?;
         if callbacks::in_callback() {
             return Err(Failure::new(
                 wspush_status::InCallback,
                 "wspush_engine_stop was called from a callback: a worker cannot wait for itself to stop",
             ));
         }
-        engine.engine.shutdown(Duration::from_millis(u64::from(timeout_ms)));
+        engine.shutdown(Duration::from_millis(u64::from(timeout_ms)));
         Ok(())
     })
 }
@@ -406,13 +416,13 @@ pub extern "C" fn wspush_engine_free(engine: *mut wspush_engine) {
         return;
     }
     let status = boundary("wspush_engine_free", || {
-        if let Some(handle) = ptr::from_handle(engine) {
-            handle.engine.shutdown(FREE_STOP_TIMEOUT);
+        if let Some(engine) = ptr::take_box(engine) {
+            engine.shutdown(FREE_STOP_TIMEOUT);
             // The workers and the acceptor are gone: drop the handler and the authorizer (and
             // run their userdata_free) here and now.
-            handle.engine.clear_event_handler();
-            handle.engine.clear_authorizer();
-            drop(handle);
+            engine.clear_event_handler();
+            engine.clear_authorizer();
+            drop(engine);
         }
         Ok(())
     });

@@ -12,21 +12,40 @@
 //! The header `include/wspush.h` is generated from this crate by cbindgen
 //! (`ffi/generate-header.sh`); the doc comments here are the header's documentation.
 //!
-//! Conventions (DESIGN.md section 5): every fallible function returns a [`wspush_status`];
-//! outputs are written only on `WSPUSH_STATUS_OK`; the detail of the last failure on a
-//! thread is kept for [`wspush_last_error`]; no panic crosses the boundary. Every pointer
-//! from C is checked for NULL, and every length bounded, before a slice is made, all of
-//! it in the `ptr` module, the one place that dereferences C pointers.
+//! Conventions (stated at the top of the header, from `ffi/cbindgen.toml`, and checked
+//! from C by `bindings/c/abi_check.c`): every fallible function returns a
+//! [`wspush_status`]; outputs are written only on `WSPUSH_STATUS_OK`; the detail of the last
+//! failure on a thread is kept for [`wspush_last_error`]; no panic crosses the boundary.
+//! Every pointer from C is checked for NULL, and every length bounded, before a slice is
+//! made, all of it in the `ptr` module, the one place that dereferences C pointers.
+//!
+//! Modules, each depending only on those listed before it (and `lib.rs`'s constants):
+//! - `status`: the status codes, their names, `wspush_status_str`;
+//! - `error`: `Failure`, a failed call's status and message;
+//! - `ptr`: C pointers, lengths and file descriptors into Rust values, generic over
+//!   `Castable` (how C holds a type: a handle it owns, or a struct it lends);
+//! - `last_error`: the thread's last error, `wspush_last_error`;
+//! - `panic`: the boundary every exported function runs inside;
+//! - `callbacks`, `authorizer`: the host's C callbacks, and its userdata;
+//! - `config`: the JSON configuration; `stats`: the counters struct;
+//! - `handle`: `wspush_engine` and the functions on it.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(rust_2018_idioms)]
 #![allow(non_camel_case_types)]
+
+// cbindgen writes the header's functions in the order it meets them, module by module in
+// the order declared here: the status codes' and the last error's before the engine's.
+mod status;
+
+mod last_error;
 
 mod authorizer;
 mod callbacks;
 mod config;
 mod error;
 mod handle;
+mod panic;
 mod ptr;
 mod stats;
 
@@ -34,9 +53,10 @@ pub use authorizer::{wspush_authorize_callback, wspush_authorize_request, wspush
 pub use callbacks::{
     wspush_callbacks, wspush_on_close, wspush_on_message, wspush_on_open, wspush_userdata_free,
 };
-pub use error::{wspush_last_error, wspush_status, wspush_status_str};
 pub use handle::*;
+pub use last_error::wspush_last_error;
 pub use stats::wspush_stats;
+pub use status::{wspush_status, wspush_status_str};
 
 /// Major version of libwspush (and of the engine it wraps), as in `wspush_version()`.
 pub const WSPUSH_VERSION_MAJOR: u32 = 0;

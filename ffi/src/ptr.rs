@@ -4,9 +4,13 @@
 //! These helpers are crate-private and only ever called with arguments that come straight
 //! from a C caller. What makes them sound is the contract written in the header on every
 //! function: a non-NULL pointer points to as many valid bytes as its length says, for the
-//! duration of the call, and an engine pointer came from `wspush_engine_start` and has not
-//! been freed. That part cannot be checked; everything else is (NULL, lengths, UTF-8, the
-//! kind of file descriptor) before any reference or slice is made.
+//! duration of the call, and a handle (an engine) came from the function that made it and
+//! has not been freed. That part cannot be checked; everything else is (NULL, lengths,
+//! UTF-8, the kind of file descriptor) before any reference or slice is made.
+//!
+//! The types behind C pointers belong to the modules that define them; they say how C holds
+//! them by implementing [`Castable`], and the helpers here are generic over it, so this
+//! module needs nothing from the crate but the status and failure types.
 
 use std::ffi::c_void;
 use std::net::TcpStream;
@@ -14,19 +18,75 @@ use std::os::fd::{FromRawFd, RawFd};
 
 use libc::c_char;
 
-use crate::callbacks::wspush_callbacks;
-use crate::error::{wspush_status, Failure};
-use crate::handle::wspush_engine;
+use crate::error::Failure;
+use crate::status::wspush_status;
 
-/// The engine behind a handle from `wspush_engine_start`.
-pub(crate) fn engine<'a>(engine: *const wspush_engine) -> Result<&'a wspush_engine, Failure> {
-    if engine.is_null() {
-        return Err(Failure::null("engine"));
+/// A C type that stands for a Rust value behind a pointer: `*const Self` points to a
+/// [`Castable::RustType`], held as [`Castable::Ownership`] says.
+pub(crate) trait Castable {
+    /// [`OwnershipBox`] or [`OwnershipRef`].
+    type Ownership;
+    /// What a pointer to `Self` points to.
+    type RustType;
+}
+
+/// A handle libwspush makes and C owns: [`into_box`] moves a `RustType` to the heap and
+/// hands C the pointer, C lends it to calls ([`borrow`]) and gives it back once to its free
+/// function ([`take_box`]). `Self` is an opaque name in the header.
+pub(crate) enum OwnershipBox {}
+
+/// A plain C struct (`RustType` is `Self`, `#[repr(C)]` and `Copy`) that C owns and lends to
+/// a call, which keeps a copy ([`copy_of`]).
+pub(crate) enum OwnershipRef {}
+
+/// The value behind a handle that [`into_box`] made, borrowed for the duration of a call.
+pub(crate) fn borrow<'a, C>(handle: *const C, what: &str) -> Result<&'a C::RustType, Failure>
+where
+    C: Castable<Ownership = OwnershipBox>,
+{
+    if handle.is_null() {
+        return Err(Failure::null(what));
     }
-    // SAFETY: non-NULL, and by the header's contract a live handle from wspush_engine_start
-    // (a Box leaked into a raw pointer) that is not freed while any call on it runs. The
-    // engine is Sync, so shared references from many threads are fine.
-    Ok(unsafe { &*engine })
+    // SAFETY: non-NULL, and by the header's contract a live handle from into_box (a
+    // Box<C::RustType> leaked into a raw pointer) that is not freed while any call on it runs.
+    // Only shared references are made from handles, so many threads may hold them at once
+    // (the handle types' values are Sync).
+    Ok(unsafe { &*handle.cast::<C::RustType>() })
+}
+
+/// Moves `value` to the heap and hands its pointer to C, which owns it until it gives it
+/// back to [`take_box`].
+pub(crate) fn into_box<C>(value: C::RustType) -> *mut C
+where
+    C: Castable<Ownership = OwnershipBox>,
+{
+    Box::into_raw(Box::new(value)).cast()
+}
+
+/// Takes back a handle from [`into_box`]; `None` for NULL. Dropping the box frees it.
+pub(crate) fn take_box<C>(handle: *mut C) -> Option<Box<C::RustType>>
+where
+    C: Castable<Ownership = OwnershipBox>,
+{
+    if handle.is_null() {
+        return None;
+    }
+    // SAFETY: by the header's contract `handle` came from into_box (Box::into_raw of a
+    // Box<C::RustType>), is given back only once, and no other call on it runs any more.
+    Some(unsafe { Box::from_raw(handle.cast::<C::RustType>()) })
+}
+
+/// A copy of a struct the caller lends for the duration of the call; `None` for NULL.
+pub(crate) fn copy_of<C>(value: *const C) -> Option<C>
+where
+    C: Castable<Ownership = OwnershipRef, RustType = C> + Copy,
+{
+    if value.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL, and by the header's contract a readable, aligned C for the duration
+    // of the call; C is a plain Copy C struct (function pointers, integers), copied here.
+    Some(unsafe { value.read() })
 }
 
 /// `len` bytes at `data`; NULL is accepted only with `len == 0` (an empty message).
@@ -83,31 +143,6 @@ pub(crate) fn write_c_string(buf: *mut c_char, len: usize, text: &[u8]) {
     }
 }
 
-/// A copy of the caller's callback table; `None` for NULL.
-pub(crate) fn callbacks(callbacks: *const wspush_callbacks) -> Option<wspush_callbacks> {
-    if callbacks.is_null() {
-        return None;
-    }
-    // SAFETY: non-NULL, and by the header's contract a readable wspush_callbacks for the
-    // duration of the call; it is Copy (three nullable function pointers), copied here.
-    Some(unsafe { callbacks.read() })
-}
-
-/// Moves a new engine to the heap and hands its pointer to C.
-pub(crate) fn into_handle(engine: wspush_engine) -> *mut wspush_engine {
-    Box::into_raw(Box::new(engine))
-}
-
-/// Takes back a handle from [`into_handle`]; `None` for NULL.
-pub(crate) fn from_handle(engine: *mut wspush_engine) -> Option<Box<wspush_engine>> {
-    if engine.is_null() {
-        return None;
-    }
-    // SAFETY: by the header's contract `engine` came from wspush_engine_start (Box::into_raw
-    // in into_handle), is freed only once, and no other call on it runs any more.
-    Some(unsafe { Box::from_raw(engine) })
-}
-
 /// Takes ownership of `fd` as a socket, after checking that it is an open, connected stream
 /// socket. On error nothing is taken: the descriptor is still the caller's.
 pub(crate) fn take_socket(fd: RawFd) -> Result<TcpStream, Failure> {
@@ -154,4 +189,53 @@ pub(crate) fn take_socket(fd: RawFd) -> Result<TcpStream, Failure> {
     // SAFETY: fd is an open, connected stream socket, and by the header's contract the
     // caller gives up ownership of it with this call: nothing else closes or uses it.
     Ok(unsafe { TcpStream::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handle type for the tests: C sees `handle`, Rust keeps a `String` behind it.
+    struct handle {
+        _private: [u8; 0],
+    }
+
+    impl Castable for handle {
+        type Ownership = OwnershipBox;
+        type RustType = String;
+    }
+
+    #[repr(C)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct pair {
+        a: u32,
+        b: u64,
+    }
+
+    impl Castable for pair {
+        type Ownership = OwnershipRef;
+        type RustType = pair;
+    }
+
+    #[test]
+    fn a_boxed_value_is_borrowed_then_taken_back_once() {
+        let raw: *mut handle = into_box::<handle>("kept".to_owned());
+        assert_eq!(borrow(raw, "h").unwrap(), "kept");
+        assert_eq!(*take_box(raw).unwrap(), "kept");
+    }
+
+    #[test]
+    fn null_handles_are_errors_or_nothing() {
+        let failure = borrow::<handle>(std::ptr::null(), "h").unwrap_err();
+        assert_eq!(failure.status, wspush_status::NullArgument);
+        assert_eq!(failure.message, "`h` is NULL");
+        assert!(take_box::<handle>(std::ptr::null_mut()).is_none());
+    }
+
+    #[test]
+    fn a_lent_struct_is_copied() {
+        let lent = pair { a: 1, b: 2 };
+        assert_eq!(copy_of(&lent), Some(lent));
+        assert_eq!(copy_of::<pair>(std::ptr::null()), None);
+    }
 }
