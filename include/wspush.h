@@ -325,14 +325,16 @@ typedef bool (*wspush_authorize_callback)(void *userdata,
 
 /**
  * A snapshot of the engine's counters, filled by `wspush_engine_stats`. Counters only grow,
- * except `connections`, `ids`, `cluster_connected` and `cluster_subscribed_channels`,
- * which are current values.
+ * except `connections`, `ids`, `buffered_bytes`, `cluster_connected` and
+ * `cluster_subscribed_channels`, which are current values. Each field is the engine metric
+ * of the same name (`GET /stats`, `GET /metrics` in the server).
  *
  * Layout rule: every field is a `uint64_t`, and new fields are only ever appended at the
  * end, so a field's offset never changes between versions (bindings may read the struct as
- * an array of `uint64_t`, as the Java binding does). `wspush_engine_stats` writes the whole
- * struct of the library's own version: compile against the header of the libwspush you
- * link (compare `WSPUSH_VERSION_*` with `wspush_version()`).
+ * an array of `uint64_t`, as the Java binding does). `wspush_engine_stats` takes the
+ * caller's `sizeof(wspush_stats)`: a program compiled against an older header gets the
+ * fields it knows, one compiled against a newer header gets zeros in the fields this
+ * library does not have yet.
  */
 typedef struct wspush_stats {
   /**
@@ -505,6 +507,34 @@ typedef struct wspush_stats {
    * Bytes queued for sockets and not yet written, across the engine (a gauge).
    */
   uint64_t buffered_bytes;
+  /**
+   * Pipelines sent to Redis: round trips for `cluster_published` and presence queries.
+   */
+  uint64_t cluster_publish_round_trips;
+  /**
+   * Messages this node published itself, skipped when Redis delivered them back.
+   */
+  uint64_t cluster_own_skipped;
+  /**
+   * Messages from Redis not delivered because a worker's queue stayed full.
+   */
+  uint64_t cluster_delivery_dropped;
+  /**
+   * Payloads on wspush channels that are not valid envelopes (skipped).
+   */
+  uint64_t cluster_malformed_envelopes;
+  /**
+   * Payloads on the compat channel that are not valid `{"KEY","VALUE"}` JSON (skipped).
+   */
+  uint64_t cluster_malformed_compat;
+  /**
+   * SUBSCRIBE commands sent to Redis.
+   */
+  uint64_t cluster_subscribe_commands;
+  /**
+   * UNSUBSCRIBE commands sent to Redis.
+   */
+  uint64_t cluster_unsubscribe_commands;
 } wspush_stats;
 
 #ifdef __cplusplus
@@ -548,42 +578,27 @@ wspush_status wspush_last_error(char *buf, size_t len, size_t *out_len);
  * Starts an engine: its worker threads and, if `ws_listen` is set, its listener.
  *
  * `config_json` is `len` bytes of UTF-8 JSON (not necessarily NUL-terminated): an object
- * whose keys are the engine's settings, each optional; unknown keys are errors:
+ * whose keys are the engine's settings, each optional; unknown keys are errors. The keys,
+ * defaults and meanings are the server's (README's settings table, "C/Java key" column;
+ * declared once in the engine's `settings` table), for example:
  * - `"ws_listen"`: `"IP:PORT"` to accept WebSocket clients at `ws://IP:PORT{path_prefix}{id}`
  *   (port 0: any free port, see `wspush_engine_local_port`), or `null` (the default): no
  *   listener, sockets arrive only through `wspush_engine_register`;
- * - `"workers"`: worker threads, 1 to 256; 0 (the default) is one per CPU;
- * - `"path_prefix"`: the URL prefix before the id, default `"/websocket/"`;
- * - `"max_message_size"`: largest client message in bytes (default 1048576; larger: 1009);
- * - `"max_buffered_bytes"`: most output queued per socket (default 4194304), then
- *   `"slow_consumer"` applies: `"disconnect"` (default; close with 1008) or `"drop"`;
- * - `"ping_interval_ms"` (default 25000; 0: no pings), `"idle_timeout_ms"` (default 60000;
- *   0: never), `"handshake_timeout_ms"` (default 10000);
- * - `"max_connections"`: most open sockets, or `null` (default): unlimited;
- * - `"max_header_bytes"` (default 8192), `"max_headers"` (default 32): upgrade request limits;
- * - `"command_queue_capacity"`: per-worker queue (default 65536), then `WSPUSH_STATUS_QUEUE_FULL`;
- * - `"echo"`: send every client message back (default false);
- * - cluster mode: `"redis"`: `"redis://HOST:PORT"` turns it on; then `"redis_prefix"`
- *   (default `"wspush:"`), `"node_id"`, `"redis_queue_limit"`, `"compat_channel"`,
- *   `"compat_publish"`, `"publish_inbound"`, `"inbound_channel"`;
+ * - `"workers"`: worker threads, 1 to 256, or `null` (the default): one per CPU;
+ * - sizes are bytes, as numbers or strings with a unit (`"max_buffered_bytes": "8MiB"`);
+ *   durations are seconds, as numbers or strings with a unit (`"idle_timeout": "500ms"`);
+ *   the former `"ping_interval_ms"`, `"idle_timeout_ms"`, `"handshake_timeout_ms"` and
+ *   `"auth_leeway_ms"` (milliseconds) are still accepted;
+ * - cluster mode: `"redis": "redis://HOST:PORT"` turns it on, and the other cluster keys
+ *   (`"redis_prefix"`, `"node_id"`, `"compat_channel"`, ...) need it;
  * - who may connect (SECURITY.md), checked in this order before the upgrade, each refusal
- *   counted in `wspush_stats`:
- *   - `"allowed_origins"`: `["https://app.example", ...]`: a browser page from another
- *     origin gets 403 (requests without `Origin` pass); `null` (default): any origin;
- *   - `"auth_jwt_secret"`: an HS256 secret (the string's bytes, at least 32), or
- *     `"auth_jwt_public_key"`: an RS256/ES256 public key as PEM text
- *     (`"-----BEGIN PUBLIC KEY-----\n..."`), not both: every client then needs a JSON Web
- *     Token whose `sub` is its id (`Authorization: Bearer`, the `wspush.bearer`
- *     subprotocol, or `?token=`), else 401. With a key: `"auth_leeway_ms"` (clock skew for
- *     `exp`/`nbf`, default 30000, at most 3600000), `"auth_audience"`, `"auth_issuer"`
- *     (required `aud`/`iss`; default: not checked), `"auth_close_on_expiry"` (close sockets
- *     with 1008 when their token expires; default true); without a key these are errors;
- *   - the authorizer, if set (`wspush_engine_set_authorizer`): 403;
- *   - `"max_connections_per_ip"`: most open sockets per client address (IPv6: per /64),
- *     then 429; `null` (default): unlimited;
- *   - `"max_connections"` (above): 503.
+ *   counted in `wspush_stats`: `"allowed_origins"` (403), the token checks
+ *   (`"auth_jwt_secret"` or `"auth_jwt_public_key"`, PEM text or a PEM file's path, then
+ *   `"auth_leeway"`, `"auth_audience"`, `"auth_issuer"`, `"auth_close_on_expiry"`; 401),
+ *   the authorizer if set (`wspush_engine_set_authorizer`; 403),
+ *   `"max_connections_per_ip"` (429), `"max_connections"` (503).
  *
- * Example: `{"ws_listen": "0.0.0.0:8081", "workers": 2, "idle_timeout_ms": 600000}`; with
+ * Example: `{"ws_listen": "0.0.0.0:8081", "workers": 2, "idle_timeout": 600}`; with
  * tokens: `{"ws_listen": "0.0.0.0:8081", "auth_jwt_secret": "...32 bytes or more..."}`.
  *
  * Borrows `config_json` for the duration of the call. On OK, writes a new engine to `*out`:
@@ -739,13 +754,19 @@ wspush_status wspush_engine_close_connection(const struct wspush_engine *engine,
                                              uint16_t code);
 
 /**
- * Reads a snapshot of the engine's counters into `*out`.
+ * Reads a snapshot of the engine's counters into `*out`, whose size the caller gives as
+ * `out_size` (pass `sizeof(wspush_stats)`). The struct only ever grows at its end: fields
+ * past `out_size` are not written (an older caller), and fields the caller has but this
+ * library does not are set to 0 (a newer caller).
  *
  * Borrows `engine` and `out` for the duration of the call; `*out` is written only on OK.
  * Works after `wspush_engine_stop` too (the final counts). Errors:
- * `WSPUSH_STATUS_NULL_ARGUMENT`. Any thread, callbacks included.
+ * `WSPUSH_STATUS_NULL_ARGUMENT`, `WSPUSH_STATUS_INVALID_ARGUMENT` when `out_size` is not a
+ * whole, non-zero number of `uint64_t` fields. Any thread, callbacks included.
  */
-wspush_status wspush_engine_stats(const struct wspush_engine *engine, struct wspush_stats *out);
+wspush_status wspush_engine_stats(const struct wspush_engine *engine,
+                                  struct wspush_stats *out,
+                                  size_t out_size);
 
 /**
  * Stops the engine: stops accepting, sends close 1001 to every socket (their `on_close`

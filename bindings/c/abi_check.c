@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -304,17 +305,26 @@ static void check_stop_and_free(wspush_engine *engine) {
     wspush_stats sentinel;
     memset(&sentinel, 0xab, sizeof sentinel);
     wspush_stats stats = sentinel;
-    expect_status(wspush_engine_stats(NULL, &stats), WSPUSH_STATUS_NULL_ARGUMENT, "`engine` is NULL",
+    expect_status(wspush_engine_stats(NULL, &stats, sizeof stats), WSPUSH_STATUS_NULL_ARGUMENT, "`engine` is NULL",
                   "stats: NULL engine");
     expect(memcmp(&stats, &sentinel, sizeof stats) == 0, "stats: output untouched on error");
-    expect(wspush_engine_stats(engine, &stats) == WSPUSH_STATUS_OK && stats.connections_opened == 1 &&
+    expect(wspush_engine_stats(engine, &stats, sizeof stats) == WSPUSH_STATUS_OK && stats.connections_opened == 1 &&
                stats.cluster_enabled == 0,
            "stats: OK");
+    /* A caller built against an older, shorter struct gets the fields it knows and nothing
+       past them; a size that is not whole fields is refused. */
+    stats = sentinel;
+    size_t old_size = offsetof(wspush_stats, buffered_bytes) + sizeof stats.buffered_bytes;
+    expect(wspush_engine_stats(engine, &stats, old_size) == WSPUSH_STATUS_OK && stats.connections_opened == 1 &&
+               memcmp((const char *)&stats + old_size, (const char *)&sentinel + old_size, sizeof stats - old_size) == 0,
+           "stats: an older caller's size writes only its fields");
+    expect_status(wspush_engine_stats(engine, &stats, 12), WSPUSH_STATUS_INVALID_ARGUMENT, "out_size",
+                  "stats: a size of partial fields is refused");
     expect(wspush_engine_stop(engine, 2000) == WSPUSH_STATUS_OK, "stop: OK");
     expect(wspush_engine_stop(engine, 2000) == WSPUSH_STATUS_OK, "stop: again is OK");
     expect_status(wspush_engine_send(engine, "1", 1, "x", 1, WSPUSH_OPCODE_TEXT), WSPUSH_STATUS_SHUT_DOWN,
                   "the engine is shut down", "send after stop: SHUT_DOWN");
-    expect(wspush_engine_stats(engine, &stats) == WSPUSH_STATUS_OK && stats.connections == 0,
+    expect(wspush_engine_stats(engine, &stats, sizeof stats) == WSPUSH_STATUS_OK && stats.connections == 0,
            "stats after stop: OK");
 
     /* Past validation the engine owns the fd, even when it then fails. */

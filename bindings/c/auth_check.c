@@ -56,7 +56,7 @@ static uint16_t port_of(const wspush_engine *engine) {
 
 static wspush_stats stats_of(const wspush_engine *engine) {
     wspush_stats stats;
-    if (wspush_engine_stats(engine, &stats) != WSPUSH_STATUS_OK) {
+    if (wspush_engine_stats(engine, &stats, sizeof stats) != WSPUSH_STATUS_OK) {
         exit(2);
     }
     return stats;

@@ -52,7 +52,7 @@ static wspush_engine *start(const char *url, const char *node, int listen) {
 
 static wspush_stats stats_of(const wspush_engine *engine) {
     wspush_stats stats;
-    check("stats", wspush_engine_stats(engine, &stats));
+    check("stats", wspush_engine_stats(engine, &stats, sizeof stats));
     return stats;
 }
 

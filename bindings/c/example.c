@@ -208,7 +208,7 @@ int main(void) {
     wait_for(app, &app->messages, 2, "two messages from the client");
 
     wspush_stats stats;
-    check("stats", wspush_engine_stats(engine, &stats));
+    check("stats", wspush_engine_stats(engine, &stats, sizeof stats));
     printf("stats: connections=%llu ids=%llu messages_in=%llu bytes_in=%llu messages_out=%llu\n",
            (unsigned long long)stats.connections, (unsigned long long)stats.ids,
            (unsigned long long)stats.messages_in, (unsigned long long)stats.bytes_in,

@@ -52,42 +52,27 @@ fn message<'a>(data: *const c_void, len: size_t, opcode: u32) -> Result<Message<
 /// Starts an engine: its worker threads and, if `ws_listen` is set, its listener.
 ///
 /// `config_json` is `len` bytes of UTF-8 JSON (not necessarily NUL-terminated): an object
-/// whose keys are the engine's settings, each optional; unknown keys are errors:
+/// whose keys are the engine's settings, each optional; unknown keys are errors. The keys,
+/// defaults and meanings are the server's (README's settings table, "C/Java key" column;
+/// declared once in the engine's `settings` table), for example:
 /// - `"ws_listen"`: `"IP:PORT"` to accept WebSocket clients at `ws://IP:PORT{path_prefix}{id}`
 ///   (port 0: any free port, see `wspush_engine_local_port`), or `null` (the default): no
 ///   listener, sockets arrive only through `wspush_engine_register`;
-/// - `"workers"`: worker threads, 1 to 256; 0 (the default) is one per CPU;
-/// - `"path_prefix"`: the URL prefix before the id, default `"/websocket/"`;
-/// - `"max_message_size"`: largest client message in bytes (default 1048576; larger: 1009);
-/// - `"max_buffered_bytes"`: most output queued per socket (default 4194304), then
-///   `"slow_consumer"` applies: `"disconnect"` (default; close with 1008) or `"drop"`;
-/// - `"ping_interval_ms"` (default 25000; 0: no pings), `"idle_timeout_ms"` (default 60000;
-///   0: never), `"handshake_timeout_ms"` (default 10000);
-/// - `"max_connections"`: most open sockets, or `null` (default): unlimited;
-/// - `"max_header_bytes"` (default 8192), `"max_headers"` (default 32): upgrade request limits;
-/// - `"command_queue_capacity"`: per-worker queue (default 65536), then `WSPUSH_STATUS_QUEUE_FULL`;
-/// - `"echo"`: send every client message back (default false);
-/// - cluster mode: `"redis"`: `"redis://HOST:PORT"` turns it on; then `"redis_prefix"`
-///   (default `"wspush:"`), `"node_id"`, `"redis_queue_limit"`, `"compat_channel"`,
-///   `"compat_publish"`, `"publish_inbound"`, `"inbound_channel"`;
+/// - `"workers"`: worker threads, 1 to 256, or `null` (the default): one per CPU;
+/// - sizes are bytes, as numbers or strings with a unit (`"max_buffered_bytes": "8MiB"`);
+///   durations are seconds, as numbers or strings with a unit (`"idle_timeout": "500ms"`);
+///   the former `"ping_interval_ms"`, `"idle_timeout_ms"`, `"handshake_timeout_ms"` and
+///   `"auth_leeway_ms"` (milliseconds) are still accepted;
+/// - cluster mode: `"redis": "redis://HOST:PORT"` turns it on, and the other cluster keys
+///   (`"redis_prefix"`, `"node_id"`, `"compat_channel"`, ...) need it;
 /// - who may connect (SECURITY.md), checked in this order before the upgrade, each refusal
-///   counted in `wspush_stats`:
-///   - `"allowed_origins"`: `["https://app.example", ...]`: a browser page from another
-///     origin gets 403 (requests without `Origin` pass); `null` (default): any origin;
-///   - `"auth_jwt_secret"`: an HS256 secret (the string's bytes, at least 32), or
-///     `"auth_jwt_public_key"`: an RS256/ES256 public key as PEM text
-///     (`"-----BEGIN PUBLIC KEY-----\n..."`), not both: every client then needs a JSON Web
-///     Token whose `sub` is its id (`Authorization: Bearer`, the `wspush.bearer`
-///     subprotocol, or `?token=`), else 401. With a key: `"auth_leeway_ms"` (clock skew for
-///     `exp`/`nbf`, default 30000, at most 3600000), `"auth_audience"`, `"auth_issuer"`
-///     (required `aud`/`iss`; default: not checked), `"auth_close_on_expiry"` (close sockets
-///     with 1008 when their token expires; default true); without a key these are errors;
-///   - the authorizer, if set (`wspush_engine_set_authorizer`): 403;
-///   - `"max_connections_per_ip"`: most open sockets per client address (IPv6: per /64),
-///     then 429; `null` (default): unlimited;
-///   - `"max_connections"` (above): 503.
+///   counted in `wspush_stats`: `"allowed_origins"` (403), the token checks
+///   (`"auth_jwt_secret"` or `"auth_jwt_public_key"`, PEM text or a PEM file's path, then
+///   `"auth_leeway"`, `"auth_audience"`, `"auth_issuer"`, `"auth_close_on_expiry"`; 401),
+///   the authorizer if set (`wspush_engine_set_authorizer`; 403),
+///   `"max_connections_per_ip"` (429), `"max_connections"` (503).
 ///
-/// Example: `{"ws_listen": "0.0.0.0:8081", "workers": 2, "idle_timeout_ms": 600000}`; with
+/// Example: `{"ws_listen": "0.0.0.0:8081", "workers": 2, "idle_timeout": 600}`; with
 /// tokens: `{"ws_listen": "0.0.0.0:8081", "auth_jwt_secret": "...32 bytes or more..."}`.
 ///
 /// Borrows `config_json` for the duration of the call. On OK, writes a new engine to `*out`:
@@ -359,17 +344,33 @@ pub extern "C" fn wspush_engine_close_connection(
     })
 }
 
-/// Reads a snapshot of the engine's counters into `*out`.
+/// Reads a snapshot of the engine's counters into `*out`, whose size the caller gives as
+/// `out_size` (pass `sizeof(wspush_stats)`). The struct only ever grows at its end: fields
+/// past `out_size` are not written (an older caller), and fields the caller has but this
+/// library does not are set to 0 (a newer caller).
 ///
 /// Borrows `engine` and `out` for the duration of the call; `*out` is written only on OK.
 /// Works after `wspush_engine_stop` too (the final counts). Errors:
-/// `WSPUSH_STATUS_NULL_ARGUMENT`. Any thread, callbacks included.
+/// `WSPUSH_STATUS_NULL_ARGUMENT`, `WSPUSH_STATUS_INVALID_ARGUMENT` when `out_size` is not a
+/// whole, non-zero number of `uint64_t` fields. Any thread, callbacks included.
 #[no_mangle]
-pub extern "C" fn wspush_engine_stats(engine: *const wspush_engine, out: *mut wspush_stats) -> wspush_status {
+pub extern "C" fn wspush_engine_stats(
+    engine: *const wspush_engine,
+    out: *mut wspush_stats,
+    out_size: size_t,
+) -> wspush_status {
     boundary("wspush_engine_stats", || {
         let engine = ptr::borrow(engine, "engine")?;
-        let out = ptr::out(out, "out")?;
-        ptr::write(out, wspush_stats::from(&engine.stats()));
+        if out_size == 0 || out_size % 8 != 0 {
+            return Err(Failure::invalid(format!(
+                "out_size must be a non-zero multiple of 8 (sizeof(wspush_stats)), got {out_size}"
+            )));
+        }
+        let words = ptr::words_out(out.cast::<u64>(), out_size / 8, "out")?;
+        let snapshot = wspush_stats::from(&engine.stats()).as_words();
+        for (index, word) in words.iter_mut().enumerate() {
+            *word = snapshot.get(index).copied().unwrap_or(0);
+        }
         Ok(())
     })
 }

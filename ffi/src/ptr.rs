@@ -122,6 +122,24 @@ pub(crate) fn out<T>(out: *mut T, what: &str) -> Result<*mut T, Failure> {
     }
 }
 
+/// `len` writable `uint64_t` at `out`, for a struct of `uint64_t` fields whose size the
+/// caller gave (see `wspush_engine_stats`).
+pub(crate) fn words_out<'a>(out: *mut u64, len: usize, what: &str) -> Result<&'a mut [u64], Failure> {
+    if out.is_null() {
+        return Err(Failure::null(what));
+    }
+    if !out.is_aligned() {
+        return Err(Failure::invalid(format!("`{what}` is not aligned for uint64_t")));
+    }
+    if len > isize::MAX as usize / 8 {
+        return Err(Failure::invalid(format!("`{what}` size is larger than any buffer can be")));
+    }
+    // SAFETY: non-NULL, aligned, the size fits in isize, and by the header's contract `out`
+    // points to `len` writable `uint64_t` (the caller's `sizeof`) that nothing else touches
+    // during the call; the slice does not outlive it.
+    Ok(unsafe { std::slice::from_raw_parts_mut(out, len) })
+}
+
 /// Writes an output value through a pointer checked by [`out`] (or known non-NULL).
 pub(crate) fn write<T>(out: *mut T, value: T) {
     debug_assert!(!out.is_null());

@@ -1,14 +1,16 @@
 //! The engine's counters as a plain C struct.
 
 /// A snapshot of the engine's counters, filled by `wspush_engine_stats`. Counters only grow,
-/// except `connections`, `ids`, `cluster_connected` and `cluster_subscribed_channels`,
-/// which are current values.
+/// except `connections`, `ids`, `buffered_bytes`, `cluster_connected` and
+/// `cluster_subscribed_channels`, which are current values. Each field is the engine metric
+/// of the same name (`GET /stats`, `GET /metrics` in the server).
 ///
 /// Layout rule: every field is a `uint64_t`, and new fields are only ever appended at the
 /// end, so a field's offset never changes between versions (bindings may read the struct as
-/// an array of `uint64_t`, as the Java binding does). `wspush_engine_stats` writes the whole
-/// struct of the library's own version: compile against the header of the libwspush you
-/// link (compare `WSPUSH_VERSION_*` with `wspush_version()`).
+/// an array of `uint64_t`, as the Java binding does). `wspush_engine_stats` takes the
+/// caller's `sizeof(wspush_stats)`: a program compiled against an older header gets the
+/// fields it knows, one compiled against a newer header gets zeros in the fields this
+/// library does not have yet.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct wspush_stats {
@@ -99,59 +101,104 @@ pub struct wspush_stats {
     pub node_buffer_disconnects: u64,
     /// Bytes queued for sockets and not yet written, across the engine (a gauge).
     pub buffered_bytes: u64,
+    // The rest of the cluster counters (0.1.0 had only some of them).
+    /// Pipelines sent to Redis: round trips for `cluster_published` and presence queries.
+    pub cluster_publish_round_trips: u64,
+    /// Messages this node published itself, skipped when Redis delivered them back.
+    pub cluster_own_skipped: u64,
+    /// Messages from Redis not delivered because a worker's queue stayed full.
+    pub cluster_delivery_dropped: u64,
+    /// Payloads on wspush channels that are not valid envelopes (skipped).
+    pub cluster_malformed_envelopes: u64,
+    /// Payloads on the compat channel that are not valid `{"KEY","VALUE"}` JSON (skipped).
+    pub cluster_malformed_compat: u64,
+    /// SUBSCRIBE commands sent to Redis.
+    pub cluster_subscribe_commands: u64,
+    /// UNSUBSCRIBE commands sent to Redis.
+    pub cluster_unsubscribe_commands: u64,
 }
+
+/// The fields of [`wspush_stats`] in their order: each is the [`engine::Metric::key`] of the
+/// counter it holds, so the struct is filled by name from [`engine::Stats::metrics`]. A field
+/// added to the struct and not here does not compile (the sizes differ); one added here and
+/// not to the struct, or out of order, fails `the_fields_are_the_headers_and_javas`.
+pub(crate) const FIELDS: [&str; FIELD_COUNT] = [
+    "connections",
+    "ids",
+    "connections_opened",
+    "messages_in",
+    "bytes_in",
+    "messages_out",
+    "bytes_out",
+    "slow_consumer_disconnects",
+    "slow_consumer_drops",
+    "idle_timeouts",
+    "protocol_errors",
+    "queue_full",
+    "handshake_bad_request",
+    "handshake_bad_version",
+    "handshake_bad_path",
+    "handshake_too_large",
+    "handshake_timeout",
+    "handshake_over_capacity",
+    "handshake_io",
+    "cluster_enabled",
+    "cluster_connected",
+    "cluster_published",
+    "cluster_publish_dropped",
+    "cluster_publish_failed",
+    "cluster_received",
+    "cluster_reconnects",
+    "cluster_subscribed_channels",
+    "handshake_forbidden_origin",
+    "handshake_auth_missing",
+    "handshake_auth_malformed",
+    "handshake_auth_bad_signature",
+    "handshake_auth_expired",
+    "handshake_auth_not_yet_valid",
+    "handshake_auth_wrong_subject",
+    "handshake_auth_wrong_audience",
+    "handshake_auth_wrong_issuer",
+    "handshake_forbidden",
+    "handshake_over_ip_limit",
+    "token_expirations",
+    "inbound_rate_limited",
+    "node_buffer_disconnects",
+    "buffered_bytes",
+    "cluster_publish_round_trips",
+    "cluster_own_skipped",
+    "cluster_delivery_dropped",
+    "cluster_malformed_envelopes",
+    "cluster_malformed_compat",
+    "cluster_subscribe_commands",
+    "cluster_unsubscribe_commands",
+];
+
+/// The number of `uint64_t` fields of [`wspush_stats`].
+pub(crate) const FIELD_COUNT: usize = 49;
 
 impl From<&engine::Stats> for wspush_stats {
     fn from(stats: &engine::Stats) -> Self {
-        let hs = &stats.handshake_failures;
-        let mut out = wspush_stats {
-            connections: stats.connections,
-            ids: stats.ids,
-            connections_opened: stats.connections_opened,
-            messages_in: stats.messages_in,
-            bytes_in: stats.bytes_in,
-            messages_out: stats.messages_out,
-            bytes_out: stats.bytes_out,
-            slow_consumer_disconnects: stats.slow_consumer_disconnects,
-            slow_consumer_drops: stats.slow_consumer_drops,
-            idle_timeouts: stats.idle_timeouts,
-            protocol_errors: stats.protocol_errors,
-            queue_full: stats.queue_full,
-            handshake_bad_request: hs.bad_request,
-            handshake_bad_version: hs.bad_version,
-            handshake_bad_path: hs.bad_path,
-            handshake_too_large: hs.too_large,
-            handshake_timeout: hs.timeout,
-            handshake_over_capacity: hs.over_capacity,
-            handshake_io: hs.io,
-            handshake_forbidden_origin: hs.forbidden_origin,
-            handshake_auth_missing: hs.auth.missing,
-            handshake_auth_malformed: hs.auth.malformed,
-            handshake_auth_bad_signature: hs.auth.bad_signature,
-            handshake_auth_expired: hs.auth.expired,
-            handshake_auth_not_yet_valid: hs.auth.not_yet_valid,
-            handshake_auth_wrong_subject: hs.auth.wrong_subject,
-            handshake_auth_wrong_audience: hs.auth.wrong_audience,
-            handshake_auth_wrong_issuer: hs.auth.wrong_issuer,
-            handshake_forbidden: hs.forbidden,
-            handshake_over_ip_limit: hs.over_ip_limit,
-            token_expirations: stats.token_expirations,
-            inbound_rate_limited: stats.inbound_rate_limited,
-            node_buffer_disconnects: stats.node_buffer_disconnects,
-            buffered_bytes: stats.buffered_bytes,
-            ..wspush_stats::default()
-        };
-        if let Some(cluster) = &stats.cluster {
-            out.cluster_enabled = 1;
-            out.cluster_connected = u64::from(cluster.connected);
-            out.cluster_published = cluster.published;
-            out.cluster_publish_dropped = cluster.publish_dropped;
-            out.cluster_publish_failed = cluster.publish_failed;
-            out.cluster_received = cluster.received;
-            out.cluster_reconnects = cluster.reconnects;
-            out.cluster_subscribed_channels = cluster.subscribed_channels;
-        }
-        out
+        let metrics = stats.metrics();
+        // A metric that does not apply (the cluster's on a single node) is 0.
+        let values: [u64; FIELD_COUNT] = FIELDS.map(|field| {
+            metrics
+                .iter()
+                .find(|metric| metric.key.as_deref() == Some(field))
+                .map_or(0, |metric| metric.value)
+        });
+        // SAFETY: `wspush_stats` is `repr(C)` with `FIELD_COUNT` `u64` fields and nothing else
+        // (transmute checks the sizes agree; `the_struct_is_uint64_fields_only` the layout), so
+        // it has the layout of `[u64; FIELD_COUNT]`, in `FIELDS` order.
+        unsafe { std::mem::transmute::<[u64; FIELD_COUNT], wspush_stats>(values) }
+    }
+}
+
+impl wspush_stats {
+    /// The struct as its `uint64_t` fields, in order.
+    pub(crate) fn as_words(&self) -> [u64; FIELD_COUNT] {
+        // SAFETY: as in `From`: the same size and layout as `[u64; FIELD_COUNT]`.
+        unsafe { std::mem::transmute::<wspush_stats, [u64; FIELD_COUNT]>(*self) }
     }
 }
 
@@ -161,15 +208,75 @@ mod tests {
 
     #[test]
     fn the_struct_is_uint64_fields_only_and_the_old_offsets_hold() {
-        assert_eq!(std::mem::size_of::<wspush_stats>(), 42 * 8);
+        assert_eq!(std::mem::size_of::<wspush_stats>(), FIELD_COUNT * 8);
+        assert_eq!(std::mem::align_of::<wspush_stats>(), 8);
         assert_eq!(std::mem::offset_of!(wspush_stats, cluster_subscribed_channels), 26 * 8);
         assert_eq!(std::mem::offset_of!(wspush_stats, handshake_forbidden_origin), 27 * 8);
         assert_eq!(std::mem::offset_of!(wspush_stats, token_expirations), 38 * 8);
         assert_eq!(std::mem::offset_of!(wspush_stats, buffered_bytes), 41 * 8);
+        assert_eq!(std::mem::offset_of!(wspush_stats, cluster_unsubscribe_commands), 48 * 8);
+    }
+
+    /// The header's struct (generated from the Rust one) and Java's record list the fields
+    /// of `FIELDS`, in its order.
+    #[test]
+    fn the_fields_are_the_headers_and_javas() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let header = std::fs::read_to_string(format!("{root}/include/wspush.h")).unwrap();
+        let body = header
+            .split("typedef struct wspush_stats {")
+            .nth(1)
+            .unwrap()
+            .split("} wspush_stats;")
+            .next()
+            .unwrap();
+        let in_header: Vec<&str> = body
+            .lines()
+            .map(str::trim)
+            .filter_map(|line| line.strip_prefix("uint64_t ")?.strip_suffix(';'))
+            .collect();
+        assert_eq!(in_header, FIELDS);
+        let java =
+            std::fs::read_to_string(format!("{root}/bindings/java/src/io/wspush/WsPushStats.java")).unwrap();
+        let record = java.split("public record WsPushStats(").nth(1).unwrap().split(')').next().unwrap();
+        let in_java: Vec<String> = record
+            .split(',')
+            .map(|component| component.split_whitespace().last().unwrap().to_owned())
+            .collect();
+        let camel: Vec<String> = FIELDS
+            .iter()
+            .map(|field| {
+                let mut parts = field.split('_');
+                let first = parts.next().unwrap().to_owned();
+                parts.fold(first, |name, part| name + &part[..1].to_uppercase() + &part[1..])
+            })
+            .collect();
+        assert_eq!(in_java, camel, "WsPushStats's components are wspush_stats's fields");
+        assert!(java.contains(&format!("static final int FIELDS = {FIELD_COUNT};")));
+    }
+
+    /// Every metric the engine has a flat name for reaches C: the table cannot grow a
+    /// counter that C and Java lack.
+    #[test]
+    fn every_engine_metric_is_a_field() {
+        let mut stats = engine::Stats {
+            cluster: Some(engine::ClusterStats::default()),
+            worker_connections: vec![1, 2],
+            ..engine::Stats::default()
+        };
+        stats.handshake_failures.forbidden = 3;
+        for metric in stats.metrics() {
+            if let Some(key) = metric.key {
+                assert!(FIELDS.contains(&key.as_ref()), "{key} is not in wspush_stats");
+            }
+        }
+        for metric in engine::Stats::catalog() {
+            assert!(FIELDS.contains(&metric.key), "{} is not in wspush_stats", metric.key);
+        }
     }
 
     #[test]
-    fn every_admission_counter_is_copied() {
+    fn each_field_holds_its_metric() {
         let mut stats = engine::Stats::default();
         let hs = &mut stats.handshake_failures;
         hs.forbidden_origin = 1;
@@ -189,6 +296,7 @@ mod tests {
         stats.inbound_rate_limited = 13;
         stats.node_buffer_disconnects = 14;
         stats.buffered_bytes = 15;
+        stats.messages_out = 16;
         let out = wspush_stats::from(&stats);
         let tail = [
             out.handshake_forbidden_origin,
@@ -208,5 +316,10 @@ mod tests {
             out.buffered_bytes,
         ];
         assert_eq!(tail, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!((out.messages_out, out.cluster_enabled, out.cluster_delivery_dropped), (16, 0, 0));
+        stats.cluster =
+            Some(engine::ClusterStats { connected: true, delivery_dropped: 17, ..Default::default() });
+        let out = wspush_stats::from(&stats);
+        assert_eq!((out.cluster_enabled, out.cluster_connected, out.cluster_delivery_dropped), (1, 1, 17));
     }
 }

@@ -446,7 +446,7 @@ static jint JNICALL n_stats(JNIEnv *env, jclass cls, jlong handle, jlongArray ou
         return finish(env, WSPUSH_STATUS_INVALID_ARGUMENT, error);
     }
     wspush_stats stats;
-    wspush_status status = wspush_engine_stats(engine_of(handle), &stats);
+    wspush_status status = wspush_engine_stats(engine_of(handle), &stats, sizeof stats);
     if (status == WSPUSH_STATUS_OK) {
         jlong values[FIELDS];
         memcpy(values, &stats, sizeof stats);

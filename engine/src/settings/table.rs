@@ -200,8 +200,8 @@ pub const SETTINGS: &[Setting] = &[
         "workers",
         "N",
         "one per CPU",
-        "Worker threads, 1 to 256; each owns the sockets of the ids hashed to it",
-        |d, v| workers(v).map(|n| d.config.workers = n),
+        "Worker threads, 1 to 256; each owns the sockets of the ids hashed to it (null in JSON: one per CPU)",
+        |d, v| v.nullable(workers).map(|n| d.config.workers = n.unwrap_or(0)),
     ),
     setting(
         "path_prefix",

@@ -95,7 +95,7 @@ public final class WsPush implements AutoCloseable {
      * Starts an engine: its worker threads and, if {@code ws_listen} is set, its listener.
      *
      * @param jsonConfig the engine's settings as a JSON object, e.g.
-     *     {@code {"ws_listen": "0.0.0.0:8081", "workers": 2, "idle_timeout_ms": 600000}}; every key
+     *     {@code {"ws_listen": "0.0.0.0:8081", "workers": 2, "idle_timeout": 600}}; every key
      *     is optional ({@code "{}"}: defaults, no listener); unknown keys are errors. The keys are
      *     listed at {@code wspush_engine_start} in {@code wspush.h}.
      * @return the running engine; close it

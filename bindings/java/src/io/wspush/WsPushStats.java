@@ -13,7 +13,7 @@ package io.wspush;
  * @param bytesOut bytes written to sockets (frames, handshakes and control frames included)
  * @param slowConsumerDisconnects sockets closed with 1008 for exceeding max_buffered_bytes
  * @param slowConsumerDrops messages dropped for slow sockets under the "drop" policy
- * @param idleTimeouts sockets closed because they sent nothing for idle_timeout_ms
+ * @param idleTimeouts sockets closed because they sent nothing for idle_timeout
  * @param protocolErrors sockets closed for a protocol violation
  * @param queueFull sends or broadcasts refused with QUEUE_FULL
  * @param handshakeBadRequest refused upgrades: malformed request (400)
@@ -46,6 +46,13 @@ package io.wspush;
  * @param inboundRateLimited sockets closed with 1008 for sending faster than the inbound rate limits
  * @param nodeBufferDisconnects sockets closed with 1008 to keep the node's queued output under its cap
  * @param bufferedBytes bytes queued for sockets and not yet written, across the engine
+ * @param clusterPublishRoundTrips pipelines sent to Redis (publishes and presence queries)
+ * @param clusterOwnSkipped messages this node published itself, skipped when Redis delivered them back
+ * @param clusterDeliveryDropped messages from Redis not delivered because a worker's queue stayed full
+ * @param clusterMalformedEnvelopes payloads on wspush channels that are not valid envelopes (skipped)
+ * @param clusterMalformedCompat payloads on the compat channel that are not valid JSON (skipped)
+ * @param clusterSubscribeCommands SUBSCRIBE commands sent to Redis
+ * @param clusterUnsubscribeCommands UNSUBSCRIBE commands sent to Redis
  */
 public record WsPushStats(
         long connections,
@@ -89,10 +96,17 @@ public record WsPushStats(
         long tokenExpirations,
         long inboundRateLimited,
         long nodeBufferDisconnects,
-        long bufferedBytes) {
+        long bufferedBytes,
+        long clusterPublishRoundTrips,
+        long clusterOwnSkipped,
+        long clusterDeliveryDropped,
+        long clusterMalformedEnvelopes,
+        long clusterMalformedCompat,
+        long clusterSubscribeCommands,
+        long clusterUnsubscribeCommands) {
 
     /** The number of counters in {@code wspush_stats} (all {@code uint64_t}). */
-    static final int FIELDS = 42;
+    static final int FIELDS = 49;
 
     static WsPushStats of(long[] v) {
         if (v.length != FIELDS) {
@@ -100,7 +114,8 @@ public record WsPushStats(
         }
         return new WsPushStats(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12],
                 v[13], v[14], v[15], v[16], v[17], v[18], v[19] != 0, v[20] != 0, v[21], v[22], v[23], v[24], v[25],
-                v[26], v[27], v[28], v[29], v[30], v[31], v[32], v[33], v[34], v[35], v[36], v[37], v[38], v[39], v[40], v[41]);
+                v[26], v[27], v[28], v[29], v[30], v[31], v[32], v[33], v[34], v[35], v[36], v[37], v[38], v[39], v[40], v[41],
+                v[42], v[43], v[44], v[45], v[46], v[47], v[48]);
     }
 
     /** @return upgrades refused for their token (401), all reasons together */
