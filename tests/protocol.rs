@@ -43,6 +43,8 @@ fn violation(configure: impl FnOnce(&mut wspush::Config), bytes: &[u8], code: u1
     drop(ws);
     assert_eq!(events.close_of(conn), code);
     eventually_eq(TIMEOUT, "protocol_errors", 1, || engine.stats().protocol_errors);
+    // Of those, the messages over max_message_size have their own counter.
+    assert_eq!(engine.stats().messages_too_big, u64::from(code == 1009));
     eventually_eq(TIMEOUT, "connections", 0, || engine.stats().connections);
 }
 

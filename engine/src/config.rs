@@ -83,7 +83,7 @@ pub struct Config {
     pub command_queue_capacity: usize,
     /// Send every inbound message back to the socket that sent it (conformance testing).
     pub echo: bool,
-    /// Cluster mode over Redis; `None` runs a single node with the in-process backplane.
+    /// Cluster mode over Redis; `None` runs a single node, with no backplane.
     pub cluster: Option<ClusterConfig>,
 
     // Who may connect (see SECURITY.md). The checks run in this order, each answering

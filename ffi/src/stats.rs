@@ -116,6 +116,9 @@ pub struct wspush_stats {
     pub cluster_subscribe_commands: u64,
     /// UNSUBSCRIBE commands sent to Redis.
     pub cluster_unsubscribe_commands: u64,
+    /// Sockets closed with 1009 for a message over `max_message_size` (also counted in
+    /// `protocol_errors`).
+    pub messages_too_big: u64,
 }
 
 /// The fields of [`wspush_stats`] in their order: each is the [`engine::Metric::key`] of the
@@ -172,10 +175,11 @@ pub(crate) const FIELDS: [&str; FIELD_COUNT] = [
     "cluster_malformed_compat",
     "cluster_subscribe_commands",
     "cluster_unsubscribe_commands",
+    "messages_too_big",
 ];
 
 /// The number of `uint64_t` fields of [`wspush_stats`].
-pub(crate) const FIELD_COUNT: usize = 49;
+pub(crate) const FIELD_COUNT: usize = 50;
 
 impl From<&engine::Stats> for wspush_stats {
     fn from(stats: &engine::Stats) -> Self {
@@ -214,7 +218,7 @@ mod tests {
         assert_eq!(std::mem::offset_of!(wspush_stats, handshake_forbidden_origin), 27 * 8);
         assert_eq!(std::mem::offset_of!(wspush_stats, token_expirations), 38 * 8);
         assert_eq!(std::mem::offset_of!(wspush_stats, buffered_bytes), 41 * 8);
-        assert_eq!(std::mem::offset_of!(wspush_stats, cluster_unsubscribe_commands), 48 * 8);
+        assert_eq!(std::mem::offset_of!(wspush_stats, messages_too_big), 49 * 8);
     }
 
     /// The header's struct (generated from the Rust one) and Java's record list the fields

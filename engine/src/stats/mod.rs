@@ -138,6 +138,8 @@ table::counter_table! {
         "Sockets closed with 1008 for sending over their inbound message or byte rate.";
     Counter idle_timeouts, "sockets", "Sockets closed because they sent nothing for idle_timeout.";
     Counter protocol_errors, "sockets", "Sockets closed for a protocol violation (1002, 1007, 1009).";
+    Counter messages_too_big, "sockets",
+        "Sockets closed with 1009 for a message over max_message_size (also counted in protocol_errors).";
     Counter queue_full, "commands", "Sends or broadcasts refused because a worker's queue was full.";
     Counter token_expirations, "sockets", "Sockets closed with 1008 because their token expired.";
 }

@@ -77,7 +77,11 @@ impl Worker {
                     }
                 }
                 Err(error) if link.is_open() => {
-                    bump(&self.core.shared.counters.protocol_errors, 1);
+                    let counters = &self.core.shared.counters;
+                    bump(&counters.protocol_errors, 1);
+                    if error.close_code == crate::frame::close_code::MESSAGE_TOO_BIG {
+                        bump(&counters.messages_too_big, 1);
+                    }
                     tracing::debug!(id = %link.id(), %error, "protocol error");
                     self.core.close(key, link, error.close_code, error.reason, CloseCause::Fail, false);
                 }

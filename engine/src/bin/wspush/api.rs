@@ -372,6 +372,7 @@ mod tests {
             inbound_rate_limited: 36,
             idle_timeouts: 12,
             protocol_errors: 13,
+            messages_too_big: 37,
             queue_full: 14,
             handshake_failures: HandshakeFailures {
                 bad_request: 15,
@@ -406,7 +407,7 @@ mod tests {
                 "worker_connections": [3, 4], "connections_opened": 5, "messages_in": 6, "bytes_in": 7,
                 "messages_out": 8, "bytes_out": 9, "slow_consumer_disconnects": 10,
                 "slow_consumer_drops": 11, "node_buffer_disconnects": 34, "buffered_bytes": 35,
-                "inbound_rate_limited": 36, "idle_timeouts": 12, "protocol_errors": 13, "queue_full": 14,
+                "inbound_rate_limited": 36, "idle_timeouts": 12, "protocol_errors": 13, "messages_too_big": 37, "queue_full": 14,
                 "handshake_failures": {"bad_request": 15, "bad_version": 16, "bad_path": 17,
                     "too_large": 18, "timeout": 19, "over_capacity": 20, "io": 21,
                     "forbidden_origin": 22,

@@ -55,6 +55,7 @@ mod tests {
             inbound_rate_limited: 64,
             idle_timeouts: 17,
             protocol_errors: 18,
+            messages_too_big: 65,
             queue_full: 19,
             handshake_failures: HandshakeFailures {
                 bad_request: 20,
@@ -125,6 +126,8 @@ mod tests {
             "wspush_inbound_rate_limited_total 64",
             "wspush_idle_timeouts_total 17",
             "wspush_protocol_errors_total 18",
+            "# TYPE wspush_messages_too_big_total counter",
+            "wspush_messages_too_big_total 65",
             "wspush_queue_full_total 19",
             "# TYPE wspush_handshake_failures_total counter",
             "wspush_handshake_failures_total{reason=\"bad_request\"} 20",

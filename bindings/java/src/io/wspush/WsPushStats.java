@@ -53,6 +53,7 @@ package io.wspush;
  * @param clusterMalformedCompat payloads on the compat channel that are not valid JSON (skipped)
  * @param clusterSubscribeCommands SUBSCRIBE commands sent to Redis
  * @param clusterUnsubscribeCommands UNSUBSCRIBE commands sent to Redis
+ * @param messagesTooBig sockets closed with 1009 for a message over max_message_size (also in protocolErrors)
  */
 public record WsPushStats(
         long connections,
@@ -103,10 +104,11 @@ public record WsPushStats(
         long clusterMalformedEnvelopes,
         long clusterMalformedCompat,
         long clusterSubscribeCommands,
-        long clusterUnsubscribeCommands) {
+        long clusterUnsubscribeCommands,
+        long messagesTooBig) {
 
     /** The number of counters in {@code wspush_stats} (all {@code uint64_t}). */
-    static final int FIELDS = 49;
+    static final int FIELDS = 50;
 
     static WsPushStats of(long[] v) {
         if (v.length != FIELDS) {
@@ -115,7 +117,7 @@ public record WsPushStats(
         return new WsPushStats(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12],
                 v[13], v[14], v[15], v[16], v[17], v[18], v[19] != 0, v[20] != 0, v[21], v[22], v[23], v[24], v[25],
                 v[26], v[27], v[28], v[29], v[30], v[31], v[32], v[33], v[34], v[35], v[36], v[37], v[38], v[39], v[40], v[41],
-                v[42], v[43], v[44], v[45], v[46], v[47], v[48]);
+                v[42], v[43], v[44], v[45], v[46], v[47], v[48], v[49]);
     }
 
     /** @return upgrades refused for their token (401), all reasons together */
