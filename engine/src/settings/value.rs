@@ -70,26 +70,28 @@ impl Given<'_> {
         }
     }
 
+    /// A whole number: a JSON integer that fits `T`, or text parsed by `parse`.
+    fn integer<T: TryFrom<u64>>(
+        &self,
+        parse: fn(&str) -> Result<T, String>,
+        what: &str,
+    ) -> Result<T, String> {
+        match self.raw {
+            RawValue::Text(text) => parse(text),
+            RawValue::Json(value) => {
+                value.as_u64().and_then(|n| T::try_from(n).ok()).ok_or_else(|| self.expected(what))
+            }
+        }
+    }
+
     /// A whole number (connections, header lines, queue slots).
     pub fn count(&self) -> Result<usize, String> {
-        match self.raw {
-            RawValue::Text(text) => parse_count(text),
-            RawValue::Json(value) => value
-                .as_u64()
-                .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(|| self.expected("a non-negative integer")),
-        }
+        self.integer(parse_count, "a non-negative integer")
     }
 
     /// A number per second, at most 4294967295.
     pub fn rate(&self) -> Result<u32, String> {
-        match self.raw {
-            RawValue::Text(text) => parse_rate(text),
-            RawValue::Json(value) => value
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| self.expected("a 32-bit non-negative integer")),
-        }
+        self.integer(parse_rate, "a 32-bit non-negative integer")
     }
 
     /// A size in bytes: a JSON number, or text such as `1048576` or `4MiB`.
