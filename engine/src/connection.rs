@@ -9,6 +9,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use mio::net::TcpStream;
 
+use crate::extensions::Extensions;
 use crate::frame::Decoder;
 
 /// Most frames handed to one `writev` call (Linux's IOV_MAX is 1024). A burst of small
@@ -144,6 +145,9 @@ pub(crate) struct Link {
 /// A connection: its link and its input side.
 pub(crate) struct Connection {
     pub link: Link,
+    /// What the upgrade negotiated; the decoder was built to match.
+    #[expect(dead_code, reason = "kept for the extensions to come, which act on what is sent too")]
+    pub extensions: Extensions,
     pub decoder: Decoder,
     /// Bytes of a frame that has not fully arrived (empty almost always).
     pub partial_input: Vec<u8>,
@@ -157,6 +161,7 @@ impl Connection {
         max_message_size: usize,
         now_ms: u64,
         lease: Lease,
+        extensions: Extensions,
     ) -> Self {
         Self {
             link: Link {
@@ -175,7 +180,8 @@ impl Connection {
                 out_offset: 0,
                 out_bytes: 0,
             },
-            decoder: Decoder::new(max_message_size),
+            decoder: Decoder::with_allowed_rsv(max_message_size, extensions.allowed_rsv()),
+            extensions,
             partial_input: Vec::new(),
         }
     }

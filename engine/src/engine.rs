@@ -13,6 +13,7 @@ use crate::acceptor::{self, Acceptor, AcceptorCommand, AcceptorSettings, Admissi
 use crate::authorizer::{Authorizer, AuthorizerSlot};
 use crate::cluster::{Backplane, ClusterLink};
 use crate::event::HandlerSlot;
+use crate::extensions::Extensions;
 use crate::frame;
 use crate::id::{validate_id, worker_of};
 use crate::ip_limit::IpLimit;
@@ -407,6 +408,9 @@ impl Engine {
                     early: Vec::new(),
                     expires_at: None,
                     ip_slot,
+                    // The host upgraded the socket itself, and wspush cannot know what it
+                    // negotiated; a host that accepted an extension must not hand it over.
+                    extensions: Extensions::default(),
                 };
                 self.shards[worker_of(id, self.shards.len())].submit(adopt).inspect_err(|_| {
                     self.open.fetch_sub(1, Ordering::AcqRel);

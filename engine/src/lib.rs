@@ -33,6 +33,7 @@ mod connection;
 mod engine;
 mod error;
 mod event;
+pub mod extensions;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -28,6 +28,7 @@ use crate::cluster::ClusterLink;
 use crate::config::SlowConsumerPolicy;
 use crate::connection::{deadline_passed, CloseCause, Connection, Lease, Link, State};
 use crate::event::HandlerSlot;
+use crate::extensions::Extensions;
 use crate::frame::{self, close_code, Frame, OpCode};
 use crate::ip_limit::{IpLimit, IpSlot};
 use crate::receipt::Collector;
@@ -80,9 +81,9 @@ pub(crate) enum Command {
     /// Close one socket with a code.
     Close { conn: ConnectionId, code: u16 },
     /// Take over an upgraded socket. `greeting` (the 101 response) is written first;
-    /// `early` holds frames the client sent right behind its upgrade request. The socket
-    /// is closed with 1008 at `expires_at` (its token's expiry), and gives `ip_slot` back
-    /// when it closes.
+    /// `early` holds frames the client sent right behind its upgrade request, to be
+    /// decoded under the negotiated `extensions`. The socket is closed with 1008 at
+    /// `expires_at` (its token's expiry), and gives `ip_slot` back when it closes.
     Adopt {
         stream: TcpStream,
         id: Box<str>,
@@ -90,6 +91,7 @@ pub(crate) enum Command {
         early: Vec<u8>,
         expires_at: Option<SystemTime>,
         ip_slot: Option<IpSlot>,
+        extensions: Extensions,
     },
     /// Close every socket with 1001 and stop by `deadline`.
     Shutdown { deadline: Instant },
@@ -509,9 +511,9 @@ impl Shard {
                     self.core.close(key, &mut self.conns[key].link, code, "", CloseCause::Initiate, false);
                 }
             }
-            Command::Adopt { stream, id, greeting, early, expires_at, ip_slot } => {
+            Command::Adopt { stream, id, greeting, early, expires_at, ip_slot, extensions } => {
                 let lease = self.core.lease(expires_at, ip_slot);
-                self.adopt(stream, id, greeting, early, lease)
+                self.adopt(stream, id, greeting, early, lease, extensions)
             }
             Command::Shutdown { deadline } => {
                 let left = deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
@@ -548,6 +550,7 @@ impl Shard {
         greeting: Option<Bytes>,
         early: Vec<u8>,
         lease: Lease,
+        extensions: Extensions,
     ) {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -582,6 +585,7 @@ impl Shard {
             self.core.settings.max_message_size,
             self.core.now_ms,
             lease,
+            extensions,
         ));
         bump(&self.core.shared.counters.connections, 1);
         bump(&self.core.shared.counters.connections_opened, 1);
@@ -628,7 +632,7 @@ impl Shard {
     /// Decodes the connection's partial input followed by `read_buf[..n]`, handling every
     /// complete frame, and keeps the tail of an incomplete one.
     fn decode_input(&mut self, key: usize, n: usize) {
-        let Connection { link, decoder, partial_input } = &mut self.conns[key];
+        let Connection { link, decoder, partial_input, .. } = &mut self.conns[key];
         let from_partial = !partial_input.is_empty();
         let input: &mut [u8] = if from_partial {
             partial_input.extend_from_slice(&self.read_buf[..n]);
