@@ -35,6 +35,7 @@ mod error;
 mod event;
 pub mod extensions;
 pub mod frame;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handshake;
