@@ -283,9 +283,11 @@ impl Acceptor {
         let mut pending = self.pending.remove(key);
         let _ = self.poll.registry().deregister(&mut pending.stream);
         let early = pending.request[consumed..].to_vec();
-        let greeting = Some(Bytes::from(handshake::switching_protocols_with(&request, admitted.protocol)));
+        let (response, extensions) = handshake::accept(&request, admitted.protocol);
+        let greeting = Some(Bytes::from(response));
         let expires_at = admitted.expires_at;
-        let adoption = Adoption { stream: pending.stream, id, greeting, early, expires_at, ip_slot };
+        let adoption =
+            Adoption { stream: pending.stream, id, greeting, early, expires_at, ip_slot, extensions };
         if let Err(e) = self.mailboxes.adopt(adoption) {
             // The socket went down with the refused command; nothing more can be said to it.
             tracing::warn!(error = %e, "cannot hand an upgraded socket to its worker");

@@ -14,6 +14,7 @@ use crate::acceptor::{self, Acceptor, AcceptorCommand, AcceptorSettings, Admissi
 use crate::authorizer::{Authorizer, AuthorizerSlot};
 use crate::cluster::{Backplane, ClusterLink};
 use crate::event::HandlerSlot;
+use crate::extensions::Extensions;
 use crate::frame;
 use crate::id::validate_id;
 use crate::ip_limit::IpLimit;
@@ -387,6 +388,9 @@ impl Engine {
                     early: Vec::new(),
                     expires_at: None,
                     ip_slot,
+                    // The host upgraded the socket itself, and wspush cannot know what it
+                    // negotiated; a host that accepted an extension must not hand it over.
+                    extensions: Extensions::default(),
                 };
                 self.mailboxes.adopt(adoption).inspect_err(|_| {
                     self.open.fetch_sub(1, Ordering::AcqRel);

@@ -8,15 +8,12 @@
 
 use crate::cluster::resp::{self, Push};
 use crate::cluster::{compat, envelope};
-use crate::frame::{self, close_code, Decoder, Frame, OpCode, MAX_HEADER_LEN};
+use crate::frame::{self, close_code, Decoder, Frame, OpCode, Rsv, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::handshake::{self, Limits, Rejection};
 use crate::{validate_id, Config, Message};
 
 /// `max_message_size` of the decoders that [`check_frame_decoder`] drives.
 pub const FRAME_MAX_MESSAGE_SIZE: usize = 64 * 1024;
-
-/// Largest payload of a control frame (RFC 6455 section 5.5).
-const MAX_CONTROL_PAYLOAD: usize = 125;
 
 /// The path prefix [`check_handshake_parser`] takes ids from (the default one).
 const PATH_PREFIX: &str = "/websocket/";
@@ -95,7 +92,16 @@ fn outcome_of(frame: Option<Frame<'_>>, max: usize) -> Outcome {
 /// takes whatever is left), exactly as a worker does with its reads: append to the pending
 /// bytes, decode while there is input and frames complete, then drop what was consumed.
 fn decode_in_chunks(input: &[u8], max: usize, chunks: impl IntoIterator<Item = usize>) -> Run {
-    let mut decoder = Decoder::new(max);
+    decode_in_chunks_with(Decoder::new(max), input, max, chunks)
+}
+
+/// [`decode_in_chunks`] with a given new `decoder` (whose maximum is `max`).
+fn decode_in_chunks_with(
+    mut decoder: Decoder,
+    input: &[u8],
+    max: usize,
+    chunks: impl IntoIterator<Item = usize>,
+) -> Run {
     let mut chunks = chunks.into_iter();
     let mut pending: Vec<u8> = Vec::new();
     let mut outcomes = Vec::new();
@@ -231,6 +237,16 @@ fn check_round_trip(payload: &[u8], text: bool, seeds: &[u8]) {
     let run = check_decoding(&wire, FRAME_MAX_MESSAGE_SIZE);
     assert_eq!(run, Run { outcomes, consumed: wire.len() }, "fragments cut at {cuts:?}");
 
+    // RSV1 on the message's first frame, as permessage-deflate will send it: the same
+    // message where an extension allows it, 1002 where none does.
+    let mut flagged = wire.clone();
+    flagged[0] |= Rsv::RSV1.bits();
+    let allowing = Decoder::with_allowed_rsv(FRAME_MAX_MESSAGE_SIZE, Rsv::RSV1);
+    let allowed = decode_in_chunks_with(allowing, &flagged, FRAME_MAX_MESSAGE_SIZE, chunk_plan(seeds, 256));
+    assert_eq!(allowed, run, "RSV1 allowed on the first frame");
+    let refused = decode_in_chunks(&flagged, FRAME_MAX_MESSAGE_SIZE, [usize::MAX]);
+    assert_eq!(refused.outcomes, [Outcome::Error(close_code::PROTOCOL_ERROR)], "RSV1 not allowed");
+
     // One byte under the message's size, the same message is refused with 1009.
     if !payload.is_empty() {
         let run = decode_in_chunks(&wire, payload.len() - 1, [usize::MAX]);
@@ -277,6 +293,11 @@ fn check_parse(data: &[u8], limits: &Limits) {
             }
             let response = handshake::switching_protocols(&request);
             assert!(response.ends_with(b"\r\n\r\n"));
+            let (accepted, extensions) = handshake::accept(&request, None);
+            if extensions.is_empty() {
+                assert_eq!(accepted, response, "accepting without extensions changed the 101");
+                assert_eq!(extensions.allowed_rsv(), Rsv::NONE);
+            }
             // The head alone parses to the same request, and one byte less is incomplete.
             let again = handshake::parse_request(&data[..consumed], limits);
             assert_eq!(again, Ok(Some((request, consumed))), "the head alone");

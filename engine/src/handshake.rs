@@ -1,7 +1,8 @@
 //! The HTTP/1.1 upgrade that opens a WebSocket (RFC 6455 section 4), without I/O.
 //!
 //! The acceptor feeds [`parse_request`] what it has read so far, answers a valid request
-//! with [`switching_protocols`] and anything else with [`Rejection::response`].
+//! with [`accept`] (the 101 response and the [`Extensions`] the connection negotiated) and
+//! anything else with [`Rejection::response`].
 
 use std::borrow::Cow;
 
@@ -10,6 +11,7 @@ use base64::Engine as _;
 use percent_encoding::percent_decode_str;
 use sha1::{Digest, Sha1};
 
+use crate::extensions::Extensions;
 use crate::AuthRejection;
 
 /// Limits on the request head.
@@ -30,7 +32,8 @@ pub struct Request {
     pub key: String,
     /// Origin, if sent.
     pub origin: Option<String>,
-    /// Every header, name lower-cased, value as sent (a later auth callback needs them).
+    /// Every header, name lower-cased, value as sent: the token check and the host's
+    /// authorizer read them after parsing.
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
@@ -291,12 +294,36 @@ pub fn switching_protocols(request: &Request) -> Vec<u8> {
 }
 
 /// The `101 Switching Protocols` response that accepts `request` and selects the
-/// subprotocol `protocol` (which must be one the client offered, RFC 6455 4.2.2).
+/// subprotocol `protocol` (which must be one the client offered, RFC 6455 4.2.2), with no
+/// extensions.
 pub fn switching_protocols_with(request: &Request, protocol: Option<&str>) -> Vec<u8> {
+    response_101(request, protocol, &Extensions::default())
+}
+
+/// Accepts `request`: answers its `Sec-WebSocket-Extensions` offer and gives the `101
+/// Switching Protocols` response that selects `protocol` (as in
+/// [`switching_protocols_with`]) and the negotiated extensions, which the connection must
+/// then honour.
+///
+/// While no extension is implemented the extensions are always empty and the response is
+/// exactly [`switching_protocols_with`]'s.
+pub fn accept(request: &Request, protocol: Option<&str>) -> (Vec<u8>, Extensions) {
+    let offers = request
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .map(|(_, value)| value.as_slice());
+    let extensions = Extensions::negotiate(offers);
+    (response_101(request, protocol, &extensions), extensions)
+}
+
+fn response_101(request: &Request, protocol: Option<&str>, extensions: &Extensions) -> Vec<u8> {
     let protocol = protocol.map_or(String::new(), |p| format!("Sec-WebSocket-Protocol: {p}\r\n"));
+    let extensions =
+        extensions.response_header().map_or(String::new(), |e| format!("Sec-WebSocket-Extensions: {e}\r\n"));
     format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n{protocol}\r\n",
+         Sec-WebSocket-Accept: {}\r\n{protocol}{extensions}\r\n",
         accept_key(&request.key)
     )
     .into_bytes()
@@ -377,6 +404,23 @@ mod tests {
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: wspush.bearer\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn accept_declines_every_extension_and_answers_as_before() {
+        let mut lines = valid_lines();
+        lines.push("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits");
+        lines.push("sec-websocket-extensions: x-webkit-deflate-frame");
+        for lines in [valid_lines(), lines] {
+            let (request, _) = parse_request(&request_with(&lines), &LIMITS).unwrap().unwrap();
+            for protocol in [None, Some("wspush.bearer")] {
+                let (response, extensions) = accept(&request, protocol);
+                assert_eq!(response, switching_protocols_with(&request, protocol));
+                assert_eq!(extensions, Extensions::default());
+                assert!(extensions.is_empty());
+                assert_eq!(extensions.allowed_rsv(), crate::frame::Rsv::NONE);
+            }
+        }
     }
 
     #[test]

@@ -32,7 +32,9 @@ mod config;
 mod engine;
 mod error;
 mod event;
+pub mod extensions;
 pub mod frame;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handshake;

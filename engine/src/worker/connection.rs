@@ -11,6 +11,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::output::OutputQueue;
+use crate::extensions::Extensions;
 use crate::frame::Decoder;
 
 /// The span of an inbound rate limit's bucket: it holds one second's worth.
@@ -138,6 +139,9 @@ pub(crate) struct Link {
 /// A connection: its link and its input side.
 pub(crate) struct Connection {
     link: Link,
+    /// What the upgrade negotiated; the decoder was built to match.
+    #[expect(dead_code, reason = "kept for the extensions to come, which act on what is sent too")]
+    extensions: Extensions,
     decoder: Decoder,
     /// Bytes of a frame that has not fully arrived (empty almost always).
     partial_input: Vec<u8>,
@@ -151,6 +155,7 @@ impl Connection {
         max_message_size: usize,
         now_ms: u64,
         lease: Lease,
+        extensions: Extensions,
     ) -> Self {
         Self {
             link: Link {
@@ -167,7 +172,8 @@ impl Connection {
                 lease,
                 out: OutputQueue::default(),
             },
-            decoder: Decoder::new(max_message_size),
+            decoder: Decoder::with_allowed_rsv(max_message_size, extensions.allowed_rsv()),
+            extensions,
             partial_input: Vec::new(),
         }
     }

@@ -24,6 +24,7 @@ use super::core::{Core, WorkerShared, CLOSE_GRACE_MS};
 use super::mailbox::{Adoption, Command, WorkerHandle};
 use super::output::{blocked_entry, deliver, Queued, Sockets};
 use super::settings::WorkerSettings;
+use crate::extensions::Extensions;
 use crate::frame::{self, close_code, OpCode};
 use crate::stats::bump;
 use crate::{ConnectionId, Error, Event};
@@ -265,9 +266,9 @@ impl Worker {
                     self.core.close(key, self.conns[key].link_mut(), code, "", CloseCause::Initiate, false);
                 }
             }
-            Command::Adopt(Adoption { stream, id, greeting, early, expires_at, ip_slot }) => {
+            Command::Adopt(Adoption { stream, id, greeting, early, expires_at, ip_slot, extensions }) => {
                 let lease = self.core.lease(expires_at, ip_slot);
-                self.adopt(stream, id, greeting, early, lease)
+                self.adopt(stream, id, greeting, early, lease, extensions)
             }
             Command::Shutdown { deadline } => {
                 let left = deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
@@ -304,6 +305,7 @@ impl Worker {
         greeting: Option<Bytes>,
         early: Vec<u8>,
         lease: Lease,
+        extensions: Extensions,
     ) {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -338,6 +340,7 @@ impl Worker {
             self.core.settings.max_message_size,
             self.core.now_ms,
             lease,
+            extensions,
         ));
         bump(&self.core.shared.counters.connections, 1);
         bump(&self.core.shared.counters.connections_opened, 1);

@@ -13,6 +13,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use mio::net::TcpStream;
 use mio::Waker;
 
+use crate::extensions::Extensions;
 use crate::id::worker_of;
 use crate::ip_limit::IpSlot;
 use crate::receipt::Collector;
@@ -48,6 +49,8 @@ pub(crate) struct Adoption {
     pub early: Vec<u8>,
     pub expires_at: Option<SystemTime>,
     pub ip_slot: Option<IpSlot>,
+    /// What the upgrade negotiated (none for a socket its host upgraded).
+    pub extensions: Extensions,
 }
 
 /// One worker's queue.

@@ -1,190 +1,10 @@
-//! RFC 6455 framing: encoding server frames and decoding client frames.
-//!
-//! Everything here is pure (no I/O) so that it can be unit tested and fuzzed on its own.
-//! The server never masks and never fragments what it sends; it accepts whatever a
-//! conforming client may send and fails the connection on anything else, with the close
-//! code the RFC (and the Autobahn TestSuite) expects.
+//! Decoding client frames: bytes in, frames or a [`ProtocolError`] out, unmasking in place.
 
 use std::fmt;
 
-use bytes::Bytes;
-
+use super::header::{Header, FIN, LEN_16, LEN_64, LEN_BITS, MASKED, OPCODE_BITS};
+use super::{apply_mask, close_code, is_valid_close_code, OpCode, Rsv, MAX_CONTROL_PAYLOAD};
 use crate::Message;
-
-/// Frame opcodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum OpCode {
-    /// Continues a fragmented message.
-    Continuation = 0x0,
-    /// A text message (or its first fragment).
-    Text = 0x1,
-    /// A binary message (or its first fragment).
-    Binary = 0x2,
-    /// Closes the connection.
-    Close = 0x8,
-    /// Asks the peer for a pong.
-    Ping = 0x9,
-    /// Answers a ping.
-    Pong = 0xA,
-}
-
-impl OpCode {
-    fn from_bits(bits: u8) -> Option<OpCode> {
-        Some(match bits {
-            0x0 => OpCode::Continuation,
-            0x1 => OpCode::Text,
-            0x2 => OpCode::Binary,
-            0x8 => OpCode::Close,
-            0x9 => OpCode::Ping,
-            0xA => OpCode::Pong,
-            _ => return None,
-        })
-    }
-
-    fn is_control(self) -> bool {
-        (self as u8) & 0x8 != 0
-    }
-}
-
-/// Close codes the engine uses (RFC 6455 section 7.4.1).
-pub mod close_code {
-    /// The purpose of the connection has been fulfilled.
-    pub const NORMAL: u16 = 1000;
-    /// The server is going down or the client went idle.
-    pub const GOING_AWAY: u16 = 1001;
-    /// The peer broke the protocol.
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    /// The peer sent a kind of data that cannot be accepted.
-    pub const UNSUPPORTED_DATA: u16 = 1003;
-    /// No code was present in a close frame. Never sent on the wire.
-    pub const NO_STATUS: u16 = 1005;
-    /// The connection was lost without a close frame. Never sent on the wire.
-    pub const ABNORMAL: u16 = 1006;
-    /// A text message or close reason was not valid UTF-8.
-    pub const INVALID_PAYLOAD: u16 = 1007;
-    /// The peer broke a policy (e.g. it cannot keep up with its messages).
-    pub const POLICY_VIOLATION: u16 = 1008;
-    /// A message was larger than the configured maximum.
-    pub const MESSAGE_TOO_BIG: u16 = 1009;
-    /// The server hit an unexpected condition.
-    pub const INTERNAL_ERROR: u16 = 1011;
-}
-
-/// Longest frame header a server writes or a client sends (2 + 8 + 4 mask).
-pub const MAX_HEADER_LEN: usize = 14;
-
-/// Largest payload of a control frame (close, ping, pong).
-const MAX_CONTROL_PAYLOAD: usize = 125;
-
-/// Whether `code` may appear in a close frame on the wire.
-///
-/// Follows what the Autobahn TestSuite accepts: 1000–1003, 1007–1011 and the ranges for
-/// libraries and applications, 3000–4999. 1004–1006 are reserved or internal-only, and
-/// everything else below 3000 is unassigned.
-pub fn is_valid_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
-}
-
-fn header_len(payload_len: usize, masked: bool) -> usize {
-    let length_bytes = match payload_len {
-        0..=125 => 0,
-        126..=0xFFFF => 2,
-        _ => 8,
-    };
-    2 + length_bytes + if masked { 4 } else { 0 }
-}
-
-fn write_header(out: &mut Vec<u8>, fin: bool, opcode: OpCode, payload_len: usize, mask: Option<[u8; 4]>) {
-    out.push(u8::from(fin) << 7 | opcode as u8);
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    match payload_len {
-        0..=125 => out.push(mask_bit | payload_len as u8),
-        126..=0xFFFF => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(payload_len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(payload_len as u64).to_be_bytes());
-        }
-    }
-    if let Some(mask) = mask {
-        out.extend_from_slice(&mask);
-    }
-}
-
-/// Encodes one unmasked, final frame as a server sends it.
-///
-/// Header and payload share one buffer, allocated once with exactly the needed capacity,
-/// so a socket queues the frame as a single iovec and every target of a broadcast shares
-/// it. The caller keeps control frame payloads (`Close`, `Ping`, `Pong`) within 125 bytes,
-/// as RFC 6455 requires; this function does not check.
-pub fn encode(opcode: OpCode, payload: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(header_len(payload.len(), false) + payload.len());
-    write_header(&mut out, true, opcode, payload.len(), None);
-    out.extend_from_slice(payload);
-    Bytes::from(out)
-}
-
-/// Encodes a data message as one unmasked FIN frame: text (opcode 1) or binary (opcode 2).
-pub fn encode_message(message: crate::Message<'_>) -> Bytes {
-    let opcode = if message.is_text() { OpCode::Text } else { OpCode::Binary };
-    encode(opcode, message.as_bytes())
-}
-
-/// A close frame with `code` and `reason`.
-///
-/// `reason` is cut at a char boundary so that the payload fits the 125 bytes of a control
-/// frame. A `code` that must not appear on the wire (see [`is_valid_close_code`], e.g.
-/// [`close_code::NO_STATUS`]) gives a close frame with an empty payload, which is how a
-/// peer says "no status".
-pub fn encode_close(code: u16, reason: &str) -> Bytes {
-    if !is_valid_close_code(code) {
-        return encode(OpCode::Close, &[]);
-    }
-    let mut end = reason.len().min(MAX_CONTROL_PAYLOAD - 2);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
-    payload[..2].copy_from_slice(&code.to_be_bytes());
-    payload[2..2 + end].copy_from_slice(&reason.as_bytes()[..end]);
-    encode(OpCode::Close, &payload[..2 + end])
-}
-
-/// A masked frame as a client sends it (for tests, benches and load generators).
-///
-/// `fin` false makes a non-final fragment.
-pub fn encode_masked(opcode: OpCode, payload: &[u8], mask: [u8; 4], fin: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(header_len(payload.len(), true) + payload.len());
-    write_header(&mut out, fin, opcode, payload.len(), Some(mask));
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], mask, 0);
-    out
-}
-
-/// XORs `buf` with `mask`, where `buf` starts `offset` bytes into the masked payload.
-///
-/// Masking is its own inverse, so this both masks and unmasks. Works on 8 bytes at a time.
-pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
-    let mut mask = mask;
-    mask.rotate_left(offset % 4);
-    let word = u64::from_ne_bytes([mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3]]);
-    // Unaligned 8-byte loads and stores are as fast as aligned ones on the targets that
-    // matter, and this keeps the code free of `unsafe`; LLVM vectorises the loop.
-    let mut chunks = buf.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(chunk);
-        chunk.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
-    }
-    // The remainder starts at a multiple of 8, hence of 4: the mask phase is unchanged.
-    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
-        *byte ^= mask[i % 4];
-    }
-}
 
 /// A protocol violation: the connection must be failed with `close_code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,15 +67,6 @@ struct Fragments {
     complete: bool,
 }
 
-/// The 2 to 14 byte header of a client frame.
-struct Header {
-    fin: bool,
-    opcode: OpCode,
-    mask: [u8; 4],
-    len: usize,
-    payload_len: usize,
-}
-
 /// Incremental decoder of client-to-server frames for one connection.
 ///
 /// An idle decoder is a few words: the reassembly buffer exists only while a fragmented
@@ -297,13 +108,28 @@ pub struct Decoder {
     /// to be valid UTF-8.
     partial_utf8: usize,
     fragments: Option<Box<Fragments>>,
+    /// Reserved bits the first frame of a data message may carry: the connection's
+    /// negotiated extensions decide, the decoder only checks.
+    allowed_rsv: Rsv,
 }
 
 impl Decoder {
     /// A decoder that accepts messages of up to `max_message_size` bytes (after
-    /// reassembling fragments).
+    /// reassembling fragments) and no reserved bits: what a connection without
+    /// extensions gets.
     pub fn new(max_message_size: usize) -> Self {
-        Self { max_message_size, partial: 0, partial_utf8: 0, fragments: None }
+        Self::with_allowed_rsv(max_message_size, Rsv::NONE)
+    }
+
+    /// A decoder that also accepts the reserved bits `allowed` on the first frame of a
+    /// data message (a text or binary frame, final or not), as negotiated extensions
+    /// ask: see [`Extensions::allowed_rsv`](crate::extensions::Extensions::allowed_rsv).
+    ///
+    /// Only there, because that is the one place RFC 7692 (permessage-deflate, section
+    /// 6.1) lets an extension set RSV1: on a continuation or control frame, and anywhere
+    /// for bits not in `allowed`, a reserved bit still fails the connection with 1002.
+    pub fn with_allowed_rsv(max_message_size: usize, allowed: Rsv) -> Self {
+        Self { max_message_size, partial: 0, partial_utf8: 0, fragments: None, allowed_rsv: allowed }
     }
 
     /// Bytes held for a fragmented message in progress (0 when idle).
@@ -334,7 +160,8 @@ impl Decoder {
     ///
     /// A [`ProtocolError`] when the client broke the protocol: the connection must be
     /// failed with its close code. Header errors are reported as soon as the header is
-    /// in, before the payload arrives: 1002 for reserved bits or opcodes, an unmasked
+    /// in, before the payload arrives: 1002 for reserved bits that are not allowed (see
+    /// [`with_allowed_rsv`](Self::with_allowed_rsv)), reserved opcodes, an unmasked
     /// frame, a fragmented or over-long control frame, an invalid length, a continuation
     /// without a message or a new message inside a fragmented one, or a bad close
     /// payload; 1009 for a message over the maximum size; 1007 for text or a close
@@ -381,15 +208,22 @@ impl Decoder {
         let [first, second, ..] = *buf else {
             return Ok(None);
         };
-        if first & 0x70 != 0 {
+        let rsv = Rsv::from_first_byte(first);
+        // Checked before the opcode, so that with no extension (no bit allowed) a frame
+        // fails with the same reason as it always has.
+        if !self.allowed_rsv.contains(rsv) {
             return Err(ProtocolError::protocol("reserved bits set"));
         }
-        let opcode = OpCode::from_bits(first & 0x0F).ok_or(ProtocolError::protocol("reserved opcode"))?;
-        let fin = first & 0x80 != 0;
-        if second & 0x80 == 0 {
+        let opcode =
+            OpCode::from_bits(first & OPCODE_BITS).ok_or(ProtocolError::protocol("reserved opcode"))?;
+        if !rsv.is_empty() && !matches!(opcode, OpCode::Text | OpCode::Binary) {
+            return Err(ProtocolError::protocol("reserved bits set"));
+        }
+        let fin = first & FIN != 0;
+        if second & MASKED == 0 {
             return Err(ProtocolError::protocol("unmasked client frame"));
         }
-        let short_len = second & 0x7F;
+        let short_len = second & LEN_BITS;
         if opcode.is_control() {
             if !fin {
                 return Err(ProtocolError::protocol("fragmented control frame"));
@@ -412,13 +246,13 @@ impl Decoder {
             _ => 0,
         };
         let (length_bytes, payload_len) = match short_len {
-            126 => {
+            LEN_16 => {
                 let Some(&[a, b]) = buf.get(2..4) else {
                     return Ok(None);
                 };
                 (2, u64::from(u16::from_be_bytes([a, b])))
             }
-            127 => {
+            LEN_64 => {
                 let Some(bytes) = buf.get(2..10) else {
                     return Ok(None);
                 };
@@ -442,7 +276,7 @@ impl Decoder {
             return Ok(None);
         };
         let mask = [mask[0], mask[1], mask[2], mask[3]];
-        Ok(Some(Header { fin, opcode, mask, len, payload_len }))
+        Ok(Some(Header { fin, rsv, opcode, mask, len, payload_len }))
     }
 
     /// An unfragmented text or binary message.
@@ -579,81 +413,9 @@ fn parse_close(payload: &[u8]) -> Result<Frame<'_>, ProtocolError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::encode_masked;
+    use super::super::test_support::*;
     use super::*;
-
-    const MASK: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
-    const MAX: usize = 1 << 20;
-
-    /// Decodes exactly one frame from `wire`, which must hold exactly that frame.
-    fn decode_one(decoder: &mut Decoder, wire: &[u8]) -> Result<Option<OwnedFrame>, ProtocolError> {
-        let mut buf = wire.to_vec();
-        let len = buf.len();
-        match decoder.decode(&mut buf)? {
-            None => panic!("incomplete frame"),
-            Some((consumed, frame)) => {
-                assert_eq!(consumed, len);
-                Ok(frame.map(OwnedFrame::from))
-            }
-        }
-    }
-
-    fn error_of(decoder: &mut Decoder, wire: &[u8]) -> u16 {
-        let mut buf = wire.to_vec();
-        match decoder.decode(&mut buf) {
-            Err(error) => error.close_code,
-            Ok(other) => panic!("expected an error, got {other:?}"),
-        }
-    }
-
-    #[derive(Debug, PartialEq, Eq)]
-    enum OwnedFrame {
-        Text(String),
-        Binary(Vec<u8>),
-        Ping(Vec<u8>),
-        Pong(Vec<u8>),
-        Close(Option<u16>, String),
-    }
-
-    impl From<Frame<'_>> for OwnedFrame {
-        fn from(frame: Frame<'_>) -> Self {
-            match frame {
-                Frame::Message(Message::Text(text)) => OwnedFrame::Text(text.to_owned()),
-                Frame::Message(Message::Binary(data)) => OwnedFrame::Binary(data.to_vec()),
-                Frame::Ping(data) => OwnedFrame::Ping(data.to_vec()),
-                Frame::Pong(data) => OwnedFrame::Pong(data.to_vec()),
-                Frame::Close { code, reason } => OwnedFrame::Close(code, reason.to_owned()),
-            }
-        }
-    }
-
-    /// Feeds `wire` one byte at a time into a growing buffer, as reads would, and
-    /// collects every outcome.
-    fn feed_bytewise(decoder: &mut Decoder, wire: &[u8]) -> Result<Vec<Option<OwnedFrame>>, ProtocolError> {
-        let mut buf = Vec::new();
-        let mut out = Vec::new();
-        for &byte in wire {
-            buf.push(byte);
-            loop {
-                match decoder.decode(&mut buf)? {
-                    None => break,
-                    Some((consumed, frame)) => {
-                        out.push(frame.map(OwnedFrame::from));
-                        buf.drain(..consumed);
-                    }
-                }
-            }
-        }
-        assert!(buf.is_empty(), "{} bytes left over", buf.len());
-        Ok(out)
-    }
-
-    fn sample(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i % 251) as u8).collect()
-    }
-
-    fn sample_text(len: usize) -> String {
-        "héllo wörld ✓ ".chars().cycle().take(len).collect::<String>()
-    }
 
     #[test]
     fn round_trips() {
@@ -852,16 +614,6 @@ mod tests {
     }
 
     #[test]
-    fn valid_close_codes() {
-        for code in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999] {
-            assert!(is_valid_close_code(code), "{code}");
-        }
-        for code in [0, 999, 1004, 1005, 1006, 1012, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
-            assert!(!is_valid_close_code(code), "{code}");
-        }
-    }
-
-    #[test]
     fn empty_messages_and_fragments() {
         let mut decoder = Decoder::new(MAX);
         let wire = encode_masked(OpCode::Text, b"", MASK, true);
@@ -1051,80 +803,6 @@ mod tests {
     }
 
     #[test]
-    fn apply_mask_matches_a_naive_implementation() {
-        let data = sample(40);
-        for offset in 0..8 {
-            for len in 0..data.len() {
-                let mut fast = data[..len].to_vec();
-                apply_mask(&mut fast, MASK, offset);
-                let naive: Vec<u8> =
-                    data[..len].iter().enumerate().map(|(i, b)| b ^ MASK[(offset + i) % 4]).collect();
-                assert_eq!(fast, naive, "offset {offset}, len {len}");
-            }
-        }
-        // Unmasking in two pieces equals unmasking at once.
-        let mut whole = data.clone();
-        apply_mask(&mut whole, MASK, 0);
-        let mut pieces = data.clone();
-        let (head, tail) = pieces.split_at_mut(13);
-        apply_mask(head, MASK, 0);
-        apply_mask(tail, MASK, 13);
-        assert_eq!(whole, pieces);
-    }
-
-    #[test]
-    fn encode_headers() {
-        let frame = encode(OpCode::Text, b"");
-        assert_eq!(&frame[..], [0x81, 0x00]);
-        let frame = encode(OpCode::Binary, &[7; 125]);
-        assert_eq!(&frame[..2], [0x82, 125]);
-        assert_eq!(frame.len(), 127);
-        let frame = encode(OpCode::Binary, &[7; 126]);
-        assert_eq!(&frame[..4], [0x82, 126, 0x00, 126]);
-        assert_eq!(frame.len(), 130);
-        let frame = encode(OpCode::Text, &[7; 65535]);
-        assert_eq!(&frame[..4], [0x81, 126, 0xFF, 0xFF]);
-        let frame = encode(OpCode::Text, &[7; 65536]);
-        assert_eq!(&frame[..10], [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
-        assert_eq!(&frame[10..], &[7; 65536][..]);
-        assert_eq!(&encode(OpCode::Ping, b"hi")[..], [0x89, 2, b'h', b'i']);
-        assert_eq!(&encode(OpCode::Pong, b"")[..], [0x8A, 0]);
-    }
-
-    #[test]
-    fn encode_masked_headers() {
-        let frame = encode_masked(OpCode::Text, b"Hello", [0x37, 0xFA, 0x21, 0x3D], true);
-        // The masked "Hello" example of RFC 6455 section 5.7.
-        assert_eq!(frame, [0x81, 0x85, 0x37, 0xFA, 0x21, 0x3D, 0x7F, 0x9F, 0x4D, 0x51, 0x58]);
-        let frame = encode_masked(OpCode::Text, b"", MASK, false);
-        assert_eq!(&frame[..2], [0x01, 0x80]);
-        let frame = encode_masked(OpCode::Binary, &[0; 65536], MASK, true);
-        assert_eq!(&frame[..10], [0x82, 0x80 | 127, 0, 0, 0, 0, 0, 1, 0, 0]);
-        assert_eq!(frame.len(), MAX_HEADER_LEN + 65536);
-    }
-
-    #[test]
-    fn encode_close_bytes() {
-        assert_eq!(&encode_close(1000, "")[..], [0x88, 2, 0x03, 0xE8]);
-        assert_eq!(&encode_close(close_code::GOING_AWAY, "bye")[..], [0x88, 5, 0x03, 0xE9, b'b', b'y', b'e']);
-        assert_eq!(&encode_close(close_code::NO_STATUS, "ignored")[..], [0x88, 0]);
-        // Cut to 123 bytes of reason, at a char boundary.
-        let long = "é".repeat(100);
-        let frame = encode_close(1000, &long);
-        assert_eq!(frame[1], 2 + 122);
-        assert_eq!(&frame[4..], "é".repeat(61).as_bytes());
-        let frame = encode_close(1000, &"a".repeat(200));
-        assert_eq!(frame.len(), 2 + 125);
-        // What is encoded decodes.
-        let mut wire = frame.to_vec();
-        wire[1] |= 0x80;
-        wire.splice(2..2, MASK);
-        apply_mask(&mut wire[6..], MASK, 0);
-        let decoded = decode_one(&mut Decoder::new(MAX), &wire).unwrap();
-        assert_eq!(decoded, Some(OwnedFrame::Close(Some(1000), "a".repeat(123))));
-    }
-
-    #[test]
     fn an_idle_decoder_is_small() {
         assert!(std::mem::size_of::<Decoder>() <= 40);
     }
@@ -1158,5 +836,87 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `wire` with the reserved bits `rsv` set in its first byte.
+    fn with_rsv(mut wire: Vec<u8>, rsv: Rsv) -> Vec<u8> {
+        wire[0] |= rsv.bits();
+        wire
+    }
+
+    #[test]
+    fn reserved_bits_are_decoded_into_the_header() {
+        let decoder = Decoder::with_allowed_rsv(MAX, Rsv::ALL);
+        for rsv in [Rsv::NONE, Rsv::RSV1, Rsv::RSV2, Rsv::RSV3, Rsv::RSV1 | Rsv::RSV3, Rsv::ALL] {
+            for (opcode, fin) in [(OpCode::Text, true), (OpCode::Binary, false)] {
+                let wire = with_rsv(encode_masked(opcode, &sample(300), MASK, fin), rsv);
+                let header = decoder.parse_header(&wire).unwrap().unwrap();
+                assert_eq!(header.rsv, rsv);
+                assert_eq!(
+                    (header.rsv.rsv1(), header.rsv.rsv2(), header.rsv.rsv3()),
+                    (rsv.rsv1(), rsv.rsv2(), rsv.rsv3())
+                );
+                assert_eq!((header.fin, header.opcode, header.mask), (fin, opcode, MASK));
+                assert_eq!((header.len, header.payload_len), (2 + 2 + 4, 300));
+            }
+        }
+    }
+
+    #[test]
+    fn reserved_bits_not_allowed_get_1002() {
+        for rsv in [Rsv::RSV1, Rsv::RSV2, Rsv::RSV3, Rsv::ALL] {
+            for opcode in [OpCode::Text, OpCode::Binary, OpCode::Close, OpCode::Ping, OpCode::Pong] {
+                let wire = with_rsv(encode_masked(opcode, b"", MASK, true), rsv);
+                let error = Decoder::new(MAX).decode(&mut wire.clone()).unwrap_err();
+                assert_eq!(error, ProtocolError::protocol("reserved bits set"), "{rsv:?} on {opcode:?}");
+                // Found from the first two bytes, before the mask and the payload.
+                assert_eq!(error_of(&mut Decoder::new(MAX), &wire[..2]), 1002);
+            }
+        }
+        // RSV1 allowed leaves RSV2 and RSV3 refused.
+        for rsv in [Rsv::RSV2, Rsv::RSV3, Rsv::RSV1 | Rsv::RSV2] {
+            let wire = with_rsv(encode_masked(OpCode::Text, b"x", MASK, true), rsv);
+            assert_eq!(error_of(&mut Decoder::with_allowed_rsv(MAX, Rsv::RSV1), &wire), 1002, "{rsv:?}");
+        }
+        // Allowed bits are for the first frame of a data message only: not on control
+        // frames, not on continuations.
+        for opcode in [OpCode::Close, OpCode::Ping, OpCode::Pong] {
+            let wire = with_rsv(encode_masked(opcode, b"", MASK, true), Rsv::RSV1);
+            assert_eq!(error_of(&mut Decoder::with_allowed_rsv(MAX, Rsv::RSV1), &wire), 1002, "{opcode:?}");
+        }
+        let mut decoder = Decoder::with_allowed_rsv(MAX, Rsv::RSV1);
+        assert_eq!(decode_one(&mut decoder, &encode_masked(OpCode::Text, b"a", MASK, false)).unwrap(), None);
+        let continuation = with_rsv(encode_masked(OpCode::Continuation, b"b", MASK, true), Rsv::RSV1);
+        assert_eq!(error_of(&mut decoder, &continuation), 1002);
+        // With a reserved opcode too, the bits are what is reported, as before extensions.
+        let error = Decoder::new(MAX).decode(&mut [0x80 | 0x40 | 0x3, 0x80]).unwrap_err();
+        assert_eq!(error.reason, "reserved bits set");
+    }
+
+    #[test]
+    fn allowed_reserved_bits_are_accepted_on_the_first_frame_of_a_message() {
+        let mut decoder = Decoder::with_allowed_rsv(MAX, Rsv::RSV1);
+        let wire = with_rsv(encode_masked(OpCode::Text, b"hello", MASK, true), Rsv::RSV1);
+        assert_eq!(decode_one(&mut decoder, &wire).unwrap(), Some(OwnedFrame::Text("hello".into())));
+        let wire = with_rsv(encode_masked(OpCode::Binary, &sample(200), MASK, true), Rsv::RSV1);
+        assert_eq!(decode_one(&mut decoder, &wire).unwrap(), Some(OwnedFrame::Binary(sample(200))));
+        // Without the bit, as usual.
+        let wire = encode_masked(OpCode::Text, b"plain", MASK, true);
+        assert_eq!(decode_one(&mut decoder, &wire).unwrap(), Some(OwnedFrame::Text("plain".into())));
+
+        // A fragmented message: the bit on its first frame, not on the rest, byte by byte.
+        let mut wire = with_rsv(encode_masked(OpCode::Text, b"frag", MASK, false), Rsv::RSV1);
+        wire.extend(encode_masked(OpCode::Ping, b"p", MASK, true));
+        wire.extend(encode_masked(OpCode::Continuation, b"ments", MASK, true));
+        let outcomes = feed_bytewise(&mut Decoder::with_allowed_rsv(MAX, Rsv::RSV1), &wire).unwrap();
+        assert_eq!(
+            outcomes,
+            [None, Some(OwnedFrame::Ping(b"p".to_vec())), Some(OwnedFrame::Text("fragments".into()))]
+        );
+
+        // All three allowed.
+        let wire = with_rsv(encode_masked(OpCode::Binary, b"", MASK, true), Rsv::ALL);
+        let mut decoder = Decoder::with_allowed_rsv(MAX, Rsv::ALL);
+        assert_eq!(decode_one(&mut decoder, &wire).unwrap(), Some(OwnedFrame::Binary(Vec::new())));
     }
 }
