@@ -535,6 +535,11 @@ typedef struct wspush_stats {
    * UNSUBSCRIBE commands sent to Redis.
    */
   uint64_t cluster_unsubscribe_commands;
+  /**
+   * Sockets closed with 1009 for a message over `max_message_size` (also counted in
+   * `protocol_errors`).
+   */
+  uint64_t messages_too_big;
 } wspush_stats;
 
 #ifdef __cplusplus
