@@ -437,6 +437,8 @@ mod tests {
             unsubscribe_commands: 11,
             subscribed_channels: 12,
             reconnects: 13,
+            oversized_dropped: 14,
+            publish_queued_bytes: 15,
         };
         let value = stats_json(&Stats { cluster: Some(cluster), ..stats }, Duration::ZERO);
         assert_eq!(
@@ -447,7 +449,7 @@ mod tests {
                 "publish_dropped": 3, "publish_failed": 4, "received": 5, "own_skipped": 6,
                 "delivery_dropped": 7, "malformed_envelopes": 8, "malformed_compat": 9,
                 "subscribe_commands": 10, "unsubscribe_commands": 11, "subscribed_channels": 12,
-                "reconnects": 13,
+                "reconnects": 13, "oversized_dropped": 14, "publish_queued_bytes": 15,
             })
         );
     }
