@@ -107,7 +107,7 @@ mod tests {
         let (mut buf, mut start) = (Vec::new(), 0);
         make_room(&mut buf, &mut start);
         let small = buf.capacity();
-        assert!(small >= READ_CHUNK && small <= RETAINED_CAPACITY);
+        assert!((READ_CHUNK..=RETAINED_CAPACITY).contains(&small));
 
         // A 10 MB reply arrived whole, followed by the start of the next one.
         buf.resize(10_000_000, b'x');
