@@ -91,7 +91,8 @@ enum wspush_status
   WSPUSH_STATUS_INVALID_ID = 3,
   /**
    * Another argument is out of range: a length, an opcode, flags, a file descriptor that
-   * is not a connected stream socket, a close code.
+   * is not a connected stream socket, a close code, a message larger than
+   * `max_outbound_message_size`.
    */
   WSPUSH_STATUS_INVALID_ARGUMENT = 4,
   /**
@@ -426,7 +427,8 @@ typedef struct wspush_stats {
    */
   uint64_t cluster_published;
   /**
-   * Publishes dropped because `redis_queue_limit` were already waiting.
+   * Publishes dropped because `redis_queue_limit` publishes, or `redis_queue_bytes`
+   * bytes, were already waiting.
    */
   uint64_t cluster_publish_dropped;
   /**
@@ -540,6 +542,14 @@ typedef struct wspush_stats {
    * `protocol_errors`).
    */
   uint64_t messages_too_big;
+  /**
+   * Messages from Redis larger than `max_outbound_message_size`, dropped.
+   */
+  uint64_t cluster_oversized_dropped;
+  /**
+   * Bytes of publishes waiting for Redis, at most `redis_queue_bytes` (a gauge).
+   */
+  uint64_t cluster_publish_queued_bytes;
 } wspush_stats;
 
 #ifdef __cplusplus
@@ -708,8 +718,9 @@ wspush_status wspush_engine_register(const struct wspush_engine *engine,
  *
  * Borrows `engine`, `id` and `data` for the duration of the call (the engine copies the
  * message). Errors: `WSPUSH_STATUS_NULL_ARGUMENT`, `WSPUSH_STATUS_INVALID_UTF8`,
- * `WSPUSH_STATUS_INVALID_ID`, `WSPUSH_STATUS_INVALID_ARGUMENT` (opcode),
- * `WSPUSH_STATUS_QUEUE_FULL`, `WSPUSH_STATUS_SHUT_DOWN`. Any thread, callbacks included.
+ * `WSPUSH_STATUS_INVALID_ID`, `WSPUSH_STATUS_INVALID_ARGUMENT` (the opcode, or `len` over
+ * `max_outbound_message_size`: nothing is sent), `WSPUSH_STATUS_QUEUE_FULL`,
+ * `WSPUSH_STATUS_SHUT_DOWN`. Any thread, callbacks included.
  */
 wspush_status wspush_engine_send(const struct wspush_engine *engine,
                                  const char *id,
@@ -724,8 +735,8 @@ wspush_status wspush_engine_send(const struct wspush_engine *engine,
  *
  * `data`, `len`, `opcode` and ownership as in `wspush_engine_send`. Errors:
  * `WSPUSH_STATUS_NULL_ARGUMENT`, `WSPUSH_STATUS_INVALID_UTF8`,
- * `WSPUSH_STATUS_INVALID_ARGUMENT`, `WSPUSH_STATUS_QUEUE_FULL`, `WSPUSH_STATUS_SHUT_DOWN`.
- * Any thread, callbacks included.
+ * `WSPUSH_STATUS_INVALID_ARGUMENT` (as in `wspush_engine_send`), `WSPUSH_STATUS_QUEUE_FULL`,
+ * `WSPUSH_STATUS_SHUT_DOWN`. Any thread, callbacks included.
  */
 wspush_status wspush_engine_send_to(const struct wspush_engine *engine,
                                     uint64_t conn,
@@ -738,8 +749,8 @@ wspush_status wspush_engine_send_to(const struct wspush_engine *engine,
  *
  * `data`, `len`, `opcode` and ownership as in `wspush_engine_send`. Errors:
  * `WSPUSH_STATUS_NULL_ARGUMENT`, `WSPUSH_STATUS_INVALID_UTF8`,
- * `WSPUSH_STATUS_INVALID_ARGUMENT`, `WSPUSH_STATUS_QUEUE_FULL` (some worker's queue was
- * full; the others still deliver), `WSPUSH_STATUS_SHUT_DOWN`. Any thread, callbacks included.
+ * `WSPUSH_STATUS_INVALID_ARGUMENT` (as in `wspush_engine_send`), `WSPUSH_STATUS_QUEUE_FULL`
+ * (some worker's queue was full; the others still deliver), `WSPUSH_STATUS_SHUT_DOWN`. Any thread, callbacks included.
  */
 wspush_status wspush_engine_broadcast(const struct wspush_engine *engine,
                                       const void *data,

@@ -184,6 +184,18 @@ static void check_sends(const wspush_engine *engine) {
                   "`data` is NULL", "send_to: NULL data");
     expect(wspush_engine_send_to(engine, 0, "x", 1, WSPUSH_OPCODE_TEXT) == WSPUSH_STATUS_OK,
            "send_to: a connection that does not exist is ignored");
+    /* One byte over max_outbound_message_size (by default max_message_size, 1 MiB). */
+    static char big[(1 << 20) + 1];
+    memset(big, 'x', sizeof big);
+    const char *too_large = "the message is 1048577 bytes, larger than max_outbound_message_size (1048576 bytes)";
+    expect_status(wspush_engine_send(engine, "1", 1, big, sizeof big, WSPUSH_OPCODE_BINARY),
+                  WSPUSH_STATUS_INVALID_ARGUMENT, too_large, "send: over max_outbound_message_size");
+    expect_status(wspush_engine_broadcast(engine, big, sizeof big, WSPUSH_OPCODE_TEXT), WSPUSH_STATUS_INVALID_ARGUMENT,
+                  too_large, "broadcast: over max_outbound_message_size");
+    expect_status(wspush_engine_send_to(engine, 0, big, sizeof big, WSPUSH_OPCODE_BINARY),
+                  WSPUSH_STATUS_INVALID_ARGUMENT, too_large, "send_to: over max_outbound_message_size");
+    expect(wspush_engine_send(engine, "1", 1, big, sizeof big - 1, WSPUSH_OPCODE_BINARY) == WSPUSH_STATUS_OK,
+           "send: a message of max_outbound_message_size is sent");
     expect_status(wspush_engine_close_connection(engine, 0, 1005), WSPUSH_STATUS_INVALID_ARGUMENT,
                   "1005 is not a close code", "close_connection: a code that is never sent");
     expect(wspush_engine_close_connection(engine, 0, 1000) == WSPUSH_STATUS_OK,

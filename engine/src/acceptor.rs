@@ -323,7 +323,7 @@ impl Acceptor {
                 Ok(true) => {}
                 Ok(false) => return Err(Rejection::Forbidden),
                 Err(_) => {
-                    tracing::error!(id, "the authorizer panicked; the upgrade is refused");
+                    tracing::error!(id = %crate::log_safe::Escaped(id), "the authorizer panicked; the upgrade is refused");
                     return Err(Rejection::Forbidden);
                 }
             }

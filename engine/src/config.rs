@@ -45,6 +45,14 @@ pub struct Config {
     /// Largest inbound message (after reassembling fragments); larger ones close the
     /// socket with 1009.
     pub max_message_size: usize,
+    /// Largest message the node pushes: through [`Engine::send`](crate::Engine::send) and
+    /// the other sends (larger: [`Error::MessageTooLarge`]), and from Redis in cluster mode
+    /// (larger: dropped and counted in
+    /// [`ClusterStats::oversized_dropped`](crate::ClusterStats::oversized_dropped)), so that
+    /// no client is closed for a message it did not ask for. `None` (the default): the same
+    /// as [`Config::max_message_size`]; set it apart when pushes are larger than what
+    /// clients may send.
+    pub max_outbound_message_size: Option<usize>,
     /// Largest amount of output queued for one socket before [`Config::slow_consumer`]
     /// applies.
     pub max_buffered_bytes: usize,
@@ -111,6 +119,7 @@ impl Default for Config {
             workers: 0,
             path_prefix: "/websocket/".to_owned(),
             max_message_size: 1 << 20,
+            max_outbound_message_size: None,
             max_buffered_bytes: 4 << 20,
             slow_consumer: SlowConsumerPolicy::Disconnect,
             max_node_buffered_bytes: None,
@@ -148,6 +157,12 @@ impl Config {
         }
         if self.max_message_size == 0 {
             return bad("max_message_size", "must be at least 1".into());
+        }
+        if self.max_outbound_message_size == Some(0) {
+            return bad(
+                "max_outbound_message_size",
+                "must be at least 1 (omit it for max_message_size)".into(),
+            );
         }
         if self.max_buffered_bytes == 0 {
             return bad("max_buffered_bytes", "must be at least 1".into());
@@ -198,10 +213,30 @@ impl Config {
         if self.max_connections_per_ip == Some(0) {
             return bad("max_connections_per_ip", "must be at least 1 (omit it for unlimited)".into());
         }
-        match &self.cluster {
-            Some(cluster) => cluster.validate(),
-            None => Ok(()),
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
+            // A publish carries one message, grown by its encoding (an envelope, JSON, base64
+            // for a client's binary message: 4/3): a queue that cannot hold one of the
+            // largest would drop every such message.
+            let largest = self.max_message_size.max(self.effective_max_outbound_message_size());
+            if cluster.queue_bytes / 2 < largest {
+                return bad(
+                    "redis_queue_bytes",
+                    format!(
+                        "must be at least twice the largest message (max_message_size, \
+                         max_outbound_message_size: {largest} bytes), got {}",
+                        cluster.queue_bytes
+                    ),
+                );
+            }
         }
+        Ok(())
+    }
+
+    /// The largest message the node pushes: [`Config::max_outbound_message_size`], or
+    /// [`Config::max_message_size`] when that is not set.
+    pub fn effective_max_outbound_message_size(&self) -> usize {
+        self.max_outbound_message_size.unwrap_or(self.max_message_size)
     }
 
     /// The number of workers this config starts: [`Config::workers`], or the CPU count.
@@ -211,5 +246,40 @@ impl Config {
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting(config: Config) -> &'static str {
+        match config.validate() {
+            Err(Error::InvalidConfig { setting, .. }) => setting,
+            other => panic!("expected an invalid setting, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_outbound_limit_is_max_message_size_unless_set() {
+        let config = Config { max_message_size: 1000, ..Config::default() };
+        assert_eq!(config.effective_max_outbound_message_size(), 1000);
+        let config = Config { max_outbound_message_size: Some(5000), ..config };
+        assert_eq!(config.effective_max_outbound_message_size(), 5000);
+        assert!(config.validate().is_ok());
+        assert_eq!(
+            setting(Config { max_outbound_message_size: Some(0), ..Config::default() }),
+            "max_outbound_message_size"
+        );
+    }
+
+    #[test]
+    fn the_redis_queue_holds_two_of_the_largest_messages() {
+        let cluster = |queue_bytes| Some(ClusterConfig { queue_bytes, ..ClusterConfig::new("redis://h") });
+        let config = Config { max_message_size: 1000, cluster: cluster(2000), ..Config::default() };
+        assert!(config.validate().is_ok());
+        assert_eq!(setting(Config { cluster: cluster(1999), ..config.clone() }), "redis_queue_bytes");
+        let larger_pushes = Config { max_outbound_message_size: Some(1500), ..config };
+        assert_eq!(setting(larger_pushes), "redis_queue_bytes");
     }
 }

@@ -49,6 +49,8 @@ pub struct Engine {
     /// The output queued across the workers.
     node: Arc<NodeBuffer>,
     open: Arc<AtomicUsize>,
+    /// The largest message pushed ([`Config::effective_max_outbound_message_size`]).
+    max_outbound_message_size: usize,
     /// The Redis backplane, in cluster mode.
     cluster: Option<Arc<ClusterLink>>,
     backplane: Mutex<Option<Backplane>>,
@@ -91,7 +93,8 @@ impl Engine {
         let node = Arc::new(NodeBuffer::new(workers, config.max_node_buffered_bytes));
         let (cluster, cluster_ends) = match &config.cluster {
             Some(cluster_config) => {
-                let (link, ends) = ClusterLink::new(cluster_config);
+                let (link, ends) =
+                    ClusterLink::new(cluster_config, config.effective_max_outbound_message_size());
                 (Some(link), Some(ends))
             }
             None => (None, None),
@@ -157,6 +160,7 @@ impl Engine {
             counters,
             node,
             open,
+            max_outbound_message_size: config.effective_max_outbound_message_size(),
             cluster,
             backplane: Mutex::new(backplane),
             shut_down: AtomicBool::new(false),
@@ -211,8 +215,9 @@ impl Engine {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidId`], [`Error::QueueFull`] when the id's worker is overloaded,
-    /// [`Error::ShutDown`]. In cluster mode a publish that cannot be queued for Redis is
+    /// [`Error::InvalidId`], [`Error::MessageTooLarge`] over
+    /// [`Config::max_outbound_message_size`], [`Error::QueueFull`] when the id's worker is
+    /// overloaded, [`Error::ShutDown`]. In cluster mode a publish that cannot be queued for Redis is
     /// counted ([`ClusterStats::publish_dropped`](crate::ClusterStats)), not an error: the
     /// local sockets still get the message.
     pub fn send(&self, id: &str, message: Message<'_>) -> Result<(), Error> {
@@ -243,6 +248,7 @@ impl Engine {
         receipt: Option<Arc<Collector>>,
     ) -> Result<(), Error> {
         validate_id(id)?;
+        self.check_size(message)?;
         self.check_running()?;
         let frame = frame::encode_message(message);
         self.mailboxes.send_frame(id, frame, receipt.clone())?;
@@ -257,8 +263,9 @@ impl Engine {
     ///
     /// # Errors
     ///
-    /// [`Error::QueueFull`] if any worker's queue is full (the workers that had room still
-    /// deliver), [`Error::ShutDown`].
+    /// [`Error::MessageTooLarge`] over [`Config::max_outbound_message_size`] (nothing is
+    /// sent), [`Error::QueueFull`] if any worker's queue is full (the workers that had room
+    /// still deliver), [`Error::ShutDown`].
     pub fn broadcast(&self, message: Message<'_>) -> Result<(), Error> {
         self.broadcast_command(message, None)
     }
@@ -280,6 +287,7 @@ impl Engine {
     }
 
     fn broadcast_command(&self, message: Message<'_>, receipt: Option<Arc<Collector>>) -> Result<(), Error> {
+        self.check_size(message)?;
         self.check_running()?;
         let frame = frame::encode_message(message);
         let result = match self.mailboxes.broadcast(frame, receipt.clone()).last() {
@@ -328,8 +336,9 @@ impl Engine {
     ///
     /// # Errors
     ///
-    /// [`Error::QueueFull`], [`Error::ShutDown`].
+    /// [`Error::MessageTooLarge`], [`Error::QueueFull`], [`Error::ShutDown`].
     pub fn send_to(&self, conn: ConnectionId, message: Message<'_>) -> Result<(), Error> {
+        self.check_size(message)?;
         self.check_running()?;
         self.mailboxes.send_to(conn, frame::encode_message(message))
     }
@@ -439,6 +448,16 @@ impl Engine {
             backplane.shutdown();
         }
         tracing::info!("wspush engine stopped");
+    }
+
+    /// Refuses a message larger than the node pushes: queued, it could only close the
+    /// sockets it was meant for.
+    fn check_size(&self, message: Message<'_>) -> Result<(), Error> {
+        let size = message.as_bytes().len();
+        if size > self.max_outbound_message_size {
+            return Err(Error::MessageTooLarge { size, max: self.max_outbound_message_size });
+        }
+        Ok(())
     }
 
     fn check_running(&self) -> Result<(), Error> {

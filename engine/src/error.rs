@@ -17,6 +17,16 @@ pub enum Error {
     /// An id is empty, longer than [`MAX_ID_LEN`](crate::MAX_ID_LEN) bytes, or has a `/`.
     #[error("invalid id: {0}")]
     InvalidId(String),
+    /// A message to push is larger than
+    /// [`Config::max_outbound_message_size`](crate::Config::max_outbound_message_size);
+    /// nothing was sent.
+    #[error("the message is {size} bytes, larger than max_outbound_message_size ({max} bytes)")]
+    MessageTooLarge {
+        /// The message's size in bytes.
+        size: usize,
+        /// The largest message the node pushes.
+        max: usize,
+    },
     /// A worker's command queue is full: the engine is overloaded; try again later.
     #[error("the worker's command queue is full")]
     QueueFull,

@@ -41,6 +41,7 @@ pub mod handshake;
 mod id;
 mod ip_limit;
 mod listener;
+mod log_safe;
 mod message;
 mod origin;
 mod receipt;

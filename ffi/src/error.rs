@@ -28,6 +28,7 @@ impl From<engine::Error> for Failure {
         let status = match &error {
             engine::Error::InvalidConfig { .. } => wspush_status::InvalidConfig,
             engine::Error::InvalidId(_) => wspush_status::InvalidId,
+            engine::Error::MessageTooLarge { .. } => wspush_status::InvalidArgument,
             engine::Error::QueueFull => wspush_status::QueueFull,
             engine::Error::ShutDown => wspush_status::ShutDown,
             engine::Error::Io { .. } => wspush_status::Io,

@@ -256,8 +256,9 @@ pub extern "C" fn wspush_engine_register(
 ///
 /// Borrows `engine`, `id` and `data` for the duration of the call (the engine copies the
 /// message). Errors: `WSPUSH_STATUS_NULL_ARGUMENT`, `WSPUSH_STATUS_INVALID_UTF8`,
-/// `WSPUSH_STATUS_INVALID_ID`, `WSPUSH_STATUS_INVALID_ARGUMENT` (opcode),
-/// `WSPUSH_STATUS_QUEUE_FULL`, `WSPUSH_STATUS_SHUT_DOWN`. Any thread, callbacks included.
+/// `WSPUSH_STATUS_INVALID_ID`, `WSPUSH_STATUS_INVALID_ARGUMENT` (the opcode, or `len` over
+/// `max_outbound_message_size`: nothing is sent), `WSPUSH_STATUS_QUEUE_FULL`,
+/// `WSPUSH_STATUS_SHUT_DOWN`. Any thread, callbacks included.
 #[no_mangle]
 pub extern "C" fn wspush_engine_send(
     engine: *const wspush_engine,
@@ -281,8 +282,8 @@ pub extern "C" fn wspush_engine_send(
 ///
 /// `data`, `len`, `opcode` and ownership as in `wspush_engine_send`. Errors:
 /// `WSPUSH_STATUS_NULL_ARGUMENT`, `WSPUSH_STATUS_INVALID_UTF8`,
-/// `WSPUSH_STATUS_INVALID_ARGUMENT`, `WSPUSH_STATUS_QUEUE_FULL`, `WSPUSH_STATUS_SHUT_DOWN`.
-/// Any thread, callbacks included.
+/// `WSPUSH_STATUS_INVALID_ARGUMENT` (as in `wspush_engine_send`), `WSPUSH_STATUS_QUEUE_FULL`,
+/// `WSPUSH_STATUS_SHUT_DOWN`. Any thread, callbacks included.
 #[no_mangle]
 pub extern "C" fn wspush_engine_send_to(
     engine: *const wspush_engine,
@@ -303,8 +304,8 @@ pub extern "C" fn wspush_engine_send_to(
 ///
 /// `data`, `len`, `opcode` and ownership as in `wspush_engine_send`. Errors:
 /// `WSPUSH_STATUS_NULL_ARGUMENT`, `WSPUSH_STATUS_INVALID_UTF8`,
-/// `WSPUSH_STATUS_INVALID_ARGUMENT`, `WSPUSH_STATUS_QUEUE_FULL` (some worker's queue was
-/// full; the others still deliver), `WSPUSH_STATUS_SHUT_DOWN`. Any thread, callbacks included.
+/// `WSPUSH_STATUS_INVALID_ARGUMENT` (as in `wspush_engine_send`), `WSPUSH_STATUS_QUEUE_FULL`
+/// (some worker's queue was full; the others still deliver), `WSPUSH_STATUS_SHUT_DOWN`. Any thread, callbacks included.
 #[no_mangle]
 pub extern "C" fn wspush_engine_broadcast(
     engine: *const wspush_engine,

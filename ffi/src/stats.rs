@@ -58,7 +58,8 @@ pub struct wspush_stats {
     pub cluster_connected: u64,
     /// Publishes Redis accepted.
     pub cluster_published: u64,
-    /// Publishes dropped because `redis_queue_limit` were already waiting.
+    /// Publishes dropped because `redis_queue_limit` publishes, or `redis_queue_bytes`
+    /// bytes, were already waiting.
     pub cluster_publish_dropped: u64,
     /// Publishes lost in a pipeline that was in flight when the connection failed.
     pub cluster_publish_failed: u64,
@@ -119,6 +120,10 @@ pub struct wspush_stats {
     /// Sockets closed with 1009 for a message over `max_message_size` (also counted in
     /// `protocol_errors`).
     pub messages_too_big: u64,
+    /// Messages from Redis larger than `max_outbound_message_size`, dropped.
+    pub cluster_oversized_dropped: u64,
+    /// Bytes of publishes waiting for Redis, at most `redis_queue_bytes` (a gauge).
+    pub cluster_publish_queued_bytes: u64,
 }
 
 /// The fields of [`wspush_stats`] in their order: each is the [`engine::Metric::key`] of the
@@ -176,10 +181,12 @@ pub(crate) const FIELDS: [&str; FIELD_COUNT] = [
     "cluster_subscribe_commands",
     "cluster_unsubscribe_commands",
     "messages_too_big",
+    "cluster_oversized_dropped",
+    "cluster_publish_queued_bytes",
 ];
 
 /// The number of `uint64_t` fields of [`wspush_stats`].
-pub(crate) const FIELD_COUNT: usize = 50;
+pub(crate) const FIELD_COUNT: usize = 52;
 
 impl From<&engine::Stats> for wspush_stats {
     fn from(stats: &engine::Stats) -> Self {
@@ -219,6 +226,7 @@ mod tests {
         assert_eq!(std::mem::offset_of!(wspush_stats, token_expirations), 38 * 8);
         assert_eq!(std::mem::offset_of!(wspush_stats, buffered_bytes), 41 * 8);
         assert_eq!(std::mem::offset_of!(wspush_stats, messages_too_big), 49 * 8);
+        assert_eq!(std::mem::offset_of!(wspush_stats, cluster_publish_queued_bytes), 51 * 8);
     }
 
     /// The header's struct (generated from the Rust one) and Java's record list the fields
@@ -321,9 +329,15 @@ mod tests {
         ];
         assert_eq!(tail, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
         assert_eq!((out.messages_out, out.cluster_enabled, out.cluster_delivery_dropped), (16, 0, 0));
-        stats.cluster =
-            Some(engine::ClusterStats { connected: true, delivery_dropped: 17, ..Default::default() });
+        stats.cluster = Some(engine::ClusterStats {
+            connected: true,
+            delivery_dropped: 17,
+            oversized_dropped: 18,
+            publish_queued_bytes: 19,
+            ..Default::default()
+        });
         let out = wspush_stats::from(&stats);
         assert_eq!((out.cluster_enabled, out.cluster_connected, out.cluster_delivery_dropped), (1, 1, 17));
+        assert_eq!((out.cluster_oversized_dropped, out.cluster_publish_queued_bytes), (18, 19));
     }
 }

@@ -26,7 +26,8 @@ pub enum wspush_status {
     /// An id is empty, longer than `WSPUSH_MAX_ID_LEN` bytes, or contains `/`.
     InvalidId = 3,
     /// Another argument is out of range: a length, an opcode, flags, a file descriptor that
-    /// is not a connected stream socket, a close code.
+    /// is not a connected stream socket, a close code, a message larger than
+    /// `max_outbound_message_size`.
     InvalidArgument = 4,
     /// The configuration is not valid JSON, has an unknown key, or a bad value.
     InvalidConfig = 5,

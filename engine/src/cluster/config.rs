@@ -20,6 +20,11 @@ pub struct ClusterConfig {
     /// Most publishes waiting for Redis (e.g. while it is unreachable); more are dropped
     /// and counted.
     pub queue_limit: usize,
+    /// Most bytes of publishes waiting for Redis (channel names and payloads); a publish
+    /// that would go over is dropped and counted. At least twice the largest message
+    /// ([`Config::max_message_size`](crate::Config::max_message_size),
+    /// [`Config::max_outbound_message_size`](crate::Config::max_outbound_message_size)).
+    pub queue_bytes: usize,
     /// Publish every message clients send as JSON `{"id", "node", "data"}` for backend
     /// services.
     pub publish_inbound: bool,
@@ -37,6 +42,7 @@ impl ClusterConfig {
             compat_channel: None,
             compat_publish: false,
             queue_limit: 100_000,
+            queue_bytes: 64 << 20,
             publish_inbound: true,
             inbound_channel: None,
         }
@@ -81,6 +87,9 @@ impl ClusterConfig {
         if self.queue_limit == 0 {
             return bad("redis_queue_limit", "must be at least 1".into());
         }
+        if self.queue_bytes == 0 {
+            return bad("redis_queue_bytes", "must be at least 1".into());
+        }
         if self.inbound_channel.as_deref() == Some("") {
             return bad("inbound_channel", "must not be empty".into());
         }
@@ -122,6 +131,10 @@ mod tests {
         assert_eq!(
             setting(ClusterConfig { queue_limit: 0, ..ClusterConfig::new("redis://h") }),
             "redis_queue_limit"
+        );
+        assert_eq!(
+            setting(ClusterConfig { queue_bytes: 0, ..ClusterConfig::new("redis://h") }),
+            "redis_queue_bytes"
         );
     }
 }

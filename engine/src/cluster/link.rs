@@ -25,6 +25,18 @@ pub(crate) enum Outbound {
     CountSubscribers { channel: String, receipt: Arc<Collector> },
 }
 
+impl Outbound {
+    /// The bytes it holds, as counted against `redis_queue_bytes` from when it is queued
+    /// until the publisher is done with it.
+    pub(super) fn queued_bytes(&self) -> u64 {
+        let held = match self {
+            Outbound::Publish { channel, payload, .. } => channel.len() + payload.len(),
+            Outbound::CountSubscribers { channel, .. } => channel.len(),
+        };
+        held as u64
+    }
+}
+
 /// The engine's and the workers' side of the backplane: enqueue publishes, report id
 /// changes. Never blocks.
 pub(crate) struct ClusterLink {
@@ -33,6 +45,10 @@ pub(crate) struct ClusterLink {
     outbound: mpsc::Sender<Outbound>,
     changes: mpsc::UnboundedSender<Change>,
     pub(super) counters: Arc<ClusterCounters>,
+    /// `redis_queue_bytes`: the bound on `counters.publish_queued_bytes`.
+    queue_bytes: u64,
+    /// The largest message delivered from Redis (`max_outbound_message_size`).
+    pub(super) largest_message: usize,
 }
 
 /// The receiving ends, handed to the backplane thread.
@@ -42,13 +58,21 @@ pub(crate) struct LinkEnds {
 }
 
 impl ClusterLink {
-    /// The link and its receiving ends, for a validated `config`.
-    pub fn new(config: &ClusterConfig) -> (Arc<Self>, LinkEnds) {
+    /// The link and its receiving ends, for a validated `config`; messages from Redis
+    /// larger than `largest_message` are dropped.
+    pub fn new(config: &ClusterConfig, largest_message: usize) -> (Arc<Self>, LinkEnds) {
         let node_id: Arc<str> = config.node_id.clone().unwrap_or_else(random_node_id).into();
         let (outbound, outbound_rx) = mpsc::channel(config.queue_limit);
         let (changes, changes_rx) = mpsc::unbounded_channel();
-        let link =
-            Self { node_id, channels: Channels::new(config), outbound, changes, counters: Arc::default() };
+        let link = Self {
+            node_id,
+            channels: Channels::new(config),
+            outbound,
+            changes,
+            counters: Arc::default(),
+            queue_bytes: config.queue_bytes as u64,
+            largest_message,
+        };
         (Arc::new(link), LinkEnds { outbound: outbound_rx, changes: changes_rx })
     }
 
@@ -118,11 +142,28 @@ impl ClusterLink {
         }
     }
 
+    /// Queues `outbound` for the publisher if the queue has room for it, by count and by
+    /// bytes; else drops it and counts it.
     fn enqueue(&self, outbound: Outbound) {
-        if let Err(refused) = self.outbound.try_send(outbound) {
+        let bytes = outbound.queued_bytes();
+        let queued = &self.counters.publish_queued_bytes;
+        let reserved = queued
+            .fetch_update(Relaxed, Relaxed, |held| {
+                held.checked_add(bytes).filter(|&sum| sum <= self.queue_bytes)
+            })
+            .is_ok();
+        let refused = if reserved {
+            self.outbound.try_send(outbound).err().map(|refused| {
+                queued.fetch_sub(bytes, Relaxed);
+                let (mpsc::error::TrySendError::Full(outbound) | mpsc::error::TrySendError::Closed(outbound)) =
+                    refused;
+                outbound
+            })
+        } else {
+            Some(outbound)
+        };
+        if let Some(outbound) = refused {
             bump(&self.counters.publish_dropped, 1);
-            let (mpsc::error::TrySendError::Full(outbound) | mpsc::error::TrySendError::Closed(outbound)) =
-                refused;
             match outbound {
                 Outbound::Publish { receipt: Some(receipt), .. }
                 | Outbound::CountSubscribers { receipt, .. } => {

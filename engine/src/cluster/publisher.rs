@@ -75,7 +75,7 @@ pub(super) async fn publish_loop(
         }
         counters.publisher_up.store(false, Relaxed);
         // Whoever waits on a receipt in the held batch hears now, not after the outage;
-        // the publishes themselves wait for the next connection.
+        // the publishes themselves wait for the next connection (still counted as queued).
         batch.retain_mut(|item| match item {
             Outbound::Publish { receipt, .. } => {
                 if let Some(receipt) = receipt.take() {
@@ -85,6 +85,7 @@ pub(super) async fn publish_loop(
             }
             Outbound::CountSubscribers { receipt, .. } => {
                 receipt.set_receivers(None);
+                counters.publish_queued_bytes.fetch_sub(item.queued_bytes(), Relaxed);
                 false
             }
         });
@@ -113,7 +114,9 @@ async fn send_batch(
     let mut replies = replies.into_iter();
     let mut published = 0;
     let mut failed = 0;
+    let mut released = 0;
     for item in batch.drain(..) {
+        released += item.queued_bytes();
         let reply = replies.next();
         match item {
             Outbound::Publish { receipt, .. } => {
@@ -142,6 +145,7 @@ async fn send_batch(
             }
         }
     }
+    counters.publish_queued_bytes.fetch_sub(released, Relaxed);
     bump(&counters.published, published);
     bump(&counters.publish_failed, failed);
     ok

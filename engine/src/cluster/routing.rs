@@ -103,6 +103,9 @@ impl Router {
             bump(&counters.own_skipped, 1);
             return;
         }
+        if self.oversized(envelope.message.as_bytes().len()) {
+            return;
+        }
         let frame = frame::encode_message(envelope.message);
         match id {
             Some(id) => self.deliver(id, frame),
@@ -117,9 +120,29 @@ impl Router {
         match compat::decode(payload) {
             // Published by a wspush node, which also published the envelope we act on.
             Ok(message) if message.origin.is_some() => {}
+            Ok(message) if self.oversized(message.value.len()) => {}
             Ok(message) => self.deliver(&message.key, frame::encode(OpCode::Text, message.value.as_bytes())),
             Err(e) => malformed(&mut self.logged, &self.link.counters.malformed_compat, e.kind(), &e),
         }
+    }
+
+    /// Whether a message of `size` bytes is larger than the node pushes: then it is
+    /// dropped, counted, and the first one logged. Delivered, it could only get the clients
+    /// it was meant for closed as slow consumers.
+    fn oversized(&mut self, size: usize) -> bool {
+        let max = self.link.largest_message;
+        if size <= max {
+            return false;
+        }
+        bump(&self.link.counters.oversized_dropped, 1);
+        if self.logged.insert("oversized") {
+            tracing::warn!(
+                size,
+                max,
+                "dropped a message from Redis larger than max_outbound_message_size (further ones are only counted)"
+            );
+        }
+        true
     }
 
     fn deliver(&mut self, id: &str, frame: bytes::Bytes) {

@@ -25,7 +25,8 @@ counter_table! {
     catalog CLUSTER_COUNTERS from cluster_of, keys "cluster_", json "cluster.";
     Counter published, "publishes", "Publishes Redis accepted.";
     Counter publish_round_trips, "pipelines", "Pipelines sent to Redis (publishes and presence queries).";
-    Counter publish_dropped, "publishes", "Publishes dropped because redis_queue_limit were already waiting.";
+    Counter publish_dropped, "publishes",
+        "Publishes dropped because redis_queue_limit publishes, or redis_queue_bytes bytes, were already waiting.";
     Counter publish_failed, "publishes",
         "Publishes lost in a pipeline that was in flight when the Redis connection failed.";
     Counter received, "messages", "Messages received from Redis.";
@@ -40,6 +41,9 @@ counter_table! {
     Counter unsubscribe_commands, "commands", "UNSUBSCRIBE commands sent to Redis.";
     Gauge subscribed_channels, "channels", "Redis channels currently subscribed.";
     Counter reconnects, "connections", "Redis connections re-established after the first.";
+    Counter oversized_dropped, "messages",
+        "Messages from Redis larger than max_outbound_message_size, dropped (the clients of the id stay open).";
+    Gauge publish_queued_bytes, "bytes", "Bytes of publishes waiting for Redis (at most redis_queue_bytes).";
 }
 
 fn cluster_of(stats: &Stats) -> Option<&ClusterStats> {

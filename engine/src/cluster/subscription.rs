@@ -13,6 +13,28 @@ use super::resp::{self, Push, RespError};
 
 /// Room kept free for each read.
 const READ_CHUNK: usize = 64 * 1024;
+/// The buffer grows to hold the largest reply whole; once that is parsed, anything beyond
+/// this is given back, so one large message does not pin its size for the connection's life.
+const RETAINED_CAPACITY: usize = 4 * READ_CHUNK;
+
+/// Prepares `buf` (whose `buf[start..]` is not parsed yet) for a read of at least
+/// [`READ_CHUNK`] bytes: drops what is parsed when that frees enough, and shrinks a buffer
+/// grown past [`RETAINED_CAPACITY`] once what it holds is small again.
+fn make_room(buf: &mut Vec<u8>, start: &mut usize) {
+    let unparsed = buf.len() - *start;
+    let oversized = buf.capacity() > RETAINED_CAPACITY;
+    if unparsed == 0 {
+        buf.clear();
+        *start = 0;
+    } else if *start > buf.capacity() / 2 || (oversized && unparsed < READ_CHUNK) {
+        buf.drain(..*start);
+        *start = 0;
+    }
+    if oversized && buf.len() < READ_CHUNK {
+        buf.shrink_to(buf.len() + READ_CHUNK);
+    }
+    buf.reserve(READ_CHUNK);
+}
 
 /// A connection in subscribed mode.
 pub(crate) struct Subscription {
@@ -52,14 +74,7 @@ impl Subscription {
     ///
     /// The read's error, or `UnexpectedEof` when Redis closed the connection.
     pub async fn fill(&mut self) -> io::Result<()> {
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start > self.buf.capacity() / 2 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        self.buf.reserve(READ_CHUNK);
+        make_room(&mut self.buf, &mut self.start);
         match self.reader.read_buf(&mut self.buf).await? {
             0 => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "Redis closed the connection")),
             _ => Ok(()),
@@ -80,5 +95,42 @@ impl Subscription {
             }
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buffer_shrinks_back_once_a_large_reply_is_parsed() {
+        let (mut buf, mut start) = (Vec::new(), 0);
+        make_room(&mut buf, &mut start);
+        let small = buf.capacity();
+        assert!((READ_CHUNK..=RETAINED_CAPACITY).contains(&small));
+
+        // A 10 MB reply arrived whole, followed by the start of the next one.
+        buf.resize(10_000_000, b'x');
+        buf.extend_from_slice(b"*3\r\n");
+        start = 10_000_000;
+        make_room(&mut buf, &mut start);
+        assert!(start == 0 && buf == b"*3\r\n", "the unparsed bytes are not all that is kept");
+        assert!(buf.capacity() <= RETAINED_CAPACITY, "{} bytes kept", buf.capacity());
+        assert!(buf.capacity() - buf.len() >= READ_CHUNK);
+
+        // Parsed to the end: back to the size of a read.
+        buf.resize(10_000_000, b'x');
+        start = buf.len();
+        make_room(&mut buf, &mut start);
+        assert_eq!((start, buf.len()), (0, 0));
+        assert!(buf.capacity() <= RETAINED_CAPACITY, "{} bytes kept", buf.capacity());
+    }
+
+    #[test]
+    fn a_large_reply_still_arriving_keeps_its_bytes() {
+        let (mut buf, mut start) = (vec![b'x'; 5_000_000], 0);
+        make_room(&mut buf, &mut start);
+        assert_eq!(buf.len(), 5_000_000);
+        assert!(buf.capacity() >= 5_000_000 + READ_CHUNK);
     }
 }

@@ -214,8 +214,17 @@ pub const SETTINGS: &[Setting] = &[
         "max_message_size",
         "BYTES",
         "1048576",
-        "Largest message a client may send (larger: close 1009), and largest HTTP API body",
+        "Largest message a client may send (larger: close 1009); also the largest the node pushes, unless \
+         max_outbound_message_size is set",
         |d, v| v.size().map(|x| d.config.max_message_size = x),
+    ),
+    setting(
+        "max_outbound_message_size",
+        "BYTES",
+        "max_message_size",
+        "Largest message the node pushes: an HTTP API body (larger: 413), a send or broadcast of the host \
+         (larger: an error), a message from Redis (larger: dropped, counted in oversized_dropped)",
+        |d, v| v.nullable(Given::size).map(|x| d.config.max_outbound_message_size = x),
     ),
     setting(
         "max_buffered_bytes",
@@ -443,6 +452,16 @@ pub const SETTINGS: &[Setting] = &[
         "100000",
         "Most publishes waiting for Redis (e.g. while it is unreachable); more are dropped and counted",
         |d, v| v.count().map(|x| d.cluster.queue_limit = x),
+    )
+    .in_group(Group::Cluster, Needs::Redis),
+    setting(
+        "redis_queue_bytes",
+        "BYTES",
+        "67108864",
+        "Most bytes of publishes waiting for Redis (e.g. while it is unreachable); a publish that would go \
+         over is dropped and counted. At least twice the largest message (max_message_size, \
+         max_outbound_message_size)",
+        |d, v| v.size().map(|x| d.cluster.queue_bytes = x),
     )
     .in_group(Group::Cluster, Needs::Redis),
     setting(

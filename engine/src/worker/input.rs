@@ -82,7 +82,7 @@ impl Worker {
                     if error.close_code == crate::frame::close_code::MESSAGE_TOO_BIG {
                         bump(&counters.messages_too_big, 1);
                     }
-                    tracing::debug!(id = %link.id(), %error, "protocol error");
+                    tracing::debug!(id = %crate::log_safe::Escaped(link.id()), %error, "protocol error");
                     self.core.close(key, link, error.close_code, error.reason, CloseCause::Fail, false);
                 }
                 Err(_) => link.input_failed(),
@@ -105,7 +105,7 @@ impl Core {
     /// The socket sent over its inbound rate: 1008, counted.
     fn rate_limited(&mut self, key: usize, link: &mut Link) {
         bump(&self.shared.counters.inbound_rate_limited, 1);
-        tracing::debug!(id = %link.id(), "inbound rate limit exceeded");
+        tracing::debug!(id = %crate::log_safe::Escaped(link.id()), "inbound rate limit exceeded");
         let cause = CloseCause::Initiate;
         self.close(key, link, close_code::POLICY_VIOLATION, "rate limit exceeded", cause, false);
     }

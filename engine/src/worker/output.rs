@@ -218,7 +218,7 @@ impl Core {
             SlowConsumerPolicy::Drop => bump(&self.shared.counters.slow_consumer_drops, 1),
             SlowConsumerPolicy::Disconnect => {
                 bump(&self.shared.counters.slow_consumer_disconnects, 1);
-                tracing::debug!(id = %link.id(), "slow consumer disconnected");
+                tracing::debug!(id = %crate::log_safe::Escaped(link.id()), "slow consumer disconnected");
                 let cause = CloseCause::Initiate;
                 self.close(key, link, close_code::POLICY_VIOLATION, "slow consumer", cause, true);
             }
@@ -301,7 +301,7 @@ impl Evict for Sockets<'_> {
     fn evict(&mut self, key: usize) {
         let link = self.conns[key].link_mut();
         bump(&self.core.shared.counters.node_buffer_disconnects, 1);
-        tracing::debug!(id = %link.id(), queued = link.queued(), "node buffer limit: closing the longest-blocked socket");
+        tracing::debug!(id = %crate::log_safe::Escaped(link.id()), queued = link.queued(), "node buffer limit: closing the longest-blocked socket");
         self.core.close(
             key,
             link,

@@ -30,8 +30,9 @@ pub struct ApiState {
     pub engine: Arc<Engine>,
     /// The bearer token the data routes (pushes, presence, stats) require, if any.
     pub token: Option<String>,
-    /// The largest body a push accepts (the engine's `max_message_size`).
-    pub max_message_size: usize,
+    /// The largest body a push accepts: the largest message the engine pushes
+    /// (`max_outbound_message_size`).
+    pub max_outbound_message_size: usize,
     /// When the server started (for `uptime_seconds`).
     pub started: Instant,
     /// The demo page, rendered once.
@@ -56,7 +57,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .fallback(not_found)
         // After every route is added: it applies to the routes present.
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.max_message_size))
+        .layer(DefaultBodyLimit::max(state.max_outbound_message_size))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -78,6 +79,7 @@ impl ApiError {
         let status = match error {
             wspush::Error::InvalidId(_) => StatusCode::BAD_REQUEST,
             wspush::Error::QueueFull | wspush::Error::ShutDown => StatusCode::SERVICE_UNAVAILABLE,
+            wspush::Error::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, error.to_string())
@@ -93,7 +95,7 @@ impl ApiError {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than max_message_size ({limit} bytes)"),
+                format!("the body is larger than max_outbound_message_size ({limit} bytes)"),
             )
         } else {
             Self::new(rejection.status(), rejection.body_text())
@@ -201,7 +203,7 @@ async fn send_to_id(
 ) -> Result<Json<Value>, ApiError> {
     let Path(id) = id.map_err(ApiError::from_path)?;
     wspush::validate_id(&id).map_err(ApiError::from_engine)?;
-    let body = body.map_err(|r| ApiError::from_body(r, state.max_message_size))?;
+    let body = body.map_err(|r| ApiError::from_body(r, state.max_outbound_message_size))?;
     let message = message_of(&headers, &body)?;
     let (tx, rx) = oneshot::channel();
     state
@@ -228,7 +230,7 @@ async fn broadcast(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body.map_err(|r| ApiError::from_body(r, state.max_message_size))?;
+    let body = body.map_err(|r| ApiError::from_body(r, state.max_outbound_message_size))?;
     let message = message_of(&headers, &body)?;
     let (tx, rx) = oneshot::channel();
     state
@@ -435,6 +437,8 @@ mod tests {
             unsubscribe_commands: 11,
             subscribed_channels: 12,
             reconnects: 13,
+            oversized_dropped: 14,
+            publish_queued_bytes: 15,
         };
         let value = stats_json(&Stats { cluster: Some(cluster), ..stats }, Duration::ZERO);
         assert_eq!(
@@ -445,7 +449,7 @@ mod tests {
                 "publish_dropped": 3, "publish_failed": 4, "received": 5, "own_skipped": 6,
                 "delivery_dropped": 7, "malformed_envelopes": 8, "malformed_compat": 9,
                 "subscribe_commands": 10, "unsubscribe_commands": 11, "subscribed_channels": 12,
-                "reconnects": 13,
+                "reconnects": 13, "oversized_dropped": 14, "publish_queued_bytes": 15,
             })
         );
     }

@@ -94,7 +94,7 @@ fn run(settings: cli::Settings) -> Result<(), Failure> {
     let state = Arc::new(api::ApiState {
         engine: engine.clone(),
         token: settings.api_token.clone(),
-        max_message_size: settings.engine.max_message_size,
+        max_outbound_message_size: settings.engine.effective_max_outbound_message_size(),
         started,
         demo_page: demo::render(
             ws_addr.port(),

@@ -100,6 +100,8 @@ mod tests {
             unsubscribe_commands: 40,
             subscribed_channels: 41,
             reconnects: 42,
+            oversized_dropped: 43,
+            publish_queued_bytes: 44,
         };
         let text = render(&Stats { cluster: Some(cluster), ..stats }, Duration::from_secs(42));
         for line in [
@@ -170,6 +172,10 @@ mod tests {
             "wspush_cluster_subscribe_commands_total 39",
             "wspush_cluster_unsubscribe_commands_total 40",
             "wspush_cluster_reconnects_total 42",
+            "# TYPE wspush_cluster_oversized_dropped_total counter",
+            "wspush_cluster_oversized_dropped_total 43",
+            "# TYPE wspush_cluster_publish_queued_bytes gauge",
+            "wspush_cluster_publish_queued_bytes 44",
         ] {
             assert!(text.lines().any(|l| l == line), "missing line {line:?} in\n{text}");
         }

@@ -289,7 +289,8 @@ public final class WsPush implements AutoCloseable {
     /**
      * Queues a text message for every socket of {@code id}. Never blocks.
      *
-     * @throws WsPushException {@code INVALID_ID}, {@code QUEUE_FULL}, {@code SHUT_DOWN}
+     * @throws WsPushException {@code INVALID_ID}, {@code INVALID_ARGUMENT} (larger than
+     *     {@code max_outbound_message_size}), {@code QUEUE_FULL}, {@code SHUT_DOWN}
      */
     public void send(String id, String text) {
         send(utf8(id, "id"), utf8(text, "text"), TEXT);
@@ -298,7 +299,8 @@ public final class WsPush implements AutoCloseable {
     /**
      * Queues a binary message for every socket of {@code id}. Never blocks.
      *
-     * @throws WsPushException {@code INVALID_ID}, {@code QUEUE_FULL}, {@code SHUT_DOWN}
+     * @throws WsPushException {@code INVALID_ID}, {@code INVALID_ARGUMENT} (larger than
+     *     {@code max_outbound_message_size}), {@code QUEUE_FULL}, {@code SHUT_DOWN}
      */
     public void send(String id, byte[] data) {
         send(utf8(id, "id"), Objects.requireNonNull(data, "data"), BINARY);

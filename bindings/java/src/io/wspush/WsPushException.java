@@ -13,7 +13,10 @@ public class WsPushException extends RuntimeException {
     public static final int INVALID_UTF8 = 2;
     /** {@code WSPUSH_STATUS_INVALID_ID}: empty, longer than 128 bytes, or containing {@code /}. */
     public static final int INVALID_ID = 3;
-    /** {@code WSPUSH_STATUS_INVALID_ARGUMENT}: a bad fd, flag, close code. */
+    /**
+     * {@code WSPUSH_STATUS_INVALID_ARGUMENT}: a bad fd, flag, close code, or a message larger than
+     * {@code max_outbound_message_size}.
+     */
     public static final int INVALID_ARGUMENT = 4;
     /** {@code WSPUSH_STATUS_INVALID_CONFIG}: bad JSON, an unknown key or a bad value. */
     public static final int INVALID_CONFIG = 5;

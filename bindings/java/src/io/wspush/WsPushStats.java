@@ -26,7 +26,7 @@ package io.wspush;
  * @param clusterEnabled whether cluster mode (redis) is configured
  * @param clusterConnected whether both Redis connections are up
  * @param clusterPublished publishes Redis accepted
- * @param clusterPublishDropped publishes dropped because redis_queue_limit were waiting
+ * @param clusterPublishDropped publishes dropped because redis_queue_limit publishes, or redis_queue_bytes bytes, were waiting
  * @param clusterPublishFailed publishes lost with a failed connection
  * @param clusterReceived messages received from Redis
  * @param clusterReconnects Redis connections re-established after the first
@@ -54,6 +54,8 @@ package io.wspush;
  * @param clusterSubscribeCommands SUBSCRIBE commands sent to Redis
  * @param clusterUnsubscribeCommands UNSUBSCRIBE commands sent to Redis
  * @param messagesTooBig sockets closed with 1009 for a message over max_message_size (also in protocolErrors)
+ * @param clusterOversizedDropped messages from Redis larger than max_outbound_message_size, dropped
+ * @param clusterPublishQueuedBytes bytes of publishes waiting for Redis, at most redis_queue_bytes
  */
 public record WsPushStats(
         long connections,
@@ -105,10 +107,12 @@ public record WsPushStats(
         long clusterMalformedCompat,
         long clusterSubscribeCommands,
         long clusterUnsubscribeCommands,
-        long messagesTooBig) {
+        long messagesTooBig,
+        long clusterOversizedDropped,
+        long clusterPublishQueuedBytes) {
 
     /** The number of counters in {@code wspush_stats} (all {@code uint64_t}). */
-    static final int FIELDS = 50;
+    static final int FIELDS = 52;
 
     static WsPushStats of(long[] v) {
         if (v.length != FIELDS) {
@@ -117,7 +121,7 @@ public record WsPushStats(
         return new WsPushStats(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12],
                 v[13], v[14], v[15], v[16], v[17], v[18], v[19] != 0, v[20] != 0, v[21], v[22], v[23], v[24], v[25],
                 v[26], v[27], v[28], v[29], v[30], v[31], v[32], v[33], v[34], v[35], v[36], v[37], v[38], v[39], v[40], v[41],
-                v[42], v[43], v[44], v[45], v[46], v[47], v[48], v[49]);
+                v[42], v[43], v[44], v[45], v[46], v[47], v[48], v[49], v[50], v[51]);
     }
 
     /** @return upgrades refused for their token (401), all reasons together */
