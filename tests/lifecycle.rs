@@ -97,7 +97,11 @@ fn a_half_sent_upgrade_gets_408_or_closed_after_the_handshake_timeout() {
 
 /// `silent` connections that send nothing hold the limit `configure` sets: an upgrade gets
 /// `status` until the handshake timeout cuts them off (408), then it is accepted.
-fn half_open_connections_hold_the_limit(silent: usize, configure: impl FnOnce(&mut wspush::Config), status: u16) {
+fn half_open_connections_hold_the_limit(
+    silent: usize,
+    configure: impl FnOnce(&mut wspush::Config),
+    status: u16,
+) {
     let (engine, mut events) = start_engine(|c| {
         c.handshake_timeout = Duration::from_secs(2);
         configure(c);
