@@ -633,6 +633,29 @@ impl HttpConnection {
         let body = read_http_body(&mut self.reader, &head, false)?;
         Ok(HttpResponse { head, body })
     }
+
+    /// Waits (at most [`TIMEOUT`]) for the server to close the connection; what it sent
+    /// before closing (see [`read_to_close`]).
+    pub fn read_to_close(&mut self) -> io::Result<Vec<u8>> {
+        read_to_close(&mut self.reader)
+    }
+}
+
+/// Reads until the peer closes the connection (end of stream, or a reset: a server that
+/// closes with unread input resets), and returns what arrived before. Times out with the
+/// stream's read timeout ([`TIMEOUT`] for the streams made here).
+pub fn read_to_close(reader: &mut impl Read) -> io::Result<Vec<u8>> {
+    let mut received = Vec::new();
+    match reader.read_to_end(&mut received) {
+        Ok(_) => Ok(received),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(received),
+        Err(e) => Err(e),
+    }
+}
+
+/// A TCP connection to `addr` with [`TIMEOUT`] on every read and write.
+pub fn connect_raw(addr: SocketAddr) -> io::Result<TcpStream> {
+    connect(addr)
 }
 
 // ---------------------------------------------------------------------------------------

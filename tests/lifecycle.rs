@@ -95,6 +95,44 @@ fn a_half_sent_upgrade_gets_408_or_closed_after_the_handshake_timeout() {
     eventually_eq(TIMEOUT, "handshake_failures.timeout", 1, || engine.stats().handshake_failures.timeout);
 }
 
+/// `silent` connections that send nothing hold the limit `configure` sets: an upgrade gets
+/// `status` until the handshake timeout cuts them off (408), then it is accepted.
+fn half_open_connections_hold_the_limit(
+    silent: usize,
+    configure: impl FnOnce(&mut wspush::Config),
+    status: u16,
+) {
+    let (engine, mut events) = start_engine(|c| {
+        c.handshake_timeout = Duration::from_secs(2);
+        configure(c);
+    });
+    let mut held: Vec<TcpStream> = (0..silent).map(|_| connect_raw(addr(&engine)).unwrap()).collect();
+    let head = raw_exchange(addr(&engine), upgrade_request("/websocket/late", "").as_bytes()).unwrap();
+    assert_eq!(head.status, status, "{head:?}");
+    assert_eq!(engine.stats().connections, 0, "nothing was upgraded");
+
+    for stream in &mut held {
+        let answer = read_to_close(stream).unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 408 "), "{}", String::from_utf8_lossy(&answer));
+    }
+    eventually_eq(TIMEOUT, "handshake_failures.timeout", silent as u64, || {
+        engine.stats().handshake_failures.timeout
+    });
+    let head = raw_exchange(addr(&engine), upgrade_request("/websocket/late", "").as_bytes()).unwrap();
+    assert_eq!(head.status, 101, "{head:?}");
+    events.open("late");
+}
+
+#[test]
+fn connections_still_in_their_handshake_count_against_max_connections() {
+    half_open_connections_hold_the_limit(2, |c| c.max_connections = Some(2), 503);
+}
+
+#[test]
+fn connections_still_in_their_handshake_count_against_max_connections_per_ip() {
+    half_open_connections_hold_the_limit(1, |c| c.max_connections_per_ip = Some(1), 429);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_every_socket_with_1001() {
     let (engine, mut events) = start_engine(|_| {});

@@ -2,9 +2,16 @@
 //! (with a deadline, so a slow client cannot hold a slot), and hands each upgraded socket
 //! to the worker that owns its id.
 //!
+//! A connection counts against the per-address limit and the connection limit from its
+//! accept, not from its upgrade: a client that connects and sends nothing holds a slot
+//! until the handshake timeout, so half-open connections cannot exceed the limits. Over
+//! either at accept, the connection is answered at once, without reading its request:
+//! 429 (per address) or 503 (connection limit), then closed. The slots go with the socket
+//! to its worker on success, and are given back when the handshake fails.
+//!
 //! A well-formed request for a valid id is then admitted or refused, in this order, each
 //! check answering before the upgrade: the `Origin` allow-list (403), the token (401), the
-//! host's authorizer (403), the per-address limit (429), the connection limit (503).
+//! host's authorizer (403).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -99,6 +106,17 @@ struct Pending {
     /// Refused: the error response is written and input is discarded until EOF or the
     /// deadline, so the client reads the response instead of a connection reset.
     rejected: bool,
+    /// The connection's slots in the limits, held until it is refused or handed over.
+    slots: Slots,
+}
+
+/// What a connection holds against the limits.
+#[derive(Debug, Default)]
+struct Slots {
+    /// Its count in `max_connections_per_ip`.
+    ip: Option<IpSlot>,
+    /// Whether it is counted in `open` (`max_connections`).
+    open: bool,
 }
 
 /// The acceptor thread's state.
@@ -215,9 +233,43 @@ impl Acceptor {
         }
         let deadline = Instant::now() + self.settings.handshake_timeout;
         let key = entry.key();
-        entry.insert(Pending { stream, request: Vec::new(), deadline, id, peer, rejected: false });
+        let slots = Slots::default();
+        entry.insert(Pending { stream, request: Vec::new(), deadline, id, peer, rejected: false, slots });
+        if let Err(rejection) = self.take_slots(key) {
+            return self.reject(key, rejection);
+        }
         // The request may have arrived before the socket was registered (edge-triggered).
         self.on_readable(key);
+    }
+
+    /// Counts a new connection against the per-address limit, then the connection limit.
+    fn take_slots(&mut self, key: usize) -> Result<(), Rejection> {
+        let pending = &mut self.pending[key];
+        if let (Some(limit), Some(peer)) = (&self.admission.ip_limit, pending.peer) {
+            pending.slots.ip = Some(limit.try_acquire(peer.ip()).ok_or(Rejection::TooManyFromAddress)?);
+        }
+        let open_before = self.open.fetch_add(1, Ordering::AcqRel);
+        pending.slots.open = true;
+        if self.settings.max_connections.is_some_and(|max| open_before >= max) {
+            return Err(Rejection::OverCapacity);
+        }
+        Ok(())
+    }
+
+    /// Gives back the slots of a connection that will not be handed over.
+    fn release(&self, slots: &mut Slots) {
+        if std::mem::take(&mut slots.open) {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+        }
+        if let (Some(limit), Some(slot)) = (&self.admission.ip_limit, slots.ip.take()) {
+            limit.release(slot);
+        }
+    }
+
+    /// Drops a connection whose handshake failed.
+    fn remove(&mut self, key: usize) {
+        let mut pending = self.pending.remove(key);
+        self.release(&mut pending.slots);
     }
 
     fn on_readable(&mut self, key: usize) {
@@ -229,7 +281,7 @@ impl Acceptor {
                     if !pending.rejected {
                         bump(&self.counters.handshake.io, 1);
                     }
-                    self.pending.remove(key);
+                    self.remove(key);
                     return;
                 }
                 Ok(_) if pending.rejected => {}
@@ -247,7 +299,7 @@ impl Acceptor {
                     if !pending.rejected {
                         bump(&self.counters.handshake.io, 1);
                     }
-                    self.pending.remove(key);
+                    self.remove(key);
                     return;
                 }
             }
@@ -267,21 +319,11 @@ impl Acceptor {
             Ok(admitted) => admitted,
             Err(rejection) => return self.reject(key, rejection),
         };
-        let ip_slot = match (&self.admission.ip_limit, peer) {
-            (Some(limit), Some(peer)) => match limit.try_acquire(peer.ip()) {
-                Some(slot) => Some(slot),
-                None => return self.reject(key, Rejection::TooManyFromAddress),
-            },
-            _ => None,
-        };
-        let open_before = self.open.fetch_add(1, Ordering::AcqRel);
-        if self.settings.max_connections.is_some_and(|max| open_before >= max) {
-            self.open.fetch_sub(1, Ordering::AcqRel);
-            self.release(ip_slot);
-            return self.reject(key, Rejection::OverCapacity);
-        }
         let mut pending = self.pending.remove(key);
         let _ = self.poll.registry().deregister(&mut pending.stream);
+        // The worker gives the slots back when the socket closes.
+        let mut slots = std::mem::take(&mut pending.slots);
+        let ip_slot = slots.ip;
         let early = pending.request[consumed..].to_vec();
         let (response, extensions) = handshake::accept(&request, admitted.protocol);
         let greeting = Some(Bytes::from(response));
@@ -291,8 +333,7 @@ impl Acceptor {
         if let Err(e) = self.mailboxes.adopt(adoption) {
             // The socket went down with the refused command; nothing more can be said to it.
             tracing::warn!(error = %e, "cannot hand an upgraded socket to its worker");
-            self.open.fetch_sub(1, Ordering::AcqRel);
-            self.release(ip_slot);
+            self.release(&mut slots);
             bump(&self.counters.handshake.over_capacity, 1);
         }
     }
@@ -331,12 +372,6 @@ impl Acceptor {
         Ok(admitted)
     }
 
-    fn release(&self, slot: Option<IpSlot>) {
-        if let (Some(limit), Some(slot)) = (&self.admission.ip_limit, slot) {
-            limit.release(slot);
-        }
-    }
-
     fn reject(&mut self, key: usize, rejection: Rejection) {
         let counter = match rejection {
             Rejection::BadRequest(_) => &self.counters.handshake.bad_request,
@@ -352,6 +387,10 @@ impl Acceptor {
         };
         bump(counter, 1);
         tracing::debug!(status = rejection.status(), %rejection, "upgrade refused");
+        // A refused connection lingers a moment only to deliver its answer: it no longer
+        // counts against the limits.
+        let mut slots = std::mem::take(&mut self.pending[key].slots);
+        self.release(&mut slots);
         let pending = &mut self.pending[key];
         // The response is a few hundred bytes into an empty socket buffer: one write does it.
         let _ = pending.stream.write_all(&rejection.response());
@@ -366,7 +405,7 @@ impl Acceptor {
             self.pending.iter().filter(|(_, p)| now >= p.deadline).map(|(key, _)| key).collect();
         for key in expired {
             if self.pending[key].rejected {
-                self.pending.remove(key);
+                self.remove(key);
             } else {
                 self.reject(key, Rejection::Timeout);
             }

@@ -1,8 +1,9 @@
 //! Open connections per client address, for
 //! [`Config::max_connections_per_ip`](crate::Config::max_connections_per_ip).
 //!
-//! The acceptor takes a slot when a socket is upgraded (or registered), the worker gives
-//! it back when the socket closes. The table is touched only then, under one mutex; a
+//! The acceptor takes a slot when a connection is accepted (or registered), before its
+//! handshake, and gives it back if the handshake fails; the worker gives it back when an
+//! upgraded socket closes. The table is touched only then, under one mutex; a
 //! socket remembers its entry as a 4-byte [`IpSlot`] rather than its address.
 //!
 //! IPv4-mapped IPv6 addresses count as their IPv4 address, and other IPv6 addresses by

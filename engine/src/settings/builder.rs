@@ -16,6 +16,14 @@ pub struct ServerSettings {
     pub api_listen: Option<SocketAddr>,
     /// The bearer token the API requires, if given.
     pub api_token: Option<String>,
+    /// How long an API connection may take to send a request head (zero: no limit).
+    pub api_header_timeout: Option<Duration>,
+    /// How long a push may take to send its body (zero: no limit).
+    pub api_body_timeout: Option<Duration>,
+    /// How long a kept-alive API connection may wait for its next request (zero: no limit).
+    pub api_idle_timeout: Option<Duration>,
+    /// The most simultaneous API connections.
+    pub api_max_connections: Option<usize>,
     /// The log filter, if given.
     pub log: Option<String>,
 }

@@ -325,6 +325,41 @@ pub const SETTINGS: &[Setting] = &[
     .server_only(None)
     .secret(),
     setting(
+        "api_header_timeout",
+        "DURATION",
+        "10s",
+        "Time an HTTP API connection has to send a complete request head, from its accept or from the \
+         first byte of its next request; then it is closed. 0 disables",
+        |d, v| v.duration().map(|x| d.server.api_header_timeout = Some(x)),
+    )
+    .server_only(Some("10s")),
+    setting(
+        "api_body_timeout",
+        "DURATION",
+        "30s",
+        "Time a push to the HTTP API has to send its whole body once its head is read; then it gets 408 \
+         and the connection is closed. 0 disables",
+        |d, v| v.duration().map(|x| d.server.api_body_timeout = Some(x)),
+    )
+    .server_only(Some("30s")),
+    setting(
+        "api_idle_timeout",
+        "DURATION",
+        "60s",
+        "Close a kept-alive HTTP API connection that waits this long for its next request. 0 disables",
+        |d, v| v.duration().map(|x| d.server.api_idle_timeout = Some(x)),
+    )
+    .server_only(Some("60s")),
+    setting(
+        "api_max_connections",
+        "N",
+        "1024",
+        "Most simultaneous HTTP API connections, at least 1; over it new connections wait in the listen \
+         backlog, and are served in order as others close",
+        |d, v| v.count().and_then(at_least_one).map(|x| d.server.api_max_connections = Some(x)),
+    )
+    .server_only(Some("1024")),
+    setting(
         "max_connections_per_ip",
         "N",
         "unlimited",
@@ -496,6 +531,14 @@ fn workers(value: &Given<'_>) -> Result<usize, String> {
         1..=256 => Ok(count),
         n => Err(format!("must be between 1 and 256, got {n}")),
     }
+}
+
+/// A count that must not be zero (a cap of zero would serve nobody).
+fn at_least_one(count: usize) -> Result<usize, String> {
+    if count == 0 {
+        return Err("must be at least 1".into());
+    }
+    Ok(count)
 }
 
 /// A bearer token: visible ASCII, no spaces, not empty.

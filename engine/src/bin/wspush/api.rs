@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
 use wspush::{Engine, Message, MetricKind, Stats};
 
+use crate::api_server::ApiCounters;
 use crate::metrics;
 
 /// How long a push or a presence query waits for the engine's answer before answering 503.
@@ -33,6 +34,10 @@ pub struct ApiState {
     /// The largest body a push accepts: the largest message the engine pushes
     /// (`max_outbound_message_size`).
     pub max_outbound_message_size: usize,
+    /// How long a push may take to send its body (`api_body_timeout`), if limited.
+    pub body_timeout: Option<Duration>,
+    /// The API server's own counters.
+    pub counters: Arc<ApiCounters>,
     /// When the server started (for `uptime_seconds`).
     pub started: Instant,
     /// The demo page, rendered once.
@@ -112,6 +117,10 @@ impl IntoResponse for ApiError {
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still trickle in: the connection cannot be reused.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
@@ -194,16 +203,39 @@ async fn answer<T>(rx: oneshot::Receiver<T>, what: &str) -> Result<T, ApiError> 
     }
 }
 
+/// A push's body, read whole within `api_body_timeout` (else 408) and at most
+/// `max_outbound_message_size` bytes (else 413). The handler's last argument.
+struct PushBody(Bytes);
+
+impl FromRequest<Arc<ApiState>> for PushBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &Arc<ApiState>) -> Result<Self, ApiError> {
+        let read = Bytes::from_request(request, state);
+        let read = match state.body_timeout {
+            None => read.await,
+            Some(timeout) => tokio::time::timeout(timeout, read).await.map_err(|_| {
+                state.counters.timed_out();
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the body did not arrive within {timeout:?} (api_body_timeout)"),
+                )
+            })?,
+        };
+        read.map(PushBody).map_err(|r| ApiError::from_body(r, state.max_outbound_message_size))
+    }
+}
+
 /// `POST /socket/{id}`: pushes the body to every socket of `id`.
 async fn send_to_id(
     State(state): State<Arc<ApiState>>,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<PushBody, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(id) = id.map_err(ApiError::from_path)?;
     wspush::validate_id(&id).map_err(ApiError::from_engine)?;
-    let body = body.map_err(|r| ApiError::from_body(r, state.max_outbound_message_size))?;
+    let PushBody(body) = body?;
     let message = message_of(&headers, &body)?;
     let (tx, rx) = oneshot::channel();
     state
@@ -228,9 +260,9 @@ async fn empty_id() -> ApiError {
 async fn broadcast(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<PushBody, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body.map_err(|r| ApiError::from_body(r, state.max_outbound_message_size))?;
+    let PushBody(body) = body?;
     let message = message_of(&headers, &body)?;
     let (tx, rx) = oneshot::channel();
     state
@@ -332,7 +364,7 @@ fn insert_at(root: &mut Map<String, Value>, path: &str, value: Value) {
 
 /// `GET /metrics`.
 async fn metrics_text(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
-    let text = metrics::render(&state.engine.stats(), state.started.elapsed());
+    let text = metrics::render(&state.engine.stats(), state.started.elapsed(), &state.counters);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text)
 }
 

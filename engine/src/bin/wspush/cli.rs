@@ -9,11 +9,14 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use wspush::settings::{self, env_of, flag_of, ConfigBuilder, RawValue, Reason, Scope, Setting, SETTINGS};
 use wspush::Config;
+
+use crate::api_server::ApiLimits;
 
 /// The log filter when neither `--log`, `WSPUSH_LOG`, `RUST_LOG` nor the file set one.
 pub const DEFAULT_LOG: &str = "info";
@@ -87,6 +90,8 @@ pub struct Settings {
     pub api_listen: SocketAddr,
     /// The bearer token the API requires, if any.
     pub api_token: Option<String>,
+    /// The API's timeouts and connection cap.
+    pub api_limits: ApiLimits,
     /// The log filter directive.
     pub log: String,
 }
@@ -298,9 +303,20 @@ impl Sources {
             engine,
             api_listen,
             api_token: server.api_token,
+            api_limits: ApiLimits {
+                header_timeout: enabled(server.api_header_timeout),
+                body_timeout: enabled(server.api_body_timeout),
+                idle_timeout: enabled(server.api_idle_timeout),
+                max_connections: server.api_max_connections.expect("the server's default API connection cap"),
+            },
             log: log.unwrap_or_else(|| DEFAULT_LOG.to_owned()),
         })
     }
+}
+
+/// A timeout as the server uses it: zero (or not given) is none.
+fn enabled(timeout: Option<Duration>) -> Option<Duration> {
+    timeout.filter(|timeout| !timeout.is_zero())
 }
 
 /// A tracing-subscriber filter such as `info` or `wspush=debug,info`.

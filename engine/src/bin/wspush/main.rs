@@ -20,18 +20,17 @@
 //! bound or the server fails, 2 for invalid settings.
 
 mod api;
+mod api_server;
 mod cli;
 mod demo;
 mod metrics;
 
-use std::future::IntoFuture as _;
 use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::serve::ListenerExt as _;
 use tracing::{debug, info, warn};
 use wspush::{Engine, Event};
 
@@ -91,10 +90,13 @@ fn run(settings: cli::Settings) -> Result<(), Failure> {
         .thread_name("wspush-api")
         .build()
         .map_err(|e| Failure::new(format!("cannot start the async runtime: {e}")))?;
+    let api_counters = Arc::new(api_server::ApiCounters::default());
     let state = Arc::new(api::ApiState {
         engine: engine.clone(),
         token: settings.api_token.clone(),
         max_outbound_message_size: settings.engine.effective_max_outbound_message_size(),
+        body_timeout: settings.api_limits.body_timeout,
+        counters: api_counters.clone(),
         started,
         demo_page: demo::render(
             ws_addr.port(),
@@ -104,7 +106,7 @@ fn run(settings: cli::Settings) -> Result<(), Failure> {
         ),
     });
     let node_id = engine.node_id().map(str::to_owned);
-    let served = runtime.block_on(serve(settings, ws_addr, node_id, api::router(state)));
+    let served = runtime.block_on(serve(settings, ws_addr, node_id, api::router(state), api_counters));
     // Requests still running hold the engine only briefly; do not wait for stragglers.
     runtime.shutdown_timeout(Duration::from_secs(1));
     info!("closing websockets (1001), up to {} seconds", SHUTDOWN_TIMEOUT.as_secs());
@@ -119,6 +121,7 @@ async fn serve(
     ws_addr: SocketAddr,
     node_id: Option<String>,
     app: axum::Router,
+    counters: Arc<api_server::ApiCounters>,
 ) -> Result<(), Failure> {
     let listener = tokio::net::TcpListener::bind(settings.api_listen)
         .await
@@ -144,7 +147,15 @@ async fn serve(
         );
     }
     // `cli` refuses a non-loopback API address without a token; this is the loopback case.
-    info!(token_required = settings.api_token.is_some(), "http api listening on http://{api_addr}");
+    let limits = &settings.api_limits;
+    info!(
+        token_required = settings.api_token.is_some(),
+        header_timeout = ?limits.header_timeout,
+        body_timeout = ?limits.body_timeout,
+        idle_timeout = ?limits.idle_timeout,
+        max_connections = limits.max_connections,
+        "http api listening on http://{api_addr}"
+    );
     let cluster_line = settings.engine.cluster.as_ref().map(|cluster| {
         let node_id = node_id.as_deref().unwrap_or("?");
         let redis = cluster.redacted_url();
@@ -173,28 +184,15 @@ async fn serve(
     }
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(
-        // No Nagle: a publisher that pipelines requests on a keep-alive connection would
-        // otherwise wait for delayed ACKs between small responses (milliseconds each).
-        axum::serve(
-            listener.tap_io(|stream| {
-                if let Err(e) = stream.set_nodelay(true) {
-                    debug!("cannot set TCP_NODELAY on an API connection: {e}");
-                }
-            }),
-            app,
-        )
-        .with_graceful_shutdown(async move {
+    let mut server =
+        tokio::spawn(api_server::serve(listener, app, settings.api_limits.clone(), counters, async move {
             let _ = stop_rx.await;
-        })
-        .into_future(),
-    );
+        }));
     tokio::select! {
         signal = shutdown_signal() => info!("{signal}: shutting down"),
         result = &mut server => {
             return match result {
-                Ok(Ok(())) => Err(Failure::new("the http api stopped unexpectedly")),
-                Ok(Err(e)) => Err(Failure::new(format!("the http api failed: {e}"))),
+                Ok(()) => Err(Failure::new("the http api stopped unexpectedly")),
                 Err(e) => Err(Failure::new(format!("the http api panicked: {e}"))),
             };
         }

@@ -2,15 +2,19 @@
 //! (version 0.0.4), rendered from the engine's one list of metrics ([`Stats::metrics`]).
 
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use wspush::Stats;
 
+use crate::api_server::ApiCounters;
+
 /// The `Content-Type` of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
-/// Renders `stats` (and the process's uptime) as Prometheus metrics.
-pub fn render(stats: &Stats, uptime: Duration) -> String {
+/// Renders `stats`, the API server's own counters and the process's uptime as Prometheus
+/// metrics.
+pub fn render(stats: &Stats, uptime: Duration, api: &ApiCounters) -> String {
     let mut out = String::with_capacity(4096);
     let mut announced: Vec<String> = Vec::new();
     let mut sample = |name: &str, kind: &str, help: &str, value: u64| {
@@ -26,6 +30,19 @@ pub fn render(stats: &Stats, uptime: Duration) -> String {
     for metric in stats.metrics() {
         sample(&metric.prometheus, metric.kind.prometheus_type(), metric.help, metric.value);
     }
+    sample(
+        "wspush_api_connections",
+        "gauge",
+        "Open HTTP API connections.",
+        api.connections.load(Ordering::Relaxed),
+    );
+    sample(
+        "wspush_api_timeouts_total",
+        "counter",
+        "HTTP API connections closed without a complete request head in time, and pushes answered 408 \
+         for a body not sent in time.",
+        api.timeouts.load(Ordering::Relaxed),
+    );
     sample("wspush_uptime_seconds", "gauge", "Seconds since the server started.", uptime.as_secs());
     let version = format!("wspush_build_info{{version=\"{}\"}}", wspush::VERSION);
     sample(&version, "gauge", "The wspush version, as a label; always 1.", 1);
@@ -82,7 +99,8 @@ mod tests {
             token_expirations: 61,
             cluster: None,
         };
-        let text = render(&stats, Duration::from_secs(42));
+        let api = ApiCounters::default();
+        let text = render(&stats, Duration::from_secs(42), &api);
         assert!(!text.contains("wspush_cluster_"), "no cluster metrics on a single node");
         let cluster = ClusterStats {
             node_id: "n1".into(),
@@ -103,7 +121,9 @@ mod tests {
             oversized_dropped: 43,
             publish_queued_bytes: 44,
         };
-        let text = render(&Stats { cluster: Some(cluster), ..stats }, Duration::from_secs(42));
+        api.connections.store(2, Ordering::Relaxed);
+        api.timeouts.store(3, Ordering::Relaxed);
+        let text = render(&Stats { cluster: Some(cluster), ..stats }, Duration::from_secs(42), &api);
         for line in [
             "# HELP wspush_connections Open WebSocket connections.",
             "# TYPE wspush_connections gauge",
@@ -152,6 +172,10 @@ mod tests {
             "wspush_handshake_failures_total{reason=\"over_ip_limit\"} 60",
             "# TYPE wspush_token_expirations_total counter",
             "wspush_token_expirations_total 61",
+            "# TYPE wspush_api_connections gauge",
+            "wspush_api_connections 2",
+            "# TYPE wspush_api_timeouts_total counter",
+            "wspush_api_timeouts_total 3",
             "wspush_uptime_seconds 42",
             &format!("wspush_build_info{{version=\"{}\"}} 1", wspush::VERSION),
             "# TYPE wspush_cluster_connected gauge",
