@@ -230,15 +230,16 @@ pub const SETTINGS: &[Setting] = &[
         "max_buffered_bytes",
         "BYTES",
         "4194304",
-        "Most output queued for one socket before slow_consumer applies",
+        "Unread output of one socket at which it is a slow consumer: a message is queued while less than \
+         this waits for the socket, whatever its own size; at or over it, slow_consumer applies",
         |d, v| v.size().map(|x| d.config.max_buffered_bytes = x),
     ),
     setting(
         "slow_consumer",
         "POLICY",
         "disconnect",
-        "What to do with a socket over max_buffered_bytes: `disconnect` (close it with 1008) or `drop` \
-         (drop the new message)",
+        "What to do with a socket at or over max_buffered_bytes when a message (or a pong) comes: \
+         `disconnect` (close it with 1008) or `drop` (drop the new message)",
         |d, v| v.parsed::<SlowConsumerPolicy>().map(|x| d.config.slow_consumer = x),
     ),
     setting(

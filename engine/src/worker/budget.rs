@@ -123,6 +123,11 @@ impl Budget {
         self.buffered + len <= self.room_until || self.node_room(len)
     }
 
+    /// Whether `len` bytes are more than the node's whole cap: they never fit.
+    pub fn over_cap(&self, len: usize) -> bool {
+        self.node.cap.is_some_and(|cap| len > cap)
+    }
+
     /// Whether the node has room for `len` more bytes of this worker's: if so, reserves a
     /// share of the room left (at least `len`) up to `room_until`.
     pub fn node_room(&mut self, len: usize) -> bool {

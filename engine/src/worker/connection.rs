@@ -25,17 +25,17 @@ pub(crate) enum State {
     /// Our close frame is queued or sent; data frames are ignored. The socket is dropped as
     /// soon as our close frame is out and the peer's has arrived (the server closes TCP
     /// first, RFC 6455 7.1.1); until then, once our output is flushed the write side is
-    /// shut down, and the socket is dropped at EOF or at `deadline_ms`.
+    /// shut down, and the socket is dropped at EOF or at its close deadline (listed by the
+    /// worker, `Core::closing`).
     Closing {
-        /// The worker's clock (ms since its epoch) truncated to 32 bits: compare it with
-        /// [`deadline_passed`]. A closing socket lives a few seconds at most, far from the
-        /// 24 days after which the wrapping comparison would go wrong.
-        deadline_ms: u32,
         write_shut: bool,
         /// The peer's close frame has arrived.
         peer_closed: bool,
         /// A protocol error: the input can no longer be parsed, only discarded.
         failed: bool,
+        /// Bytes read since the close started (saturating): past a bound, the socket is
+        /// no longer read.
+        read: u32,
     },
 }
 
@@ -47,11 +47,6 @@ pub(crate) struct Lease {
     /// The socket's per-address slot ([`IpSlot::to_raw`](crate::ip_limit::IpSlot::to_raw));
     /// 0: not counted.
     ip_slot: u32,
-}
-
-/// Whether a deadline of [`State::Closing`] has passed at `now_ms` (the worker's clock).
-pub(crate) fn deadline_passed(now_ms: u64, deadline_ms: u32) -> bool {
-    (now_ms as u32).wrapping_sub(deadline_ms) as i32 >= 0
 }
 
 /// A socket's inbound rate limits, frames and bytes per second, each a token bucket holding
@@ -100,6 +95,14 @@ fn charge(debt_ns: &mut u32, cost_ns: u64) -> bool {
     }
 }
 
+/// [`Link`] flag: registered for writable readiness because the socket's buffer was full.
+const WRITE_BLOCKED: u8 = 1;
+/// [`Link`] flag: already listed among the connections to flush this iteration.
+const DIRTY: u8 = 2;
+/// [`Link`] flag: listed among the sockets to read again next pass (its last read stopped
+/// at the pass's budget, not at an empty socket).
+const MORE_INPUT: u8 = 4;
+
 /// Why a connection starts closing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CloseCause {
@@ -121,11 +124,10 @@ pub(crate) struct Link {
     state: State,
     /// The close code reported in the close event: the one sent or received.
     close_code: u16,
-    /// Registered for writable readiness because the socket's buffer was full.
-    write_blocked: bool,
-    /// Already listed among the connections to flush this iteration.
-    dirty: bool,
-    /// When `write_blocked` was last set: the worker's clock truncated to 32 bits. Only
+    /// [`WRITE_BLOCKED`], [`DIRTY`], [`MORE_INPUT`]: one byte, so that an idle
+    /// connection stays small.
+    flags: u8,
+    /// When [`WRITE_BLOCKED`] was last set: the worker's clock truncated to 32 bits. Only
     /// compared for equality (it tells a current entry of the worker's list of blocked
     /// sockets from a stale one), so wrapping is harmless.
     blocked_since: u32,
@@ -164,8 +166,7 @@ impl Connection {
                 serial,
                 state: State::Open,
                 close_code: crate::frame::close_code::ABNORMAL,
-                write_blocked: false,
-                dirty: false,
+                flags: 0,
                 blocked_since: 0,
                 last_input_ms: now_ms,
                 inbound: InboundRate::default(),
@@ -250,14 +251,10 @@ impl Link {
         !self.out.is_empty()
     }
 
-    /// Bytes queued and not yet written.
+    /// What the output queue holds: bytes not yet written, plus
+    /// [`FRAME_OVERHEAD`](super::output::FRAME_OVERHEAD) per frame.
     pub fn queued(&self) -> usize {
-        self.out.bytes()
-    }
-
-    /// Whether `len` more bytes keep the output within `max_buffered`.
-    pub fn fits(&self, len: usize, max_buffered: usize) -> bool {
-        self.out.bytes() + len <= max_buffered
+        self.out.cost()
     }
 
     /// Queues a frame (the caller checks state and bound).
@@ -265,8 +262,13 @@ impl Link {
         self.out.push(frame);
     }
 
+    /// Replaces the pong waiting in the queue; see [`OutputQueue::replace_pong`].
+    pub fn replace_pong(&mut self, pong: Bytes) -> Result<(), Bytes> {
+        self.out.replace_pong(pong)
+    }
+
     pub fn is_write_blocked(&self) -> bool {
-        self.write_blocked
+        self.flags & WRITE_BLOCKED != 0
     }
 
     /// When the socket last became write-blocked (see `blocked_since`).
@@ -276,23 +278,23 @@ impl Link {
 
     /// The socket's buffer is full at `now_ms`: wait for writable readiness.
     pub fn block(&mut self, now_ms: u64) {
-        self.write_blocked = true;
+        self.flags |= WRITE_BLOCKED;
         self.blocked_since = now_ms as u32;
     }
 
     /// The socket is writable again: true if it was waiting for that.
     pub fn unblock(&mut self) -> bool {
-        std::mem::replace(&mut self.write_blocked, false)
+        self.take_flag(WRITE_BLOCKED)
     }
 
     /// Lists the connection for this iteration's flush: true if it was not listed yet.
     pub fn mark_dirty(&mut self) -> bool {
-        !std::mem::replace(&mut self.dirty, true)
+        self.set_flag(DIRTY)
     }
 
     /// The connection is being flushed: it may be listed again.
     pub fn clear_dirty(&mut self) {
-        self.dirty = false;
+        self.take_flag(DIRTY);
     }
 
     /// How long the socket has sent nothing, at `now_ms`.
@@ -328,6 +330,48 @@ impl Link {
         registry.reregister(&mut self.stream, token, interest)
     }
 
+    /// Whether the socket is still read: while open, and while closing until `allowance`
+    /// bytes were read since the close started. Past it, what the peer sends waits in the
+    /// socket until the close deadline drops it.
+    pub fn reads(&self, allowance: u32) -> bool {
+        match self.state {
+            State::Open => true,
+            State::Closing { read, .. } => read < allowance,
+        }
+    }
+
+    /// `n` bytes were read: counted against the allowance of a closing socket.
+    pub fn count_read(&mut self, n: usize) {
+        if let State::Closing { read, .. } = &mut self.state {
+            *read = read.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// Lists the socket to be read again next pass: true if it was not listed yet.
+    pub fn mark_more_input(&mut self) -> bool {
+        self.set_flag(MORE_INPUT)
+    }
+
+    /// Takes the mark of [`Link::mark_more_input`]: true if the socket was listed (and
+    /// not read to the end since).
+    pub fn take_more_input(&mut self) -> bool {
+        self.take_flag(MORE_INPUT)
+    }
+
+    /// Sets `flag`: true if it was not set.
+    fn set_flag(&mut self, flag: u8) -> bool {
+        let was_set = self.flags & flag != 0;
+        self.flags |= flag;
+        !was_set
+    }
+
+    /// Clears `flag`: true if it was set.
+    fn take_flag(&mut self, flag: u8) -> bool {
+        let was_set = self.flags & flag != 0;
+        self.flags &= !flag;
+        was_set
+    }
+
     /// Whether input is still parsed: while open, and while closing until the peer's close
     /// frame arrives (unless the input is broken).
     pub fn accepts_frames(&self) -> bool {
@@ -350,14 +394,7 @@ impl Link {
 
     /// Queues the close frame and moves to `Closing`. Output not yet started is discarded
     /// when `discard_pending` (a slow consumer would otherwise read megabytes first).
-    pub fn start_close(
-        &mut self,
-        frame: Bytes,
-        code: u16,
-        deadline_ms: u64,
-        cause: CloseCause,
-        discard_pending: bool,
-    ) {
+    pub fn start_close(&mut self, frame: Bytes, code: u16, cause: CloseCause, discard_pending: bool) {
         if !self.is_open() {
             return;
         }
@@ -367,10 +404,10 @@ impl Link {
         self.push(frame);
         self.close_code = code;
         self.state = State::Closing {
-            deadline_ms: deadline_ms as u32,
             write_shut: false,
             peer_closed: cause == CloseCause::Answer,
             failed: cause == CloseCause::Fail,
+            read: 0,
         };
     }
 
@@ -408,19 +445,6 @@ mod tests {
     fn an_idle_connection_is_small() {
         let size = std::mem::size_of::<Connection>();
         assert!(size <= 192, "a connection takes {size} bytes");
-    }
-
-    #[test]
-    fn deadlines_compare_across_the_32_bit_wrap() {
-        assert!(!deadline_passed(999, 1_000));
-        assert!(deadline_passed(1_000, 1_000));
-        assert!(deadline_passed(1_001, 1_000));
-        let near_wrap = u64::from(u32::MAX) - 500;
-        let deadline = (near_wrap + 2_000) as u32; // wrapped past zero
-        assert!(!deadline_passed(near_wrap, deadline));
-        assert!(!deadline_passed(near_wrap + 1_999, deadline));
-        assert!(deadline_passed(near_wrap + 2_000, deadline));
-        assert!(deadline_passed(near_wrap + 2_500, deadline));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What a worker's frame handling needs beside the connection at hand ([`Core`]), and
 //! what the worker shares with the engine handle ([`WorkerShared`]).
 
+use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -51,6 +52,11 @@ pub(super) struct Core {
     pub budget: Budget,
     /// Broadcast targets waiting for the node to make room.
     pub deferred: Vec<usize>,
+    /// The close deadlines of closing sockets, as (deadline in the worker's clock,
+    /// serial), in order: every close gets `CLOSE_GRACE_MS` from when it starts. Checked
+    /// on every pass, so a socket is dropped at its deadline whatever else the worker is
+    /// doing (entries of sockets dropped earlier are skipped).
+    pub closing: VecDeque<(u64, u64)>,
 }
 
 impl Core {

@@ -4,7 +4,7 @@
 //! drains the whole queue, then flushes every socket that got output with one `writev`
 //! each.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,8 +19,9 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
 use super::budget::{close_oldest_blocked, Budget};
-use super::connection::{deadline_passed, CloseCause, Connection, Lease, State};
+use super::connection::{CloseCause, Connection, Lease, State};
 use super::core::{Core, WorkerShared, CLOSE_GRACE_MS};
+use super::input::READ_PER_PASS;
 use super::mailbox::{Adoption, Command, WorkerHandle};
 use super::output::{blocked_entry, deliver, Queued, Sockets};
 use super::settings::WorkerSettings;
@@ -70,6 +71,12 @@ pub(crate) struct Worker {
     /// One read buffer for all sockets: input is decoded straight from it, and only the
     /// tail of an incomplete frame is copied into its connection.
     pub(super) read_buf: Vec<u8>,
+    /// Sockets whose last read stopped at `READ_PER_PASS` with input left, as (key,
+    /// serial): read again next pass.
+    pub(super) still_readable: Vec<(usize, u64)>,
+    /// The previous pass's `still_readable`, being read in this one (kept for its
+    /// allocation).
+    readable_now: Vec<(usize, u64)>,
     generation: u64,
     shutdown_deadline_ms: Option<u64>,
 }
@@ -123,13 +130,16 @@ impl Worker {
                 ping_frame: frame::encode(OpCode::Ping, b""),
                 budget,
                 deferred: Vec::new(),
+                closing: VecDeque::new(),
             },
             poll,
             commands,
             notified,
             conns: Slab::new(),
             ids: HashMap::default(),
-            read_buf: vec![0; 64 * 1024],
+            read_buf: vec![0; READ_PER_PASS],
+            still_readable: Vec::new(),
+            readable_now: Vec::new(),
             generation: 0,
             shutdown_deadline_ms: None,
         }
@@ -148,10 +158,11 @@ impl Worker {
         let mut next_ping_ms = self.core.settings.ping_interval_ms;
         let mut commands_left = false;
         loop {
-            let timeout = if commands_left {
+            let timeout = if commands_left || !self.still_readable.is_empty() {
                 Duration::ZERO
             } else {
-                Duration::from_millis(next_tick_ms.saturating_sub(self.core.now_ms).max(1))
+                let due = self.core.closing.front().map_or(next_tick_ms, |&(at, _)| at.min(next_tick_ms));
+                Duration::from_millis(due.saturating_sub(self.core.now_ms).max(1))
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -160,6 +171,10 @@ impl Worker {
                 }
             }
             self.core.now_ms = self.core.epoch.elapsed().as_millis() as u64;
+            // Read after this pass's commands and ready sockets; what gets listed meanwhile
+            // waits for the next pass.
+            let mut carried = std::mem::take(&mut self.readable_now);
+            std::mem::swap(&mut carried, &mut self.still_readable);
             for event in events.iter() {
                 let key = event.token().0;
                 if event.token() == WAKER {
@@ -178,6 +193,12 @@ impl Worker {
             let drained = self.drain_commands();
             commands_left = drained == Drained::More;
             let disconnected = drained == Drained::Disconnected;
+            self.read_still_readable(&mut carried);
+            self.readable_now = carried;
+            // The clock again: reads and commands may have taken a while, and deadlines and
+            // timers are checked on every pass however busy it is.
+            self.core.now_ms = self.core.epoch.elapsed().as_millis() as u64;
+            self.drop_closed_past_deadline();
             if self.core.now_ms >= next_tick_ms {
                 let ping_due = self.core.settings.ping_interval_ms > 0 && self.core.now_ms >= next_ping_ms;
                 if ping_due {
@@ -355,12 +376,25 @@ impl Worker {
         }
     }
 
-    /// Timers: pings, idle sockets, closing sockets past their grace; and the node's
-    /// output over its cap.
+    /// Drops the closing sockets past their close deadline (those that neither finished
+    /// their close nor stopped sending in time).
+    fn drop_closed_past_deadline(&mut self) {
+        while let Some(&(deadline_ms, serial)) = self.core.closing.front() {
+            if self.core.now_ms < deadline_ms {
+                return;
+            }
+            self.core.closing.pop_front();
+            let key = Self::key_of_serial(serial);
+            if self.conns.get(key).is_some_and(|c| c.link().serial() == serial && !c.link().is_open()) {
+                self.remove(key);
+            }
+        }
+    }
+
+    /// Timers: pings, idle sockets, expired tokens; and the node's output over its cap.
     fn tick(&mut self, ping_due: bool) {
         let now = self.core.now_ms;
         let idle_ms = self.core.settings.idle_timeout_ms;
-        let mut expired = Vec::new();
         debug_assert_eq!(
             self.conns.iter().map(|(_, conn)| conn.link().queued()).sum::<usize>(),
             self.core.budget.buffered(),
@@ -386,18 +420,11 @@ impl Worker {
                         true,
                     );
                 }
-                State::Open if ping_due => self.core.queue_control(key, link, self.core.ping_frame.clone()),
-                State::Closing { deadline_ms, .. }
-                    if deadline_passed(now, deadline_ms)
-                        || self.shutdown_deadline_ms.is_some_and(|d| now >= d) =>
-                {
-                    expired.push(key);
+                State::Open if ping_due => {
+                    self.core.queue_control(key, link, self.core.ping_frame.clone(), false)
                 }
                 _ => {}
             }
-        }
-        for key in expired {
-            self.remove(key);
         }
     }
 

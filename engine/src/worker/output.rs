@@ -16,12 +16,24 @@ use super::connection::{CloseCause, Connection, Link};
 use super::core::{Core, CLOSE_GRACE_MS};
 use super::event_loop::Worker;
 use crate::config::SlowConsumerPolicy;
-use crate::frame::{self, close_code};
+use crate::frame::{self, close_code, OpCode};
 use crate::stats::bump;
 
 /// Most frames handed to one `writev` call (Linux's IOV_MAX is 1024). A burst of small
 /// broadcast frames fills a socket's buffer in a few calls instead of dozens.
 const MAX_IOVECS: usize = 256;
+
+/// What a queued frame costs beyond its bytes, counted in a socket's queue, the worker's
+/// total and the node's `buffered_bytes`: its slot in the queue (a `Bytes`, 32 bytes) and,
+/// about as much again, the allocation behind it (the allocator's header and rounding for
+/// a frame of its own; the shared block with its reference count for a broadcast frame).
+/// Without it an empty pong would count 2 bytes while it holds 64 (its slot and the
+/// smallest allocation, 32 bytes with glibc): a flood of small
+/// frames would hold many times what the gauge shows.
+pub(crate) const FRAME_OVERHEAD: usize = 64;
+
+/// The first byte of a pong frame as the server encodes it (FIN, opcode 0xA).
+const PONG_FIRST_BYTE: u8 = 0x80 | OpCode::Pong as u8;
 
 /// A socket's queued frames, written with `writev`. Kept small: an idle connection holds an
 /// empty queue and no buffer.
@@ -30,8 +42,8 @@ pub(crate) struct OutputQueue {
     frames: VecDeque<Bytes>,
     /// Bytes of `frames.front()` already written.
     offset: usize,
-    /// Bytes queued and not yet written.
-    bytes: usize,
+    /// What the queue holds: the bytes not yet written, plus [`FRAME_OVERHEAD`] per frame.
+    cost: usize,
 }
 
 impl OutputQueue {
@@ -39,14 +51,31 @@ impl OutputQueue {
         self.frames.is_empty()
     }
 
-    /// Bytes queued and not yet written.
-    pub fn bytes(&self) -> usize {
-        self.bytes
+    /// What the queue holds: the bytes not yet written, plus [`FRAME_OVERHEAD`] per frame.
+    pub fn cost(&self) -> usize {
+        self.cost
     }
 
     pub fn push(&mut self, frame: Bytes) {
-        self.bytes += frame.len();
+        self.cost += frame.len() + FRAME_OVERHEAD;
         self.frames.push_back(frame);
+    }
+
+    /// Replaces the pong waiting at the back of the queue, if there is one not started:
+    /// answering only the latest ping is enough (RFC 6455 5.5.3), and a client that pings
+    /// without reading then holds one pong, not one per ping. Hands the pong back if
+    /// there is nothing to replace. (A queued frame is known for a pong by its first byte:
+    /// the server sends pongs only as replies, and never fragments them.)
+    pub fn replace_pong(&mut self, pong: Bytes) -> Result<(), Bytes> {
+        let started = self.frames.len() == 1 && self.offset > 0;
+        match self.frames.back_mut() {
+            Some(back) if back.first() == Some(&PONG_FIRST_BYTE) && !started => {
+                self.cost = self.cost - back.len() + pong.len();
+                *back = pong;
+                Ok(())
+            }
+            _ => Err(pong),
+        }
     }
 
     /// Drops the frames not yet started; a frame partly written stays, or the peer would
@@ -55,7 +84,7 @@ impl OutputQueue {
         let keep = usize::from(self.offset > 0);
         while self.frames.len() > keep {
             let dropped = self.frames.pop_back().map_or(0, |f| f.len());
-            self.bytes -= dropped;
+            self.cost -= dropped + FRAME_OVERHEAD;
         }
     }
 
@@ -91,12 +120,13 @@ impl OutputQueue {
     }
 
     fn advance(&mut self, mut n: usize) {
-        self.bytes -= n;
+        self.cost -= n;
         while n > 0 {
             let front_left = self.frames[0].len() - self.offset;
             if n >= front_left {
                 n -= front_left;
                 self.frames.pop_front();
+                self.cost -= FRAME_OVERHEAD;
                 self.offset = 0;
             } else {
                 self.offset += n;
@@ -113,6 +143,16 @@ pub(super) enum Queued {
     /// The node is full and the socket is write-blocked: the caller makes room (see
     /// [`deliver`]) and offers the frame again.
     NeedsRoom(Bytes),
+}
+
+/// What [`Core::admit`] decided for a frame.
+enum Admit {
+    /// Queue it; `over_node_cap`: past the node's cap (see [`Budget::overdraw`]).
+    Yes { over_node_cap: bool },
+    /// Refuse it under the slow-consumer policy.
+    No,
+    /// The node is full and the socket is write-blocked: room must be made first.
+    NeedsRoom,
 }
 
 /// How a flush left a connection.
@@ -134,7 +174,7 @@ impl Core {
     /// Queues a frame (the caller checks state and bounds) and counts it in the worker's
     /// total.
     pub fn push(&mut self, key: usize, link: &mut Link, frame: Bytes) {
-        self.budget.add(frame.len());
+        self.budget.add(frame.len() + FRAME_OVERHEAD);
         link.push(frame);
         self.mark_dirty(key, link);
     }
@@ -166,9 +206,32 @@ impl Core {
         Flushed::Ok
     }
 
-    pub fn queue_control(&mut self, key: usize, link: &mut Link, frame: Bytes) {
-        if link.is_open() {
-            self.push(key, link, frame);
+    /// Queues a ping or a pong under the same bounds as data (a client that pings and
+    /// never reads is a slow consumer like any other). For a write-blocked socket, a pong
+    /// replaces the one still waiting at the back of its queue, if any: a client that pings
+    /// and does not read holds one pong, not one per ping. A socket that takes its output
+    /// gets every ping answered (as clients and the Autobahn suite expect).
+    pub fn queue_control(&mut self, key: usize, link: &mut Link, frame: Bytes, pong: bool) {
+        if !link.is_open() {
+            return;
+        }
+        let frame = if pong && link.is_write_blocked() {
+            let before = link.queued();
+            match link.replace_pong(frame) {
+                Ok(()) => return self.budget.replace(before, link.queued()),
+                Err(frame) => frame,
+            }
+        } else {
+            frame
+        };
+        match self.admit(key, link, frame.len()) {
+            Admit::Yes { over_node_cap } => {
+                self.push(key, link, frame);
+                if over_node_cap {
+                    self.budget.overdraw();
+                }
+            }
+            Admit::NeedsRoom | Admit::No => self.refuse(key, link),
         }
     }
 
@@ -182,34 +245,59 @@ impl Core {
         if !link.is_open() {
             return Queued::No;
         }
-        let len = frame.len();
+        match self.admit(key, link, frame.len()) {
+            Admit::Yes { over_node_cap } => {
+                self.push(key, link, frame);
+                bump(&self.shared.counters.messages_out, 1);
+                if over_node_cap {
+                    self.budget.overdraw();
+                }
+                Queued::Yes
+            }
+            Admit::NeedsRoom if ask => Queued::NeedsRoom(frame),
+            Admit::NeedsRoom | Admit::No => {
+                self.refuse(key, link);
+                Queued::No
+            }
+        }
+    }
+
+    /// Whether a frame of `len` bytes may be queued for the open socket at `key`.
+    ///
+    /// A socket is judged by what already waits for it when the frame comes, not by the
+    /// frame's size (as uWebSockets' maxBackpressure judges): while less than
+    /// `max_buffered_bytes` waits, the frame is queued, however large. So a client that
+    /// keeps reading receives any message the node accepts, and a socket holds at most
+    /// `max_buffered_bytes` plus one frame (and a close frame).
+    ///
+    /// The node's cap bounds the node: over it, a frame for a socket that took all its
+    /// output so far is queued all the same (one frame over: the socket is not a slow
+    /// consumer), a frame for a write-blocked socket needs room made first, and a frame
+    /// larger than the whole cap is refused (it would never fit).
+    fn admit(&mut self, key: usize, link: &mut Link, len: usize) -> Admit {
+        let cost = len + FRAME_OVERHEAD;
         let max = self.settings.max_buffered_bytes;
-        let node_full = !self.budget.has_room(len);
-        if (node_full || !link.fits(len, max)) && !link.is_write_blocked() {
+        let node_full = !self.budget.has_room(cost);
+        if (node_full || link.queued() >= max) && !link.is_write_blocked() {
             // The bounds are on what clients have not taken yet, not on what this wake-up
             // happened to queue: write what the socket takes, then judge. (A write error
             // leaves the output in place; the end-of-iteration flush drops the socket.)
             self.mark_dirty(key, link);
             let _ = self.flush(key, link);
         }
-        if !link.fits(len, max) {
-            self.refuse(key, link);
-            return Queued::No;
+        if link.queued() >= max {
+            return Admit::No;
         }
-        if node_full && link.is_write_blocked() {
-            if ask {
-                return Queued::NeedsRoom(frame);
-            }
-            self.refuse(key, link);
-            return Queued::No;
+        if !node_full {
+            return Admit::Yes { over_node_cap: false };
         }
-        self.push(key, link, frame);
-        bump(&self.shared.counters.messages_out, 1);
-        if node_full {
-            // The socket took everything so far: one frame over, then it is judged.
-            self.budget.overdraw();
+        if self.budget.over_cap(cost) {
+            Admit::No
+        } else if link.is_write_blocked() {
+            Admit::NeedsRoom
+        } else {
+            Admit::Yes { over_node_cap: true }
         }
-        Queued::Yes
     }
 
     /// A frame the socket cannot take: the slow-consumer policy applies.
@@ -235,35 +323,30 @@ impl Core {
         discard_pending: bool,
     ) {
         if link.is_open() {
-            let deadline = self.now_ms + CLOSE_GRACE_MS;
-            self.start_close(
-                key,
-                link,
-                frame::encode_close(code, reason),
-                code,
-                deadline,
-                cause,
-                discard_pending,
-            );
+            self.start_close(key, link, frame::encode_close(code, reason), code, cause, discard_pending);
         }
     }
 
-    /// [`Link::start_close`], keeping the worker's total right.
-    #[allow(clippy::too_many_arguments)]
+    /// [`Link::start_close`] with the deadline `CLOSE_GRACE_MS` from now, keeping the
+    /// worker's total right and listing the deadline.
     pub fn start_close(
         &mut self,
         key: usize,
         link: &mut Link,
         frame: Bytes,
         code: u16,
-        deadline_ms: u64,
         cause: CloseCause,
         discard_pending: bool,
     ) {
+        if !link.is_open() {
+            return;
+        }
+        let deadline_ms = self.now_ms + CLOSE_GRACE_MS;
         let before = link.queued();
-        link.start_close(frame, code, deadline_ms, cause, discard_pending);
+        link.start_close(frame, code, cause, discard_pending);
         self.budget.replace(before, link.queued());
         self.mark_dirty(key, link);
+        self.closing.push_back((deadline_ms, link.serial()));
     }
 }
 
@@ -276,7 +359,7 @@ pub(super) fn deliver(core: &mut Core, conns: &mut Slab<Connection>, key: usize,
         Queued::NeedsRoom(frame) => {
             let len = frame.len();
             let mut sockets = Sockets { core, conns };
-            close_oldest_blocked(&mut sockets, |sockets| sockets.core.budget.node_room(len));
+            close_oldest_blocked(&mut sockets, |sockets| sockets.core.budget.node_room(len + FRAME_OVERHEAD));
             let Sockets { core, conns } = sockets;
             matches!(core.queue_data(key, conns[key].link_mut(), frame, false), Queued::Yes)
         }
@@ -386,16 +469,44 @@ mod tests {
         for frame in [&b"abc"[..], b"defg", b"hi"] {
             queue.push(Bytes::copy_from_slice(frame));
         }
+        assert_eq!(queue.cost(), 9 + 3 * FRAME_OVERHEAD);
         let mut socket = Socket { taken: Vec::new(), room: 5 };
         assert_eq!(queue.write_to(&mut socket).unwrap(), 5);
         assert_eq!(socket.taken, b"abcde");
-        assert_eq!(queue.bytes(), 4);
+        assert_eq!(queue.cost(), 4 + 2 * FRAME_OVERHEAD);
         queue.discard_pending();
-        assert_eq!(queue.bytes(), 2, "the rest of `defg` stays, `hi` goes");
+        assert_eq!(queue.cost(), 2 + FRAME_OVERHEAD, "the rest of `defg` stays, `hi` goes");
         socket.room = 100;
         assert_eq!(queue.write_to(&mut socket).unwrap(), 2);
         assert_eq!(socket.taken, b"abcdefg");
         assert!(queue.is_empty());
-        assert_eq!(queue.bytes(), 0);
+        assert_eq!(queue.cost(), 0);
+    }
+
+    #[test]
+    fn a_waiting_pong_is_replaced_until_something_follows_it_or_it_is_started() {
+        let mut queue = OutputQueue::default();
+        let pong = |payload: &[u8]| frame::encode(OpCode::Pong, payload);
+        assert!(queue.replace_pong(pong(b"1")).is_err(), "nothing to replace in an empty queue");
+        queue.push(pong(b"1"));
+        assert!(queue.replace_pong(pong(b"22")).is_ok());
+        assert!(queue.replace_pong(pong(b"333")).is_ok());
+        assert_eq!(queue.cost(), 5 + FRAME_OVERHEAD);
+        // Started: it stays whole, and the next pong goes behind it.
+        let mut socket = Socket { taken: Vec::new(), room: 1 };
+        queue.write_to(&mut socket).unwrap();
+        assert!(queue.replace_pong(pong(b"4")).is_err());
+        queue.push(pong(b"4"));
+        assert!(queue.replace_pong(pong(b"5")).is_ok());
+        // Data after a pong: a newer pong goes behind the data.
+        queue.push(frame::encode(OpCode::Text, b"data"));
+        assert!(queue.replace_pong(pong(b"6")).is_err());
+        socket.room = 100;
+        queue.write_to(&mut socket).unwrap();
+        let expected: Vec<u8> = [pong(b"333"), pong(b"5"), frame::encode(OpCode::Text, b"data")].concat();
+        assert_eq!(socket.taken, expected);
+        assert_eq!(queue.cost(), 0);
+        // Written out: the queue is empty, nothing to replace.
+        assert!(queue.replace_pong(pong(b"7")).is_err());
     }
 }
