@@ -6,7 +6,9 @@
 #   javac, java               the Java binding's test (java -ea -Xcheck:jni)
 #   cc                        the C example and the header checks
 #   node, npm                 the Node.js baseline the load generator is compared with
-#                             (benches/baseline; its packages are installed by `npm ci`)
+#                             (benches/baseline; its packages are installed by `npm ci`),
+#                             and npm installs Bun for the uWebSockets baseline
+#                             (benches/baseline-bun: `npm ci` brings the bun binary)
 #
 #   scripts/ensure-tools.sh [TOOL:PACKAGE ...]   (default: all of the above)
 set -euo pipefail
@@ -39,6 +41,17 @@ if [ -n "${baseline:-}" ] && [ ! -d "$(dirname "$0")/../benches/baseline/node_mo
   echo "==> npm ci in benches/baseline"
   (cd "$(dirname "$0")/../benches/baseline" && npm ci --no-audit --no-fund --loglevel=error) || {
     echo "ensure-tools: \`npm ci\` in benches/baseline failed (is the npm registry reachable?)" >&2
+    exit 2
+  }
+fi
+
+# The uWebSockets baseline: the bun runtime itself comes from npm (package `bun`, pinned by
+# benches/baseline-bun/package-lock.json); its postinstall puts the binary in node_modules/.bin.
+bun_dir="$(dirname "$0")/../benches/baseline-bun"
+if [ -n "${baseline:-}" ] && ! "$bun_dir/node_modules/.bin/bun" --version >/dev/null 2>&1; then
+  echo "==> npm ci in benches/baseline-bun"
+  (cd "$bun_dir" && npm ci --no-audit --no-fund --loglevel=error) && "$bun_dir/node_modules/.bin/bun" --version >/dev/null || {
+    echo "ensure-tools: \`npm ci\` in benches/baseline-bun failed or its bun does not run (is the npm registry reachable? were install scripts skipped?)" >&2
     exit 2
   }
 fi

@@ -6,8 +6,8 @@
 #                              real redis-server processes, the C example under valgrind, the
 #                              Java binding under -Xcheck:jni; --no-fail-fast: every failure
 #                              is listed, not just the first)
-#      (including the load generator's smoke tests against the real server and the Node.js
-#      baseline)
+#      (including the load generator's smoke tests against the real server, the Node.js
+#      baseline and the Bun/uWebSockets one)
 #   4. cargo test --benches    every criterion benchmark runs once, as a test
 #   5. scripts/soak.py         a one-minute soak: 3 nodes, 500 clients, Redis killed twice and a
 #                              node once; exactly-once, no leaks, /healthz (the full run:

@@ -213,6 +213,7 @@ fn print_results(name: &str, options: &Options, rows: &Rows) {
     let target = match options.target {
         Target::Wspush => "wspush",
         Target::Baseline => "baseline",
+        Target::Uws => "uws",
     };
     let via = options.via.map(|v| format!("{v:?}")).unwrap_or_else(|| "default".into());
     eprintln!("\n{name} · {target} · via {via}");

@@ -71,10 +71,10 @@ impl Bench {
         extra: &[String],
     ) -> io::Result<Bench> {
         let target = options.target;
-        if target == Target::Baseline && matches!(via, Via::Inproc | Via::RedisEnvelope) {
+        if target.is_baseline() && matches!(via, Via::Inproc | Via::RedisEnvelope) {
             return Err(invalid(format!("the baseline cannot be reached --via {}", via.name())));
         }
-        let needs_redis = needs_redis || target == Target::Baseline || count > 1;
+        let needs_redis = needs_redis || target.is_baseline() || count > 1;
         let redis = match (needs_redis, options.redis) {
             (false, _) => None,
             (true, Some(addr)) => Some(Redis::existing(addr)),
@@ -86,6 +86,7 @@ impl Bench {
                 (Target::Baseline, _) => {
                     Node::start_baseline(&redis.as_ref().expect("started").url(), COMPAT_CHANNEL)?
                 }
+                (Target::Uws, _) => Node::start_uws(&redis.as_ref().expect("started").url(), COMPAT_CHANNEL)?,
                 (Target::Wspush, Via::Inproc) => Node::start_host(
                     options.workers,
                     extra,

@@ -1,5 +1,5 @@
 //! The processes a run measures: Redis, wspush nodes (the release `wspush` binary), the
-//! Node.js baseline, or an in-process engine host (`wspush-bench host`). Each is killed when
+//! Node.js baseline, its Bun (uWebSockets) twin, or an in-process engine host (`wspush-bench host`). Each is killed when
 //! dropped, so a failed run leaves nothing behind.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -157,6 +157,15 @@ pub enum Target {
     Wspush,
     /// benches/baseline: Node.js ws + ioredis, the original design.
     Baseline,
+    /// benches/baseline-bun: the same design on Bun.serve (uWebSockets topics) and Bun's Redis client.
+    Uws,
+}
+
+impl Target {
+    /// The original design (Node.js or Bun): one compat channel, no envelope, no in-process sends.
+    pub fn is_baseline(self) -> bool {
+        matches!(self, Target::Baseline | Target::Uws)
+    }
 }
 
 /// How a wspush node is configured beyond its ports.
@@ -203,6 +212,19 @@ pub fn baseline_dir() -> io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// benches/baseline-bun, with bun installed (by `npm ci` there): the directory and the binary.
+pub fn baseline_bun() -> io::Result<(PathBuf, PathBuf)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../baseline-bun");
+    let bun = dir.join("node_modules/.bin/bun");
+    if !bun.exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("bun is missing: run `npm ci` in {}", dir.display()),
+        ));
+    }
+    Ok((dir, bun))
+}
+
 impl Node {
     pub fn start_wspush(options: &NodeOptions) -> io::Result<Node> {
         let (ws, api) = (local(free_port()?), local(free_port()?));
@@ -236,18 +258,33 @@ impl Node {
 
     pub fn start_baseline(redis_url: &str, channel: &str) -> io::Result<Node> {
         let dir = baseline_dir()?;
+        Self::start_script(
+            "node baseline",
+            Command::new("node").arg(dir.join("server.js")),
+            redis_url,
+            channel,
+        )
+    }
+
+    /// benches/baseline-bun/server.js under the bun that `npm ci` installed there.
+    pub fn start_uws(redis_url: &str, channel: &str) -> io::Result<Node> {
+        let (dir, bun) = baseline_bun()?;
+        Self::start_script("bun baseline", Command::new(bun).arg(dir.join("server.js")), redis_url, channel)
+    }
+
+    /// A baseline server script: `--port`, `--redis`, `--channel`, one port for both.
+    fn start_script(name: &str, command: &mut Command, redis_url: &str, channel: &str) -> io::Result<Node> {
         let port = free_port()?;
         let mut process = Process::spawn(
-            "node baseline",
-            Command::new("node")
-                .arg(dir.join("server.js"))
+            name,
+            command
                 .args(["--port", &port.to_string(), "--redis", redis_url, "--channel", channel])
                 .stdout(Stdio::null()),
         )?;
         let addr = local(port);
         wait_for_port(&mut process, addr, Duration::from_secs(10))?;
-        // Listening comes before the subscription; /stats answers either way, so give the
-        // SUBSCRIBE its round trip.
+        // The Node.js baseline listens before its subscription is made; /stats answers either
+        // way, so give the SUBSCRIBE its round trip.
         std::thread::sleep(Duration::from_millis(300));
         Ok(Node { process, ws: addr, api: addr, host: None })
     }

@@ -119,6 +119,42 @@ fn the_baseline_runs_when_its_dependencies_are_installed() {
 }
 
 #[test]
+fn the_uws_baseline_runs_when_bun_is_installed() {
+    let installed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../baseline-bun/node_modules/.bin/bun").exists();
+    if !installed {
+        assert!(
+            std::env::var_os("WSPUSH_REQUIRE_NODE").is_none(),
+            "WSPUSH_REQUIRE_NODE is set but benches/baseline-bun has no bun: run `npm ci` there"
+        );
+        eprintln!("skipped: benches/baseline-bun has no node_modules (npm ci)");
+        return;
+    }
+    let r = result(&["unicast", "--target", "uws", "--connections", "50", "--messages", "1000"]);
+    assert_exactly_once(&r, 1000);
+    assert_eq!(r["target"], "uws");
+    // The load generator pipelines its POSTs, which Bun.serve closes the connection on if a
+    // response before them is still pending: the server must answer them at once.
+    let r =
+        result(&["unicast", "--target", "uws", "--via", "http", "--connections", "50", "--messages", "2000"]);
+    assert_exactly_once(&r, 2000);
+    let r = result(&[
+        "broadcast",
+        "--target",
+        "uws",
+        "--connections",
+        "50",
+        "--broadcasts",
+        "10",
+        "--via",
+        "http",
+    ]);
+    assert_exactly_once(&r, 50 * 10);
+    let output = bench(&["unicast", "--target", "uws", "--via", "inproc"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
 fn bad_arguments_exit_2_with_a_reason() {
     let output = bench(&["unicast", "--size", "3"]);
     assert_eq!(output.status.code(), Some(2));
