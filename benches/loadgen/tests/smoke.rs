@@ -122,7 +122,7 @@ fn the_baseline_runs_when_its_dependencies_are_installed() {
 fn bad_arguments_exit_2_with_a_reason() {
     let output = bench(&["unicast", "--size", "3"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--size must be at least 25 bytes"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--size must be at least 33 bytes"));
     let output = bench(&["unicast", "--target", "baseline", "--via", "inproc"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("the baseline cannot be reached --via inproc"));
