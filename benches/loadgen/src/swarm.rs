@@ -19,7 +19,7 @@ use crate::progress::Progress;
 
 /// How long a phase goes on listening once every message arrived (or the wait stalled):
 /// copies that come after the last first delivery are counted, not lost in the next phase.
-/// Not part of the timing: a phase ends at its last first delivery.
+/// Not part of the timing: a phase's time ends at its last delivery.
 const SETTLE: Duration = Duration::from_millis(250);
 
 /// One client process's share.
