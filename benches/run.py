@@ -10,6 +10,11 @@ a chart (SVG) of deliveries/s and memory per connection. BENCHMARKS.md quotes it
 Needs: the release build (`cargo build --release -p wspush -p wspush-bench`, done here),
 redis-server, and Node.js with the baseline's dependencies (`npm ci` in benches/baseline, done
 here).
+
+An inexact run (anything missing, duplicated or misrouted, a failed connection, a refused
+publish, an unexpected close: `wspush-bench` exits non-zero with `"exact": false`), or a run
+that failed outright, is recorded as such in runs.jsonl, and no tables are written while
+runs.jsonl holds one: the error names each such run. Medians are never taken over them.
 """
 import argparse
 import json
@@ -66,9 +71,9 @@ COLUMNS = {
              "pings_answered", "server_cpu_s_while_held"],
     "broadcast": ["deliveries", "missing", "duplicates", "deliveries_per_s", "seconds",
                   "server_cpu_s_per_100k", "latency_p99_ms"],
-    "unicast": ["deliveries", "missing", "duplicates", "deliveries_per_s", "server_cpu_s_per_100k",
+    "unicast": ["deliveries", "missing", "duplicates", "misrouted", "deliveries_per_s", "server_cpu_s_per_100k",
                 "redis_cpu_s", "latency_p50_ms", "latency_p99_ms", "latency_p999_ms"],
-    "cluster": ["deliveries", "missing", "duplicates", "deliveries_per_s", "server_cpu_s_per_100k",
+    "cluster": ["deliveries", "missing", "duplicates", "misrouted", "deliveries_per_s", "server_cpu_s_per_100k",
                 "latency_p99_ms", "redis_publishes_per_1000_messages",
                 "redis_round_trips_per_1000_publishes", "connect_storm_subscribe_commands"],
     "latency": ["rate", "deliveries", "missing", "latency_p50_ms", "latency_p99_ms", "latency_p999_ms",
@@ -106,14 +111,62 @@ def run_matrix(runs, only, out_path):
                     print(f"[run {run}/{runs}] {name} {target}: {' '.join(command[1:])}", flush=True)
                     started = time.time()
                     done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                    line = last_json_line(done.stdout)
+                    if line is None:
+                        # Failed before any figure: recorded, so the report refuses the matrix.
+                        line = {"scenario": scenario, "target": target, "label": name, "exact": False}
                     if done.returncode != 0:
-                        print(f"  FAILED (exit {done.returncode})", flush=True)
-                        continue
-                    line = json.loads(done.stdout.strip().splitlines()[-1])
+                        line["exact"] = False
+                        line["exit"] = done.returncode
+                        print(f"  INEXACT OR FAILED (exit {done.returncode}): {fault_summary(line)}", flush=True)
                     line["run"] = run
                     line["wall_seconds"] = round(time.time() - started, 1)
                     out.write(json.dumps(line) + "\n")
                     out.flush()
+
+
+def last_json_line(stdout):
+    for text in reversed(stdout.strip().splitlines()):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+# Counts that must be zero in an exact run (lines written before `"exact"` existed carry some
+# of them, with a scenario's prefix: first_half_missing, unicast_duplicates, ...).
+FAULT_SUFFIXES = ("missing", "duplicates", "misrouted", "unexpected", "connect_failures", "publish_errors",
+                  "unexpected_closes", "bad_frames")
+
+
+def fault_summary(line):
+    faults = line.get("faults") or {k: v for k, v in line.items() if k.endswith(FAULT_SUFFIXES)}
+    nonzero = [f"{k} {v}" for k, v in sorted(faults.items()) if isinstance(v, (int, float)) and v]
+    if "exit" in line:
+        nonzero.append(f"exit {line['exit']}")
+    return ", ".join(nonzero) or "no figures"
+
+
+def is_exact(line):
+    if "exact" in line:
+        return line["exact"] is True
+    return not any(isinstance(v, (int, float)) and v for k, v in line.items() if k.endswith(FAULT_SUFFIXES))
+
+
+def refuse_inexact(lines, path):
+    """Exits naming every inexact or failed run in `lines`: no medians over a loss."""
+    bad = [line for line in lines if not is_exact(line)]
+    if not bad:
+        return
+    print(f"run.py: refusing to report: {path} holds {len(bad)} inexact or failed run(s):", file=sys.stderr)
+    for line in bad:
+        print(f"  {line.get('label')} · {line.get('target')} · run {line.get('run', '?')}: {fault_summary(line)}",
+              file=sys.stderr)
+    print("run.py: find the cause, then rerun those (after removing their lines, or with --fresh).", file=sys.stderr)
+    sys.exit(1)
 
 
 def load(path):
@@ -244,7 +297,9 @@ def main():
             os.remove(raw)
         build()
         run_matrix(args.runs, set(filter(None, args.only.split(","))), raw)
-    table = medians(load(raw))
+    lines = load(raw)
+    refuse_inexact(lines, raw)
+    table = medians(lines)
     with open(os.path.join(RESULTS, "tables.md"), "w") as f:
         f.write(f"Machine: {machine()}\n\n" + tables(table))
     chart(table, os.path.join(RESULTS, "chart.svg"))

@@ -5,6 +5,7 @@
 #   valgrind                  the C programs run under it (no leaks, no invalid reads)
 #   javac, java               the Java binding's test (java -ea -Xcheck:jni)
 #   cc                        the C example and the header checks
+#   c++                       the header checked as C++
 #   node, npm                 the Node.js baseline the load generator is compared with
 #                             (benches/baseline; its packages are installed by `npm ci`),
 #                             and npm installs Bun for the uWebSockets baseline
@@ -28,7 +29,7 @@ ensure() {
 }
 
 if [ $# -eq 0 ]; then
-  set -- cc:gcc redis-server:redis-server redis-cli:redis-tools valgrind:valgrind \
+  set -- cc:gcc c++:g++ redis-server:redis-server redis-cli:redis-tools valgrind:valgrind \
     javac:openjdk-17-jdk-headless java:openjdk-17-jdk-headless node:nodejs npm:npm
   baseline=1
 fi

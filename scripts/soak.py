@@ -70,6 +70,9 @@ and one JSON line on stdout; the full report is `report.json` in the run directo
 (target/soak/<timestamp>/, with every process's output, the clients' records clients-*.pkl
 and the sends, /healthz polls and samples in orchestrator.pkl) and --report FILE.
 
+The binary it soaks is the workspace's current code: without --binary it runs
+`cargo build --release -p wspush --bin wspush` first (a no-op when up to date), so an old
+target/release/wspush is never soaked by mistake; --binary PATH soaks that build as it is.
 The binary is copied into the run directory before the start, so a concurrent `cargo build`
 cannot swap it under the restarted node.
 """
@@ -1468,7 +1471,8 @@ def parse_args(argv=None):
     p.add_argument("--ids", type=int, default=1000)
     p.add_argument("--send-rate", type=float, default=200, help="unicast sends per second")
     p.add_argument("--broadcast-every", type=float, default=2.0, help="seconds between broadcasts")
-    p.add_argument("--binary", default=str(ROOT / "target" / "release" / "wspush"))
+    p.add_argument("--binary", default=None,
+                   help="the wspush build to soak (default: target/release/wspush, built from the workspace first)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--report", default=None, help="also write the JSON report here")
     p.add_argument("--settle", type=float, default=SETTLE, help="SETTLE seconds of the delivery model (default 1)")
@@ -1489,10 +1493,16 @@ def main() -> int:
     if shutil.which("redis-server") is None:
         log("redis-server is not installed (scripts/ensure-tools.sh installs it)")
         return 2
+    if args.binary is None:
+        # Always build: cheap when up to date, and the soak then tests the code in the tree,
+        # not whatever release binary an earlier build left.
+        log("cargo build --release -p wspush --bin wspush")
+        subprocess.run(["cargo", "build", "--release", "-p", "wspush", "--bin", "wspush"], cwd=ROOT, check=True, timeout=1800)
+        args.binary = str(ROOT / "target" / "release" / "wspush")
     binary = Path(args.binary)
     if not binary.exists():
-        log(f"{binary} missing: cargo build --release -p wspush --bin wspush")
-        subprocess.run(["cargo", "build", "--release", "-p", "wspush", "--bin", "wspush"], cwd=ROOT, check=True, timeout=1800)
+        log(f"{binary} does not exist")
+        return 2
     atexit.register(kill_everything)
     budget = int(args.duration + 120)
 

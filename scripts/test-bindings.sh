@@ -38,7 +38,7 @@ stage() {
 stage "cargo build -p wspush-ffi ($profile)" cargo build -p wspush-ffi "${cargo_profile[@]}"
 stage "include/wspush.h is fresh" bash ffi/generate-header.sh --check
 stage "C example, ABI checks and cluster mode, plain and under valgrind (tests/ffi_c.rs)" \
-    env WSPUSH_REQUIRE_VALGRIND=1 WSPUSH_REQUIRE_REDIS=1 \
+    env WSPUSH_REQUIRE_VALGRIND=1 WSPUSH_REQUIRE_REDIS=1 WSPUSH_REQUIRE_CXX=1 \
     cargo test "${cargo_profile[@]}" -p wspush-tests --test ffi_c -- --nocapture
 stage "Java binding, java -ea -Xcheck:jni (bindings/java/test.sh)" \
     env WSPUSH_PROFILE="$profile" bash bindings/java/test.sh

@@ -9,9 +9,11 @@
 #      (including the load generator's smoke tests against the real server, the Node.js
 #      baseline and the Bun/uWebSockets one)
 #   4. cargo test --benches    every criterion benchmark runs once, as a test
-#   5. scripts/soak.py         a one-minute soak: 3 nodes, 500 clients, Redis killed twice and a
-#                              node once; exactly-once, no leaks, /healthz (the full run:
-#                              scripts/soak.py with no arguments, 10 minutes, 5,000 clients)
+#   5. scripts/soak.py         a one-minute soak of the release binary built from this tree
+#                              (cargo build --release -p wspush first): 3 nodes, 500 clients,
+#                              Redis killed twice and a node once; exactly-once, no leaks,
+#                              /healthz (the full run: scripts/soak.py with no arguments,
+#                              10 minutes, 5,000 clients)
 #   6. scripts/autobahn.sh     the Autobahn|Testsuite RFC 6455 conformance run (needs CPython 2.7)
 #
 #   scripts/test.sh
@@ -40,10 +42,12 @@ cargo fmt --version >/dev/null 2>&1 || { echo "test.sh: missing rustfmt: rustup 
 cargo clippy --version >/dev/null 2>&1 || { echo "test.sh: missing clippy: rustup component add clippy" >&2; exit 2; }
 need python3 "the conformance run needs Python 3 (and CPython 2.7, see scripts/autobahn.sh)"
 
-# Redis, valgrind, a JDK and a C compiler: installed if missing, and then required, so
-# no test of the C ABI, the Java binding or cluster mode is skipped.
+# Redis, valgrind, a JDK, C and C++ compilers and Node.js: installed if missing, and then
+# required, so no test of the C ABI, the header as C++, the Java binding, cluster mode or the
+# baseline is skipped (a test that finds its tool missing fails when its variable is set).
 scripts/ensure-tools.sh
-export WSPUSH_REQUIRE_VALGRIND=1 WSPUSH_REQUIRE_REDIS=1 WSPUSH_REQUIRE_JAVA=1 WSPUSH_REQUIRE_NODE=1
+export WSPUSH_REQUIRE_VALGRIND=1 WSPUSH_REQUIRE_REDIS=1 WSPUSH_REQUIRE_JAVA=1 WSPUSH_REQUIRE_NODE=1 \
+  WSPUSH_REQUIRE_CXX=1
 
 started=$(date +%s)
 
@@ -59,8 +63,11 @@ cargo test --workspace --no-fail-fast
 step "cargo test --benches (each criterion benchmark runs once, as a test)"
 cargo test -p wspush-tests --benches
 
+step "cargo build --release -p wspush (the binary the soak runs: this tree's, never an older build)"
+cargo build --release -p wspush
+
 step "scripts/soak.py --duration 60 --clients 500 --ids 100 (short soak: 3 nodes, Redis and a node killed)"
-python3 scripts/soak.py --duration 60 --clients 500 --ids 100
+python3 scripts/soak.py --duration 60 --clients 500 --ids 100 --binary target/release/wspush
 
 step "scripts/autobahn.sh (Autobahn|Testsuite conformance)"
 set +e

@@ -8,7 +8,9 @@
 //!
 //! Valgrind runs when it is installed; without it those tests say so loudly and pass,
 //! unless `WSPUSH_REQUIRE_VALGRIND=1` (set by `scripts/test-bindings.sh`), which makes a
-//! missing valgrind a failure.
+//! missing valgrind a failure. Likewise the header is compiled as C++ when a `c++` compiler
+//! is there, and `WSPUSH_REQUIRE_CXX=1` (set by `scripts/test.sh` and
+//! `scripts/test-bindings.sh`) makes a missing one a failure.
 
 #[path = "support.rs"]
 mod support;
@@ -416,7 +418,13 @@ fn the_header_compiles_alone_as_c_and_cpp() {
         .output()
     {
         Ok(output) => assert!(output.status.success(), "C++: {}", String::from_utf8_lossy(&output.stderr)),
-        Err(_) => eprintln!("!!!!! SKIPPED: no c++ compiler; the header was not checked as C++ !!!!!"),
+        Err(_) => {
+            assert!(
+                std::env::var_os("WSPUSH_REQUIRE_CXX").is_none(),
+                "WSPUSH_REQUIRE_CXX is set but there is no c++ compiler; the header was not checked as C++"
+            );
+            eprintln!("!!!!! SKIPPED: no c++ compiler; the header was not checked as C++ !!!!!");
+        }
     }
 }
 

@@ -1,12 +1,19 @@
 //! A client process: opens its share of the connections with mio (a bounded number of
 //! upgrades in flight, so the server's listen backlog never overflows), reads every frame,
-//! answers pings, and checks every bench message: unicasts exactly once in the whole run,
-//! broadcasts once per socket and in order, and the latency of each from the timestamp it
-//! carries.
+//! answers pings, and checks every bench message: a unicast must arrive on a socket of the
+//! id it names (else it is *misrouted*, and does not count as delivered), once; a broadcast
+//! once per socket; and the latency of each from the timestamp it carries. Each check is a
+//! comparison and a bit or counter in a table sized before the phase: no allocation per
+//! message.
+//!
+//! Since every id is held by exactly one client process, every unicast has exactly one
+//! process that may count it as delivered: the parent adds up the processes' distinct
+//! counts, and a copy in another process shows as misrouted instead of cancelling a loss.
 //!
 //! It talks to the parent in JSON lines: progress while connecting, a `connected` line,
-//! then `received` counts every 100 ms; on `report K` (K: broadcasts sent in the phase) it
-//! prints what it saw and starts a new phase; on `quit` (or EOF) it exits.
+//! then `received` counts (first deliveries to the right socket) every 100 ms; on `report K`
+//! (K: broadcasts sent in the phase) it prints what it saw and starts a new phase; on `quit`
+//! (or EOF) it exits.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Read, Write};
@@ -54,6 +61,8 @@ enum State {
 
 struct Conn {
     stream: TcpStream,
+    /// The id this socket connected as (what a unicast it receives must name).
+    id: u32,
     state: State,
     /// Bytes of an incomplete response head or frame.
     inbox: Vec<u8>,
@@ -67,10 +76,16 @@ struct Conn {
 
 /// What this process saw in the current phase.
 struct Tally {
+    /// Bench messages read, whatever they were.
     deliveries: u64,
+    /// First deliveries to the right socket: what the parent waits for.
+    good: u64,
     unicast_seen: Vec<u8>,
     unicast_dups: u64,
-    unicast_out_of_range: u64,
+    /// Unicasts that named another id than their socket's.
+    misrouted: u64,
+    /// Sequence numbers that were never sent (unicasts beyond the plan).
+    unexpected: u64,
     broadcast_dups: u64,
     latency: Histogram,
     first_ns: u64,
@@ -85,9 +100,11 @@ impl Tally {
     fn new(unicast_space: usize) -> Self {
         Tally {
             deliveries: 0,
+            good: 0,
             unicast_seen: vec![0; unicast_space],
             unicast_dups: 0,
-            unicast_out_of_range: 0,
+            misrouted: 0,
+            unexpected: 0,
             broadcast_dups: 0,
             latency: Histogram::default(),
             first_ns: 0,
@@ -99,7 +116,8 @@ impl Tally {
         }
     }
 
-    fn message(&mut self, data: &[u8], now: u64, broadcasts_seen: &mut Vec<u64>) {
+    /// One bench message (or another text) read on the socket of `id`.
+    fn message(&mut self, data: &[u8], id: u32, now: u64, broadcasts_seen: &mut Vec<u64>) {
         let Some(stamp) = payload::parse(data) else {
             self.other_messages += 1;
             return;
@@ -111,11 +129,15 @@ impl Tally {
         }
         self.last_ns = now;
         match stamp.kind {
+            // Delivered to another id: not a delivery of this message, whoever else got it.
+            Kind::Unicast if stamp.target != id => self.misrouted += 1,
             Kind::Unicast => match self.unicast_seen.get_mut(stamp.seq as usize) {
-                None => self.unicast_out_of_range += 1,
+                None => self.unexpected += 1,
                 Some(seen) => {
                     if *seen > 0 {
                         self.unicast_dups += 1;
+                    } else {
+                        self.good += 1;
                     }
                     *seen = seen.saturating_add(1);
                 }
@@ -127,6 +149,8 @@ impl Tally {
                 }
                 if broadcasts_seen[word] & bit != 0 {
                     self.broadcast_dups += 1;
+                } else {
+                    self.good += 1;
                 }
                 broadcasts_seen[word] |= bit;
             }
@@ -138,10 +162,12 @@ impl Tally {
     }
 }
 
-/// Parses the frames at the start of `buf` (server frames: unmasked), handles each, and
-/// returns how many bytes were whole frames, and whether a close frame arrived.
+/// Parses the frames at the start of `buf` (server frames: unmasked) read on the socket of
+/// `id`, handles each, and returns how many bytes were whole frames, and whether a close frame
+/// arrived.
 fn read_frames(
     buf: &[u8],
+    id: u32,
     now: u64,
     broadcasts_seen: &mut Vec<u64>,
     outbox: &mut Vec<u8>,
@@ -168,7 +194,7 @@ fn read_frames(
         }
         let data = &buf[pos + header..end];
         match b0 & 0x0f {
-            0x1 | 0x2 => tally.message(data, now, broadcasts_seen),
+            0x1 | 0x2 => tally.message(data, id, now, broadcasts_seen),
             0x9 => {
                 tally.pings += 1;
                 outbox.extend_from_slice(&encode_masked(OpCode::Pong, data, MASK, true));
@@ -303,6 +329,7 @@ fn run_inner(plan: ClientPlan) -> io::Result<()> {
                     Err(e) => return Err(io::Error::new(e.kind(), format!("connect to {target}: {e}"))),
                 },
                 state: State::Connecting,
+                id: id as u32,
                 inbox: Vec::new(),
                 outbox: Vec::new(),
                 broadcasts_seen: Vec::new(),
@@ -418,12 +445,10 @@ fn run_inner(plan: ClientPlan) -> io::Result<()> {
                 last_progress = Instant::now();
                 emit(json!({"type": "progress", "connected": connected, "failed": failed}));
             }
-        } else if last_progress.elapsed() >= Duration::from_millis(100)
-            && tally.deliveries != reported_deliveries
-        {
+        } else if last_progress.elapsed() >= Duration::from_millis(100) && tally.good != reported_deliveries {
             last_progress = Instant::now();
-            reported_deliveries = tally.deliveries;
-            emit(json!({"type": "received", "count": tally.deliveries}));
+            reported_deliveries = tally.good;
+            emit(json!({"type": "received", "count": tally.good}));
         }
 
         while let Ok(command) = commands.try_recv() {
@@ -491,7 +516,7 @@ fn feed_frames(conn: &mut Conn, bytes: &[u8], now: u64, tally: &mut Tally) -> bo
         owned = std::mem::take(&mut conn.inbox);
         &owned
     };
-    let (used, closed) = read_frames(data, now, &mut conn.broadcasts_seen, &mut conn.outbox, tally);
+    let (used, closed) = read_frames(data, conn.id, now, &mut conn.broadcasts_seen, &mut conn.outbox, tally);
     if closed {
         conn.state = State::Closed;
         flush(conn);
@@ -514,15 +539,33 @@ fn flush(conn: &mut Conn) {
     }
 }
 
+/// Of the broadcast numbers set in `seen`, how many are below `sent` and how many are not
+/// (numbers that were never sent).
+fn split_broadcasts(seen: &[u64], sent: u32) -> (u32, u32) {
+    let (whole, rest) = (sent as usize / 64, sent % 64);
+    let (mut below, mut beyond) = (0, 0);
+    for (word, bits) in seen.iter().enumerate() {
+        let mask = match word.cmp(&whole) {
+            std::cmp::Ordering::Less => u64::MAX,
+            std::cmp::Ordering::Equal => (1u64 << rest) - 1,
+            std::cmp::Ordering::Greater => 0,
+        };
+        below += (bits & mask).count_ones();
+        beyond += (bits & !mask).count_ones();
+    }
+    (below, beyond)
+}
+
 fn report(conns: &mut [Conn], tally: &Tally, broadcasts: u32, connected: usize) -> Value {
-    let mut broadcast_missing = 0;
+    let (mut broadcast_missing, mut broadcast_unexpected) = (0u64, 0u64);
     let (mut healthy, mut slow) = (0u64, 0u64);
     for conn in conns.iter_mut() {
+        let (seen, beyond) = split_broadcasts(&conn.broadcasts_seen, broadcasts);
+        broadcast_unexpected += u64::from(beyond);
         if conn.slow {
             slow += 1;
         } else {
             healthy += 1;
-            let seen: u32 = conn.broadcasts_seen.iter().map(|w| w.count_ones()).sum();
             broadcast_missing += u64::from(broadcasts.saturating_sub(seen));
         }
         conn.broadcasts_seen = Vec::new();
@@ -536,7 +579,8 @@ fn report(conns: &mut [Conn], tally: &Tally, broadcasts: u32, connected: usize) 
         "deliveries": tally.deliveries,
         "unicast_distinct": unicast_distinct,
         "unicast_duplicates": tally.unicast_dups,
-        "unicast_out_of_range": tally.unicast_out_of_range,
+        "misrouted": tally.misrouted,
+        "unexpected": tally.unexpected + broadcast_unexpected,
         "broadcast_missing": broadcast_missing,
         "broadcast_duplicates": tally.broadcast_dups,
         "first_ns": tally.first_ns,
@@ -554,10 +598,18 @@ mod tests {
     use super::*;
     use wspush::frame::encode;
 
-    fn message(kind: Kind, seq: u32) -> Vec<u8> {
+    /// The id the socket in these tests connected as.
+    const ID: u32 = 7;
+
+    fn message_to(kind: Kind, seq: u32, target: u32) -> Vec<u8> {
         let mut text = Vec::new();
-        payload::write(&mut text, kind, seq, 1, 40);
+        payload::write(&mut text, kind, seq, 1, target, 40);
         encode(OpCode::Text, &text).to_vec()
+    }
+
+    fn message(kind: Kind, seq: u32) -> Vec<u8> {
+        let target = if kind == Kind::Unicast { ID } else { payload::EVERYONE };
+        message_to(kind, seq, target)
     }
 
     #[test]
@@ -567,13 +619,25 @@ mod tests {
         let mut stream =
             [message(Kind::Unicast, 3), message(Kind::Unicast, 3), message(Kind::Unicast, 12)].concat();
         stream.extend_from_slice(&encode(OpCode::Text, b"welcome 7"));
-        let (used, closed) = read_frames(&stream, 5, &mut seen, &mut out, &mut tally);
+        let (used, closed) = read_frames(&stream, ID, 5, &mut seen, &mut out, &mut tally);
         assert_eq!((used, closed), (stream.len(), false));
         assert_eq!(tally.deliveries, 3);
+        assert_eq!(tally.good, 1);
         assert_eq!(tally.unicast_dups, 1);
-        assert_eq!(tally.unicast_out_of_range, 1, "seq 12 is outside a space of 10");
+        assert_eq!(tally.unexpected, 1, "seq 12 is outside a space of 10");
         assert_eq!(tally.other_messages, 1);
         assert_eq!(tally.unicast_seen.iter().filter(|&&s| s > 0).count(), 1);
+    }
+
+    #[test]
+    fn a_unicast_for_another_id_is_misrouted_and_not_delivered() {
+        let mut tally = Tally::new(10);
+        let (mut seen, mut out) = (Vec::new(), Vec::new());
+        let stream = [message_to(Kind::Unicast, 4, ID + 1), message(Kind::Unicast, 5)].concat();
+        read_frames(&stream, ID, 5, &mut seen, &mut out, &mut tally);
+        assert_eq!((tally.deliveries, tally.good, tally.misrouted), (2, 1, 1));
+        assert_eq!(tally.unicast_seen[4], 0, "seq 4 still missing for its own id");
+        assert_eq!(tally.unicast_seen[5], 1);
     }
 
     #[test]
@@ -581,11 +645,14 @@ mod tests {
         let mut tally = Tally::new(0);
         let (mut seen, mut out) = (Vec::new(), Vec::new());
         for seq in [2, 0, 1, 70, 1] {
-            read_frames(&message(Kind::Broadcast, seq), 5, &mut seen, &mut out, &mut tally);
+            read_frames(&message(Kind::Broadcast, seq), ID, 5, &mut seen, &mut out, &mut tally);
         }
         assert_eq!(tally.broadcast_dups, 1);
-        let distinct: u32 = seen.iter().map(|w| w.count_ones()).sum();
-        assert_eq!(distinct, 4);
+        assert_eq!(tally.good, 4);
+        assert_eq!(split_broadcasts(&seen, 71), (4, 0));
+        assert_eq!(split_broadcasts(&seen, 3), (3, 1), "70 was never sent in a phase of 3");
+        assert_eq!(split_broadcasts(&seen, 64), (3, 1));
+        assert_eq!(split_broadcasts(&seen, 0), (0, 4));
     }
 
     #[test]
@@ -593,12 +660,12 @@ mod tests {
         let mut tally = Tally::new(4);
         let (mut seen, mut out) = (Vec::new(), Vec::new());
         let whole = message(Kind::Unicast, 1);
-        assert_eq!(read_frames(&whole[..10], 5, &mut seen, &mut out, &mut tally), (0, false));
+        assert_eq!(read_frames(&whole[..10], ID, 5, &mut seen, &mut out, &mut tally), (0, false));
         let ping = encode(OpCode::Ping, b"hi");
-        assert_eq!(read_frames(&ping, 5, &mut seen, &mut out, &mut tally), (ping.len(), false));
+        assert_eq!(read_frames(&ping, ID, 5, &mut seen, &mut out, &mut tally), (ping.len(), false));
         assert_eq!(out, encode_masked(OpCode::Pong, b"hi", MASK, true));
         let close = encode(OpCode::Close, &1001u16.to_be_bytes());
-        assert_eq!(read_frames(&close, 5, &mut seen, &mut out, &mut tally), (close.len(), true));
+        assert_eq!(read_frames(&close, ID, 5, &mut seen, &mut out, &mut tally), (close.len(), true));
         assert_eq!(tally.closes.get("close 1001"), Some(&1));
     }
 }

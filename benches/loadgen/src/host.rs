@@ -44,9 +44,11 @@ pub fn run(
         let answer = match serde_json::from_str::<Value>(&line).ok().as_ref().and_then(Plan::from_json) {
             None => json!({"type": "error", "error": format!("not a plan: {line}")}),
             Some(plan) => {
-                let mut sink = EngineSink { engine: &engine, retries: 0 };
+                let mut sink = EngineSink { engine: &engine, retries: 0, errors: 0 };
                 match publish::run(&plan, &mut sink, &mut |_| {}) {
-                    Ok(first_ns) => json!({"type": "done", "first_ns": first_ns, "retries": sink.retries}),
+                    Ok(first_ns) => {
+                        json!({"type": "done", "first_ns": first_ns, "retries": sink.retries, "errors": sink.errors})
+                    }
                     Err(e) => json!({"type": "error", "error": e.to_string()}),
                 }
             }

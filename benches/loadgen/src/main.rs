@@ -2,6 +2,10 @@
 //! the Node.js baseline), drives it from client processes of its own, and reports each
 //! scenario as a table (stderr) and one JSON line (stdout). See benches/README.md.
 //!
+//! A run is exact when nothing was missing, duplicated, misrouted or unexpected, no connection
+//! failed or closed, and no publish was refused; otherwise it still prints its figures, with
+//! `"exact": false` and the counts, and exits with status 3.
+//!
 //! The server's CPU seconds (from /proc) are reported next to every throughput: on a 2-core
 //! machine the clients and Redis compete with the server for the same cores, so server CPU
 //! seconds per 100,000 deliveries is the fair efficiency figure.
@@ -24,7 +28,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
 
-use scenarios::{Rows, Via};
+use scenarios::{Faults, Rows, Via};
 use servers::Target;
 
 #[derive(Parser)]
@@ -88,7 +92,7 @@ pub struct Options {
     /// Seconds (idle: hold time; latency and slow: sending time).
     #[arg(long)]
     pub duration: Option<f64>,
-    /// Payload bytes per message (at least 25: the sequence number and timestamp).
+    /// Payload bytes per message (at least 33: kind, sequence number, timestamp, target id).
     #[arg(long, default_value_t = 64)]
     pub size: usize,
     /// Server nodes.
@@ -110,6 +114,14 @@ pub struct Options {
     /// Use this Redis instead of starting one.
     #[arg(long)]
     pub redis: Option<SocketAddr>,
+    /// Measure a server someone else runs, its WebSocket address (one node; nothing started,
+    /// no server CPU or memory figures).
+    #[arg(long)]
+    pub server_ws: Option<SocketAddr>,
+    /// With `--server-ws`: its HTTP API (`POST /socket/{id}`, `/broadcast`) [default: the
+    /// WebSocket address].
+    #[arg(long, requires = "server_ws")]
+    pub server_api: Option<SocketAddr>,
     /// Seed of the id choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -186,31 +198,52 @@ fn main() -> ExitCode {
         eprintln!("wspush-bench: --size must be at least {} bytes", payload::HEADER_LEN);
         return ExitCode::from(2);
     }
+    if options.connections.is_some_and(|n| n >= payload::EVERYONE as usize) {
+        eprintln!(
+            "wspush-bench: --connections must be below {} (ids are 32-bit in the payload)",
+            payload::EVERYONE
+        );
+        return ExitCode::from(2);
+    }
     let mut rows: Rows = Vec::new();
+    let mut faults = Faults::default();
     let outcome = match name {
-        "idle" => scenarios::idle(&options, &mut rows),
-        "fleet" => scenarios::fleet(&options, &mut rows),
-        "unicast" => scenarios::unicast(&options, &mut rows, false),
-        "latency" => scenarios::unicast(&options, &mut rows, true),
-        "broadcast" => scenarios::broadcast(&options, &mut rows),
-        "cluster" => scenarios::cluster(&options, &mut rows),
-        _ => scenarios::slow(&options, &mut rows),
+        "idle" => scenarios::idle(&options, &mut rows, &mut faults),
+        "fleet" => scenarios::fleet(&options, &mut rows, &mut faults),
+        "unicast" => scenarios::unicast(&options, &mut rows, false, &mut faults),
+        "latency" => scenarios::unicast(&options, &mut rows, true, &mut faults),
+        "broadcast" => scenarios::broadcast(&options, &mut rows, &mut faults),
+        "cluster" => scenarios::cluster(&options, &mut rows, &mut faults),
+        _ => scenarios::slow(&options, &mut rows, &mut faults),
     };
     if let Err(e) = outcome {
         eprintln!("wspush-bench {name}: {e}");
         return ExitCode::from(if e.kind() == std::io::ErrorKind::InvalidInput { 2 } else { 1 });
     }
-    print_results(name, &options, &rows);
-    ExitCode::SUCCESS
+    print_results(name, &options, &rows, &faults);
+    if faults.is_exact() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "wspush-bench {name}: INEXACT run: {} (figures above are not to be trusted)",
+            faults.summary()
+        );
+        ExitCode::from(EXIT_INEXACT)
+    }
 }
+
+/// The exit status of a run that completed but lost, duplicated or misrouted something (or
+/// saw a failed connection, a refused publish or an unexpected close).
+const EXIT_INEXACT: u8 = 3;
 
 fn exit(code: i32) -> ExitCode {
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 
-/// The table on stderr, the JSON line on stdout.
-fn print_results(name: &str, options: &Options, rows: &Rows) {
+/// The table on stderr, the JSON line on stdout (with `exact` and every fault count).
+fn print_results(name: &str, options: &Options, rows: &Rows, faults: &Faults) {
     let target = match options.target {
+        _ if options.server_ws.is_some() => "external",
         Target::Wspush => "wspush",
         Target::Baseline => "baseline",
         Target::Uws => "uws",
@@ -220,6 +253,7 @@ fn print_results(name: &str, options: &Options, rows: &Rows) {
     for (key, value) in rows {
         eprintln!("  {key:<40} {value}");
     }
+    eprintln!("  {:<40} {}", "exact", faults.is_exact());
     let mut line = Map::new();
     line.insert("scenario".into(), name.into());
     line.insert("target".into(), target.into());
@@ -228,5 +262,7 @@ fn print_results(name: &str, options: &Options, rows: &Rows) {
     for (key, value) in rows {
         line.insert(key.clone(), value.clone());
     }
+    line.insert("exact".into(), faults.is_exact().into());
+    line.insert("faults".into(), faults.to_json());
     println!("{}", Value::Object(line));
 }

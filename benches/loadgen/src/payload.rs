@@ -1,14 +1,17 @@
-//! The bench message: what it is (a unicast or a broadcast), its sequence number and when it
-//! was sent, in a fixed ASCII prefix (valid UTF-8, so it travels as a text frame through every
-//! path, JSON included), padded to the requested size.
+//! The bench message: what it is (a unicast or a broadcast), its sequence number, when it was
+//! sent and the id it is for, in a fixed ASCII prefix (valid UTF-8, so it travels as a text
+//! frame through every path, JSON included), padded to the requested size.
 //!
 //! ```text
-//! U0000002a000012f4a1b2c3d4xxxxxxxx...
-//! ^kind ^seq (8 hex) ^sent at, ns (16 hex) ^padding
+//! U0000002a000012f4a1b2c3d4000003e7xxxxxxxx...
+//! ^kind ^seq (8 hex) ^sent at, ns (16 hex) ^target id (8 hex; ffffffff: everyone) ^padding
 //! ```
 
 /// Bytes before the padding.
-pub const HEADER_LEN: usize = 1 + 8 + 16;
+pub const HEADER_LEN: usize = 1 + 8 + 16 + 8;
+
+/// The target of a broadcast.
+pub const EVERYONE: u32 = u32::MAX;
 
 /// What a message was sent as; the clients check each kind differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,14 +37,17 @@ pub struct Stamp {
     pub kind: Kind,
     pub seq: u32,
     pub sent_ns: u64,
+    /// The id a unicast is for ([`EVERYONE`] for a broadcast).
+    pub target: u32,
 }
 
 /// Writes a message of `size` bytes (at least [`HEADER_LEN`]) into `out`, replacing its contents.
-pub fn write(out: &mut Vec<u8>, kind: Kind, seq: u32, sent_ns: u64, size: usize) {
+pub fn write(out: &mut Vec<u8>, kind: Kind, seq: u32, sent_ns: u64, target: u32, size: usize) {
     out.clear();
     out.push(kind.tag());
     push_hex(out, u64::from(seq), 8);
     push_hex(out, sent_ns, 16);
+    push_hex(out, u64::from(target), 8);
     out.resize(size.max(HEADER_LEN), b'x');
 }
 
@@ -57,7 +63,8 @@ pub fn parse(payload: &[u8]) -> Option<Stamp> {
     };
     let seq = parse_hex(&payload[1..9])? as u32;
     let sent_ns = parse_hex(&payload[9..25])?;
-    Some(Stamp { kind, seq, sent_ns })
+    let target = parse_hex(&payload[25..33])? as u32;
+    Some(Stamp { kind, seq, sent_ns, target })
 }
 
 fn push_hex(out: &mut Vec<u8>, value: u64, digits: u32) {
@@ -85,22 +92,31 @@ mod tests {
     #[test]
     fn round_trips_and_pads() {
         let mut out = Vec::new();
-        write(&mut out, Kind::Broadcast, 0xdead_beef, 0x0123_4567_89ab_cdef, 64);
+        write(&mut out, Kind::Broadcast, 0xdead_beef, 0x0123_4567_89ab_cdef, EVERYONE, 64);
         assert_eq!(out.len(), 64);
-        assert_eq!(&out[..25], b"Bdeadbeef0123456789abcdef");
+        assert_eq!(&out[..33], b"Bdeadbeef0123456789abcdefffffffff");
         assert_eq!(
             parse(&out),
-            Some(Stamp { kind: Kind::Broadcast, seq: 0xdead_beef, sent_ns: 0x0123_4567_89ab_cdef })
+            Some(Stamp {
+                kind: Kind::Broadcast,
+                seq: 0xdead_beef,
+                sent_ns: 0x0123_4567_89ab_cdef,
+                target: EVERYONE
+            })
         );
-        write(&mut out, Kind::Unicast, 7, 9, 3);
+        write(&mut out, Kind::Unicast, 7, 9, 999, 3);
         assert_eq!(out.len(), HEADER_LEN, "never shorter than the header");
-        assert_eq!(parse(&out).unwrap().kind, Kind::Unicast);
+        assert_eq!(&out[..], b"U000000070000000000000009000003e7");
+        let stamp = parse(&out).unwrap();
+        assert_eq!((stamp.kind, stamp.target), (Kind::Unicast, 999));
     }
 
     #[test]
     fn rejects_other_texts() {
         assert_eq!(parse(b"welcome 456"), None);
-        assert_eq!(parse(b"U0000002g000012f4a1b2c3d4"), None, "not hex");
-        assert_eq!(parse(b"X0000002a000012f4a1b2c3d4"), None);
+        assert_eq!(parse(b"U0000002g000012f4a1b2c3d400000001"), None, "not hex");
+        assert_eq!(parse(b"U0000002a000012f4a1b2c3d40000000z"), None, "target not hex");
+        assert_eq!(parse(b"X0000002a000012f4a1b2c3d400000001"), None);
+        assert_eq!(parse(b"U0000002a000012f4a1b2c3d4"), None, "no target: too short");
     }
 }

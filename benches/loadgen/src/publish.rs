@@ -84,6 +84,9 @@ pub trait Sink {
     fn finish(&mut self) -> io::Result<()> {
         self.flush()
     }
+    /// Messages the transport refused (an HTTP status other than 2xx, a Redis error reply,
+    /// an engine error), so far.
+    fn errors(&self) -> u64;
 }
 
 /// A small xorshift generator: the same ids for the same seed, in every process.
@@ -127,7 +130,10 @@ pub fn run(plan: &Plan, sink: &mut dyn Sink, progress: &mut dyn FnMut(u64)) -> i
                     }
                 }),
             };
-            payload::write(&mut text, plan.kind, (plan.first_seq + seq) as u32, now_ns(), plan.size);
+            // Ids are below 2^32 - 1 (main checks --connections): the target fits, and never
+            // reads as EVERYONE.
+            let target = id.map_or(payload::EVERYONE, |id| id as u32);
+            payload::write(&mut text, plan.kind, (plan.first_seq + seq) as u32, now_ns(), target, plan.size);
             sink.push(id, &text)?;
         }
         sink.flush()?;
@@ -168,6 +174,9 @@ struct Answered {
     replies: u64,
     /// Subscribers that received each PUBLISH, summed (Redis's reply).
     receivers: u64,
+    /// PUBLISHes Redis answered with an error reply.
+    refused: u64,
+    /// Why the connection ended, if it did.
     error: Option<String>,
 }
 
@@ -184,10 +193,11 @@ impl RedisSink {
                 line.clear();
                 let outcome = match reader.read_until(b'\n', &mut line) {
                     Ok(0) | Err(_) => Err("the connection to Redis closed".to_owned()),
-                    Ok(_) if line.first() == Some(&b':') => Ok(std::str::from_utf8(&line[1..])
-                        .ok()
-                        .and_then(|s| s.trim().parse::<u64>().ok())
-                        .unwrap_or(0)),
+                    Ok(_) if line.first() == Some(&b':') => {
+                        Ok(std::str::from_utf8(&line[1..]).ok().and_then(|s| s.trim().parse::<u64>().ok()))
+                    }
+                    // An error reply (one line): counted, and the run goes on.
+                    Ok(_) if line.first() == Some(&b'-') => Ok(None),
                     Ok(_) => {
                         Err(format!("Redis answered PUBLISH with {}", String::from_utf8_lossy(&line).trim()))
                     }
@@ -197,7 +207,18 @@ impl RedisSink {
                 match outcome {
                     Ok(receivers) => {
                         state.replies += 1;
-                        state.receivers += receivers;
+                        match receivers {
+                            Some(n) => state.receivers += n,
+                            None => {
+                                if state.refused == 0 {
+                                    eprintln!(
+                                        "wspush-bench: Redis refused a PUBLISH: {}",
+                                        String::from_utf8_lossy(&line).trim()
+                                    );
+                                }
+                                state.refused += 1;
+                            }
+                        }
                     }
                     Err(e) => {
                         state.error.get_or_insert(e);
@@ -294,6 +315,10 @@ impl Sink for RedisSink {
         self.flush()?;
         self.wait_answers(0).map(drop)
     }
+
+    fn errors(&self) -> u64 {
+        self.answered.0.lock().expect("not poisoned").refused
+    }
 }
 
 impl Drop for RedisSink {
@@ -310,8 +335,8 @@ impl Drop for RedisSink {
 pub struct HttpSink {
     conns: Vec<HttpConn>,
     next: usize,
-    /// Responses that were not 2xx, by status.
-    pub errors: u64,
+    /// Responses that were not 2xx.
+    errors: u64,
 }
 
 struct HttpConn {
@@ -393,6 +418,10 @@ impl Sink for HttpSink {
         }
         Ok(())
     }
+
+    fn errors(&self) -> u64 {
+        self.errors
+    }
 }
 
 /// Reads a response's headers and body (`Content-Length` or chunked), after its status line.
@@ -450,6 +479,8 @@ pub struct EngineSink<'a> {
     pub engine: &'a wspush::Engine,
     /// Sends retried because the id's worker queue was full (backpressure).
     pub retries: u64,
+    /// Sends and broadcasts the engine refused (counted, not retried).
+    pub errors: u64,
 }
 
 impl Sink for EngineSink<'_> {
@@ -457,8 +488,11 @@ impl Sink for EngineSink<'_> {
         let text = std::str::from_utf8(text).map_err(io::Error::other)?;
         let Some(id) = id else {
             // Not retried: a broadcast refused by one full worker was still queued on the
-            // others, and a retry would deliver it twice there.
-            return self.engine.broadcast(Message::Text(text)).map_err(io::Error::other);
+            // others, and a retry would deliver it twice there. Counted: the run is inexact.
+            if let Err(e) = self.engine.broadcast(Message::Text(text)) {
+                self.refused(&e);
+            }
+            return Ok(());
         };
         let mut digits = [0u8; 20];
         let id = decimal(id, &mut digits);
@@ -469,13 +503,29 @@ impl Sink for EngineSink<'_> {
                     self.retries += 1;
                     std::thread::yield_now();
                 }
-                Err(e) => return Err(io::Error::other(e)),
+                Err(e) => {
+                    self.refused(&e);
+                    return Ok(());
+                }
             }
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+
+    fn errors(&self) -> u64 {
+        self.errors
+    }
+}
+
+impl EngineSink<'_> {
+    fn refused(&mut self, error: &wspush::Error) {
+        if self.errors == 0 {
+            eprintln!("wspush-bench host: the engine refused a message: {error}");
+        }
+        self.errors += 1;
     }
 }
 

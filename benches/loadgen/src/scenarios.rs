@@ -48,6 +48,65 @@ impl Via {
 /// Rows of a result, in the order they are shown.
 pub type Rows = Vec<(String, Value)>;
 
+/// Everything that makes a run inexact, summed over its phases: any of it non-zero, and the
+/// run's figures are not to be trusted (the tool exits non-zero, `"exact": false`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Faults {
+    /// Messages (unicasts, or broadcasts per healthy socket) never delivered to their target.
+    pub missing: u64,
+    /// Messages delivered more than once to their target (per socket for broadcasts).
+    pub duplicates: u64,
+    /// Unicasts read on a socket of another id than the one they name.
+    pub misrouted: u64,
+    /// Sequence numbers that were never sent in the phase they arrived in.
+    pub unexpected: u64,
+    /// Connections that failed to open or upgrade.
+    pub connect_failures: u64,
+    /// Messages the transport refused: HTTP non-2xx, Redis error replies, engine errors.
+    pub publish_errors: u64,
+    /// Connections the server closed (close frame or EOF) while the run held them.
+    pub unexpected_closes: u64,
+    /// Frames the client could not accept (masked, unknown opcode).
+    pub bad_frames: u64,
+}
+
+impl Faults {
+    fn fields(&self) -> [(&'static str, u64); 8] {
+        [
+            ("missing", self.missing),
+            ("duplicates", self.duplicates),
+            ("misrouted", self.misrouted),
+            ("unexpected", self.unexpected),
+            ("connect_failures", self.connect_failures),
+            ("publish_errors", self.publish_errors),
+            ("unexpected_closes", self.unexpected_closes),
+            ("bad_frames", self.bad_frames),
+        ]
+    }
+
+    pub fn is_exact(&self) -> bool {
+        self.fields().iter().all(|&(_, n)| n == 0)
+    }
+
+    pub fn to_json(&self) -> Value {
+        Value::Object(self.fields().iter().map(|&(k, n)| (k.to_owned(), json!(n))).collect())
+    }
+
+    /// The non-zero counts, as `missing 1, duplicates 2`.
+    pub fn summary(&self) -> String {
+        let nonzero: Vec<String> =
+            self.fields().iter().filter(|&&(_, n)| n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+        nonzero.join(", ")
+    }
+
+    fn closes(&mut self, merged: &Merged) {
+        self.unexpected_closes += merged.closes.values().sum::<u64>();
+        self.bad_frames += merged.bad_frames;
+        self.misrouted += merged.misrouted;
+        self.unexpected += merged.unexpected;
+    }
+}
+
 fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message.into())
 }
@@ -59,6 +118,8 @@ struct Bench {
     redis: Option<Redis>,
     target: Target,
     via: Via,
+    /// A server someone else runs (`--server-ws`): nothing started, no counters read.
+    external: bool,
 }
 
 impl Bench {
@@ -73,6 +134,18 @@ impl Bench {
         let target = options.target;
         if target.is_baseline() && matches!(via, Via::Inproc | Via::RedisEnvelope) {
             return Err(invalid(format!("the baseline cannot be reached --via {}", via.name())));
+        }
+        if let Some(ws) = options.server_ws {
+            if via == Via::Inproc || count != 1 {
+                return Err(invalid("--server-ws takes one node, reached --via http or Redis"));
+            }
+            let redis = match (needs_redis, options.redis) {
+                (false, _) => None,
+                (true, Some(addr)) => Some(Redis::existing(addr)),
+                (true, None) => return Err(invalid("--server-ws with a Redis path needs --redis")),
+            };
+            let node = Node::external(ws, options.server_api.unwrap_or(ws));
+            return Ok(Bench { nodes: vec![node], redis, target, via, external: true });
         }
         let needs_redis = needs_redis || target.is_baseline() || count > 1;
         let redis = match (needs_redis, options.redis) {
@@ -103,7 +176,7 @@ impl Bench {
             };
             nodes.push(node);
         }
-        Ok(Bench { nodes, redis, target, via })
+        Ok(Bench { nodes, redis, target, via, external: false })
     }
 
     fn ws_addrs(&self) -> Vec<SocketAddr> {
@@ -111,11 +184,11 @@ impl Bench {
     }
 
     fn server_cpu(&self) -> f64 {
-        self.nodes.iter().map(|n| n.process.cpu_seconds()).sum()
+        self.nodes.iter().map(Node::cpu_seconds).sum()
     }
 
     fn server_rss(&self) -> u64 {
-        self.nodes.iter().map(|n| n.process.rss_bytes()).sum()
+        self.nodes.iter().map(Node::rss_bytes).sum()
     }
 
     fn redis_cpu(&self) -> f64 {
@@ -125,7 +198,7 @@ impl Bench {
     /// In cluster mode, waits until every node subscribed to the channels of all its ids,
     /// so nothing published afterwards can miss a node.
     fn wait_subscribed(&self) -> io::Result<()> {
-        if self.target != Target::Wspush || self.redis.is_none() {
+        if self.target != Target::Wspush || self.redis.is_none() || self.external {
             return Ok(());
         }
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -179,6 +252,7 @@ impl Bench {
     ) -> io::Result<PhaseResult> {
         let (cpu0, redis_cpu0, publish0) = (self.server_cpu(), self.redis_cpu(), self.redis_calls("publish"));
         let started = Instant::now();
+        let mut publish_errors = 0;
         let first_ns = if self.via == Via::Inproc {
             // Unicasts are split over the hosts (each sends its share in-process);
             // broadcasts go out from the first.
@@ -193,6 +267,7 @@ impl Bench {
                     return Err(io::Error::other(format!("the host failed: {answer}")));
                 }
                 first = first.min(answer["first_ns"].as_u64().unwrap_or(0));
+                publish_errors += answer["errors"].as_u64().unwrap_or(0);
             }
             first
         } else {
@@ -207,6 +282,7 @@ impl Bench {
                 }
             })?;
             progress.finish(plan.count);
+            publish_errors = sink.errors();
             first
         };
         let publish_seconds = started.elapsed().as_secs_f64();
@@ -219,6 +295,7 @@ impl Bench {
             server_cpu: self.server_cpu() - cpu0,
             redis_cpu: self.redis_cpu() - redis_cpu0,
             redis_publishes: self.redis_calls("publish").saturating_sub(publish0),
+            publish_errors,
             merged,
         })
     }
@@ -234,13 +311,25 @@ struct PhaseResult {
     server_cpu: f64,
     redis_cpu: f64,
     redis_publishes: u64,
+    publish_errors: u64,
     merged: Merged,
 }
 
 impl PhaseResult {
-    /// The common rows: throughput, correctness, cost, latency.
-    fn rows(&self, prefix: &'static str, rows: &mut Rows, missing: u64, duplicates: u64) {
+    /// The common rows: throughput, correctness, cost, latency; adds the phase's faults.
+    fn rows(
+        &self,
+        prefix: &'static str,
+        rows: &mut Rows,
+        missing: u64,
+        duplicates: u64,
+        faults: &mut Faults,
+    ) {
         let m = &self.merged;
+        faults.missing += missing;
+        faults.duplicates += duplicates;
+        faults.publish_errors += self.publish_errors;
+        faults.closes(m);
         let per_second = if self.seconds > 0.0 { m.deliveries as f64 / self.seconds } else { 0.0 };
         let cpu_per_100k = if m.deliveries > 0 { self.server_cpu / m.deliveries as f64 * 1e5 } else { 0.0 };
         let ms = |q: f64| round(m.latency.quantile(q) as f64 / 1e6, 3);
@@ -248,6 +337,11 @@ impl PhaseResult {
         rows.push((named("deliveries"), json!(m.deliveries)));
         rows.push((named("missing"), json!(missing)));
         rows.push((named("duplicates"), json!(duplicates)));
+        rows.push((named("misrouted"), json!(m.misrouted)));
+        if m.unexpected > 0 {
+            rows.push((named("unexpected"), json!(m.unexpected)));
+        }
+        rows.push((named("publish_errors"), json!(self.publish_errors)));
         rows.push((named("seconds"), json!(round(self.seconds, 3))));
         rows.push((named("publish_seconds"), json!(round(self.publish_seconds, 3))));
         rows.push((named("deliveries_per_s"), json!(per_second.round())));
@@ -292,7 +386,8 @@ fn shares(count: usize, targets: &[SocketAddr], per_process: usize, slow_every: 
     shares
 }
 
-fn connect_rows(swarm: &Swarm, rows: &mut Rows) {
+fn connect_rows(swarm: &Swarm, rows: &mut Rows, faults: &mut Faults) {
+    faults.connect_failures += swarm.failed;
     rows.push(("connected".into(), json!(swarm.connected)));
     rows.push(("connect_failures".into(), json!(swarm.failed)));
     if !swarm.failures.is_empty() {
@@ -332,7 +427,7 @@ fn broadcast_plan(options: &Options, count: u64, rate: Option<f64>) -> Plan {
 }
 
 /// `idle`: N connections held with pings; connects/s and the server's RSS per connection.
-pub fn idle(options: &Options, rows: &mut Rows) -> io::Result<()> {
+pub fn idle(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Result<()> {
     let n = options.connections.unwrap_or(19_000);
     let hold = options.duration.unwrap_or(10.0);
     // Pings every 2 s, so the hold sees several rounds of them.
@@ -341,9 +436,10 @@ pub fn idle(options: &Options, rows: &mut Rows) -> io::Result<()> {
     std::thread::sleep(Duration::from_millis(500));
     let rss_before = bench.server_rss();
     let mut swarm = Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), 0, !options.quiet)?;
-    connect_rows(&swarm, rows);
-    // Count pings and closes from here on: the hold, not the connect phase.
-    swarm.report(0)?;
+    connect_rows(&swarm, rows, faults);
+    // Count pings and closes from here on: the hold, not the connect phase (whose closes
+    // are faults too).
+    faults.closes(&swarm.report(0)?);
     let cpu0 = bench.server_cpu();
     let deadline = Instant::now() + Duration::from_secs_f64(hold);
     let mut progress = Progress::new("holding (s)", hold as u64, !options.quiet);
@@ -354,6 +450,7 @@ pub fn idle(options: &Options, rows: &mut Rows) -> io::Result<()> {
     progress.finish(hold as u64);
     let rss_after = bench.server_rss();
     let merged = swarm.report(0)?;
+    faults.closes(&merged);
     let stats = bench.nodes[0].stats()?;
     rows.push(("held_seconds".into(), json!(hold)));
     rows.push(("server_connections".into(), stats["connections"].clone()));
@@ -368,7 +465,7 @@ pub fn idle(options: &Options, rows: &mut Rows) -> io::Result<()> {
 }
 
 /// `unicast` and `latency`: messages to random ids among the connected ones.
-pub fn unicast(options: &Options, rows: &mut Rows, latency: bool) -> io::Result<()> {
+pub fn unicast(options: &Options, rows: &mut Rows, latency: bool, faults: &mut Faults) -> io::Result<()> {
     let via = options.via.unwrap_or(Via::RedisCompat);
     let node_count = options.nodes.unwrap_or(1);
     let n = options.connections.unwrap_or(1_000);
@@ -381,13 +478,13 @@ pub fn unicast(options: &Options, rows: &mut Rows, latency: bool) -> io::Result<
     let needs_redis = matches!(via, Via::RedisCompat | Via::RedisEnvelope);
     let mut bench = Bench::start(options, via, node_count, needs_redis, &[])?;
     let mut swarm = Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), m, !options.quiet)?;
-    connect_rows(&swarm, rows);
+    connect_rows(&swarm, rows, faults);
     bench.wait_subscribed()?;
     rows.push(("rate".into(), json!(rate)));
     let plan = unicast_plan(options, m, n as u64, rate);
     let result = bench.phase(&mut swarm, &plan, m, options, &mut |_| {})?;
     let missing = m.saturating_sub(result.merged.unicast_distinct);
-    result.rows("", rows, missing, result.merged.unicast_duplicates);
+    result.rows("", rows, missing, result.merged.unicast_duplicates, faults);
     rows.push(("redis_publishes".into(), json!(result.redis_publishes)));
     server_counters(&bench, rows);
     Ok(())
@@ -395,7 +492,7 @@ pub fn unicast(options: &Options, rows: &mut Rows, latency: bool) -> io::Result<
 
 /// The wspush nodes' own account of losses, summed: where a message went missing, if one did.
 fn server_counters(bench: &Bench, rows: &mut Rows) {
-    if bench.target != Target::Wspush {
+    if bench.target != Target::Wspush || bench.external {
         return;
     }
     let mut totals: Vec<(&str, u64)> =
@@ -415,7 +512,7 @@ fn server_counters(bench: &Bench, rows: &mut Rows) {
 }
 
 /// `broadcast`: K broadcasts to N sockets.
-pub fn broadcast(options: &Options, rows: &mut Rows) -> io::Result<()> {
+pub fn broadcast(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Result<()> {
     let via = options.via.unwrap_or(Via::Http);
     let n = options.connections.unwrap_or(10_000);
     let k = options.broadcasts.unwrap_or(500);
@@ -425,31 +522,31 @@ pub fn broadcast(options: &Options, rows: &mut Rows) -> io::Result<()> {
     }
     let mut bench = Bench::start(options, via, options.nodes.unwrap_or(1), needs_redis, &[])?;
     let mut swarm = Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), 0, !options.quiet)?;
-    connect_rows(&swarm, rows);
+    connect_rows(&swarm, rows, faults);
     bench.wait_subscribed()?;
     let expected = k * swarm.connected;
     let plan = broadcast_plan(options, k, options.rate);
     let result = bench.phase(&mut swarm, &plan, expected, options, &mut |_| {})?;
     rows.push(("broadcasts".into(), json!(k)));
-    result.rows("", rows, result.merged.broadcast_missing, result.merged.broadcast_duplicates);
+    result.rows("", rows, result.merged.broadcast_missing, result.merged.broadcast_duplicates, faults);
     Ok(())
 }
 
 /// `cluster`: nodes (2) and Redis, clients on all, sends through every node's API.
-pub fn cluster(options: &Options, rows: &mut Rows) -> io::Result<()> {
+pub fn cluster(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Result<()> {
     let via = options.via.unwrap_or(Via::Http);
     let node_count = options.nodes.unwrap_or(2);
     let n = options.connections.unwrap_or(2_000);
     let m = options.messages.unwrap_or(100_000);
     let mut bench = Bench::start(options, via, node_count, true, &[])?;
     let shares = shares(n, &bench.ws_addrs(), options.per_process, 0);
-    let mut swarm = connect_fleet(&bench, &shares, m, options, rows)?;
+    let mut swarm = connect_fleet(&bench, &shares, m, options, rows, faults)?;
     let before = cluster_counters(&bench);
     let plan = unicast_plan(options, m, n as u64, options.rate);
     let result = bench.phase(&mut swarm, &plan, m, options, &mut |_| {})?;
     let after = cluster_counters(&bench);
     let missing = m.saturating_sub(result.merged.unicast_distinct);
-    result.rows("", rows, missing, result.merged.unicast_duplicates);
+    result.rows("", rows, missing, result.merged.unicast_duplicates, faults);
     rows.push((
         "redis_publishes_per_1000_messages".into(),
         json!(round(result.redis_publishes as f64 * 1000.0 / m as f64, 1)),
@@ -474,10 +571,11 @@ fn connect_fleet(
     unicast_space: u64,
     options: &Options,
     rows: &mut Rows,
+    faults: &mut Faults,
 ) -> io::Result<Swarm> {
     let subscribes_before = bench.redis_calls("subscribe");
     let swarm = Swarm::connect(shares, unicast_space, !options.quiet)?;
-    connect_rows(&swarm, rows);
+    connect_rows(&swarm, rows, faults);
     bench.wait_subscribed()?;
     rows.push(("nodes".into(), json!(bench.nodes.len())));
     let storm = bench.redis_calls("subscribe") - subscribes_before;
@@ -487,7 +585,7 @@ fn connect_fleet(
 
 /// (published, publish_round_trips) summed over the wspush nodes.
 fn cluster_counters(bench: &Bench) -> (u64, u64) {
-    if bench.target != Target::Wspush {
+    if bench.target != Target::Wspush || bench.external {
         return (0, 0);
     }
     bench.nodes.iter().filter_map(|n| n.stats().ok()).fold((0, 0), |(p, t), stats| {
@@ -498,7 +596,7 @@ fn cluster_counters(bench: &Bench) -> (u64, u64) {
 
 /// `slow`: 1% of clients stop reading while broadcasts go out at a fixed rate; the healthy
 /// clients' latency and the server's memory, in the first and the second half.
-pub fn slow(options: &Options, rows: &mut Rows) -> io::Result<()> {
+pub fn slow(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Result<()> {
     let via = options.via.unwrap_or(Via::Http);
     let n = options.connections.unwrap_or(1_000);
     let rate = options.rate.unwrap_or(200.0);
@@ -510,7 +608,7 @@ pub fn slow(options: &Options, rows: &mut Rows) -> io::Result<()> {
     let mut bench = Bench::start(options, via, 1, needs_redis, extra)?;
     let mut swarm =
         Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, slow_every), 0, !options.quiet)?;
-    connect_rows(&swarm, rows);
+    connect_rows(&swarm, rows, faults);
     let rss_start = bench.server_rss();
     let mut rss_peak = rss_start;
     let half = (rate * duration / 2.0) as u64;
@@ -523,14 +621,26 @@ pub fn slow(options: &Options, rows: &mut Rows) -> io::Result<()> {
     let rss_end = bench.server_rss();
     rows.push(("slow_clients".into(), json!(n as u64 - healthy)));
     rows.push(("rate".into(), json!(rate)));
-    first.rows("first_half_", rows, first.merged.broadcast_missing, first.merged.broadcast_duplicates);
-    second.rows("second_half_", rows, second.merged.broadcast_missing, second.merged.broadcast_duplicates);
+    first.rows(
+        "first_half_",
+        rows,
+        first.merged.broadcast_missing,
+        first.merged.broadcast_duplicates,
+        faults,
+    );
+    second.rows(
+        "second_half_",
+        rows,
+        second.merged.broadcast_missing,
+        second.merged.broadcast_duplicates,
+        faults,
+    );
     let mib = |b: u64| round(b as f64 / 1048576.0, 1);
     rows.push(("server_rss_start_mib".into(), json!(mib(rss_start))));
     rows.push(("server_rss_mid_mib".into(), json!(mib(rss_mid))));
     rows.push(("server_rss_end_mib".into(), json!(mib(rss_end))));
     rows.push(("server_rss_peak_mib".into(), json!(mib(rss_peak.max(rss_end)))));
-    if options.target == Target::Wspush {
+    if options.target == Target::Wspush && !bench.external {
         let stats = bench.nodes[0].stats()?;
         rows.push(("slow_consumer_disconnects".into(), stats["slow_consumer_disconnects"].clone()));
     }
@@ -539,7 +649,7 @@ pub fn slow(options: &Options, rows: &mut Rows) -> io::Result<()> {
 
 /// `fleet`: 5 nodes x 19,000 connections and one Redis; a broadcast storm, then a unicast
 /// storm, both published to Redis.
-pub fn fleet(options: &Options, rows: &mut Rows) -> io::Result<()> {
+pub fn fleet(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Result<()> {
     if options.target != Target::Wspush {
         return Err(invalid("fleet runs wspush only"));
     }
@@ -569,7 +679,7 @@ pub fn fleet(options: &Options, rows: &mut Rows) -> io::Result<()> {
             start += c;
         }
     }
-    let mut swarm = connect_fleet(&bench, &all, m, options, rows)?;
+    let mut swarm = connect_fleet(&bench, &all, m, options, rows, faults)?;
     let per_conn = bench.server_rss().saturating_sub(rss_before) as f64 / swarm.connected.max(1) as f64;
     rows.push(("server_rss_bytes_per_connection".into(), json!(per_conn.round())));
     let expected = k * swarm.connected;
@@ -580,11 +690,12 @@ pub fn fleet(options: &Options, rows: &mut Rows) -> io::Result<()> {
         rows,
         broadcasts.merged.broadcast_missing,
         broadcasts.merged.broadcast_duplicates,
+        faults,
     );
     let plan = unicast_plan(options, m, n as u64, options.rate);
     let unicasts = bench.phase(&mut swarm, &plan, m, options, &mut |_| {})?;
     let missing = m.saturating_sub(unicasts.merged.unicast_distinct);
-    unicasts.rows("unicast_", rows, missing, unicasts.merged.unicast_duplicates);
+    unicasts.rows("unicast_", rows, missing, unicasts.merged.unicast_duplicates, faults);
     let connections: u64 = bench
         .nodes
         .iter()

@@ -181,7 +181,8 @@ pub struct NodeOptions {
 
 /// One server under test.
 pub struct Node {
-    pub process: Process,
+    /// `None` for a server someone else runs (`--server-ws`): no CPU or memory figures.
+    pub process: Option<Process>,
     pub ws: SocketAddr,
     /// Where the HTTP API (`/socket/{id}`, `/stats`) answers; the baseline serves both on one port.
     pub api: SocketAddr,
@@ -253,7 +254,7 @@ impl Node {
         let mut process = Process::spawn("wspush", &mut command)?;
         wait_for_port(&mut process, ws, Duration::from_secs(10))?;
         wait_for_port(&mut process, api, Duration::from_secs(10))?;
-        Ok(Node { process, ws, api, host: None })
+        Ok(Node { process: Some(process), ws, api, host: None })
     }
 
     pub fn start_baseline(redis_url: &str, channel: &str) -> io::Result<Node> {
@@ -286,7 +287,7 @@ impl Node {
         // The Node.js baseline listens before its subscription is made; /stats answers either
         // way, so give the SUBSCRIBE its round trip.
         std::thread::sleep(Duration::from_millis(300));
-        Ok(Node { process, ws: addr, api: addr, host: None })
+        Ok(Node { process: Some(process), ws: addr, api: addr, host: None })
     }
 
     /// `wspush-bench host`: an engine in a process of its own that sends what it is told to,
@@ -306,7 +307,20 @@ impl Node {
         let stdin = process.child.stdin.take().expect("piped");
         let stdout = BufReader::new(process.child.stdout.take().expect("piped"));
         wait_for_port(&mut process, ws, Duration::from_secs(10))?;
-        Ok(Node { process, ws, api: ws, host: Some(Mutex::new((stdin, stdout))) })
+        Ok(Node { process: Some(process), ws, api: ws, host: Some(Mutex::new((stdin, stdout))) })
+    }
+
+    /// A server someone else runs, its WebSocket and HTTP API addresses.
+    pub fn external(ws: SocketAddr, api: SocketAddr) -> Node {
+        Node { process: None, ws, api, host: None }
+    }
+
+    pub fn cpu_seconds(&self) -> f64 {
+        self.process.as_ref().map_or(0.0, Process::cpu_seconds)
+    }
+
+    pub fn rss_bytes(&self) -> u64 {
+        self.process.as_ref().map_or(0, Process::rss_bytes)
     }
 
     /// Sends a line to the host (a plan, or `stats`).

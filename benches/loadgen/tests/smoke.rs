@@ -31,6 +31,9 @@ fn assert_exactly_once(result: &Value, deliveries: u64) {
     assert_eq!(result["deliveries"], deliveries, "{result}");
     assert_eq!(result["missing"], 0, "{result}");
     assert_eq!(result["duplicates"], 0, "{result}");
+    assert_eq!(result["misrouted"], 0, "{result}");
+    assert_eq!(result["publish_errors"], 0, "{result}");
+    assert_eq!(result["exact"], true, "{result}");
     assert!(result["server_cpu_s"].as_f64().is_some(), "{result}");
     assert!(result["latency_p99_ms"].as_f64().unwrap() > 0.0, "{result}");
 }
@@ -98,6 +101,7 @@ fn idle_connections_are_held_and_measured() {
     assert_eq!(r["connected"], 300, "{r}");
     assert_eq!(r["server_connections"], 300, "{r}");
     assert_eq!(r["closed_while_held"], 0, "{r}");
+    assert_eq!(r["exact"], true, "{r}");
     assert!(r["pings_answered"].as_u64().unwrap() >= 300, "pings every 2 s over 3 s: {r}");
     assert!(r["server_rss_bytes_per_connection"].as_f64().is_some(), "{r}");
 }
@@ -158,7 +162,7 @@ fn the_uws_baseline_runs_when_bun_is_installed() {
 fn bad_arguments_exit_2_with_a_reason() {
     let output = bench(&["unicast", "--size", "3"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--size must be at least 25 bytes"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--size must be at least 33 bytes"));
     let output = bench(&["unicast", "--target", "baseline", "--via", "inproc"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("the baseline cannot be reached --via inproc"));

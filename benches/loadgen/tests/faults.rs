@@ -1,0 +1,235 @@
+//! The load generator cannot hide a loss: `wspush-bench unicast --via http` runs against a
+//! fake server (std threads, just enough RFC 6455 to accept an upgrade and send text frames,
+//! and `POST /socket/{id}` on its API) that injects exactly one fault, and the run must exit
+//! with status 3 and report exactly that fault: 1 missing, 1 duplicate, 1 misrouted, 1 publish
+//! error; a loss "covered" by a copy delivered to an id held by another client process must
+//! show as 1 missing and 1 misrouted, not cancel out. The same fake server without a fault
+//! gives an exact run (exit 0), so the counts come from the fault and nothing else.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+/// Connections in a run, and per client process (so two processes hold the ids).
+const CONNECTIONS: u64 = 20;
+const PER_PROCESS: u64 = 10;
+const MESSAGES: u64 = 200;
+/// The publish (0-based) the fault applies to.
+const FAULTY: u64 = 57;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    /// The message is not delivered.
+    Loss,
+    /// The message is delivered twice to its id.
+    Duplicate,
+    /// The message is delivered to its id and a copy to an id of the other client process.
+    Misroute,
+    /// The message goes only to an id of the other client process: a loss that a merely
+    /// counted delivery elsewhere would hide.
+    LossCoveredElsewhere,
+    /// The message is delivered but the API answers 500.
+    HttpError,
+}
+
+/// A server frame (unmasked, final) carrying `text`.
+fn text_frame(text: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x81];
+    match text.len() {
+        n if n < 126 => frame.push(n as u8),
+        n => {
+            frame.push(126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(text);
+    frame
+}
+
+type Sockets = Arc<Mutex<HashMap<u64, TcpStream>>>;
+
+/// Starts the fake server; returns its WebSocket and API addresses. Its threads live as long
+/// as the test process.
+fn fake_server(fault: Fault) -> (SocketAddr, SocketAddr) {
+    let sockets: Sockets = Arc::default();
+    let ws = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let api = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addrs = (ws.local_addr().unwrap(), api.local_addr().unwrap());
+    let held = sockets.clone();
+    std::thread::spawn(move || {
+        for stream in ws.incoming().flatten() {
+            let held = held.clone();
+            std::thread::spawn(move || upgrade(stream, &held));
+        }
+    });
+    let publishes = Arc::new(AtomicU64::new(0));
+    std::thread::spawn(move || {
+        for stream in api.incoming().flatten() {
+            let (sockets, publishes) = (sockets.clone(), publishes.clone());
+            std::thread::spawn(move || serve_api(stream, &sockets, &publishes, fault));
+        }
+    });
+    addrs
+}
+
+/// Reads an upgrade request for `/websocket/{id}`, answers 101 and keeps the socket for the
+/// id; then reads (and drops) what the client sends until it goes.
+fn upgrade(mut stream: TcpStream, sockets: &Sockets) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).unwrap_or(0) == 0 {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let path = head.split_whitespace().nth(1).unwrap_or("");
+    let id: u64 = path.rsplit('/').next().and_then(|id| id.parse().ok()).expect("an id in the path");
+    // Held before the answer: once the client saw its 101, a publish to it finds it. The lock
+    // is held across the answer, so no frame can go out before it.
+    let mut held = sockets.lock().unwrap();
+    // The load generator's client checks the status line only.
+    stream
+        .write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+        )
+        .unwrap();
+    held.insert(id, stream.try_clone().unwrap());
+    drop(held);
+    let mut sink = [0u8; 1024];
+    while stream.read(&mut sink).unwrap_or(0) > 0 {}
+}
+
+/// Answers `POST /socket/{id}` (keep-alive, pipelined): delivers the body as a text frame to
+/// the id's socket before answering, with the fault applied to publish number [`FAULTY`].
+fn serve_api(stream: TcpStream, sockets: &Sockets, publishes: &AtomicU64, fault: Fault) {
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+        let mut length = 0;
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let id: u64 =
+            path.strip_prefix("/socket/").and_then(|id| id.parse().ok()).expect("POST /socket/{id}");
+        // An id of the other client process.
+        let elsewhere = (id + PER_PROCESS) % CONNECTIONS;
+        let n = publishes.fetch_add(1, Ordering::SeqCst);
+        let fault = if n == FAULTY { fault } else { Fault::None };
+        let targets: &[u64] = match fault {
+            Fault::None | Fault::HttpError => &[id],
+            Fault::Loss => &[],
+            Fault::Duplicate => &[id, id],
+            Fault::Misroute => &[id, elsewhere],
+            Fault::LossCoveredElsewhere => &[elsewhere],
+        };
+        let frame = text_frame(&body);
+        for target in targets {
+            let mut sockets = sockets.lock().unwrap();
+            let socket = sockets.get_mut(target).expect("every id connected before the publishes");
+            socket.write_all(&frame).unwrap();
+        }
+        let status = if fault == Fault::HttpError { "500 Internal Server Error" } else { "200 OK" };
+        write!(writer, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").unwrap();
+    }
+}
+
+/// Runs `wspush-bench unicast --via http` against a fake server with `fault`; returns the
+/// exit code, the JSON line and stderr.
+fn run(fault: Fault) -> (Option<i32>, Value, String) {
+    let (ws, api) = fake_server(fault);
+    let output = Command::new(env!("CARGO_BIN_EXE_wspush-bench"))
+        .args(["unicast", "--via", "http", "--quiet", "--stall", "2"])
+        .args(["--server-ws", &ws.to_string(), "--server-api", &api.to_string()])
+        .args(["--connections", &CONNECTIONS.to_string(), "--per-process", &PER_PROCESS.to_string()])
+        .args(["--messages", &MESSAGES.to_string()])
+        .output()
+        .expect("wspush-bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    eprintln!("{fault:?}: exit {:?}\n{stdout}{stderr}", output.status.code());
+    let line = stdout.lines().last().unwrap_or_else(|| panic!("{fault:?}: no JSON line; stderr:\n{stderr}"));
+    let value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    (output.status.code(), value, stderr)
+}
+
+/// Checks the run reported exactly `expected` (name, count) among its faults, every other
+/// fault zero, and exited 3 saying so.
+fn assert_caught(fault: Fault, expected: &[(&str, u64)]) {
+    let (code, r, stderr) = run(fault);
+    assert_eq!(code, Some(3), "{fault:?}: an inexact run exits 3: {r}\n{stderr}");
+    assert_eq!(r["exact"], false, "{r}");
+    let faults = r["faults"].as_object().expect("a faults object");
+    for (name, count) in faults {
+        let want = expected.iter().find(|(n, _)| n == name).map_or(0, |&(_, c)| c);
+        assert_eq!(count.as_u64(), Some(want), "{fault:?}: faults.{name}: {r}");
+    }
+    for (name, count) in expected {
+        assert!(faults.contains_key(*name), "{name} is not reported: {r}");
+        // The top-level rows agree (publish_errors, missing, duplicates, misrouted).
+        assert_eq!(r[*name], *count, "{fault:?}: {name}: {r}");
+    }
+    let summary = expected.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ");
+    assert!(stderr.contains(&format!("INEXACT run: {summary}")), "{fault:?}: stderr:\n{stderr}");
+    assert_eq!(r["connected"], CONNECTIONS, "{r}");
+}
+
+#[test]
+fn without_a_fault_the_fake_server_gives_an_exact_run() {
+    let (code, r, stderr) = run(Fault::None);
+    assert_eq!(code, Some(0), "{r}\n{stderr}");
+    assert_eq!(r["exact"], true, "{r}");
+    assert_eq!(r["deliveries"], MESSAGES, "{r}");
+    assert!(r["faults"].as_object().unwrap().values().all(|v| v == 0), "{r}");
+    assert_eq!(r["target"], "external", "{r}");
+}
+
+#[test]
+fn one_lost_message_is_one_missing() {
+    assert_caught(Fault::Loss, &[("missing", 1)]);
+}
+
+#[test]
+fn one_duplicated_message_is_one_duplicate() {
+    assert_caught(Fault::Duplicate, &[("duplicates", 1)]);
+}
+
+#[test]
+fn one_copy_to_another_id_is_one_misrouted() {
+    assert_caught(Fault::Misroute, &[("misrouted", 1)]);
+}
+
+#[test]
+fn a_loss_is_not_hidden_by_a_copy_in_another_client_process() {
+    assert_caught(Fault::LossCoveredElsewhere, &[("missing", 1), ("misrouted", 1)]);
+}
+
+#[test]
+fn a_refused_publish_is_one_publish_error() {
+    assert_caught(Fault::HttpError, &[("publish_errors", 1)]);
+}
