@@ -36,6 +36,9 @@ MATRIX = [
     # Broadcasts published to Redis: the one path both designs share.
     ("broadcast", "broadcast", ["--connections", "10000", "--broadcasts", "500"],
      {"wspush": ["--via", "redis-envelope"], "baseline": ["--via", "redis-compat"]}),
+    # The same path paced (100 broadcasts/s for 10 s): a rate held, not a burst drained.
+    ("broadcast-sustained", "broadcast", ["--connections", "10000", "--rate", "100", "--duration", "10"],
+     {"wspush": ["--via", "redis-envelope"], "baseline": ["--via", "redis-compat"]}),
     # wspush's own paths: the HTTP API (32 keep-alive connections) and in-process sends.
     ("broadcast-http", "broadcast", ["--connections", "10000", "--broadcasts", "500"],
      {"wspush": ["--via", "http"]}),
@@ -69,8 +72,10 @@ MATRIX = [
 COLUMNS = {
     "idle": ["connected", "connects_per_s", "server_rss_bytes_per_connection", "closed_while_held",
              "pings_answered", "server_cpu_s_while_held"],
-    "broadcast": ["deliveries", "missing", "duplicates", "deliveries_per_s", "seconds",
-                  "server_cpu_s_per_100k", "latency_p99_ms"],
+    # rate and achieved_rate: sustained runs only (a burst's table skips them).
+    "broadcast": ["rate", "achieved_rate", "deliveries", "missing", "duplicates",
+                  "deliveries_per_s", "seconds", "server_cpu_s_per_100k", "latency_p50_ms", "latency_p99_ms",
+                  "latency_p999_ms"],
     "unicast": ["deliveries", "missing", "duplicates", "misrouted", "deliveries_per_s", "server_cpu_s_per_100k",
                 "redis_cpu_s", "latency_p50_ms", "latency_p99_ms", "latency_p999_ms"],
     "cluster": ["deliveries", "missing", "duplicates", "misrouted", "deliveries_per_s", "server_cpu_s_per_100k",

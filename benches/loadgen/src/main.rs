@@ -49,8 +49,10 @@ enum Scenario {
     /// M messages (default 200,000) to random ids among N connected (default 1,000), via
     /// HTTP, in-process or Redis; deliveries/s, missing, duplicates, latency.
     Unicast(Options),
-    /// K broadcasts (default 500) to N sockets (default 10,000); deliveries/s and the time to
-    /// the last delivery.
+    /// K broadcasts (default 500) to N sockets (default 10,000) in one burst; deliveries/s and
+    /// the time to the last delivery. With --rate R and/or --duration D: sustained, R
+    /// broadcasts/s (default 100) for D s (default 10); deliveries/s held, latency, and the
+    /// publish rate achieved.
     Broadcast(Options),
     /// Two nodes and a Redis, clients on both, sends through both APIs; deliveries/s,
     /// latency, Redis commands per 1,000 messages.
@@ -89,7 +91,7 @@ pub struct Options {
     /// Messages per second (default: as fast as the transport takes them).
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Seconds (idle: hold time; latency and slow: sending time).
+    /// Seconds (idle: hold time; latency, slow and sustained broadcast: sending time).
     #[arg(long)]
     pub duration: Option<f64>,
     /// Payload bytes per message (at least 33: kind, sequence number, timestamp, target id).

@@ -286,12 +286,14 @@ impl Bench {
             first
         };
         let publish_seconds = started.elapsed().as_secs_f64();
+        let publish_span = now_ns().saturating_sub(first_ns) as f64 / 1e9;
         let received = swarm.wait_for(expected, Duration::from_secs_f64(options.stall), "delivering")?;
         let merged = swarm.report(if plan.kind == Kind::Broadcast { plan.count } else { 0 })?;
         let end_ns = if received >= expected { merged.last_ns } else { now_ns() };
         Ok(PhaseResult {
             seconds: end_ns.saturating_sub(first_ns) as f64 / 1e9,
             publish_seconds,
+            publish_span,
             server_cpu: self.server_cpu() - cpu0,
             redis_cpu: self.redis_cpu() - redis_cpu0,
             redis_publishes: self.redis_calls("publish").saturating_sub(publish0),
@@ -308,6 +310,8 @@ impl Bench {
 struct PhaseResult {
     seconds: f64,
     publish_seconds: f64,
+    /// From the first message's stamp until the last was handed to the transport.
+    publish_span: f64,
     server_cpu: f64,
     redis_cpu: f64,
     redis_publishes: u64,
@@ -511,11 +515,24 @@ fn server_counters(bench: &Bench, rows: &mut Rows) {
     }
 }
 
-/// `broadcast`: K broadcasts to N sockets.
+/// `broadcast`: K broadcasts to N sockets, either as one burst (the default: K = 500,
+/// published as fast as the transport takes them) or, with `--rate` or `--duration`, paced:
+/// `--rate` broadcasts/s (100) for `--duration` s (10), which reports whether the publisher
+/// kept the rate and the latency while it was held.
 pub fn broadcast(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Result<()> {
     let via = options.via.unwrap_or(Via::Http);
     let n = options.connections.unwrap_or(10_000);
-    let k = options.broadcasts.unwrap_or(500);
+    let sustained = options.rate.is_some() || options.duration.is_some();
+    let (rate, k) = if sustained {
+        let rate = options.rate.unwrap_or(100.0);
+        if !(rate > 0.0 && rate.is_finite()) {
+            return Err(invalid("--rate must be a positive number of broadcasts per second"));
+        }
+        let duration = options.duration.unwrap_or(10.0);
+        (Some(rate), options.broadcasts.unwrap_or((rate * duration).round() as u64).max(1))
+    } else {
+        (None, options.broadcasts.unwrap_or(500))
+    };
     let needs_redis = matches!(via, Via::RedisCompat | Via::RedisEnvelope);
     if options.target == Target::Wspush && via == Via::RedisCompat {
         return Err(invalid("the compat format has no broadcast in wspush: use --via redis-envelope"));
@@ -525,12 +542,26 @@ pub fn broadcast(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io:
     connect_rows(&swarm, rows, faults);
     bench.wait_subscribed()?;
     let expected = k * swarm.connected;
-    let plan = broadcast_plan(options, k, options.rate);
+    let plan = broadcast_plan(options, k, rate);
     let result = bench.phase(&mut swarm, &plan, expected, options, &mut |_| {})?;
+    rows.push(("mode".into(), json!(if sustained { "sustained" } else { "burst" })));
     rows.push(("broadcasts".into(), json!(k)));
+    if let Some(rate) = rate {
+        rows.push(("rate".into(), json!(rate)));
+        rows.push(("duration_s".into(), json!(round(k as f64 / rate, 3))));
+        // K broadcasts are K - 1 intervals, from the first one's stamp to the last one
+        // handed to the transport (publishing starts with the first at once).
+        let achieved =
+            if k > 1 && result.publish_span > 0.0 { (k - 1) as f64 / result.publish_span } else { rate };
+        rows.push(("achieved_rate".into(), json!(round(achieved, 2))));
+        rows.push(("rate_kept".into(), json!(achieved >= RATE_KEPT * rate)));
+    }
     result.rows("", rows, result.merged.broadcast_missing, result.merged.broadcast_duplicates, faults);
     Ok(())
 }
+
+/// A paced run kept its rate when it published at least this share of it.
+const RATE_KEPT: f64 = 0.98;
 
 /// `cluster`: nodes (2) and Redis, clients on all, sends through every node's API.
 pub fn cluster(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Result<()> {

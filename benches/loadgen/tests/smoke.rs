@@ -67,6 +67,27 @@ fn broadcast_through_the_http_api_reaches_every_socket_once() {
     let r = result(&["broadcast", "--connections", "150", "--broadcasts", "20", "--via", "http"]);
     assert_exactly_once(&r, 150 * 20);
     assert_eq!(r["broadcasts"], 20);
+    assert_eq!(r["mode"], "burst", "{r}");
+    assert!(r.get("achieved_rate").is_none(), "a burst has no rate: {r}");
+}
+
+#[test]
+fn a_paced_broadcast_is_reported_as_sustained_with_its_achieved_rate() {
+    let r =
+        result(&["broadcast", "--connections", "200", "--rate", "50", "--duration", "2", "--via", "http"]);
+    assert_eq!(r["mode"], "sustained", "{r}");
+    assert_eq!(r["broadcasts"], 100, "50/s for 2 s: {r}");
+    assert_exactly_once(&r, 200 * 100);
+    assert_eq!(r["rate"], 50.0, "{r}");
+    assert_eq!(r["duration_s"], 2.0, "{r}");
+    let achieved = r["achieved_rate"].as_f64().unwrap();
+    // Paced, not a burst: 99 intervals take about 2 s (a burst would take milliseconds).
+    assert!(achieved > 0.0 && achieved < 60.0, "{r}");
+    assert!(r["publish_seconds"].as_f64().unwrap() > 1.5, "{r}");
+    assert!(r["rate_kept"].is_boolean(), "{r}");
+    for p in ["latency_p50_ms", "latency_p999_ms", "latency_max_ms"] {
+        assert!(r[p].as_f64().is_some(), "{p}: {r}");
+    }
 }
 
 #[test]
