@@ -217,7 +217,7 @@ impl ConfigBuilder {
         let cluster = std::mem::replace(&mut self.draft.cluster, ClusterConfig::new(""));
         let server = std::mem::take(&mut self.draft.server);
         config.auth = auth;
-        if self.given.iter().any(|(key, _)| *key == "redis") {
+        if self.is_given("redis") {
             if cluster.compat_publish && cluster.compat_channel.is_none() {
                 let reason = format!("needs {} to publish on", naming("compat_channel"));
                 return Err(SettingError {

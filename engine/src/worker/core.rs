@@ -71,8 +71,10 @@ impl Core {
         Lease::new(expires_at_s, IpSlot::to_raw(ip_slot))
     }
 
-    /// Gives back what a socket's lease holds (its per-address slot).
+    /// Gives back what a socket's admission took: its place under `max_connections` and,
+    /// if it has one, its per-address slot.
     pub fn release(&self, lease: Lease) {
+        self.shared.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         if let (Some(limit), Some(slot)) = (&self.shared.ip_limit, IpSlot::from_raw(lease.ip_slot())) {
             limit.release(slot);
         }

@@ -331,13 +331,11 @@ impl Worker {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if self.shutdown_deadline_ms.is_some() || key >= 1 << KEY_BITS {
-            self.core.shared.open.fetch_sub(1, Ordering::AcqRel);
             self.core.release(lease);
             return;
         }
         if let Err(e) = self.poll.registry().register(&mut stream, Token(key), Interest::READABLE) {
             tracing::warn!(error = %e, "cannot register a socket with the worker's poll");
-            self.core.shared.open.fetch_sub(1, Ordering::AcqRel);
             self.core.release(lease);
             return;
         }
@@ -457,7 +455,6 @@ impl Worker {
             }
         }
         self.core.shared.counters.connections.fetch_sub(1, Ordering::Relaxed);
-        self.core.shared.open.fetch_sub(1, Ordering::AcqRel);
         self.core.release(link.lease());
         let conn_id = ConnectionId::new(self.core.worker, link.serial());
         self.core.emit(&Event::Close { conn: conn_id, id: link.id(), code: link.close_code() });

@@ -122,7 +122,7 @@ impl Worker {
                 Err(error) if link.is_open() => {
                     let counters = &self.core.shared.counters;
                     bump(&counters.protocol_errors, 1);
-                    if error.close_code == crate::frame::close_code::MESSAGE_TOO_BIG {
+                    if error.close_code == close_code::MESSAGE_TOO_BIG {
                         bump(&counters.messages_too_big, 1);
                     }
                     tracing::debug!(id = %crate::log_safe::Escaped(link.id()), %error, "protocol error");

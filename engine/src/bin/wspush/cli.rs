@@ -5,7 +5,6 @@
 //! the setting and where its value came from (`--workers`, `WSPUSH_WORKERS`, or
 //! `workers in FILE`).
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
@@ -195,13 +194,10 @@ impl fmt::Display for Origin {
 struct Sources {
     /// In the order given: a later value of the same setting replaces an earlier one.
     values: Vec<(&'static str, String, Origin)>,
-    /// Where each name's value came from.
-    origins: HashMap<&'static str, Origin>,
 }
 
 impl Sources {
     fn add(&mut self, name: &'static str, value: String, origin: Origin) {
-        self.origins.insert(name, origin.clone());
         self.values.push((name, value, origin));
     }
 
@@ -238,10 +234,12 @@ impl Sources {
 
     /// Where the value given under `name` came from (its flag when it was not given).
     fn origin(&self, name: &str) -> String {
-        self.origins
+        // The last value given under `name` is the one that counts.
+        self.values
             .iter()
-            .find(|(given, _)| **given == name)
-            .map_or_else(|| flag_of(name), |(_, o)| o.to_string())
+            .rev()
+            .find(|(given, ..)| *given == name)
+            .map_or_else(|| flag_of(name), |(_, _, origin)| origin.to_string())
     }
 
     fn error(&self, error: settings::SettingError) -> SettingError {
