@@ -439,7 +439,7 @@ pub fn idle(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Resu
     let bench = Bench::start(options, Via::Http, 1, false, &extra)?;
     std::thread::sleep(Duration::from_millis(500));
     let rss_before = bench.server_rss();
-    let mut swarm = Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), 0, !options.quiet)?;
+    let mut swarm = Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), 0, options.client, !options.quiet)?;
     connect_rows(&swarm, rows, faults);
     // Count pings and closes from here on: the hold, not the connect phase (whose closes
     // are faults too).
@@ -481,7 +481,7 @@ pub fn unicast(options: &Options, rows: &mut Rows, latency: bool, faults: &mut F
     };
     let needs_redis = matches!(via, Via::RedisCompat | Via::RedisEnvelope);
     let mut bench = Bench::start(options, via, node_count, needs_redis, &[])?;
-    let mut swarm = Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), m, !options.quiet)?;
+    let mut swarm = Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), m, options.client, !options.quiet)?;
     connect_rows(&swarm, rows, faults);
     bench.wait_subscribed()?;
     rows.push(("rate".into(), json!(rate)));
@@ -538,7 +538,7 @@ pub fn broadcast(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io:
         return Err(invalid("the compat format has no broadcast in wspush: use --via redis-envelope"));
     }
     let mut bench = Bench::start(options, via, options.nodes.unwrap_or(1), needs_redis, &[])?;
-    let mut swarm = Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), 0, !options.quiet)?;
+    let mut swarm = Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), 0, options.client, !options.quiet)?;
     connect_rows(&swarm, rows, faults);
     bench.wait_subscribed()?;
     let expected = k * swarm.connected;
@@ -605,7 +605,7 @@ fn connect_fleet(
     faults: &mut Faults,
 ) -> io::Result<Swarm> {
     let subscribes_before = bench.redis_calls("subscribe");
-    let swarm = Swarm::connect(shares, unicast_space, !options.quiet)?;
+    let swarm = Swarm::connect(shares, unicast_space, options.client, !options.quiet)?;
     connect_rows(&swarm, rows, faults);
     bench.wait_subscribed()?;
     rows.push(("nodes".into(), json!(bench.nodes.len())));
@@ -638,7 +638,7 @@ pub fn slow(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Resu
     let needs_redis = matches!(via, Via::RedisCompat | Via::RedisEnvelope);
     let mut bench = Bench::start(options, via, 1, needs_redis, extra)?;
     let mut swarm =
-        Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, slow_every), 0, !options.quiet)?;
+        Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, slow_every), 0, options.client, !options.quiet)?;
     connect_rows(&swarm, rows, faults);
     let rss_start = bench.server_rss();
     let mut rss_peak = rss_start;
