@@ -163,4 +163,3 @@ pub fn report<'a>(
         "closes": tally.closes,
     })
 }
-

@@ -121,6 +121,12 @@ pub struct Options {
     /// to compare two versions in one session.
     #[arg(long)]
     pub wspush_bin: Option<std::path::PathBuf>,
+    /// wspush: run every node with a Redis backplane (cluster mode) even when it is alone, so
+    /// that with `--via http` every send is also PUBLISHed to Redis as the baselines publish
+    /// every POST (wspush still delivers to its own sockets directly; Redis carries the
+    /// message to other nodes). The baselines always use Redis; this changes nothing for them.
+    #[arg(long)]
+    pub with_redis: bool,
     /// Use this Redis instead of starting one.
     #[arg(long)]
     pub redis: Option<SocketAddr>,
@@ -276,6 +282,9 @@ fn print_results(name: &str, options: &Options, rows: &Rows, faults: &Faults) {
     line.insert("client".into(), options.client.name().into());
     line.insert("label".into(), options.label.clone().map_or(Value::Null, Value::from));
     line.insert("size".into(), options.size.into());
+    if options.with_redis {
+        line.insert("with_redis".into(), true.into());
+    }
     for (key, value) in rows {
         line.insert(key.clone(), value.clone());
     }

@@ -170,7 +170,9 @@ async fn run_inner(plan: ClientPlan) -> io::Result<()> {
                 last_progress = Instant::now();
                 emit(json!({"type": "progress", "connected": state.connected, "failed": state.failed}));
             }
-        } else if last_progress.elapsed() >= Duration::from_millis(100) && state.tally.good != reported_deliveries {
+        } else if last_progress.elapsed() >= Duration::from_millis(100)
+            && state.tally.good != reported_deliveries
+        {
             last_progress = Instant::now();
             reported_deliveries = state.tally.good;
             emit(json!({"type": "received", "count": state.tally.good}));
@@ -180,8 +182,12 @@ async fn run_inner(plan: ClientPlan) -> io::Result<()> {
 
 /// Reads socket `index` (connected as `id`) until it closes, handing every message to the
 /// shared tally.
-async fn read<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, id: u32, index: usize, shared: &RefCell<Shared>)
-where
+async fn read<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    id: u32,
+    index: usize,
+    shared: &RefCell<Shared>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     while let Some(message) = ws.next().await {
@@ -191,7 +197,9 @@ where
             Ok(Message::Text(text)) => {
                 tally.message(text.as_bytes(), id, now_ns(), &mut sockets[index].broadcasts_seen)
             }
-            Ok(Message::Binary(data)) => tally.message(&data, id, now_ns(), &mut sockets[index].broadcasts_seen),
+            Ok(Message::Binary(data)) => {
+                tally.message(&data, id, now_ns(), &mut sockets[index].broadcasts_seen)
+            }
             // Answered by tungstenite itself, with the next read.
             Ok(Message::Ping(_)) => tally.pings += 1,
             Ok(Message::Pong(_) | Message::Frame(_)) => {}
@@ -205,7 +213,10 @@ where
                 return;
             }
             Err(WsError::Protocol(e))
-                if matches!(e, tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) =>
+                if matches!(
+                    e,
+                    tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
+                ) =>
             {
                 tally.closed("eof");
                 return;
