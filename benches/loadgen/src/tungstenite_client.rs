@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tokio::net::TcpSocket;
 use tokio::sync::{mpsc, Semaphore};
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -212,12 +213,7 @@ async fn read<S>(
                 tally.closed("eof");
                 return;
             }
-            Err(WsError::Protocol(e))
-                if matches!(
-                    e,
-                    tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
-                ) =>
-            {
+            Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
                 tally.closed("eof");
                 return;
             }
