@@ -1,15 +1,23 @@
-#!/usr/bin/env python3
-"""Runs the benchmark matrix: every scenario against wspush and the Node.js baseline, in one
-session, several runs each; writes the raw JSON lines, a table per scenario with medians, and
-a chart (SVG) of deliveries/s and memory per connection. BENCHMARKS.md quotes its output.
+"""Runs the benchmark matrix: every scenario against wspush, the Node.js baseline (`baseline`:
+Node.js `ws` + ioredis) and the same design on Bun (`uws`: uWebSockets), where that design
+runs the scenario, in one session, several runs each; writes the raw JSON lines, a table per
+scenario with medians (a column per target, and the ratios wspush/baseline and wspush/uws),
+and a chart (SVG) of deliveries/s and memory per connection. BENCHMARKS.md quotes its output.
 
-    python3 benches/run.py                 # the whole matrix, 3 runs each (about 30 minutes)
+    python3 benches/run.py                 # the whole matrix, 3 runs each (about 25 minutes)
     python3 benches/run.py --runs 1 --only unicast-1node,broadcast
     python3 benches/run.py --report-only   # redo tables and chart from benches/results/runs.jsonl
 
+The time: one run is about 7.5 minutes of scenarios on the 2-core development machine (wspush
+about 1.5, baseline about 3.5, uws about 2.5; the fixed-duration scenarios, idle, latency,
+sustained broadcast and slow, are most of it, and the Node.js baseline's broadcast burst
+alone takes about a minute), from the wall times in runs.jsonl; e.g. unicast-http, one run
+of its three targets, took 20 s, unicast-1node-tungstenite 3 s. Change an entry's arguments,
+and rerun it with --fresh (or remove its old lines): medians are taken per label and target.
+
 Needs: the release build (`cargo build --release -p wspush -p wspush-bench`, done here),
-redis-server, and Node.js with the baseline's dependencies (`npm ci` in benches/baseline, done
-here).
+redis-server, and Node.js with the baselines' dependencies (`npm ci` in benches/baseline and in
+benches/baseline-bun, whose `bun` package brings the Bun runtime; done here).
 
 An inexact run (anything missing, duplicated or misrouted, a failed connection, a refused
 publish, an unexpected close: `wspush-bench` exits non-zero with `"exact": false`), or a run

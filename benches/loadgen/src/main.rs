@@ -50,7 +50,10 @@ enum Scenario {
     /// deliveries/s, missing, duplicates.
     Fleet(Options),
     /// M messages (default 200,000) to random ids among N connected (default 1,000), via
-    /// HTTP, in-process or Redis; deliveries/s, missing, duplicates, latency.
+    /// HTTP, in-process or Redis; deliveries/s, missing, duplicates, latency. Via HTTP, a
+    /// baseline PUBLISHes each POST to Redis and delivers what Redis sends back; wspush
+    /// delivers each POST to its own sockets, and with --with-redis also PUBLISHes it (for
+    /// other nodes), so both pay a PUBLISH per message.
     Unicast(Options),
     /// K broadcasts (default 500) to N sockets (default 10,000) in one burst; deliveries/s and
     /// the time to the last delivery. With --rate R and/or --duration D: sustained, R
