@@ -1,15 +1,23 @@
-#!/usr/bin/env python3
-"""Runs the benchmark matrix: every scenario against wspush and the Node.js baseline, in one
-session, several runs each; writes the raw JSON lines, a table per scenario with medians, and
-a chart (SVG) of deliveries/s and memory per connection. BENCHMARKS.md quotes its output.
+"""Runs the benchmark matrix: every scenario against wspush, the Node.js baseline (`baseline`:
+Node.js `ws` + ioredis) and the same design on Bun (`uws`: uWebSockets), where that design
+runs the scenario, in one session, several runs each; writes the raw JSON lines, a table per
+scenario with medians (a column per target, and the ratios wspush/baseline and wspush/uws),
+and a chart (SVG) of deliveries/s and memory per connection. BENCHMARKS.md quotes its output.
 
-    python3 benches/run.py                 # the whole matrix, 3 runs each (about 30 minutes)
+    python3 benches/run.py                 # the whole matrix, 3 runs each (about 25 minutes)
     python3 benches/run.py --runs 1 --only unicast-1node,broadcast
     python3 benches/run.py --report-only   # redo tables and chart from benches/results/runs.jsonl
 
+The time: one run is about 7.5 minutes of scenarios on the 2-core development machine (wspush
+about 1.5, baseline about 3.5, uws about 2.5; the fixed-duration scenarios, idle, latency,
+sustained broadcast and slow, are most of it, and the Node.js baseline's broadcast burst
+alone takes about a minute), from the wall times in runs.jsonl; e.g. unicast-http, one run
+of its three targets, took 20 s, unicast-1node-tungstenite 3 s. Change an entry's arguments,
+and rerun it with --fresh (or remove its old lines): medians are taken per label and target.
+
 Needs: the release build (`cargo build --release -p wspush -p wspush-bench`, done here),
-redis-server, and Node.js with the baseline's dependencies (`npm ci` in benches/baseline, done
-here).
+redis-server, and Node.js with the baselines' dependencies (`npm ci` in benches/baseline and in
+benches/baseline-bun, whose `bun` package brings the Bun runtime; done here).
 
 An inexact run (anything missing, duplicated or misrouted, a failed connection, a refused
 publish, an unexpected close: `wspush-bench` exits non-zero with `"exact": false`), or a run
@@ -29,44 +37,68 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benches", "results")
 BENCH = os.path.join(ROOT, "target", "release", "wspush-bench")
 
-# name, scenario, arguments, targets (target -> extra arguments)
+# name, scenario, arguments, targets (target -> extra arguments). baseline is the original
+# design on Node.js `ws` (benches/baseline), uws the same design on Bun's uWebSockets
+# (benches/baseline-bun); both take what the same design offers (Redis compat, HTTP).
+def both(wspush, baseline):
+    """wspush with its arguments, and both baselines with theirs."""
+    return {"wspush": wspush, "baseline": baseline, "uws": baseline}
+
+
 MATRIX = [
-    ("idle", "idle", ["--connections", "19000", "--duration", "10"],
-     {"wspush": [], "baseline": []}),
+    ("idle", "idle", ["--connections", "19000", "--duration", "10"], both([], [])),
     # Broadcasts published to Redis: the one path both designs share.
     ("broadcast", "broadcast", ["--connections", "10000", "--broadcasts", "500"],
-     {"wspush": ["--via", "redis-envelope"], "baseline": ["--via", "redis-compat"]}),
+     both(["--via", "redis-envelope"], ["--via", "redis-compat"])),
     # The same path paced (100 broadcasts/s for 10 s): a rate held, not a burst drained.
     ("broadcast-sustained", "broadcast", ["--connections", "10000", "--rate", "100", "--duration", "10"],
-     {"wspush": ["--via", "redis-envelope"], "baseline": ["--via", "redis-compat"]}),
+     both(["--via", "redis-envelope"], ["--via", "redis-compat"])),
     # wspush's own paths: the HTTP API (32 keep-alive connections) and in-process sends.
     ("broadcast-http", "broadcast", ["--connections", "10000", "--broadcasts", "500"],
      {"wspush": ["--via", "http"]}),
     ("broadcast-inproc", "broadcast", ["--connections", "10000", "--broadcasts", "500"],
      {"wspush": ["--via", "inproc"]}),
     ("unicast-1node", "unicast", ["--connections", "1000", "--messages", "200000"],
-     {"wspush": ["--via", "redis-compat"], "baseline": ["--via", "redis-compat"]}),
+     both(["--via", "redis-compat"], ["--via", "redis-compat"])),
+    # The same through wspush's own Redis format (a channel per id) against the baseline's one channel.
+    ("unicast-1node-envelope", "unicast", ["--connections", "1000", "--messages", "200000"],
+     {"wspush": ["--via", "redis-envelope"], "uws": ["--via", "redis-compat"]}),
+    # The same as unicast-1node, read by the independent tokio-tungstenite client.
+    ("unicast-1node-tungstenite", "unicast",
+     ["--connections", "1000", "--messages", "200000", "--client", "tungstenite"],
+     {"wspush": ["--via", "redis-compat"], "uws": ["--via", "redis-compat"]}),
     ("unicast-1node-10k", "unicast", ["--connections", "10000", "--messages", "200000"],
-     {"wspush": ["--via", "redis-compat"], "baseline": ["--via", "redis-compat"]}),
+     both(["--via", "redis-compat"], ["--via", "redis-compat"])),
     ("unicast-2nodes", "unicast", ["--connections", "1000", "--messages", "200000", "--nodes", "2"],
-     {"wspush": ["--via", "redis-envelope"], "baseline": ["--via", "redis-compat"]}),
+     both(["--via", "redis-envelope"], ["--via", "redis-compat"])),
+    # POST /socket/{id} on one node. Both pay a Redis PUBLISH per POST: the baselines deliver
+    # what comes back from Redis; wspush (--with-redis: cluster mode on one node) delivers to
+    # its own sockets directly and PUBLISHes for other nodes.
     ("unicast-http", "unicast", ["--connections", "1000", "--messages", "100000"],
-     {"wspush": ["--via", "http"], "baseline": ["--via", "http"]}),
+     both(["--via", "http", "--with-redis"], ["--via", "http"])),
     ("unicast-inproc", "unicast", ["--connections", "1000", "--messages", "1000000"],
      {"wspush": ["--via", "inproc"]}),
-    ("cluster", "cluster", ["--connections", "2000", "--messages", "100000"],
-     {"wspush": [], "baseline": []}),
+    ("cluster", "cluster", ["--connections", "2000", "--messages", "100000"], both([], [])),
     # The same, sending in-process on both nodes: the publishers' pipelines under load.
     ("cluster-inproc", "cluster", ["--connections", "2000", "--messages", "100000"],
      {"wspush": ["--via", "inproc"]}),
     ("latency-10k", "latency", ["--connections", "1000", "--rate", "10000", "--duration", "10"],
-     {"wspush": ["--via", "redis-compat"], "baseline": ["--via", "redis-compat"]}),
+     both(["--via", "redis-compat"], ["--via", "redis-compat"])),
     ("latency-50k", "latency", ["--connections", "1000", "--rate", "50000", "--duration", "10"],
-     {"wspush": ["--via", "redis-compat"], "baseline": ["--via", "redis-compat"]}),
+     both(["--via", "redis-compat"], ["--via", "redis-compat"])),
     ("slow", "slow", ["--connections", "1000", "--rate", "200", "--duration", "20", "--size", "1024"],
-     {"wspush": ["--via", "redis-envelope"], "baseline": ["--via", "redis-compat"]}),
+     both(["--via", "redis-envelope"], ["--via", "redis-compat"])),
     ("fleet", "fleet", [], {"wspush": []}),
 ]
+
+# Column headers: what each target is.
+TARGET_NAMES = {
+    "wspush": "wspush",
+    "baseline": "baseline (Node.js ws)",
+    "uws": "uws (Bun/uWebSockets)",
+}
+# The ratios each table shows, when both targets ran.
+RATIOS = [("wspush", "baseline"), ("wspush", "uws")]
 
 # What each table shows, in order (missing columns are skipped).
 COLUMNS = {
@@ -99,6 +131,10 @@ def build():
     baseline = os.path.join(ROOT, "benches", "baseline")
     if not os.path.isdir(os.path.join(baseline, "node_modules", "ws")):
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=baseline, check=True)
+    bun = os.path.join(ROOT, "benches", "baseline-bun")
+    if not os.path.exists(os.path.join(bun, "node_modules", ".bin", "bun")):
+        # Not --ignore-scripts: the bun package's postinstall puts the runtime in place.
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=bun, check=True)
 
 
 def run_matrix(runs, only, out_path):
@@ -107,10 +143,11 @@ def run_matrix(runs, only, out_path):
             for name, scenario, args, targets in MATRIX:
                 if only and name not in only:
                     continue
-                # Alternate which target goes first, so neither always gets the cooler machine.
+                # Rotate the target order from run to run, so no target always goes first (or
+                # last) and gets the cooler (or warmer) machine.
                 order = list(targets.items())
-                if run % 2 == 0:
-                    order.reverse()
+                shift = (run - 1) % len(order)
+                order = order[shift:] + order[:shift]
                 for target, extra in order:
                     command = [BENCH, scenario, "--target", target, "--quiet", "--label", name] + args + extra
                     print(f"[run {run}/{runs}] {name} {target}: {' '.join(command[1:])}", flush=True)
@@ -144,7 +181,7 @@ def last_json_line(stdout):
 # Counts that must be zero in an exact run (lines written before `"exact"` existed carry some
 # of them, with a scenario's prefix: first_half_missing, unicast_duplicates, ...).
 FAULT_SUFFIXES = ("missing", "duplicates", "misrouted", "unexpected", "connect_failures", "publish_errors",
-                  "unexpected_closes", "bad_frames")
+                  "unexpected_closes", "bad_frames", "publish_failures")
 
 
 def fault_summary(line):
@@ -206,30 +243,34 @@ def fmt(value):
     return str(value)
 
 
+def ratio(a, b):
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
+        return f"{a / b:.1f}×"
+    return ""
+
+
 def tables(table):
     lines = []
     for name, scenario, args, targets in MATRIX:
         present = [t for t in targets if (name, t) in table]
         if not present:
             continue
+        ratios = [(a, b) for a, b in RATIOS if a in present and b in present]
         lines.append(f"### {name}\n")
         lines.append(f"`wspush-bench {scenario} {' '.join(args)}` + per target: "
                      + "; ".join(f"{t}: `{' '.join(targets[t]) or '(defaults)'}`" for t in present) + "\n")
-        header = "| | " + " | ".join(present) + (" | wspush / baseline |" if len(present) == 2 else " |")
-        lines.append(header)
-        lines.append("|---" * (len(present) + 1 + (1 if len(present) == 2 else 0)) + "|")
-        lines.append("| runs | " + " | ".join(str(table[(name, t)]["runs"]) for t in present)
-                     + (" | |" if len(present) == 2 else " |"))
+        header = ["", *(TARGET_NAMES.get(t, t) for t in present), *(f"{a} / {b}" for a, b in ratios)]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|---" * len(header) + "|")
+        lines.append("| runs | " + " | ".join([str(table[(name, t)]["runs"]) for t in present] + [""] * len(ratios))
+                     + " |")
         for column in COLUMNS[scenario]:
-            cells = [table[(name, t)].get(column) for t in present]
-            if all(c is None for c in cells):
+            cells = {t: table[(name, t)].get(column) for t in present}
+            if all(c is None for c in cells.values()):
                 continue
-            row = f"| {column} | " + " | ".join("–" if c is None else fmt(c) for c in cells)
-            if len(present) == 2:
-                a, b = cells
-                ratio = f"{a / b:.1f}×" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else ""
-                row += f" | {ratio}"
-            lines.append(row + " |")
+            row = [column, *("–" if cells[t] is None else fmt(cells[t]) for t in present),
+                   *(ratio(cells[a], cells[b]) for a, b in ratios)]
+            lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -239,16 +280,17 @@ def chart(table, path):
     panels = [
         ("deliveries per second (median, log scale)", "deliveries_per_s",
          ["broadcast", "broadcast-http", "broadcast-inproc", "unicast-1node", "unicast-1node-10k",
-          "unicast-2nodes", "unicast-http", "unicast-inproc", "cluster", "cluster-inproc"]),
+          "unicast-1node-envelope", "unicast-1node-tungstenite", "unicast-2nodes", "unicast-http",
+          "unicast-inproc", "cluster", "cluster-inproc"]),
         ("server RSS bytes per idle connection (19,000 connections)", "server_rss_bytes_per_connection", ["idle"]),
     ]
-    colors = {"wspush": "#2b6cb0", "baseline": "#c05621"}
+    colors = {"wspush": "#2b6cb0", "baseline": "#c05621", "uws": "#6b46c1"}
     width, bar_h, gap, left = 960, 16, 14, 220
     y = 40
     parts = []
     import math
     for title, column, names in panels:
-        rows = [(n, t, table[(n, t)][column]) for n in names for t in ("wspush", "baseline")
+        rows = [(n, t, table[(n, t)][column]) for n in names for t in colors
                 if (n, t) in table and column in table[(n, t)]]
         if not rows:
             continue
@@ -258,7 +300,7 @@ def chart(table, path):
         parts.append(f'<text x="10" y="{y}" font-size="15" font-weight="bold">{title}</text>')
         y += 14
         for name in names:
-            for target in ("wspush", "baseline"):
+            for target in colors:
                 if (name, target) not in table or column not in table[(name, target)]:
                     continue
                 value = table[(name, target)][column]
@@ -294,9 +336,12 @@ def main():
     parser.add_argument("--only", default="", help="comma-separated matrix names")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--fresh", action="store_true", help="start runs.jsonl afresh")
+    parser.add_argument("--results", default=RESULTS,
+                        help="the folder of runs.jsonl, tables.md and chart.svg (default: benches/results)")
     args = parser.parse_args()
-    os.makedirs(RESULTS, exist_ok=True)
-    raw = os.path.join(RESULTS, "runs.jsonl")
+    results = args.results
+    os.makedirs(results, exist_ok=True)
+    raw = os.path.join(results, "runs.jsonl")
     if not args.report_only:
         if args.fresh and os.path.exists(raw):
             os.remove(raw)
@@ -305,10 +350,10 @@ def main():
     lines = load(raw)
     refuse_inexact(lines, raw)
     table = medians(lines)
-    with open(os.path.join(RESULTS, "tables.md"), "w") as f:
+    with open(os.path.join(results, "tables.md"), "w") as f:
         f.write(f"Machine: {machine()}\n\n" + tables(table))
-    chart(table, os.path.join(RESULTS, "chart.svg"))
-    print(f"wrote {RESULTS}/tables.md and {RESULTS}/chart.svg")
+    chart(table, os.path.join(results, "chart.svg"))
+    print(f"wrote {results}/tables.md and {results}/chart.svg")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,9 @@
 //! A client process: opens its share of the connections with mio (a bounded number of
 //! upgrades in flight, so the server's listen backlog never overflows), reads every frame,
-//! answers pings, and checks every bench message: a unicast must arrive on a socket of the
-//! id it names (else it is *misrouted*, and does not count as delivered), once; a broadcast
-//! once per socket; and the latency of each from the timestamp it carries. Each check is a
-//! comparison and a bit or counter in a table sized before the phase: no allocation per
-//! message.
+//! answers pings, and checks every bench message (`check.rs`, shared with the
+//! tokio-tungstenite client of `tungstenite_client.rs`): a unicast must arrive on a socket of
+//! the id it names (else it is *misrouted*, and does not count as delivered), once; a
+//! broadcast once per socket; and the latency of each from the timestamp it carries.
 //!
 //! Since every id is held by exactly one client process, every unicast has exactly one
 //! process that may count it as delivered: the parent adds up the processes' distinct
@@ -27,9 +26,8 @@ use serde_json::{json, Value};
 use socket2::{Domain, Socket, Type};
 use wspush::frame::{encode_masked, OpCode};
 
+use crate::check::{self, Tally};
 use crate::clock::now_ns;
-use crate::histogram::Histogram;
-use crate::payload::{self, Kind};
 
 /// Upgrades in flight at once per process.
 const MAX_IN_FLIGHT: usize = 256;
@@ -72,94 +70,6 @@ struct Conn {
     /// broadcasts can arrive in any order).
     broadcasts_seen: Vec<u64>,
     slow: bool,
-}
-
-/// What this process saw in the current phase.
-struct Tally {
-    /// Bench messages read, whatever they were.
-    deliveries: u64,
-    /// First deliveries to the right socket: what the parent waits for.
-    good: u64,
-    unicast_seen: Vec<u8>,
-    unicast_dups: u64,
-    /// Unicasts that named another id than their socket's.
-    misrouted: u64,
-    /// Sequence numbers that were never sent (unicasts beyond the plan).
-    unexpected: u64,
-    broadcast_dups: u64,
-    latency: Histogram,
-    first_ns: u64,
-    last_ns: u64,
-    other_messages: u64,
-    pings: u64,
-    bad_frames: u64,
-    closes: BTreeMap<String, u64>,
-}
-
-impl Tally {
-    fn new(unicast_space: usize) -> Self {
-        Tally {
-            deliveries: 0,
-            good: 0,
-            unicast_seen: vec![0; unicast_space],
-            unicast_dups: 0,
-            misrouted: 0,
-            unexpected: 0,
-            broadcast_dups: 0,
-            latency: Histogram::default(),
-            first_ns: 0,
-            last_ns: 0,
-            other_messages: 0,
-            pings: 0,
-            bad_frames: 0,
-            closes: BTreeMap::new(),
-        }
-    }
-
-    /// One bench message (or another text) read on the socket of `id`.
-    fn message(&mut self, data: &[u8], id: u32, now: u64, broadcasts_seen: &mut Vec<u64>) {
-        let Some(stamp) = payload::parse(data) else {
-            self.other_messages += 1;
-            return;
-        };
-        self.deliveries += 1;
-        self.latency.record(now.saturating_sub(stamp.sent_ns));
-        if self.first_ns == 0 {
-            self.first_ns = now;
-        }
-        self.last_ns = now;
-        match stamp.kind {
-            // Delivered to another id: not a delivery of this message, whoever else got it.
-            Kind::Unicast if stamp.target != id => self.misrouted += 1,
-            Kind::Unicast => match self.unicast_seen.get_mut(stamp.seq as usize) {
-                None => self.unexpected += 1,
-                Some(seen) => {
-                    if *seen > 0 {
-                        self.unicast_dups += 1;
-                    } else {
-                        self.good += 1;
-                    }
-                    *seen = seen.saturating_add(1);
-                }
-            },
-            Kind::Broadcast => {
-                let (word, bit) = (stamp.seq as usize / 64, 1u64 << (stamp.seq % 64));
-                if broadcasts_seen.len() <= word {
-                    broadcasts_seen.resize(word + 1, 0);
-                }
-                if broadcasts_seen[word] & bit != 0 {
-                    self.broadcast_dups += 1;
-                } else {
-                    self.good += 1;
-                }
-                broadcasts_seen[word] |= bit;
-            }
-        }
-    }
-
-    fn closed(&mut self, why: impl Into<String>) {
-        *self.closes.entry(why.into()).or_insert(0) += 1;
-    }
 }
 
 /// Parses the frames at the start of `buf` (server frames: unmasked) read on the socket of
@@ -228,7 +138,7 @@ const CONNECTIONS_PER_SOURCE: usize = 2000;
 
 /// The source address of connection `i`: `base` with its third octet counting up every
 /// [`CONNECTIONS_PER_SOURCE`] connections (127.x.y.z is all loopback).
-fn spread_source(base: IpAddr, i: usize) -> IpAddr {
+pub fn spread_source(base: IpAddr, i: usize) -> IpAddr {
     match base {
         IpAddr::V4(v4) if v4.is_loopback() => {
             let [a, b, c, d] = v4.octets();
@@ -238,7 +148,9 @@ fn spread_source(base: IpAddr, i: usize) -> IpAddr {
     }
 }
 
-fn open(target: SocketAddr, source: Option<IpAddr>, slow: bool) -> io::Result<TcpStream> {
+/// A non-blocking socket for `target`, bound to `source` if given, not yet connected (both
+/// client kinds open theirs here).
+pub fn socket(target: SocketAddr, source: Option<IpAddr>, slow: bool) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
@@ -264,6 +176,11 @@ fn open(target: SocketAddr, source: Option<IpAddr>, slow: bool) -> io::Result<Tc
         };
         socket.bind(&SocketAddr::new(source, 0).into())?;
     }
+    Ok(socket)
+}
+
+fn open(target: SocketAddr, source: Option<IpAddr>, slow: bool) -> io::Result<TcpStream> {
+    let socket = socket(target, source, slow)?;
     match socket.connect(&target.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -272,7 +189,7 @@ fn open(target: SocketAddr, source: Option<IpAddr>, slow: bool) -> io::Result<Tc
     Ok(TcpStream::from_std(socket.into()))
 }
 
-fn emit(value: Value) {
+pub fn emit(value: Value) {
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "{value}");
     let _ = out.flush();
@@ -457,7 +374,8 @@ fn run_inner(plan: ClientPlan) -> io::Result<()> {
                 Some("quit") => return Ok(()),
                 Some("report") => {
                     let broadcasts: u32 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-                    emit(report(&mut conns, &tally, broadcasts, connected));
+                    let sockets = conns.iter_mut().map(|c| (&mut c.broadcasts_seen, c.slow));
+                    emit(check::report(sockets, &tally, broadcasts, connected));
                     tally = Tally::new(plan.unicast_space);
                     reported_deliveries = u64::MAX;
                 }
@@ -539,63 +457,11 @@ fn flush(conn: &mut Conn) {
     }
 }
 
-/// Of the broadcast numbers set in `seen`, how many are below `sent` and how many are not
-/// (numbers that were never sent).
-fn split_broadcasts(seen: &[u64], sent: u32) -> (u32, u32) {
-    let (whole, rest) = (sent as usize / 64, sent % 64);
-    let (mut below, mut beyond) = (0, 0);
-    for (word, bits) in seen.iter().enumerate() {
-        let mask = match word.cmp(&whole) {
-            std::cmp::Ordering::Less => u64::MAX,
-            std::cmp::Ordering::Equal => (1u64 << rest) - 1,
-            std::cmp::Ordering::Greater => 0,
-        };
-        below += (bits & mask).count_ones();
-        beyond += (bits & !mask).count_ones();
-    }
-    (below, beyond)
-}
-
-fn report(conns: &mut [Conn], tally: &Tally, broadcasts: u32, connected: usize) -> Value {
-    let (mut broadcast_missing, mut broadcast_unexpected) = (0u64, 0u64);
-    let (mut healthy, mut slow) = (0u64, 0u64);
-    for conn in conns.iter_mut() {
-        let (seen, beyond) = split_broadcasts(&conn.broadcasts_seen, broadcasts);
-        broadcast_unexpected += u64::from(beyond);
-        if conn.slow {
-            slow += 1;
-        } else {
-            healthy += 1;
-            broadcast_missing += u64::from(broadcasts.saturating_sub(seen));
-        }
-        conn.broadcasts_seen = Vec::new();
-    }
-    let unicast_distinct = tally.unicast_seen.iter().filter(|&&seen| seen > 0).count();
-    json!({
-        "type": "report",
-        "connected": connected,
-        "healthy": healthy,
-        "slow": slow,
-        "deliveries": tally.deliveries,
-        "unicast_distinct": unicast_distinct,
-        "unicast_duplicates": tally.unicast_dups,
-        "misrouted": tally.misrouted,
-        "unexpected": tally.unexpected + broadcast_unexpected,
-        "broadcast_missing": broadcast_missing,
-        "broadcast_duplicates": tally.broadcast_dups,
-        "first_ns": tally.first_ns,
-        "last_ns": tally.last_ns,
-        "latency": tally.latency.to_json(),
-        "other_messages": tally.other_messages,
-        "pings": tally.pings,
-        "bad_frames": tally.bad_frames,
-        "closes": tally.closes,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::split_broadcasts;
+    use crate::payload::{self, Kind};
     use wspush::frame::encode;
 
     /// The id the socket in these tests connected as.

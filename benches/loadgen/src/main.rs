@@ -10,6 +10,7 @@
 //! machine the clients and Redis compete with the server for the same cores, so server CPU
 //! seconds per 100,000 deliveries is the fair efficiency figure.
 
+mod check;
 mod client;
 mod clock;
 mod histogram;
@@ -21,6 +22,7 @@ mod publish;
 mod scenarios;
 mod servers;
 mod swarm;
+mod tungstenite_client;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -30,6 +32,7 @@ use serde_json::{Map, Value};
 
 use scenarios::{Faults, Rows, Via};
 use servers::Target;
+use swarm::ClientKind;
 
 #[derive(Parser)]
 #[command(name = "wspush-bench", version, about = "Load generator for wspush and the Node.js baseline")]
@@ -47,7 +50,10 @@ enum Scenario {
     /// deliveries/s, missing, duplicates.
     Fleet(Options),
     /// M messages (default 200,000) to random ids among N connected (default 1,000), via
-    /// HTTP, in-process or Redis; deliveries/s, missing, duplicates, latency.
+    /// HTTP, in-process or Redis; deliveries/s, missing, duplicates, latency. Via HTTP, a
+    /// baseline PUBLISHes each POST to Redis and delivers what Redis sends back; wspush
+    /// delivers each POST to its own sockets, and with --with-redis also PUBLISHes it (for
+    /// other nodes), so both pay a PUBLISH per message.
     Unicast(Options),
     /// K broadcasts (default 500) to N sockets (default 10,000) in one burst; deliveries/s and
     /// the time to the last delivery. With --rate R and/or --duration D: sustained, R
@@ -76,6 +82,11 @@ pub struct Options {
     /// The server to measure.
     #[arg(long, value_enum, default_value = "wspush")]
     pub target: Target,
+    /// The WebSocket client the client processes use: `mio` (this repository's frame code)
+    /// or `tungstenite` (tokio-tungstenite, an independent implementation); both apply the
+    /// same checks and accounting.
+    #[arg(long, value_enum, default_value = "mio")]
+    pub client: ClientKind,
     /// How messages reach the server [default: per scenario].
     #[arg(long, value_enum)]
     pub via: Option<Via>,
@@ -113,6 +124,12 @@ pub struct Options {
     /// to compare two versions in one session.
     #[arg(long)]
     pub wspush_bin: Option<std::path::PathBuf>,
+    /// wspush: run every node with a Redis backplane (cluster mode) even when it is alone, so
+    /// that with `--via http` every send is also PUBLISHed to Redis as the baselines publish
+    /// every POST (wspush still delivers to its own sockets directly; Redis carries the
+    /// message to other nodes). The baselines always use Redis; this changes nothing for them.
+    #[arg(long)]
+    pub with_redis: bool,
     /// Use this Redis instead of starting one.
     #[arg(long)]
     pub redis: Option<SocketAddr>,
@@ -154,6 +171,8 @@ struct ClientArgs {
     unicast_space: usize,
     #[arg(long, default_value = "/websocket/")]
     path_prefix: String,
+    #[arg(long, value_enum, default_value = "mio")]
+    kind: ClientKind,
 }
 
 #[derive(clap::Args)]
@@ -174,7 +193,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let (name, options) = match cli.scenario {
         Scenario::Client(args) => {
-            return exit(client::run(client::ClientPlan {
+            let plan = client::ClientPlan {
                 targets: args.targets,
                 first_id: args.first_id,
                 count: args.count,
@@ -182,7 +201,11 @@ fn main() -> ExitCode {
                 slow_every: args.slow_every,
                 unicast_space: args.unicast_space,
                 path_prefix: args.path_prefix,
-            }))
+            };
+            return exit(match args.kind {
+                ClientKind::Mio => client::run(plan),
+                ClientKind::Tungstenite => tungstenite_client::run(plan),
+            });
         }
         Scenario::Host(args) => {
             let redis = args.redis.map(|url| (url, args.node_id));
@@ -251,7 +274,7 @@ fn print_results(name: &str, options: &Options, rows: &Rows, faults: &Faults) {
         Target::Uws => "uws",
     };
     let via = options.via.map(|v| format!("{v:?}")).unwrap_or_else(|| "default".into());
-    eprintln!("\n{name} · {target} · via {via}");
+    eprintln!("\n{name} · {target} · via {via} · client {}", options.client.name());
     for (key, value) in rows {
         eprintln!("  {key:<40} {value}");
     }
@@ -259,8 +282,12 @@ fn print_results(name: &str, options: &Options, rows: &Rows, faults: &Faults) {
     let mut line = Map::new();
     line.insert("scenario".into(), name.into());
     line.insert("target".into(), target.into());
+    line.insert("client".into(), options.client.name().into());
     line.insert("label".into(), options.label.clone().map_or(Value::Null, Value::from));
     line.insert("size".into(), options.size.into());
+    if options.with_redis {
+        line.insert("with_redis".into(), true.into());
+    }
     for (key, value) in rows {
         line.insert(key.clone(), value.clone());
     }

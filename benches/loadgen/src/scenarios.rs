@@ -68,10 +68,13 @@ pub struct Faults {
     pub unexpected_closes: u64,
     /// Frames the client could not accept (masked, unknown opcode).
     pub bad_frames: u64,
+    /// Publishing that stopped because its transport failed (the connection to Redis or to an
+    /// HTTP API died): what it had not sent yet shows as missing.
+    pub publish_failures: u64,
 }
 
 impl Faults {
-    fn fields(&self) -> [(&'static str, u64); 8] {
+    fn fields(&self) -> [(&'static str, u64); 9] {
         [
             ("missing", self.missing),
             ("duplicates", self.duplicates),
@@ -81,6 +84,7 @@ impl Faults {
             ("publish_errors", self.publish_errors),
             ("unexpected_closes", self.unexpected_closes),
             ("bad_frames", self.bad_frames),
+            ("publish_failures", self.publish_failures),
         ]
     }
 
@@ -147,7 +151,7 @@ impl Bench {
             let node = Node::external(ws, options.server_api.unwrap_or(ws));
             return Ok(Bench { nodes: vec![node], redis, target, via, external: true });
         }
-        let needs_redis = needs_redis || target.is_baseline() || count > 1;
+        let needs_redis = needs_redis || target.is_baseline() || count > 1 || options.with_redis;
         let redis = match (needs_redis, options.redis) {
             (false, _) => None,
             (true, Some(addr)) => Some(Redis::existing(addr)),
@@ -253,6 +257,7 @@ impl Bench {
         let (cpu0, redis_cpu0, publish0) = (self.server_cpu(), self.redis_cpu(), self.redis_calls("publish"));
         let started = Instant::now();
         let mut publish_errors = 0;
+        let mut publish_failure = None;
         let first_ns = if self.via == Via::Inproc {
             // Unicasts are split over the hosts (each sends its share in-process);
             // broadcasts go out from the first.
@@ -271,19 +276,37 @@ impl Bench {
             }
             first
         } else {
-            let mut sink = self.sink()?;
+            let phase_ns = now_ns();
             let mut progress = Progress::new("publishing", plan.count, !options.quiet);
             let mut last_sample = Instant::now();
-            let first = publish::run(plan, sink.as_mut(), &mut |sent| {
-                progress.set(sent);
-                if last_sample.elapsed() >= Duration::from_millis(250) {
-                    last_sample = Instant::now();
-                    on_batch(self);
+            let mut sent = 0;
+            let outcome = match self.sink() {
+                Ok(mut sink) => {
+                    let first = publish::run(plan, sink.as_mut(), &mut |n| {
+                        sent = n;
+                        progress.set(n);
+                        if last_sample.elapsed() >= Duration::from_millis(250) {
+                            last_sample = Instant::now();
+                            on_batch(self);
+                        }
+                    });
+                    // Refusals counted before a failure are faults too.
+                    publish_errors = sink.errors();
+                    first
                 }
-            })?;
-            progress.finish(plan.count);
-            publish_errors = sink.errors();
-            first
+                Err(e) => Err(e),
+            };
+            progress.finish(sent);
+            match outcome {
+                Ok(first) => first,
+                // The connection publishing died: the run goes on to count what arrived, and
+                // is reported as inexact (what was not sent is missing), not dropped.
+                Err(e) => {
+                    eprintln!("wspush-bench: publishing failed after {sent} of {} messages: {e}", plan.count);
+                    publish_failure = Some(e.to_string());
+                    phase_ns
+                }
+            }
         };
         let publish_seconds = started.elapsed().as_secs_f64();
         let publish_span = now_ns().saturating_sub(first_ns) as f64 / 1e9;
@@ -298,6 +321,7 @@ impl Bench {
             redis_cpu: self.redis_cpu() - redis_cpu0,
             redis_publishes: self.redis_calls("publish").saturating_sub(publish0),
             publish_errors,
+            publish_failure,
             merged,
         })
     }
@@ -316,6 +340,8 @@ struct PhaseResult {
     redis_cpu: f64,
     redis_publishes: u64,
     publish_errors: u64,
+    /// Why publishing stopped before the end, if it did.
+    publish_failure: Option<String>,
     merged: Merged,
 }
 
@@ -334,6 +360,10 @@ impl PhaseResult {
         faults.duplicates += duplicates;
         faults.publish_errors += self.publish_errors;
         faults.closes(m);
+        if let Some(why) = &self.publish_failure {
+            faults.publish_failures += 1;
+            rows.push((format!("{prefix}publish_failure"), json!(why)));
+        }
         let per_second = if self.seconds > 0.0 { m.deliveries as f64 / self.seconds } else { 0.0 };
         let cpu_per_100k = if m.deliveries > 0 { self.server_cpu / m.deliveries as f64 * 1e5 } else { 0.0 };
         let ms = |q: f64| round(m.latency.quantile(q) as f64 / 1e6, 3);
@@ -439,7 +469,12 @@ pub fn idle(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Resu
     let bench = Bench::start(options, Via::Http, 1, false, &extra)?;
     std::thread::sleep(Duration::from_millis(500));
     let rss_before = bench.server_rss();
-    let mut swarm = Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), 0, !options.quiet)?;
+    let mut swarm = Swarm::connect(
+        &shares(n, &bench.ws_addrs(), options.per_process, 0),
+        0,
+        options.client,
+        !options.quiet,
+    )?;
     connect_rows(&swarm, rows, faults);
     // Count pings and closes from here on: the hold, not the connect phase (whose closes
     // are faults too).
@@ -481,7 +516,12 @@ pub fn unicast(options: &Options, rows: &mut Rows, latency: bool, faults: &mut F
     };
     let needs_redis = matches!(via, Via::RedisCompat | Via::RedisEnvelope);
     let mut bench = Bench::start(options, via, node_count, needs_redis, &[])?;
-    let mut swarm = Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), m, !options.quiet)?;
+    let mut swarm = Swarm::connect(
+        &shares(n, &bench.ws_addrs(), options.per_process, 0),
+        m,
+        options.client,
+        !options.quiet,
+    )?;
     connect_rows(&swarm, rows, faults);
     bench.wait_subscribed()?;
     rows.push(("rate".into(), json!(rate)));
@@ -538,7 +578,12 @@ pub fn broadcast(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io:
         return Err(invalid("the compat format has no broadcast in wspush: use --via redis-envelope"));
     }
     let mut bench = Bench::start(options, via, options.nodes.unwrap_or(1), needs_redis, &[])?;
-    let mut swarm = Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), 0, !options.quiet)?;
+    let mut swarm = Swarm::connect(
+        &shares(n, &bench.ws_addrs(), options.per_process, 0),
+        0,
+        options.client,
+        !options.quiet,
+    )?;
     connect_rows(&swarm, rows, faults);
     bench.wait_subscribed()?;
     let expected = k * swarm.connected;
@@ -605,7 +650,7 @@ fn connect_fleet(
     faults: &mut Faults,
 ) -> io::Result<Swarm> {
     let subscribes_before = bench.redis_calls("subscribe");
-    let swarm = Swarm::connect(shares, unicast_space, !options.quiet)?;
+    let swarm = Swarm::connect(shares, unicast_space, options.client, !options.quiet)?;
     connect_rows(&swarm, rows, faults);
     bench.wait_subscribed()?;
     rows.push(("nodes".into(), json!(bench.nodes.len())));
@@ -637,8 +682,12 @@ pub fn slow(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Resu
     let extra: &[String] = if options.target == Target::Wspush { &extra } else { &[] };
     let needs_redis = matches!(via, Via::RedisCompat | Via::RedisEnvelope);
     let mut bench = Bench::start(options, via, 1, needs_redis, extra)?;
-    let mut swarm =
-        Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, slow_every), 0, !options.quiet)?;
+    let mut swarm = Swarm::connect(
+        &shares(n, &bench.ws_addrs(), options.per_process, slow_every),
+        0,
+        options.client,
+        !options.quiet,
+    )?;
     connect_rows(&swarm, rows, faults);
     let rss_start = bench.server_rss();
     let mut rss_peak = rss_start;

@@ -22,6 +22,25 @@ use crate::progress::Progress;
 /// Not part of the timing: a phase's time ends at its last delivery.
 const SETTLE: Duration = Duration::from_millis(250);
 
+/// Which WebSocket client implementation the client processes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ClientKind {
+    /// `client.rs`: mio and this repository's frame code, built for many sockets per process.
+    #[default]
+    Mio,
+    /// `tungstenite_client.rs`: tokio + tokio-tungstenite, an independent implementation.
+    Tungstenite,
+}
+
+impl ClientKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientKind::Mio => "mio",
+            ClientKind::Tungstenite => "tungstenite",
+        }
+    }
+}
+
 /// One client process's share.
 #[derive(Debug, Clone)]
 pub struct Share {
@@ -71,7 +90,12 @@ pub struct Merged {
 
 impl Swarm {
     /// Starts one process per share; returns once every connection is upgraded or failed.
-    pub fn connect(shares: &[Share], unicast_space: u64, show_progress: bool) -> io::Result<Swarm> {
+    pub fn connect(
+        shares: &[Share],
+        unicast_space: u64,
+        kind: ClientKind,
+        show_progress: bool,
+    ) -> io::Result<Swarm> {
         let exe = std::env::current_exe()?;
         let (tx, lines) = mpsc::channel();
         let mut clients = Vec::new();
@@ -80,6 +104,7 @@ impl Swarm {
             let mut command = Command::new(&exe);
             command
                 .arg("client")
+                .args(["--kind", kind.name()])
                 .args(["--targets", &targets.join(",")])
                 .args(["--first-id", &share.first_id.to_string(), "--count", &share.count.to_string()])
                 .args(["--slow-every", &share.slow_every.to_string()])

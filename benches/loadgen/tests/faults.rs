@@ -4,7 +4,10 @@
 //! with status 3 and report exactly that fault: 1 missing, 1 duplicate, 1 misrouted, 1 publish
 //! error; a loss "covered" by a copy delivered to an id held by another client process must
 //! show as 1 missing and 1 misrouted, not cancel out. The same fake server without a fault
-//! gives an exact run (exit 0), so the counts come from the fault and nothing else.
+//! gives an exact run (exit 0), so the counts come from the fault and nothing else. The
+//! exact run, the loss, the duplicate and the misroute are caught with the tokio-tungstenite
+//! client (`--client tungstenite`) too. An API connection that dies mid-run must still give
+//! the JSON line, with `publish_failures` 1 and what was not delivered missing, and exit 3.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -36,6 +39,8 @@ enum Fault {
     LossCoveredElsewhere,
     /// The message is delivered but the API answers 500.
     HttpError,
+    /// The API connection carrying the message closes instead of delivering or answering it.
+    ApiDies,
 }
 
 /// A server frame (unmasked, final) carrying `text`.
@@ -91,17 +96,24 @@ fn upgrade(mut stream: TcpStream, sockets: &Sockets) {
     }
     let head = String::from_utf8_lossy(&head);
     let path = head.split_whitespace().nth(1).unwrap_or("");
+    let key = head
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-key"))
+        .map(|(_, value)| value.trim().to_owned())
+        .expect("a Sec-WebSocket-Key");
     let id: u64 = path.rsplit('/').next().and_then(|id| id.parse().ok()).expect("an id in the path");
     // Held before the answer: once the client saw its 101, a publish to it finds it. The lock
     // is held across the answer, so no frame can go out before it.
     let mut held = sockets.lock().unwrap();
-    // The load generator's client checks the status line only.
-    stream
-        .write_all(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
-        )
-        .unwrap();
+    // The mio client checks the status line only; tungstenite checks the accept key too.
+    let accept = wspush::handshake::accept_key(&key);
+    write!(
+        stream,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+    .unwrap();
     held.insert(id, stream.try_clone().unwrap());
     drop(held);
     let mut sink = [0u8; 1024];
@@ -141,8 +153,12 @@ fn serve_api(stream: TcpStream, sockets: &Sockets, publishes: &AtomicU64, fault:
         let elsewhere = (id + PER_PROCESS) % CONNECTIONS;
         let n = publishes.fetch_add(1, Ordering::SeqCst);
         let fault = if n == FAULTY { fault } else { Fault::None };
+        if fault == Fault::ApiDies {
+            let _ = writer.shutdown(std::net::Shutdown::Both);
+            return;
+        }
         let targets: &[u64] = match fault {
-            Fault::None | Fault::HttpError => &[id],
+            Fault::None | Fault::HttpError | Fault::ApiDies => &[id],
             Fault::Loss => &[],
             Fault::Duplicate => &[id, id],
             Fault::Misroute => &[id, elsewhere],
@@ -159,12 +175,17 @@ fn serve_api(stream: TcpStream, sockets: &Sockets, publishes: &AtomicU64, fault:
     }
 }
 
-/// Runs `wspush-bench unicast --via http` against a fake server with `fault`; returns the
-/// exit code, the JSON line and stderr.
+/// Runs `wspush-bench unicast --via http` against a fake server with `fault`, with the mio
+/// client; returns the exit code, the JSON line and stderr.
 fn run(fault: Fault) -> (Option<i32>, Value, String) {
+    run_with(fault, "mio")
+}
+
+/// The same with `--client CLIENT`; the JSON line must name it.
+fn run_with(fault: Fault, client: &str) -> (Option<i32>, Value, String) {
     let (ws, api) = fake_server(fault);
     let output = Command::new(env!("CARGO_BIN_EXE_wspush-bench"))
-        .args(["unicast", "--via", "http", "--quiet", "--stall", "2"])
+        .args(["unicast", "--via", "http", "--quiet", "--stall", "2", "--client", client])
         .args(["--server-ws", &ws.to_string(), "--server-api", &api.to_string()])
         .args(["--connections", &CONNECTIONS.to_string(), "--per-process", &PER_PROCESS.to_string()])
         .args(["--messages", &MESSAGES.to_string()])
@@ -174,14 +195,19 @@ fn run(fault: Fault) -> (Option<i32>, Value, String) {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     eprintln!("{fault:?}: exit {:?}\n{stdout}{stderr}", output.status.code());
     let line = stdout.lines().last().unwrap_or_else(|| panic!("{fault:?}: no JSON line; stderr:\n{stderr}"));
-    let value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(value["client"], client, "{value}");
     (output.status.code(), value, stderr)
 }
 
 /// Checks the run reported exactly `expected` (name, count) among its faults, every other
 /// fault zero, and exited 3 saying so.
 fn assert_caught(fault: Fault, expected: &[(&str, u64)]) {
-    let (code, r, stderr) = run(fault);
+    assert_caught_with(fault, "mio", expected);
+}
+
+fn assert_caught_with(fault: Fault, client: &str, expected: &[(&str, u64)]) {
+    let (code, r, stderr) = run_with(fault, client);
     assert_eq!(code, Some(3), "{fault:?}: an inexact run exits 3: {r}\n{stderr}");
     assert_eq!(r["exact"], false, "{r}");
     let faults = r["faults"].as_object().expect("a faults object");
@@ -201,7 +227,16 @@ fn assert_caught(fault: Fault, expected: &[(&str, u64)]) {
 
 #[test]
 fn without_a_fault_the_fake_server_gives_an_exact_run() {
-    let (code, r, stderr) = run(Fault::None);
+    assert_exact("mio");
+}
+
+#[test]
+fn without_a_fault_the_tungstenite_client_gives_an_exact_run() {
+    assert_exact("tungstenite");
+}
+
+fn assert_exact(client: &str) {
+    let (code, r, stderr) = run_with(Fault::None, client);
     assert_eq!(code, Some(0), "{r}\n{stderr}");
     assert_eq!(r["exact"], true, "{r}");
     assert_eq!(r["deliveries"], MESSAGES, "{r}");
@@ -232,4 +267,49 @@ fn a_loss_is_not_hidden_by_a_copy_in_another_client_process() {
 #[test]
 fn a_refused_publish_is_one_publish_error() {
     assert_caught(Fault::HttpError, &[("publish_errors", 1)]);
+}
+
+#[test]
+fn the_tungstenite_client_counts_one_lost_message_as_one_missing() {
+    assert_caught_with(Fault::Loss, "tungstenite", &[("missing", 1)]);
+}
+
+#[test]
+fn the_tungstenite_client_counts_one_duplicated_message_as_one_duplicate() {
+    assert_caught_with(Fault::Duplicate, "tungstenite", &[("duplicates", 1)]);
+}
+
+#[test]
+fn the_tungstenite_client_counts_one_copy_to_another_id_as_one_misrouted() {
+    assert_caught_with(Fault::Misroute, "tungstenite", &[("misrouted", 1)]);
+}
+
+#[test]
+fn the_tungstenite_client_does_not_hide_a_loss_behind_a_copy_in_another_process() {
+    assert_caught_with(Fault::LossCoveredElsewhere, "tungstenite", &[("missing", 1), ("misrouted", 1)]);
+}
+
+/// A publishing connection that dies mid-run: the run still prints its JSON line, with the
+/// failure and every message it did not deliver counted missing, and exits 3. How many went
+/// out on the other connections before the sink gave up depends on the threads' order, so
+/// the check is that missing and delivered add up to every message, and at least the one the
+/// dead connection took is missing.
+#[test]
+fn a_publishing_connection_that_dies_is_an_inexact_run_with_its_json_line() {
+    let (code, r, stderr) = run(Fault::ApiDies);
+    assert_eq!(code, Some(3), "{r}\n{stderr}");
+    assert_eq!(r["exact"], false, "{r}");
+    assert_eq!(r["faults"]["publish_failures"], 1, "{r}");
+    assert!(r["publish_failure"].as_str().is_some_and(|why| !why.is_empty()), "{r}");
+    let (missing, delivered) = (r["missing"].as_u64().unwrap(), r["deliveries"].as_u64().unwrap());
+    assert!(missing >= 1, "{r}");
+    assert_eq!(missing + delivered, MESSAGES, "{r}");
+    let others =
+        ["duplicates", "misrouted", "unexpected", "connect_failures", "publish_errors", "unexpected_closes"];
+    for name in others.into_iter().chain(["bad_frames"]) {
+        assert_eq!(r["faults"][name], 0, "{name}: {r}");
+    }
+    assert_eq!(r["faults"]["missing"], missing, "{r}");
+    assert!(stderr.contains("INEXACT run: missing"), "{stderr}");
+    assert!(stderr.contains("publish_failures 1"), "{stderr}");
 }

@@ -47,6 +47,64 @@ fn unicast_through_redis_in_the_original_format_is_counted_exactly() {
 }
 
 #[test]
+fn the_tungstenite_client_counts_unicast_through_redis_exactly() {
+    let r = result(&[
+        "unicast",
+        "--client",
+        "tungstenite",
+        "--connections",
+        "60",
+        "--messages",
+        "3000",
+        "--via",
+        "redis-compat",
+    ]);
+    assert_eq!(r["client"], "tungstenite", "{r}");
+    assert_eq!(r["connected"], 60, "{r}");
+    assert_exactly_once(&r, 3000);
+    assert!(r["faults"].as_object().unwrap().values().all(|v| v == 0), "{r}");
+}
+
+#[test]
+fn the_tungstenite_client_counts_a_fixed_rate_and_broadcasts_exactly() {
+    let r = result(&[
+        "latency",
+        "--client",
+        "tungstenite",
+        "--connections",
+        "40",
+        "--rate",
+        "2000",
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(r["client"], "tungstenite", "{r}");
+    assert_exactly_once(&r, 2000);
+    let r = result(&[
+        "broadcast",
+        "--client",
+        "tungstenite",
+        "--connections",
+        "50",
+        "--broadcasts",
+        "10",
+        "--via",
+        "http",
+    ]);
+    assert_exactly_once(&r, 50 * 10);
+}
+
+#[test]
+fn unicast_over_http_with_redis_publishes_every_send() {
+    let r =
+        result(&["unicast", "--via", "http", "--with-redis", "--connections", "40", "--messages", "1000"]);
+    assert_eq!(r["with_redis"], true, "{r}");
+    assert_exactly_once(&r, 1000);
+    assert_eq!(r["redis_publishes"], 1000, "every POST went through Redis too: {r}");
+    assert_eq!(r["client"], "mio", "the default client: {r}");
+}
+
+#[test]
 fn unicast_through_envelopes_on_two_nodes_is_counted_exactly() {
     let r = result(&[
         "unicast",
