@@ -46,7 +46,8 @@ enum Scenario {
     /// Open N connections (default 19,000), hold them with pings; connects/s and server RSS
     /// per connection.
     Idle(Options),
-    /// Five nodes x 19,000 connections and one Redis: a broadcast storm and a unicast storm;
+    /// Five nodes x 19,000 connections and one Redis, held through two rounds of pings (5 s
+    /// apart; every socket must answer them), then a broadcast storm and a unicast storm;
     /// deliveries/s, missing, duplicates.
     Fleet(Options),
     /// M messages (default 200,000) to random ids among N connected (default 1,000), via
@@ -102,7 +103,7 @@ pub struct Options {
     /// Messages per second (default: as fast as the transport takes them).
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Seconds (idle: hold time; latency, slow and sustained broadcast: sending time).
+    /// Seconds (idle and fleet: hold time; latency, slow and sustained broadcast: sending time).
     #[arg(long)]
     pub duration: Option<f64>,
     /// Payload bytes per message (at least 33: kind, sequence number, timestamp, target id).

@@ -71,10 +71,12 @@ pub struct Faults {
     /// Publishing that stopped because its transport failed (the connection to Redis or to an
     /// HTTP API died): what it had not sent yet shows as missing.
     pub publish_failures: u64,
+    /// Pings a held fleet did not answer: fewer than one per socket per ping interval.
+    pub unanswered_pings: u64,
 }
 
 impl Faults {
-    fn fields(&self) -> [(&'static str, u64); 9] {
+    fn fields(&self) -> [(&'static str, u64); 10] {
         [
             ("missing", self.missing),
             ("duplicates", self.duplicates),
@@ -85,6 +87,7 @@ impl Faults {
             ("unexpected_closes", self.unexpected_closes),
             ("bad_frames", self.bad_frames),
             ("publish_failures", self.publish_failures),
+            ("unanswered_pings", self.unanswered_pings),
         ]
     }
 
@@ -480,13 +483,7 @@ pub fn idle(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Resu
     // are faults too).
     faults.closes(&swarm.report(0)?);
     let cpu0 = bench.server_cpu();
-    let deadline = Instant::now() + Duration::from_secs_f64(hold);
-    let mut progress = Progress::new("holding (s)", hold as u64, !options.quiet);
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(250));
-        progress.set((hold - deadline.saturating_duration_since(Instant::now()).as_secs_f64()) as u64);
-    }
-    progress.finish(hold as u64);
+    hold_connections(hold, options);
     let rss_after = bench.server_rss();
     let merged = swarm.report(0)?;
     faults.closes(&merged);
@@ -501,6 +498,17 @@ pub fn idle(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Resu
     rows.push(("server_rss_bytes_per_connection".into(), json!(per_conn.round())));
     rows.push(("server_cpu_s_while_held".into(), json!(round(bench.server_cpu() - cpu0, 2))));
     Ok(())
+}
+
+/// Holds the connected sockets for `seconds` (a progress bar meanwhile), sending nothing.
+fn hold_connections(seconds: f64, options: &Options) {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut progress = Progress::new("holding (s)", seconds as u64, !options.quiet);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        progress.set((seconds - deadline.saturating_duration_since(Instant::now()).as_secs_f64()) as u64);
+    }
+    progress.finish(seconds as u64);
 }
 
 /// `unicast` and `latency`: messages to random ids among the connected ones.
@@ -738,6 +746,10 @@ pub fn fleet(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Res
     let per_node = n.div_ceil(node_count);
     let k = options.broadcasts.unwrap_or(20);
     let m = options.messages.unwrap_or(200_000);
+    // The fleet is held through at least two rounds of pings before any message, so "holds
+    // with pings" is measured: every socket must answer them and none may be closed.
+    let ping_interval = 5.0;
+    let hold = options.duration.unwrap_or(2.5 * ping_interval);
     let extra = ["--ping-interval", "5", "--idle-timeout", "30"].map(String::from);
     let mut bench = Bench::start(options, Via::RedisEnvelope, node_count, true, &extra)?;
     let rss_before = bench.server_rss();
@@ -762,6 +774,16 @@ pub fn fleet(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Res
     let mut swarm = connect_fleet(&bench, &all, m, options, rows, faults)?;
     let per_conn = bench.server_rss().saturating_sub(rss_before) as f64 / swarm.connected.max(1) as f64;
     rows.push(("server_rss_bytes_per_connection".into(), json!(per_conn.round())));
+    faults.closes(&swarm.report(0)?);
+    hold_connections(hold, options);
+    let held = swarm.report(0)?;
+    faults.closes(&held);
+    rows.push(("held_seconds".into(), json!(hold)));
+    rows.push(("closed_while_held".into(), json!(held.closes.values().sum::<u64>())));
+    rows.push(("pings_answered".into(), json!(held.pings)));
+    let rounds = (hold / ping_interval).floor() as u64;
+    rows.push(("ping_rounds_expected".into(), json!(rounds)));
+    faults.unanswered_pings = (rounds * swarm.connected).saturating_sub(held.pings);
     let expected = k * swarm.connected;
     let broadcasts =
         bench.phase(&mut swarm, &broadcast_plan(options, k, None), expected, options, &mut |_| {})?;

@@ -249,3 +249,28 @@ fn bad_arguments_exit_2_with_a_reason() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("use --via redis-envelope"));
 }
+
+#[test]
+fn a_fleet_is_held_through_a_round_of_pings_before_its_storms() {
+    let r = result(&[
+        "fleet",
+        "--nodes",
+        "2",
+        "--connections",
+        "200",
+        "--broadcasts",
+        "2",
+        "--messages",
+        "400",
+        "--duration",
+        "6",
+    ]);
+    assert_eq!(r["exact"], true, "{r}");
+    assert_eq!(r["connected"], 200, "{r}");
+    assert_eq!(r["closed_while_held"], 0, "{r}");
+    assert_eq!(r["ping_rounds_expected"], 1, "{r}");
+    assert!(r["pings_answered"].as_u64().unwrap() >= 200, "one ping per socket in 6 s: {r}");
+    assert_eq!(r["faults"]["unanswered_pings"], 0, "{r}");
+    assert_eq!(r["broadcast_deliveries"], 400, "{r}");
+    assert_eq!(r["unicast_deliveries"], 400, "{r}");
+}
