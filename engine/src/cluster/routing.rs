@@ -57,7 +57,11 @@ pub(super) fn route_received(
     routed
 }
 
-fn route_all(conn: &mut Subscription, router: &mut Router, awaiting_pong: &mut bool) -> std::io::Result<usize> {
+fn route_all(
+    conn: &mut Subscription,
+    router: &mut Router,
+    awaiting_pong: &mut bool,
+) -> std::io::Result<usize> {
     let mut confirmations = 0;
     while router.waiting.is_none() {
         let push = conn.next().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;

@@ -314,7 +314,9 @@ mod tests {
 
     #[test]
     fn a_queued_id_gives_back_the_id_short_or_long() {
-        for id in ["7", "é-ü", &"x".repeat(INLINE_ID), &"y".repeat(INLINE_ID + 1), &"z".repeat(crate::MAX_ID_LEN)] {
+        for id in
+            ["7", "é-ü", &"x".repeat(INLINE_ID), &"y".repeat(INLINE_ID + 1), &"z".repeat(crate::MAX_ID_LEN)]
+        {
             assert_eq!(&*QueuedId::from(id), id);
         }
     }
