@@ -15,17 +15,12 @@ use super::subscription::Subscription;
 use super::{compat, envelope};
 use crate::frame::{self, OpCode};
 use crate::stats::bump;
-use crate::worker::{Mailboxes, Pending, Refused, Unwoken};
+use crate::worker::{Mailboxes, Pending, Refused};
 
 /// How long the subscriber waits for a full worker queue to take a delivery, and how
 /// often it looks.
 const MAX_WORKER_WAIT: Duration = Duration::from_secs(2);
 const WORKER_WAIT_STEP: Duration = Duration::from_millis(1);
-
-/// Deliveries queued before the workers are woken, at the latest, while a batch read from
-/// Redis is routed: a whole read is one wake-up per worker (see [`Mailboxes::try_deliver`]),
-/// but a large read does not keep the workers idle until its last message is routed.
-const WAKE_EVERY: usize = 256;
 
 /// The local workers the backplane delivers to.
 pub(crate) type Workers = Mailboxes;
@@ -39,25 +34,12 @@ pub(super) struct Router {
     /// A delivery whose worker's queue was full: the worker index, the command, and since
     /// when. While it waits, nothing more is read from Redis.
     waiting: Option<(Pending, Instant)>,
-    /// The workers given deliveries not yet woken; woken before [`route_received`] returns.
-    unwoken: Unwoken,
 }
 
 /// Routes every reply already received (until a delivery has to wait for its worker):
 /// messages to the workers, confirmations into the subscription count, a pong into
-/// `awaiting_pong`. Returns how many (un)subscribe confirmations it saw. The workers it
-/// queued deliveries for are woken before it returns, whatever it returns.
+/// `awaiting_pong`. Returns how many (un)subscribe confirmations it saw.
 pub(super) fn route_received(
-    conn: &mut Subscription,
-    router: &mut Router,
-    awaiting_pong: &mut bool,
-) -> std::io::Result<usize> {
-    let routed = route_all(conn, router, awaiting_pong);
-    router.mailboxes.wake(&mut router.unwoken);
-    routed
-}
-
-fn route_all(
     conn: &mut Subscription,
     router: &mut Router,
     awaiting_pong: &mut bool,
@@ -87,7 +69,7 @@ fn route_all(
 
 impl Router {
     pub fn new(link: Arc<ClusterLink>, shards: Workers) -> Self {
-        Self { link, mailboxes: shards, logged: HashSet::new(), waiting: None, unwoken: Unwoken::default() }
+        Self { link, mailboxes: shards, logged: HashSet::new(), waiting: None }
     }
 
     /// A delivery waits for its worker: until [`Router::wait_for_worker`] hands it over,
@@ -166,8 +148,7 @@ impl Router {
     }
 
     fn deliver(&mut self, id: &str, frame: bytes::Bytes) {
-        match self.mailboxes.try_deliver(id, frame, &mut self.unwoken) {
-            Ok(()) if self.unwoken.queued() >= WAKE_EVERY => self.mailboxes.wake(&mut self.unwoken),
+        match self.mailboxes.try_deliver(id, frame) {
             Ok(()) => {}
             Err(Refused::Full(pending)) => self.waiting = Some((pending, Instant::now())),
             Err(Refused::ShutDown) => bump(&self.link.counters.delivery_dropped, 1),

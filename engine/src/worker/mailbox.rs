@@ -127,45 +127,12 @@ impl WorkerHandle {
     /// As [`WorkerHandle::submit`], but a full queue hands the command back (uncounted).
     fn try_submit(&self, command: Command) -> Result<(), TrySendError<Command>> {
         self.commands.try_send(command)?;
-        self.wake();
-        Ok(())
-    }
-
-    /// Wakes the worker if it may be asleep.
-    fn wake(&self) {
         if !self.notified.swap(true, Ordering::SeqCst) {
             if let Err(e) = self.waker.wake() {
                 tracing::error!(error = %e, "cannot wake a worker");
             }
         }
-    }
-}
-
-/// The workers that got deliveries without a wake-up (see [`Mailboxes::try_deliver`]).
-#[derive(Default)]
-pub(crate) struct Unwoken {
-    /// The workers to wake, each once.
-    workers: Vec<usize>,
-    /// Whether a worker is in `workers`, by index.
-    listed: Vec<bool>,
-    /// Deliveries queued since the last [`Mailboxes::wake`].
-    queued: usize,
-}
-
-impl Unwoken {
-    fn add(&mut self, worker: usize) {
-        self.queued += 1;
-        if self.listed.len() <= worker {
-            self.listed.resize(worker + 1, false);
-        }
-        if !std::mem::replace(&mut self.listed[worker], true) {
-            self.workers.push(worker);
-        }
-    }
-
-    /// Deliveries queued since the last wake-up.
-    pub fn queued(&self) -> usize {
-        self.queued
+        Ok(())
     }
 }
 
@@ -218,33 +185,9 @@ impl Mailboxes {
 
     /// As [`Mailboxes::send_frame`] without a receipt, for a caller that would rather wait
     /// than drop: a full queue hands the delivery back, uncounted.
-    ///
-    /// The worker is not woken: the caller collects the deliveries of a batch in `unwoken`
-    /// and wakes each worker once with [`Mailboxes::wake`] (it must, before it waits for
-    /// anything). One wake-up per worker per batch instead of one per delivery the worker
-    /// happened to drain first: a wake-up is a system call for the sender and a context
-    /// switch for the worker, the largest share of the server's CPU at a low send rate.
-    pub fn try_deliver(&self, id: &str, frame: Bytes, unwoken: &mut Unwoken) -> Result<(), Refused> {
+    pub fn try_deliver(&self, id: &str, frame: Bytes) -> Result<(), Refused> {
         let worker = worker_of(id, self.workers.len());
-        let command = Command::Send { id: id.into(), frame, receipt: None };
-        match self.workers[worker].commands.try_send(command) {
-            Ok(()) => {
-                unwoken.add(worker);
-                Ok(())
-            }
-            Err(TrySendError::Full(command)) => Err(Refused::Full(Pending { worker, command })),
-            Err(TrySendError::Disconnected(_)) => Err(Refused::ShutDown),
-        }
-    }
-
-    /// Wakes the workers [`Mailboxes::try_deliver`] queued for without waking, if they may
-    /// be asleep.
-    pub fn wake(&self, unwoken: &mut Unwoken) {
-        for worker in unwoken.workers.drain(..) {
-            unwoken.listed[worker] = false;
-            self.workers[worker].wake();
-        }
-        unwoken.queued = 0;
+        self.offer(Pending { worker, command: Command::Send { id: id.into(), frame, receipt: None } })
     }
 
     /// Offers a delivery a full worker refused again.

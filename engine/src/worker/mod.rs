@@ -15,5 +15,5 @@ pub(crate) use self::backplane::Backplane;
 pub(crate) use self::budget::NodeBuffer;
 pub(crate) use self::core::WorkerShared;
 pub(crate) use self::event_loop::Worker;
-pub(crate) use self::mailbox::{Adoption, Mailboxes, Pending, Refused, Unwoken};
+pub(crate) use self::mailbox::{Adoption, Mailboxes, Pending, Refused};
 pub(crate) use self::settings::WorkerSettings;
