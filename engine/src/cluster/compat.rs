@@ -59,6 +59,61 @@ impl CompatError {
 ///
 /// A [`CompatError`] naming what is wrong.
 pub fn decode(payload: &[u8]) -> Result<CompatMessage<'_>, CompatError> {
+    let Decoded { key, value, origin } = decode_in_place(payload)?;
+    let key = match key {
+        Key::Text(key) => key,
+        Key::Number(n) => Cow::Owned(n.as_str().to_owned()),
+    };
+    Ok(CompatMessage { key, value, origin })
+}
+
+/// A compat message as the router takes it: as [`CompatMessage`], but a numeric KEY (the
+/// original services' usual one) is held inline, not in a `String` of its own, which was an
+/// allocation and a free per message on the way from Redis to the workers.
+pub(crate) struct Decoded<'a> {
+    pub key: Key<'a>,
+    pub value: Cow<'a, str>,
+    pub origin: Option<Cow<'a, str>>,
+}
+
+/// The KEY of a [`Decoded`] message.
+pub(crate) enum Key<'a> {
+    Text(Cow<'a, str>),
+    Number(NumberText),
+}
+
+impl Key<'_> {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Key::Text(key) => key,
+            Key::Number(n) => n.as_str(),
+        }
+    }
+}
+
+/// A whole number written in decimal, inline (an `i64` or a `u64` takes at most 20 bytes).
+pub(crate) struct NumberText {
+    len: u8,
+    bytes: [u8; 20],
+}
+
+impl NumberText {
+    fn new(n: impl fmt::Display) -> Self {
+        use std::io::Write;
+        let mut bytes = [0; 20];
+        let mut rest = &mut bytes[..];
+        write!(rest, "{n}").expect("a 64-bit integer fits in 20 bytes");
+        let len = (20 - rest.len()) as u8;
+        NumberText { len, bytes }
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).expect("written as decimal digits")
+    }
+}
+
+/// [`decode`] without allocating for a numeric KEY.
+pub(crate) fn decode_in_place(payload: &[u8]) -> Result<Decoded<'_>, CompatError> {
     let mut deserializer = serde_json::Deserializer::from_slice(payload);
     let fields = deserializer.deserialize_any(FieldsVisitor).map_err(|_| CompatError::NotJson)?;
     deserializer.end().map_err(|_| CompatError::NotJson)?;
@@ -67,8 +122,8 @@ pub fn decode(payload: &[u8]) -> Result<CompatMessage<'_>, CompatError> {
         return Err(CompatError::NotAnObject);
     }
     let key = match key {
-        Some(Scalar::Text(key)) if crate::validate_id(&key).is_ok() => key,
-        Some(Scalar::Integer(n)) if crate::validate_id(&n).is_ok() => Cow::Owned(n),
+        Some(Scalar::Text(key)) if crate::validate_id(&key).is_ok() => Key::Text(key),
+        Some(Scalar::Integer(n)) if crate::validate_id(n.as_str()).is_ok() => Key::Number(n),
         _ => return Err(CompatError::BadKey),
     };
     let Some(Scalar::Text(value)) = value else { return Err(CompatError::BadValue) };
@@ -76,7 +131,7 @@ pub fn decode(payload: &[u8]) -> Result<CompatMessage<'_>, CompatError> {
         Some(Scalar::Text(node)) => Some(node),
         _ => None,
     };
-    Ok(CompatMessage { key, value, origin })
+    Ok(Decoded { key, value, origin })
 }
 
 /// The fields of the top-level value; `object` is false when it was not an object.
@@ -91,7 +146,7 @@ struct Fields<'a> {
 /// A field's value as far as the format cares: text, a whole number, or anything else.
 enum Scalar<'a> {
     Text(Cow<'a, str>),
-    Integer(String),
+    Integer(NumberText),
     Other,
 }
 
@@ -175,10 +230,10 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         Ok(Scalar::Text(Cow::Owned(text)))
     }
     fn visit_i64<E>(self, n: i64) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Integer(n.to_string()))
+        Ok(Scalar::Integer(NumberText::new(n)))
     }
     fn visit_u64<E>(self, n: u64) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Integer(n.to_string()))
+        Ok(Scalar::Integer(NumberText::new(n)))
     }
     fn visit_f64<E>(self, _: f64) -> Result<Scalar<'de>, E> {
         Ok(Scalar::Other)
@@ -225,6 +280,18 @@ mod tests {
         assert_eq!(decode(br#"{"KEY":-3,"VALUE":"a\u00e9"}"#).unwrap().value, "a\u{e9}");
         assert_eq!(decode(br#"{"KEY":"user-1","VALUE":""}"#).unwrap().key, "user-1");
         assert_eq!(decode(br#"{"VALUE":"x","KEY":7,"OTHER":1}"#).unwrap().key, "7");
+    }
+
+    #[test]
+    fn numeric_keys_of_any_64_bit_size_are_read_whole() {
+        for (payload, key) in [
+            (&br#"{"KEY":-9223372036854775808,"VALUE":""}"#[..], "-9223372036854775808"),
+            (br#"{"KEY":18446744073709551615,"VALUE":""}"#, "18446744073709551615"),
+            (br#"{"KEY":0,"VALUE":""}"#, "0"),
+        ] {
+            assert_eq!(decode(payload).unwrap().key, key);
+            assert_eq!(decode_in_place(payload).unwrap().key.as_str(), key);
+        }
     }
 
     #[test]

@@ -117,11 +117,13 @@ impl Router {
     }
 
     fn route_compat(&mut self, payload: &[u8]) {
-        match compat::decode(payload) {
+        match compat::decode_in_place(payload) {
             // Published by a wspush node, which also published the envelope we act on.
             Ok(message) if message.origin.is_some() => {}
             Ok(message) if self.oversized(message.value.len()) => {}
-            Ok(message) => self.deliver(&message.key, frame::encode(OpCode::Text, message.value.as_bytes())),
+            Ok(message) => {
+                self.deliver(message.key.as_str(), frame::encode(OpCode::Text, message.value.as_bytes()))
+            }
             Err(e) => malformed(&mut self.logged, &self.link.counters.malformed_compat, e.kind(), &e),
         }
     }
