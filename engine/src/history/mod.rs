@@ -13,6 +13,9 @@ use std::str::FromStr;
 
 use bytes::Bytes;
 
+pub(crate) mod store;
+pub mod wire;
+
 /// The largest offset: offsets stay exact in a Lua number (Redis scripts) and a JavaScript
 /// number (browsers), both IEEE doubles.
 pub const MAX_OFFSET: u64 = (1 << 53) - 1;
@@ -189,6 +192,18 @@ impl Page {
             && since.offset <= self.top
             && (since.offset == self.top || self.entries.first().map(|e| e.offset) == Some(since.offset + 1))
     }
+}
+
+/// What a read of an id's history answers ([`Engine::history`](crate::Engine::history)):
+/// the page, and whether it continues the position asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryRead {
+    /// The history's epoch and top, and the entries read: from the one after the position
+    /// asked for when `recovered`, otherwise from the oldest kept.
+    pub page: Page,
+    /// The page continues the position asked for with no gap (see [`Page::reaches`]); false
+    /// when no position was given, or the history no longer reaches it.
+    pub recovered: bool,
 }
 
 #[cfg(test)]
