@@ -550,6 +550,31 @@ typedef struct wspush_stats {
    * Bytes of publishes waiting for Redis, at most `redis_queue_bytes` (a gauge).
    */
   uint64_t cluster_publish_queued_bytes;
+  /**
+   * Messages appended to an id's history (`history_size` > 0).
+   */
+  uint64_t history_appended;
+  /**
+   * Messages replayed from history to resuming sockets.
+   */
+  uint64_t history_replayed;
+  /**
+   * Sockets that connected with `?since=EPOCH:OFFSET`.
+   */
+  uint64_t history_resumes;
+  /**
+   * Sockets told history could not reach back (`!lost` to `wspush.v1` sockets, close 4410
+   * to others).
+   */
+  uint64_t history_lost_signals;
+  /**
+   * Whole histories dropped to stay under `history_max_bytes`.
+   */
+  uint64_t history_evicted;
+  /**
+   * Memory held by the histories, as counted against `history_max_bytes` (a gauge).
+   */
+  uint64_t history_bytes;
 } wspush_stats;
 
 #ifdef __cplusplus

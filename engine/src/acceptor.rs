@@ -61,6 +61,8 @@ pub(crate) struct AcceptorSettings {
     max_connections: Option<usize>,
     allowed_origins: Option<AllowedOrigins>,
     auth: Option<JwtAuth>,
+    /// History is on: `wspush.v1` may be selected.
+    history: bool,
 }
 
 impl AcceptorSettings {
@@ -74,6 +76,7 @@ impl AcceptorSettings {
             // Checked by `Config::validate`.
             allowed_origins: config.allowed_origins.as_deref().and_then(|o| AllowedOrigins::new(o).ok()),
             auth: config.auth.clone(),
+            history: config.history_enabled(),
         }
     }
 }
@@ -314,6 +317,10 @@ impl Acceptor {
                 Err(rejection) => return self.reject(key, rejection),
             },
         };
+        let since = match handshake::since_from_target(&request.target) {
+            Ok(since) => since,
+            Err(rejection) => return self.reject(key, rejection),
+        };
         let peer = self.pending[key].peer;
         let admitted = match self.admit(&request, &id, peer) {
             Ok(admitted) => admitted,
@@ -328,8 +335,18 @@ impl Acceptor {
         let (response, extensions) = handshake::accept(&request, admitted.protocol);
         let greeting = Some(Bytes::from(response));
         let expires_at = admitted.expires_at;
-        let adoption =
-            Adoption { stream: pending.stream, id, greeting, early, expires_at, ip_slot, extensions };
+        let v1 = admitted.protocol == Some(crate::history::wire::V1_PROTOCOL);
+        let adoption = Adoption {
+            stream: pending.stream,
+            id,
+            greeting,
+            early,
+            expires_at,
+            ip_slot,
+            extensions,
+            since,
+            v1,
+        };
         if let Err(e) = self.mailboxes.adopt(adoption) {
             // The socket went down with the refused command; nothing more can be said to it.
             tracing::warn!(error = %e, "cannot hand an upgraded socket to its worker");
@@ -351,7 +368,8 @@ impl Acceptor {
             }
         }
         // A browser that offered the bearer subprotocol needs it selected, token or not.
-        let mut admitted = Admitted { expires_at: None, protocol: auth::offered_protocol(request) };
+        let protocol = auth::selected_protocol(request, self.settings.history);
+        let mut admitted = Admitted { expires_at: None, protocol };
         if let Some(auth) = &self.settings.auth {
             let grant = auth.authorize(request, id, SystemTime::now()).map_err(Rejection::Unauthorized)?;
             if auth.close_on_expiry() {
@@ -374,7 +392,8 @@ impl Acceptor {
 
     fn reject(&mut self, key: usize, rejection: Rejection) {
         let counter = match rejection {
-            Rejection::BadRequest(_) => &self.counters.handshake.bad_request,
+            // A malformed `since` is a malformed request.
+            Rejection::BadRequest(_) | Rejection::BadSince(_) => &self.counters.handshake.bad_request,
             Rejection::UnsupportedVersion => &self.counters.handshake.bad_version,
             Rejection::NotFound | Rejection::InvalidId(_) => &self.counters.handshake.bad_path,
             Rejection::TooLarge => &self.counters.handshake.too_large,

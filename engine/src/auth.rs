@@ -464,6 +464,18 @@ pub fn offered_protocol(request: &Request) -> Option<&'static str> {
     offered_protocols(request).any(|p| p == BEARER_PROTOCOL).then_some(BEARER_PROTOCOL)
 }
 
+/// The subprotocol the 101 selects: [`V1_PROTOCOL`](crate::history::wire::V1_PROTOCOL)
+/// when history is on and the client offered it (the client then gets positions; a token
+/// after [`BEARER_PROTOCOL`] in the same list is still read), otherwise as
+/// [`offered_protocol`].
+pub fn selected_protocol(request: &Request, history: bool) -> Option<&'static str> {
+    use crate::history::wire::V1_PROTOCOL;
+    if history && offered_protocols(request).any(|p| p == V1_PROTOCOL) {
+        return Some(V1_PROTOCOL);
+    }
+    offered_protocol(request)
+}
+
 /// The subprotocols in every `Sec-WebSocket-Protocol` header, in order.
 fn offered_protocols(request: &Request) -> impl Iterator<Item = &str> {
     request
@@ -563,6 +575,12 @@ mod tests {
         assert_eq!(token_of(&two).as_deref(), Some("t2"));
         assert_eq!(offered_protocol(&two), Some(BEARER_PROTOCOL));
         assert_eq!(offered_protocol(&request("/w/1", &[("sec-websocket-protocol", "chat")])), None);
+        let both = request("/w/1", &[("sec-websocket-protocol", "wspush.v1, wspush.bearer, t2")]);
+        assert_eq!(selected_protocol(&both, true), Some("wspush.v1"), "history on: positions");
+        assert_eq!(selected_protocol(&both, false), Some(BEARER_PROTOCOL), "history off: as before");
+        assert_eq!(token_of(&both), Some("t2".into()), "the token is still read");
+        let v1 = request("/w/1", &[("sec-websocket-protocol", "wspush.v1")]);
+        assert_eq!(selected_protocol(&v1, false), None);
     }
 
     #[test]

@@ -110,7 +110,23 @@ pub struct Config {
     /// Most simultaneous connections from one client address (IPv6: one /64 network);
     /// further upgrades get 429. `None` (the default): unlimited.
     pub max_connections_per_ip: Option<usize>,
+    /// Messages kept per id for resume (`?since=EPOCH:OFFSET`), at most
+    /// [`MAX_HISTORY_SIZE`]; 0 (the default) turns history off, and the engine behaves
+    /// exactly as without it. Single node only for now.
+    pub history_size: usize,
+    /// How long an id's history lives after its last message (1 s to 30 days). Then it is
+    /// dropped, and the id's next message starts a new epoch.
+    pub history_ttl: Duration,
+    /// Most memory the node's histories may hold, split evenly between the workers; over
+    /// it, whole histories are dropped, the soonest to expire first.
+    pub history_max_bytes: usize,
 }
+
+/// The largest [`Config::history_size`].
+pub const MAX_HISTORY_SIZE: usize = 1_000_000;
+
+/// The longest [`Config::history_ttl`]: 30 days.
+pub const MAX_HISTORY_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl Default for Config {
     fn default() -> Self {
@@ -137,6 +153,9 @@ impl Default for Config {
             auth: None,
             allowed_origins: None,
             max_connections_per_ip: None,
+            history_size: 0,
+            history_ttl: Duration::from_secs(600),
+            history_max_bytes: 256 << 20,
         }
     }
 }
@@ -213,6 +232,23 @@ impl Config {
         if self.max_connections_per_ip == Some(0) {
             return bad("max_connections_per_ip", "must be at least 1 (omit it for unlimited)".into());
         }
+        if self.history_size > MAX_HISTORY_SIZE {
+            return bad("history_size", format!("at most {MAX_HISTORY_SIZE}, got {}", self.history_size));
+        }
+        if self.history_ttl < Duration::from_secs(1) || self.history_ttl > MAX_HISTORY_TTL {
+            return bad("history_ttl", format!("must be 1s to 30 days, got {:?}", self.history_ttl));
+        }
+        if self.history_max_bytes == 0 {
+            return bad("history_max_bytes", "must be at least 1".into());
+        }
+        if self.history_size > 0 && self.cluster.is_some() {
+            return bad(
+                "history_size",
+                "history_size with redis: cluster history is not available yet; run history on a single \
+                 node (without redis), or set history_size to 0 in cluster mode"
+                    .into(),
+            );
+        }
         if let Some(cluster) = &self.cluster {
             cluster.validate()?;
             // A publish carries one message, grown by its encoding (an envelope, JSON, base64
@@ -237,6 +273,11 @@ impl Config {
     /// [`Config::max_message_size`] when that is not set.
     pub fn effective_max_outbound_message_size(&self) -> usize {
         self.max_outbound_message_size.unwrap_or(self.max_message_size)
+    }
+
+    /// Whether history (and resume) is on: [`Config::history_size`] above 0.
+    pub fn history_enabled(&self) -> bool {
+        self.history_size > 0
     }
 
     /// The number of workers this config starts: [`Config::workers`], or the CPU count.
@@ -271,6 +312,27 @@ mod tests {
             setting(Config { max_outbound_message_size: Some(0), ..Config::default() }),
             "max_outbound_message_size"
         );
+    }
+
+    #[test]
+    fn history_settings_are_checked_and_refused_in_cluster_mode_for_now() {
+        assert!(!Config::default().history_enabled());
+        let on = Config { history_size: 100, ..Config::default() };
+        assert!(on.validate().is_ok() && on.history_enabled());
+        assert_eq!(
+            setting(Config { history_size: MAX_HISTORY_SIZE + 1, ..Config::default() }),
+            "history_size"
+        );
+        assert_eq!(setting(Config { history_ttl: Duration::from_millis(999), ..on.clone() }), "history_ttl");
+        assert_eq!(setting(Config { history_ttl: MAX_HISTORY_TTL * 2, ..on.clone() }), "history_ttl");
+        assert_eq!(setting(Config { history_max_bytes: 0, ..on.clone() }), "history_max_bytes");
+        let cluster = Config { cluster: Some(ClusterConfig::new("redis://h")), ..on };
+        match cluster.validate() {
+            Err(Error::InvalidConfig { setting: "history_size", reason }) => {
+                assert!(reason.starts_with("history_size with redis: cluster history is not available yet;"))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::cluster::{Backplane, ClusterLink};
 use crate::event::HandlerSlot;
 use crate::extensions::Extensions;
 use crate::frame;
+use crate::history::{HistoryRead, Position};
 use crate::id::validate_id;
 use crate::ip_limit::IpLimit;
 use crate::listener;
@@ -51,6 +52,8 @@ pub struct Engine {
     open: Arc<AtomicUsize>,
     /// The largest message pushed ([`Config::effective_max_outbound_message_size`]).
     max_outbound_message_size: usize,
+    /// History is on ([`Config::history_size`] > 0).
+    history: bool,
     /// The Redis backplane, in cluster mode.
     cluster: Option<Arc<ClusterLink>>,
     backplane: Mutex<Option<Backplane>>,
@@ -161,6 +164,7 @@ impl Engine {
             node,
             open,
             max_outbound_message_size: config.effective_max_outbound_message_size(),
+            history: config.history_enabled(),
             cluster,
             backplane: Mutex::new(backplane),
             shut_down: AtomicBool::new(false),
@@ -320,6 +324,40 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether history is on ([`Config::history_size`] > 0): sends get positions, clients
+    /// may resume with `?since=`, and [`Engine::history`] answers.
+    pub fn history_enabled(&self) -> bool {
+        self.history
+    }
+
+    /// Reads `id`'s history and calls `done` (on the id's worker thread) with its epoch, its
+    /// newest offset and up to `limit` messages: those after `since` when the history still
+    /// reaches it (`recovered`), otherwise from the oldest kept. An id without history gets
+    /// an empty one (a new epoch, offset 0), so a position always exists.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming `history_size` when history is off,
+    /// [`Error::InvalidId`], [`Error::QueueFull`], [`Error::ShutDown`]; on error `done` is
+    /// not called.
+    pub fn history(
+        &self,
+        id: &str,
+        since: Option<Position>,
+        limit: usize,
+        done: impl FnOnce(HistoryRead) + Send + 'static,
+    ) -> Result<(), Error> {
+        if !self.history {
+            return Err(Error::InvalidConfig {
+                setting: "history_size",
+                reason: "history is off (history_size is 0)".into(),
+            });
+        }
+        validate_id(id)?;
+        self.check_running()?;
+        self.mailboxes.history(id, since, limit, Box::new(done))
+    }
+
     /// Whether the node can do everything it is configured for: always on a single node;
     /// in cluster mode, while both Redis connections are up.
     pub fn is_healthy(&self) -> bool {
@@ -400,6 +438,9 @@ impl Engine {
                     // The host upgraded the socket itself, and wspush cannot know what it
                     // negotiated; a host that accepted an extension must not hand it over.
                     extensions: Extensions::default(),
+                    // Nor what it selected: its socket gets plain frames.
+                    since: None,
+                    v1: false,
                 };
                 self.mailboxes.adopt(adoption).inspect_err(|_| {
                     self.open.fetch_sub(1, Ordering::AcqRel);

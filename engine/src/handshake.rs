@@ -12,6 +12,7 @@ use percent_encoding::percent_decode_str;
 use sha1::{Digest, Sha1};
 
 use crate::extensions::Extensions;
+use crate::history::Position;
 use crate::AuthRejection;
 
 /// Limits on the request head.
@@ -83,13 +84,17 @@ pub enum Rejection {
     /// 429: the client's address has as many connections open as it may.
     #[error("too many connections from this address")]
     TooManyFromAddress,
+    /// 400: the `since` query parameter is not a position `EPOCH:OFFSET`; the string says
+    /// why.
+    #[error("invalid since: {0}")]
+    BadSince(String),
 }
 
 impl Rejection {
     /// The HTTP status code of the response.
     pub fn status(&self) -> u16 {
         match self {
-            Rejection::BadRequest(_) | Rejection::InvalidId(_) => 400,
+            Rejection::BadRequest(_) | Rejection::InvalidId(_) | Rejection::BadSince(_) => 400,
             Rejection::UnsupportedVersion => 426,
             Rejection::NotFound => 404,
             Rejection::TooLarge => 431,
@@ -103,7 +108,7 @@ impl Rejection {
 
     fn reason_phrase(&self) -> &'static str {
         match self {
-            Rejection::BadRequest(_) | Rejection::InvalidId(_) => "Bad Request",
+            Rejection::BadRequest(_) | Rejection::InvalidId(_) | Rejection::BadSince(_) => "Bad Request",
             Rejection::UnsupportedVersion => "Upgrade Required",
             Rejection::NotFound => "Not Found",
             Rejection::TooLarge => "Request Header Fields Too Large",
@@ -280,6 +285,30 @@ pub fn id_from_target(target: &str, prefix: &str) -> Result<String, Rejection> {
     }
 }
 
+/// The position a resuming client asks to continue from: the `since` query parameter of
+/// `target` (`/websocket/456?since=k3j9a2x1:42`, the `:` may be percent-encoded), `None`
+/// without one.
+///
+/// # Errors
+///
+/// [`Rejection::BadSince`] when `since` is given twice, or is not `EPOCH:OFFSET` once
+/// percent-decoded.
+pub fn since_from_target(target: &str) -> Result<Option<Position>, Rejection> {
+    let Some((_, query)) = target.split_once('?') else { return Ok(None) };
+    let mut since = None;
+    for value in query.split('&').filter_map(|pair| pair.strip_prefix("since=")) {
+        if since.is_some() {
+            return Err(Rejection::BadSince("`since` is given more than once".into()));
+        }
+        let text = percent_decode_str(value)
+            .decode_utf8()
+            .map_err(|_| Rejection::BadSince("not UTF-8 once percent-decoded".into()))?;
+        let position = text.parse::<Position>().map_err(|e| Rejection::BadSince(e.to_string()))?;
+        since = Some(position);
+    }
+    Ok(since)
+}
+
 /// `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + the RFC 6455 GUID)).
 pub fn accept_key(key: &str) -> String {
     let mut sha1 = Sha1::new();
@@ -366,6 +395,32 @@ mod tests {
 
     fn rejection(buf: &[u8]) -> Rejection {
         parse_request(buf, &LIMITS).expect_err("expected a rejection")
+    }
+
+    #[test]
+    fn since_is_read_from_the_query_percent_encoded_or_not() {
+        let position: Position = "k3j9a2x1:42".parse().unwrap();
+        assert_eq!(since_from_target("/websocket/456"), Ok(None));
+        assert_eq!(since_from_target("/websocket/456?token=x"), Ok(None));
+        assert_eq!(since_from_target("/websocket/456?since=k3j9a2x1:42"), Ok(Some(position)));
+        assert_eq!(since_from_target("/websocket/456?token=x&since=k3j9a2x1%3A42"), Ok(Some(position)));
+        assert_eq!(since_from_target("/websocket/456?since=k3j9a2x1%3a42&token=x"), Ok(Some(position)));
+        assert_eq!(since_from_target("/websocket/456?xsince=1"), Ok(None), "another parameter");
+        for (target, why) in [
+            ("/w/1?since=", "a position is EPOCH:OFFSET, and this one has no `:`"),
+            ("/w/1?since=abc", "a position is EPOCH:OFFSET, and this one has no `:`"),
+            ("/w/1?since=a-b:1", "an epoch holds only ASCII letters and digits"),
+            ("/w/1?since=ab:x", "the offset is not a decimal number up to 2^53 - 1"),
+            ("/w/1?since=ab%FF:1", "not UTF-8 once percent-decoded"),
+            ("/w/1?since=ab:1&since=ab:2", "`since` is given more than once"),
+        ] {
+            let rejection = since_from_target(target).unwrap_err();
+            assert_eq!(rejection, Rejection::BadSince(why.into()), "{target}");
+            assert_eq!(rejection.status(), 400);
+            let response = String::from_utf8(rejection.response()).unwrap();
+            assert!(response.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{response}");
+            assert!(response.ends_with(&format!("\r\n\r\ninvalid since: {why}\n")), "{response}");
+        }
     }
 
     #[test]

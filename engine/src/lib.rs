@@ -38,6 +38,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handshake;
+pub mod history;
 mod id;
 mod ip_limit;
 mod listener;
@@ -56,6 +57,7 @@ pub use config::{Config, SlowConsumerPolicy};
 pub use engine::{Engine, Handshake};
 pub use error::Error;
 pub use event::{ConnectionId, Event, EventHandler};
+pub use history::{Epoch, Position};
 pub use id::{validate_id, MAX_ID_LEN};
 pub use message::Message;
 pub use receipt::{Presence, Receipt};

@@ -2,7 +2,9 @@
 //! (each worker involved, and the Redis publisher in cluster mode) has counted.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+
+use crate::history::Position;
 
 /// What a send or broadcast reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -12,6 +14,9 @@ pub struct Receipt {
     /// Other nodes that received the publish (cluster mode; `None` on a single node, or
     /// when the publish could not be made, e.g. while Redis is down).
     pub nodes: Option<usize>,
+    /// The message's place in the id's history (`None` with history off, and for
+    /// broadcasts, which are live-only).
+    pub position: Option<Position>,
 }
 
 /// Where an id is online.
@@ -37,7 +42,7 @@ pub(crate) enum SelfCount {
 
 const NO_NODES: usize = usize::MAX;
 
-type Callback = Box<dyn FnOnce(usize, Option<usize>) + Send>;
+type Callback = Box<dyn FnOnce(usize, Option<usize>, Option<Position>) + Send>;
 
 /// Adds up the parts of a receipt and calls back once, from whichever thread finishes last.
 pub(crate) struct Collector {
@@ -45,6 +50,8 @@ pub(crate) struct Collector {
     sockets: AtomicUsize,
     receivers: AtomicUsize,
     self_count: SelfCount,
+    /// Set (once) by the part that sequenced the message, before it reports its part.
+    position: OnceLock<Position>,
     callback: Mutex<Option<Callback>>,
 }
 
@@ -55,6 +62,7 @@ impl Collector {
             sockets: AtomicUsize::new(0),
             receivers: AtomicUsize::new(NO_NODES),
             self_count,
+            position: OnceLock::new(),
             callback: Mutex::new(Some(callback)),
         }
     }
@@ -64,14 +72,18 @@ impl Collector {
         self_count: SelfCount,
         done: impl FnOnce(Receipt) + Send + 'static,
     ) -> Self {
-        Self::new(parts, self_count, Box::new(move |sockets, nodes| done(Receipt { sockets, nodes })))
+        Self::new(
+            parts,
+            self_count,
+            Box::new(move |sockets, nodes, position| done(Receipt { sockets, nodes, position })),
+        )
     }
 
     pub fn for_presence(parts: usize, done: impl FnOnce(Presence) + Send + 'static) -> Self {
         Self::new(
             parts,
             SelfCount::Include,
-            Box::new(move |sockets, nodes| done(Presence { sockets, nodes })),
+            Box::new(move |sockets, nodes, _| done(Presence { sockets, nodes })),
         )
     }
 
@@ -79,6 +91,12 @@ impl Collector {
     pub fn add_sockets(&self, sockets: usize) {
         self.sockets.fetch_add(sockets, Ordering::AcqRel);
         self.part_done();
+    }
+
+    /// The message's place in its id's history, set by the worker that appended it before
+    /// it reports its part (a second position is ignored: a message has one).
+    pub fn set_position(&self, position: Position) {
+        let _ = self.position.set(position);
     }
 
     /// The publisher's part: Redis's receiver count, if the publish was made.
@@ -103,7 +121,7 @@ impl Collector {
                 SelfCount::ExcludeIfLocal => receivers,
                 SelfCount::ExcludeAlways => receivers.saturating_sub(1),
             });
-            callback(sockets, nodes);
+            callback(sockets, nodes, self.position.get().copied());
         }
     }
 }
@@ -121,7 +139,7 @@ mod tests {
         collector.set_receivers(Some(3));
         assert!(rx.try_recv().is_err());
         collector.add_sockets(1);
-        assert_eq!(rx.try_recv().unwrap(), Receipt { sockets: 3, nodes: Some(2) });
+        assert_eq!(rx.try_recv().unwrap(), Receipt { sockets: 3, nodes: Some(2), position: None });
     }
 
     #[test]
@@ -130,6 +148,17 @@ mod tests {
         let collector = Collector::for_receipt(2, SelfCount::ExcludeAlways, move |r| tx.send(r).unwrap());
         collector.set_receivers(None);
         collector.add_sockets(0);
-        assert_eq!(rx.try_recv().unwrap(), Receipt { sockets: 0, nodes: None });
+        assert_eq!(rx.try_recv().unwrap(), Receipt { sockets: 0, nodes: None, position: None });
+    }
+
+    #[test]
+    fn a_position_set_before_the_last_part_is_reported() {
+        let (tx, rx) = mpsc::channel();
+        let collector = Collector::for_receipt(1, SelfCount::ExcludeIfLocal, move |r| tx.send(r).unwrap());
+        let position: Position = "e1:7".parse().unwrap();
+        collector.set_position(position);
+        collector.set_position("e2:9".parse().unwrap());
+        collector.add_sockets(2);
+        assert_eq!(rx.try_recv().unwrap(), Receipt { sockets: 2, nodes: None, position: Some(position) });
     }
 }

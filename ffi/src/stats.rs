@@ -124,6 +124,19 @@ pub struct wspush_stats {
     pub cluster_oversized_dropped: u64,
     /// Bytes of publishes waiting for Redis, at most `redis_queue_bytes` (a gauge).
     pub cluster_publish_queued_bytes: u64,
+    /// Messages appended to an id's history (`history_size` > 0).
+    pub history_appended: u64,
+    /// Messages replayed from history to resuming sockets.
+    pub history_replayed: u64,
+    /// Sockets that connected with `?since=EPOCH:OFFSET`.
+    pub history_resumes: u64,
+    /// Sockets told history could not reach back (`!lost` to `wspush.v1` sockets, close 4410
+    /// to others).
+    pub history_lost_signals: u64,
+    /// Whole histories dropped to stay under `history_max_bytes`.
+    pub history_evicted: u64,
+    /// Memory held by the histories, as counted against `history_max_bytes` (a gauge).
+    pub history_bytes: u64,
 }
 
 /// The fields of [`wspush_stats`] in their order: each is the [`engine::Metric::key`] of the
@@ -183,10 +196,16 @@ pub(crate) const FIELDS: [&str; FIELD_COUNT] = [
     "messages_too_big",
     "cluster_oversized_dropped",
     "cluster_publish_queued_bytes",
+    "history_appended",
+    "history_replayed",
+    "history_resumes",
+    "history_lost_signals",
+    "history_evicted",
+    "history_bytes",
 ];
 
 /// The number of `uint64_t` fields of [`wspush_stats`].
-pub(crate) const FIELD_COUNT: usize = 52;
+pub(crate) const FIELD_COUNT: usize = 58;
 
 impl From<&engine::Stats> for wspush_stats {
     fn from(stats: &engine::Stats) -> Self {

@@ -428,6 +428,31 @@ pub const SETTINGS: &[Setting] = &[
     )
     .in_group(Group::Auth, Needs::AuthKey),
     setting(
+        "history_size",
+        "N",
+        "0",
+        "Messages kept per id, so a client reconnecting with ?since=EPOCH:OFFSET gets exactly what it \
+         missed (and wspush.v1 clients get positions); 0 turns history off. At most 1000000. Single node \
+         only for now",
+        |d, v| v.count().map(|x| d.config.history_size = x),
+    ),
+    setting(
+        "history_ttl",
+        "DURATION",
+        "600s",
+        "How long an id's history lives after its last message (1s to 30 days); then the id starts a new \
+         epoch",
+        |d, v| v.duration().map(|x| d.config.history_ttl = x),
+    ),
+    setting(
+        "history_max_bytes",
+        "BYTES",
+        "268435456",
+        "Most memory all histories may hold together (split evenly between the workers); over it, whole \
+         histories are dropped, the soonest to expire first (counted in history_evicted)",
+        |d, v| v.size().map(|x| d.config.history_max_bytes = x),
+    ),
+    setting(
         "echo",
         "BOOL",
         "false",

@@ -142,6 +142,14 @@ table::counter_table! {
         "Sockets closed with 1009 for a message over max_message_size (also counted in protocol_errors).";
     Counter queue_full, "commands", "Sends or broadcasts refused because a worker's queue was full.";
     Counter token_expirations, "sockets", "Sockets closed with 1008 because their token expired.";
+    Counter history_appended, "messages", "Messages appended to an id's history (history_size > 0).";
+    Counter history_replayed, "messages", "Messages replayed from history to resuming sockets.";
+    Counter history_resumes, "sockets", "Sockets that connected with ?since=EPOCH:OFFSET.";
+    Counter history_lost_signals, "sockets",
+        "Sockets told history could not reach back: !lost to wspush.v1 sockets, close 4410 to others.";
+    Counter history_evicted, "histories",
+        "Whole histories dropped to keep the node under history_max_bytes.";
+    Gauge history_bytes, "bytes", "Memory held by the histories, as counted against history_max_bytes.";
 }
 
 impl Counters {

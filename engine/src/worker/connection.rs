@@ -102,6 +102,11 @@ const DIRTY: u8 = 2;
 /// [`Link`] flag: listed among the sockets to read again next pass (its last read stopped
 /// at the pass's budget, not at an empty socket).
 const MORE_INPUT: u8 = 4;
+/// [`Link`] flag: the socket selected `wspush.v1` (history on): its data frames carry heads.
+const V1: u8 = 8;
+/// [`Link`] flag: the socket is replaying history and is not live yet: live messages of its
+/// id reach it through the history, not directly.
+const RESUMING: u8 = 16;
 
 /// Why a connection starts closing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +129,7 @@ pub(crate) struct Link {
     state: State,
     /// The close code reported in the close event: the one sent or received.
     close_code: u16,
-    /// [`WRITE_BLOCKED`], [`DIRTY`], [`MORE_INPUT`]: one byte, so that an idle
+    /// [`WRITE_BLOCKED`], [`DIRTY`], [`MORE_INPUT`], [`V1`], [`RESUMING`]: one byte, so that an idle
     /// connection stays small.
     flags: u8,
     /// When [`WRITE_BLOCKED`] was last set: the worker's clock truncated to 32 bits. Only
@@ -356,6 +361,30 @@ impl Link {
     /// not read to the end since).
     pub fn take_more_input(&mut self) -> bool {
         self.take_flag(MORE_INPUT)
+    }
+
+    /// The socket gets `wspush.v1` frames.
+    pub fn set_v1(&mut self) {
+        self.set_flag(V1);
+    }
+
+    /// Whether the socket gets `wspush.v1` frames.
+    pub fn is_v1(&self) -> bool {
+        self.flags & V1 != 0
+    }
+
+    /// The socket replays history before it joins live (`resuming`), or has joined.
+    pub fn set_resuming(&mut self, resuming: bool) {
+        if resuming {
+            self.set_flag(RESUMING);
+        } else {
+            self.take_flag(RESUMING);
+        }
+    }
+
+    /// Whether the socket is still replaying history (live messages are not queued to it).
+    pub fn is_resuming(&self) -> bool {
+        self.flags & RESUMING != 0
     }
 
     /// Sets `flag`: true if it was not set.

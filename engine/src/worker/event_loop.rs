@@ -21,12 +21,14 @@ use slab::Slab;
 use super::budget::{close_oldest_blocked, Budget};
 use super::connection::{CloseCause, Connection, Lease, State};
 use super::core::{Core, WorkerShared, CLOSE_GRACE_MS};
+use super::history::WorkerHistory;
 use super::input::READ_PER_PASS;
 use super::mailbox::{Adoption, Command, WorkerHandle};
 use super::output::{blocked_entry, deliver, Queued, Sockets};
 use super::settings::WorkerSettings;
 use crate::extensions::Extensions;
 use crate::frame::{self, close_code, OpCode};
+use crate::history::Position;
 use crate::stats::bump;
 use crate::{ConnectionId, Error, Event};
 
@@ -66,7 +68,7 @@ pub(crate) struct Worker {
     /// Sockets of each id. foldhash instead of SipHash: hashing the id was a visible share
     /// of a worker's time per message, and a per-process random seed still keeps clients
     /// from choosing ids that collide.
-    ids: HashMap<Rc<str>, Vec<usize>, foldhash::fast::RandomState>,
+    pub(super) ids: HashMap<Rc<str>, Vec<usize>, foldhash::fast::RandomState>,
     pub(super) core: Core,
     /// One read buffer for all sockets: input is decoded straight from it, and only the
     /// tail of an incomplete frame is copied into its connection.
@@ -79,6 +81,8 @@ pub(crate) struct Worker {
     readable_now: Vec<(usize, u64)>,
     generation: u64,
     shutdown_deadline_ms: Option<u64>,
+    /// The ids' histories and the sockets replaying them; `None` with history off.
+    pub(super) history: Option<WorkerHistory>,
 }
 
 impl Worker {
@@ -118,6 +122,7 @@ impl Worker {
         settings: WorkerSettings,
     ) -> Self {
         let budget = Budget::new(shared.node.clone(), worker);
+        let history = WorkerHistory::from_settings(&settings);
         Self {
             core: Core {
                 worker,
@@ -142,6 +147,7 @@ impl Worker {
             readable_now: Vec::new(),
             generation: 0,
             shutdown_deadline_ms: None,
+            history,
         }
     }
 
@@ -158,7 +164,7 @@ impl Worker {
         let mut next_ping_ms = self.core.settings.ping_interval_ms;
         let mut commands_left = false;
         loop {
-            let timeout = if commands_left || !self.still_readable.is_empty() {
+            let timeout = if commands_left || !self.still_readable.is_empty() || self.resumes_ready() {
                 Duration::ZERO
             } else {
                 let due = self.core.closing.front().map_or(next_tick_ms, |&(at, _)| at.min(next_tick_ms));
@@ -195,6 +201,9 @@ impl Worker {
             let disconnected = drained == Drained::Disconnected;
             self.read_still_readable(&mut carried);
             self.readable_now = carried;
+            // Replays go on after this pass's commands (sends appended to the history are
+            // replayed, not delivered, to a socket that has not caught up yet).
+            self.continue_resumes();
             // The clock again: reads and commands may have taken a while, and deadlines and
             // timers are checked on every pass however busy it is.
             self.core.now_ms = self.core.epoch.elapsed().as_millis() as u64;
@@ -244,6 +253,9 @@ impl Worker {
 
     fn handle(&mut self, command: Command) {
         match command {
+            Command::Send { id, frame, receipt } if self.history.is_some() => {
+                self.send_with_history(&id, frame, receipt)
+            }
             Command::Send { id, frame, receipt } => {
                 let mut reached = 0;
                 // The last socket takes the frame itself: a clone would turn the frame's
@@ -260,6 +272,9 @@ impl Worker {
                     self.core.budget.publish_queued();
                     receipt.add_sockets(reached);
                 }
+            }
+            Command::Broadcast { frame, receipt } if self.history.is_some() => {
+                self.broadcast_with_history(frame, receipt)
             }
             Command::Broadcast { frame, receipt } => {
                 let mut reached = 0;
@@ -284,6 +299,7 @@ impl Worker {
             Command::Count { id, receipt } => receipt.add_sockets(self.ids.get(&*id).map_or(0, Vec::len)),
             Command::SendTo { conn, frame } => {
                 if let Some(key) = self.key_of(conn) {
+                    let frame = if self.history.is_some() { self.live_only_frame(key, frame) } else { frame };
                     deliver(&mut self.core, &mut self.conns, key, frame);
                 }
             }
@@ -292,10 +308,13 @@ impl Worker {
                     self.core.close(key, self.conns[key].link_mut(), code, "", CloseCause::Initiate, false);
                 }
             }
-            Command::Adopt(Adoption { stream, id, greeting, early, expires_at, ip_slot, extensions }) => {
+            Command::Adopt(adoption) => {
+                let Adoption { stream, id, greeting, early, expires_at, ip_slot, extensions, since, v1 } =
+                    *adoption;
                 let lease = self.core.lease(expires_at, ip_slot);
-                self.adopt(stream, id, greeting, early, lease, extensions)
+                self.adopt(stream, id, greeting, early, lease, extensions, (since, v1))
             }
+            Command::History { id, since, limit, reply } => self.read_history(&id, since, limit, reply),
             Command::Shutdown { deadline } => {
                 let left = deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
                 self.begin_shutdown(self.core.now_ms + left);
@@ -324,6 +343,7 @@ impl Worker {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn adopt(
         &mut self,
         mut stream: TcpStream,
@@ -332,6 +352,7 @@ impl Worker {
         early: Vec<u8>,
         lease: Lease,
         extensions: Extensions,
+        (since, v1): (Option<Position>, bool),
     ) {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -373,8 +394,10 @@ impl Worker {
         }
         let conn_id = ConnectionId::new(self.core.worker, serial);
         self.core.emit(&Event::Open { conn: conn_id, id: conn.link().id() });
+        // Right behind the 101, before anything the early input may answer.
+        self.position_socket(key, serial, since, v1);
         if !early.is_empty() {
-            conn.set_partial_input(early);
+            self.conns[key].set_partial_input(early);
             self.decode_input(key, 0);
         }
     }
@@ -404,6 +427,7 @@ impl Worker {
             "the worker's total of queued output is off"
         );
         self.relieve_node();
+        self.expire_histories();
         for (key, conn) in self.conns.iter_mut() {
             let link = conn.link_mut();
             match link.state() {

@@ -173,7 +173,10 @@ impl Core {
                 }
                 if self.settings.echo {
                     // A reply to the socket at hand: it cannot make room among the others.
-                    self.queue_data(key, link, frame::encode_message(message), false);
+                    let echo = frame::encode_message(message);
+                    // Set only with history on: a wspush.v1 socket gets every frame with a head.
+                    let echo = if link.is_v1() { crate::history::wire::relabel(&echo, None) } else { echo };
+                    self.queue_data(key, link, echo, false);
                 }
             }
             Frame::Ping(payload) => self.queue_control(key, link, frame::encode(OpCode::Pong, payload), true),

@@ -14,6 +14,7 @@ use mio::net::TcpStream;
 use mio::Waker;
 
 use crate::extensions::Extensions;
+use crate::history::{HistoryRead, Position};
 use crate::id::worker_of;
 use crate::ip_limit::IpSlot;
 use crate::receipt::Collector;
@@ -32,14 +33,17 @@ pub(crate) enum Command {
     SendTo { conn: ConnectionId, frame: Bytes },
     /// Close one socket with a code.
     Close { conn: ConnectionId, code: u16 },
-    /// Take over an upgraded socket.
-    Adopt(Adoption),
+    /// Take over an upgraded socket. Boxed: every command is as large as the largest, and
+    /// an adoption (rare next to sends) is the largest by far.
+    Adopt(Box<Adoption>),
     /// Close every socket with 1001 and stop by `deadline`.
     Shutdown { deadline: Instant },
+    /// Read `id`'s history (see [`Engine::history`](crate::Engine::history)).
+    History { id: Box<str>, since: Option<Position>, limit: usize, reply: HistoryReply },
 }
 
-/// Longest id a command carries inline (the rest are boxed): the command is as large as
-/// it is anyway (an [`Adoption`] is bigger), and ids this short are the usual case.
+/// Longest id a command carries inline (the rest are boxed): user ids, order numbers and
+/// UUIDs without dashes fit.
 const INLINE_ID: usize = 30;
 
 /// An id in a [`Command::Send`]: short ids are copied inline rather than allocated, since a
@@ -78,6 +82,9 @@ impl std::ops::Deref for QueuedId {
     }
 }
 
+/// Where a history read goes: called once, on the worker's thread.
+pub(crate) type HistoryReply = Box<dyn FnOnce(HistoryRead) + Send>;
+
 /// An upgraded socket for the worker of `id`. `greeting` (the 101 response) is written
 /// first; `early` holds frames the client sent right behind its upgrade request. The socket
 /// is closed with 1008 at `expires_at` (its token's expiry), and gives `ip_slot` back when
@@ -91,6 +98,10 @@ pub(crate) struct Adoption {
     pub ip_slot: Option<IpSlot>,
     /// What the upgrade negotiated (none for a socket its host upgraded).
     pub extensions: Extensions,
+    /// The position the client resumes from (`?since=`), if any.
+    pub since: Option<Position>,
+    /// The 101 selected `wspush.v1`: the socket gets positioned frames.
+    pub v1: bool,
 }
 
 /// One worker's queue.
@@ -234,9 +245,20 @@ impl Mailboxes {
         self.for_conn(conn)?.submit(Command::Close { conn, code })
     }
 
+    /// Has the worker of `id` read its history and call `reply` with the page.
+    pub fn history(
+        &self,
+        id: &str,
+        since: Option<Position>,
+        limit: usize,
+        reply: HistoryReply,
+    ) -> Result<(), Error> {
+        self.for_id(id).submit(Command::History { id: id.into(), since, limit, reply })
+    }
+
     /// Hands an upgraded socket to the worker of its id. On error the socket is gone.
     pub fn adopt(&self, adoption: Adoption) -> Result<(), Error> {
-        self.for_id(&adoption.id).submit(Command::Adopt(adoption))
+        self.for_id(&adoption.id).submit(Command::Adopt(Box::new(adoption)))
     }
 
     /// Tells every worker to close its sockets and stop by `deadline`, waiting for room in

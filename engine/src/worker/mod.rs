@@ -6,6 +6,7 @@ mod budget;
 mod connection;
 mod core;
 mod event_loop;
+mod history;
 mod input;
 mod mailbox;
 mod output;

@@ -16,6 +16,11 @@ pub(crate) struct WorkerSettings {
     pub(super) frame_interval_ns: u64,
     /// `max_inbound_bytes_per_second`; 0: unlimited.
     pub(super) bytes_per_second: u64,
+    /// `history_size`; 0: history off.
+    pub(super) history_size: usize,
+    pub(super) history_ttl: std::time::Duration,
+    /// This worker's share of `history_max_bytes`.
+    pub(super) history_max_bytes: usize,
 }
 
 impl WorkerSettings {
@@ -31,6 +36,9 @@ impl WorkerSettings {
                 .max_inbound_messages_per_second
                 .map_or(0, |rate| (1_000_000_000 / u64::from(rate.max(1))).max(1)),
             bytes_per_second: config.max_inbound_bytes_per_second.unwrap_or(0),
+            history_size: config.history_size,
+            history_ttl: config.history_ttl,
+            history_max_bytes: (config.history_max_bytes / config.effective_workers()).max(1),
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -17,7 +17,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
-use wspush::{Engine, Message, MetricKind, Stats};
+use wspush::history::HistoryRead;
+use wspush::{Engine, Message, MetricKind, Position, Stats};
 
 use crate::api_server::ApiCounters;
 use crate::metrics;
@@ -52,6 +53,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/broadcast", post(broadcast))
         .route("/presence/{id}", get(presence))
         .route("/presence/", get(empty_id))
+        .route("/history/{id}", get(history))
+        .route("/history/", get(empty_id))
         .route("/stats", get(stats))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let open = Router::new()
@@ -245,7 +248,95 @@ async fn send_to_id(
         })
         .map_err(ApiError::from_engine)?;
     let receipt = answer(rx, "confirm the message").await?;
-    Ok(Json(json!({ "id": id, "sockets": receipt.sockets, "nodes": receipt.nodes })))
+    let mut body = json!({ "id": id, "sockets": receipt.sockets, "nodes": receipt.nodes });
+    // Only with history on: without it the answer is exactly what it always was.
+    if let Some(position) = receipt.position {
+        body["offset"] = position.offset.into();
+        body["epoch"] = position.epoch.as_str().into();
+    }
+    Ok(Json(body))
+}
+
+/// The default and the largest `limit` of `GET /history/{id}`.
+const HISTORY_LIMIT: usize = 100;
+const MAX_HISTORY_LIMIT: usize = 1_000;
+
+/// `GET /history/{id}?since=EPOCH:OFFSET&limit=L`: the id's position and up to `limit`
+/// messages (100 by default, at most 1000): after `since` when the history still reaches it
+/// (`"recovered": true`), otherwise from the oldest kept.
+async fn history(
+    State(state): State<Arc<ApiState>>,
+    id: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id.map_err(ApiError::from_path)?;
+    if !state.engine.history_enabled() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "history is off on this node: start it with --history-size N (N > 0)",
+        ));
+    }
+    let (since, limit) = history_query(query.as_deref().unwrap_or(""))?;
+    let (tx, rx) = oneshot::channel();
+    state
+        .engine
+        .history(&id, since, limit, move |read| {
+            let _ = tx.send(read);
+        })
+        .map_err(ApiError::from_engine)?;
+    let read = answer(rx, "read the history").await?;
+    Ok(Json(history_json(&id, &read)))
+}
+
+/// The `since` and `limit` of a history query.
+fn history_query(query: &str) -> Result<(Option<Position>, usize), ApiError> {
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
+    let (mut since, mut limit) = (None, None);
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_encoding::percent_decode_str(value)
+            .decode_utf8()
+            .map_err(|_| bad(format!("the {name} parameter is not UTF-8 once percent-decoded")))?;
+        match name {
+            "since" if since.is_none() => {
+                since = Some(value.parse::<Position>().map_err(|e| bad(format!("invalid since: {e}")))?)
+            }
+            "limit" if limit.is_none() => {
+                let n = value.parse::<usize>().ok().filter(|n| (1..=MAX_HISTORY_LIMIT).contains(n));
+                limit = Some(n.ok_or_else(|| {
+                    bad(format!("invalid limit: a number from 1 to {MAX_HISTORY_LIMIT}, got `{value}`"))
+                })?);
+            }
+            "since" | "limit" => return Err(bad(format!("the {name} parameter is given more than once"))),
+            _ => {}
+        }
+    }
+    Ok((since, limit.unwrap_or(HISTORY_LIMIT)))
+}
+
+/// The JSON of `GET /history/{id}`: text messages as `"text"`, binary ones as base64 in
+/// `"binary"`.
+fn history_json(id: &str, read: &HistoryRead) -> Value {
+    use base64::Engine as _;
+    let messages: Vec<Value> = read
+        .page
+        .entries
+        .iter()
+        .map(|entry| match (entry.binary, std::str::from_utf8(&entry.body)) {
+            (false, Ok(text)) => json!({ "offset": entry.offset, "text": text }),
+            _ => json!({
+                "offset": entry.offset,
+                "binary": base64::engine::general_purpose::STANDARD.encode(&entry.body),
+            }),
+        })
+        .collect();
+    json!({
+        "id": id,
+        "epoch": read.page.epoch.as_str(),
+        "offset": read.page.top,
+        "recovered": read.recovered,
+        "messages": messages,
+    })
 }
 
 /// `POST /socket/` and `GET /presence/`: the id is missing.
@@ -431,6 +522,12 @@ mod tests {
                 over_ip_limit: 32,
             },
             token_expirations: 33,
+            history_appended: 40,
+            history_replayed: 41,
+            history_resumes: 42,
+            history_lost_signals: 43,
+            history_evicted: 44,
+            history_bytes: 45,
             cluster: None,
         };
         let value = stats_json(&stats, Duration::from_secs(99));
@@ -450,6 +547,8 @@ mod tests {
                         "wrong_issuer": 30},
                     "forbidden": 31, "over_ip_limit": 32},
                 "token_expirations": 33,
+                "history_appended": 40, "history_replayed": 41, "history_resumes": 42,
+                "history_lost_signals": 43, "history_evicted": 44, "history_bytes": 45,
                 "cluster": null,
             })
         );
@@ -512,6 +611,43 @@ mod tests {
         let error = message_of(&headers, b"ok\xff").unwrap_err();
         assert_eq!(error.status, StatusCode::BAD_REQUEST);
         assert!(error.message.contains("not valid UTF-8 (from byte 2)"), "{}", error.message);
+    }
+
+    #[test]
+    fn history_queries_take_since_and_limit() {
+        let position: Position = "e1:5".parse().unwrap();
+        assert_eq!(history_query("").unwrap(), (None, HISTORY_LIMIT));
+        assert_eq!(history_query("since=e1%3A5&limit=1000").unwrap(), (Some(position), 1000));
+        assert_eq!(history_query("limit=1&since=e1:5&x=y").unwrap(), (Some(position), 1));
+        for (query, error) in [
+            ("since=e1", "invalid since: a position is EPOCH:OFFSET, and this one has no `:`"),
+            ("limit=0", "invalid limit: a number from 1 to 1000, got `0`"),
+            ("limit=1001", "invalid limit: a number from 1 to 1000, got `1001`"),
+            ("limit=x", "invalid limit: a number from 1 to 1000, got `x`"),
+            ("since=e1:1&since=e1:2", "the since parameter is given more than once"),
+        ] {
+            let e = history_query(query).unwrap_err();
+            assert_eq!((e.status, e.message.as_str()), (StatusCode::BAD_REQUEST, error), "{query}");
+        }
+    }
+
+    #[test]
+    fn history_messages_are_text_or_base64() {
+        use wspush::history::{Entry, Page};
+        let page = Page {
+            epoch: "e1".parse().unwrap(),
+            top: 6,
+            entries: vec![
+                Entry { offset: 5, binary: false, body: "hi".into() },
+                Entry { offset: 6, binary: true, body: vec![0u8, 255].into() },
+            ],
+        };
+        let value = history_json("u1", &HistoryRead { page, recovered: true });
+        assert_eq!(
+            value,
+            json!({"id": "u1", "epoch": "e1", "offset": 6, "recovered": true,
+                   "messages": [{"offset": 5, "text": "hi"}, {"offset": 6, "binary": "AP8="}]})
+        );
     }
 
     #[test]

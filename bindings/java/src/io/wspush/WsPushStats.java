@@ -56,6 +56,12 @@ package io.wspush;
  * @param messagesTooBig sockets closed with 1009 for a message over max_message_size (also in protocolErrors)
  * @param clusterOversizedDropped messages from Redis larger than max_outbound_message_size, dropped
  * @param clusterPublishQueuedBytes bytes of publishes waiting for Redis, at most redis_queue_bytes
+ * @param historyAppended messages appended to an id's history (history_size above 0)
+ * @param historyReplayed messages replayed from history to resuming sockets
+ * @param historyResumes sockets that connected with ?since=EPOCH:OFFSET
+ * @param historyLostSignals sockets told history could not reach back (!lost, or close 4410)
+ * @param historyEvicted whole histories dropped to stay under history_max_bytes
+ * @param historyBytes memory held by the histories, as counted against history_max_bytes
  */
 public record WsPushStats(
         long connections,
@@ -109,10 +115,16 @@ public record WsPushStats(
         long clusterUnsubscribeCommands,
         long messagesTooBig,
         long clusterOversizedDropped,
-        long clusterPublishQueuedBytes) {
+        long clusterPublishQueuedBytes,
+        long historyAppended,
+        long historyReplayed,
+        long historyResumes,
+        long historyLostSignals,
+        long historyEvicted,
+        long historyBytes) {
 
     /** The number of counters in {@code wspush_stats} (all {@code uint64_t}). */
-    static final int FIELDS = 52;
+    static final int FIELDS = 58;
 
     static WsPushStats of(long[] v) {
         if (v.length != FIELDS) {
@@ -121,7 +133,8 @@ public record WsPushStats(
         return new WsPushStats(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12],
                 v[13], v[14], v[15], v[16], v[17], v[18], v[19] != 0, v[20] != 0, v[21], v[22], v[23], v[24], v[25],
                 v[26], v[27], v[28], v[29], v[30], v[31], v[32], v[33], v[34], v[35], v[36], v[37], v[38], v[39], v[40], v[41],
-                v[42], v[43], v[44], v[45], v[46], v[47], v[48], v[49], v[50], v[51]);
+                v[42], v[43], v[44], v[45], v[46], v[47], v[48], v[49], v[50], v[51],
+                v[52], v[53], v[54], v[55], v[56], v[57]);
     }
 
     /** @return upgrades refused for their token (401), all reasons together */
