@@ -26,9 +26,12 @@ mod link;
 mod publisher;
 pub(crate) mod resp;
 mod routing;
+mod scripts;
 mod stats;
 mod subscriber;
 mod subscription;
+#[cfg(test)]
+mod test_redis;
 
 pub(crate) use backplane::Backplane;
 pub use config::ClusterConfig;
