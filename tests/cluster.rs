@@ -154,14 +154,17 @@ async fn two_engines_in_process_deliver_a_send_to_the_id_on_both_exactly_once() 
     assert_eq!(redis.numsub("wspush:u:456"), 2, "Redis does not see both engines subscribed");
 
     let receipt = engine_receipt(&a, "456", Message::Text("order 456 shipped"));
-    assert_eq!(receipt, Receipt { sockets: 1, nodes: Some(1) });
+    assert_eq!(receipt, Receipt { sockets: 1, nodes: Some(1), position: None });
     assert_eq!(recv_text(&mut ws_a, TIMEOUT).await, "order 456 shipped");
     assert_eq!(recv_text(&mut ws_b, TIMEOUT).await, "order 456 shipped");
     // Engine a got its own publish back from Redis and skipped it.
     eventually_eq(TIMEOUT, "own_skipped of engine a", 1, || a.stats().cluster.unwrap().own_skipped);
 
     let data = [0u8, 1, 2, 0xfe, 0xff];
-    assert_eq!(engine_receipt(&b, "456", Message::Binary(&data)), Receipt { sockets: 1, nodes: Some(1) });
+    assert_eq!(
+        engine_receipt(&b, "456", Message::Binary(&data)),
+        Receipt { sockets: 1, nodes: Some(1), position: None }
+    );
     assert_eq!(recv_binary(&mut ws_a, TIMEOUT).await, data, "binary must cross the fleet unchanged");
     assert_eq!(recv_binary(&mut ws_b, TIMEOUT).await, data);
     a.send("456", Message::Text("sentinel")).unwrap();
@@ -169,7 +172,10 @@ async fn two_engines_in_process_deliver_a_send_to_the_id_on_both_exactly_once() 
     assert_eq!(recv_text(&mut ws_b, TIMEOUT).await, "sentinel", "a socket got a message twice");
 
     // Nobody holds the id: no socket here, no other node.
-    assert_eq!(engine_receipt(&a, "nobody", Message::Text("lost")), Receipt { sockets: 0, nodes: Some(0) });
+    assert_eq!(
+        engine_receipt(&a, "nobody", Message::Text("lost")),
+        Receipt { sockets: 0, nodes: Some(0), position: None }
+    );
     let (stats_a, stats_b) = (a.stats().cluster.unwrap(), b.stats().cluster.unwrap());
     assert_eq!((stats_a.malformed_envelopes, stats_b.malformed_envelopes), (0, 0));
     assert!(stats_a.connected && stats_b.connected);

@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use crate::history::Position;
+
 /// What a send or broadcast reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Receipt {
@@ -12,6 +14,16 @@ pub struct Receipt {
     /// Other nodes that received the publish (cluster mode; `None` on a single node, or
     /// when the publish could not be made, e.g. while Redis is down).
     pub nodes: Option<usize>,
+    /// Where the message is in the id's history (history on, once Redis or the worker
+    /// assigned it; `None` otherwise, e.g. while Redis is down).
+    pub position: Option<Position>,
+}
+
+impl Receipt {
+    /// Where the message is in the id's history, if it has a position.
+    pub fn position(&self) -> Option<Position> {
+        self.position
+    }
 }
 
 /// Where an id is online.
@@ -37,7 +49,7 @@ pub(crate) enum SelfCount {
 
 const NO_NODES: usize = usize::MAX;
 
-type Callback = Box<dyn FnOnce(usize, Option<usize>) + Send>;
+type Callback = Box<dyn FnOnce(usize, Option<usize>, Option<Position>) + Send>;
 
 /// Adds up the parts of a receipt and calls back once, from whichever thread finishes last.
 pub(crate) struct Collector {
@@ -45,6 +57,7 @@ pub(crate) struct Collector {
     sockets: AtomicUsize,
     receivers: AtomicUsize,
     self_count: SelfCount,
+    position: Mutex<Option<Position>>,
     callback: Mutex<Option<Callback>>,
 }
 
@@ -55,6 +68,7 @@ impl Collector {
             sockets: AtomicUsize::new(0),
             receivers: AtomicUsize::new(NO_NODES),
             self_count,
+            position: Mutex::new(None),
             callback: Mutex::new(Some(callback)),
         }
     }
@@ -64,14 +78,18 @@ impl Collector {
         self_count: SelfCount,
         done: impl FnOnce(Receipt) + Send + 'static,
     ) -> Self {
-        Self::new(parts, self_count, Box::new(move |sockets, nodes| done(Receipt { sockets, nodes })))
+        Self::new(
+            parts,
+            self_count,
+            Box::new(move |sockets, nodes, position| done(Receipt { sockets, nodes, position })),
+        )
     }
 
     pub fn for_presence(parts: usize, done: impl FnOnce(Presence) + Send + 'static) -> Self {
         Self::new(
             parts,
             SelfCount::Include,
-            Box::new(move |sockets, nodes| done(Presence { sockets, nodes })),
+            Box::new(move |sockets, nodes, _| done(Presence { sockets, nodes })),
         )
     }
 
@@ -89,6 +107,12 @@ impl Collector {
         self.part_done();
     }
 
+    /// Where the message landed in the id's history; set before the part that knows it is
+    /// done.
+    pub(crate) fn set_position(&self, position: Position) {
+        *self.position.lock().unwrap_or_else(|e| e.into_inner()) = Some(position);
+    }
+
     fn part_done(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
@@ -103,7 +127,8 @@ impl Collector {
                 SelfCount::ExcludeIfLocal => receivers,
                 SelfCount::ExcludeAlways => receivers.saturating_sub(1),
             });
-            callback(sockets, nodes);
+            let position = *self.position.lock().unwrap_or_else(|e| e.into_inner());
+            callback(sockets, nodes, position);
         }
     }
 }
@@ -121,7 +146,7 @@ mod tests {
         collector.set_receivers(Some(3));
         assert!(rx.try_recv().is_err());
         collector.add_sockets(1);
-        assert_eq!(rx.try_recv().unwrap(), Receipt { sockets: 3, nodes: Some(2) });
+        assert_eq!(rx.try_recv().unwrap(), Receipt { sockets: 3, nodes: Some(2), position: None });
     }
 
     #[test]
@@ -130,6 +155,19 @@ mod tests {
         let collector = Collector::for_receipt(2, SelfCount::ExcludeAlways, move |r| tx.send(r).unwrap());
         collector.set_receivers(None);
         collector.add_sockets(0);
-        assert_eq!(rx.try_recv().unwrap(), Receipt { sockets: 0, nodes: None });
+        assert_eq!(rx.try_recv().unwrap(), Receipt { sockets: 0, nodes: None, position: None });
+    }
+
+    #[test]
+    fn a_position_set_before_the_last_part_is_reported() {
+        let (tx, rx) = mpsc::channel();
+        let collector = Collector::for_receipt(2, SelfCount::ExcludeIfLocal, move |r| tx.send(r).unwrap());
+        collector.add_sockets(1);
+        let position: Position = "e1:7".parse().unwrap();
+        collector.set_position(position);
+        collector.set_receivers(Some(2));
+        let receipt = rx.try_recv().unwrap();
+        assert_eq!(receipt.position(), Some(position));
+        assert_eq!(receipt, Receipt { sockets: 1, nodes: Some(1), position: Some(position) });
     }
 }

@@ -56,6 +56,12 @@ package io.wspush;
  * @param messagesTooBig sockets closed with 1009 for a message over max_message_size (also in protocolErrors)
  * @param clusterOversizedDropped messages from Redis larger than max_outbound_message_size, dropped
  * @param clusterPublishQueuedBytes bytes of publishes waiting for Redis, at most redis_queue_bytes
+ * @param clusterHistoryAppends messages appended to an id's history in Redis
+ * @param clusterHistoryAppendRetried appends sent again after their pipeline failed (applied at most once)
+ * @param clusterHistoryAppendDuplicates retried appends Redis had already applied, not applied again
+ * @param clusterHistoryReads reads of an id's history sent to Redis
+ * @param clusterHistoryReadRoundTrips pipelines of history reads sent to Redis
+ * @param clusterHistoryReadFailed history reads answered with a failure
  */
 public record WsPushStats(
         long connections,
@@ -109,10 +115,16 @@ public record WsPushStats(
         long clusterUnsubscribeCommands,
         long messagesTooBig,
         long clusterOversizedDropped,
-        long clusterPublishQueuedBytes) {
+        long clusterPublishQueuedBytes,
+        long clusterHistoryAppends,
+        long clusterHistoryAppendRetried,
+        long clusterHistoryAppendDuplicates,
+        long clusterHistoryReads,
+        long clusterHistoryReadRoundTrips,
+        long clusterHistoryReadFailed) {
 
     /** The number of counters in {@code wspush_stats} (all {@code uint64_t}). */
-    static final int FIELDS = 52;
+    static final int FIELDS = 58;
 
     static WsPushStats of(long[] v) {
         if (v.length != FIELDS) {
