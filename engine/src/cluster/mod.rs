@@ -24,6 +24,7 @@ mod connect;
 pub mod envelope;
 mod link;
 mod publisher;
+mod reader;
 pub(crate) mod resp;
 mod routing;
 mod scripts;

@@ -113,3 +113,62 @@ impl Drop for TestRedis {
         }
     }
 }
+
+/// A link with its publisher and reader running against a Redis, as the backplane thread
+/// runs them (no subscriber: tests read Redis's side themselves). Stopped on drop.
+pub(super) struct Running {
+    pub link: std::sync::Arc<super::link::ClusterLink>,
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// History on (`history_size`), node id `me`, prefix `t:`.
+    pub fn start(url: &str, history_size: usize) -> Self {
+        let config = super::ClusterConfig {
+            prefix: "t:".into(),
+            node_id: Some("me".into()),
+            history_size,
+            ..super::ClusterConfig::new(url)
+        };
+        let (link, ends) = super::link::ClusterLink::new(&config, 1 << 20);
+        let endpoint = super::connect::Endpoint::of(&config).unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let running = link.clone();
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let (_lost, lost_seen) = tokio::sync::watch::channel(0u64);
+                let publisher = super::publisher::publish_loop(
+                    &endpoint,
+                    ends.outbound,
+                    running.clone(),
+                    lost_seen,
+                    stopped.clone(),
+                );
+                let reader = super::reader::read_loop(&endpoint, ends.reads, running, stopped);
+                tokio::join!(publisher, reader);
+            })
+        });
+        Self { link, stop, thread: Some(thread) }
+    }
+
+    /// Waits (at most [`TIMEOUT`]) until `condition` holds; it is checked after every
+    /// millisecond, as there is no event to wait on for a counter or a Redis key.
+    pub fn wait_until(&self, what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !condition() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
