@@ -215,8 +215,25 @@ def envelope(origin, opcode, body, version=1, origin_len=None):
     return bytes([version, opcode, n]) + origin + body
 
 
+def envelope_v2(origin, opcode, position, body, position_len=None):
+    n = len(position) if position_len is None else position_len
+    return bytes([2, opcode, len(origin)]) + origin + bytes([n]) + position + body
+
+
 def envelope_seeds():
     return {
+        "v2-text": envelope_v2(b"node-a", 1, b"k3j9a2x1:42", "héllo ✓".encode()),
+        "v2-binary": envelope_v2(b"n", 2, b"E:0", b"\x00\n\xff"),
+        "v2-longest-position": envelope_v2(b"n", 1, b"Z" * 16 + b":9007199254740991", b"x"),
+        "v2-offset-over-2-53": envelope_v2(b"n", 1, b"E:9007199254740992", b"x"),
+        "v2-leading-zero": envelope_v2(b"n", 1, b"E:007", b"x"),
+        "v2-no-colon": envelope_v2(b"n", 1, b"E7", b"x"),
+        "v2-epoch-17": envelope_v2(b"n", 1, b"a" * 17 + b":1", b"x"),
+        "v2-position-empty": envelope_v2(b"n", 1, b"", b"x"),
+        "v2-position-39": envelope_v2(b"n", 1, b"a" * 39, b""),
+        "v2-truncated-position": envelope_v2(b"n", 1, b"E:1", b"", position_len=9),
+        "v2-no-position-byte": bytes([2, 1, 1]) + b"n",
+        "v2-text-invalid-utf8": envelope_v2(b"n", 1, b"E:1", b"ok\xc3"),
         "text": envelope(b"node-a", 1, "héllo ✓".encode()),
         "binary": envelope(b"n", 2, b"\x00\xff\x10"),
         "text-empty": envelope(b"node-b", 1, b""),
@@ -227,6 +244,7 @@ def envelope_seeds():
         "origin-not-utf8": envelope(b"\xff\xfe", 2, b"x"),
         "origin-unicode": envelope("nœud-é".encode(), 1, b"x"),
         "version-2": envelope(b"n", 1, b"x", version=2),
+        "version-3": envelope(b"n", 1, b"x", version=3),
         "opcode-3": envelope(b"n", 3, b"x"),
         "opcode-8": envelope(b"n", 8, b"\x03\xe8"),
         "text-invalid-utf8": envelope(b"n", 1, b"ok\xc3"),

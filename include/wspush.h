@@ -575,6 +575,30 @@ typedef struct wspush_stats {
    * Memory held by the histories, as counted against `history_max_bytes` (a gauge).
    */
   uint64_t history_bytes;
+  /**
+   * Messages appended to an id's history in Redis (history on).
+   */
+  uint64_t cluster_history_appends;
+  /**
+   * Appends sent again on a new Redis connection after their pipeline failed (applied at most once).
+   */
+  uint64_t cluster_history_append_retried;
+  /**
+   * Retried appends Redis had already applied, not applied again.
+   */
+  uint64_t cluster_history_append_duplicates;
+  /**
+   * Reads of an id's history sent to Redis.
+   */
+  uint64_t cluster_history_reads;
+  /**
+   * Pipelines of history reads sent to Redis.
+   */
+  uint64_t cluster_history_read_round_trips;
+  /**
+   * History reads answered with a failure (Redis unreachable, a failed pipeline, a bad reply).
+   */
+  uint64_t cluster_history_read_failed;
 } wspush_stats;
 
 #ifdef __cplusplus

@@ -335,12 +335,17 @@ pub fn check_handshake_parser(data: &[u8]) {
     }
 }
 
-/// The Redis envelope: decoding never panics, a decoded envelope encodes back to exactly
-/// the input, and an envelope built from parts of the input decodes to those parts.
+/// The Redis envelope (versions 1 and 2): decoding never panics, a decoded envelope encodes
+/// back to exactly the input, and an envelope built from parts of the input (with and
+/// without a position) decodes to those parts.
 pub fn check_envelope_decoder(data: &[u8]) {
     if let Ok(decoded) = envelope::decode(data) {
         assert!((1..=envelope::MAX_NODE_ID_LEN).contains(&decoded.origin.len()));
-        assert_eq!(envelope::encode(decoded.origin, decoded.message), data, "encode(decode(x)) != x");
+        let encoded = match decoded.position {
+            None => envelope::encode(decoded.origin, decoded.message),
+            Some(position) => envelope::encode_positioned(decoded.origin, decoded.message, position),
+        };
+        assert_eq!(encoded, data, "encode(decode(x)) != x");
     }
 
     // The first byte (1 to 64) says how much of the rest is the origin.
@@ -356,7 +361,22 @@ pub fn check_envelope_decoder(data: &[u8]) {
     }
     for message in messages {
         let encoded = envelope::encode(origin, message);
-        assert_eq!(envelope::decode(&encoded), Ok(envelope::Envelope { origin, message }), "{encoded:?}");
+        let expected = envelope::Envelope { origin, message, position: None };
+        assert_eq!(envelope::decode(&encoded), Ok(expected), "{encoded:?}");
+        // The same parts with a position made of the first bytes of the body.
+        let epoch_len = 1 + usize::from(first) % crate::history::MAX_EPOCH_LEN;
+        let epoch: String = body
+            .iter()
+            .take(epoch_len)
+            .map(|&b| if b.is_ascii_alphanumeric() { b as char } else { 'x' })
+            .collect();
+        let offset = body.iter().fold(0u64, |o, &b| o.wrapping_mul(31).wrapping_add(u64::from(b)));
+        if let Ok(epoch) = epoch.parse() {
+            let position = crate::history::Position::new(epoch, offset % (crate::history::MAX_OFFSET + 1));
+            let encoded = envelope::encode_positioned(origin, message, position);
+            let expected = envelope::Envelope { origin, message, position: Some(position) };
+            assert_eq!(envelope::decode(&encoded), Ok(expected), "{encoded:?}");
+        }
     }
 }
 

@@ -19,6 +19,13 @@ pub struct Receipt {
     pub position: Option<Position>,
 }
 
+impl Receipt {
+    /// Where the message is in the id's history, if it has a position.
+    pub fn position(&self) -> Option<Position> {
+        self.position
+    }
+}
+
 /// Where an id is online.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Presence {
@@ -93,8 +100,9 @@ impl Collector {
         self.part_done();
     }
 
-    /// The message's place in its id's history, set by the worker that appended it before
-    /// it reports its part (a second position is ignored: a message has one).
+    /// The message's place in its id's history, set by the part that sequenced it (the
+    /// worker on a single node, the publisher from Redis's reply) before that part reports
+    /// (a second position is ignored: a message has one).
     pub fn set_position(&self, position: Position) {
         let _ = self.position.set(position);
     }
@@ -160,5 +168,18 @@ mod tests {
         collector.set_position("e2:9".parse().unwrap());
         collector.add_sockets(2);
         assert_eq!(rx.try_recv().unwrap(), Receipt { sockets: 2, nodes: None, position: Some(position) });
+    }
+
+    #[test]
+    fn a_position_set_by_the_publisher_is_reported_with_its_receivers() {
+        let (tx, rx) = mpsc::channel();
+        let collector = Collector::for_receipt(2, SelfCount::ExcludeIfLocal, move |r| tx.send(r).unwrap());
+        collector.add_sockets(1);
+        let position: Position = "e1:7".parse().unwrap();
+        collector.set_position(position);
+        collector.set_receivers(Some(2));
+        let receipt = rx.try_recv().unwrap();
+        assert_eq!(receipt.position(), Some(position));
+        assert_eq!(receipt, Receipt { sockets: 1, nodes: Some(1), position: Some(position) });
     }
 }

@@ -137,6 +137,18 @@ pub struct wspush_stats {
     pub history_evicted: u64,
     /// Memory held by the histories, as counted against `history_max_bytes` (a gauge).
     pub history_bytes: u64,
+    /// Messages appended to an id's history in Redis (history on).
+    pub cluster_history_appends: u64,
+    /// Appends sent again on a new Redis connection after their pipeline failed (applied at most once).
+    pub cluster_history_append_retried: u64,
+    /// Retried appends Redis had already applied, not applied again.
+    pub cluster_history_append_duplicates: u64,
+    /// Reads of an id's history sent to Redis.
+    pub cluster_history_reads: u64,
+    /// Pipelines of history reads sent to Redis.
+    pub cluster_history_read_round_trips: u64,
+    /// History reads answered with a failure (Redis unreachable, a failed pipeline, a bad reply).
+    pub cluster_history_read_failed: u64,
 }
 
 /// The fields of [`wspush_stats`] in their order: each is the [`engine::Metric::key`] of the
@@ -202,10 +214,16 @@ pub(crate) const FIELDS: [&str; FIELD_COUNT] = [
     "history_lost_signals",
     "history_evicted",
     "history_bytes",
+    "cluster_history_appends",
+    "cluster_history_append_retried",
+    "cluster_history_append_duplicates",
+    "cluster_history_reads",
+    "cluster_history_read_round_trips",
+    "cluster_history_read_failed",
 ];
 
 /// The number of `uint64_t` fields of [`wspush_stats`].
-pub(crate) const FIELD_COUNT: usize = 58;
+pub(crate) const FIELD_COUNT: usize = 64;
 
 impl From<&engine::Stats> for wspush_stats {
     fn from(stats: &engine::Stats) -> Self {

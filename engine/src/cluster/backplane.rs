@@ -1,6 +1,6 @@
-//! The backplane thread: a current-thread tokio runtime running the [publisher](super::publisher)
-//! and the [subscriber](super::subscriber), each on a Redis connection of its own that it
-//! reconnects on its own.
+//! The backplane thread: a current-thread tokio runtime running the [publisher](super::publisher),
+//! the [subscriber](super::subscriber) and, with history on, the [reader](super::reader),
+//! each on a Redis connection of its own that it reconnects on its own.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use super::connect::Endpoint;
 use super::link::{ClusterLink, LinkEnds};
 use super::publisher::publish_loop;
+use super::reader::read_loop;
 use super::routing::{Router, Workers};
 use super::subscriber::subscribe_loop;
 use super::ClusterConfig;
@@ -37,7 +38,8 @@ impl Backplane {
         let (stop, stopped) = watch::channel(false);
         let router = Router::new(link.clone(), shards);
         tracing::info!(node_id = link.node_id(), redis = %config.redacted_url(), "cluster mode");
-        let LinkEnds { outbound, changes } = ends;
+        let LinkEnds { outbound, changes, reads } = ends;
+        let history = config.history();
         let thread = std::thread::Builder::new()
             .name("wspush-backplane".into())
             .spawn(move || {
@@ -46,9 +48,16 @@ impl Backplane {
                     // and tells the publisher, which may have nothing to send for a while.
                     let (lost, lost_seen) = watch::channel(0u64);
                     let publisher =
-                        publish_loop(&endpoint, outbound, link.counters.clone(), lost_seen, stopped.clone());
+                        publish_loop(&endpoint, outbound, link.clone(), lost_seen, stopped.clone());
+                    // History reads have a connection of their own, only with history on.
+                    let (reader_link, reader_stopped) = (link.clone(), stopped.clone());
+                    let reader = async {
+                        if history {
+                            read_loop(&endpoint, reads, reader_link, reader_stopped).await;
+                        }
+                    };
                     let subscriber = subscribe_loop(&endpoint, changes, &link, router, lost, stopped);
-                    tokio::join!(publisher, subscriber);
+                    tokio::join!(publisher, reader, subscriber);
                 })
             })
             .map_err(|e| Error::io("starting the backplane thread", e))?;

@@ -1,5 +1,6 @@
-//! The names of the Redis channels wspush uses, all derived from the configuration here, so
-//! that a backplane of another kind (sharded pub/sub, streams) names them the same way.
+//! The names of the Redis channels (and history keys) wspush uses, all derived from the
+//! configuration here, so that a backplane of another kind (sharded pub/sub, streams) names
+//! them the same way.
 
 use super::ClusterConfig;
 
@@ -8,6 +9,10 @@ use super::ClusterConfig;
 pub(super) struct Channels {
     /// `{prefix}u:`: a user channel is this followed by the id.
     user_prefix: String,
+    /// `{prefix}h:`: an id's history stream is this followed by the id.
+    history_prefix: String,
+    /// `{prefix}m:`: an id's history meta hash (epoch, top offset, publishers' seqs).
+    meta_prefix: String,
     /// `{prefix}all`: broadcasts.
     pub all: String,
     /// Where clients' messages are published for backend services, if they are.
@@ -25,6 +30,8 @@ impl Channels {
             .then(|| config.inbound_channel.clone().unwrap_or_else(|| format!("{}inbound", config.prefix)));
         Self {
             user_prefix: format!("{}u:", config.prefix),
+            history_prefix: format!("{}h:", config.prefix),
+            meta_prefix: format!("{}m:", config.prefix),
             all: format!("{}all", config.prefix),
             inbound,
             compat: config.compat_channel.clone(),
@@ -35,6 +42,16 @@ impl Channels {
     /// The channel of `id`'s sockets.
     pub fn user(&self, id: &str) -> String {
         format!("{}{id}", self.user_prefix)
+    }
+
+    /// The key of `id`'s history stream (entries `OFFSET-0`, one field `t` or `b`).
+    pub fn history(&self, id: &str) -> String {
+        format!("{}{id}", self.history_prefix)
+    }
+
+    /// The key of `id`'s history meta hash (`e` epoch, `s` top offset, `p:<incarnation>`).
+    pub fn history_meta(&self, id: &str) -> String {
+        format!("{}{id}", self.meta_prefix)
     }
 
     /// The id whose channel `channel` is, if it is a user channel.
@@ -62,6 +79,9 @@ mod tests {
         let channels = Channels::new(&config);
         assert_eq!(channels.user("42"), "p:u:42");
         assert_eq!(channels.id_of("p:u:42"), Some("42"));
+        assert_eq!(channels.history("42"), "p:h:42");
+        assert_eq!(channels.history_meta("42"), "p:m:42");
+        assert_eq!(channels.id_of("p:h:42"), None, "a history key is no channel");
         assert_eq!(channels.id_of("p:all"), None);
         assert_eq!(channels.all, "p:all");
         assert_eq!(channels.inbound.as_deref(), Some("p:inbound"));

@@ -1,5 +1,7 @@
 //! The settings of cluster mode.
 
+use std::time::Duration;
+
 use super::envelope;
 use crate::Error;
 
@@ -30,6 +32,11 @@ pub struct ClusterConfig {
     pub publish_inbound: bool,
     /// Where inbound messages go. `None`: `{prefix}inbound`.
     pub inbound_channel: Option<String>,
+    /// Messages kept per id in Redis (about: the stream is trimmed with `MAXLEN ~`); 0: no
+    /// history, sends are plain live publishes.
+    pub history_size: usize,
+    /// How long an id's history lives after its last message (whole milliseconds).
+    pub history_ttl: Duration,
 }
 
 impl ClusterConfig {
@@ -45,6 +52,8 @@ impl ClusterConfig {
             queue_bytes: 64 << 20,
             publish_inbound: true,
             inbound_channel: None,
+            history_size: 0,
+            history_ttl: Duration::from_secs(600),
         }
     }
 
@@ -93,7 +102,15 @@ impl ClusterConfig {
         if self.inbound_channel.as_deref() == Some("") {
             return bad("inbound_channel", "must not be empty".into());
         }
+        if self.history_size > 0 && self.history_ttl.as_millis() == 0 {
+            return bad("history_ttl", "must be at least 1 ms".into());
+        }
         Ok(())
+    }
+
+    /// Whether sends keep a history (and get positions).
+    pub fn history(&self) -> bool {
+        self.history_size > 0
     }
 }
 
@@ -136,5 +153,12 @@ mod tests {
             setting(ClusterConfig { queue_bytes: 0, ..ClusterConfig::new("redis://h") }),
             "redis_queue_bytes"
         );
+        let no_ttl = ClusterConfig {
+            history_size: 10,
+            history_ttl: Duration::ZERO,
+            ..ClusterConfig::new("redis://h")
+        };
+        assert_eq!(setting(no_ttl), "history_ttl");
+        assert!(!ClusterConfig::new("redis://h").history(), "history is off by default");
     }
 }

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::channels::Channels;
+use super::reader::{ReadReply, ReadRequest, MAX_QUEUED_READS};
 use super::stats::{ClusterCounters, ClusterStats};
 use super::{compat, envelope, ClusterConfig};
 use crate::receipt::Collector;
 use crate::stats::bump;
-use crate::{worker, Message};
+use crate::{worker, Error, Message};
 
 /// A change in the ids this node holds, from the worker that owns the id.
 #[derive(Debug)]
@@ -21,9 +22,30 @@ pub(crate) enum Change {
 
 /// Work for the publisher.
 pub(crate) enum Outbound {
-    Publish { channel: String, payload: Vec<u8>, receipt: Option<Arc<Collector>> },
-    CountSubscribers { channel: String, receipt: Arc<Collector> },
+    Publish {
+        channel: String,
+        payload: Vec<u8>,
+        receipt: Option<Arc<Collector>>,
+    },
+    CountSubscribers {
+        channel: String,
+        receipt: Arc<Collector>,
+    },
+    /// A send with history: appended to the id's history and published by Redis, which
+    /// assigns its position. `seq` is 0 until the publisher first puts it in a pipeline
+    /// (then it keeps it for every retry).
+    Append {
+        id: Box<str>,
+        binary: bool,
+        body: Vec<u8>,
+        seq: u64,
+        receipt: Option<Arc<Collector>>,
+    },
 }
+
+/// What an append holds besides its id and body, as counted against `redis_queue_bytes`
+/// (the keys, channel and head it becomes are built when it is sent).
+const APPEND_OVERHEAD: usize = 64;
 
 impl Outbound {
     /// The bytes it holds, as counted against `redis_queue_bytes` from when it is queued
@@ -32,6 +54,7 @@ impl Outbound {
         let held = match self {
             Outbound::Publish { channel, payload, .. } => channel.len() + payload.len(),
             Outbound::CountSubscribers { channel, .. } => channel.len(),
+            Outbound::Append { id, body, .. } => id.len() + body.len() + APPEND_OVERHEAD,
         };
         held as u64
     }
@@ -49,12 +72,23 @@ pub(crate) struct ClusterLink {
     queue_bytes: u64,
     /// The largest message delivered from Redis (`max_outbound_message_size`).
     pub(super) largest_message: usize,
+    /// `history_size` (0: history off).
+    pub(super) history_size: usize,
+    /// `history_ttl` in milliseconds.
+    pub(super) history_ttl_ms: u64,
+    /// `p:<incarnation>`: the meta hash field of this link's last applied append seq. Random
+    /// per link, even with a configured node id, so a restarted node never reuses the seqs
+    /// of its previous life.
+    pub(super) seq_field: String,
+    /// History reads for the reader (bounded by count; ids are at most `MAX_ID_LEN` bytes).
+    reads: mpsc::Sender<ReadRequest>,
 }
 
 /// The receiving ends, handed to the backplane thread.
 pub(crate) struct LinkEnds {
     pub(super) outbound: mpsc::Receiver<Outbound>,
     pub(super) changes: mpsc::UnboundedReceiver<Change>,
+    pub(super) reads: mpsc::Receiver<ReadRequest>,
 }
 
 impl ClusterLink {
@@ -64,6 +98,7 @@ impl ClusterLink {
         let node_id: Arc<str> = config.node_id.clone().unwrap_or_else(random_node_id).into();
         let (outbound, outbound_rx) = mpsc::channel(config.queue_limit);
         let (changes, changes_rx) = mpsc::unbounded_channel();
+        let (reads, reads_rx) = mpsc::channel(MAX_QUEUED_READS);
         let link = Self {
             node_id,
             channels: Channels::new(config),
@@ -72,8 +107,12 @@ impl ClusterLink {
             counters: Arc::default(),
             queue_bytes: config.queue_bytes as u64,
             largest_message,
+            history_size: config.history_size,
+            history_ttl_ms: config.history_ttl.as_millis().try_into().unwrap_or(u64::MAX),
+            seq_field: format!("p:{}", random_node_id()),
+            reads,
         };
-        (Arc::new(link), LinkEnds { outbound: outbound_rx, changes: changes_rx })
+        (Arc::new(link), LinkEnds { outbound: outbound_rx, changes: changes_rx, reads: reads_rx })
     }
 
     pub fn node_id(&self) -> &str {
@@ -93,6 +132,61 @@ impl ClusterLink {
             let payload = compat::encode(id, text, &self.node_id);
             self.enqueue(Outbound::Publish { channel: channel.clone(), payload, receipt: None });
         }
+    }
+
+    /// A send with history on (`history_size` > 0): queued for the publisher, which
+    /// appends it to the id's history in Redis and publishes it positioned (every node,
+    /// this one included, delivers it from the publish). The receipt gets Redis's receiver
+    /// count and the position; while Redis is unreachable it is settled at once with
+    /// neither, and the append waits in the queue (then applied once, in send order).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueFull`] when `redis_queue_limit` appends and publishes, or
+    /// `redis_queue_bytes` bytes, are already waiting: nothing was queued and the receipt
+    /// was not touched (the caller drops it).
+    #[allow(dead_code)] // called by the engine once cluster history is wired (issue 13)
+    pub fn append(
+        &self,
+        id: &str,
+        message: Message<'_>,
+        receipt: Option<Arc<Collector>>,
+    ) -> Result<(), Error> {
+        debug_assert!(self.history_size > 0, "append needs history on");
+        let connected = self.counters.publisher_up.load(Relaxed);
+        let (queued, settle_now) = if connected { (receipt, None) } else { (None, receipt) };
+        let append = Outbound::Append {
+            id: id.into(),
+            binary: !message.is_text(),
+            body: message.as_bytes().to_vec(),
+            seq: 0,
+            receipt: queued,
+        };
+        if self.try_enqueue(append).is_err() {
+            bump(&self.counters.publish_dropped, 1);
+            return Err(Error::QueueFull);
+        }
+        if let Some(receipt) = settle_now {
+            receipt.set_receivers(None);
+        }
+        if let (Some(channel), Message::Text(text)) = (&self.channels.compat_publish, message) {
+            let payload = compat::encode(id, text, &self.node_id);
+            self.enqueue(Outbound::Publish { channel: channel.clone(), payload, receipt: None });
+        }
+        Ok(())
+    }
+
+    /// Asks for `id`'s history from offset `from` (0: its position only), at most `count`
+    /// entries (a page is at most 256). Never blocks: false when history is off or the
+    /// reader's queue (16,384 reads) is full, and then `reply` is dropped uncalled (retry
+    /// later). Otherwise `reply` is called once, on the backplane thread, with the page or
+    /// why there is none (Redis unreachable: the caller retries with backoff).
+    #[allow(dead_code)] // called by the workers once cluster history is wired (issue 13)
+    pub fn read_history(&self, id: &str, from: u64, count: usize, reply: ReadReply) -> bool {
+        if self.history_size == 0 {
+            return false;
+        }
+        self.reads.try_send(ReadRequest { id: id.into(), from, count, reply }).is_ok()
     }
 
     pub fn publish_broadcast(&self, message: Message<'_>, receipt: Option<Arc<Collector>>) {
@@ -145,6 +239,22 @@ impl ClusterLink {
     /// Queues `outbound` for the publisher if the queue has room for it, by count and by
     /// bytes; else drops it and counts it.
     fn enqueue(&self, outbound: Outbound) {
+        if let Err(outbound) = self.try_enqueue(outbound) {
+            bump(&self.counters.publish_dropped, 1);
+            match outbound {
+                Outbound::Publish { receipt: Some(receipt), .. }
+                | Outbound::Append { receipt: Some(receipt), .. }
+                | Outbound::CountSubscribers { receipt, .. } => {
+                    receipt.set_receivers(None);
+                }
+                Outbound::Publish { receipt: None, .. } | Outbound::Append { receipt: None, .. } => {}
+            }
+        }
+    }
+
+    /// Queues `outbound` if the queue has room for it, by count and by bytes; else gives
+    /// it back.
+    fn try_enqueue(&self, outbound: Outbound) -> Result<(), Outbound> {
         let bytes = outbound.queued_bytes();
         let queued = &self.counters.publish_queued_bytes;
         let reserved = queued
@@ -162,15 +272,9 @@ impl ClusterLink {
         } else {
             Some(outbound)
         };
-        if let Some(outbound) = refused {
-            bump(&self.counters.publish_dropped, 1);
-            match outbound {
-                Outbound::Publish { receipt: Some(receipt), .. }
-                | Outbound::CountSubscribers { receipt, .. } => {
-                    receipt.set_receivers(None);
-                }
-                Outbound::Publish { receipt: None, .. } => {}
-            }
+        match refused {
+            Some(outbound) => Err(outbound),
+            None => Ok(()),
         }
     }
 

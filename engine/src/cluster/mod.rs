@@ -7,8 +7,12 @@
 //! are pipelined (everything pending in one round trip), and both connections reconnect
 //! with jittered backoff, resubscribing every held id.
 //!
-//! Delivery across nodes is at most once: Redis pub/sub keeps nothing for a node that is
-//! disconnected, and a pipeline in flight when the connection drops is counted as lost.
+//! Without history, delivery across nodes is at most once: Redis pub/sub keeps nothing for a
+//! node that is disconnected, and a pipeline in flight when the connection drops is counted
+//! as lost. With history (`history_size` > 0) a send is an append (`scripts`, `lua/`):
+//! Redis gives it an offset, keeps it in the id's stream and publishes it positioned (a
+//! version 2 envelope) to every node, the sender included; a failed append is retried
+//! idempotently, and the `reader` reads what a node or a client missed.
 //!
 //! The engine and the workers see only the [`ClusterLink`], which enqueues and never
 //! blocks; everything that talks to Redis runs on the backplane thread. So a backplane of
@@ -24,11 +28,15 @@ mod connect;
 pub mod envelope;
 mod link;
 mod publisher;
+mod reader;
 pub(crate) mod resp;
 mod routing;
+mod scripts;
 mod stats;
 mod subscriber;
 mod subscription;
+#[cfg(test)]
+mod test_redis;
 
 pub(crate) use backplane::Backplane;
 pub use config::ClusterConfig;

@@ -1,5 +1,10 @@
 //! The publisher: everything queued while a round trip is under way goes to Redis as the
 //! next pipeline, on a connection of its own.
+//!
+//! With history on, sends are appends (`EVALSHA append`, design §2.3) in the same pipelines
+//! and queue order as the publishes. An append whose pipeline failed stays, keeps its seq
+//! and goes first on the next connection: the script applies a seq once, so with a Redis
+//! that persists every write (AOF `appendfsync always`) an append is applied exactly once.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -9,8 +14,11 @@ use redis::Value;
 use tokio::sync::{mpsc, watch};
 
 use super::connect::{Endpoint, Reconnector, KEEPALIVE, RESPONSE_TIMEOUT};
-use super::link::Outbound;
-use super::stats::ClusterCounters;
+use super::envelope;
+use super::link::{ClusterLink, Outbound};
+use super::reader::load_script;
+use super::scripts::{self, AppendArgs, Appended, APPEND, READ};
+use crate::history::Epoch;
 use crate::stats::bump;
 
 /// Most publishes in one pipeline.
@@ -22,15 +30,28 @@ const MAX_BATCH: usize = 4096;
 pub(super) async fn publish_loop(
     endpoint: &Endpoint,
     mut outbound: mpsc::Receiver<Outbound>,
-    counters: Arc<ClusterCounters>,
+    link: Arc<ClusterLink>,
     mut subscriber_lost: watch::Receiver<u64>,
     stopped: watch::Receiver<bool>,
 ) {
+    let counters = link.counters.clone();
     let unreachable = "cannot reach Redis to publish; retrying with backoff";
     let mut reconnect = Reconnector::new(unreachable, counters.clone(), stopped);
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut next_seq = 1;
+    let history = link.history_size > 0;
     loop {
-        let Some(mut connection) = reconnect.connect_until_up(|| endpoint.publisher()).await else { return };
+        let connect = || async {
+            let mut connection = endpoint.publisher().await.map_err(|e| e.to_string())?;
+            // A new connection may be to a Redis that restarted with no scripts. Loaded only
+            // with history on: history off talks to Redis exactly as before.
+            if history {
+                load_script(&mut connection, &APPEND).await?;
+                load_script(&mut connection, &READ).await?;
+            }
+            Ok::<_, String>(connection)
+        };
+        let Some(mut connection) = reconnect.connect_until_up(connect).await else { return };
         reconnect.up();
         counters.publisher_up.store(true, Relaxed);
         tracing::info!("publisher connected to Redis");
@@ -60,7 +81,7 @@ pub(super) async fn publish_loop(
                         batch.push(item);
                     }
                     if !batch.is_empty() {
-                        send_batch(&mut connection, &mut batch, &counters).await;
+                        send_batch(&mut connection, &mut batch, &link, &mut next_seq).await;
                     }
                     counters.publisher_up.store(false, Relaxed);
                     return;
@@ -69,7 +90,7 @@ pub(super) async fn publish_loop(
             if subscriber_lost.has_changed().unwrap_or(false) {
                 break;
             }
-            if !send_batch(&mut connection, &mut batch, &counters).await {
+            if !send_batch(&mut connection, &mut batch, &link, &mut next_seq).await {
                 break;
             }
         }
@@ -77,7 +98,7 @@ pub(super) async fn publish_loop(
         // Whoever waits on a receipt in the held batch hears now, not after the outage;
         // the publishes themselves wait for the next connection (still counted as queued).
         batch.retain_mut(|item| match item {
-            Outbound::Publish { receipt, .. } => {
+            Outbound::Publish { receipt, .. } | Outbound::Append { receipt, .. } => {
                 if let Some(receipt) = receipt.take() {
                     receipt.set_receivers(None);
                 }
@@ -94,31 +115,115 @@ pub(super) async fn publish_loop(
 }
 
 /// Sends the whole batch as one pipeline and settles every receipt. False when the
-/// connection failed (the batch is then counted as lost: at-most-once, never duplicated).
+/// connection failed: publishes in it are counted as lost (at-most-once, never
+/// duplicated); appends not known to be applied stay in `batch`, in order, for the next
+/// connection (their receipts settled now, with no position).
 async fn send_batch(
     connection: &mut MultiplexedConnection,
     batch: &mut Vec<Outbound>,
-    counters: &ClusterCounters,
+    link: &ClusterLink,
+    next_seq: &mut u64,
 ) -> bool {
+    let counters = &*link.counters;
     let mut pipe = redis::pipe();
-    for item in batch.iter() {
+    let mut appends = false;
+    for item in batch.iter_mut() {
         match item {
-            Outbound::Publish { channel, payload, .. } => pipe.cmd("PUBLISH").arg(channel).arg(payload),
-            Outbound::CountSubscribers { channel, .. } => pipe.cmd("PUBSUB").arg("NUMSUB").arg(channel),
-        };
+            Outbound::Publish { channel, payload, .. } => {
+                pipe.cmd("PUBLISH").arg(&*channel).arg(&*payload);
+            }
+            Outbound::CountSubscribers { channel, .. } => {
+                pipe.cmd("PUBSUB").arg("NUMSUB").arg(&*channel);
+            }
+            Outbound::Append { id, binary, body, seq, .. } => {
+                appends = true;
+                if *seq == 0 {
+                    // Assigned here, in queue order, not at enqueue: two threads enqueueing
+                    // at once would otherwise reach Redis out of seq order, and the script
+                    // would take the later one for a retry.
+                    *seq = *next_seq;
+                    *next_seq += 1;
+                } else {
+                    bump(&counters.history_append_retried, 1);
+                }
+                let (stream, meta, channel) =
+                    (link.channels.history(id), link.channels.history_meta(id), link.channels.user(id));
+                let head = envelope::encode_head(link.node_id(), !*binary);
+                let args = AppendArgs {
+                    stream: &stream,
+                    meta: &meta,
+                    channel: &channel,
+                    head: &head,
+                    binary: *binary,
+                    body,
+                    size: link.history_size,
+                    ttl_ms: link.history_ttl_ms,
+                    fresh_epoch: Epoch::random(),
+                    seq_field: &link.seq_field,
+                    seq: *seq,
+                };
+                pipe.add_command(args.command());
+            }
+        }
+    }
+    if appends {
+        // One script's error (NOSCRIPT, OOM) must not hide the replies of the others,
+        // which say which appends were applied.
+        pipe.ignore_errors();
     }
     let result: redis::RedisResult<Vec<Value>> = pipe.query_async(connection).await;
     bump(&counters.publish_round_trips, 1);
-    let ok = result.is_ok();
+    let mut ok = result.is_ok();
     let replies = result.unwrap_or_default();
     let mut replies = replies.into_iter();
     let mut published = 0;
     let mut failed = 0;
     let mut released = 0;
+    let mut retained = Vec::new();
     for item in batch.drain(..) {
-        released += item.queued_bytes();
         let reply = replies.next();
+        if let Outbound::Append { .. } = item {
+            if reply.as_ref().is_none_or(scripts::is_noscript) {
+                // Not known to be applied: sent again, first, on the next connection.
+                ok = false;
+                let mut item = item;
+                if let Outbound::Append { receipt, .. } = &mut item {
+                    if let Some(receipt) = receipt.take() {
+                        receipt.set_receivers(None);
+                    }
+                }
+                retained.push(item);
+                continue;
+            }
+        }
+        released += item.queued_bytes();
         match item {
+            Outbound::Append { receipt, .. } => {
+                let appended = reply.as_ref().map(scripts::parse_append);
+                let receivers = match appended {
+                    Some(Ok(Appended::Applied { receivers, position })) => {
+                        bump(&counters.history_appends, 1);
+                        published += 1;
+                        if let Some(receipt) = &receipt {
+                            receipt.set_position(position);
+                        }
+                        Some(receivers)
+                    }
+                    Some(Ok(Appended::Duplicate)) => {
+                        bump(&counters.history_append_duplicates, 1);
+                        None
+                    }
+                    // An error reply (a full Redis) or a reply of no script of ours: not
+                    // retried, it would fail again.
+                    _ => {
+                        failed += 1;
+                        None
+                    }
+                };
+                if let Some(receipt) = receipt {
+                    receipt.set_receivers(receivers);
+                }
+            }
             Outbound::Publish { receipt, .. } => {
                 let receivers = match reply {
                     Some(Value::Int(n)) => Some(n.max(0) as usize),
@@ -145,8 +250,191 @@ async fn send_batch(
             }
         }
     }
+    *batch = retained;
     counters.publish_queued_bytes.fetch_sub(released, Relaxed);
     bump(&counters.published, published);
     bump(&counters.publish_failed, failed);
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::cluster::test_redis::{Running, TestRedis, TIMEOUT};
+    use crate::history::Position;
+    use crate::receipt::{Collector, SelfCount};
+    use crate::{Message, Receipt};
+
+    fn append_with_receipt(running: &Running, id: &str, body: &str, tx: &mpsc::Sender<(String, Receipt)>) {
+        let (tx, body_owned) = (tx.clone(), body.to_owned());
+        let receipt =
+            Collector::for_receipt(1, SelfCount::Include, move |r| tx.send((body_owned, r)).unwrap());
+        running.link.append(id, Message::Text(body), Some(Arc::new(receipt))).unwrap();
+    }
+
+    #[test]
+    fn appends_get_contiguous_offsets_per_id_and_are_published_positioned() {
+        let redis = TestRedis::start();
+        let mut subscriber = redis.connection();
+        let mut pubsub = subscriber.as_pubsub();
+        pubsub.psubscribe("t:u:*").unwrap();
+        pubsub.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let running = Running::start(&redis.url(), 1000);
+        let counters = running.link.counters.clone();
+        running.wait_until("the publisher is up", || counters.publisher_up.load(Relaxed));
+
+        let (tx, rx) = mpsc::channel();
+        for n in 0..10_000 {
+            let id = format!("id{}", n % 100);
+            append_with_receipt(&running, &id, &format!("{id}/{}", n / 100 + 1), &tx);
+        }
+        // Every receipt has its position: the k-th message of an id has offset k.
+        let mut positions: HashMap<String, Position> = HashMap::new();
+        let mut epochs = HashMap::new();
+        for _ in 0..10_000 {
+            let (body, receipt) = rx.recv_timeout(TIMEOUT).expect("every receipt settles");
+            let position = receipt.position().unwrap_or_else(|| panic!("{body} has no position"));
+            let (id, k) = body.split_once('/').unwrap();
+            assert_eq!(position.offset, k.parse::<u64>().unwrap(), "{body}");
+            assert_eq!(*epochs.entry(id.to_owned()).or_insert(position.epoch), position.epoch, "{body}");
+            assert_eq!(receipt.nodes, Some(1), "the test's subscriber got it");
+            positions.insert(body, position);
+        }
+        // What Redis published is the version 2 envelope with the same position.
+        for _ in 0..10_000 {
+            let message = pubsub.get_message().expect("every append is published");
+            let payload = message.get_payload_bytes();
+            let envelope = envelope::decode(payload).unwrap();
+            let Message::Text(body) = envelope.message else { panic!("text was sent") };
+            assert_eq!(envelope.origin, "me");
+            assert_eq!(message.get_channel_name(), format!("t:u:{}", body.split_once('/').unwrap().0));
+            assert_eq!(envelope.position, Some(positions[body]), "{body}");
+        }
+        assert_eq!(counters.history_appends.load(Relaxed), 10_000);
+        assert_eq!(counters.published.load(Relaxed), 10_000);
+        let round_trips = counters.publish_round_trips.load(Relaxed);
+        assert!(round_trips < 2_000, "pipelined: {round_trips} round trips");
+        assert_eq!(counters.publish_queued_bytes.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_an_append_and_sends_nothing() {
+        let redis = TestRedis::start();
+        let config = crate::ClusterConfig {
+            history_size: 10,
+            queue_bytes: 100,
+            ..crate::ClusterConfig::new(redis.url())
+        };
+        // No publisher runs: the queue only fills.
+        let (link, _ends) = ClusterLink::new(&config, 1 << 20);
+        link.append("a", Message::Text("x"), None).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let receipt = Arc::new(Collector::for_receipt(1, SelfCount::Include, move |r| tx.send(r).unwrap()));
+        let big = "y".repeat(50);
+        assert!(matches!(link.append("a", Message::Text(&big), Some(receipt)), Err(crate::Error::QueueFull)));
+        assert!(rx.try_recv().is_err(), "a refused append leaves its receipt to the caller");
+        assert_eq!(link.counters.publish_dropped.load(Relaxed), 1);
+        assert_eq!(link.counters.publish_queued_bytes.load(Relaxed), 1 + 1 + 64);
+    }
+
+    /// Redis with AOF `appendfsync always` killed twice while appends stream in: after the
+    /// reconnections, every append is in its id's history exactly once, in send order, with
+    /// no gap, in the same epoch.
+    #[test]
+    fn appends_survive_redis_restarts_exactly_once() {
+        const IDS: usize = 20;
+        const SENDS: usize = 6_000;
+        let mut redis = TestRedis::start_aof();
+        let running = Running::start(&redis.url(), 100_000);
+        let counters = running.link.counters.clone();
+        running.wait_until("the publisher is up", || counters.publisher_up.load(Relaxed));
+        for n in 0..SENDS {
+            if n == SENDS / 3 || n == 2 * SENDS / 3 {
+                redis.kill9();
+                redis.restart();
+            }
+            let id = format!("id{}", n % IDS);
+            running.link.append(&id, Message::Text(&format!("{}", n / IDS)), None).unwrap();
+        }
+        let mut con = redis.connection();
+        running.wait_until("every append is applied", || {
+            counters.publish_queued_bytes.load(Relaxed) == 0
+                && (0..IDS).all(|i| {
+                    let top: Option<u64> =
+                        redis::cmd("HGET").arg(format!("t:m:id{i}")).arg("s").query(&mut con).unwrap();
+                    top.is_some_and(|top| top >= (SENDS / IDS) as u64)
+                })
+        });
+        for i in 0..IDS {
+            let entries: Vec<(String, Vec<(String, String)>)> =
+                redis::cmd("XRANGE").arg(format!("t:h:id{i}")).arg("-").arg("+").query(&mut con).unwrap();
+            assert_eq!(entries.len(), SENDS / IDS, "id{i}: every append once");
+            for (k, (entry_id, fields)) in entries.iter().enumerate() {
+                assert_eq!(entry_id, &format!("{}-0", k + 1), "id{i}: contiguous offsets");
+                assert_eq!(fields, &[("t".to_owned(), k.to_string())], "id{i}: in send order, no duplicate");
+            }
+        }
+        assert!(counters.history_append_retried.load(Relaxed) > 0, "appends were retried");
+        // An append applied whose reply was lost is retried and found applied.
+        let applied =
+            counters.history_appends.load(Relaxed) + counters.history_append_duplicates.load(Relaxed);
+        assert_eq!(applied as usize, SENDS, "each applied once, or found applied");
+    }
+}
+
+/// Redis's CPU for appends against plain publishes: a measurement, not a check
+/// (`cargo test -p wspush --lib redis_cpu -- --ignored --nocapture`).
+#[cfg(test)]
+mod measure {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use crate::cluster::test_redis::{Running, TestRedis};
+    use crate::Message;
+
+    /// utime + stime of a process, in clock ticks (100 per second on Linux).
+    fn cpu_ticks(pid: u32) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after_name.split(' ').collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    fn run(history: bool, count: usize) -> (u64, std::time::Duration) {
+        let redis = TestRedis::start();
+        let running = Running::start(&redis.url(), if history { 100 } else { 0 });
+        let counters = running.link.counters.clone();
+        running.wait_until("the publisher is up", || counters.publisher_up.load(Relaxed));
+        let body = "x".repeat(100);
+        let before = cpu_ticks(redis.pid());
+        let started = std::time::Instant::now();
+        for n in 0..count {
+            let id = format!("id{}", n % 1000);
+            if history {
+                while running.link.append(&id, Message::Text(&body), None).is_err() {
+                    std::thread::yield_now();
+                }
+            } else {
+                running.link.publish_send(&id, Message::Text(&body), None);
+            }
+        }
+        running.wait_until("all published", || counters.published.load(Relaxed) as usize >= count);
+        (cpu_ticks(redis.pid()) - before, started.elapsed())
+    }
+
+    #[test]
+    #[ignore = "a measurement; run with --ignored --nocapture"]
+    fn redis_cpu_of_appends_and_publishes() {
+        let count = 100_000;
+        let (publish_ticks, publish_time) = run(false, count);
+        let (append_ticks, append_time) = run(true, count);
+        println!(
+            "redis-server CPU for {count} messages of 100 B to 1,000 ids: plain PUBLISH {} ms ({publish_time:?} wall), \
+             append.lua (history_size 100) {} ms ({append_time:?} wall)",
+            publish_ticks * 10,
+            append_ticks * 10
+        );
+    }
 }

@@ -99,7 +99,7 @@ impl Router {
             Ok(envelope) => envelope,
             Err(e) => return malformed(&mut self.logged, &counters.malformed_envelopes, "envelope", &e),
         };
-        if envelope.origin == self.link.node_id() {
+        if is_skipped_echo(&envelope, self.link.node_id(), self.link.history_size > 0) {
             bump(&counters.own_skipped, 1);
             return;
         }
@@ -108,6 +108,9 @@ impl Router {
         }
         let frame = frame::encode_message(envelope.message);
         match id {
+            // seam: `envelope.position` goes to the worker with the delivery once
+            // `Command::Send` carries a position (WP1); until then a positioned message is
+            // delivered live, like a version 1 one.
             Some(id) => self.deliver(id, frame),
             None => {
                 let refused = self.mailboxes.broadcast(frame, None).count();
@@ -180,6 +183,14 @@ impl Router {
     }
 }
 
+/// Whether `envelope` is this node's own publish, already delivered locally. A node
+/// delivers its own sends at once and skips their echo; but with history on, a positioned
+/// send reaches this node's sockets only through its echo, so every node delivers in one
+/// order, with offsets (design §2.2, §3.2).
+fn is_skipped_echo(envelope: &envelope::Envelope<'_>, node_id: &str, history: bool) -> bool {
+    envelope.origin == node_id && !(history && envelope.position.is_some())
+}
+
 /// Counts a malformed payload; logs the first of each kind.
 fn malformed(
     logged: &mut HashSet<&'static str>,
@@ -190,5 +201,28 @@ fn malformed(
     bump(counter, 1);
     if logged.insert(kind) {
         tracing::warn!(kind, %error, "skipping a malformed payload from Redis (further ones of this kind are only counted)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Message;
+
+    #[test]
+    fn own_echoes_are_skipped_unless_positioned_with_history_on() {
+        let position = Some("e1:3".parse().unwrap());
+        let own = envelope::Envelope { origin: "me", message: Message::Text("x"), position: None };
+        let own_positioned = envelope::Envelope { position, ..own };
+        let other = envelope::Envelope { origin: "other", ..own_positioned };
+        assert!(is_skipped_echo(&own, "me", false), "history off: as before");
+        assert!(is_skipped_echo(&own, "me", true), "a v1 echo (broadcast) is skipped");
+        assert!(
+            !is_skipped_echo(&own_positioned, "me", true),
+            "a positioned echo is how local sockets get it"
+        );
+        assert!(is_skipped_echo(&own_positioned, "me", false));
+        assert!(!is_skipped_echo(&other, "me", true));
+        assert!(!is_skipped_echo(&envelope::Envelope { position: None, ..other }, "me", false));
     }
 }

@@ -44,6 +44,15 @@ counter_table! {
     Counter oversized_dropped, "messages",
         "Messages from Redis larger than max_outbound_message_size, dropped (the clients of the id stay open).";
     Gauge publish_queued_bytes, "bytes", "Bytes of publishes waiting for Redis (at most redis_queue_bytes).";
+    Counter history_appends, "messages", "Messages appended to an id's history in Redis (history on).";
+    Counter history_append_retried, "messages",
+        "Appends sent again on a new Redis connection after their pipeline failed (applied at most once).";
+    Counter history_append_duplicates, "messages",
+        "Retried appends Redis had already applied (its reply was lost), not applied again.";
+    Counter history_reads, "reads", "Reads of an id's history sent to Redis.";
+    Counter history_read_round_trips, "pipelines", "Pipelines of history reads sent to Redis.";
+    Counter history_read_failed, "reads",
+        "History reads answered with a failure (Redis unreachable, the pipeline failed, a bad reply).";
 }
 
 fn cluster_of(stats: &Stats) -> Option<&ClusterStats> {

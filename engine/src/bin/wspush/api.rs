@@ -570,6 +570,7 @@ mod tests {
             reconnects: 13,
             oversized_dropped: 14,
             publish_queued_bytes: 15,
+            ..ClusterStats::default()
         };
         let value = stats_json(&Stats { cluster: Some(cluster), ..stats }, Duration::ZERO);
         assert_eq!(
@@ -581,6 +582,8 @@ mod tests {
                 "delivery_dropped": 7, "malformed_envelopes": 8, "malformed_compat": 9,
                 "subscribe_commands": 10, "unsubscribe_commands": 11, "subscribed_channels": 12,
                 "reconnects": 13, "oversized_dropped": 14, "publish_queued_bytes": 15,
+                "history_appends": 0, "history_append_retried": 0, "history_append_duplicates": 0,
+                "history_reads": 0, "history_read_round_trips": 0, "history_read_failed": 0,
             })
         );
     }

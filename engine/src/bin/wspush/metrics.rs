@@ -126,6 +126,7 @@ mod tests {
             reconnects: 42,
             oversized_dropped: 43,
             publish_queued_bytes: 44,
+            ..ClusterStats::default()
         };
         api.connections.store(2, Ordering::Relaxed);
         api.timeouts.store(3, Ordering::Relaxed);

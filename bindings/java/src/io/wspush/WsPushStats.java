@@ -62,6 +62,12 @@ package io.wspush;
  * @param historyLostSignals sockets told history could not reach back (!lost, or close 4410)
  * @param historyEvicted whole histories dropped to stay under history_max_bytes
  * @param historyBytes memory held by the histories, as counted against history_max_bytes
+ * @param clusterHistoryAppends messages appended to an id's history in Redis
+ * @param clusterHistoryAppendRetried appends sent again after their pipeline failed (applied at most once)
+ * @param clusterHistoryAppendDuplicates retried appends Redis had already applied, not applied again
+ * @param clusterHistoryReads reads of an id's history sent to Redis
+ * @param clusterHistoryReadRoundTrips pipelines of history reads sent to Redis
+ * @param clusterHistoryReadFailed history reads answered with a failure
  */
 public record WsPushStats(
         long connections,
@@ -121,10 +127,16 @@ public record WsPushStats(
         long historyResumes,
         long historyLostSignals,
         long historyEvicted,
-        long historyBytes) {
+        long historyBytes,
+        long clusterHistoryAppends,
+        long clusterHistoryAppendRetried,
+        long clusterHistoryAppendDuplicates,
+        long clusterHistoryReads,
+        long clusterHistoryReadRoundTrips,
+        long clusterHistoryReadFailed) {
 
     /** The number of counters in {@code wspush_stats} (all {@code uint64_t}). */
-    static final int FIELDS = 58;
+    static final int FIELDS = 64;
 
     static WsPushStats of(long[] v) {
         if (v.length != FIELDS) {
@@ -134,7 +146,8 @@ public record WsPushStats(
                 v[13], v[14], v[15], v[16], v[17], v[18], v[19] != 0, v[20] != 0, v[21], v[22], v[23], v[24], v[25],
                 v[26], v[27], v[28], v[29], v[30], v[31], v[32], v[33], v[34], v[35], v[36], v[37], v[38], v[39], v[40], v[41],
                 v[42], v[43], v[44], v[45], v[46], v[47], v[48], v[49], v[50], v[51],
-                v[52], v[53], v[54], v[55], v[56], v[57]);
+                v[52], v[53], v[54], v[55], v[56], v[57], v[58], v[59], v[60], v[61],
+                v[62], v[63]);
     }
 
     /** @return upgrades refused for their token (401), all reasons together */
