@@ -1061,6 +1061,8 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     transcript: Transcript,
+    /// With persistence: the directory of its append-only file (removed on drop).
+    aof_dir: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -1084,16 +1086,38 @@ impl RedisServer {
     ///
     /// What went wrong, with Redis's output.
     pub fn start_on(port: u16) -> Result<RedisServer, String> {
-        let mut redis = RedisServer { child: None, port, transcript: Transcript::default() };
+        let mut redis = RedisServer { child: None, port, transcript: Transcript::default(), aof_dir: None };
         redis.spawn()?;
         Ok(redis)
+    }
+
+    /// Starts a Redis on a free port that persists every write before answering it
+    /// (`appendonly yes`, `appendfsync always`, in a directory of its own), so a
+    /// [`RedisServer::kill9`] and [`RedisServer::restart`] lose nothing it acknowledged.
+    pub fn start_persistent() -> RedisServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("wspush-redis-aof-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("cannot create the AOF directory");
+        let mut redis = RedisServer { child: None, port, transcript: Transcript::default(), aof_dir: Some(dir) };
+        redis.spawn().unwrap_or_else(|e| panic!("cannot start a persistent redis-server: {e}"));
+        redis
     }
 
     fn spawn(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "redis-server is already running on port {}", self.port);
         let port = self.port.to_string();
+        let persistence: Vec<String> = match &self.aof_dir {
+            Some(dir) => ["--appendonly", "yes", "--appendfsync", "always", "--dir"]
+                .into_iter()
+                .map(String::from)
+                .chain([dir.display().to_string()])
+                .collect(),
+            None => vec!["--appendonly".into(), "no".into()],
+        };
         let mut child = Command::new("redis-server")
-            .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+            .args(&persistence)
             .args(["--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -1191,6 +1215,9 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill9();
+        if let Some(dir) = &self.aof_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         if thread::panicking() {
             eprintln!("---- redis-server (port {}) output ----\n{}", self.port, self.transcript.text());
         }

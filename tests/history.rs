@@ -46,7 +46,7 @@ fn read_history(engine: &Engine, id: &str, since: Option<Position>, limit: usize
             let _ = tx.send(read);
         })
         .expect("history failed");
-    rx.recv_timeout(TIMEOUT).expect("no history answer")
+    rx.recv_timeout(TIMEOUT).expect("no history answer").expect("history read failed")
 }
 
 /// Connects offering `wspush.v1`; panics unless the server selects it.
@@ -359,11 +359,18 @@ fn the_api_answers_positions_and_reads_history() {
 }
 
 #[test]
-fn history_with_redis_is_refused_for_now() {
-    let out = run_server_binary(&["--redis", "redis://127.0.0.1:1", "--history-size", "10"]);
+fn history_max_bytes_with_redis_is_refused() {
+    let out = run_server_binary(&[
+        "--redis",
+        "redis://127.0.0.1:1",
+        "--history-size",
+        "10",
+        "--history-max-bytes",
+        "1MiB",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", out.all());
     assert!(
-        out.stderr.contains("history_size with redis: cluster history is not available yet;"),
+        out.stderr.contains("history_max_bytes with redis: in cluster mode the history is kept in Redis"),
         "{}",
         out.all()
     );

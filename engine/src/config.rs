@@ -112,15 +112,20 @@ pub struct Config {
     pub max_connections_per_ip: Option<usize>,
     /// Messages kept per id for resume (`?since=EPOCH:OFFSET`), at most
     /// [`MAX_HISTORY_SIZE`]; 0 (the default) turns history off, and the engine behaves
-    /// exactly as without it. Single node only for now.
+    /// exactly as without it. On a single node the history is kept in memory; in cluster
+    /// mode, in Redis (a stream per id).
     pub history_size: usize,
     /// How long an id's history lives after its last message (1 s to 30 days). Then it is
     /// dropped, and the id's next message starts a new epoch.
     pub history_ttl: Duration,
     /// Most memory the node's histories may hold, split evenly between the workers; over
-    /// it, whole histories are dropped, the soonest to expire first.
+    /// it, whole histories are dropped, the soonest to expire first. Single node only (in
+    /// cluster mode Redis holds the history; changing this with `cluster` is refused).
     pub history_max_bytes: usize,
 }
+
+/// The default [`Config::history_max_bytes`]: 256 MiB.
+pub const DEFAULT_HISTORY_MAX_BYTES: usize = 256 << 20;
 
 /// The largest [`Config::history_size`].
 pub const MAX_HISTORY_SIZE: usize = 1_000_000;
@@ -155,7 +160,7 @@ impl Default for Config {
             max_connections_per_ip: None,
             history_size: 0,
             history_ttl: Duration::from_secs(600),
-            history_max_bytes: 256 << 20,
+            history_max_bytes: DEFAULT_HISTORY_MAX_BYTES,
         }
     }
 }
@@ -241,11 +246,11 @@ impl Config {
         if self.history_max_bytes == 0 {
             return bad("history_max_bytes", "must be at least 1".into());
         }
-        if self.history_size > 0 && self.cluster.is_some() {
+        if self.cluster.is_some() && self.history_max_bytes != DEFAULT_HISTORY_MAX_BYTES {
             return bad(
-                "history_size",
-                "history_size with redis: cluster history is not available yet; run history on a single \
-                 node (without redis), or set history_size to 0 in cluster mode"
+                "history_max_bytes",
+                "history_max_bytes with redis: in cluster mode the history is kept in Redis (bound it \
+                 with history_size and Redis's maxmemory); history_max_bytes bounds a single node's"
                     .into(),
             );
         }
@@ -315,7 +320,7 @@ mod tests {
     }
 
     #[test]
-    fn history_settings_are_checked_and_refused_in_cluster_mode_for_now() {
+    fn history_settings_are_checked() {
         assert!(!Config::default().history_enabled());
         let on = Config { history_size: 100, ..Config::default() };
         assert!(on.validate().is_ok() && on.history_enabled());
@@ -327,9 +332,10 @@ mod tests {
         assert_eq!(setting(Config { history_ttl: MAX_HISTORY_TTL * 2, ..on.clone() }), "history_ttl");
         assert_eq!(setting(Config { history_max_bytes: 0, ..on.clone() }), "history_max_bytes");
         let cluster = Config { cluster: Some(ClusterConfig::new("redis://h")), ..on };
-        match cluster.validate() {
-            Err(Error::InvalidConfig { setting: "history_size", reason }) => {
-                assert!(reason.starts_with("history_size with redis: cluster history is not available yet;"))
+        assert!(cluster.validate().is_ok(), "history in cluster mode");
+        match (Config { history_max_bytes: 1 << 20, ..cluster }).validate() {
+            Err(Error::InvalidConfig { setting: "history_max_bytes", reason }) => {
+                assert!(reason.starts_with("history_max_bytes with redis: in cluster mode the history is kept in Redis"))
             }
             other => panic!("{other:?}"),
         }

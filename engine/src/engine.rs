@@ -94,7 +94,14 @@ impl Engine {
         let mut handles = Vec::with_capacity(workers);
         let settings = WorkerSettings::from_config(&config);
         let node = Arc::new(NodeBuffer::new(workers, config.max_node_buffered_bytes));
-        let (cluster, cluster_ends) = match &config.cluster {
+        // The history settings are the engine's; the backplane keeps the id's history in
+        // Redis with the same size and lifetime.
+        let cluster_config = config.cluster.as_ref().map(|cluster| crate::ClusterConfig {
+            history_size: config.history_size,
+            history_ttl: config.history_ttl,
+            ..cluster.clone()
+        });
+        let (cluster, cluster_ends) = match &cluster_config {
             Some(cluster_config) => {
                 let (link, ends) =
                     ClusterLink::new(cluster_config, config.effective_max_outbound_message_size());
@@ -119,7 +126,10 @@ impl Engine {
             handles.push(handle);
         }
         let mailboxes = Mailboxes::new(handles);
-        let backplane = match (&config.cluster, &cluster, cluster_ends) {
+        if let Some(link) = &cluster {
+            link.attach(mailboxes.clone());
+        }
+        let backplane = match (&cluster_config, &cluster, cluster_ends) {
             (Some(cluster_config), Some(link), Some(ends)) => {
                 Some(Backplane::start(cluster_config, link.clone(), ends, mailboxes.clone())?)
             }
@@ -254,6 +264,14 @@ impl Engine {
         validate_id(id)?;
         self.check_size(message)?;
         self.check_running()?;
+        if let Some(cluster) = self.cluster.as_ref().filter(|cluster| cluster.history_enabled()) {
+            // Redis gives the message its position and publishes it to every node, this one
+            // included: local sockets get it from there, in the order every node sees.
+            if let Some(receipt) = &receipt {
+                self.mailboxes.count(id, receipt.clone())?;
+            }
+            return cluster.append(id, message, receipt);
+        }
         let frame = frame::encode_message(message);
         self.mailboxes.send_frame(id, frame, receipt.clone())?;
         if let Some(cluster) = &self.cluster {
@@ -330,10 +348,13 @@ impl Engine {
         self.history
     }
 
-    /// Reads `id`'s history and calls `done` (on the id's worker thread) with its epoch, its
-    /// newest offset and up to `limit` messages: those after `since` when the history still
-    /// reaches it (`recovered`), otherwise from the oldest kept. An id without history gets
-    /// an empty one (a new epoch, offset 0), so a position always exists.
+    /// Reads `id`'s history and calls `done` (on the id's worker thread, or in cluster mode
+    /// on the backplane thread) with its epoch, its newest offset and up to `limit`
+    /// messages: those after `since` when the history still reaches it (`recovered`),
+    /// otherwise from the oldest kept. An id without history gets an empty one (a new
+    /// epoch, offset 0), so a position always exists. In cluster mode the history is read
+    /// from Redis (at most 256 messages per call) and `done` gets [`Error::Unavailable`]
+    /// when Redis cannot answer.
     ///
     /// # Errors
     ///
@@ -345,7 +366,7 @@ impl Engine {
         id: &str,
         since: Option<Position>,
         limit: usize,
-        done: impl FnOnce(HistoryRead) + Send + 'static,
+        done: impl FnOnce(Result<HistoryRead, Error>) + Send + 'static,
     ) -> Result<(), Error> {
         if !self.history {
             return Err(Error::InvalidConfig {
@@ -355,7 +376,15 @@ impl Engine {
         }
         validate_id(id)?;
         self.check_running()?;
-        self.mailboxes.history(id, since, limit, Box::new(done))
+        match &self.cluster {
+            Some(cluster) => cluster.history(
+                id,
+                since,
+                limit,
+                Box::new(move |read| done(read.map_err(|e| Error::Unavailable(e.to_string())))),
+            ),
+            None => self.mailboxes.history(id, since, limit, Box::new(move |read| done(Ok(read)))),
+        }
     }
 
     /// Whether the node can do everything it is configured for: always on a single node;

@@ -33,6 +33,10 @@ pub enum Error {
     /// The engine has been shut down.
     #[error("the engine is shut down")]
     ShutDown,
+    /// Cluster mode: Redis could not answer (unreachable, or the connection failed with the
+    /// request under way); try again later.
+    #[error("Redis could not answer: {0}")]
+    Unavailable(String),
     /// An operating system error (binding the listener, registering a socket).
     #[error("{context}: {source}")]
     Io {

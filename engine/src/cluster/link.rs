@@ -1,17 +1,24 @@
 //! The engine's and the workers' side of the backplane.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::mpsc;
 
 use super::channels::Channels;
-use super::reader::{ReadReply, ReadRequest, MAX_QUEUED_READS};
+use super::reader::{ReadFailed, ReadReply, ReadRequest, MAX_QUEUED_READS};
+use super::scripts::MAX_PAGE;
 use super::stats::{ClusterCounters, ClusterStats};
 use super::{compat, envelope, ClusterConfig};
+use crate::history::{HistoryRead, Position};
 use crate::receipt::Collector;
 use crate::stats::bump;
+use crate::worker::Mailboxes;
 use crate::{worker, Error, Message};
+
+/// Where a cluster history read goes: the read, or why Redis could not answer it.
+pub(crate) type HistoryDone = Box<dyn FnOnce(Result<HistoryRead, ReadFailed>) + Send>;
 
 /// A change in the ids this node holds, from the worker that owns the id.
 #[derive(Debug)]
@@ -82,6 +89,10 @@ pub(crate) struct ClusterLink {
     pub(super) seq_field: String,
     /// History reads for the reader (bounded by count; ids are at most `MAX_ID_LEN` bytes).
     reads: mpsc::Sender<ReadRequest>,
+    /// The workers, where the pages the workers asked for go (set once, at start).
+    workers: OnceLock<Mailboxes>,
+    /// Times the subscriber lost its connection (see `Backplane::subscription_losses`).
+    subscription_losses: AtomicU64,
 }
 
 /// The receiving ends, handed to the backplane thread.
@@ -111,8 +122,28 @@ impl ClusterLink {
             history_ttl_ms: config.history_ttl.as_millis().try_into().unwrap_or(u64::MAX),
             seq_field: format!("p:{}", random_node_id()),
             reads,
+            workers: OnceLock::new(),
+            subscription_losses: AtomicU64::new(0),
         };
         (Arc::new(link), LinkEnds { outbound: outbound_rx, changes: changes_rx, reads: reads_rx })
+    }
+
+    /// Gives the link the workers, so pages can be handed to them.
+    pub fn attach(&self, workers: Mailboxes) {
+        let _ = self.workers.set(workers);
+    }
+
+    /// The subscriber lost its connection: every worker learns it on its next pass.
+    pub(super) fn subscription_lost(&self) {
+        self.subscription_losses.fetch_add(1, Relaxed);
+        if let Some(workers) = self.workers.get() {
+            workers.wake_all();
+        }
+    }
+
+    /// Whether this node keeps history (every send is an append).
+    pub fn history_enabled(&self) -> bool {
+        self.history_size > 0
     }
 
     pub fn node_id(&self) -> &str {
@@ -145,7 +176,6 @@ impl ClusterLink {
     /// [`Error::QueueFull`] when `redis_queue_limit` appends and publishes, or
     /// `redis_queue_bytes` bytes, are already waiting: nothing was queued and the receipt
     /// was not touched (the caller drops it).
-    #[allow(dead_code)] // called by the engine once cluster history is wired (issue 13)
     pub fn append(
         &self,
         id: &str,
@@ -181,12 +211,49 @@ impl ClusterLink {
     /// reader's queue (16,384 reads) is full, and then `reply` is dropped uncalled (retry
     /// later). Otherwise `reply` is called once, on the backplane thread, with the page or
     /// why there is none (Redis unreachable: the caller retries with backoff).
-    #[allow(dead_code)] // called by the workers once cluster history is wired (issue 13)
     pub fn read_history(&self, id: &str, from: u64, count: usize, reply: ReadReply) -> bool {
         if self.history_size == 0 {
             return false;
         }
         self.reads.try_send(ReadRequest { id: id.into(), from, count, reply }).is_ok()
+    }
+
+    /// [`Engine::history`](crate::Engine::history) in cluster mode: reads `id`'s history
+    /// after `since` from Redis; when the history no longer reaches `since` (or none is
+    /// given), from its oldest kept message (a second read). `done` is called once, on the
+    /// backplane thread, with the read or why Redis could not answer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueFull`] when the reader's queue is full (`done` is not called).
+    pub fn history(
+        &self,
+        id: &str,
+        since: Option<Position>,
+        limit: usize,
+        done: HistoryDone,
+    ) -> Result<(), Error> {
+        let count = limit.clamp(1, MAX_PAGE);
+        let from = since.map_or(1, |since| since.offset + 1);
+        let (owner, reader) = (Box::<str>::from(id), self.reads.clone());
+        let reply: ReadReply = Box::new(move |page| match page {
+            Ok(page) if since.is_some_and(|since| page.reaches(since)) => {
+                done(Ok(HistoryRead { page, recovered: true }))
+            }
+            Ok(_) if from != 1 => {
+                let again: ReadReply = Box::new(move |page| done(page.map(|page| HistoryRead { page, recovered: false })));
+                if let Err(refused) = reader.try_send(ReadRequest { id: owner, from: 1, count, reply: again }) {
+                    let (mpsc::error::TrySendError::Full(request) | mpsc::error::TrySendError::Closed(request)) = refused;
+                    (request.reply)(Err(ReadFailed::Unavailable));
+                }
+            }
+            Ok(page) => done(Ok(HistoryRead { page, recovered: false })),
+            Err(e) => done(Err(e)),
+        });
+        if self.reads.try_send(ReadRequest { id: id.into(), from, count, reply }).is_err() {
+            return Err(Error::QueueFull);
+        }
+        Ok(())
     }
 
     pub fn publish_broadcast(&self, message: Message<'_>, receipt: Option<Arc<Collector>>) {
@@ -300,6 +367,19 @@ impl worker::Backplane for ClusterLink {
 
     fn inbound(&self, id: &str, message: Message<'_>) {
         self.publish_inbound(id, message);
+    }
+
+    fn read_history(&self, id: &str, from: u64, count: usize, token: u64) -> bool {
+        let Some(workers) = self.workers.get().cloned() else { return false };
+        let owner: Box<str> = id.into();
+        let reply: ReadReply = Box::new(move |page| {
+            workers.history_page(&owner, token, page);
+        });
+        ClusterLink::read_history(self, id, from, count, reply)
+    }
+
+    fn subscription_losses(&self) -> u64 {
+        self.subscription_losses.load(Relaxed)
     }
 }
 

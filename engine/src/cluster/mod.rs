@@ -11,8 +11,11 @@
 //! node that is disconnected, and a pipeline in flight when the connection drops is counted
 //! as lost. With history (`history_size` > 0) a send is an append (`scripts`, `lua/`):
 //! Redis gives it an offset, keeps it in the id's stream and publishes it positioned (a
-//! version 2 envelope) to every node, the sender included; a failed append is retried
-//! idempotently, and the `reader` reads what a node or a client missed.
+//! version 2 envelope) to every node, the sender included (it does not deliver locally
+//! first); a failed append is retried idempotently, and the `reader` reads what a node or a
+//! client missed. Redis's SUBSCRIBE confirmations reach the workers (`routing`) as the
+//! barrier for an id's position, and a lost subscription makes every id catch up
+//! (`worker/live.rs`): delivery is exactly once within the history.
 //!
 //! The engine and the workers see only the [`ClusterLink`], which enqueues and never
 //! blocks; everything that talks to Redis runs on the backplane thread. So a backplane of
@@ -41,5 +44,6 @@ mod test_redis;
 pub(crate) use backplane::Backplane;
 pub use config::ClusterConfig;
 pub(crate) use link::ClusterLink;
+pub(crate) use reader::ReadFailed;
 pub use stats::ClusterStats;
 pub(crate) use stats::{CLUSTER_COUNTERS, CLUSTER_STATE};

@@ -13,8 +13,9 @@ const MAX_BULK: usize = 512 << 20;
 pub(crate) enum Push<'a> {
     /// A published message.
     Message { channel: &'a [u8], payload: &'a [u8] },
-    /// A SUBSCRIBE or UNSUBSCRIBE confirmation: the connection's subscription count after it.
-    Subscriptions(i64),
+    /// A SUBSCRIBE (`subscribed`) or UNSUBSCRIBE confirmation of one channel, with the
+    /// connection's subscription count after it.
+    Subscriptions { channel: &'a [u8], subscribed: bool, count: i64 },
     /// The answer to PING.
     Pong,
     /// `+OK` and the like (AUTH's answer).
@@ -99,7 +100,9 @@ fn interpret<'a>(elements: &[Element<'a>]) -> Result<Push<'a>, RespError> {
         (b"message", [Element::Bulk(channel), Element::Bulk(payload)]) => {
             Ok(Push::Message { channel, payload })
         }
-        (b"subscribe" | b"unsubscribe", [_, Element::Integer(count)]) => Ok(Push::Subscriptions(*count)),
+        (b"subscribe" | b"unsubscribe", [Element::Bulk(channel), Element::Integer(count)]) => {
+            Ok(Push::Subscriptions { channel, subscribed: kind == b"subscribe", count: *count })
+        }
         (b"pong", _) => Ok(Push::Pong),
         _ => Err(RespError("an unknown push")),
     }
@@ -159,9 +162,11 @@ mod tests {
             Ok(Some((Push::Message { channel: b"ch1", payload: b"he\r\nl" }, message.len())))
         );
         let confirm = b"*3\r\n$9\r\nsubscribe\r\n$3\r\nch1\r\n:7\r\n";
-        assert_eq!(parse(confirm), Ok(Some((Push::Subscriptions(7), confirm.len()))));
+        let subscribed = Push::Subscriptions { channel: b"ch1", subscribed: true, count: 7 };
+        assert_eq!(parse(confirm), Ok(Some((subscribed, confirm.len()))));
         let gone = b"*3\r\n$11\r\nunsubscribe\r\n$3\r\nch1\r\n:0\r\n";
-        assert_eq!(parse(gone), Ok(Some((Push::Subscriptions(0), gone.len()))));
+        let unsubscribed = Push::Subscriptions { channel: b"ch1", subscribed: false, count: 0 };
+        assert_eq!(parse(gone), Ok(Some((unsubscribed, gone.len()))));
         let pong = b"*2\r\n$4\r\npong\r\n$0\r\n\r\n";
         assert_eq!(parse(pong), Ok(Some((Push::Pong, pong.len()))));
         assert_eq!(parse(b"+OK\r\n"), Ok(Some((Push::Ok, 5))));

@@ -4,7 +4,7 @@
 //! The only part of the backplane that knows the workers' API, so a change to that API is
 //! made here alone.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +34,10 @@ pub(super) struct Router {
     /// A delivery whose worker's queue was full: the worker index, the command, and since
     /// when. While it waits, nothing more is read from Redis.
     waiting: Option<(Pending, Instant)>,
+    /// History on: ids whose subscription Redis confirmed, for their workers, in order with
+    /// the messages (a worker reads an id's position only once every later message is sure
+    /// to reach it).
+    confirmed: VecDeque<Box<str>>,
 }
 
 /// Routes every reply already received (until a delivery has to wait for its worker):
@@ -45,7 +49,11 @@ pub(super) fn route_received(
     awaiting_pong: &mut bool,
 ) -> std::io::Result<usize> {
     let mut confirmations = 0;
-    while router.waiting.is_none() {
+    loop {
+        router.hand_over_confirmed();
+        if router.waiting.is_some() {
+            break;
+        }
         let push = conn.next().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         match push {
             None => return Ok(confirmations),
@@ -53,9 +61,15 @@ pub(super) fn route_received(
                 Ok(channel) => router.route(channel, payload),
                 Err(_) => bump(&router.link.counters.received, 1),
             },
-            Some(Push::Subscriptions(count)) => {
+            Some(Push::Subscriptions { channel, subscribed, count }) => {
                 confirmations += 1;
                 router.link.counters.subscribed_channels.store(count.max(0) as u64, Relaxed);
+                if subscribed && router.link.history_enabled() {
+                    let id = std::str::from_utf8(channel).ok().and_then(|c| router.link.channels.id_of(c));
+                    if let Some(id) = id {
+                        router.confirmed.push_back(id.into());
+                    }
+                }
             }
             Some(Push::Pong) => *awaiting_pong = false,
             Some(Push::Ok) => {}
@@ -69,7 +83,35 @@ pub(super) fn route_received(
 
 impl Router {
     pub fn new(link: Arc<ClusterLink>, shards: Workers) -> Self {
-        Self { link, mailboxes: shards, logged: HashSet::new(), waiting: None }
+        Self { link, mailboxes: shards, logged: HashSet::new(), waiting: None, confirmed: VecDeque::new() }
+    }
+
+    /// History on: `id` is subscribed already (it came and went and came back within one
+    /// batch of changes, so no SUBSCRIBE was needed): its worker is told, in order with the
+    /// messages, as if Redis had confirmed it.
+    pub fn confirm_subscribed(&mut self, id: Box<str>) {
+        if self.link.history_enabled() {
+            self.confirmed.push_back(id);
+        }
+    }
+
+    /// The subscriber's connection is lost: confirmations of it are void, and every worker
+    /// learns that its ids may miss messages until they are confirmed again.
+    pub fn connection_lost(&mut self) {
+        self.confirmed.clear();
+        self.link.subscription_lost();
+    }
+
+    /// Hands the confirmed subscriptions to their workers, until one has to wait.
+    fn hand_over_confirmed(&mut self) {
+        while self.waiting.is_none() {
+            let Some(id) = self.confirmed.pop_front() else { return };
+            match self.mailboxes.try_confirm_subscribed(&id) {
+                Ok(()) => {}
+                Err(Refused::Full(pending)) => self.waiting = Some((pending, Instant::now())),
+                Err(Refused::ShutDown) => {}
+            }
+        }
     }
 
     /// A delivery waits for its worker: until [`Router::wait_for_worker`] hands it over,
@@ -107,12 +149,13 @@ impl Router {
             return;
         }
         let frame = frame::encode_message(envelope.message);
-        match id {
-            // seam: `envelope.position` goes to the worker with the delivery once
-            // `Command::Send` carries a position (WP1); until then a positioned message is
-            // delivered live, like a version 1 one.
-            Some(id) => self.deliver(id, frame),
-            None => {
+        match (id, envelope.position) {
+            (Some(id), Some(position)) if self.link.history_enabled() => {
+                let delivered = self.mailboxes.try_deliver_at(id, frame, position);
+                self.waiting_if_refused(delivered);
+            }
+            (Some(id), _) => self.deliver(id, frame),
+            (None, _) => {
                 let refused = self.mailboxes.broadcast(frame, None).count();
                 bump(&self.link.counters.delivery_dropped, refused as u64);
             }
@@ -151,7 +194,12 @@ impl Router {
     }
 
     fn deliver(&mut self, id: &str, frame: bytes::Bytes) {
-        match self.mailboxes.try_deliver(id, frame) {
+        let delivered = self.mailboxes.try_deliver(id, frame);
+        self.waiting_if_refused(delivered);
+    }
+
+    fn waiting_if_refused(&mut self, delivered: Result<(), Refused>) {
+        match delivered {
             Ok(()) => {}
             Err(Refused::Full(pending)) => self.waiting = Some((pending, Instant::now())),
             Err(Refused::ShutDown) => bump(&self.link.counters.delivery_dropped, 1),

@@ -52,6 +52,8 @@ pub(super) async fn subscribe_loop(
             subscribe_initial(&mut conn, &channels, &mut router, &mut awaiting_pong, &counters).await
         {
             tracing::warn!(error = %e, "cannot subscribe; retrying with backoff");
+            // Some ids may have been confirmed on this connection already.
+            router.connection_lost();
             if reconnect.pause().await {
                 return;
             }
@@ -91,8 +93,10 @@ pub(super) async fn subscribe_loop(
                             break;
                         }
                     }
-                    if sync_subscriptions(&mut conn, touched, &mut held, &mut subscribed, link, &counters).await.is_err() {
-                        break true;
+                    let synced = sync_subscriptions(&mut conn, touched, &mut held, &mut subscribed, link, &counters).await;
+                    match synced {
+                        Ok(already_subscribed) => already_subscribed.into_iter().for_each(|id| router.confirm_subscribed(id)),
+                        Err(_) => break true,
                     }
                 }
                 _ = keepalive.tick() => {
@@ -110,6 +114,7 @@ pub(super) async fn subscribe_loop(
         if !connection_lost {
             return;
         }
+        router.connection_lost();
         lost.send_modify(|losses| *losses += 1);
         tracing::warn!("subscriber lost its Redis connection; reconnecting and resubscribing");
         if reconnect.pause().await {
@@ -133,7 +138,9 @@ fn apply(held: &mut HashSet<Box<str>>, change: Change) -> Box<str> {
 
 /// Brings Redis in line with `held` for the ids in `touched`: an id that came and went
 /// within the batch costs nothing. The commands are written, not awaited: their
-/// confirmations arrive with the messages and update the subscription count.
+/// confirmations arrive with the messages and update the subscription count. Returns the
+/// ids opened again that were still subscribed (no SUBSCRIBE, so no confirmation from
+/// Redis: the caller confirms them).
 async fn sync_subscriptions(
     conn: &mut Subscription,
     touched: Vec<Change>,
@@ -141,11 +148,21 @@ async fn sync_subscriptions(
     subscribed: &mut HashSet<Box<str>>,
     link: &ClusterLink,
     counters: &ClusterCounters,
-) -> std::io::Result<()> {
+) -> std::io::Result<Vec<Box<str>>> {
     let mut to_subscribe = Vec::new();
     let mut to_unsubscribe = Vec::new();
+    let mut already_subscribed = Vec::new();
     let mut seen = HashSet::new();
-    let touched: Vec<Box<str>> = touched.into_iter().map(|change| apply(held, change)).collect();
+    let mut opened = HashSet::new();
+    let touched: Vec<Box<str>> = touched
+        .into_iter()
+        .map(|change| {
+            if let Change::Subscribe(id) = &change {
+                opened.insert(id.clone());
+            }
+            apply(held, change)
+        })
+        .collect();
     for id in touched {
         if !seen.insert(id.clone()) {
             continue;
@@ -153,6 +170,7 @@ async fn sync_subscriptions(
         match (held.contains(&id), subscribed.contains(&id)) {
             (true, false) => to_subscribe.push(id),
             (false, true) => to_unsubscribe.push(id),
+            (true, true) if opened.contains(&id) => already_subscribed.push(id),
             _ => {}
         }
     }
@@ -170,7 +188,7 @@ async fn sync_subscriptions(
     for id in &to_unsubscribe {
         subscribed.remove(id);
     }
-    Ok(())
+    Ok(already_subscribed)
 }
 
 /// Subscribes to `channels` on a fresh connection and waits (routing whatever arrives

@@ -449,7 +449,8 @@ pub const SETTINGS: &[Setting] = &[
         "BYTES",
         "268435456",
         "Most memory all histories may hold together (split evenly between the workers); over it, whole \
-         histories are dropped, the soonest to expire first (counted in history_evicted)",
+         histories are dropped, the soonest to expire first (counted in history_evicted). Single node only: \
+         with redis the history is kept in Redis",
         |d, v| v.size().map(|x| d.config.history_max_bytes = x),
     ),
     setting(

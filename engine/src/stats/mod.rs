@@ -147,6 +147,10 @@ table::counter_table! {
     Counter history_resumes, "sockets", "Sockets that connected with ?since=EPOCH:OFFSET.";
     Counter history_lost_signals, "sockets",
         "Sockets told history could not reach back: !lost to wspush.v1 sockets, close 4410 to others.";
+    Counter history_duplicates, "messages",
+        "Positioned messages from Redis dropped because the id's sockets here already had them (cluster history).";
+    Counter history_gap_fills, "reads",
+        "Reads of an id's history a worker made to fill a gap in its live messages or catch up after the subscription was lost (cluster history).";
     Counter history_evicted, "histories",
         "Whole histories dropped to keep the node under history_max_bytes.";
     Gauge history_bytes, "bytes", "Memory held by the histories, as counted against history_max_bytes.";

@@ -13,4 +13,12 @@ pub(crate) trait Backplane: Send + Sync {
     fn id_closed(&self, id: &str);
     /// A client of `id` sent `message`.
     fn inbound(&self, id: &str, message: Message<'_>);
+    /// History on: asks for `id`'s history from offset `from` (0: its position only), at
+    /// most `count` entries; the answer comes back to the id's worker as a
+    /// `Command::HistoryPage` carrying `token`, unless the worker's queue is full then (the
+    /// worker asks again when the read times out). False when the read cannot be queued now.
+    fn read_history(&self, id: &str, from: u64, count: usize, token: u64) -> bool;
+    /// How many times the subscription has been lost so far: a worker that sees this grow
+    /// knows its ids may have missed messages until each is confirmed subscribed again.
+    fn subscription_losses(&self) -> u64;
 }

@@ -107,6 +107,9 @@ const V1: u8 = 8;
 /// [`Link`] flag: the socket is replaying history and is not live yet: live messages of its
 /// id reach it through the history, not directly.
 const RESUMING: u8 = 16;
+/// [`Link`] flag: the socket resumed with `?since=`: told of a loss of history (without
+/// `wspush.v1`, by close 4410) even once live.
+const POSITIONED: u8 = 32;
 
 /// Why a connection starts closing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,6 +388,16 @@ impl Link {
     /// Whether the socket is still replaying history (live messages are not queued to it).
     pub fn is_resuming(&self) -> bool {
         self.flags & RESUMING != 0
+    }
+
+    /// The socket resumed with `?since=`.
+    pub fn set_positioned(&mut self) {
+        self.set_flag(POSITIONED);
+    }
+
+    /// Whether the socket resumed with `?since=`.
+    pub fn is_positioned(&self) -> bool {
+        self.flags & POSITIONED != 0
     }
 
     /// Sets `flag`: true if it was not set.

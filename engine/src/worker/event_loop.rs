@@ -122,7 +122,7 @@ impl Worker {
         settings: WorkerSettings,
     ) -> Self {
         let budget = Budget::new(shared.node.clone(), worker);
-        let history = WorkerHistory::from_settings(&settings);
+        let history = WorkerHistory::from_settings(&settings, shared.backplane.is_some());
         Self {
             core: Core {
                 worker,
@@ -254,7 +254,13 @@ impl Worker {
     fn handle(&mut self, command: Command) {
         match command {
             Command::Send { id, frame, receipt } if self.history.is_some() => {
-                self.send_with_history(&id, frame, receipt)
+                if self.history.as_ref().is_some_and(|history| history.live.is_some()) {
+                    // Cluster mode: a message without a position (compat channel, an old
+                    // node) is live-only.
+                    self.send_live_only(&id, frame, receipt)
+                } else {
+                    self.send_with_history(&id, frame, receipt)
+                }
             }
             Command::Send { id, frame, receipt } => {
                 let mut reached = 0;
@@ -315,6 +321,9 @@ impl Worker {
                 self.adopt(stream, id, greeting, early, lease, extensions, (since, v1))
             }
             Command::History { id, since, limit, reply } => self.read_history(&id, since, limit, reply),
+            Command::SendAt { id, frame, position } => self.live_send_at(&id, frame, position),
+            Command::Subscribed { id } => self.live_subscribed(&id),
+            Command::HistoryPage { id, token, page } => self.live_page(&id, token, page),
             Command::Shutdown { deadline } => {
                 let left = deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
                 self.begin_shutdown(self.core.now_ms + left);
@@ -428,6 +437,7 @@ impl Worker {
         );
         self.relieve_node();
         self.expire_histories();
+        self.live_tick();
         for (key, conn) in self.conns.iter_mut() {
             let link = conn.link_mut();
             match link.state() {
@@ -481,6 +491,7 @@ impl Worker {
                 if let Some(backplane) = &self.core.shared.backplane {
                     backplane.id_closed(link.id());
                 }
+                self.live_forget(link.id());
             }
         }
         self.core.shared.counters.connections.fetch_sub(1, Ordering::Relaxed);

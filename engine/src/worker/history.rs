@@ -17,6 +17,7 @@ use slab::Slab;
 use super::connection::{CloseCause, Connection};
 use super::core::Core;
 use super::event_loop::Worker;
+use super::live::LiveIds;
 use super::mailbox::HistoryReply;
 use super::output::{deliver, Queued};
 use super::settings::WorkerSettings;
@@ -28,10 +29,12 @@ use crate::stats::bump;
 
 /// Messages replayed to one socket per pass of the loop at most: a long replay shares the
 /// worker with every other socket; the rest follows next pass.
-const REPLAY_PER_PASS: usize = 1024;
+pub(super) const REPLAY_PER_PASS: usize = 1024;
 
 /// A worker's history: its store and the sockets still replaying.
 pub(super) struct WorkerHistory {
+    /// Cluster mode: the ids' live positions (Redis keeps the history; `store` stays empty).
+    pub live: Option<LiveIds>,
     store: Store,
     resuming: Vec<Resume>,
     /// Messages a socket may replay before it is told it cannot catch up (the id moves
@@ -57,8 +60,9 @@ enum Replay {
 
 impl WorkerHistory {
     /// The worker's history, if history is on.
-    pub fn from_settings(settings: &WorkerSettings) -> Option<Self> {
+    pub fn from_settings(settings: &WorkerSettings, cluster: bool) -> Option<Self> {
         (settings.history_size > 0).then(|| Self {
+            live: cluster.then(|| LiveIds::new(settings.history_size)),
             store: Store::new(settings.history_size, settings.history_ttl, settings.history_max_bytes),
             resuming: Vec::new(),
             replay_cap: 2 * settings.history_size as u64,
@@ -100,6 +104,32 @@ impl Worker {
             if let Some(position) = position {
                 receipt.set_position(position);
             }
+            self.core.budget.publish_queued();
+            receipt.add_sockets(reached);
+        }
+    }
+
+    /// A message without a position in cluster mode (compat channel, a node without
+    /// history): live-only, so v1 sockets get it with the `-` head and resuming sockets do
+    /// not get it.
+    pub(super) fn send_live_only(&mut self, id: &str, frame: Bytes, receipt: Option<Arc<Collector>>) {
+        let mut reached = 0;
+        let mut v1_frame = None;
+        if let Some(keys) = self.ids.get(id) {
+            for &key in keys {
+                let link = self.conns[key].link();
+                if link.is_resuming() {
+                    continue;
+                }
+                let frame = if link.is_v1() {
+                    v1_frame.get_or_insert_with(|| wire::relabel(&frame, None)).clone()
+                } else {
+                    frame.clone()
+                };
+                reached += usize::from(deliver(&mut self.core, &mut self.conns, key, frame));
+            }
+        }
+        if let Some(receipt) = receipt {
             self.core.budget.publish_queued();
             receipt.add_sockets(reached);
         }
@@ -180,6 +210,9 @@ impl Worker {
         if v1 {
             link.set_v1();
         }
+        if history.live.is_some() {
+            return self.live_adopted(key, since, v1);
+        }
         if since.is_none() && !v1 {
             return;
         }
@@ -210,6 +243,9 @@ impl Worker {
     /// the live sockets once it has caught up.
     pub(super) fn continue_resumes(&mut self) {
         let Some(history) = self.history.as_mut() else { return };
+        if history.live.is_some() {
+            return self.continue_live_resumes();
+        }
         if history.resuming.is_empty() {
             return;
         }
@@ -223,6 +259,9 @@ impl Worker {
     /// Whether a resuming socket can go on at once (its output is not waiting for the
     /// socket to become writable): the loop then polls without sleeping.
     pub(super) fn resumes_ready(&self) -> bool {
+        if self.live_resumes_busy() {
+            return true;
+        }
         self.history.as_ref().is_some_and(|history| {
             history.resuming.iter().any(|resume| {
                 self.conns.get(resume.key).is_some_and(|conn| {
@@ -310,7 +349,7 @@ fn replay(
 
 /// Tells the socket at `key` that history cannot reach back: `!lost E:O` to a v1 socket,
 /// which then continues live from `position`; close 4410 to another.
-fn lost(core: &mut Core, conns: &mut Slab<Connection>, key: usize, position: Position) {
+pub(super) fn lost(core: &mut Core, conns: &mut Slab<Connection>, key: usize, position: Position) {
     let link = conns[key].link_mut();
     if !link.is_open() {
         return;
@@ -325,7 +364,7 @@ fn lost(core: &mut Core, conns: &mut Slab<Connection>, key: usize, position: Pos
 
 /// Queues a control text (`!pos`, `!lost`): a few bytes, queued whatever the socket's
 /// backlog, as a close frame is (it says where the socket stands).
-fn signal(core: &mut Core, conns: &mut Slab<Connection>, key: usize, frame: Bytes) {
+pub(super) fn signal(core: &mut Core, conns: &mut Slab<Connection>, key: usize, frame: Bytes) {
     let link = conns[key].link_mut();
     if link.is_open() {
         core.push(key, link, frame);

@@ -14,7 +14,8 @@ use mio::net::TcpStream;
 use mio::Waker;
 
 use crate::extensions::Extensions;
-use crate::history::{HistoryRead, Position};
+use crate::cluster::ReadFailed;
+use crate::history::{HistoryRead, Page, Position};
 use crate::id::worker_of;
 use crate::ip_limit::IpSlot;
 use crate::receipt::Collector;
@@ -40,6 +41,14 @@ pub(crate) enum Command {
     Shutdown { deadline: Instant },
     /// Read `id`'s history (see [`Engine::history`](crate::Engine::history)).
     History { id: Box<str>, since: Option<Position>, limit: usize, reply: HistoryReply },
+    /// Cluster history: a message for every socket of `id` at `position` in its history
+    /// (from Redis, in publish order; design §3.2).
+    SendAt { id: Box<str>, frame: Bytes, position: Position },
+    /// Cluster history: Redis confirmed the subscription to `id`'s channel; every message
+    /// published to it from now on reaches this node.
+    Subscribed { id: Box<str> },
+    /// Cluster history: the answer to a read of `id`'s history the worker asked for.
+    HistoryPage { id: Box<str>, token: u64, page: Result<Page, ReadFailed> },
 }
 
 /// Longest id a command carries inline (the rest are boxed): user ids, order numbers and
@@ -199,6 +208,34 @@ impl Mailboxes {
     pub fn try_deliver(&self, id: &str, frame: Bytes) -> Result<(), Refused> {
         let worker = worker_of(id, self.workers.len());
         self.offer(Pending { worker, command: Command::Send { id: id.into(), frame, receipt: None } })
+    }
+
+    /// As [`Mailboxes::try_deliver`], for a message at `position` in `id`'s history.
+    pub fn try_deliver_at(&self, id: &str, frame: Bytes, position: Position) -> Result<(), Refused> {
+        let worker = worker_of(id, self.workers.len());
+        self.offer(Pending { worker, command: Command::SendAt { id: id.into(), frame, position } })
+    }
+
+    /// As [`Mailboxes::try_deliver`], for the confirmation that `id`'s channel is subscribed.
+    pub fn try_confirm_subscribed(&self, id: &str) -> Result<(), Refused> {
+        let worker = worker_of(id, self.workers.len());
+        self.offer(Pending { worker, command: Command::Subscribed { id: id.into() } })
+    }
+
+    /// Hands the worker of `id` the page it asked for; false if its queue is full (the
+    /// worker then asks again when its read times out).
+    pub fn history_page(&self, id: &str, token: u64, page: Result<Page, ReadFailed>) -> bool {
+        let command = Command::HistoryPage { id: id.into(), token, page };
+        self.for_id(id).try_submit(command).is_ok()
+    }
+
+    /// Wakes every worker (something they check on every pass changed).
+    pub fn wake_all(&self) {
+        for worker in self.workers.iter() {
+            if !worker.notified.swap(true, Ordering::SeqCst) {
+                let _ = worker.waker.wake();
+            }
+        }
     }
 
     /// Offers a delivery a full worker refused again.

@@ -8,6 +8,7 @@ mod core;
 mod event_loop;
 mod history;
 mod input;
+mod live;
 mod mailbox;
 mod output;
 mod settings;

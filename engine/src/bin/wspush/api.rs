@@ -86,7 +86,9 @@ impl ApiError {
     fn from_engine(error: wspush::Error) -> Self {
         let status = match error {
             wspush::Error::InvalidId(_) => StatusCode::BAD_REQUEST,
-            wspush::Error::QueueFull | wspush::Error::ShutDown => StatusCode::SERVICE_UNAVAILABLE,
+            wspush::Error::QueueFull | wspush::Error::ShutDown | wspush::Error::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             wspush::Error::MessageTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -235,7 +237,7 @@ async fn send_to_id(
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<PushBody, ApiError>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Path(id) = id.map_err(ApiError::from_path)?;
     wspush::validate_id(&id).map_err(ApiError::from_engine)?;
     let PushBody(body) = body?;
@@ -250,11 +252,23 @@ async fn send_to_id(
     let receipt = answer(rx, "confirm the message").await?;
     let mut body = json!({ "id": id, "sockets": receipt.sockets, "nodes": receipt.nodes });
     // Only with history on: without it the answer is exactly what it always was.
-    if let Some(position) = receipt.position {
-        body["offset"] = position.offset.into();
-        body["epoch"] = position.epoch.as_str().into();
+    if !state.engine.history_enabled() {
+        return Ok((StatusCode::OK, Json(body)));
     }
-    Ok(Json(body))
+    match receipt.position {
+        Some(position) => {
+            body["offset"] = position.offset.into();
+            body["epoch"] = position.epoch.as_str().into();
+            Ok((StatusCode::OK, Json(body)))
+        }
+        // Cluster mode with Redis unreachable: queued, and appended in send order when
+        // Redis returns; its position is not known yet.
+        None => {
+            body["offset"] = Value::Null;
+            body["epoch"] = Value::Null;
+            Ok((StatusCode::ACCEPTED, Json(body)))
+        }
+    }
 }
 
 /// The default and the largest `limit` of `GET /history/{id}`.
@@ -284,7 +298,7 @@ async fn history(
             let _ = tx.send(read);
         })
         .map_err(ApiError::from_engine)?;
-    let read = answer(rx, "read the history").await?;
+    let read = answer(rx, "read the history").await?.map_err(ApiError::from_engine)?;
     Ok(Json(history_json(&id, &read)))
 }
 
@@ -526,6 +540,8 @@ mod tests {
             history_replayed: 41,
             history_resumes: 42,
             history_lost_signals: 43,
+            history_duplicates: 46,
+            history_gap_fills: 47,
             history_evicted: 44,
             history_bytes: 45,
             cluster: None,
@@ -548,7 +564,7 @@ mod tests {
                     "forbidden": 31, "over_ip_limit": 32},
                 "token_expirations": 33,
                 "history_appended": 40, "history_replayed": 41, "history_resumes": 42,
-                "history_lost_signals": 43, "history_evicted": 44, "history_bytes": 45,
+                "history_lost_signals": 43, "history_duplicates": 46, "history_gap_fills": 47, "history_evicted": 44, "history_bytes": 45,
                 "cluster": null,
             })
         );
