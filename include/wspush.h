@@ -64,6 +64,12 @@
 #define WSPUSH_MAX_ID_LEN 128
 
 /**
+ * Longest epoch in bytes (ASCII letters and digits; the engine makes 8-character ones).
+ * `wspush_position::epoch` holds one and its NUL.
+ */
+#define WSPUSH_MAX_EPOCH_LEN 16
+
+/**
  * The outcome of a call. `WSPUSH_STATUS_OK` is 0; every other value is a failure whose
  * detail `wspush_last_error()` returns on the same thread. Values are explicit and never
  * reused; new ones may be added, so treat unknown values as failures.
@@ -128,6 +134,17 @@ enum wspush_status
    * An engine error this version of libwspush does not classify; see the last error.
    */
   WSPUSH_STATUS_INTERNAL = 12,
+  /**
+   * A blocking call did not get its answer in time; what it started still happens
+   * (`wspush_engine_send_positioned`: the message was sent, its position is not known).
+   */
+  WSPUSH_STATUS_TIMEOUT = 13,
+  /**
+   * Called on a thread where waiting would deadlock: inside a callback, the authorizer or
+   * a `userdata_free` (they run on the engine's own threads, which must answer the call).
+   * Nothing was done.
+   */
+  WSPUSH_STATUS_WRONG_THREAD = 14,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -155,8 +172,10 @@ typedef struct wspush_engine wspush_engine;
  * Thread: called on one of the engine's worker threads (the one owning the socket), never
  * on the thread that calls wspush functions. Workers serve many sockets: return quickly
  * and never block. May call `wspush_engine_send`, `_send_to`, `_broadcast`,
- * `_close_connection`, `_stats` and `_set_callbacks`, but not `wspush_engine_stop` or
- * `wspush_engine_free`. Must not unwind (catch C++ exceptions).
+ * `_close_connection`, `_stats` and `_set_callbacks`, but not `wspush_engine_stop`,
+ * `wspush_engine_free` or `wspush_engine_send_positioned` (they would wait for the worker
+ * itself; they fail with `WSPUSH_STATUS_IN_CALLBACK` or `WSPUSH_STATUS_WRONG_THREAD`). Must
+ * not unwind (catch C++ exceptions).
  * Ownership: `id` is borrowed for the duration of the call only: copy what you keep.
  */
 typedef void (*wspush_on_open)(void *userdata, uint64_t conn, const char *id, size_t id_len);
@@ -221,7 +240,8 @@ typedef struct wspush_callbacks {
  * Thread: the thread that replaced the callbacks (or the authorizer) or freed the engine,
  * or, if a call was running at that moment, the thread that ran it (a worker, or the
  * acceptor for the authorizer), right after it returned. It must not call
- * `wspush_engine_stop` or `wspush_engine_free`.
+ * `wspush_engine_stop`, `wspush_engine_free` or `wspush_engine_send_positioned` (it counts
+ * as a callback: they fail).
  */
 typedef void (*wspush_userdata_free)(void *userdata);
 
@@ -318,11 +338,35 @@ typedef struct wspush_authorize_request {
  * with each other. May call `wspush_engine_send`, `_send_to`, `_broadcast`,
  * `_close_connection`, `_stats`, `_set_callbacks` and `_set_authorizer`, but not
  * `wspush_engine_stop` or `wspush_engine_free` (they fail with
- * `WSPUSH_STATUS_IN_CALLBACK`). Must not unwind (catch C++ exceptions, and return `false`
+ * `WSPUSH_STATUS_IN_CALLBACK`) nor `wspush_engine_send_positioned` (it blocks: it fails with
+ * `WSPUSH_STATUS_WRONG_THREAD`). Must not unwind (catch C++ exceptions, and return `false`
  * for a failure).
  */
 typedef bool (*wspush_authorize_callback)(void *userdata,
                                           const struct wspush_authorize_request *request);
+
+/**
+ * Where a message is in its id's history, as `wspush_engine_send_positioned` writes it:
+ * `EPOCH:OFFSET` in the server's text form. The epoch names the history (it changes when
+ * the id's history was lost: expired, or the node restarted); offsets are 1, 2, 3, ...
+ * within an epoch. `offset` 0 and `epoch_len` 0 (and `epoch` all NULs): the message has no
+ * position (history is off, `"history_size"` 0).
+ */
+typedef struct wspush_position {
+  /**
+   * The message's offset in its id's history (1 for the first of an epoch); 0: none.
+   */
+  uint64_t offset;
+  /**
+   * Bytes in `epoch` before its NUL (1 to `WSPUSH_MAX_EPOCH_LEN`; 8 for the engine's own
+   * epochs); 0: none.
+   */
+  size_t epoch_len;
+  /**
+   * The epoch, ASCII letters and digits, NUL-terminated; the bytes after the NUL are NUL.
+   */
+  char epoch[17];
+} wspush_position;
 
 /**
  * A snapshot of the engine's counters, filled by `wspush_engine_stats`. Counters only grow,
@@ -777,6 +821,36 @@ wspush_status wspush_engine_send(const struct wspush_engine *engine,
                                  const void *data,
                                  size_t len,
                                  uint32_t opcode);
+
+/**
+ * As `wspush_engine_send`, then waits until the engine has placed the message in the id's
+ * history and writes that place to `*out`: the message's offset and its history's epoch.
+ * When the message has no position `*out` is `offset` 0, `epoch_len` 0, after the same wait:
+ * with history off (`"history_size"` 0), and in cluster mode while Redis is unreachable (the
+ * message is queued and gets its offset when Redis is back).
+ *
+ * Blocks the calling thread for at most `timeout_ms` milliseconds (usually far less: one
+ * turn of the id's worker).
+ *
+ * Borrows `engine`, `id`, `data` (the engine copies the message) and `out` for the duration
+ * of the call; `*out` is written only on OK. Errors, with nothing sent:
+ * `WSPUSH_STATUS_NULL_ARGUMENT` (`out` included), `WSPUSH_STATUS_INVALID_UTF8`,
+ * `WSPUSH_STATUS_INVALID_ID`, `WSPUSH_STATUS_INVALID_ARGUMENT` (as in `wspush_engine_send`),
+ * `WSPUSH_STATUS_QUEUE_FULL`, `WSPUSH_STATUS_SHUT_DOWN`, and `WSPUSH_STATUS_WRONG_THREAD`
+ * when called from a callback, the authorizer or a `userdata_free` (the worker that must
+ * answer may be the one waiting). After the message was queued:
+ * `WSPUSH_STATUS_TIMEOUT`: no answer within `timeout_ms`; the message is still sent (and
+ * gets its offset), its position is not reported; `WSPUSH_STATUS_SHUT_DOWN`: the engine
+ * stopped before the message was taken. Any thread but the engine's own (its callbacks).
+ */
+wspush_status wspush_engine_send_positioned(const struct wspush_engine *engine,
+                                            const char *id,
+                                            size_t id_len,
+                                            const void *data,
+                                            size_t len,
+                                            uint32_t opcode,
+                                            uint32_t timeout_ms,
+                                            struct wspush_position *out);
 
 /**
  * Queues a message for one socket, named by the `conn` its callbacks received (e.g. a

@@ -1,5 +1,6 @@
 //! The C ABI from C: the committed `include/wspush.h` is what cbindgen generates now; the
-//! C example (`bindings/c/example.c`), the conventions check (`bindings/c/abi_check.c`) and
+//! C example (`bindings/c/example.c`), the conventions check (`bindings/c/abi_check.c`, with
+//! the positioned send: offsets and epochs with history on, WRONG_THREAD, TIMEOUT) and
 //! the admission check (`bindings/c/auth_check.c`: token settings, the authorizer callback,
 //! allowed origins, the per-address limit, with tokens minted here) compile with
 //! `cc -Wall -Wextra -Werror -std=c11 -pedantic` against that header and the static library,
@@ -313,6 +314,21 @@ fn run_example(wrapper: Option<&[String]>) -> String {
     stderr
 }
 
+/// The positioned-send checks of `bindings/c/abi_check.c`, each of which must have run and
+/// passed (so that none of them disappears unnoticed).
+const POSITIONED_CHECKS: &[&str] = &[
+    "ok - send_positioned, history off: OK with offset 0 and epoch_len 0",
+    "ok - send_positioned: NULL out",
+    "ok - send_positioned: *out untouched on error",
+    "ok - send_positioned, history on: offset 1 and an 8-character epoch",
+    "ok - send_positioned, history on: then offset 2 in the same epoch",
+    "ok - send_positioned in a callback: WRONG_THREAD, nothing written",
+    "ok - send_positioned: TIMEOUT while the id's worker is busy",
+    "ok - send_positioned: *out untouched on TIMEOUT",
+    "ok - send_positioned after a TIMEOUT: offset 2 (the timed-out message took 1)",
+    "ok - send_positioned: the client got the timed-out message, then the next (not the refused one)",
+];
+
 fn run_abi_check(wrapper: Option<&[String]>) -> String {
     let binary = compile("abi_check");
     let program = Program::start(&binary, wrapper);
@@ -320,6 +336,9 @@ fn run_abi_check(wrapper: Option<&[String]>) -> String {
     assert!(status.success(), "abi_check failed ({status}):\n{stdout}\nstderr:\n{stderr}");
     assert!(!stdout.contains("not ok"), "{stdout}");
     assert!(stdout.contains(", 0 failed\n"), "{stdout}");
+    for check in POSITIONED_CHECKS {
+        assert!(stdout.contains(&format!("{check}\n")), "abi_check did not print {check:?}:\n{stdout}");
+    }
     stderr
 }
 

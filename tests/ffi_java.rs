@@ -2,7 +2,9 @@
 //! with the C compiler), then runs its test program with `java -ea -Xcheck:jni`: the engine
 //! hosted in the JVM, real clients from the JDK's `java.net.http` WebSocket client, two
 //! sockets of one id each getting exactly one copy, client messages in the listener, a
-//! broadcast, stats, close, and `send` after close throwing. Any `-Xcheck:jni` warning fails.
+//! broadcast, stats, close, and `send` after close throwing; `sendPositioned` with history on
+//! (offsets 1, 2 in one epoch) and off (null), refused in a listener, timing out while a
+//! listener holds the worker. Any `-Xcheck:jni` warning fails.
 //!
 //! Without a JDK (no `javac`) the test says so loudly and passes, unless
 //! `WSPUSH_REQUIRE_JAVA=1` (set by `scripts/test-bindings.sh`) makes that a failure.
@@ -37,4 +39,14 @@ fn the_java_binding_passes_its_test_under_xcheck_jni() {
     assert!(stdout.contains(" passed, 0 failed\n"), "{stdout}");
     assert!(!stdout.contains("not ok"), "{stdout}");
     assert!(stdout.contains("test.sh: the Java binding passed"), "{stdout}");
+    for check in [
+        "ok - sendPositioned, history off: null\n",
+        "ok - sendPositioned, history on: offset 1\n",
+        "ok - sendPositioned(byte[]), history on: then offset 2\n",
+        "ok - sendPositioned: the same epoch for both\n",
+        "ok - sendPositioned in a listener: WRONG_THREAD\n",
+        "ok - sendPositioned after a timeout: offset 2 (the timed-out message took 1)\n",
+    ] {
+        assert!(stdout.contains(check), "the Java test did not print {check:?}:\n{stdout}");
+    }
 }

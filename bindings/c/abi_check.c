@@ -4,7 +4,9 @@
  * descriptors, bad JSON and unknown keys are error statuses with a message, never a crash;
  * outputs are written only on success; the fd passed to register changes hands exactly
  * when the header says; userdata is freed exactly once; stop and free refuse to run inside a
- * callback. Prints one "ok"/"not ok" line per check and exits 1 if any failed.
+ * callback; a positioned send reports offsets 1, 2 in one epoch with history on, none with it
+ * off, refuses to block in a callback and times out (the message still sent) while the id's
+ * worker is held. Prints one "ok"/"not ok" line per check and exits 1 if any failed.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -19,6 +21,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -313,6 +316,166 @@ static void check_callbacks_and_userdata(const wspush_engine *engine) {
     pthread_mutex_destroy(&probe.lock);
 }
 
+/* The history engine's on_open: tries a positioned send (refused: this is the worker that
+   would have to answer it), then holds the engine's one worker until the test releases it, so
+   that a positioned send from the main thread cannot get its answer meanwhile. */
+struct gate {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    int entered;
+    int released;
+    const wspush_engine *engine;
+    wspush_status positioned_in_callback;
+    int out_untouched_in_callback;
+    char positioned_error[256];
+};
+
+static void gate_open(void *userdata, uint64_t conn, const char *id, size_t id_len) {
+    struct gate *gate = userdata;
+    (void)conn;
+    (void)id;
+    (void)id_len;
+    wspush_position out;
+    memset(&out, 0x5a, sizeof out);
+    wspush_status status =
+        wspush_engine_send_positioned(gate->engine, "t", 1, "inside", 6, WSPUSH_OPCODE_TEXT, 60000, &out);
+    pthread_mutex_lock(&gate->lock);
+    gate->positioned_in_callback = status;
+    gate->out_untouched_in_callback = out.offset == 0x5a5a5a5a5a5a5a5aULL;
+    size_t len = 0;
+    wspush_last_error(gate->positioned_error, sizeof gate->positioned_error, &len);
+    gate->entered = 1;
+    pthread_cond_broadcast(&gate->changed);
+    while (!gate->released) {
+        pthread_cond_wait(&gate->changed, &gate->lock);
+    }
+    pthread_mutex_unlock(&gate->lock);
+}
+
+static int is_epoch(const wspush_position *position) {
+    if (position->epoch_len != 8 || strlen(position->epoch) != 8) {
+        return 0;
+    }
+    for (size_t i = 0; i < position->epoch_len; i++) {
+        char c = position->epoch[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Reads exactly `len` bytes from a blocking socket (60 s at most per read). */
+static int read_exactly(int fd, unsigned char *buf, size_t len) {
+    struct timeval limit = {60, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n <= 0) {
+            return 0;
+        }
+        got += (size_t)n;
+    }
+    return 1;
+}
+
+/* wspush_engine_send_positioned: no position with history off (`plain`), offsets 1, 2 in one
+   epoch with history on, its argument checks, WRONG_THREAD in a callback and TIMEOUT while the
+   id's worker is busy (the message still sent). */
+static void check_send_positioned(const wspush_engine *plain) {
+    wspush_position sentinel;
+    memset(&sentinel, 0x5a, sizeof sentinel);
+    wspush_position out = sentinel;
+    expect(wspush_engine_send_positioned(plain, "1", 1, "x", 1, WSPUSH_OPCODE_TEXT, 60000, &out) == WSPUSH_STATUS_OK &&
+               out.offset == 0 && out.epoch_len == 0 && out.epoch[0] == '\0',
+           "send_positioned, history off: OK with offset 0 and epoch_len 0");
+    out = sentinel;
+    expect_status(wspush_engine_send_positioned(plain, "1", 1, "x", 1, WSPUSH_OPCODE_TEXT, 60000, NULL),
+                  WSPUSH_STATUS_NULL_ARGUMENT, "`out` is NULL", "send_positioned: NULL out");
+    expect_status(wspush_engine_send_positioned(NULL, "1", 1, "x", 1, WSPUSH_OPCODE_TEXT, 60000, &out),
+                  WSPUSH_STATUS_NULL_ARGUMENT, "`engine` is NULL", "send_positioned: NULL engine");
+    expect_status(wspush_engine_send_positioned(plain, "a/b", 3, "x", 1, WSPUSH_OPCODE_TEXT, 60000, &out),
+                  WSPUSH_STATUS_INVALID_ID, "invalid id: the id contains `/`", "send_positioned: bad id");
+    expect_status(wspush_engine_send_positioned(plain, "1", 1, "x", 1, 9, 60000, &out), WSPUSH_STATUS_INVALID_ARGUMENT,
+                  "opcode 9", "send_positioned: bad opcode");
+    expect(memcmp(&out, &sentinel, sizeof out) == 0, "send_positioned: *out untouched on error");
+
+    wspush_engine *history = NULL;
+    const char *config = "{\"workers\": 1, \"ping_interval_ms\": 0, \"history_size\": 8}";
+    if (wspush_engine_start(config, strlen(config), &history) != WSPUSH_STATUS_OK) {
+        printf("# %s\n", last_error());
+        expect(0, "send_positioned: an engine with history_size 8 starts");
+        return;
+    }
+    wspush_position first = sentinel, second = sentinel;
+    expect(wspush_engine_send_positioned(history, "h", 1, "one", 3, WSPUSH_OPCODE_TEXT, 60000, &first) ==
+                   WSPUSH_STATUS_OK &&
+               first.offset == 1 && is_epoch(&first),
+           "send_positioned, history on: offset 1 and an 8-character epoch");
+    expect(wspush_engine_send_positioned(history, "h", 1, "\x02", 1, WSPUSH_OPCODE_BINARY, 60000, &second) ==
+                   WSPUSH_STATUS_OK &&
+               second.offset == 2 && second.epoch_len == 8 && strcmp(first.epoch, second.epoch) == 0,
+           "send_positioned, history on: then offset 2 in the same epoch");
+    printf("# positions %s:%llu and %s:%llu\n", first.epoch, (unsigned long long)first.offset, second.epoch,
+           (unsigned long long)second.offset);
+
+    struct gate gate;
+    memset(&gate, 0, sizeof gate);
+    pthread_mutex_init(&gate.lock, NULL);
+    pthread_cond_init(&gate.changed, NULL);
+    gate.engine = history;
+    wspush_callbacks callbacks = {.on_open = gate_open, .on_message = NULL, .on_close = NULL};
+    expect(wspush_engine_set_callbacks(history, &callbacks, &gate, NULL) == WSPUSH_STATUS_OK,
+           "send_positioned: callbacks set on the history engine");
+    int client, server;
+    tcp_pair(&client, &server);
+    expect(wspush_engine_register(history, "t", 1, server, WSPUSH_REGISTER_UPGRADED) == WSPUSH_STATUS_OK,
+           "send_positioned: a socket registered for t");
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 60;
+    pthread_mutex_lock(&gate.lock);
+    while (!gate.entered && pthread_cond_timedwait(&gate.changed, &gate.lock, &deadline) != ETIMEDOUT) {
+    }
+    int entered = gate.entered;
+    pthread_mutex_unlock(&gate.lock);
+    expect(entered, "send_positioned: on_open holds the one worker");
+    if (!entered) {
+        printf("# %s\n", last_error());
+    }
+    if (gate.positioned_in_callback != WSPUSH_STATUS_WRONG_THREAD) {
+        printf("# got %s (%s)\n", wspush_status_str(gate.positioned_in_callback), gate.positioned_error);
+    }
+    expect(gate.positioned_in_callback == WSPUSH_STATUS_WRONG_THREAD &&
+               strncmp(gate.positioned_error, "wspush_engine_send_positioned was called from a callback", 56) == 0 &&
+               gate.out_untouched_in_callback,
+           "send_positioned in a callback: WRONG_THREAD, nothing written");
+    /* The worker cannot answer until released: the timeout is certain, not a race. */
+    out = sentinel;
+    expect_status(wspush_engine_send_positioned(history, "t", 1, "late", 4, WSPUSH_OPCODE_TEXT, 100, &out),
+                  WSPUSH_STATUS_TIMEOUT, "the message was sent but its position was not known within 100 ms",
+                  "send_positioned: TIMEOUT while the id's worker is busy");
+    expect(memcmp(&out, &sentinel, sizeof out) == 0, "send_positioned: *out untouched on TIMEOUT");
+    pthread_mutex_lock(&gate.lock);
+    gate.released = 1;
+    pthread_cond_broadcast(&gate.changed);
+    pthread_mutex_unlock(&gate.lock);
+    expect(wspush_engine_send_positioned(history, "t", 1, "next", 4, WSPUSH_OPCODE_TEXT, 60000, &out) ==
+                   WSPUSH_STATUS_OK &&
+               out.offset == 2 && is_epoch(&out),
+           "send_positioned after a TIMEOUT: offset 2 (the timed-out message took 1)");
+    unsigned char frames[12];
+    const unsigned char want[12] = {0x81, 4, 'l', 'a', 't', 'e', 0x81, 4, 'n', 'e', 'x', 't'};
+    expect(read_exactly(client, frames, sizeof frames) && memcmp(frames, want, sizeof want) == 0,
+           "send_positioned: the client got the timed-out message, then the next (not the refused one)");
+
+    wspush_engine_free(history); /* stops it: the worker has returned from gate_open */
+    close(client);
+    pthread_cond_destroy(&gate.changed);
+    pthread_mutex_destroy(&gate.lock);
+}
+
 static void check_stop_and_free(wspush_engine *engine) {
     wspush_stats sentinel;
     memset(&sentinel, 0xab, sizeof sentinel);
@@ -371,6 +534,7 @@ int main(void) {
     expect(wspush_engine_local_port(engine, &port) == WSPUSH_STATUS_OK && port != 0, "local_port: OK");
     wspush_engine *no_listener = NULL;
     check_sends(engine);
+    check_send_positioned(engine);
     check_register_keeps_the_fd_on_bad_arguments(engine);
     check_callbacks_and_userdata(engine);
 

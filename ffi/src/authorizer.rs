@@ -77,7 +77,8 @@ pub struct wspush_authorize_request {
 /// with each other. May call `wspush_engine_send`, `_send_to`, `_broadcast`,
 /// `_close_connection`, `_stats`, `_set_callbacks` and `_set_authorizer`, but not
 /// `wspush_engine_stop` or `wspush_engine_free` (they fail with
-/// `WSPUSH_STATUS_IN_CALLBACK`). Must not unwind (catch C++ exceptions, and return `false`
+/// `WSPUSH_STATUS_IN_CALLBACK`) nor `wspush_engine_send_positioned` (it blocks: it fails with
+/// `WSPUSH_STATUS_WRONG_THREAD`). Must not unwind (catch C++ exceptions, and return `false`
 /// for a failure).
 pub type wspush_authorize_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, request: *const wspush_authorize_request) -> bool>;

@@ -19,8 +19,10 @@ use crate::{WSPUSH_OPCODE_BINARY, WSPUSH_OPCODE_TEXT};
 /// Thread: called on one of the engine's worker threads (the one owning the socket), never
 /// on the thread that calls wspush functions. Workers serve many sockets: return quickly
 /// and never block. May call `wspush_engine_send`, `_send_to`, `_broadcast`,
-/// `_close_connection`, `_stats` and `_set_callbacks`, but not `wspush_engine_stop` or
-/// `wspush_engine_free`. Must not unwind (catch C++ exceptions).
+/// `_close_connection`, `_stats` and `_set_callbacks`, but not `wspush_engine_stop`,
+/// `wspush_engine_free` or `wspush_engine_send_positioned` (they would wait for the worker
+/// itself; they fail with `WSPUSH_STATUS_IN_CALLBACK` or `WSPUSH_STATUS_WRONG_THREAD`). Must
+/// not unwind (catch C++ exceptions).
 /// Ownership: `id` is borrowed for the duration of the call only: copy what you keep.
 pub type wspush_on_open =
     Option<unsafe extern "C" fn(userdata: *mut c_void, conn: u64, id: *const c_char, id_len: size_t)>;
@@ -63,7 +65,8 @@ pub type wspush_on_close = Option<
 /// Thread: the thread that replaced the callbacks (or the authorizer) or freed the engine,
 /// or, if a call was running at that moment, the thread that ran it (a worker, or the
 /// acceptor for the authorizer), right after it returned. It must not call
-/// `wspush_engine_stop` or `wspush_engine_free`.
+/// `wspush_engine_stop`, `wspush_engine_free` or `wspush_engine_send_positioned` (it counts
+/// as a callback: they fail).
 pub type wspush_userdata_free = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 
 /// The host's callbacks, all optional (NULL: that event is ignored). Copied by
@@ -89,7 +92,9 @@ thread_local! {
     static IN_CALLBACK: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Whether the current thread is running one of the host's callbacks.
+/// Whether the current thread is running one of the host's callbacks (an event callback,
+/// the authorizer or a `userdata_free`): the only host code that runs on the engine's own
+/// threads, so also the test for "waiting here would block a worker".
 pub(crate) fn in_callback() -> bool {
     IN_CALLBACK.try_with(Cell::get).unwrap_or(0) > 0
 }
@@ -129,6 +134,8 @@ unsafe impl Sync for Userdata {}
 impl Drop for Userdata {
     fn drop(&mut self) {
         if let Some(free) = self.free {
+            // It may run on a worker (after the last call to its callbacks there).
+            let _scope = CallbackScope::enter();
             // SAFETY: the host gave this destructor for this pointer, to be called once; this
             // Userdata is dropped exactly once.
             unsafe { free(self.pointer) }

@@ -1,9 +1,10 @@
 //! The engine handle and the functions on it.
 
 use std::ffi::c_void;
+use std::sync::mpsc;
 use std::time::Duration;
 
-use engine::{ConnectionId, Engine, Handshake, Message};
+use engine::{ConnectionId, Engine, Handshake, Message, Position};
 use libc::{c_char, c_int, size_t};
 
 use crate::authorizer::{wspush_authorize_callback, Authorizer};
@@ -277,6 +278,104 @@ pub extern "C" fn wspush_engine_send(
     })
 }
 
+/// Where a message is in its id's history, as `wspush_engine_send_positioned` writes it:
+/// `EPOCH:OFFSET` in the server's text form. The epoch names the history (it changes when
+/// the id's history was lost: expired, or the node restarted); offsets are 1, 2, 3, ...
+/// within an epoch. `offset` 0 and `epoch_len` 0 (and `epoch` all NULs): the message has no
+/// position (history is off, `"history_size"` 0).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct wspush_position {
+    /// The message's offset in its id's history (1 for the first of an epoch); 0: none.
+    pub offset: u64,
+    /// Bytes in `epoch` before its NUL (1 to `WSPUSH_MAX_EPOCH_LEN`; 8 for the engine's own
+    /// epochs); 0: none.
+    pub epoch_len: size_t,
+    /// The epoch, ASCII letters and digits, NUL-terminated; the bytes after the NUL are NUL.
+    pub epoch: [c_char; 17],
+}
+
+impl From<Option<Position>> for wspush_position {
+    fn from(position: Option<Position>) -> Self {
+        let mut out = wspush_position { offset: 0, epoch_len: 0, epoch: [0; 17] };
+        if let Some(position) = position {
+            let epoch = position.epoch.as_str().as_bytes();
+            // Epochs are at most WSPUSH_MAX_EPOCH_LEN (16) bytes: the NUL always fits.
+            let len = epoch.len().min(crate::WSPUSH_MAX_EPOCH_LEN);
+            for (slot, byte) in out.epoch.iter_mut().zip(&epoch[..len]) {
+                *slot = *byte as c_char;
+            }
+            out.offset = position.offset;
+            out.epoch_len = len;
+        }
+        out
+    }
+}
+
+/// As `wspush_engine_send`, then waits until the engine has placed the message in the id's
+/// history and writes that place to `*out`: the message's offset and its history's epoch.
+/// When the message has no position `*out` is `offset` 0, `epoch_len` 0, after the same wait:
+/// with history off (`"history_size"` 0), and in cluster mode while Redis is unreachable (the
+/// message is queued and gets its offset when Redis is back).
+///
+/// Blocks the calling thread for at most `timeout_ms` milliseconds (usually far less: one
+/// turn of the id's worker).
+///
+/// Borrows `engine`, `id`, `data` (the engine copies the message) and `out` for the duration
+/// of the call; `*out` is written only on OK. Errors, with nothing sent:
+/// `WSPUSH_STATUS_NULL_ARGUMENT` (`out` included), `WSPUSH_STATUS_INVALID_UTF8`,
+/// `WSPUSH_STATUS_INVALID_ID`, `WSPUSH_STATUS_INVALID_ARGUMENT` (as in `wspush_engine_send`),
+/// `WSPUSH_STATUS_QUEUE_FULL`, `WSPUSH_STATUS_SHUT_DOWN`, and `WSPUSH_STATUS_WRONG_THREAD`
+/// when called from a callback, the authorizer or a `userdata_free` (the worker that must
+/// answer may be the one waiting). After the message was queued:
+/// `WSPUSH_STATUS_TIMEOUT`: no answer within `timeout_ms`; the message is still sent (and
+/// gets its offset), its position is not reported; `WSPUSH_STATUS_SHUT_DOWN`: the engine
+/// stopped before the message was taken. Any thread but the engine's own (its callbacks).
+#[no_mangle]
+pub extern "C" fn wspush_engine_send_positioned(
+    engine: *const wspush_engine,
+    id: *const c_char,
+    id_len: size_t,
+    data: *const c_void,
+    len: size_t,
+    opcode: u32,
+    timeout_ms: u32,
+    out: *mut wspush_position,
+) -> wspush_status {
+    boundary("wspush_engine_send_positioned", || {
+        let engine = ptr::borrow(engine, "engine")?;
+        let id = ptr::utf8(id, id_len, "id")?;
+        let message = message(data, len, opcode)?;
+        let out = ptr::out(out, "out")?;
+        if callbacks::in_callback() {
+            return Err(Failure::new(
+                wspush_status::WrongThread,
+                "wspush_engine_send_positioned was called from a callback: it waits for a worker, which \
+                 may be this thread; nothing was sent",
+            ));
+        }
+        let (answer, answered) = mpsc::sync_channel(1);
+        engine.send_with_receipt(id, message, move |receipt| {
+            // The caller may have stopped waiting (a timeout): then nobody reads it.
+            let _ = answer.send(receipt.position());
+        })?;
+        match answered.recv_timeout(Duration::from_millis(u64::from(timeout_ms))) {
+            Ok(position) => {
+                ptr::write(out, wspush_position::from(position));
+                Ok(())
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(Failure::new(
+                wspush_status::Timeout,
+                format!("the message was sent but its position was not known within {timeout_ms} ms"),
+            )),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Failure::new(
+                wspush_status::ShutDown,
+                "the engine stopped before the message's position was known",
+            )),
+        }
+    })
+}
+
 /// Queues a message for one socket, named by the `conn` its callbacks received (e.g. a
 /// reply in `on_message`). A `conn` whose socket has closed is ignored (OK).
 ///
@@ -429,4 +528,85 @@ pub extern "C" fn wspush_engine_free(engine: *mut wspush_engine) {
         Ok(())
     });
     debug_assert_eq!(status, wspush_status::Ok);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::callbacks::CallbackScope;
+    use crate::last_error;
+
+    fn start(config: &str) -> *mut wspush_engine {
+        let mut engine = std::ptr::null_mut();
+        assert_eq!(wspush_engine_start(config.as_ptr().cast(), config.len(), &mut engine), wspush_status::Ok);
+        engine
+    }
+
+    fn send_positioned(engine: *const wspush_engine, id: &str, out: *mut wspush_position) -> wspush_status {
+        wspush_engine_send_positioned(
+            engine,
+            id.as_ptr().cast(),
+            id.len(),
+            b"x".as_ptr().cast(),
+            1,
+            1,
+            60_000,
+            out,
+        )
+    }
+
+    fn epoch(position: &wspush_position) -> String {
+        position.epoch[..position.epoch_len].iter().map(|&c| c as u8 as char).collect()
+    }
+
+    #[test]
+    fn positions_with_history_on_are_1_then_2_in_one_epoch() {
+        let engine = start(r#"{"workers": 1, "history_size": 4}"#);
+        let mut first = wspush_position::from(None);
+        let mut second = wspush_position::from(None);
+        assert_eq!(send_positioned(engine, "a", &mut first), wspush_status::Ok);
+        assert_eq!(send_positioned(engine, "a", &mut second), wspush_status::Ok);
+        assert_eq!((first.offset, second.offset), (1, 2));
+        assert_eq!(first.epoch_len, 8);
+        assert_eq!(epoch(&first), epoch(&second));
+        assert!(epoch(&first).bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()));
+        assert!(first.epoch[8..].iter().all(|&c| c == 0), "NUL-terminated, NUL-padded");
+        let mut other = wspush_position::from(None);
+        assert_eq!(send_positioned(engine, "b", &mut other), wspush_status::Ok);
+        assert_eq!(other.offset, 1);
+        wspush_engine_free(engine);
+    }
+
+    #[test]
+    fn history_off_is_ok_with_no_position() {
+        let engine = start(r#"{"workers": 1}"#);
+        let mut out = wspush_position { offset: 7, epoch_len: 7, epoch: [7; 17] };
+        assert_eq!(send_positioned(engine, "a", &mut out), wspush_status::Ok);
+        assert_eq!(out, wspush_position { offset: 0, epoch_len: 0, epoch: [0; 17] });
+        wspush_engine_free(engine);
+    }
+
+    #[test]
+    fn bad_arguments_and_the_wrong_thread_send_nothing() {
+        let engine = start(r#"{"workers": 1, "history_size": 4}"#);
+        assert_eq!(send_positioned(engine, "a", std::ptr::null_mut()), wspush_status::NullArgument);
+        assert_eq!(last_error::read(), "`out` is NULL");
+        let mut out = wspush_position { offset: 7, epoch_len: 7, epoch: [7; 17] };
+        let untouched = out;
+        assert_eq!(send_positioned(std::ptr::null(), "a", &mut out), wspush_status::NullArgument);
+        assert_eq!(send_positioned(engine, "a/b", &mut out), wspush_status::InvalidId);
+        {
+            let _scope = CallbackScope::enter();
+            assert_eq!(send_positioned(engine, "a", &mut out), wspush_status::WrongThread);
+        }
+        assert!(last_error::read().starts_with("wspush_engine_send_positioned was called from a callback"));
+        assert_eq!(out, untouched);
+        // Nothing of those reached the history: the next send to "a" is its first.
+        assert_eq!(send_positioned(engine, "a", &mut out), wspush_status::Ok);
+        assert_eq!(out.offset, 1);
+        assert_eq!(wspush_engine_stop(engine, 1000), wspush_status::Ok);
+        assert_eq!(send_positioned(engine, "a", &mut out), wspush_status::ShutDown);
+        assert_eq!(out.offset, 1);
+        wspush_engine_free(engine);
+    }
 }

@@ -3,7 +3,8 @@
 //! A C program (or a JVM through the JNI glue in `bindings/java/`) hosts the engine
 //! in-process: [`wspush_engine_start`] with a JSON configuration, hand it connected sockets
 //! ([`wspush_engine_register`]) or let it listen, push messages to ids
-//! ([`wspush_engine_send`], [`wspush_engine_broadcast`]), hear about sockets through
+//! ([`wspush_engine_send`], [`wspush_engine_broadcast`]; [`wspush_engine_send_positioned`]
+//! waits for the message's place in the id's history), hear about sockets through
 //! callbacks ([`wspush_engine_set_callbacks`]), decide who may connect
 //! ([`wspush_engine_set_authorizer`], or token checks in the configuration), read counters
 //! ([`wspush_engine_stats`]),
@@ -82,6 +83,10 @@ pub const WSPUSH_REGISTER_PERFORM_HANDSHAKE: u32 = 1;
 /// Longest id in bytes (ids are 1 to 128 bytes of UTF-8 without `/`).
 pub const WSPUSH_MAX_ID_LEN: usize = 128;
 
+/// Longest epoch in bytes (ASCII letters and digits; the engine makes 8-character ones).
+/// `wspush_position::epoch` holds one and its NUL.
+pub const WSPUSH_MAX_EPOCH_LEN: usize = 16;
+
 static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 
 /// The version of libwspush, e.g. "0.1.0".
@@ -115,5 +120,12 @@ mod tests {
     #[test]
     fn the_id_limit_is_the_engines() {
         assert_eq!(WSPUSH_MAX_ID_LEN, engine::MAX_ID_LEN);
+    }
+
+    #[test]
+    fn the_epoch_limit_is_the_engines_and_fits_the_position() {
+        assert_eq!(WSPUSH_MAX_EPOCH_LEN, engine::history::MAX_EPOCH_LEN);
+        let position = wspush_position { offset: 0, epoch_len: 0, epoch: [0; 17] };
+        assert_eq!(position.epoch.len(), WSPUSH_MAX_EPOCH_LEN + 1);
     }
 }

@@ -46,6 +46,13 @@ pub enum wspush_status {
     Panic = 11,
     /// An engine error this version of libwspush does not classify; see the last error.
     Internal = 12,
+    /// A blocking call did not get its answer in time; what it started still happens
+    /// (`wspush_engine_send_positioned`: the message was sent, its position is not known).
+    Timeout = 13,
+    /// Called on a thread where waiting would deadlock: inside a callback, the authorizer or
+    /// a `userdata_free` (they run on the engine's own threads, which must answer the call).
+    /// Nothing was done.
+    WrongThread = 14,
 }
 
 /// Generates [`wspush_status::ALL`] and [`wspush_status::name`] from one list of
@@ -80,6 +87,8 @@ status_table! {
     NoListener => c"WSPUSH_STATUS_NO_LISTENER",
     Panic => c"WSPUSH_STATUS_PANIC",
     Internal => c"WSPUSH_STATUS_INTERNAL",
+    Timeout => c"WSPUSH_STATUS_TIMEOUT",
+    WrongThread => c"WSPUSH_STATUS_WRONG_THREAD",
 }
 
 /// The name of a status code, e.g. "WSPUSH_STATUS_INVALID_ID"; "WSPUSH_STATUS_UNKNOWN" for
@@ -108,7 +117,7 @@ mod tests {
             assert_eq!(name, status.name());
             assert!(name.to_str().unwrap().starts_with("WSPUSH_STATUS_"));
         }
-        for unknown in [13, 99, u32::MAX] {
+        for unknown in [15, 99, u32::MAX] {
             // SAFETY: as above.
             let name = unsafe { CStr::from_ptr(wspush_status_str(unknown)) };
             assert_eq!(name, c"WSPUSH_STATUS_UNKNOWN");

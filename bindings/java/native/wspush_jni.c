@@ -406,6 +406,53 @@ static jint JNICALL n_send(JNIEnv *env, jclass cls, jlong handle, jbyteArray id,
     return finish(env, status, error);
 }
 
+/* A malloc'd copy of a byte[] (at least one byte, so never NULL for an empty array); NULL
+ * with an exception pending or when out of memory. */
+static char *copy_bytes(JNIEnv *env, jbyteArray array, jsize *len) {
+    *len = (*env)->GetArrayLength(env, array);
+    char *copy = malloc((size_t)*len + 1);
+    if (copy != NULL) {
+        (*env)->GetByteArrayRegion(env, array, 0, *len, (jbyte *)copy);
+    }
+    return copy;
+}
+
+/* Blocks until the receipt or the timeout, so the arrays are copied, not pinned, for the call
+ * (a critical region must not block). On OK: offset[0], and epoch[0] the epoch's ASCII bytes
+ * (left null when the message has no position). */
+static jint JNICALL n_send_positioned(JNIEnv *env, jclass cls, jlong handle, jbyteArray id, jbyteArray data,
+                                      jint opcode, jint timeout_ms, jlongArray offset, jobjectArray epoch,
+                                      jobjectArray error) {
+    (void)cls;
+    jsize id_len = 0;
+    jsize len = 0;
+    char *id_bytes = copy_bytes(env, id, &id_len);
+    char *bytes = id_bytes == NULL ? NULL : copy_bytes(env, data, &len);
+    if (bytes == NULL) {
+        free(id_bytes);
+        return finish(env, WSPUSH_STATUS_INTERNAL, error); /* out of memory */
+    }
+    wspush_position position;
+    wspush_status status = wspush_engine_send_positioned(engine_of(handle), id_bytes, (size_t)id_len, bytes,
+                                                         (size_t)len, (uint32_t)opcode, (uint32_t)timeout_ms,
+                                                         &position);
+    free(bytes);
+    free(id_bytes);
+    if (status == WSPUSH_STATUS_OK) {
+        jlong value = (jlong)position.offset;
+        (*env)->SetLongArrayRegion(env, offset, 0, 1, &value);
+        if (position.epoch_len > 0) {
+            jbyteArray text = new_bytes(env, position.epoch, position.epoch_len);
+            if (text == NULL) {
+                return -1; /* OutOfMemoryError pending */
+            }
+            (*env)->SetObjectArrayElement(env, epoch, 0, text);
+            (*env)->DeleteLocalRef(env, text);
+        }
+    }
+    return finish(env, status, error);
+}
+
 static jint JNICALL n_send_to(JNIEnv *env, jclass cls, jlong handle, jlong conn, jbyteArray data, jint opcode,
                               jobjectArray error) {
     (void)cls;
@@ -502,6 +549,7 @@ static const JNINativeMethod natives[] = {
     NATIVE("nSetAuthorizer", "(JLio/wspush/WsPush$AuthorizerDispatcher;[[B)I", n_set_authorizer),
     NATIVE("nRegister", "(JI[BI[[B)I", n_register),
     NATIVE("nSend", "(J[B[BI[[B)I", n_send),
+    NATIVE("nSendPositioned", "(J[B[BII[J[[B[[B)I", n_send_positioned),
     NATIVE("nSendTo", "(JJ[BI[[B)I", n_send_to),
     NATIVE("nBroadcast", "(J[BI[[B)I", n_broadcast),
     NATIVE("nDisconnect", "(JJI[[B)I", n_disconnect),

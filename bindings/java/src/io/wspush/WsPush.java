@@ -24,7 +24,8 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * }</pre>
  *
  * <p>Thread-safe: call any method from any thread. Sends never block: a message is framed
- * once and queued to the engine's worker threads, which own the sockets. {@link #close()}
+ * once and queued to the engine's worker threads, which own the sockets ({@code sendPositioned}
+ * alone waits, for the message's place in the id's history). {@link #close()}
  * stops the engine (closing every socket with 1001) and frees it; it is idempotent, and every
  * call afterwards throws a {@link WsPushException} with status {@code SHUT_DOWN}. There is
  * no finalizer: close it (try-with-resources, or your framework's shutdown hook).
@@ -318,6 +319,83 @@ public final class WsPush implements AutoCloseable {
         check(status, error);
     }
 
+    /**
+     * A message's place in its id's history: {@code epoch} names the history (it changes when
+     * the history was lost: expired, or the engine restarted), {@code offset} counts the id's
+     * messages within it (1, 2, 3, ...). Clients resume from {@code epoch + ":" + offset}.
+     *
+     * @param offset the message's offset, 1 or more
+     * @param epoch the epoch: 1 to 16 ASCII letters and digits (8 for the engine's own)
+     */
+    public record Position(long offset, String epoch) {
+        /** @throws NullPointerException if {@code epoch} is null */
+        public Position {
+            Objects.requireNonNull(epoch, "epoch");
+        }
+
+        /** @return {@code EPOCH:OFFSET}, the position's text form (as in {@code ?since=}) */
+        @Override
+        public String toString() {
+            return epoch + ":" + offset;
+        }
+    }
+
+    /**
+     * Sends a text message to every socket of {@code id}, as {@link #send(String, String)}, then
+     * waits until the engine placed it in the id's history.
+     *
+     * <p>Blocks the calling thread for at most {@code timeout} (usually one turn of the id's
+     * worker thread). Never call it from a {@link WsPushListener} or {@link WsPushAuthorizer}
+     * method: those run on the engine's threads, which would have to answer it
+     * ({@code WRONG_THREAD}, nothing is sent).
+     *
+     * @param timeout how long to wait for the position (negative: none; at most 2^32-1 ms)
+     * @return the message's position, or {@code null} when it has none: history is off
+     *     ({@code history_size} 0), or in cluster mode Redis is unreachable (the message is
+     *     queued)
+     * @throws WsPushTimeoutException no position within {@code timeout}: the message was
+     *     still sent
+     * @throws WsPushException {@code INVALID_ID}, {@code INVALID_ARGUMENT} (larger than
+     *     {@code max_outbound_message_size}), {@code QUEUE_FULL}, {@code SHUT_DOWN},
+     *     {@code WRONG_THREAD}; nothing was sent (except {@code SHUT_DOWN} after the message was
+     *     queued: the engine stopped before taking it)
+     */
+    public Position sendPositioned(String id, String text, Duration timeout) {
+        return sendPositioned(utf8(id, "id"), utf8(text, "text"), TEXT, timeout);
+    }
+
+    /**
+     * Sends a binary message to every socket of {@code id} and waits for its position, as
+     * {@link #sendPositioned(String, String, Duration)}.
+     */
+    public Position sendPositioned(String id, byte[] data, Duration timeout) {
+        return sendPositioned(utf8(id, "id"), Objects.requireNonNull(data, "data"), BINARY, timeout);
+    }
+
+    private Position sendPositioned(byte[] id, byte[] data, int opcode, Duration timeout) {
+        int millis = (int) milliseconds(Objects.requireNonNull(timeout, "timeout"));
+        long[] offset = new long[1];
+        byte[][] epoch = new byte[1][];
+        byte[][] error = new byte[1][];
+        int status;
+        lock.readLock().lock();
+        try {
+            status = nSendPositioned(liveHandle(), id, data, opcode, millis, offset, epoch, error);
+        } finally {
+            lock.readLock().unlock();
+        }
+        check(status, error);
+        return epoch[0] == null ? null : new Position(offset[0], new String(epoch[0], StandardCharsets.US_ASCII));
+    }
+
+    /** {@code timeout} in milliseconds, from 0 to 2^32-1 (a C {@code uint32_t}). */
+    private static long milliseconds(Duration timeout) {
+        if (timeout.isNegative()) {
+            return 0;
+        }
+        return timeout.compareTo(Duration.ofMillis(0xFFFF_FFFFL)) > 0 ? 0xFFFF_FFFFL : timeout.toMillis();
+    }
+
     /** Queues a text message for one socket (e.g. a reply to {@code conn} from the listener). */
     public void sendTo(long conn, String text) {
         sendTo(conn, utf8(text, "text"), TEXT);
@@ -419,7 +497,7 @@ public final class WsPush implements AutoCloseable {
             return;
         }
         long h = handle;
-        long millis = Math.max(0, Math.min(timeout.toMillis(), 0xFFFF_FFFFL));
+        long millis = milliseconds(timeout);
         byte[][] error = new byte[1][];
         // Stop without the write lock: listener methods running now may still call send.
         int status = nStop(h, (int) millis, error);
@@ -462,6 +540,9 @@ public final class WsPush implements AutoCloseable {
     private static void check(int status, byte[][] error) {
         if (status != 0) {
             String detail = error[0] == null ? "" : new String(error[0], StandardCharsets.UTF_8);
+            if (status == WsPushException.TIMEOUT) {
+                throw new WsPushTimeoutException(nStatusName(status), detail);
+            }
             throw new WsPushException(status, nStatusName(status), detail);
         }
     }
@@ -574,6 +655,9 @@ public final class WsPush implements AutoCloseable {
     private static native int nRegister(long handle, int fd, byte[] id, int flags, byte[][] error);
 
     private static native int nSend(long handle, byte[] id, byte[] data, int opcode, byte[][] error);
+
+    private static native int nSendPositioned(long handle, byte[] id, byte[] data, int opcode, int timeoutMs,
+            long[] offset, byte[][] epoch, byte[][] error);
 
     private static native int nSendTo(long handle, long conn, byte[] data, int opcode, byte[][] error);
 

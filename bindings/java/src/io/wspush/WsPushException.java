@@ -30,6 +30,16 @@ public class WsPushException extends RuntimeException {
     public static final int IN_CALLBACK = 9;
     /** {@code WSPUSH_STATUS_NO_LISTENER}: {@code ws_listen} is not configured. */
     public static final int NO_LISTENER = 10;
+    /**
+     * {@code WSPUSH_STATUS_TIMEOUT}: {@code sendPositioned} got no position in time; the message
+     * was still sent. Thrown as a {@link WsPushTimeoutException}.
+     */
+    public static final int TIMEOUT = 13;
+    /**
+     * {@code WSPUSH_STATUS_WRONG_THREAD}: {@code sendPositioned} was called from a listener or an
+     * authorizer (an engine thread, which must not wait for the engine); nothing was sent.
+     */
+    public static final int WRONG_THREAD = 14;
 
     private final int status;
     private final String statusName;

@@ -6,6 +6,7 @@ import io.wspush.WsPushAuthorizer;
 import io.wspush.WsPushException;
 import io.wspush.WsPushListener;
 import io.wspush.WsPushStats;
+import io.wspush.WsPushTimeoutException;
 import java.io.ByteArrayOutputStream;
 import java.lang.ref.WeakReference;
 import java.net.InetSocketAddress;
@@ -19,6 +20,7 @@ import java.nio.channels.Selector;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Base64;
@@ -63,6 +65,7 @@ public final class WsPushTest {
             authorizer();
             authorizerReferences();
             closeRacesWithSenders();
+            positioned();
             readmeSnippet();
         }
         System.out.println(passed + " passed, 0 failed");
@@ -608,6 +611,75 @@ public final class WsPushTest {
             service.orderShipped(456, 789);
             browser.expectMessages(List.of("order 789 shipped"));
         }
+    }
+
+    /**
+     * sendPositioned: offsets 1, 2 in one epoch with history on; null with it off; refused in a
+     * listener (WRONG_THREAD); a timeout while the listener holds the one worker, the message
+     * still sent.
+     */
+    static void positioned() throws Exception {
+        Duration wait = Duration.ofSeconds(TIMEOUT_SECONDS);
+        try (WsPush off = WsPush.start("{\"workers\": 1}")) {
+            checkEquals(null, off.sendPositioned("h", "x", wait), "sendPositioned, history off: null");
+            checkEquals(null, off.sendPositioned("h", new byte[] {1}, wait), "sendPositioned(byte[]), history off: null");
+        }
+        WsPush push = WsPush.start("{\"ws_listen\": \"127.0.0.1:0\", \"workers\": 1, \"ping_interval_ms\": 0, "
+                + "\"history_size\": 8}");
+        WsPush.Position first = push.sendPositioned("h", "one", wait);
+        WsPush.Position second = push.sendPositioned("h", new byte[] {2}, wait);
+        checkEquals(1L, first.offset(), "sendPositioned, history on: offset 1");
+        checkEquals(2L, second.offset(), "sendPositioned(byte[]), history on: then offset 2");
+        check(first.epoch().matches("[0-9a-z]{8}"), "sendPositioned: an 8-character epoch " + first.epoch());
+        checkEquals(first.epoch(), second.epoch(), "sendPositioned: the same epoch for both");
+        checkEquals(first.epoch() + ":1", first.toString(), "Position.toString() is EPOCH:OFFSET");
+        checkEquals(1L, push.sendPositioned("other", "x", wait).offset(), "sendPositioned: another id starts at 1");
+        checkThrows(WsPushException.INVALID_ID, "the id contains `/`", () -> push.sendPositioned("a/b", "x", wait),
+                "sendPositioned: a bad id");
+
+        // The listener refuses to wait on its own worker, then holds that (only) worker.
+        CountDownLatch entered = new CountDownLatch(1);
+        CountDownLatch release = new CountDownLatch(1);
+        String[] inListener = {"nothing thrown"};
+        push.setListener(new WsPushListener() {
+            @Override
+            public void onOpen(long conn, String id) {
+                try {
+                    push.sendPositioned(id, "inside", wait);
+                } catch (WsPushException e) {
+                    inListener[0] = e.statusName() + " " + e.status();
+                }
+                entered.countDown();
+                try {
+                    release.await();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        });
+        Client client = new Client("positioned client");
+        CompletableFuture<WebSocket> connecting = HttpClient.newHttpClient().newWebSocketBuilder()
+                .buildAsync(URI.create("ws://127.0.0.1:" + push.localPort() + "/websocket/t"), client);
+        check(entered.await(TIMEOUT_SECONDS, TimeUnit.SECONDS), "sendPositioned: onOpen holds the one worker");
+        checkEquals("WSPUSH_STATUS_WRONG_THREAD " + WsPushException.WRONG_THREAD, inListener[0],
+                "sendPositioned in a listener: WRONG_THREAD");
+        try {
+            push.sendPositioned("t", "late", Duration.ofMillis(100));
+            check(false, "sendPositioned while the worker is held: nothing was thrown");
+        } catch (WsPushTimeoutException e) {
+            checkEquals(WsPushException.TIMEOUT, e.status(), "sendPositioned while the worker is held: "
+                    + "WsPushTimeoutException (" + e.getMessage() + ")");
+            check(e.getMessage().equals("WSPUSH_STATUS_TIMEOUT: the message was sent but its position was not "
+                    + "known within 100 ms"), "WsPushTimeoutException: its message");
+        }
+        release.countDown();
+        checkEquals(2L, push.sendPositioned("t", "next", wait).offset(),
+                "sendPositioned after a timeout: offset 2 (the timed-out message took 1)");
+        client.socket = connecting.get(TIMEOUT_SECONDS, TimeUnit.SECONDS);
+        client.expectMessages(List.of("late", "next"));
+        push.close();
+        checkThrows(WsPushException.SHUT_DOWN, "closed", () -> push.sendPositioned("h", "late", wait),
+                "sendPositioned after close");
     }
 
     /** close() while other threads send: they stop with SHUT_DOWN, nothing crashes. */
