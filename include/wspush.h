@@ -643,6 +643,16 @@ typedef struct wspush_stats {
    * History reads answered with a failure (Redis unreachable, a failed pipeline, a bad reply).
    */
   uint64_t cluster_history_read_failed;
+  /**
+   * Positioned messages from Redis dropped because the id's sockets here already had them
+   * (cluster history).
+   */
+  uint64_t history_duplicates;
+  /**
+   * Reads of an id's history a worker made to fill a gap or catch up after the
+   * subscription was lost (cluster history).
+   */
+  uint64_t history_gap_fills;
 } wspush_stats;
 
 #ifdef __cplusplus

@@ -1099,7 +1099,8 @@ impl RedisServer {
         let dir = std::env::temp_dir().join(format!("wspush-redis-aof-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("cannot create the AOF directory");
-        let mut redis = RedisServer { child: None, port, transcript: Transcript::default(), aof_dir: Some(dir) };
+        let mut redis =
+            RedisServer { child: None, port, transcript: Transcript::default(), aof_dir: Some(dir) };
         redis.spawn().unwrap_or_else(|e| panic!("cannot start a persistent redis-server: {e}"));
         redis
     }

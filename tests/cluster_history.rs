@@ -56,7 +56,9 @@ fn send_retrying(engine: &Engine, id: &str, text: &str) {
     loop {
         match engine.send(id, Message::Text(text)) {
             Ok(()) => return,
-            Err(Error::QueueFull) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            Err(Error::QueueFull) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
             Err(e) => panic!("send failed: {e}"),
         }
     }
@@ -230,7 +232,11 @@ async fn resuming_during_a_continuous_stream_from_two_nodes_is_exact_at_every_se
             continue;
         }
         let (position, body) = split_v1(&text);
-        assert_eq!(position, Position::new(e, seen + 1), "exactly the next one (after {reconnects} reconnects)");
+        assert_eq!(
+            position,
+            Position::new(e, seen + 1),
+            "exactly the next one (after {reconnects} reconnects)"
+        );
         assert_eq!(body, (seen + 1).to_string());
         seen += 1;
         since_reconnect += 1;
@@ -350,14 +356,20 @@ fn the_http_api_answers_positions_202_while_redis_is_down_and_reads_history_from
     let queued = server.post("/socket/h1", "three");
     assert_eq!(queued.status(), 202, "{queued:?}");
     let body = json(&queued);
-    assert_eq!((body["offset"].clone(), body["epoch"].clone()), (serde_json::Value::Null, serde_json::Value::Null));
+    assert_eq!(
+        (body["offset"].clone(), body["epoch"].clone()),
+        (serde_json::Value::Null, serde_json::Value::Null)
+    );
     assert_eq!(server.get("/history/h1").status(), 503, "no history without Redis");
     redis.restart();
     eventually_eq(RECOVERY, "GET /healthz", 200, || server.get("/healthz").status());
     // The queued send was appended when Redis came back (a new epoch: this Redis kept
     // nothing), and nothing was appended twice.
-    eventually_eq(RECOVERY, "the history after Redis came back", serde_json::json!([{"offset": 1, "text": "three"}]), || {
-        json(&server.get("/history/h1"))["messages"].clone()
-    });
+    eventually_eq(
+        RECOVERY,
+        "the history after Redis came back",
+        serde_json::json!([{"offset": 1, "text": "three"}]),
+        || json(&server.get("/history/h1"))["messages"].clone(),
+    );
     assert_eq!(server_counter(&server, "cluster.history_appends"), 3);
 }

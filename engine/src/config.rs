@@ -335,7 +335,9 @@ mod tests {
         assert!(cluster.validate().is_ok(), "history in cluster mode");
         match (Config { history_max_bytes: 1 << 20, ..cluster }).validate() {
             Err(Error::InvalidConfig { setting: "history_max_bytes", reason }) => {
-                assert!(reason.starts_with("history_max_bytes with redis: in cluster mode the history is kept in Redis"))
+                assert!(reason.starts_with(
+                    "history_max_bytes with redis: in cluster mode the history is kept in Redis"
+                ))
             }
             other => panic!("{other:?}"),
         }

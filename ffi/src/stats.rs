@@ -149,6 +149,12 @@ pub struct wspush_stats {
     pub cluster_history_read_round_trips: u64,
     /// History reads answered with a failure (Redis unreachable, a failed pipeline, a bad reply).
     pub cluster_history_read_failed: u64,
+    /// Positioned messages from Redis dropped because the id's sockets here already had them
+    /// (cluster history).
+    pub history_duplicates: u64,
+    /// Reads of an id's history a worker made to fill a gap or catch up after the
+    /// subscription was lost (cluster history).
+    pub history_gap_fills: u64,
 }
 
 /// The fields of [`wspush_stats`] in their order: each is the [`engine::Metric::key`] of the
@@ -220,10 +226,12 @@ pub(crate) const FIELDS: [&str; FIELD_COUNT] = [
     "cluster_history_reads",
     "cluster_history_read_round_trips",
     "cluster_history_read_failed",
+    "history_duplicates",
+    "history_gap_fills",
 ];
 
 /// The number of `uint64_t` fields of [`wspush_stats`].
-pub(crate) const FIELD_COUNT: usize = 64;
+pub(crate) const FIELD_COUNT: usize = 66;
 
 impl From<&engine::Stats> for wspush_stats {
     fn from(stats: &engine::Stats) -> Self {

@@ -241,9 +241,12 @@ impl ClusterLink {
                 done(Ok(HistoryRead { page, recovered: true }))
             }
             Ok(_) if from != 1 => {
-                let again: ReadReply = Box::new(move |page| done(page.map(|page| HistoryRead { page, recovered: false })));
-                if let Err(refused) = reader.try_send(ReadRequest { id: owner, from: 1, count, reply: again }) {
-                    let (mpsc::error::TrySendError::Full(request) | mpsc::error::TrySendError::Closed(request)) = refused;
+                let again: ReadReply =
+                    Box::new(move |page| done(page.map(|page| HistoryRead { page, recovered: false })));
+                if let Err(refused) = reader.try_send(ReadRequest { id: owner, from: 1, count, reply: again })
+                {
+                    let (mpsc::error::TrySendError::Full(request)
+                    | mpsc::error::TrySendError::Closed(request)) = refused;
                     (request.reply)(Err(ReadFailed::Unavailable));
                 }
             }

@@ -271,8 +271,12 @@ impl Worker {
                         .into_iter()
                         .map(|entry| CachedEntry { entry, plain: OnceCell::new(), v1: OnceCell::new() })
                         .collect();
-                    state.cache =
-                        Some(Rc::new(CachedPage { epoch: page.epoch, top: page.top, from: read.from, entries }));
+                    state.cache = Some(Rc::new(CachedPage {
+                        epoch: page.epoch,
+                        top: page.top,
+                        from: read.from,
+                        entries,
+                    }));
                 }
                 Err(_) => state.replay_retry_at_ms = now_ms + RETRY_MS,
             }
@@ -409,7 +413,13 @@ impl Worker {
                     }
                     state.top = entry.offset;
                     let frame = frame::encode(opcode(entry.binary), &entry.body);
-                    deliver_positioned(&mut self.core, &mut self.conns, keys, Position::new(epoch, entry.offset), frame);
+                    deliver_positioned(
+                        &mut self.core,
+                        &mut self.conns,
+                        keys,
+                        Position::new(epoch, entry.offset),
+                        frame,
+                    );
                 }
                 if trimmed {
                     lose_live(&mut self.core, &mut self.conns, keys, Position::new(epoch, page.top));
@@ -562,7 +572,10 @@ fn replay(
             return Step::Waiting;
         }
         let frame = if link.is_v1() {
-            entry.v1.get_or_init(|| wire::data_frame(entry.entry.binary, Some(next), &entry.entry.body)).clone()
+            entry
+                .v1
+                .get_or_init(|| wire::data_frame(entry.entry.binary, Some(next), &entry.entry.body))
+                .clone()
         } else {
             entry.plain.get_or_init(|| frame::encode(opcode(entry.entry.binary), &entry.entry.body)).clone()
         };

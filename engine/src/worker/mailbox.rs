@@ -13,8 +13,8 @@ use crossbeam_channel::{Sender, TrySendError};
 use mio::net::TcpStream;
 use mio::Waker;
 
-use crate::extensions::Extensions;
 use crate::cluster::ReadFailed;
+use crate::extensions::Extensions;
 use crate::history::{HistoryRead, Page, Position};
 use crate::id::worker_of;
 use crate::ip_limit::IpSlot;

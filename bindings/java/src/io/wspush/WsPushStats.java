@@ -68,6 +68,8 @@ package io.wspush;
  * @param clusterHistoryReads reads of an id's history sent to Redis
  * @param clusterHistoryReadRoundTrips pipelines of history reads sent to Redis
  * @param clusterHistoryReadFailed history reads answered with a failure
+ * @param historyDuplicates positioned messages from Redis dropped as already delivered here (cluster history)
+ * @param historyGapFills reads of an id's history to fill a gap or catch up after a lost subscription
  */
 public record WsPushStats(
         long connections,
@@ -133,10 +135,12 @@ public record WsPushStats(
         long clusterHistoryAppendDuplicates,
         long clusterHistoryReads,
         long clusterHistoryReadRoundTrips,
-        long clusterHistoryReadFailed) {
+        long clusterHistoryReadFailed,
+        long historyDuplicates,
+        long historyGapFills) {
 
     /** The number of counters in {@code wspush_stats} (all {@code uint64_t}). */
-    static final int FIELDS = 64;
+    static final int FIELDS = 66;
 
     static WsPushStats of(long[] v) {
         if (v.length != FIELDS) {
@@ -147,7 +151,7 @@ public record WsPushStats(
                 v[26], v[27], v[28], v[29], v[30], v[31], v[32], v[33], v[34], v[35], v[36], v[37], v[38], v[39], v[40], v[41],
                 v[42], v[43], v[44], v[45], v[46], v[47], v[48], v[49], v[50], v[51],
                 v[52], v[53], v[54], v[55], v[56], v[57], v[58], v[59], v[60], v[61],
-                v[62], v[63]);
+                v[62], v[63], v[64], v[65]);
     }
 
     /** @return upgrades refused for their token (401), all reasons together */
