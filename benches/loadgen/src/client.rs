@@ -11,8 +11,15 @@
 //!
 //! It talks to the parent in JSON lines: progress while connecting, a `connected` line,
 //! then `received` counts (first deliveries to the right socket) every 100 ms; on `report K`
-//! (K: broadcasts sent in the phase) it prints what it saw and starts a new phase; on `quit`
-//! (or EOF) it exits.
+//! (K: broadcasts sent in the phase) or `report-range LO HI` (per-socket unicasts `LO..HI`,
+//! `resume`) it prints what it saw and starts a new phase; on `quit` (or EOF) it exits.
+//!
+//! With `--v1` every socket offers `wspush.v1` (and must have it selected), and its frames
+//! are checked as `wspush.v1` frames (`check::Tally::frame`). For `resume`: `disconnect`
+//! closes every socket (answered `disconnected`), `reconnect MISSED [FILE]` opens them all
+//! again, each with `?since=` its last position (a v1 socket's own; a plain socket's from
+//! FILE, a JSON object id -> "E:O", if given), expecting the unicasts of its id below MISSED
+//! (answered `connected` again).
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Read, Write};
@@ -48,6 +55,67 @@ pub struct ClientPlan {
     /// Unicast sequence numbers are below this.
     pub unicast_space: usize,
     pub path_prefix: String,
+    /// Offer `wspush.v1` and read its frames.
+    pub v1: bool,
+    /// Connection `i` is id `(first_id + i) % ids`, and unicasts are counted per socket
+    /// (several sockets share an id); 0: id `first_id + i`, counted per process.
+    pub ids: u64,
+}
+
+impl ClientPlan {
+    /// The id connection `i` connects as.
+    pub fn id(&self, i: usize) -> u64 {
+        let global = self.first_id + i as u64;
+        if self.ids > 0 {
+            global % self.ids
+        } else {
+            global
+        }
+    }
+
+    /// A fresh tally in this plan's mode.
+    pub fn tally(&self) -> Tally {
+        Tally { per_socket_ids: self.ids, ..Tally::new(self.unicast_space) }
+    }
+}
+
+/// What the parent gave for `reconnect`: the missed unicasts are those below `missed_below`;
+/// plain sockets resume from `since` (id -> "E:O"), if given.
+pub struct Reconnect {
+    pub missed_below: u64,
+    pub since: Option<std::collections::HashMap<u64, String>>,
+}
+
+impl Reconnect {
+    /// `reconnect MISSED [FILE]`.
+    pub fn parse(command: &str) -> io::Result<Reconnect> {
+        let mut words = command.split_whitespace().skip(1);
+        let missed_below = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        let since = match words.next() {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)?;
+                let map: std::collections::HashMap<String, String> =
+                    serde_json::from_str(&text).map_err(io::Error::other)?;
+                Some(map.into_iter().filter_map(|(id, pos)| Some((id.parse().ok()?, pos))).collect())
+            }
+        };
+        Ok(Reconnect { missed_below, since })
+    }
+
+    /// The `?since=` of a socket of `id` (`position`: what a v1 socket knows).
+    pub fn since(&self, id: u64, position: Option<check::Position>) -> Option<String> {
+        match &self.since {
+            Some(map) => map.get(&id).cloned(),
+            None => position.map(|p| p.to_string()),
+        }
+    }
+
+    /// The missed unicasts a socket of `id` expects (round robin over `ids`).
+    pub fn missed(&self, id: u64, ids: u64) -> u64 {
+        let (lo, hi) = check::id_range(id, ids.max(1), 0, self.missed_below);
+        hi - lo
+    }
 }
 
 enum State {
@@ -66,10 +134,10 @@ struct Conn {
     inbox: Vec<u8>,
     /// Pongs and the close reply that did not fit in the socket yet.
     outbox: Vec<u8>,
-    /// Broadcast sequence numbers seen this phase (publishers may run in parallel, so
-    /// broadcasts can arrive in any order).
-    broadcasts_seen: Vec<u64>,
-    slow: bool,
+    /// What it saw (kept across reconnects: its position).
+    socket: check::Socket,
+    /// The `?since=` of its upgrade.
+    since: Option<String>,
 }
 
 /// Parses the frames at the start of `buf` (server frames: unmasked) read on the socket of
@@ -79,9 +147,10 @@ fn read_frames(
     buf: &[u8],
     id: u32,
     now: u64,
-    broadcasts_seen: &mut Vec<u64>,
+    socket: &mut check::Socket,
     outbox: &mut Vec<u8>,
     tally: &mut Tally,
+    v1: bool,
 ) -> (usize, bool) {
     let mut pos = 0;
     while buf.len() - pos >= 2 {
@@ -104,7 +173,7 @@ fn read_frames(
         }
         let data = &buf[pos + header..end];
         match b0 & 0x0f {
-            0x1 | 0x2 => tally.message(data, id, now, broadcasts_seen),
+            0x1 | 0x2 => tally.frame(data, id, now, socket, v1),
             0x9 => {
                 tally.pings += 1;
                 outbox.extend_from_slice(&encode_masked(OpCode::Pong, data, MASK, true));
@@ -124,12 +193,33 @@ fn read_frames(
     (pos, false)
 }
 
-fn upgrade_request(id: u64, prefix: &str, host: SocketAddr) -> Vec<u8> {
+/// The subprotocol `--v1` offers.
+pub const V1_PROTOCOL: &str = "wspush.v1";
+
+/// The path of connection `id`'s upgrade: `{prefix}{id}`, with `?since=E:O` when resuming.
+pub fn upgrade_path(prefix: &str, id: u64, since: Option<&str>) -> String {
+    match since {
+        Some(since) => format!("{prefix}{id}?since={since}"),
+        None => format!("{prefix}{id}"),
+    }
+}
+
+fn upgrade_request(path: &str, host: SocketAddr, v1: bool) -> Vec<u8> {
+    let protocol = if v1 { format!("Sec-WebSocket-Protocol: {V1_PROTOCOL}\r\n") } else { String::new() };
     format!(
-        "GET {prefix}{id} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{protocol}\r\n"
     )
     .into_bytes()
+}
+
+/// Whether a 101 response head selected `wspush.v1`.
+fn selects_v1(head: &[u8]) -> bool {
+    String::from_utf8_lossy(head).lines().any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("sec-websocket-protocol") && value.trim() == V1_PROTOCOL
+        })
+    })
 }
 
 /// Connections per source address: far below the 28,000 ephemeral ports of one address,
@@ -223,23 +313,36 @@ fn run_inner(plan: ClientPlan) -> io::Result<()> {
     });
 
     let mut conns: Vec<Conn> = Vec::with_capacity(plan.count);
-    let mut tally = Tally::new(plan.unicast_space);
+    let mut tally = plan.tally();
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
     let mut scratch = vec![0u8; 256 * 1024];
     let mut events = Events::with_capacity(4096);
     let (mut in_flight, mut connected, mut failed) = (0usize, 0usize, 0usize);
-    let started = Instant::now();
+    let mut started = Instant::now();
     let mut connect_seconds = None;
     let mut last_progress = Instant::now();
-    let mut reported_deliveries = u64::MAX;
+    let mut reported = (u64::MAX, usize::MAX);
+    // Connections are opened (again, after `reconnect`) in order up to here.
+    let mut next_open = 0usize;
+    let mut reconnect: Option<Reconnect> = None;
 
     loop {
-        while in_flight < MAX_IN_FLIGHT && conns.len() < plan.count {
-            let i = conns.len();
+        while in_flight < MAX_IN_FLIGHT && next_open < plan.count {
+            let i = next_open;
+            next_open += 1;
             let target = plan.targets[i % plan.targets.len()];
-            let id = plan.first_id + i as u64;
+            let id = plan.id(i);
             let slow = plan.slow_every > 0 && id % plan.slow_every == 0;
             let source = plan.source.map(|base| spread_source(base, i));
+            let (socket, since) = match (conns.get_mut(i), &reconnect) {
+                (Some(old), Some(reconnect)) => {
+                    let mut socket = std::mem::take(&mut old.socket);
+                    let since = reconnect.since(id, socket.position);
+                    socket.reconnecting(reconnect.missed(id, plan.ids), plan.v1 && since.is_some());
+                    (socket, since)
+                }
+                _ => (check::Socket { slow, ..check::Socket::default() }, None),
+            };
             let mut conn = Conn {
                 stream: match open(target, source, slow) {
                     Ok(stream) => stream,
@@ -249,11 +352,15 @@ fn run_inner(plan: ClientPlan) -> io::Result<()> {
                 id: id as u32,
                 inbox: Vec::new(),
                 outbox: Vec::new(),
-                broadcasts_seen: Vec::new(),
-                slow,
+                socket,
+                since,
             };
             poll.registry().register(&mut conn.stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
-            conns.push(conn);
+            if i < conns.len() {
+                conns[i] = conn;
+            } else {
+                conns.push(conn);
+            }
             in_flight += 1;
         }
 
@@ -271,8 +378,12 @@ fn run_inner(plan: ClientPlan) -> io::Result<()> {
                         Ok(Some(e)) | Err(e) => Err(e),
                         Ok(None) => match conn.stream.peer_addr() {
                             Ok(peer) => {
-                                let request =
-                                    upgrade_request(plan.first_id + i as u64, &plan.path_prefix, peer);
+                                let path = upgrade_path(
+                                    &plan.path_prefix,
+                                    u64::from(conn.id),
+                                    conn.since.as_deref(),
+                                );
+                                let request = upgrade_request(&path, peer, plan.v1);
                                 match conn.stream.write(&request) {
                                     Ok(n) if n == request.len() => Ok(true),
                                     Ok(_) => Err(io::Error::other("upgrade request written in part")),
@@ -300,7 +411,9 @@ fn run_inner(plan: ClientPlan) -> io::Result<()> {
                         loop {
                             let step = match conn.stream.read(&mut scratch) {
                                 Ok(0) => Step::Eof,
-                                Ok(n) => handle_bytes(conn, &scratch[..n], now, &mut tally, &mut failures),
+                                Ok(n) => {
+                                    handle_bytes(conn, &scratch[..n], now, &mut tally, &mut failures, plan.v1)
+                                }
                                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                                 Err(_) => Step::Eof,
@@ -309,7 +422,8 @@ fn run_inner(plan: ClientPlan) -> io::Result<()> {
                                 Step::More => continue,
                                 Step::Upgraded => {
                                     (in_flight, connected) = (in_flight - 1, connected + 1);
-                                    if conn.slow {
+                                    tally.upgraded(&mut conn.socket, now);
+                                    if conn.socket.slow {
                                         // Stops reading: the server's queue for it grows until
                                         // its limit applies.
                                         let _ = poll.registry().deregister(&mut conn.stream);
@@ -362,22 +476,49 @@ fn run_inner(plan: ClientPlan) -> io::Result<()> {
                 last_progress = Instant::now();
                 emit(json!({"type": "progress", "connected": connected, "failed": failed}));
             }
-        } else if last_progress.elapsed() >= Duration::from_millis(100) && tally.good != reported_deliveries {
-            last_progress = Instant::now();
-            reported_deliveries = tally.good;
-            emit(json!({"type": "received", "count": tally.good}));
+        } else if last_progress.elapsed() >= Duration::from_millis(100) {
+            // v1: sockets that had their `!pos` (what `resume` waits for after connecting).
+            let live = if plan.v1 { conns.iter().filter(|c| c.socket.live).count() } else { 0 };
+            if (tally.good, live) != reported {
+                last_progress = Instant::now();
+                reported = (tally.good, live);
+                emit(json!({"type": "received", "count": tally.good, "live": live}));
+            }
         }
 
         while let Ok(command) = commands.try_recv() {
             let mut words = command.split_whitespace();
             match words.next() {
                 Some("quit") => return Ok(()),
-                Some("report") => {
-                    let broadcasts: u32 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-                    let sockets = conns.iter_mut().map(|c| (&mut c.broadcasts_seen, c.slow));
-                    emit(check::report(sockets, &tally, broadcasts, connected));
-                    tally = Tally::new(plan.unicast_space);
-                    reported_deliveries = u64::MAX;
+                Some("report" | "report-range") => {
+                    let expect = check::Expect::from_command(&command).expect("a report command");
+                    let sockets =
+                        conns.iter_mut().map(|c| (c.id, &mut c.socket, matches!(c.state, State::Open)));
+                    emit(check::report(sockets, &tally, expect, connected, plan.v1));
+                    tally = tally.next_phase();
+                    reported = (u64::MAX, usize::MAX);
+                }
+                Some("disconnect") => {
+                    for conn in &mut conns {
+                        if !matches!(conn.state, State::Closed) {
+                            let _ = poll.registry().deregister(&mut conn.stream);
+                            let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+                            conn.state = State::Closed;
+                        }
+                        conn.inbox = Vec::new();
+                        conn.outbox = Vec::new();
+                    }
+                    in_flight = 0;
+                    emit(json!({"type": "disconnected"}));
+                }
+                Some("reconnect") => {
+                    let next = Reconnect::parse(&command)?;
+                    tally.missed_below = next.missed_below;
+                    reconnect = Some(next);
+                    (next_open, in_flight, connected, failed) = (0, 0, 0, 0);
+                    failures.clear();
+                    connect_seconds = None;
+                    started = Instant::now();
                 }
                 _ => eprintln!("wspush-bench client: unknown command {command:?}"),
             }
@@ -401,6 +542,7 @@ fn handle_bytes(
     now: u64,
     tally: &mut Tally,
     failures: &mut BTreeMap<String, u64>,
+    v1: bool,
 ) -> Step {
     if matches!(conn.state, State::Upgrading) {
         conn.inbox.extend_from_slice(bytes);
@@ -411,13 +553,19 @@ fn handle_bytes(
             conn.inbox = Vec::new();
             return Step::Refused;
         }
+        if v1 && !selects_v1(&conn.inbox[..end]) {
+            // History off, or not the server asked for: its frames would not be v1 frames.
+            *failures.entry(format!("{V1_PROTOCOL} not selected")).or_insert(0) += 1;
+            conn.inbox = Vec::new();
+            return Step::Refused;
+        }
         let rest = conn.inbox.split_off(end + 4);
         conn.inbox.clear();
         conn.state = State::Open;
-        feed_frames(conn, &rest, now, tally);
+        feed_frames(conn, &rest, now, tally, v1);
         return Step::Upgraded;
     }
-    if feed_frames(conn, bytes, now, tally) {
+    if feed_frames(conn, bytes, now, tally, v1) {
         Step::More
     } else {
         Step::Closed
@@ -425,7 +573,7 @@ fn handle_bytes(
 }
 
 /// Parses frames from what is left of earlier reads plus `bytes`; false once closed.
-fn feed_frames(conn: &mut Conn, bytes: &[u8], now: u64, tally: &mut Tally) -> bool {
+fn feed_frames(conn: &mut Conn, bytes: &[u8], now: u64, tally: &mut Tally, v1: bool) -> bool {
     let owned;
     let data: &[u8] = if conn.inbox.is_empty() {
         bytes
@@ -434,7 +582,7 @@ fn feed_frames(conn: &mut Conn, bytes: &[u8], now: u64, tally: &mut Tally) -> bo
         owned = std::mem::take(&mut conn.inbox);
         &owned
     };
-    let (used, closed) = read_frames(data, conn.id, now, &mut conn.broadcasts_seen, &mut conn.outbox, tally);
+    let (used, closed) = read_frames(data, conn.id, now, &mut conn.socket, &mut conn.outbox, tally, v1);
     if closed {
         conn.state = State::Closed;
         flush(conn);
@@ -481,11 +629,11 @@ mod tests {
     #[test]
     fn unicasts_are_counted_once_and_duplicates_noticed() {
         let mut tally = Tally::new(10);
-        let (mut seen, mut out) = (Vec::new(), Vec::new());
+        let (mut seen, mut out) = (check::Socket::default(), Vec::new());
         let mut stream =
             [message(Kind::Unicast, 3), message(Kind::Unicast, 3), message(Kind::Unicast, 12)].concat();
         stream.extend_from_slice(&encode(OpCode::Text, b"welcome 7"));
-        let (used, closed) = read_frames(&stream, ID, 5, &mut seen, &mut out, &mut tally);
+        let (used, closed) = read_frames(&stream, ID, 5, &mut seen, &mut out, &mut tally, false);
         assert_eq!((used, closed), (stream.len(), false));
         assert_eq!(tally.deliveries, 3);
         assert_eq!(tally.good, 1);
@@ -498,9 +646,9 @@ mod tests {
     #[test]
     fn a_unicast_for_another_id_is_misrouted_and_not_delivered() {
         let mut tally = Tally::new(10);
-        let (mut seen, mut out) = (Vec::new(), Vec::new());
+        let (mut seen, mut out) = (check::Socket::default(), Vec::new());
         let stream = [message_to(Kind::Unicast, 4, ID + 1), message(Kind::Unicast, 5)].concat();
-        read_frames(&stream, ID, 5, &mut seen, &mut out, &mut tally);
+        read_frames(&stream, ID, 5, &mut seen, &mut out, &mut tally, false);
         assert_eq!((tally.deliveries, tally.good, tally.misrouted), (2, 1, 1));
         assert_eq!(tally.unicast_seen[4], 0, "seq 4 still missing for its own id");
         assert_eq!(tally.unicast_seen[5], 1);
@@ -509,29 +657,29 @@ mod tests {
     #[test]
     fn broadcasts_in_any_order_count_once_per_socket() {
         let mut tally = Tally::new(0);
-        let (mut seen, mut out) = (Vec::new(), Vec::new());
+        let (mut seen, mut out) = (check::Socket::default(), Vec::new());
         for seq in [2, 0, 1, 70, 1] {
-            read_frames(&message(Kind::Broadcast, seq), ID, 5, &mut seen, &mut out, &mut tally);
+            read_frames(&message(Kind::Broadcast, seq), ID, 5, &mut seen, &mut out, &mut tally, false);
         }
         assert_eq!(tally.broadcast_dups, 1);
         assert_eq!(tally.good, 4);
-        assert_eq!(split_broadcasts(&seen, 71), (4, 0));
-        assert_eq!(split_broadcasts(&seen, 3), (3, 1), "70 was never sent in a phase of 3");
-        assert_eq!(split_broadcasts(&seen, 64), (3, 1));
-        assert_eq!(split_broadcasts(&seen, 0), (0, 4));
+        assert_eq!(split_broadcasts(&seen.seen, 71), (4, 0));
+        assert_eq!(split_broadcasts(&seen.seen, 3), (3, 1), "70 was never sent in a phase of 3");
+        assert_eq!(split_broadcasts(&seen.seen, 64), (3, 1));
+        assert_eq!(split_broadcasts(&seen.seen, 0), (0, 4));
     }
 
     #[test]
     fn partial_frames_wait_and_pings_are_answered_masked() {
         let mut tally = Tally::new(4);
-        let (mut seen, mut out) = (Vec::new(), Vec::new());
+        let (mut seen, mut out) = (check::Socket::default(), Vec::new());
         let whole = message(Kind::Unicast, 1);
-        assert_eq!(read_frames(&whole[..10], ID, 5, &mut seen, &mut out, &mut tally), (0, false));
+        assert_eq!(read_frames(&whole[..10], ID, 5, &mut seen, &mut out, &mut tally, false), (0, false));
         let ping = encode(OpCode::Ping, b"hi");
-        assert_eq!(read_frames(&ping, ID, 5, &mut seen, &mut out, &mut tally), (ping.len(), false));
+        assert_eq!(read_frames(&ping, ID, 5, &mut seen, &mut out, &mut tally, false), (ping.len(), false));
         assert_eq!(out, encode_masked(OpCode::Pong, b"hi", MASK, true));
         let close = encode(OpCode::Close, &1001u16.to_be_bytes());
-        assert_eq!(read_frames(&close, ID, 5, &mut seen, &mut out, &mut tally), (close.len(), true));
+        assert_eq!(read_frames(&close, ID, 5, &mut seen, &mut out, &mut tally, false), (close.len(), true));
         assert_eq!(tally.closes.get("close 1001"), Some(&1));
     }
 }

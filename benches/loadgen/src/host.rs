@@ -16,9 +16,11 @@ pub fn run(
     ws_listen: SocketAddr,
     workers: usize,
     max_buffered_bytes: Option<usize>,
+    history_size: usize,
     redis: Option<(String, String)>,
 ) -> i32 {
-    let mut config = wspush::Config { ws_listen: Some(ws_listen), workers, ..wspush::Config::default() };
+    let mut config =
+        wspush::Config { ws_listen: Some(ws_listen), workers, history_size, ..wspush::Config::default() };
     if let Some((url, node_id)) = redis {
         config.cluster =
             Some(wspush::ClusterConfig { node_id: Some(node_id), ..wspush::ClusterConfig::new(url) });

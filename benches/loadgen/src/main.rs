@@ -69,6 +69,15 @@ enum Scenario {
     /// 1% of clients stop reading during fixed-rate broadcasts; healthy clients' latency and
     /// server memory.
     Slow(Options),
+    /// A resume storm (history on): N clients (default 10,000) on K ids (--ids, default N)
+    /// connect, get their position, and all disconnect; M messages (default 500, round robin
+    /// over the ids) are published while they are away; then all reconnect at once with
+    /// `?since=` and must get exactly what they missed, in order, then `!pos`, then the live
+    /// messages (--live) published meanwhile. Replay seconds, resumed clients, replayed
+    /// deliveries, server CPU and RSS. With --v1 (the default for this scenario unless
+    /// --plain) positions come from the frames; --plain clients take theirs from
+    /// `GET /history/{id}` (or, with --no-since, reconnect without one).
+    Resume(Options),
     /// (internal) A client process.
     #[command(hide = true)]
     Client(ClientArgs),
@@ -118,6 +127,30 @@ pub struct Options {
     /// Most connections per client process (a process may hold 20,000 open files here).
     #[arg(long, default_value_t = 19_000)]
     pub per_process: usize,
+    /// Offer the `wspush.v1` subprotocol (history on: `--history-size`): every frame carries
+    /// its position, and each socket's offsets must run on by one (a gap, a repeat, a silent
+    /// new epoch, `!lost` are faults); the bodies are checked as without.
+    #[arg(long)]
+    pub v1: bool,
+    /// wspush: keep this many messages of history per id (`--history-size` of the server;
+    /// 0: off) [default: off; resume: enough for what it publishes].
+    #[arg(long)]
+    pub history_size: Option<usize>,
+    /// resume: the ids the clients share (client `c` is id `c % ids`) [default: one per client].
+    #[arg(long)]
+    pub ids: Option<u64>,
+    /// resume: messages published after the reconnect starts, while the replays run (round
+    /// robin over the ids, after the missed ones) [default: max(ids, 100)].
+    #[arg(long)]
+    pub live: Option<u64>,
+    /// resume: plain clients (no `wspush.v1`), resuming from the position `GET /history/{id}`
+    /// gave before they went away.
+    #[arg(long, conflicts_with = "v1")]
+    pub plain: bool,
+    /// resume with --plain: reconnect without `?since` (what a client without history does:
+    /// the missed messages are not expected, only the live ones).
+    #[arg(long, requires = "plain")]
+    pub no_since: bool,
     /// Percentage of clients that stop reading (slow).
     #[arg(long, default_value_t = 1.0)]
     pub slow_percent: f64,
@@ -174,6 +207,10 @@ struct ClientArgs {
     path_prefix: String,
     #[arg(long, value_enum, default_value = "mio")]
     kind: ClientKind,
+    #[arg(long)]
+    v1: bool,
+    #[arg(long, default_value_t = 0)]
+    ids: u64,
 }
 
 #[derive(clap::Args)]
@@ -188,6 +225,8 @@ struct HostArgs {
     redis: Option<String>,
     #[arg(long, default_value = "host")]
     node_id: String,
+    #[arg(long, default_value_t = 0)]
+    history_size: usize,
 }
 
 fn main() -> ExitCode {
@@ -202,6 +241,8 @@ fn main() -> ExitCode {
                 slow_every: args.slow_every,
                 unicast_space: args.unicast_space,
                 path_prefix: args.path_prefix,
+                v1: args.v1,
+                ids: args.ids,
             };
             return exit(match args.kind {
                 ClientKind::Mio => client::run(plan),
@@ -210,7 +251,13 @@ fn main() -> ExitCode {
         }
         Scenario::Host(args) => {
             let redis = args.redis.map(|url| (url, args.node_id));
-            return exit(host::run(args.ws_listen, args.workers, args.max_buffered_bytes, redis));
+            return exit(host::run(
+                args.ws_listen,
+                args.workers,
+                args.max_buffered_bytes,
+                args.history_size,
+                redis,
+            ));
         }
         Scenario::Idle(o) => ("idle", o),
         Scenario::Fleet(o) => ("fleet", o),
@@ -219,6 +266,7 @@ fn main() -> ExitCode {
         Scenario::Cluster(o) => ("cluster", o),
         Scenario::Latency(o) => ("latency", o),
         Scenario::Slow(o) => ("slow", o),
+        Scenario::Resume(o) => ("resume", o),
     };
     if options.size < payload::HEADER_LEN {
         eprintln!("wspush-bench: --size must be at least {} bytes", payload::HEADER_LEN);
@@ -240,6 +288,7 @@ fn main() -> ExitCode {
         "latency" => scenarios::unicast(&options, &mut rows, true, &mut faults),
         "broadcast" => scenarios::broadcast(&options, &mut rows, &mut faults),
         "cluster" => scenarios::cluster(&options, &mut rows, &mut faults),
+        "resume" => scenarios::resume(&options, &mut rows, &mut faults),
         _ => scenarios::slow(&options, &mut rows, &mut faults),
     };
     if let Err(e) = outcome {
@@ -288,6 +337,12 @@ fn print_results(name: &str, options: &Options, rows: &Rows, faults: &Faults) {
     line.insert("size".into(), options.size.into());
     if options.with_redis {
         line.insert("with_redis".into(), true.into());
+    }
+    if options.v1 || (name == "resume" && !options.plain) {
+        line.insert("v1".into(), true.into());
+    }
+    if let Some(size) = options.history_size {
+        line.insert("history_size".into(), size.into());
     }
     for (key, value) in rows {
         line.insert(key.clone(), value.clone());

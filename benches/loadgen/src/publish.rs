@@ -33,6 +33,9 @@ pub struct Plan {
     pub rate: Option<f64>,
     pub size: usize,
     pub seed: u64,
+    /// Unicast number `s` (counted from 0 over the whole run) goes to id
+    /// `first_id + s % ids`, not to a random one: each id gets a known share (`resume`).
+    pub round_robin: bool,
 }
 
 impl Plan {
@@ -56,6 +59,7 @@ impl Plan {
             "kind": if self.kind == Kind::Unicast { "unicast" } else { "broadcast" },
             "count": self.count, "first_seq": self.first_seq, "first_id": self.first_id, "ids": self.ids,
             "skip_every": self.skip_every, "rate": self.rate, "size": self.size, "seed": self.seed,
+            "round_robin": self.round_robin,
         })
     }
 
@@ -70,6 +74,7 @@ impl Plan {
             rate: value["rate"].as_f64(),
             size: value["size"].as_u64()? as usize,
             seed: value["seed"].as_u64()?,
+            round_robin: value["round_robin"].as_bool().unwrap_or(false),
         })
     }
 }
@@ -123,6 +128,7 @@ pub fn run(plan: &Plan, sink: &mut dyn Sink, progress: &mut dyn FnMut(u64)) -> i
         for seq in sent..batch_end {
             let id = match plan.kind {
                 Kind::Broadcast => None,
+                Kind::Unicast if plan.round_robin => Some(plan.first_id + (plan.first_seq + seq) % plan.ids),
                 Kind::Unicast => Some(loop {
                     let id = plan.first_id + rng.next() % plan.ids;
                     if plan.skip_every == 0 || id % plan.skip_every != 0 {
@@ -567,6 +573,7 @@ mod tests {
             rate: Some(1000.0),
             size: 64,
             seed: 5,
+            round_robin: true,
         };
         let back = Plan::from_json(&plan.to_json()).unwrap();
         assert_eq!(format!("{back:?}"), format!("{plan:?}"));

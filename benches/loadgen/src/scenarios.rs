@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::check;
 use crate::clock::now_ns;
 use crate::payload::Kind;
 use crate::progress::Progress;
 use crate::publish::{self, HttpSink, Plan, RedisFormat, RedisSink, Sink};
 use crate::servers::{Node, NodeOptions, Redis, Target};
-use crate::swarm::{Merged, Share, Swarm};
+use crate::swarm::{ClientMode, Merged, Share, Swarm};
 use crate::Options;
 
 /// The channel the original design (and the baseline) publishes on.
@@ -73,10 +74,24 @@ pub struct Faults {
     pub publish_failures: u64,
     /// Pings a held fleet did not answer: fewer than one per socket per ping interval.
     pub unanswered_pings: u64,
+    /// `wspush.v1`: an offset that skipped ahead within an epoch.
+    pub position_gaps: u64,
+    /// `wspush.v1`: an offset not above the last within an epoch (repeated or out of order),
+    /// or a `!pos` behind what the socket had.
+    pub position_repeats: u64,
+    /// `wspush.v1`: a new epoch without `!lost`.
+    pub epoch_changes: u64,
+    /// `wspush.v1`: `!lost` (history could not reach back): nothing here should be lost.
+    pub lost_signals: u64,
+    /// `wspush.v1`: a unicast without a position, data before `!pos`, or a socket that never
+    /// had its `!pos`.
+    pub unpositioned: u64,
+    /// `wspush.v1` resume: `!pos` before every missed message was replayed.
+    pub replay_incomplete: u64,
 }
 
 impl Faults {
-    fn fields(&self) -> [(&'static str, u64); 10] {
+    fn fields(&self) -> [(&'static str, u64); 16] {
         [
             ("missing", self.missing),
             ("duplicates", self.duplicates),
@@ -88,6 +103,12 @@ impl Faults {
             ("bad_frames", self.bad_frames),
             ("publish_failures", self.publish_failures),
             ("unanswered_pings", self.unanswered_pings),
+            ("position_gaps", self.position_gaps),
+            ("position_repeats", self.position_repeats),
+            ("epoch_changes", self.epoch_changes),
+            ("lost_signals", self.lost_signals),
+            ("unpositioned", self.unpositioned),
+            ("replay_incomplete", self.replay_incomplete),
         ]
     }
 
@@ -111,6 +132,12 @@ impl Faults {
         self.bad_frames += merged.bad_frames;
         self.misrouted += merged.misrouted;
         self.unexpected += merged.unexpected;
+        self.position_gaps += merged.position_gaps;
+        self.position_repeats += merged.position_repeats;
+        self.epoch_changes += merged.epoch_changes;
+        self.lost_signals += merged.lost_signals;
+        self.unpositioned += merged.unpositioned;
+        self.replay_incomplete += merged.replay_incomplete;
     }
 }
 
@@ -127,6 +154,8 @@ struct Bench {
     via: Via,
     /// A server someone else runs (`--server-ws`): nothing started, no counters read.
     external: bool,
+    /// History is on (`--history-size` above 0): its counters are reported.
+    history: bool,
 }
 
 impl Bench {
@@ -142,6 +171,18 @@ impl Bench {
         if target.is_baseline() && matches!(via, Via::Inproc | Via::RedisEnvelope) {
             return Err(invalid(format!("the baseline cannot be reached --via {}", via.name())));
         }
+        let history = options.history_size.unwrap_or(0) > 0;
+        if target.is_baseline() && (options.v1 || options.history_size.is_some()) {
+            return Err(invalid("the baselines have no history: --v1 and --history-size are wspush's"));
+        }
+        if options.v1 && !history && options.server_ws.is_none() {
+            return Err(invalid("--v1 needs history on: add --history-size N"));
+        }
+        let mut extra = extra.to_vec();
+        if let Some(size) = options.history_size {
+            extra.extend(["--history-size".to_owned(), size.to_string()]);
+        }
+        let extra = &extra[..];
         if let Some(ws) = options.server_ws {
             if via == Via::Inproc || count != 1 {
                 return Err(invalid("--server-ws takes one node, reached --via http or Redis"));
@@ -152,7 +193,7 @@ impl Bench {
                 (true, None) => return Err(invalid("--server-ws with a Redis path needs --redis")),
             };
             let node = Node::external(ws, options.server_api.unwrap_or(ws));
-            return Ok(Bench { nodes: vec![node], redis, target, via, external: true });
+            return Ok(Bench { nodes: vec![node], redis, target, via, external: true, history });
         }
         let needs_redis = needs_redis || target.is_baseline() || count > 1 || options.with_redis;
         let redis = match (needs_redis, options.redis) {
@@ -183,7 +224,7 @@ impl Bench {
             };
             nodes.push(node);
         }
-        Ok(Bench { nodes, redis, target, via, external: false })
+        Ok(Bench { nodes, redis, target, via, external: false, history })
     }
 
     fn ws_addrs(&self) -> Vec<SocketAddr> {
@@ -392,6 +433,7 @@ impl PhaseResult {
         if !m.closes.is_empty() {
             rows.push((named("closes"), json!(m.closes)));
         }
+        v1_rows(m, prefix, rows);
     }
 }
 
@@ -446,6 +488,7 @@ fn unicast_plan(options: &Options, count: u64, ids: u64, rate: Option<f64>) -> P
         rate,
         size: options.size,
         seed: options.seed,
+        round_robin: false,
     }
 }
 
@@ -460,6 +503,7 @@ fn broadcast_plan(options: &Options, count: u64, rate: Option<f64>) -> Plan {
         rate,
         size: options.size,
         seed: options.seed,
+        round_robin: false,
     }
 }
 
@@ -475,7 +519,7 @@ pub fn idle(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Resu
     let mut swarm = Swarm::connect(
         &shares(n, &bench.ws_addrs(), options.per_process, 0),
         0,
-        options.client,
+        ClientMode::of(options),
         !options.quiet,
     )?;
     connect_rows(&swarm, rows, faults);
@@ -527,7 +571,7 @@ pub fn unicast(options: &Options, rows: &mut Rows, latency: bool, faults: &mut F
     let mut swarm = Swarm::connect(
         &shares(n, &bench.ws_addrs(), options.per_process, 0),
         m,
-        options.client,
+        ClientMode::of(options),
         !options.quiet,
     )?;
     connect_rows(&swarm, rows, faults);
@@ -547,11 +591,12 @@ fn server_counters(bench: &Bench, rows: &mut Rows) {
     if bench.target != Target::Wspush || bench.external {
         return;
     }
-    let mut totals: Vec<(&str, u64)> =
-        ["received", "delivery_dropped", "reconnects", "slow_consumer_disconnects", "queue_full"]
-            .into_iter()
-            .map(|name| (name, 0))
-            .collect();
+    let mut names =
+        vec!["received", "delivery_dropped", "reconnects", "slow_consumer_disconnects", "queue_full"];
+    if bench.history {
+        names.extend(HISTORY_COUNTERS);
+    }
+    let mut totals: Vec<(&str, u64)> = names.into_iter().map(|name| (name, 0)).collect();
     for stats in bench.nodes.iter().filter_map(|n| n.stats().ok()) {
         for (name, total) in totals.iter_mut() {
             let value = stats[*name].as_u64().or_else(|| stats["cluster"][*name].as_u64());
@@ -589,7 +634,7 @@ pub fn broadcast(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io:
     let mut swarm = Swarm::connect(
         &shares(n, &bench.ws_addrs(), options.per_process, 0),
         0,
-        options.client,
+        ClientMode::of(options),
         !options.quiet,
     )?;
     connect_rows(&swarm, rows, faults);
@@ -658,7 +703,7 @@ fn connect_fleet(
     faults: &mut Faults,
 ) -> io::Result<Swarm> {
     let subscribes_before = bench.redis_calls("subscribe");
-    let swarm = Swarm::connect(shares, unicast_space, options.client, !options.quiet)?;
+    let swarm = Swarm::connect(shares, unicast_space, ClientMode::of(options), !options.quiet)?;
     connect_rows(&swarm, rows, faults);
     bench.wait_subscribed()?;
     rows.push(("nodes".into(), json!(bench.nodes.len())));
@@ -693,7 +738,7 @@ pub fn slow(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Resu
     let mut swarm = Swarm::connect(
         &shares(n, &bench.ws_addrs(), options.per_process, slow_every),
         0,
-        options.client,
+        ClientMode::of(options),
         !options.quiet,
     )?;
     connect_rows(&swarm, rows, faults);
@@ -805,5 +850,273 @@ pub fn fleet(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Res
         .map(|s| s["connections"].as_u64().unwrap_or(0))
         .sum();
     rows.push(("server_connections_at_end".into(), json!(connections)));
+    Ok(())
+}
+
+/// The server's history counters (`GET /stats`), reported when history is on.
+const HISTORY_COUNTERS: [&str; 5] =
+    ["history_appended", "history_replayed", "history_resumes", "history_lost_signals", "history_evicted"];
+
+/// The `wspush.v1` checks of a phase, as rows (only when v1 frames were seen or a v1 check
+/// failed).
+fn v1_rows(m: &Merged, prefix: &str, rows: &mut Rows) {
+    let counts = [
+        ("pos_signals", m.pos_signals),
+        ("position_gaps", m.position_gaps),
+        ("position_repeats", m.position_repeats),
+        ("epoch_changes", m.epoch_changes),
+        ("lost_signals", m.lost_signals),
+        ("unpositioned", m.unpositioned),
+        ("replay_incomplete", m.replay_incomplete),
+    ];
+    if counts.iter().all(|&(_, n)| n == 0) {
+        return;
+    }
+    for (name, n) in counts {
+        rows.push((format!("{prefix}{name}"), json!(n)));
+    }
+}
+
+impl Bench {
+    /// Publishes `plan` through the sink and waits for the transport to take it all; the
+    /// refusals, and why publishing stopped if it did.
+    fn publish_only(&self, plan: &Plan, options: &Options, label: &str) -> io::Result<(u64, Option<String>)> {
+        let mut progress = Progress::new(label, plan.count, !options.quiet);
+        let mut sent = 0;
+        let mut sink = self.sink()?;
+        let outcome = publish::run(plan, sink.as_mut(), &mut |n| {
+            sent = n;
+            progress.set(n);
+        });
+        progress.finish(sent);
+        let failure = outcome.err().map(|e| {
+            eprintln!("wspush-bench: publishing failed after {sent} of {} messages: {e}", plan.count);
+            e.to_string()
+        });
+        Ok((sink.errors(), failure))
+    }
+
+    /// Waits until the nodes hold at most `most` connections (not for an external server).
+    fn wait_connections(&self, most: u64) -> io::Result<()> {
+        if self.external {
+            return Ok(());
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let held: u64 = self
+                .nodes
+                .iter()
+                .map(|n| n.stats().map(|s| s["connections"].as_u64().unwrap_or(0)))
+                .sum::<io::Result<u64>>()?;
+            if held <= most {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "the server still holds {held} connections after 30 s"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The history counters summed over the nodes (zeros for an external server).
+    fn history_counters(&self) -> Vec<u64> {
+        let stats: Vec<Value> = if self.external {
+            Vec::new()
+        } else {
+            self.nodes.iter().filter_map(|n| n.stats().ok()).collect()
+        };
+        HISTORY_COUNTERS
+            .iter()
+            .map(|name| stats.iter().map(|s| s[*name].as_u64().unwrap_or(0)).sum())
+            .collect()
+    }
+}
+
+/// Unicasts `first_seq..first_seq + count`, number `s` to id `s % ids`.
+fn round_robin_plan(options: &Options, first_seq: u64, count: u64, ids: u64) -> Plan {
+    Plan { first_seq, round_robin: true, ..unicast_plan(options, count, ids, None) }
+}
+
+/// The plain clients' positions: `GET /history/{id}` for every id (which starts an empty
+/// history for an id that has none), written as a JSON object id -> "E:O" to a file the
+/// client processes read.
+fn write_positions(bench: &Bench, ids: u64) -> io::Result<std::path::PathBuf> {
+    let api = bench.nodes[0].api;
+    let mut stream = std::io::BufReader::new(std::net::TcpStream::connect(api)?);
+    stream.get_ref().set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut positions = serde_json::Map::new();
+    let mut line = String::new();
+    for id in 0..ids {
+        use std::io::{BufRead, Write};
+        write!(stream.get_mut(), "GET /history/{id}?limit=1 HTTP/1.1\r\nHost: {api}\r\n\r\n")?;
+        line.clear();
+        stream.read_line(&mut line)?;
+        let body = publish::read_http_body(&mut stream)?;
+        if line.split_whitespace().nth(1) != Some("200") {
+            return Err(io::Error::other(format!(
+                "GET /history/{id}: {} {}",
+                line.trim(),
+                String::from_utf8_lossy(&body)
+            )));
+        }
+        let value: Value = serde_json::from_slice(&body).map_err(io::Error::other)?;
+        let (Some(epoch), Some(offset)) = (value["epoch"].as_str(), value["offset"].as_u64()) else {
+            return Err(io::Error::other(format!("GET /history/{id}: no position in {value}")));
+        };
+        positions.insert(id.to_string(), json!(format!("{epoch}:{offset}")));
+    }
+    let path = std::env::temp_dir().join(format!("wspush-bench-since-{}.json", std::process::id()));
+    std::fs::write(&path, Value::Object(positions).to_string())?;
+    Ok(path)
+}
+
+/// `resume`: a resume storm. N clients on K ids connect (v1: each gets its `!pos`), all
+/// disconnect, M messages go out (round robin over the ids) while they are away, then all
+/// reconnect at once with `?since=` while L live messages go out: every socket must get
+/// exactly the messages of its id it missed and the live ones, each once (v1: in offset
+/// order, no gap, `!pos` after the missed ones).
+pub fn resume(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Result<()> {
+    if options.target != Target::Wspush {
+        return Err(invalid("resume runs wspush only (the baselines have no history)"));
+    }
+    if options.client != crate::swarm::ClientKind::Mio {
+        return Err(invalid("resume runs with --client mio (the tungstenite client does not reconnect)"));
+    }
+    let via = options.via.unwrap_or(Via::Http);
+    if via != Via::Http {
+        return Err(invalid("resume publishes --via http (the node a POST reaches keeps the history)"));
+    }
+    let n = options.connections.unwrap_or(10_000);
+    let k = options.ids.unwrap_or(n as u64);
+    if k == 0 || k > n as u64 {
+        return Err(invalid("--ids must be 1 to --connections"));
+    }
+    let m = options.messages.unwrap_or(500);
+    let live = options.live.unwrap_or(k.max(100));
+    let v1 = !options.plain;
+    let since = !options.no_since;
+    let history_size = options.history_size.unwrap_or(((m + live).div_ceil(k) as usize + 10).max(100));
+    if history_size == 0 {
+        return Err(invalid("resume needs history on: --history-size above 0"));
+    }
+    let options = &Options { history_size: Some(history_size), v1, ..options.clone() };
+    let bench = Bench::start(options, via, 1, false, &[])?;
+    let stall = Duration::from_secs_f64(options.stall);
+    rows.push(("clients".into(), json!(n)));
+    rows.push(("ids".into(), json!(k)));
+    rows.push(("missed_messages".into(), json!(m)));
+    rows.push(("live_messages".into(), json!(live)));
+    rows.push(("history_size".into(), json!(history_size)));
+    rows.push(("since".into(), json!(since)));
+    let rss_start = bench.server_rss();
+    let mode = ClientMode { kind: options.client, v1, ids: k };
+    let mut swarm =
+        Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), 0, mode, !options.quiet)?;
+    connect_rows(&swarm, rows, faults);
+    if v1 {
+        let positioned = swarm.wait_live(swarm.connected, stall)?;
+        rows.push(("positioned".into(), json!(positioned)));
+    }
+    // The connect phase: nothing was sent, anything counted is a fault.
+    faults.closes(&swarm.report_range(0, 0)?);
+    let since_file = if !v1 && since { Some(write_positions(&bench, k)?) } else { None };
+    let rss_connected = bench.server_rss();
+    swarm.disconnect()?;
+    bench.wait_connections(0)?;
+    let counters0 = bench.history_counters();
+    let (mut publish_errors, mut failure) =
+        bench.publish_only(&round_robin_plan(options, 0, m, k), options, "publishing (away)")?;
+    // The reconnect storm, with live messages meanwhile (a plain reconnect without `since`
+    // cannot get what is sent before it is back: then they go out once all are back).
+    let cpu0 = bench.server_cpu();
+    let t0 = now_ns();
+    swarm.start_reconnect(if since { m } else { 0 }, since_file.as_deref())?;
+    let live_plan = round_robin_plan(options, m, live, k);
+    let mut publish_live = |bench: &Bench| -> io::Result<()> {
+        let (errors, why) = bench.publish_only(&live_plan, options, "publishing (live)")?;
+        publish_errors += errors;
+        failure = failure.take().or(why);
+        Ok(())
+    };
+    if since {
+        publish_live(&bench)?;
+    }
+    swarm.wait_reconnected()?;
+    let reconnect_seconds = swarm.connect_seconds;
+    faults.connect_failures += swarm.failed;
+    rows.push(("reconnected".into(), json!(swarm.connected)));
+    rows.push(("reconnect_failures".into(), json!(swarm.failed)));
+    if !swarm.failures.is_empty() {
+        rows.push(("reconnect_failure_reasons".into(), json!(swarm.failures)));
+    }
+    rows.push(("reconnect_seconds".into(), json!(round(reconnect_seconds, 3))));
+    if !since {
+        publish_live(&bench)?;
+    }
+    let lo = if since { 0 } else { m };
+    let per_socket = |c: u64| {
+        let (a, b) = check::id_range(c % k, k, lo, m + live);
+        b - a
+    };
+    let expected: u64 = (0..n as u64).map(per_socket).sum();
+    let replay_expected: u64 = if since {
+        (0..n as u64).map(|c| check::id_range(c % k, k, 0, m)).map(|(a, b)| b - a).sum()
+    } else {
+        0
+    };
+    let mut rss_peak = bench.server_rss();
+    swarm.wait_for(expected, stall, "replaying and live")?;
+    rss_peak = rss_peak.max(bench.server_rss());
+    let cpu = bench.server_cpu() - cpu0;
+    let merged = swarm.report_range(lo, m + live)?;
+    let counters = bench.history_counters();
+    let delta = |i: usize| counters[i].saturating_sub(counters0[i]);
+    faults.missing += merged.unicast_missing;
+    faults.duplicates += merged.unicast_duplicates;
+    faults.publish_errors += publish_errors;
+    faults.closes(&merged);
+    if let Some(why) = failure {
+        faults.publish_failures += 1;
+        rows.push(("publish_failure".into(), json!(why)));
+    }
+    let seconds = |ns: u64| if ns > t0 { round((ns - t0) as f64 / 1e9, 3) } else { 0.0 };
+    let replay_seconds = seconds(merged.replay_done_ns);
+    rows.push(("replay_seconds".into(), json!(replay_seconds)));
+    rows.push(("resumed_clients".into(), json!(merged.replays_done)));
+    rows.push(("replay_pending_clients".into(), json!(merged.replay_pending)));
+    rows.push(("replayed_deliveries_expected".into(), json!(replay_expected)));
+    rows.push((
+        "replayed_per_s".into(),
+        json!(if replay_seconds > 0.0 { (replay_expected as f64 / replay_seconds).round() } else { 0.0 }),
+    ));
+    rows.push(("deliveries".into(), json!(merged.deliveries)));
+    rows.push(("expected".into(), json!(merged.unicast_expected)));
+    rows.push(("missing".into(), json!(merged.unicast_missing)));
+    rows.push(("duplicates".into(), json!(merged.unicast_duplicates)));
+    rows.push(("misrouted".into(), json!(merged.misrouted)));
+    rows.push(("publish_errors".into(), json!(publish_errors)));
+    rows.push(("seconds".into(), json!(seconds(merged.last_ns))));
+    rows.push(("server_cpu_s".into(), json!(round(cpu, 2))));
+    let per_100k = if merged.deliveries > 0 { cpu / merged.deliveries as f64 * 1e5 } else { 0.0 };
+    rows.push(("server_cpu_s_per_100k".into(), json!(round(per_100k, 3))));
+    let mib = |b: u64| round(b as f64 / 1048576.0, 1);
+    rows.push(("server_rss_start_mib".into(), json!(mib(rss_start))));
+    rows.push(("server_rss_connected_mib".into(), json!(mib(rss_connected))));
+    rows.push(("server_rss_peak_mib".into(), json!(mib(rss_peak.max(bench.server_rss())))));
+    if !bench.external {
+        rows.push(("server_history_appended".into(), json!(delta(0))));
+        rows.push(("server_history_replayed".into(), json!(delta(1))));
+        rows.push(("server_history_resumes".into(), json!(delta(2))));
+        rows.push(("server_history_lost_signals".into(), json!(delta(3))));
+    }
+    v1_rows(&merged, "", rows);
+    if !merged.closes.is_empty() {
+        rows.push(("closes".into(), json!(merged.closes)));
+    }
+    if let Some(path) = since_file {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
 }

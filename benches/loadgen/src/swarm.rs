@@ -41,6 +41,23 @@ impl ClientKind {
     }
 }
 
+/// What every client process of a run does alike.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientMode {
+    pub kind: ClientKind,
+    /// Offer `wspush.v1` and check its positions.
+    pub v1: bool,
+    /// Connection `c` (counted over the whole run) is id `c % ids`, unicasts counted per
+    /// socket; 0: id `c`, counted per process.
+    pub ids: u64,
+}
+
+impl ClientMode {
+    pub fn of(options: &crate::Options) -> ClientMode {
+        ClientMode { kind: options.client, v1: options.v1, ids: 0 }
+    }
+}
+
 /// One client process's share.
 #[derive(Debug, Clone)]
 pub struct Share {
@@ -65,6 +82,10 @@ pub struct Swarm {
     pub connect_seconds: f64,
     pub failures: BTreeMap<String, u64>,
     show_progress: bool,
+    /// Sockets `!pos`-ed per process (v1), from its `received` lines.
+    live: Vec<u64>,
+    /// Connections in all.
+    total: u64,
 }
 
 /// What every client process saw in one phase, added up.
@@ -86,6 +107,24 @@ pub struct Merged {
     pub pings: u64,
     pub bad_frames: u64,
     pub closes: BTreeMap<String, u64>,
+    /// Per-socket unicasts (`report_range`): expected, and not received.
+    pub unicast_expected: u64,
+    pub unicast_missing: u64,
+    /// `wspush.v1` checks (see `check::Tally`).
+    pub position_gaps: u64,
+    pub position_repeats: u64,
+    pub epoch_changes: u64,
+    pub lost_signals: u64,
+    pub unpositioned: u64,
+    pub replay_incomplete: u64,
+    pub pos_signals: u64,
+    /// Sockets that had their `!pos` (or `!lost`) since they last connected.
+    pub live: u64,
+    /// Resuming sockets that got every missed unicast, when the last did, and those that
+    /// did not.
+    pub replays_done: u64,
+    pub replay_done_ns: u64,
+    pub replay_pending: u64,
 }
 
 impl Swarm {
@@ -93,9 +132,10 @@ impl Swarm {
     pub fn connect(
         shares: &[Share],
         unicast_space: u64,
-        kind: ClientKind,
+        mode: ClientMode,
         show_progress: bool,
     ) -> io::Result<Swarm> {
+        let kind = mode.kind;
         let exe = std::env::current_exe()?;
         let (tx, lines) = mpsc::channel();
         let mut clients = Vec::new();
@@ -109,10 +149,14 @@ impl Swarm {
                 .args(["--first-id", &share.first_id.to_string(), "--count", &share.count.to_string()])
                 .args(["--slow-every", &share.slow_every.to_string()])
                 .args(["--unicast-space", &unicast_space.to_string()])
+                .args(["--ids", &mode.ids.to_string()])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped());
             if let Some(source) = share.source {
                 command.args(["--source", &source.to_string()]);
+            }
+            if mode.v1 {
+                command.arg("--v1");
             }
             let mut child = command.spawn()?;
             let stdin = child.stdin.take().expect("piped");
@@ -137,6 +181,7 @@ impl Swarm {
         let total: u64 = shares.iter().map(|s| s.count as u64).sum();
         let mut swarm = Swarm {
             received: vec![0; clients.len()],
+            live: vec![0; clients.len()],
             clients,
             lines,
             connected: 0,
@@ -144,31 +189,111 @@ impl Swarm {
             connect_seconds: 0.0,
             failures: BTreeMap::new(),
             show_progress,
+            total,
         };
-        let mut progress = Progress::new("connecting", total, show_progress);
-        let mut connected = vec![0u64; swarm.clients.len()];
-        let mut done = vec![false; swarm.clients.len()];
+        swarm.wait_connected("connecting")?;
+        Ok(swarm)
+    }
+
+    /// Waits for every process's `connected` line (after starting, or `reconnect`); the
+    /// counts are this round's.
+    fn wait_connected(&mut self, label: &str) -> io::Result<()> {
+        (self.connected, self.failed, self.connect_seconds) = (0, 0, 0.0);
+        self.failures.clear();
+        let mut progress = Progress::new(label, self.total, self.show_progress);
+        let mut connected = vec![0u64; self.clients.len()];
+        let mut done = vec![false; self.clients.len()];
         while !done.iter().all(|&d| d) {
-            let (index, line) = swarm.next_line(Duration::from_secs(120))?;
+            let (index, line) = self.next_line(Duration::from_secs(120))?;
             match line["type"].as_str() {
                 Some("progress") => connected[index] = line["connected"].as_u64().unwrap_or(0),
                 Some("connected") => {
                     done[index] = true;
                     connected[index] = line["connected"].as_u64().unwrap_or(0);
-                    swarm.connected += connected[index];
-                    swarm.failed += line["failed"].as_u64().unwrap_or(0);
-                    swarm.connect_seconds =
-                        swarm.connect_seconds.max(line["seconds"].as_f64().unwrap_or(0.0));
+                    self.connected += connected[index];
+                    self.failed += line["failed"].as_u64().unwrap_or(0);
+                    self.connect_seconds = self.connect_seconds.max(line["seconds"].as_f64().unwrap_or(0.0));
                     for (why, n) in line["failures"].as_object().into_iter().flatten() {
-                        *swarm.failures.entry(why.clone()).or_insert(0) += n.as_u64().unwrap_or(0);
+                        *self.failures.entry(why.clone()).or_insert(0) += n.as_u64().unwrap_or(0);
                     }
                 }
+                Some("received") => self.received_line(index, &line),
                 _ => {}
             }
             progress.set(connected.iter().sum());
         }
-        progress.finish(swarm.connected);
-        Ok(swarm)
+        progress.finish(self.connected);
+        Ok(())
+    }
+
+    fn received_line(&mut self, index: usize, line: &Value) {
+        self.received[index] = line["count"].as_u64().unwrap_or(0);
+        self.live[index] = line["live"].as_u64().unwrap_or(0);
+    }
+
+    /// Sends `command` to every client process.
+    fn tell(&mut self, command: &str) -> io::Result<()> {
+        for client in &mut self.clients {
+            writeln!(client.stdin, "{command}")?;
+            client.stdin.flush()?;
+        }
+        Ok(())
+    }
+
+    /// `wspush.v1`: waits until `expected` sockets had their `!pos` (or nothing changed for
+    /// `stall`); returns how many did.
+    pub fn wait_live(&mut self, expected: u64, stall: Duration) -> io::Result<u64> {
+        let mut progress = Progress::new("positioned (!pos)", expected, self.show_progress);
+        let mut last_change = Instant::now();
+        loop {
+            let live: u64 = self.live.iter().sum();
+            progress.set(live);
+            if live >= expected || last_change.elapsed() > stall {
+                progress.finish(live);
+                return Ok(live);
+            }
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok((index, line)) if line["type"] == "received" => {
+                    self.received_line(index, &line);
+                    last_change = Instant::now();
+                }
+                Ok((index, line)) if line["type"] == "exited" => {
+                    return Err(io::Error::other(format!("client process {index} exited")))
+                }
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(io::Error::other("clients gone")),
+            }
+        }
+    }
+
+    /// Every client process closes all its sockets (`resume`).
+    pub fn disconnect(&mut self) -> io::Result<()> {
+        self.tell("disconnect")?;
+        let mut pending = self.clients.len();
+        while pending > 0 {
+            let (_, line) = self.next_line(Duration::from_secs(30))?;
+            pending -= usize::from(line["type"] == "disconnected");
+        }
+        self.received.iter_mut().for_each(|r| *r = 0);
+        self.live.iter_mut().for_each(|r| *r = 0);
+        Ok(())
+    }
+
+    /// Starts every client process reconnecting all its sockets, each with `?since=` its
+    /// position (`since_file`: the plain sockets' positions), expecting the unicasts below
+    /// `missed_below` to be replayed; returns at once (see [`Swarm::wait_reconnected`]).
+    pub fn start_reconnect(
+        &mut self,
+        missed_below: u64,
+        since_file: Option<&std::path::Path>,
+    ) -> io::Result<()> {
+        let file = since_file.map(|p| format!(" {}", p.display())).unwrap_or_default();
+        self.tell(&format!("reconnect {missed_below}{file}"))
+    }
+
+    /// Waits until every socket reconnected (or failed to).
+    pub fn wait_reconnected(&mut self) -> io::Result<()> {
+        self.wait_connected("reconnecting")
     }
 
     fn next_line(&mut self, timeout: Duration) -> io::Result<(usize, Value)> {
@@ -201,7 +326,7 @@ impl Swarm {
             }
             match self.lines.recv_timeout(Duration::from_millis(100)) {
                 Ok((index, line)) if line["type"] == "received" => {
-                    self.received[index] = line["count"].as_u64().unwrap_or(0);
+                    self.received_line(index, &line);
                     last_change = Instant::now();
                 }
                 Ok((index, line)) if line["type"] == "exited" => {
@@ -216,10 +341,17 @@ impl Swarm {
     /// Ends the phase: every client reports (expecting `broadcasts` broadcasts per healthy
     /// socket) and starts counting afresh.
     pub fn report(&mut self, broadcasts: u64) -> io::Result<Merged> {
-        for client in &mut self.clients {
-            writeln!(client.stdin, "report {broadcasts}")?;
-            client.stdin.flush()?;
-        }
+        self.report_with(&format!("report {broadcasts}"))
+    }
+
+    /// Ends the phase of per-socket unicasts (`resume`): every socket expects the unicasts
+    /// `lo..hi` of its id.
+    pub fn report_range(&mut self, lo: u64, hi: u64) -> io::Result<Merged> {
+        self.report_with(&format!("report-range {lo} {hi}"))
+    }
+
+    fn report_with(&mut self, command: &str) -> io::Result<Merged> {
+        self.tell(command)?;
         let mut merged = Merged::default();
         let mut pending = self.clients.len();
         while pending > 0 {
@@ -239,6 +371,19 @@ impl Swarm {
             merged.broadcast_duplicates += n("broadcast_duplicates");
             merged.pings += n("pings");
             merged.bad_frames += n("bad_frames");
+            merged.unicast_expected += n("unicast_expected");
+            merged.unicast_missing += n("unicast_missing");
+            merged.position_gaps += n("position_gaps");
+            merged.position_repeats += n("position_repeats");
+            merged.epoch_changes += n("epoch_changes");
+            merged.lost_signals += n("lost_signals");
+            merged.unpositioned += n("unpositioned");
+            merged.replay_incomplete += n("replay_incomplete");
+            merged.pos_signals += n("pos_signals");
+            merged.live += n("live");
+            merged.replays_done += n("replays_done");
+            merged.replay_done_ns = merged.replay_done_ns.max(n("replay_done_ns"));
+            merged.replay_pending += n("replay_pending");
             if n("first_ns") > 0 && (merged.first_ns == 0 || n("first_ns") < merged.first_ns) {
                 merged.first_ns = n("first_ns");
             }

@@ -25,24 +25,22 @@ use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
 use crate::check::{self, Tally};
-use crate::client::{emit, socket, spread_source, ClientPlan};
+use crate::client::{emit, socket, spread_source, ClientPlan, V1_PROTOCOL};
 use crate::clock::now_ns;
 
 /// Upgrades in flight at once per process (as the mio client).
 const MAX_IN_FLIGHT: usize = 256;
 
-/// One socket's share of the accounting.
-#[derive(Default)]
-struct Socket {
-    broadcasts_seen: Vec<u64>,
-    slow: bool,
-}
-
 /// What the connection tasks and the command loop share (one thread: a `RefCell`).
 struct Shared {
     tally: Tally,
-    sockets: Vec<Socket>,
+    sockets: Vec<check::Socket>,
+    /// Upgraded and not closed, per socket.
+    open: Vec<bool>,
     connected: usize,
     failed: usize,
     failures: BTreeMap<String, u64>,
@@ -87,8 +85,9 @@ async fn run_inner(plan: ClientPlan) -> io::Result<()> {
     });
 
     let shared = Rc::new(RefCell::new(Shared {
-        tally: Tally::new(plan.unicast_space),
-        sockets: (0..plan.count).map(|_| Socket::default()).collect(),
+        tally: plan.tally(),
+        sockets: (0..plan.count).map(|_| check::Socket::default()).collect(),
+        open: vec![false; plan.count],
         connected: 0,
         failed: 0,
         failures: BTreeMap::new(),
@@ -98,11 +97,12 @@ async fn run_inner(plan: ClientPlan) -> io::Result<()> {
     // 128 KiB a socket).
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
     for i in 0..plan.count {
-        let id = plan.first_id + i as u64;
+        let id = plan.id(i);
         let target = plan.targets[i % plan.targets.len()];
         let slow = plan.slow_every > 0 && id % plan.slow_every == 0;
         let source = plan.source.map(|base| spread_source(base, i));
         let url = format!("ws://{target}{}{id}", plan.path_prefix);
+        let v1 = plan.v1;
         shared.borrow_mut().sockets[i].slow = slow;
         let (shared, permits) = (shared.clone(), permits.clone());
         tokio::task::spawn_local(async move {
@@ -116,7 +116,23 @@ async fn run_inner(plan: ClientPlan) -> io::Result<()> {
                 Err(e) => return shared.borrow_mut().failed(e.kind().to_string()),
             };
             let _ = stream.set_nodelay(true);
-            let mut ws = match tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await {
+            let mut request = match url.into_client_request() {
+                Ok(request) => request,
+                Err(e) => return shared.borrow_mut().failed(format!("request: {e}")),
+            };
+            if v1 {
+                request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(V1_PROTOCOL));
+            }
+            let mut ws = match tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+                .await
+            {
+                Ok((_, response))
+                    if v1
+                        && response.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok())
+                            != Some(V1_PROTOCOL) =>
+                {
+                    return shared.borrow_mut().failed(format!("{V1_PROTOCOL} not selected"))
+                }
                 Ok((ws, _response)) => ws,
                 Err(WsError::Http(response)) => {
                     return shared.borrow_mut().failed(format!("status {}", response.status().as_u16()))
@@ -125,12 +141,17 @@ async fn run_inner(plan: ClientPlan) -> io::Result<()> {
                 Err(e) => return shared.borrow_mut().failed(format!("upgrade: {e}")),
             };
             drop(permit);
-            shared.borrow_mut().connected += 1;
+            {
+                let mut shared = shared.borrow_mut();
+                shared.connected += 1;
+                shared.open[i] = true;
+            }
             if slow {
                 // Stops reading: the server's queue for it grows until its limit applies.
                 std::future::pending::<()>().await;
             }
-            read(&mut ws, id as u32, i, &shared).await;
+            read(&mut ws, id as u32, i, v1, &shared).await;
+            shared.borrow_mut().open[i] = false;
         });
     }
 
@@ -146,13 +167,17 @@ async fn run_inner(plan: ClientPlan) -> io::Result<()> {
                 let mut words = command.split_whitespace();
                 match words.next() {
                     Some("quit") => return Ok(()),
-                    Some("report") => {
-                        let broadcasts: u32 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                    Some("report" | "report-range") => {
+                        let expect = check::Expect::from_command(&command).expect("a report command");
                         let mut guard = shared.borrow_mut();
-                        let Shared { tally, sockets, connected, .. } = &mut *guard;
-                        let seen = sockets.iter_mut().map(|s| (&mut s.broadcasts_seen, s.slow));
-                        emit(check::report(seen, tally, broadcasts, *connected));
-                        *tally = Tally::new(plan.unicast_space);
+                        let Shared { tally, sockets, open, connected, .. } = &mut *guard;
+                        let seen = sockets
+                            .iter_mut()
+                            .zip(open.iter())
+                            .enumerate()
+                            .map(|(i, (socket, &open))| (plan.id(i) as u32, socket, open));
+                        emit(check::report(seen, tally, expect, *connected, plan.v1));
+                        *tally = tally.next_phase();
                         reported_deliveries = u64::MAX;
                     }
                     _ => eprintln!("wspush-bench client: unknown command {command:?}"),
@@ -187,6 +212,7 @@ async fn read<S>(
     ws: &mut tokio_tungstenite::WebSocketStream<S>,
     id: u32,
     index: usize,
+    v1: bool,
     shared: &RefCell<Shared>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -195,12 +221,8 @@ async fn read<S>(
         let mut guard = shared.borrow_mut();
         let Shared { tally, sockets, .. } = &mut *guard;
         match message {
-            Ok(Message::Text(text)) => {
-                tally.message(text.as_bytes(), id, now_ns(), &mut sockets[index].broadcasts_seen)
-            }
-            Ok(Message::Binary(data)) => {
-                tally.message(&data, id, now_ns(), &mut sockets[index].broadcasts_seen)
-            }
+            Ok(Message::Text(text)) => tally.frame(text.as_bytes(), id, now_ns(), &mut sockets[index], v1),
+            Ok(Message::Binary(data)) => tally.frame(&data, id, now_ns(), &mut sockets[index], v1),
             // Answered by tungstenite itself, with the next read.
             Ok(Message::Ping(_)) => tally.pings += 1,
             Ok(Message::Pong(_) | Message::Frame(_)) => {}
