@@ -8,6 +8,11 @@
 //! exact run, the loss, the duplicate and the misroute are caught with the tokio-tungstenite
 //! client (`--client tungstenite`) too. An API connection that dies mid-run must still give
 //! the JSON line, with `publish_failures` 1 and what was not delivered missing, and exit 3.
+//!
+//! With `--v1` the fake server speaks `wspush.v1` (it selects the subprotocol, sends `!pos
+//! e1:0`, then `e1:OFFSET\nBODY` with offsets counted per id): an offset skipped, an offset
+//! repeated or a `!lost` must be exactly 1 `position_gaps`, `position_repeats` or
+//! `lost_signals`, every body still delivered once; without a fault the v1 run is exact.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -41,6 +46,12 @@ enum Fault {
     HttpError,
     /// The API connection carrying the message closes instead of delivering or answering it.
     ApiDies,
+    /// v1: the message is delivered with an offset one past the next (one offset skipped).
+    PositionGap,
+    /// v1: the message is delivered with the offset of the one before it.
+    PositionRepeat,
+    /// v1: `!lost` goes to the id before the message.
+    Lost,
 }
 
 /// A server frame (unmasked, final) carrying `text`.
@@ -57,7 +68,14 @@ fn text_frame(text: &[u8]) -> Vec<u8> {
     frame
 }
 
-type Sockets = Arc<Mutex<HashMap<u64, TcpStream>>>;
+/// A socket the fake server holds: whether it selected `wspush.v1`, and its id's last offset.
+struct Held {
+    stream: TcpStream,
+    v1: bool,
+    offset: u64,
+}
+
+type Sockets = Arc<Mutex<HashMap<u64, Held>>>;
 
 /// Starts the fake server; returns its WebSocket and API addresses. Its threads live as long
 /// as the test process.
@@ -103,18 +121,28 @@ fn upgrade(mut stream: TcpStream, sockets: &Sockets) {
         .map(|(_, value)| value.trim().to_owned())
         .expect("a Sec-WebSocket-Key");
     let id: u64 = path.rsplit('/').next().and_then(|id| id.parse().ok()).expect("an id in the path");
+    let v1 = head.lines().any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.eq_ignore_ascii_case("sec-websocket-protocol")
+                && value.split(',').any(|p| p.trim() == "wspush.v1")
+        })
+    });
     // Held before the answer: once the client saw its 101, a publish to it finds it. The lock
     // is held across the answer, so no frame can go out before it.
     let mut held = sockets.lock().unwrap();
     // The mio client checks the status line only; tungstenite checks the accept key too.
     let accept = wspush::handshake::accept_key(&key);
+    let protocol = if v1 { "Sec-WebSocket-Protocol: wspush.v1\r\n" } else { "" };
     write!(
         stream,
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+         Sec-WebSocket-Accept: {accept}\r\n{protocol}\r\n"
     )
     .unwrap();
-    held.insert(id, stream.try_clone().unwrap());
+    if v1 {
+        stream.write_all(&text_frame(b"!pos e1:0")).unwrap();
+    }
+    held.insert(id, Held { stream: stream.try_clone().unwrap(), v1, offset: 0 });
     drop(held);
     let mut sink = [0u8; 1024];
     while stream.read(&mut sink).unwrap_or(0) > 0 {}
@@ -159,16 +187,31 @@ fn serve_api(stream: TcpStream, sockets: &Sockets, publishes: &AtomicU64, fault:
         }
         let targets: &[u64] = match fault {
             Fault::None | Fault::HttpError | Fault::ApiDies => &[id],
+            Fault::PositionGap | Fault::PositionRepeat | Fault::Lost => &[id],
             Fault::Loss => &[],
             Fault::Duplicate => &[id, id],
             Fault::Misroute => &[id, elsewhere],
             Fault::LossCoveredElsewhere => &[elsewhere],
         };
-        let frame = text_frame(&body);
         for target in targets {
             let mut sockets = sockets.lock().unwrap();
             let socket = sockets.get_mut(target).expect("every id connected before the publishes");
-            socket.write_all(&frame).unwrap();
+            if !socket.v1 {
+                socket.stream.write_all(&text_frame(&body)).unwrap();
+                continue;
+            }
+            match fault {
+                Fault::PositionGap => socket.offset += 2,
+                Fault::PositionRepeat => {}
+                Fault::Lost => {
+                    let lost = format!("!lost e1:{}", socket.offset);
+                    socket.stream.write_all(&text_frame(lost.as_bytes())).unwrap();
+                    socket.offset += 1;
+                }
+                _ => socket.offset += 1,
+            }
+            let framed = [format!("e1:{}\n", socket.offset).as_bytes(), &body].concat();
+            socket.stream.write_all(&text_frame(&framed)).unwrap();
         }
         let status = if fault == Fault::HttpError { "500 Internal Server Error" } else { "200 OK" };
         write!(writer, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").unwrap();
@@ -183,9 +226,15 @@ fn run(fault: Fault) -> (Option<i32>, Value, String) {
 
 /// The same with `--client CLIENT`; the JSON line must name it.
 fn run_with(fault: Fault, client: &str) -> (Option<i32>, Value, String) {
+    run_opts(fault, client, &[])
+}
+
+/// The same with more arguments (`--v1`).
+fn run_opts(fault: Fault, client: &str, more: &[&str]) -> (Option<i32>, Value, String) {
     let (ws, api) = fake_server(fault);
     let output = Command::new(env!("CARGO_BIN_EXE_wspush-bench"))
         .args(["unicast", "--via", "http", "--quiet", "--stall", "2", "--client", client])
+        .args(more)
         .args(["--server-ws", &ws.to_string(), "--server-api", &api.to_string()])
         .args(["--connections", &CONNECTIONS.to_string(), "--per-process", &PER_PROCESS.to_string()])
         .args(["--messages", &MESSAGES.to_string()])
@@ -207,7 +256,11 @@ fn assert_caught(fault: Fault, expected: &[(&str, u64)]) {
 }
 
 fn assert_caught_with(fault: Fault, client: &str, expected: &[(&str, u64)]) {
-    let (code, r, stderr) = run_with(fault, client);
+    assert_caught_opts(fault, client, &[], expected);
+}
+
+fn assert_caught_opts(fault: Fault, client: &str, more: &[&str], expected: &[(&str, u64)]) {
+    let (code, r, stderr) = run_opts(fault, client, more);
     assert_eq!(code, Some(3), "{fault:?}: an inexact run exits 3: {r}\n{stderr}");
     assert_eq!(r["exact"], false, "{r}");
     let faults = r["faults"].as_object().expect("a faults object");
@@ -312,4 +365,33 @@ fn a_publishing_connection_that_dies_is_an_inexact_run_with_its_json_line() {
     assert_eq!(r["faults"]["missing"], missing, "{r}");
     assert!(stderr.contains("INEXACT run: missing"), "{stderr}");
     assert!(stderr.contains("publish_failures 1"), "{stderr}");
+}
+
+#[test]
+fn a_v1_run_without_a_fault_is_exact_and_positioned() {
+    for client in ["mio", "tungstenite"] {
+        let (code, r, stderr) = run_opts(Fault::None, client, &["--v1"]);
+        assert_eq!(code, Some(0), "{client}: {r}\n{stderr}");
+        assert_eq!(r["exact"], true, "{r}");
+        assert_eq!(r["deliveries"], MESSAGES, "{r}");
+        assert_eq!(r["pos_signals"], CONNECTIONS, "every socket had its !pos: {r}");
+        assert_eq!(r["v1"], true, "{r}");
+        assert!(r["faults"].as_object().unwrap().values().all(|v| v == 0), "{r}");
+    }
+}
+
+#[test]
+fn a_skipped_offset_is_one_position_gap() {
+    assert_caught_opts(Fault::PositionGap, "mio", &["--v1"], &[("position_gaps", 1)]);
+    assert_caught_opts(Fault::PositionGap, "tungstenite", &["--v1"], &[("position_gaps", 1)]);
+}
+
+#[test]
+fn a_repeated_offset_is_one_position_repeat() {
+    assert_caught_opts(Fault::PositionRepeat, "mio", &["--v1"], &[("position_repeats", 1)]);
+}
+
+#[test]
+fn a_lost_signal_is_a_fault() {
+    assert_caught_opts(Fault::Lost, "mio", &["--v1"], &[("lost_signals", 1)]);
 }

@@ -274,3 +274,107 @@ fn a_fleet_is_held_through_a_round_of_pings_before_its_storms() {
     assert_eq!(r["broadcast_deliveries"], 400, "{r}");
     assert_eq!(r["unicast_deliveries"], 400, "{r}");
 }
+
+#[test]
+fn unicast_with_history_and_v1_clients_is_positioned_and_exact() {
+    for client in ["mio", "tungstenite"] {
+        let r = result(&[
+            "unicast",
+            "--via",
+            "http",
+            "--history-size",
+            "100",
+            "--v1",
+            "--client",
+            client,
+            "--connections",
+            "60",
+            "--messages",
+            "2000",
+        ]);
+        assert_exactly_once(&r, 2000);
+        assert_eq!((&r["v1"], &r["history_size"]), (&Value::from(true), &Value::from(100)), "{r}");
+        assert_eq!(r["pos_signals"], 60, "every socket had its !pos: {r}");
+        assert_eq!(r["server_history_appended"], 2000, "{r}");
+        for fault in ["position_gaps", "position_repeats", "epoch_changes", "lost_signals", "unpositioned"] {
+            assert_eq!(r["faults"][fault], 0, "{fault}: {r}");
+        }
+    }
+}
+
+/// The resume storm, small: every client gets exactly what it missed, then the live ones.
+fn assert_resumed(r: &Value, clients: u64, expected: u64) {
+    assert_eq!(r["exact"], true, "{r}");
+    assert_eq!(r["connected"], clients, "{r}");
+    assert_eq!(r["reconnected"], clients, "{r}");
+    assert_eq!(r["resumed_clients"], clients, "{r}");
+    assert_eq!(r["replay_pending_clients"], 0, "{r}");
+    assert_eq!(r["expected"], expected, "{r}");
+    assert_eq!(r["deliveries"], expected, "{r}");
+    assert_eq!(r["missing"], 0, "{r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+    assert!(r["replay_seconds"].as_f64().is_some(), "{r}");
+    assert!(r["server_cpu_s"].as_f64().is_some() && r["server_rss_peak_mib"].as_f64().is_some(), "{r}");
+    assert!(r["faults"].as_object().unwrap().values().all(|v| v == 0), "{r}");
+}
+
+#[test]
+fn a_resume_storm_of_v1_clients_on_one_id_replays_exactly() {
+    let r = result(&["resume", "--connections", "200", "--ids", "1", "--messages", "150", "--live", "20"]);
+    // Every client: the 150 it missed, then the 20 live ones.
+    assert_resumed(&r, 200, 200 * 170);
+    assert_eq!(r["v1"], true, "{r}");
+    assert_eq!(r["positioned"], 200, "{r}");
+    assert_eq!(r["replayed_deliveries_expected"], 200 * 150, "{r}");
+    assert_eq!(r["server_history_resumes"], 200, "{r}");
+    assert_eq!(r["server_history_appended"], 170, "{r}");
+    assert!(r["server_history_replayed"].as_u64().unwrap() >= 200 * 150, "{r}");
+    assert_eq!(r["pos_signals"], 200, "one !pos after each replay: {r}");
+}
+
+#[test]
+fn a_resume_storm_of_v1_clients_on_their_own_ids_replays_exactly() {
+    let r = result(&["resume", "--connections", "150", "--messages", "450", "--live", "150"]);
+    assert_resumed(&r, 150, 600);
+    assert_eq!(r["ids"], 150, "{r}");
+    assert_eq!(r["replayed_deliveries_expected"], 450, "{r}");
+}
+
+#[test]
+fn plain_clients_resume_from_the_position_the_api_gave() {
+    let r = result(&["resume", "--plain", "--connections", "100", "--ids", "10", "--messages", "200"]);
+    // 10 clients per id; each id gets 20 missed and 10 of the 100 live messages.
+    assert_resumed(&r, 100, 100 * 30);
+    assert!(r.get("v1").is_none(), "{r}");
+    assert_eq!(r["server_history_resumes"], 100, "{r}");
+    let r = result(&[
+        "resume",
+        "--plain",
+        "--no-since",
+        "--connections",
+        "100",
+        "--ids",
+        "10",
+        "--messages",
+        "200",
+    ]);
+    // Without since: only the live ones.
+    assert_resumed(&r, 100, 100 * 10);
+    assert_eq!(r["server_history_resumes"], 0, "{r}");
+}
+
+#[test]
+fn history_options_are_checked() {
+    let output = bench(&["unicast", "--via", "http", "--v1"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--v1 needs history on"));
+    let output = bench(&["unicast", "--target", "baseline", "--history-size", "10"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("the baselines have no history"));
+    let output = bench(&["resume", "--target", "uws"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = bench(&["resume", "--client", "tungstenite"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = bench(&["resume", "--connections", "10", "--ids", "11"]);
+    assert_eq!(output.status.code(), Some(2));
+}
