@@ -7,6 +7,8 @@ and a chart (SVG) of deliveries/s and memory per connection. BENCHMARKS.md quote
     python3 benches/run.py                 # the whole matrix, 3 runs each (about 25 minutes)
     python3 benches/run.py --runs 1 --only unicast-1node,broadcast
     python3 benches/run.py --report-only   # redo tables and chart from benches/results/runs.jsonl
+    python3 benches/run.py --list          # the entries, with their targets (and which are pending)
+    python3 benches/run.py --runs 3 --only unicast-1node-http,unicast-1node-history   # history off vs on
 
 The time: one run is about 7.5 minutes of scenarios on the 2-core development machine (wspush
 about 1.5, baseline about 3.5, uws about 2.5; the fixed-duration scenarios, idle, latency,
@@ -23,6 +25,12 @@ An inexact run (anything missing, duplicated or misrouted, a failed connection, 
 publish, an unexpected close: `wspush-bench` exits non-zero with `"exact": false`), or a run
 that failed outright, is recorded as such in runs.jsonl, and no tables are written while
 runs.jsonl holds one: the error names each such run. Medians are never taken over them.
+
+History (issue 13): the history entries run wspush alone (the baselines have no history), each
+beside the same entry with history off, in the same run of the matrix, so every run alternates
+off and on; tables.md then has a table "history on vs off" with the ratios. An entry marked
+pending (what it needs has not landed yet, e.g. history through Redis) is skipped unless named
+in --only, so it cannot make the matrix inexact.
 """
 import argparse
 import json
@@ -89,7 +97,59 @@ MATRIX = [
     ("slow", "slow", ["--connections", "1000", "--rate", "200", "--duration", "20", "--size", "1024"],
      both(["--via", "redis-envelope"], ["--via", "redis-compat"])),
     ("fleet", "fleet", [], {"wspush": []}),
+    # History (issue 13), wspush only. Off and on on the same path, side by side (so alternated
+    # within every run): POST /socket/{id} on one node, no Redis (single-node history; it is
+    # not available through Redis yet, and messages from the compat channel are live-only, so
+    # the unicast-1node path cannot carry it). On: --history-size 100 and wspush.v1 clients,
+    # whose offsets are checked per socket (a gap, a repeat, a silent epoch are faults).
+    ("unicast-1node-http", "unicast", ["--connections", "1000", "--messages", "200000", "--via", "http"],
+     {"wspush": []}),
+    ("unicast-1node-history", "unicast",
+     ["--connections", "1000", "--messages", "200000", "--via", "http", "--history-size", "100", "--v1"],
+     {"wspush": []}),
+    ("unicast-1node-10k-http", "unicast", ["--connections", "10000", "--messages", "200000", "--via", "http"],
+     {"wspush": []}),
+    ("unicast-1node-10k-history", "unicast",
+     ["--connections", "10000", "--messages", "200000", "--via", "http", "--history-size", "100", "--v1"],
+     {"wspush": []}),
+    # Resume storms: 10,000 v1 clients disconnect, messages go out while they are away, all
+    # reconnect at once with ?since=; every replay must be exact. One id (500 missed per client,
+    # 5,000,000 replayed deliveries) and an id each (5 missed per client).
+    ("resume-storm-1node", "resume", ["--connections", "10000", "--ids", "1", "--messages", "500"],
+     {"wspush": []}),
+    ("resume-storm-1node-10k-ids", "resume", ["--connections", "10000", "--ids", "10000", "--messages", "50000"],
+     {"wspush": []}),
+    # Through Redis (cluster mode on one node, every POST also written to the id's history in
+    # Redis), beside unicast-http's wspush column. Pending: the node refuses --history-size
+    # with --redis until the cluster history lands.
+    ("unicast-http-history", "unicast",
+     ["--connections", "1000", "--messages", "100000", "--via", "http", "--with-redis", "--history-size", "100",
+      "--v1"],
+     {"wspush": []}, {"pending": "cluster history (issue 13): the node refuses --history-size with --redis"}),
+    ("resume-storm-redis", "resume",
+     ["--connections", "10000", "--ids", "10000", "--messages", "50000", "--with-redis"],
+     {"wspush": []}, {"pending": "cluster history (issue 13): the node refuses --history-size with --redis"}),
 ]
+
+# History off -> on, same path: (off, on) entries compared in tables.md.
+HISTORY_PAIRS = [
+    ("unicast-1node-http", "unicast-1node-history"),
+    ("unicast-1node-10k-http", "unicast-1node-10k-history"),
+    ("unicast-http", "unicast-http-history"),
+]
+HISTORY_COLUMNS = ["deliveries_per_s", "server_cpu_s_per_100k", "latency_p50_ms", "latency_p99_ms"]
+
+
+def entries(only=()):
+    """The matrix as (name, scenario, args, targets, notes); pending entries only when named."""
+    for entry in MATRIX:
+        name, scenario, args, targets = entry[:4]
+        notes = entry[4] if len(entry) > 4 else {}
+        if only and name not in only:
+            continue
+        if notes.get("pending") and name not in only:
+            continue
+        yield name, scenario, args, targets, notes
 
 # Column headers: what each target is.
 TARGET_NAMES = {
@@ -123,11 +183,19 @@ COLUMNS = {
               "broadcast_duplicates", "broadcast_deliveries_per_s", "broadcast_server_cpu_s_per_100k",
               "unicast_deliveries", "unicast_missing", "unicast_duplicates", "unicast_deliveries_per_s",
               "unicast_server_cpu_s_per_100k", "unicast_latency_p99_ms", "server_connections_at_end"],
+    "resume": ["clients", "ids", "missed_messages", "live_messages", "reconnect_seconds", "replay_seconds",
+               "resumed_clients", "replayed_deliveries_expected", "replayed_per_s", "deliveries", "missing",
+               "duplicates", "server_cpu_s", "server_cpu_s_per_100k", "server_rss_connected_mib",
+               "server_rss_peak_mib", "server_history_replayed"],
 }
 
 
-def build():
+def build(targets):
+    """The release build, and the baselines' dependencies if `targets` (those the selected
+    entries run) include them."""
     subprocess.run(["cargo", "build", "--release", "-p", "wspush", "-p", "wspush-bench"], cwd=ROOT, check=True)
+    if not targets & {"baseline", "uws"}:
+        return
     baseline = os.path.join(ROOT, "benches", "baseline")
     if not os.path.isdir(os.path.join(baseline, "node_modules", "ws")):
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=baseline, check=True)
@@ -140,9 +208,10 @@ def build():
 def run_matrix(runs, only, out_path):
     with open(out_path, "a") as out:
         for run in range(1, runs + 1):
-            for name, scenario, args, targets in MATRIX:
-                if only and name not in only:
-                    continue
+            for name, scenario, args, targets, notes in entries(only):
+                if notes.get("pending"):
+                    print(f"[run {run}/{runs}] {name}: pending ({notes['pending']}), run because --only names it",
+                          flush=True)
                 # Rotate the target order from run to run, so no target always goes first (or
                 # last) and gets the cooler (or warmer) machine.
                 order = list(targets.items())
@@ -251,7 +320,7 @@ def ratio(a, b):
 
 def tables(table):
     lines = []
-    for name, scenario, args, targets in MATRIX:
+    for name, scenario, args, targets, _ in entries():
         present = [t for t in targets if (name, t) in table]
         if not present:
             continue
@@ -272,7 +341,30 @@ def tables(table):
                    *(ratio(cells[a], cells[b]) for a, b in ratios)]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+    lines.extend(history_table(table))
     return "\n".join(lines)
+
+
+def history_table(table):
+    """History off vs on (wspush), per pair that ran: the figures and the ratio on / off."""
+    pairs = [(off, on) for off, on in HISTORY_PAIRS if (off, "wspush") in table and (on, "wspush") in table]
+    if not pairs:
+        return []
+    lines = ["### history on vs off (wspush)\n",
+             "Each pair ran in the same session, alternated within every run. Issue 13's target: history on "
+             "costs at most 1.5× the server CPU per delivery and keeps at least 60% of the deliveries/s.\n"]
+    header = ["off → on"] + [f"{c} (off / on / on÷off)" for c in HISTORY_COLUMNS]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|---" * len(header) + "|")
+    for off, on in pairs:
+        a, b = table[(off, "wspush")], table[(on, "wspush")]
+        cells = [f"{off} → {on}"]
+        for column in HISTORY_COLUMNS:
+            x, y = a.get(column), b.get(column)
+            cells.append(f"{'–' if x is None else fmt(x)} / {'–' if y is None else fmt(y)} / {ratio(y, x) or '–'}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
 
 
 def chart(table, path):
@@ -281,7 +373,8 @@ def chart(table, path):
         ("deliveries per second (median, log scale)", "deliveries_per_s",
          ["broadcast", "broadcast-http", "broadcast-inproc", "unicast-1node", "unicast-1node-10k",
           "unicast-1node-envelope", "unicast-1node-tungstenite", "unicast-2nodes", "unicast-http",
-          "unicast-inproc", "cluster", "cluster-inproc"]),
+          "unicast-inproc", "cluster", "cluster-inproc", "unicast-1node-http", "unicast-1node-history",
+          "unicast-1node-10k-http", "unicast-1node-10k-history"]),
         ("server RSS bytes per idle connection (19,000 connections)", "server_rss_bytes_per_connection", ["idle"]),
     ]
     colors = {"wspush": "#2b6cb0", "baseline": "#c05621", "uws": "#6b46c1"}
@@ -335,18 +428,31 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated matrix names")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--list", action="store_true", help="list the entries (pending ones marked) and exit")
     parser.add_argument("--fresh", action="store_true", help="start runs.jsonl afresh")
     parser.add_argument("--results", default=RESULTS,
                         help="the folder of runs.jsonl, tables.md and chart.svg (default: benches/results)")
     args = parser.parse_args()
+    if args.list:
+        for entry in MATRIX:
+            name, scenario, extra, targets = entry[:4]
+            pending = (entry[4] if len(entry) > 4 else {}).get("pending")
+            mark = f"  [pending: {pending}; runs only with --only {name}]" if pending else ""
+            print(f"{name:<28} {scenario:<10} {', '.join(targets)}{mark}")
+        return 0
+    known = {entry[0] for entry in MATRIX}
+    unknown = set(filter(None, args.only.split(","))) - known
+    if unknown:
+        parser.error(f"--only names unknown entries: {', '.join(sorted(unknown))} (see --list)")
     results = args.results
     os.makedirs(results, exist_ok=True)
     raw = os.path.join(results, "runs.jsonl")
     if not args.report_only:
         if args.fresh and os.path.exists(raw):
             os.remove(raw)
-        build()
-        run_matrix(args.runs, set(filter(None, args.only.split(","))), raw)
+        only = set(filter(None, args.only.split(",")))
+        build({target for entry in entries(only) for target in entry[3]})
+        run_matrix(args.runs, only, raw)
     lines = load(raw)
     refuse_inexact(lines, raw)
     table = medians(lines)

@@ -140,7 +140,8 @@ pub struct Options {
     #[arg(long)]
     pub ids: Option<u64>,
     /// resume: messages published after the reconnect starts, while the replays run (round
-    /// robin over the ids, after the missed ones) [default: max(ids, 100)].
+    /// robin over the ids, after the missed ones; paced by --rate if given) [default:
+    /// max(ids, 100)].
     #[arg(long)]
     pub live: Option<u64>,
     /// resume: plain clients (no `wspush.v1`), resuming from the position `GET /history/{id}`

@@ -1033,7 +1033,8 @@ pub fn resume(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Re
     let cpu0 = bench.server_cpu();
     let t0 = now_ns();
     swarm.start_reconnect(if since { m } else { 0 }, since_file.as_deref())?;
-    let live_plan = round_robin_plan(options, m, live, k);
+    // Paced with --rate, so they span the reconnect and some arrive after a socket's `!pos`.
+    let live_plan = Plan { rate: options.rate, ..round_robin_plan(options, m, live, k) };
     let mut publish_live = |bench: &Bench| -> io::Result<()> {
         let (errors, why) = bench.publish_only(&live_plan, options, "publishing (live)")?;
         publish_errors += errors;
