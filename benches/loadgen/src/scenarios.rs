@@ -593,9 +593,7 @@ fn server_counters(bench: &Bench, rows: &mut Rows) {
     }
     let mut names =
         vec!["received", "delivery_dropped", "reconnects", "slow_consumer_disconnects", "queue_full"];
-    if bench.history {
-        names.extend(HISTORY_COUNTERS);
-    }
+    names.extend(bench.history_names());
     let mut totals: Vec<(&str, u64)> = names.into_iter().map(|name| (name, 0)).collect();
     for stats in bench.nodes.iter().filter_map(|n| n.stats().ok()) {
         for (name, total) in totals.iter_mut() {
@@ -854,8 +852,24 @@ pub fn fleet(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Res
 }
 
 /// The server's history counters (`GET /stats`), reported when history is on.
-const HISTORY_COUNTERS: [&str; 5] =
-    ["history_appended", "history_replayed", "history_resumes", "history_lost_signals", "history_evicted"];
+const HISTORY_COUNTERS: [&str; 7] = [
+    "history_appended",
+    "history_replayed",
+    "history_resumes",
+    "history_lost_signals",
+    "history_evicted",
+    "history_duplicates",
+    "history_gap_fills",
+];
+
+/// The backplane's history counters (`GET /stats` `cluster`), reported with Redis.
+const CLUSTER_HISTORY_COUNTERS: [&str; 5] = [
+    "history_appends",
+    "history_append_retried",
+    "history_reads",
+    "history_read_round_trips",
+    "history_read_failed",
+];
 
 /// The `wspush.v1` checks of a phase, as rows (only when v1 frames were seen or a v1 check
 /// failed).
@@ -920,16 +934,28 @@ impl Bench {
         }
     }
 
+    /// The history counters this run reports: none with history off, the backplane's too
+    /// with Redis.
+    fn history_names(&self) -> Vec<&'static str> {
+        match (self.history, self.redis.is_some()) {
+            (false, _) => Vec::new(),
+            (true, false) => HISTORY_COUNTERS.to_vec(),
+            (true, true) => HISTORY_COUNTERS.iter().chain(&CLUSTER_HISTORY_COUNTERS).copied().collect(),
+        }
+    }
+
     /// The history counters summed over the nodes (zeros for an external server).
-    fn history_counters(&self) -> Vec<u64> {
+    fn history_counters(&self) -> Vec<(&'static str, u64)> {
         let stats: Vec<Value> = if self.external {
             Vec::new()
         } else {
             self.nodes.iter().filter_map(|n| n.stats().ok()).collect()
         };
-        HISTORY_COUNTERS
-            .iter()
-            .map(|name| stats.iter().map(|s| s[*name].as_u64().unwrap_or(0)).sum())
+        let value =
+            |s: &Value, name: &str| s[name].as_u64().or_else(|| s["cluster"][name].as_u64()).unwrap_or(0);
+        self.history_names()
+            .into_iter()
+            .map(|name| (name, stats.iter().map(|s| value(s, name)).sum()))
             .collect()
     }
 }
@@ -1015,6 +1041,8 @@ pub fn resume(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Re
     let mut swarm =
         Swarm::connect(&shares(n, &bench.ws_addrs(), options.per_process, 0), 0, mode, !options.quiet)?;
     connect_rows(&swarm, rows, faults);
+    // Through Redis (--with-redis): every id's channel subscribed before anything is sent.
+    bench.wait_subscribed()?;
     if v1 {
         let positioned = swarm.wait_live(swarm.connected, stall)?;
         rows.push(("positioned".into(), json!(positioned)));
@@ -1073,7 +1101,6 @@ pub fn resume(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Re
     let cpu = bench.server_cpu() - cpu0;
     let merged = swarm.report_range(lo, m + live)?;
     let counters = bench.history_counters();
-    let delta = |i: usize| counters[i].saturating_sub(counters0[i]);
     faults.missing += merged.unicast_missing;
     faults.duplicates += merged.unicast_duplicates;
     faults.publish_errors += publish_errors;
@@ -1107,10 +1134,9 @@ pub fn resume(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::Re
     rows.push(("server_rss_connected_mib".into(), json!(mib(rss_connected))));
     rows.push(("server_rss_peak_mib".into(), json!(mib(rss_peak.max(bench.server_rss())))));
     if !bench.external {
-        rows.push(("server_history_appended".into(), json!(delta(0))));
-        rows.push(("server_history_replayed".into(), json!(delta(1))));
-        rows.push(("server_history_resumes".into(), json!(delta(2))));
-        rows.push(("server_history_lost_signals".into(), json!(delta(3))));
+        for ((name, after), (_, before)) in counters.iter().zip(&counters0) {
+            rows.push((format!("server_{name}"), json!(after.saturating_sub(*before))));
+        }
     }
     v1_rows(&merged, "", rows);
     if !merged.closes.is_empty() {

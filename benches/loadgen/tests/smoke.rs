@@ -392,3 +392,28 @@ fn history_options_are_checked() {
     let output = bench(&["resume", "--connections", "10", "--ids", "11"]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn history_through_redis_is_positioned_and_resumes_exactly() {
+    let r = result(&[
+        "unicast",
+        "--via",
+        "http",
+        "--with-redis",
+        "--history-size",
+        "100",
+        "--v1",
+        "--connections",
+        "60",
+        "--messages",
+        "1500",
+    ]);
+    assert_exactly_once(&r, 1500);
+    assert_eq!(r["pos_signals"], 60, "{r}");
+    assert_eq!(r["server_history_appends"], 1500, "every POST appended in Redis: {r}");
+    let r = result(&["resume", "--with-redis", "--connections", "200", "--ids", "1", "--messages", "100"]);
+    assert_resumed(&r, 200, 200 * 200);
+    assert_eq!(r["server_history_resumes"], 200, "{r}");
+    assert_eq!(r["server_history_appends"], 200, "{r}");
+    assert!(r["server_history_reads"].as_u64().unwrap() >= 1, "{r}");
+}
