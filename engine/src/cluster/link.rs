@@ -384,6 +384,10 @@ impl worker::Backplane for ClusterLink {
     fn subscription_losses(&self) -> u64 {
         self.subscription_losses.load(Relaxed)
     }
+
+    fn is_subscribed(&self) -> bool {
+        self.counters.subscriber_up.load(Relaxed)
+    }
 }
 
 /// A node id unique enough for a fleet: 12 hex digits from the OS-seeded hasher, the

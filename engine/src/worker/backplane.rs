@@ -21,4 +21,6 @@ pub(crate) trait Backplane: Send + Sync {
     /// How many times the subscription has been lost so far: a worker that sees this grow
     /// knows its ids may have missed messages until each is confirmed subscribed again.
     fn subscription_losses(&self) -> u64;
+    /// Whether the subscriber's connection is up now.
+    fn is_subscribed(&self) -> bool;
 }

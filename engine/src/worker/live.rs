@@ -44,8 +44,14 @@ const MAX_HELD_BYTES: usize = 1 << 20;
 /// A read unanswered this long is given up (its answer, if it comes, is ignored) and asked
 /// again.
 const READ_TIMEOUT_MS: u64 = 5_000;
-/// A read that failed (Redis unreachable) or could not be queued is asked again after this.
-const RETRY_MS: u64 = 1_000;
+/// A read that failed (Redis unreachable) or could not be queued is asked again after this,
+/// doubled after each failure in a row up to [`MAX_RETRY_MS`].
+const RETRY_MS: u64 = 500;
+const MAX_RETRY_MS: u64 = 8_000;
+/// How long a socket that resumes from beyond its id's position here (it saw more on
+/// another node, and those messages are still on their way to this one) waits for them
+/// before it is told lost.
+const AHEAD_WAIT_MS: u64 = 3_000;
 /// An id not confirmed subscribed this long is read anyway (the confirmation was lost to
 /// a worker queue that stayed full); a later confirmation reads it again.
 const CONFIRM_FALLBACK_MS: u64 = 10_000;
@@ -81,6 +87,10 @@ struct IdLive {
     recheck: bool,
     /// The live read failed or could not be asked: ask again at this time.
     retry_at_ms: Option<u64>,
+    /// Failed reads in a row (for the backoff).
+    failures: u32,
+    /// A resuming socket needs a page nobody asked for yet (asked after the replay pass).
+    replay_wanted: bool,
     /// The read for resuming sockets, if one is under way.
     replay_read: Option<Read>,
     replay_retry_at_ms: u64,
@@ -118,6 +128,8 @@ struct Resume {
     serial: u64,
     next: Option<Position>,
     replayed: u64,
+    /// Since when it waits for its id to reach its `since` (see [`AHEAD_WAIT_MS`]).
+    ahead_since_ms: Option<u64>,
 }
 
 /// What a replay step left.
@@ -140,6 +152,8 @@ impl IdLive {
             live_read: None,
             recheck: false,
             retry_at_ms: None,
+            failures: 0,
+            replay_wanted: false,
             replay_read: None,
             replay_retry_at_ms: 0,
             held: VecDeque::new(),
@@ -156,6 +170,12 @@ impl IdLive {
     /// The id's position here (once it has one).
     fn position(&self) -> Option<Position> {
         self.epoch.map(|epoch| Position::new(epoch, self.top))
+    }
+
+    /// The wait before asking again after a failure, counting it.
+    fn backoff_ms(&mut self) -> u64 {
+        self.failures = self.failures.saturating_add(1);
+        RETRY_MS.saturating_mul(1 << (self.failures - 1).min(8)).min(MAX_RETRY_MS)
     }
 
     fn hold(&mut self, position: Position, frame: Bytes) {
@@ -205,7 +225,7 @@ impl Worker {
             return;
         }
         let next = since.map(|since| Position::new(since.epoch, since.offset + 1));
-        live.resuming.push(Resume { key, serial, next, replayed: 0 });
+        live.resuming.push(Resume { key, serial, next, replayed: 0, ahead_since_ms: None });
         self.conns[key].link_mut().set_resuming(true);
     }
 
@@ -258,8 +278,11 @@ impl Worker {
             let read = state.live_read.take().expect("just matched");
             live.reads_in_flight -= 1;
             match page {
-                Ok(page) => self.apply_live_page(&id, read.from, page),
-                Err(_) => state.retry_at_ms = Some(now_ms + RETRY_MS),
+                Ok(page) => {
+                    state.failures = 0;
+                    self.apply_live_page(&id, read.from, page)
+                }
+                Err(_) => state.retry_at_ms = Some(now_ms + state.backoff_ms()),
             }
         } else if state.replay_read.as_ref().is_some_and(|read| read.token == token) {
             let read = state.replay_read.take().expect("just matched");
@@ -278,7 +301,7 @@ impl Worker {
                         entries,
                     }));
                 }
-                Err(_) => state.replay_retry_at_ms = now_ms + RETRY_MS,
+                Err(_) => state.replay_retry_at_ms = now_ms + state.backoff_ms(),
             }
         }
     }
@@ -287,17 +310,22 @@ impl Worker {
     pub(super) fn live_tick(&mut self) {
         self.note_losses();
         let now_ms = self.core.now_ms;
+        let subscribed =
+            self.core.shared.backplane.as_ref().is_some_and(|backplane| backplane.is_subscribed());
         let Some(live) = self.live_ids() else { return };
         let mut due = Vec::new();
         for (id, state) in live.ids.iter_mut() {
-            for read in [&mut state.live_read, &mut state.replay_read] {
-                if read.as_ref().is_some_and(|read| now_ms >= read.sent_ms + READ_TIMEOUT_MS) {
-                    *read = None;
-                    live.reads_in_flight -= 1;
-                    state.retry_at_ms.get_or_insert(now_ms);
-                }
+            if state.live_read.as_ref().is_some_and(|read| now_ms >= read.sent_ms + READ_TIMEOUT_MS) {
+                state.live_read = None;
+                live.reads_in_flight -= 1;
+                state.retry_at_ms.get_or_insert(now_ms);
             }
-            if !state.confirmed && now_ms >= state.unconfirmed_since_ms + CONFIRM_FALLBACK_MS {
+            if state.replay_read.as_ref().is_some_and(|read| now_ms >= read.sent_ms + READ_TIMEOUT_MS) {
+                state.replay_read = None;
+                live.reads_in_flight -= 1;
+            }
+            let overdue = now_ms >= state.unconfirmed_since_ms + CONFIRM_FALLBACK_MS;
+            if !state.confirmed && subscribed && overdue {
                 state.confirmed = true;
                 state.retry_at_ms.get_or_insert(now_ms);
             }
@@ -353,7 +381,7 @@ impl Worker {
                 bump(&counters.history_gap_fills, 1);
             }
         } else {
-            state.retry_at_ms = Some(now_ms + RETRY_MS);
+            state.retry_at_ms = Some(now_ms + state.backoff_ms());
         }
     }
 
@@ -400,6 +428,9 @@ impl Worker {
                 lose_live(&mut self.core, &mut self.conns, keys, now);
                 state.epoch = Some(page.epoch);
                 state.top = page.top;
+                // What was held from the old epoch is what the signal covers.
+                state.held.retain(|(position, _)| position.epoch == page.epoch);
+                state.held_bytes = state.held.iter().map(|(_, frame)| frame.len()).sum();
             }
             Some(epoch) => {
                 let mut trimmed = from > 0 && page.top > state.top && page.entries.is_empty();
@@ -498,10 +529,11 @@ impl Worker {
         let Some(backplane) = self.core.shared.backplane.clone() else { return };
         let Some(live) = self.live_ids() else { return };
         let token = live.next_token;
+        let Some(state) = live.ids.get_mut(id) else { return };
+        state.replay_wanted = false;
         if live.reads_in_flight >= MAX_READS_IN_FLIGHT {
             return;
         }
-        let Some(state) = live.ids.get_mut(id) else { return };
         if state.replay_read.is_some() || now_ms < state.replay_retry_at_ms {
             return;
         }
@@ -510,7 +542,7 @@ impl Worker {
             live.reads_in_flight += 1;
             state.replay_read = Some(Read { token, from, sent_ms: now_ms });
         } else {
-            state.replay_retry_at_ms = now_ms + RETRY_MS;
+            state.replay_retry_at_ms = now_ms + state.backoff_ms();
         }
     }
 }
@@ -536,6 +568,13 @@ fn replay(
     let room = core.settings.max_buffered_bytes / 2;
     for _ in 0..REPLAY_PER_PASS {
         let Some(next) = resume.next else { return join(core, conns, key, now) };
+        if next.epoch == now.epoch && next.offset > now.offset + 1 {
+            // It saw more on another node: those messages are on their way here.
+            let since = *resume.ahead_since_ms.get_or_insert(core.now_ms);
+            if core.now_ms < since + AHEAD_WAIT_MS {
+                return Step::Waiting;
+            }
+        }
         if next.epoch != now.epoch || next.offset > now.offset + 1 || resume.replayed >= live.replay_cap {
             // From another epoch (the history was lost since), beyond what this node has
             // (a position it never gave), or falling behind for good.
@@ -562,7 +601,8 @@ fn replay(
                 lost(core, conns, key, now);
                 return Step::Done;
             }
-            if state.replay_read.is_none() && !wanted.iter().any(|(wanted, _)| *wanted == id) {
+            if state.replay_read.is_none() && !state.replay_wanted {
+                state.replay_wanted = true;
                 wanted.push((id, next.offset));
             }
             return Step::Waiting;
