@@ -126,6 +126,12 @@ MATRIX = [
      ["--connections", "1000", "--messages", "100000", "--via", "http", "--with-redis", "--history-size", "100",
       "--v1"],
      {"wspush": []}),
+    ("unicast-http-10k", "unicast", ["--connections", "10000", "--messages", "200000", "--via", "http", "--with-redis"],
+     {"wspush": []}),
+    ("unicast-http-10k-history", "unicast",
+     ["--connections", "10000", "--messages", "200000", "--via", "http", "--with-redis", "--history-size", "100",
+      "--v1"],
+     {"wspush": []}),
     ("resume-storm-redis", "resume", ["--connections", "10000", "--ids", "1", "--messages", "500", "--with-redis"],
      {"wspush": []}),
     ("resume-storm-redis-10k-ids", "resume",
@@ -140,6 +146,7 @@ HISTORY_PAIRS = [
     ("unicast-1node-http", "unicast-1node-history"),
     ("unicast-1node-10k-http", "unicast-1node-10k-history"),
     ("unicast-http", "unicast-http-history"),
+    ("unicast-http-10k", "unicast-http-10k-history"),
 ]
 HISTORY_COLUMNS = ["deliveries_per_s", "server_cpu_s_per_100k", "latency_p50_ms", "latency_p99_ms"]
 
