@@ -206,6 +206,15 @@ def handshake_seeds():
         "incomplete": request(BASIC)[:60],
         "empty": b"",
         "crlf-only": b"\r\n\r\n",
+        # Resume targets (`since_from_target` runs on every input too).
+        "since-v1": request(BASIC + ["Sec-WebSocket-Protocol: wspush.v1"],
+                            "GET /websocket/456?since=k3j9a2x1:42 HTTP/1.1"),
+        "since-percent-encoded": request(BASIC, "GET /websocket/456?x=1&since=k3j9a2x1%3A0 HTTP/1.1"),
+        "since-twice": request(BASIC, "GET /websocket/456?since=a:1&since=a:2 HTTP/1.1"),
+        "since-offset-over-2-53": request(BASIC, "GET /websocket/456?since=a:9007199254740992 HTTP/1.1"),
+        "since-epoch-17": request(BASIC, "GET /websocket/456?since=" + "a" * 17 + ":1 HTTP/1.1"),
+        "since-not-utf8": request(BASIC, "GET /websocket/456?since=%ff:1 HTTP/1.1"),
+        "since-bare": b"/websocket/u?since=ZZ:9007199254740991",
     }
     return seeds
 

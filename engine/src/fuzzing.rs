@@ -323,7 +323,9 @@ fn check_rejection(rejection: &Rejection) {
 /// The upgrade request parser: with the default limits and with tiny ones, a request is
 /// accepted only within the limits, consumes at most its input, parses the same from its
 /// head alone, and gives an id (if any) that is valid; a rejection's response is well
-/// formed. [`handshake::id_from_target`] is also run on the input as a target.
+/// formed. [`handshake::id_from_target`] and [`handshake::since_from_target`] are also run on
+/// the input as a target: a `since` it accepts prints back to a position that parses to the
+/// same, with an offset under 2^53.
 pub fn check_handshake_parser(data: &[u8]) {
     check_parse(data, &default_limits());
     check_parse(data, &Limits { max_header_bytes: 256, max_headers: 4 });
@@ -332,6 +334,21 @@ pub fn check_handshake_parser(data: &[u8]) {
     match handshake::id_from_target(&target, PATH_PREFIX) {
         Ok(id) => assert!(validate_id(&id).is_ok(), "id_from_target gave the invalid id {id:?}"),
         Err(rejection) => check_rejection(&rejection),
+    }
+    match handshake::since_from_target(&target) {
+        Ok(Some(since)) => {
+            assert!(since.offset <= crate::history::MAX_OFFSET, "offset {} over 2^53", since.offset);
+            let printed = since.to_string();
+            assert_eq!(printed.parse::<crate::Position>(), Ok(since), "{printed:?} does not parse back");
+        }
+        Ok(None) => {
+            let asked = target.split_once('?').is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("since=")));
+            assert!(!asked, "since missed in {target:?}");
+        }
+        Err(rejection) => {
+            assert!(matches!(rejection, Rejection::BadSince(_)), "{rejection:?}");
+            check_rejection(&rejection);
+        }
     }
 }
 
