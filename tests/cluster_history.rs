@@ -373,3 +373,41 @@ fn the_http_api_answers_positions_202_while_redis_is_down_and_reads_history_from
     );
     assert_eq!(server_counter(&server, "cluster.history_appends"), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasts_and_compat_messages_are_live_only_and_never_replayed() {
+    let redis = RedisServer::start();
+    let compat = |name: &str| {
+        let cluster = ClusterConfig {
+            node_id: Some(name.into()),
+            compat_channel: Some("legacy:push".into()),
+            ..ClusterConfig::new(redis.url())
+        };
+        let config = Config {
+            ws_listen: Some(any_port()),
+            workers: 2,
+            history_size: 100,
+            cluster: Some(cluster),
+            ..Config::default()
+        };
+        let engine = Engine::start(config).expect("starts");
+        eventually(TIMEOUT, "the node connects to Redis", || engine.is_healthy());
+        engine
+    };
+    let (a, b) = (compat("a"), compat("b"));
+    let (mut v1, start) = live_v1(&b, "7").await;
+    let e = start.epoch;
+    send_positioned(&a, "7", "positioned");
+    assert_eq!(recv_text(&mut v1, TIMEOUT).await, format!("{e}:1\npositioned"));
+    a.broadcast(Message::Text("to all")).expect("broadcast");
+    assert_eq!(recv_text(&mut v1, TIMEOUT).await, "-\nto all", "a broadcast has no position");
+    redis_cli(redis.port(), &["PUBLISH", "legacy:push", r#"{"KEY":"7","VALUE":"from a legacy service"}"#]);
+    assert_eq!(recv_text(&mut v1, TIMEOUT).await, "-\nfrom a legacy service", "compat is live-only");
+    send_positioned(&a, "7", "second");
+    assert_eq!(recv_text(&mut v1, TIMEOUT).await, format!("{e}:2\nsecond"));
+    // A resume from the start replays the positioned messages only.
+    let mut resumed = connect_v1(&url(&a, "7", Some(Position::new(e, 0)))).await;
+    assert_eq!(recv_text(&mut resumed, TIMEOUT).await, format!("{e}:1\npositioned"));
+    assert_eq!(recv_text(&mut resumed, TIMEOUT).await, format!("{e}:2\nsecond"));
+    assert_eq!(position_in(&recv_text(&mut resumed, TIMEOUT).await, "!pos "), Position::new(e, 2));
+}

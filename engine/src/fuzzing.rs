@@ -342,7 +342,9 @@ pub fn check_handshake_parser(data: &[u8]) {
             assert_eq!(printed.parse::<crate::Position>(), Ok(since), "{printed:?} does not parse back");
         }
         Ok(None) => {
-            let asked = target.split_once('?').is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("since=")));
+            let asked = target
+                .split_once('?')
+                .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("since=")));
             assert!(!asked, "since missed in {target:?}");
         }
         Err(rejection) => {
