@@ -17,7 +17,7 @@
 //! every socket of the id that needs it) up to the id's position, and joins the live
 //! sockets in the same worker turn: no gap, no duplicate at the seam.
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
@@ -41,6 +41,9 @@ const PAGE: usize = 256;
 /// oldest are dropped (they are in the id's history, and read again).
 const MAX_HELD: usize = 1024;
 const MAX_HELD_BYTES: usize = 1 << 20;
+/// Bytes held for all the ids of a worker: beyond it, a message is not held at all, only
+/// its position remembered (so it is read when the id catches up).
+const MAX_WORKER_HELD_BYTES: usize = 16 << 20;
 /// A read unanswered this long is given up (its answer, if it comes, is ignored) and asked
 /// again.
 const READ_TIMEOUT_MS: u64 = 5_000;
@@ -62,6 +65,8 @@ const MAX_READS_IN_FLIGHT: usize = 1024;
 pub(super) struct LiveIds {
     ids: HashMap<Rc<str>, IdLive, foldhash::fast::RandomState>,
     resuming: Vec<Resume>,
+    /// Bytes held for all ids (at most [`MAX_WORKER_HELD_BYTES`]).
+    held_total: Rc<Cell<usize>>,
     /// The subscription losses this worker has acted on.
     losses_seen: u64,
     next_token: u64,
@@ -97,6 +102,10 @@ struct IdLive {
     /// Positioned messages that arrived while the id was not live, in arrival order.
     held: VecDeque<(Position, Bytes)>,
     held_bytes: usize,
+    /// The newest position that arrived while not live, held or not: the id reads up to it.
+    seen: Option<Position>,
+    /// The worker's total of held bytes, shared by its ids.
+    held_total: Rc<Cell<usize>>,
     /// The last page read for resuming sockets.
     cache: Option<Rc<CachedPage>>,
 }
@@ -143,8 +152,10 @@ enum Step {
 }
 
 impl IdLive {
-    fn new(now_ms: u64) -> Self {
+    fn new(now_ms: u64, held_total: Rc<Cell<usize>>) -> Self {
         Self {
+            seen: None,
+            held_total,
             epoch: None,
             top: 0,
             confirmed: false,
@@ -178,13 +189,65 @@ impl IdLive {
         RETRY_MS.saturating_mul(1 << (self.failures - 1).min(8)).min(MAX_RETRY_MS)
     }
 
+    /// Holds a message until the id is live; over the bounds the oldest held go (and a
+    /// message the worker has no room for is not kept): their positions are below the
+    /// newest one `seen`, so the id reads them from the stream.
     fn hold(&mut self, position: Position, frame: Bytes) {
-        self.held_bytes += frame.len();
+        if self.seen.is_none_or(|seen| seen.epoch != position.epoch || seen.offset < position.offset) {
+            self.seen = Some(position);
+        }
+        if self.held_total.get() + frame.len() > MAX_WORKER_HELD_BYTES {
+            return;
+        }
+        self.add_held(frame.len());
         self.held.push_back((position, frame));
         while self.held.len() > MAX_HELD || self.held_bytes > MAX_HELD_BYTES {
             let Some((_, dropped)) = self.held.pop_front() else { break };
-            self.held_bytes -= dropped.len();
+            self.sub_held(dropped.len());
         }
+    }
+
+    fn take_held(&mut self) -> Option<(Position, Bytes)> {
+        let (position, frame) = self.held.pop_front()?;
+        self.sub_held(frame.len());
+        Some((position, frame))
+    }
+
+    fn hold_again(&mut self, position: Position, frame: Bytes) {
+        self.add_held(frame.len());
+        self.held.push_front((position, frame));
+    }
+
+    /// Drops what is held from other epochs than `epoch` (the lost signal covered them).
+    fn keep_held_of(&mut self, epoch: Epoch) {
+        let before = self.held_bytes;
+        self.held.retain(|(position, _)| position.epoch == epoch);
+        let after: usize = self.held.iter().map(|(_, frame)| frame.len()).sum();
+        self.sub_held(before - after);
+        if self.seen.is_some_and(|seen| seen.epoch != epoch) {
+            self.seen = None;
+        }
+    }
+
+    fn add_held(&mut self, bytes: usize) {
+        self.held_bytes += bytes;
+        self.held_total.set(self.held_total.get() + bytes);
+    }
+
+    fn sub_held(&mut self, bytes: usize) {
+        self.held_bytes -= bytes;
+        self.held_total.set(self.held_total.get() - bytes);
+    }
+
+    /// A message arrived while the id was not live that is neither delivered nor held.
+    fn missing_seen(&self) -> bool {
+        self.seen.is_some_and(|seen| Some(seen.epoch) != self.epoch || seen.offset > self.top)
+    }
+}
+
+impl Drop for IdLive {
+    fn drop(&mut self) {
+        self.held_total.set(self.held_total.get() - self.held_bytes);
     }
 }
 
@@ -193,6 +256,7 @@ impl LiveIds {
         Self {
             ids: HashMap::default(),
             resuming: Vec::new(),
+            held_total: Rc::default(),
             losses_seen: 0,
             next_token: 0,
             reads_in_flight: 0,
@@ -220,7 +284,8 @@ impl Worker {
             bump(&self.core.shared.counters.history_resumes, 1);
         }
         let Some(live) = self.live_ids() else { return };
-        let state = live.ids.entry(id).or_insert_with(|| IdLive::new(now_ms));
+        let held_total = live.held_total.clone();
+        let state = live.ids.entry(id).or_insert_with(|| IdLive::new(now_ms, held_total));
         if since.is_none() && !v1 && state.is_live() {
             return;
         }
@@ -429,8 +494,7 @@ impl Worker {
                 state.epoch = Some(page.epoch);
                 state.top = page.top;
                 // What was held from the old epoch is what the signal covers.
-                state.held.retain(|(position, _)| position.epoch == page.epoch);
-                state.held_bytes = state.held.iter().map(|(_, frame)| frame.len()).sum();
+                state.keep_held_of(page.epoch);
             }
             Some(epoch) => {
                 let mut trimmed = from > 0 && page.top > state.top && page.entries.is_empty();
@@ -477,12 +541,16 @@ impl Worker {
             if !state.is_live() {
                 return;
             }
-            let Some((position, frame)) = state.held.pop_front() else { return };
-            state.held_bytes -= frame.len();
+            let Some((position, frame)) = state.take_held() else {
+                if state.missing_seen() {
+                    return self.request_live_read(id);
+                }
+                state.seen = None;
+                return;
+            };
             let next = state.top + 1;
             if state.epoch == Some(position.epoch) && position.offset > next {
-                state.held_bytes += frame.len();
-                state.held.push_front((position, frame));
+                state.hold_again(position, frame);
                 return self.request_live_read(id);
             }
             self.apply_delivery(id, position, frame);
