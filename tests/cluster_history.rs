@@ -15,8 +15,6 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use support::*;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wspush::{ClusterConfig, Config, Engine, Error, Message, Position};
 
@@ -70,24 +68,6 @@ fn url(engine: &Engine, id: &str, since: Option<Position>) -> String {
         Some(since) => format!("ws://{addr}/websocket/{id}?since={since}"),
         None => format!("ws://{addr}/websocket/{id}"),
     }
-}
-
-/// Connects offering `wspush.v1`; panics unless the server selects it.
-async fn connect_v1(url: &str) -> Ws {
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("wspush.v1"));
-    let (ws, response) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request))
-        .await
-        .expect("connecting timed out")
-        .expect("cannot connect");
-    assert_eq!(response.headers().get("sec-websocket-protocol").unwrap(), "wspush.v1");
-    ws
-}
-
-/// The position in a `!pos E:O` or `!lost E:O` text.
-fn position_in(control: &str, kind: &str) -> Position {
-    let rest = control.strip_prefix(kind).unwrap_or_else(|| panic!("expected {kind}, got {control:?}"));
-    rest.parse().unwrap()
 }
 
 /// Connects a v1 client and waits for its `!pos`: from then on the id is live on that node

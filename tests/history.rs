@@ -49,18 +49,6 @@ fn read_history(engine: &Engine, id: &str, since: Option<Position>, limit: usize
     rx.recv_timeout(TIMEOUT).expect("no history answer").expect("history read failed")
 }
 
-/// Connects offering `wspush.v1`; panics unless the server selects it.
-async fn connect_v1(url: &str) -> Ws {
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("wspush.v1"));
-    let (ws, response) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request))
-        .await
-        .expect("connecting timed out")
-        .expect("cannot connect");
-    assert_eq!(response.headers().get("sec-websocket-protocol").unwrap(), "wspush.v1");
-    ws
-}
-
 fn url(addr: SocketAddr, id: &str, since: Option<&str>) -> String {
     match since {
         Some(since) => format!("ws://{addr}/websocket/{id}?since={since}"),
@@ -82,12 +70,6 @@ async fn close_of(ws: &mut Ws) -> (u16, String) {
             other => panic!("expected a close frame, got {other:?}"),
         }
     }
-}
-
-/// The position in a `!pos E:O` or `!lost E:O` text.
-fn position_in(control: &str, kind: &str) -> Position {
-    let rest = control.strip_prefix(kind).unwrap_or_else(|| panic!("expected {kind}, got {control:?}"));
-    rest.parse().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,6 +47,27 @@ pub async fn connect(url: &str) -> Ws {
     }
 }
 
+/// Connects offering the `wspush.v1` subprotocol; panics unless the server selects it.
+pub async fn connect_v1(url: &str) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("wspush.v1"));
+    let (ws, response) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("connecting timed out")
+        .expect("cannot connect");
+    assert_eq!(response.headers().get("sec-websocket-protocol").unwrap(), "wspush.v1");
+    ws
+}
+
+/// The position in a `wspush.v1` control text: `!pos E:O` or `!lost E:O` (`kind` is
+/// `"!pos "` or `"!lost "`).
+pub fn position_in(control: &str, kind: &str) -> wspush::Position {
+    let rest = control.strip_prefix(kind).unwrap_or_else(|| panic!("expected {kind}, got {control:?}"));
+    rest.parse().unwrap()
+}
+
 /// Connects to `ws://addr/websocket/{id}`.
 pub async fn connect_id(addr: SocketAddr, id: &str) -> Ws {
     connect(&format!("ws://{addr}/websocket/{id}")).await

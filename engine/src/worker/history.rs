@@ -84,22 +84,8 @@ impl Worker {
                 position
             });
         counters.history_bytes.store(history.store.bytes() as u64, Relaxed);
-        let mut reached = 0;
-        let mut v1_frame = None;
-        if let Some(keys) = self.ids.get(id) {
-            for &key in keys {
-                let link = self.conns[key].link();
-                if link.is_resuming() {
-                    continue;
-                }
-                let frame = if link.is_v1() {
-                    v1_frame.get_or_insert_with(|| wire::relabel(&frame, position)).clone()
-                } else {
-                    frame.clone()
-                };
-                reached += usize::from(deliver(&mut self.core, &mut self.conns, key, frame));
-            }
-        }
+        let keys = self.ids.get(id).map(Vec::as_slice).unwrap_or_default();
+        let reached = deliver_live(&mut self.core, &mut self.conns, keys, frame, position);
         if let Some(receipt) = receipt {
             if let Some(position) = position {
                 receipt.set_position(position);
@@ -113,22 +99,8 @@ impl Worker {
     /// history): live-only, so v1 sockets get it with the `-` head and resuming sockets do
     /// not get it.
     pub(super) fn send_live_only(&mut self, id: &str, frame: Bytes, receipt: Option<Arc<Collector>>) {
-        let mut reached = 0;
-        let mut v1_frame = None;
-        if let Some(keys) = self.ids.get(id) {
-            for &key in keys {
-                let link = self.conns[key].link();
-                if link.is_resuming() {
-                    continue;
-                }
-                let frame = if link.is_v1() {
-                    v1_frame.get_or_insert_with(|| wire::relabel(&frame, None)).clone()
-                } else {
-                    frame.clone()
-                };
-                reached += usize::from(deliver(&mut self.core, &mut self.conns, key, frame));
-            }
-        }
+        let keys = self.ids.get(id).map(Vec::as_slice).unwrap_or_default();
+        let reached = deliver_live(&mut self.core, &mut self.conns, keys, frame, None);
         if let Some(receipt) = receipt {
             self.core.budget.publish_queued();
             receipt.add_sockets(reached);
@@ -279,6 +251,33 @@ impl Worker {
             self.core.shared.counters.history_bytes.store(history.store.bytes() as u64, Relaxed);
         }
     }
+}
+
+/// Queues a message to the live sockets among `keys` (resuming ones get it from history):
+/// the plain frame, or the v1 frame with `position` as its head (`-` without), encoded once,
+/// to v1 sockets. How many it reached.
+pub(super) fn deliver_live(
+    core: &mut Core,
+    conns: &mut Slab<Connection>,
+    keys: &[usize],
+    frame: Bytes,
+    position: Option<Position>,
+) -> usize {
+    let mut reached = 0;
+    let mut v1_frame = None;
+    for &key in keys {
+        let link = conns[key].link();
+        if link.is_resuming() {
+            continue;
+        }
+        let frame = if link.is_v1() {
+            v1_frame.get_or_insert_with(|| wire::relabel(&frame, position)).clone()
+        } else {
+            frame.clone()
+        };
+        reached += usize::from(deliver(core, conns, key, frame));
+    }
+    reached
 }
 
 /// One socket's replay step.

@@ -27,8 +27,8 @@ use slab::Slab;
 use super::connection::{CloseCause, Connection};
 use super::core::Core;
 use super::event_loop::Worker;
-use super::history::{lost, signal, REPLAY_PER_PASS};
-use super::output::{deliver, Queued};
+use super::history::{deliver_live, lost, signal, REPLAY_PER_PASS};
+use super::output::Queued;
 use crate::cluster::ReadFailed;
 use crate::frame::{self, OpCode};
 use crate::history::wire::{self, LOST_CLOSE_CODE, LOST_CLOSE_REASON};
@@ -466,7 +466,7 @@ impl Worker {
         } else if position.offset == state.top + 1 {
             state.top = position.offset;
             let keys = self.ids.get(&**id).map(Vec::as_slice).unwrap_or_default();
-            deliver_positioned(&mut self.core, &mut self.conns, keys, position, frame);
+            deliver_live(&mut self.core, &mut self.conns, keys, frame, Some(position));
         } else {
             state.hold(position, frame);
             self.request_live_read(id);
@@ -508,13 +508,8 @@ impl Worker {
                     }
                     state.top = entry.offset;
                     let frame = frame::encode(opcode(entry.binary), &entry.body);
-                    deliver_positioned(
-                        &mut self.core,
-                        &mut self.conns,
-                        keys,
-                        Position::new(epoch, entry.offset),
-                        frame,
-                    );
+                    let position = Some(Position::new(epoch, entry.offset));
+                    deliver_live(&mut self.core, &mut self.conns, keys, frame, position);
                 }
                 if trimmed {
                     lose_live(&mut self.core, &mut self.conns, keys, Position::new(epoch, page.top));
@@ -708,30 +703,6 @@ fn join(core: &mut Core, conns: &mut Slab<Connection>, key: usize, now: Position
         signal(core, conns, key, wire::pos_frame(now));
     }
     Step::Done
-}
-
-/// Delivers a positioned message to the live sockets of an id: the plain frame, or the v1
-/// frame (encoded once) to v1 sockets.
-fn deliver_positioned(
-    core: &mut Core,
-    conns: &mut Slab<Connection>,
-    keys: &[usize],
-    position: Position,
-    frame: Bytes,
-) {
-    let mut v1_frame = None;
-    for &key in keys {
-        let link = conns[key].link();
-        if link.is_resuming() {
-            continue;
-        }
-        let frame = if link.is_v1() {
-            v1_frame.get_or_insert_with(|| wire::relabel(&frame, Some(position))).clone()
-        } else {
-            frame.clone()
-        };
-        deliver(core, conns, key, frame);
-    }
 }
 
 /// Tells the live positioned sockets of an id that messages were lost: `!lost E:O` to v1
