@@ -576,6 +576,12 @@ pub fn unicast(options: &Options, rows: &mut Rows, latency: bool, faults: &mut F
     )?;
     connect_rows(&swarm, rows, faults);
     bench.wait_subscribed()?;
+    if options.v1 {
+        // A v1 socket is live from its `!pos` on: what is sent before is not its (it
+        // would resume for it), so nothing is sent until every socket has its position.
+        let positioned = swarm.wait_live(swarm.connected, Duration::from_secs_f64(options.stall))?;
+        rows.push(("positioned".into(), json!(positioned)));
+    }
     rows.push(("rate".into(), json!(rate)));
     let plan = unicast_plan(options, m, n as u64, rate);
     let result = bench.phase(&mut swarm, &plan, m, options, &mut |_| {})?;

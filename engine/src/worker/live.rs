@@ -523,8 +523,31 @@ impl Worker {
             return self.request_live_read(id);
         }
         if state.confirmed {
+            // Sockets that only wait for a position join at this one, before what was held
+            // meanwhile is delivered: they get it live.
+            self.join_waiting(id);
             self.drain_held(id);
         }
+    }
+
+    /// Joins the sockets of `id` that wait for its position only (no `since`) to the live
+    /// sockets, at the id's position now.
+    fn join_waiting(&mut self, id: &Rc<str>) {
+        let Some(live) = self.history.as_mut().and_then(|history| history.live.as_mut()) else { return };
+        let Some(now) = live.ids.get(id).filter(|state| state.is_live()).and_then(IdLive::position) else {
+            return;
+        };
+        let (core, conns) = (&mut self.core, &mut self.conns);
+        live.resuming.retain(|resume| {
+            let waiting = resume.next.is_none()
+                && conns.get(resume.key).is_some_and(|conn| {
+                    conn.link().serial() == resume.serial && conn.link().id() == id && conn.link().is_open()
+                });
+            if waiting {
+                join(core, conns, resume.key, now);
+            }
+            !waiting
+        });
     }
 
     /// Delivers what was held for `id` while it was not live, in arrival order, until a gap
