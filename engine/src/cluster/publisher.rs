@@ -17,7 +17,7 @@ use super::connect::{Endpoint, Reconnector, KEEPALIVE, RESPONSE_TIMEOUT};
 use super::envelope;
 use super::link::{ClusterLink, Outbound};
 use super::reader::load_script;
-use super::scripts::{self, AppendArgs, Appended, APPEND, READ};
+use super::scripts::{self, AppendItem, AppendShared, Appended, APPEND, MAX_APPENDS_PER_CALL, READ};
 use crate::history::Epoch;
 use crate::stats::bump;
 
@@ -114,6 +114,48 @@ pub(super) async fn publish_loop(
     }
 }
 
+/// One script call for a run of appends (all of `run` are `Outbound::Append`), giving each
+/// its seq the first time it is sent.
+fn append_call(run: &mut [Outbound], link: &ClusterLink, next_seq: &mut u64) -> redis::Cmd {
+    let counters = &*link.counters;
+    // The names and heads the items borrow, built first.
+    let mut names = Vec::with_capacity(run.len());
+    for item in run.iter_mut() {
+        let Outbound::Append { id, binary, seq, .. } = item else { unreachable!("a run of appends") };
+        if *seq == 0 {
+            // Assigned here, in queue order, not at enqueue: two threads enqueueing at once
+            // would otherwise reach Redis out of seq order, and the script would take the
+            // later one for a retry.
+            *seq = *next_seq;
+            *next_seq += 1;
+        } else {
+            bump(&counters.history_append_retried, 1);
+        }
+        let head = envelope::encode_head(link.node_id(), !*binary);
+        names.push((link.channels.history(id), link.channels.history_meta(id), link.channels.user(id), head));
+    }
+    let items: Vec<AppendItem<'_>> = run
+        .iter()
+        .zip(&names)
+        .map(|(item, (stream, meta, channel, head))| {
+            let Outbound::Append { binary, body, seq, .. } = item else { unreachable!("a run of appends") };
+            AppendItem {
+                stream,
+                meta,
+                channel,
+                head,
+                binary: *binary,
+                body,
+                fresh_epoch: Epoch::random(),
+                seq: *seq,
+            }
+        })
+        .collect();
+    let shared =
+        AppendShared { size: link.history_size, ttl_ms: link.history_ttl_ms, seq_field: &link.seq_field };
+    scripts::append_command(&shared, &items)
+}
+
 /// Sends the whole batch as one pipeline and settles every receipt. False when the
 /// connection failed: publishes in it are counted as lost (at-most-once, never
 /// duplicated); appends not known to be applied stay in `batch`, in order, for the next
@@ -127,42 +169,32 @@ async fn send_batch(
     let counters = &*link.counters;
     let mut pipe = redis::pipe();
     let mut appends = false;
-    for item in batch.iter_mut() {
-        match item {
+    // How many items of `batch` each command of the pipeline carries, in order: runs of
+    // appends go in one script call each (up to MAX_APPENDS_PER_CALL).
+    let mut spans: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while i < batch.len() {
+        match &batch[i] {
             Outbound::Publish { channel, payload, .. } => {
-                pipe.cmd("PUBLISH").arg(&*channel).arg(&*payload);
+                pipe.cmd("PUBLISH").arg(&**channel).arg(&**payload);
+                spans.push(1);
+                i += 1;
             }
             Outbound::CountSubscribers { channel, .. } => {
-                pipe.cmd("PUBSUB").arg("NUMSUB").arg(&*channel);
+                pipe.cmd("PUBSUB").arg("NUMSUB").arg(&**channel);
+                spans.push(1);
+                i += 1;
             }
-            Outbound::Append { id, binary, body, seq, .. } => {
+            Outbound::Append { .. } => {
                 appends = true;
-                if *seq == 0 {
-                    // Assigned here, in queue order, not at enqueue: two threads enqueueing
-                    // at once would otherwise reach Redis out of seq order, and the script
-                    // would take the later one for a retry.
-                    *seq = *next_seq;
-                    *next_seq += 1;
-                } else {
-                    bump(&counters.history_append_retried, 1);
-                }
-                let (stream, meta, channel) =
-                    (link.channels.history(id), link.channels.history_meta(id), link.channels.user(id));
-                let head = envelope::encode_head(link.node_id(), !*binary);
-                let args = AppendArgs {
-                    stream: &stream,
-                    meta: &meta,
-                    channel: &channel,
-                    head: &head,
-                    binary: *binary,
-                    body,
-                    size: link.history_size,
-                    ttl_ms: link.history_ttl_ms,
-                    fresh_epoch: Epoch::random(),
-                    seq_field: &link.seq_field,
-                    seq: *seq,
-                };
-                pipe.add_command(args.command());
+                let run = batch[i..]
+                    .iter()
+                    .take(MAX_APPENDS_PER_CALL)
+                    .take_while(|item| matches!(item, Outbound::Append { .. }))
+                    .count();
+                pipe.add_command(append_call(&mut batch[i..i + run], link, next_seq));
+                spans.push(run);
+                i += run;
             }
         }
     }
@@ -180,76 +212,87 @@ async fn send_batch(
     let mut failed = 0;
     let mut released = 0;
     let mut retained = Vec::new();
-    for item in batch.drain(..) {
+    let mut items = batch.drain(..);
+    for span in spans {
         let reply = replies.next();
-        if let Outbound::Append { .. } = item {
-            if reply.as_ref().is_none_or(scripts::is_noscript) {
-                // Not known to be applied: sent again, first, on the next connection.
-                ok = false;
-                let mut item = item;
-                if let Outbound::Append { receipt, .. } = &mut item {
-                    if let Some(receipt) = receipt.take() {
-                        receipt.set_receivers(None);
-                    }
-                }
-                retained.push(item);
-                continue;
-            }
-        }
-        released += item.queued_bytes();
-        match item {
-            Outbound::Append { receipt, .. } => {
-                let appended = reply.as_ref().map(scripts::parse_append);
-                let receivers = match appended {
-                    Some(Ok(Appended::Applied { receivers, position })) => {
-                        bump(&counters.history_appends, 1);
-                        published += 1;
-                        if let Some(receipt) = &receipt {
-                            receipt.set_position(position);
+        let call: Vec<Outbound> = items.by_ref().take(span).collect();
+        let appended = match call.first() {
+            Some(Outbound::Append { .. }) => {
+                if reply.as_ref().is_none_or(scripts::is_noscript) {
+                    // Not known to be applied: sent again, first, on the next connection.
+                    ok = false;
+                    for mut item in call {
+                        if let Outbound::Append { receipt, .. } = &mut item {
+                            if let Some(receipt) = receipt.take() {
+                                receipt.set_receivers(None);
+                            }
                         }
-                        Some(receivers)
+                        retained.push(item);
                     }
-                    Some(Ok(Appended::Duplicate)) => {
-                        bump(&counters.history_append_duplicates, 1);
-                        None
-                    }
-                    // An error reply (a full Redis) or a reply of no script of ours: not
-                    // retried, it would fail again.
-                    _ => {
-                        failed += 1;
-                        None
-                    }
-                };
-                if let Some(receipt) = receipt {
-                    receipt.set_receivers(receivers);
+                    continue;
                 }
+                // An error reply (a full Redis) or a reply of no script of ours: not
+                // retried, it would fail again.
+                reply.as_ref().and_then(|reply| scripts::parse_appends(reply, span).ok())
             }
-            Outbound::Publish { receipt, .. } => {
-                let receivers = match reply {
-                    Some(Value::Int(n)) => Some(n.max(0) as usize),
-                    _ => None,
-                };
-                if receivers.is_some() {
-                    published += 1;
-                } else {
-                    failed += 1;
+            _ => None,
+        };
+        let mut appended = appended.map(Vec::into_iter);
+        let mut reply = reply;
+        for item in call {
+            released += item.queued_bytes();
+            match item {
+                Outbound::Append { receipt, .. } => {
+                    let receivers = match appended.as_mut().and_then(Iterator::next) {
+                        Some(Appended::Applied { receivers, position }) => {
+                            bump(&counters.history_appends, 1);
+                            published += 1;
+                            if let Some(receipt) = &receipt {
+                                receipt.set_position(position);
+                            }
+                            Some(receivers)
+                        }
+                        Some(Appended::Duplicate) => {
+                            bump(&counters.history_append_duplicates, 1);
+                            None
+                        }
+                        None => {
+                            failed += 1;
+                            None
+                        }
+                    };
+                    if let Some(receipt) = receipt {
+                        receipt.set_receivers(receivers);
+                    }
                 }
-                if let Some(receipt) = receipt {
-                    receipt.set_receivers(receivers);
-                }
-            }
-            Outbound::CountSubscribers { receipt, .. } => {
-                let count = match reply {
-                    Some(Value::Array(items)) => match items.get(1) {
-                        Some(Value::Int(n)) => Some((*n).max(0) as usize),
+                Outbound::Publish { receipt, .. } => {
+                    let receivers = match reply.take() {
+                        Some(Value::Int(n)) => Some(n.max(0) as usize),
                         _ => None,
-                    },
-                    _ => None,
-                };
-                receipt.set_receivers(count);
+                    };
+                    if receivers.is_some() {
+                        published += 1;
+                    } else {
+                        failed += 1;
+                    }
+                    if let Some(receipt) = receipt {
+                        receipt.set_receivers(receivers);
+                    }
+                }
+                Outbound::CountSubscribers { receipt, .. } => {
+                    let count = match reply.take() {
+                        Some(Value::Array(items)) => match items.get(1) {
+                            Some(Value::Int(n)) => Some((*n).max(0) as usize),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    receipt.set_receivers(count);
+                }
             }
         }
     }
+    drop(items);
     *batch = retained;
     counters.publish_queued_bytes.fetch_sub(released, Relaxed);
     bump(&counters.published, published);
