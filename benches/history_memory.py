@@ -33,8 +33,8 @@ def free_port():
 
 def redis_cli(port, *args):
     out = subprocess.run(["redis-cli", "-p", str(port), *map(str, args)], capture_output=True, text=True, timeout=30)
-    if out.returncode != 0:
-        sys.exit(f"redis-cli {args}: {out.stderr}")
+    if out.returncode != 0 or "Could not connect" in out.stdout + out.stderr:
+        raise RuntimeError(f"redis-cli {args}: {out.stderr or out.stdout}")
     return out.stdout.strip()
 
 
@@ -52,7 +52,7 @@ def wait(what, condition, timeout=30):
         try:
             if condition():
                 return
-        except OSError:
+        except (OSError, RuntimeError):
             pass
         time.sleep(0.05)
     sys.exit(f"timed out waiting for {what}")
