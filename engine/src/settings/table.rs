@@ -432,8 +432,8 @@ pub const SETTINGS: &[Setting] = &[
         "N",
         "0",
         "Messages kept per id, so a client reconnecting with ?since=EPOCH:OFFSET gets exactly what it \
-         missed (and wspush.v1 clients get positions); 0 turns history off. At most 1000000. Single node \
-         only for now",
+         missed (and wspush.v1 clients get positions); 0 turns history off. At most 1000000. On a single \
+         node kept in memory, with redis in Redis",
         |d, v| v.count().map(|x| d.config.history_size = x),
     ),
     setting(
