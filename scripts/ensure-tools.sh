@@ -10,6 +10,9 @@
 #                             (benches/baseline; its packages are installed by `npm ci`),
 #                             and npm installs Bun for the uWebSockets baseline
 #                             (benches/baseline-bun: `npm ci` brings the bun binary)
+#   chromium                  tests/browser_resume.rs runs README's browser client in it,
+#                             headless, driven by playwright-core (tests/browser: `npm ci`;
+#                             it downloads no browser of its own)
 #
 #   scripts/ensure-tools.sh [TOOL:PACKAGE ...]   (default: all of the above)
 set -euo pipefail
@@ -30,7 +33,7 @@ ensure() {
 
 if [ $# -eq 0 ]; then
   set -- cc:gcc c++:g++ redis-server:redis-server redis-cli:redis-tools valgrind:valgrind \
-    javac:openjdk-17-jdk-headless java:openjdk-17-jdk-headless node:nodejs npm:npm
+    javac:openjdk-17-jdk-headless java:openjdk-17-jdk-headless node:nodejs npm:npm chromium:chromium
   baseline=1
 fi
 for tool in "$@"; do
@@ -53,6 +56,16 @@ if [ -n "${baseline:-}" ] && ! "$bun_dir/node_modules/.bin/bun" --version >/dev/
   echo "==> npm ci in benches/baseline-bun"
   (cd "$bun_dir" && npm ci --no-audit --no-fund --loglevel=error) && "$bun_dir/node_modules/.bin/bun" --version >/dev/null || {
     echo "ensure-tools: \`npm ci\` in benches/baseline-bun failed or its bun does not run (is the npm registry reachable? were install scripts skipped?)" >&2
+    exit 2
+  }
+fi
+
+# The browser test's driver: playwright-core, pinned by tests/browser/package-lock.json.
+browser_dir="$(dirname "$0")/../tests/browser"
+if [ -n "${baseline:-}" ] && [ ! -d "$browser_dir/node_modules/playwright-core" ]; then
+  echo "==> npm ci in tests/browser"
+  (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error) || {
+    echo "ensure-tools: \`npm ci\` in tests/browser failed (is the npm registry reachable?)" >&2
     exit 2
   }
 fi

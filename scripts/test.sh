@@ -47,7 +47,7 @@ need python3 "the conformance run needs Python 3 (and CPython 2.7, see scripts/a
 # baseline is skipped (a test that finds its tool missing fails when its variable is set).
 scripts/ensure-tools.sh
 export WSPUSH_REQUIRE_VALGRIND=1 WSPUSH_REQUIRE_REDIS=1 WSPUSH_REQUIRE_JAVA=1 WSPUSH_REQUIRE_NODE=1 \
-  WSPUSH_REQUIRE_CXX=1
+  WSPUSH_REQUIRE_CXX=1 WSPUSH_REQUIRE_CHROMIUM=1
 
 started=$(date +%s)
 

@@ -333,3 +333,219 @@ pub fn server_counter(server: &Server, path: &str) -> u64 {
 pub fn wait_connections(server: &Server, n: u64) {
     eventually(TIMEOUT, &format!("{n} connections in /stats"), || server_counter(server, "connections") == n);
 }
+
+// ---------------------------------------------------------------------------------------
+// A TCP proxy that cuts its connections on command.
+
+use std::collections::HashMap;
+use std::io::{Read as _, Write as _};
+use std::net::{Shutdown, TcpListener};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// A TCP proxy on a free loopback port that forwards every connection to `target`, bytes
+/// both ways as they come. [`CutProxy::cut`] closes every connection it carries (both
+/// sides, with no WebSocket close: what a dropped network or a restarted load balancer
+/// does), now or, with [`CutProxy::cut_after`], in the middle of what the target sends
+/// (usually in the middle of a frame); [`CutProxy::hold`] keeps new connections waiting,
+/// accepted but not forwarded, until [`CutProxy::release`]. Dropping it stops it and closes
+/// everything.
+pub struct CutProxy {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    shared: Arc<ProxyShared>,
+}
+
+struct ProxyShared {
+    target: SocketAddr,
+    state: Mutex<ProxyState>,
+    /// Notified whenever a connection is accepted or ends.
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    next: u64,
+    /// Forwarded connections: the client's socket and the target's.
+    live: HashMap<u64, [std::net::TcpStream; 2]>,
+    /// Accepted while holding, not yet forwarded.
+    held: Vec<std::net::TcpStream>,
+    holding: bool,
+    /// Bytes from the target still to forward before every connection is cut.
+    cut_after: Option<u64>,
+    accepted: u64,
+    stopped: bool,
+}
+
+impl CutProxy {
+    /// Starts a proxy to `target`.
+    pub fn start(target: SocketAddr) -> CutProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("the proxy cannot bind");
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(ProxyShared { target, state: Mutex::default(), changed: Condvar::new() });
+        let accepting = shared.clone();
+        std::thread::Builder::new()
+            .name("cut-proxy".into())
+            .spawn(move || {
+                for client in listener.incoming() {
+                    let Ok(client) = client else { continue };
+                    let mut state = accepting.lock();
+                    if state.stopped {
+                        return;
+                    }
+                    state.accepted += 1;
+                    accepting.changed.notify_all();
+                    if state.holding {
+                        state.held.push(client);
+                    } else {
+                        drop(state);
+                        accepting.forward(client);
+                    }
+                }
+            })
+            .expect("cannot start the proxy thread");
+        CutProxy { addr, shared }
+    }
+
+    /// Closes every forwarded connection now (held ones stay held); how many there were.
+    pub fn cut(&self) -> usize {
+        self.shared.cut()
+    }
+
+    /// Forwards `bytes` more from the target (to whichever connections), the last ones
+    /// written alone, then cuts every connection as [`Self::cut`] does.
+    pub fn cut_after(&self, bytes: u64) {
+        assert!(bytes > 0);
+        self.shared.lock().cut_after = Some(bytes);
+    }
+
+    /// From now on, new connections wait (accepted, not forwarded) until [`Self::release`].
+    pub fn hold(&self) {
+        self.shared.lock().holding = true;
+    }
+
+    /// Forwards the held connections and stops holding.
+    pub fn release(&self) {
+        let held = {
+            let mut state = self.shared.lock();
+            state.holding = false;
+            std::mem::take(&mut state.held)
+        };
+        for client in held {
+            self.shared.forward(client);
+        }
+    }
+
+    /// The number of connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.shared.lock().accepted
+    }
+
+    /// The number of connections forwarded and open now.
+    pub fn live(&self) -> usize {
+        self.shared.lock().live.len()
+    }
+
+    /// Waits (at most `timeout`) until `n` connections are held; panics otherwise.
+    pub fn wait_held(&self, n: usize, timeout: Duration) {
+        let state = self.shared.lock();
+        let (state, _) = self
+            .shared
+            .changed
+            .wait_timeout_while(state, timeout, |state| state.held.len() < n)
+            .unwrap_or_else(|e| e.into_inner());
+        assert!(
+            state.held.len() >= n,
+            "the proxy holds {} connections after {timeout:?}, not {n}",
+            state.held.len()
+        );
+    }
+}
+
+impl ProxyShared {
+    fn lock(&self) -> MutexGuard<'_, ProxyState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Connects `client` to the target and pumps both ways, each on its own thread.
+    fn forward(self: &Arc<Self>, client: std::net::TcpStream) {
+        let Ok(server) = std::net::TcpStream::connect_timeout(&self.target, TIMEOUT) else {
+            return; // dropping the client closes it
+        };
+        let _ = (client.set_nodelay(true), server.set_nodelay(true));
+        let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else { return };
+        let id = {
+            let mut state = self.lock();
+            if state.stopped {
+                return;
+            }
+            state.next += 1;
+            let id = state.next;
+            state.live.insert(id, [client.try_clone().unwrap(), server.try_clone().unwrap()]);
+            id
+        };
+        for (from, to, from_target) in [(client, server2, false), (server, client2, true)] {
+            let shared = self.clone();
+            std::thread::Builder::new()
+                .name("cut-proxy-pump".into())
+                .spawn(move || shared.pump(id, from, to, from_target))
+                .expect("cannot start a proxy pump");
+        }
+    }
+
+    /// Closes every forwarded connection; how many there were.
+    fn cut(&self) -> usize {
+        let live: Vec<_> = self.lock().live.drain().collect();
+        for (_, sockets) in &live {
+            for socket in sockets {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+        }
+        live.len()
+    }
+
+    /// Copies `from` to `to` until either side ends, then closes the connection.
+    fn pump(&self, id: u64, mut from: std::net::TcpStream, mut to: std::net::TcpStream, from_target: bool) {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            match from.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    // What may go before a `cut_after` cut, and whether it is now.
+                    let (n, cut) = match &mut self.lock().cut_after {
+                        budget @ Some(_) if from_target => {
+                            let left = budget.unwrap();
+                            if n as u64 >= left {
+                                *budget = None;
+                                (left as usize, true)
+                            } else {
+                                *budget = Some(left - n as u64);
+                                (n, false)
+                            }
+                        }
+                        _ => (n, false),
+                    };
+                    if to.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                    if cut {
+                        self.cut();
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = (from.shutdown(Shutdown::Both), to.shutdown(Shutdown::Both));
+        self.lock().live.remove(&id);
+        self.changed.notify_all();
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.shared.lock().stopped = true;
+        // Wake the accept loop so it sees `stopped`.
+        let _ = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        self.shared.cut();
+        self.shared.lock().held.clear();
+    }
+}

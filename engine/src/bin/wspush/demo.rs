@@ -1,5 +1,9 @@
 //! `GET /`: a self-contained demo page (HTML and JavaScript, no external assets) that
-//! connects a WebSocket for an id and pushes to it through the API.
+//! connects a WebSocket for an id and pushes to it through the API; and `GET /resume.js`,
+//! the browser client with exact resume that README shows (`wspushResume`).
+
+use axum::http::header;
+use axum::response::IntoResponse;
 
 /// The page, with the placeholder [`PLACEHOLDER`] where its settings go.
 const PAGE: &str = include_str!("demo.html");
@@ -24,6 +28,16 @@ pub fn render(ws_port: u16, path_prefix: &str, token_required: bool, ws_auth: bo
     PAGE.replacen(PLACEHOLDER, &config, 1)
 }
 
+/// `wspushResume`, README's browser snippet (section "Delivery guarantees and resume"), with
+/// a comment on top: the one copy a page can load, tested in Chromium by
+/// `tests/browser_resume.rs`.
+pub const RESUME_JS: &str = include_str!("resume.js");
+
+/// `GET /resume.js`.
+pub async fn resume_js() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], RESUME_JS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +53,21 @@ mod tests {
         assert!(page.contains(r#""wsAuth":true"#), "{page}");
         assert_eq!(page.matches("</script>").count(), 1);
         assert!(!page.contains("http://") && !page.contains("https://"), "no external assets");
+    }
+
+    /// README's snippet is resume.js's function, character for character.
+    #[test]
+    fn readme_shows_the_served_snippet() {
+        let function = &RESUME_JS[RESUME_JS.find("function wspushResume(").expect("resume.js defines it")..];
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let start =
+            readme.find("```js\nfunction wspushResume(").expect("README shows the snippet") + "```js\n".len();
+        let end = start + readme[start..].find("```").expect("the snippet's block ends");
+        assert_eq!(
+            &readme[start..end],
+            function,
+            "README's snippet differs from engine/src/bin/wspush/resume.js"
+        );
+        assert_eq!(readme.matches("function wspushResume(").count(), 1, "README shows the snippet once");
     }
 }

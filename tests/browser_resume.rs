@@ -1,0 +1,619 @@
+//! README's browser client (`wspushResume`, served at `GET /resume.js`) in headless Chromium:
+//! a page loads it from the real server binary and connects through a TCP proxy that the
+//! test cuts while it pushes, and reports everything it receives to a listener of the test.
+//! With enough history the page gets every message exactly once, in order, and never
+//! `onResync`; with too little, `onResync` exactly once and delivery goes on.
+//!
+//! Needs `/usr/bin/chromium` (Debian's `chromium`, or `WSPUSH_CHROMIUM`), Node.js and
+//! `tests/browser/node_modules` (`npm ci` there); `scripts/ensure-tools.sh` installs them.
+//! Without them the tests skip with a message, unless `WSPUSH_REQUIRE_CHROMIUM=1` (set by
+//! `scripts/test.sh`), which makes that a failure.
+
+#[path = "support.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// How long a wait on the page goes on while the page reports nothing new: generous, a
+/// loaded 2-core machine runs Chromium (a page that keeps reporting may take longer, up to
+/// [`PAGE_LIMIT`]).
+const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most any one wait on the page takes, progress or not.
+const PAGE_LIMIT: Duration = Duration::from_secs(120);
+
+/// One browser at a time: the machines are small.
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
+// ---------------------------------------------------------------------------------------
+// What the page reports.
+
+/// One entry of the page's report, in the order the page saw them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    /// `text`, `binary` (a message given to `onMessage`), `resync` (`onResync`), and from
+    /// the page's instrumented `WebSocket`: `connect` (its URL), `open` (the selected
+    /// protocol), `control` (a `!pos`/`!lost` text), `close` (the code); `error`.
+    kind: String,
+    value: String,
+}
+
+/// The page's report so far, with a condition variable for waiting on it.
+#[derive(Default)]
+struct Report {
+    entries: Mutex<Vec<Entry>>,
+    changed: Condvar,
+}
+
+impl Report {
+    fn lock(&self) -> MutexGuard<'_, Vec<Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn append(&self, batch: Vec<Entry>) {
+        self.lock().extend(batch);
+        self.changed.notify_all();
+    }
+
+    /// Waits until `done` holds for the report; panics with `what` and the report when the
+    /// page reports nothing new for [`PAGE_TIMEOUT`], or after [`PAGE_LIMIT`] in all.
+    fn wait(&self, what: &str, mut done: impl FnMut(&[Entry]) -> bool) {
+        let limit = Instant::now() + PAGE_LIMIT;
+        let mut entries = self.lock();
+        loop {
+            if done(&entries) {
+                return;
+            }
+            let seen = entries.len();
+            let left = limit.saturating_duration_since(Instant::now()).min(PAGE_TIMEOUT);
+            let (next, _) = self
+                .changed
+                .wait_timeout_while(entries, left, |entries| entries.len() == seen)
+                .unwrap_or_else(|e| e.into_inner());
+            entries = next;
+            if entries.len() == seen {
+                panic!(
+                    "the page did not report {what} (nothing new for {left:?}, or {PAGE_LIMIT:?} in all); \
+                     its report: {}",
+                    summary(&entries)
+                );
+            }
+        }
+    }
+
+    /// Waits until the page received the message `word` (its first word).
+    fn wait_message(&self, word: &str) {
+        self.wait(&format!("the message {word:?}"), |entries| {
+            entries.iter().any(|e| is_message(e) && short(&e.value) == word)
+        });
+    }
+
+    fn entries(&self) -> Vec<Entry> {
+        self.lock().clone()
+    }
+}
+
+fn is_message(entry: &Entry) -> bool {
+    entry.kind == "text" || entry.kind == "binary"
+}
+
+/// The report, each run of messages as `first..=last` (by their first word).
+fn summary(entries: &[Entry]) -> String {
+    let mut out = Vec::new();
+    let mut run: Option<(String, String)> = None;
+    for entry in entries {
+        if is_message(entry) {
+            let number = short(&entry.value).to_owned();
+            run = Some(match run {
+                Some((first, _)) => (first, number),
+                None => (number.clone(), number),
+            });
+            continue;
+        }
+        if let Some((first, last)) = run.take() {
+            out.push(format!("messages {first}..={last}"));
+        }
+        out.push(format!("{} {}", entry.kind, entry.value));
+    }
+    if let Some((first, last)) = run {
+        out.push(format!("messages {first}..={last}"));
+    }
+    format!("{} entries: {}", entries.len(), out.join(", "))
+}
+
+// ---------------------------------------------------------------------------------------
+// The test's web server: the page, and where the page posts its report.
+
+/// The test page: the snippet from the server's `GET /resume.js`, connecting through the
+/// proxy; everything it sees is posted to `/report` in order (one request at a time).
+const PAGE: &str = r#"<!doctype html>
+<meta charset="utf-8">
+<title>wspushResume under test</title>
+<script>
+(() => {
+  const pending = [];
+  let posting = false;
+  function flush() {
+    if (posting || pending.length === 0) return;
+    posting = true;
+    fetch("/report", { method: "POST", body: JSON.stringify(pending.splice(0)) })
+      .then((response) => { if (!response.ok) throw new Error("status " + response.status); })
+      .catch((error) => console.error("cannot post the report: " + error))
+      .finally(() => { posting = false; flush(); });
+  }
+  window.record = (kind, value) => { pending.push({ kind, value: value === undefined ? "" : String(value) }); flush(); };
+  window.addEventListener("error", (e) => record("error", e.message));
+  // The snippet's sockets, observed (their own handlers still run after these).
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(url, protocols) {
+      super(url, protocols);
+      record("connect", url);
+      this.addEventListener("open", () => record("open", this.protocol));
+      this.addEventListener("message", ({ data }) => {
+        if (typeof data === "string" && data[0] === "!") record("control", data);
+      });
+      this.addEventListener("close", (e) => record("close", e.code));
+    }
+  };
+})();
+</script>
+<script src="http://__API__/resume.js"></script>
+<script>
+wspushResume("ws://__PROXY__", "__ID__",
+  (m) => typeof m === "string" ? record("text", m) : record("binary", new TextDecoder().decode(m)),
+  () => record("resync"));
+</script>
+"#;
+
+/// Serves [`PAGE`] at `/` and takes the page's reports at `POST /report`, on a loopback
+/// port (Chromium lets a loopback page reach loopback addresses). Its threads end with
+/// the test process.
+fn serve_page(page: String, report: Arc<Report>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("the page server cannot bind");
+    let addr = listener.local_addr().unwrap();
+    let page = Arc::new(page);
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (page, report) = (page.clone(), report.clone());
+            thread::spawn(move || serve_connection(stream, &page, &report));
+        }
+    });
+    addr
+}
+
+/// Answers requests on one keep-alive connection until it ends.
+fn serve_connection(stream: TcpStream, page: &str, report: &Report) {
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.trim().eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let mut words = request_line.split(' ');
+        let (status, content_type, answer) = match (words.next(), words.next()) {
+            (Some("GET"), Some("/")) => ("200 OK", "text/html; charset=utf-8", page.to_owned()),
+            (Some("POST"), Some("/report")) => match parse_report(&body) {
+                Ok(batch) => {
+                    report.append(batch);
+                    ("200 OK", "text/plain", String::new())
+                }
+                Err(e) => ("400 Bad Request", "text/plain", e),
+            },
+            _ => ("404 Not Found", "text/plain", String::new()),
+        };
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\r\n",
+            answer.len()
+        );
+        if writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(answer.as_bytes())).is_err() {
+            return;
+        }
+    }
+}
+
+fn parse_report(body: &[u8]) -> Result<Vec<Entry>, String> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let items = value.as_array().ok_or("not an array")?;
+    items
+        .iter()
+        .map(|item| match (item["kind"].as_str(), item["value"].as_str()) {
+            (Some(kind), Some(value)) => Ok(Entry { kind: kind.to_owned(), value: value.to_owned() }),
+            _ => Err(format!("bad entry {item}")),
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Chromium, through tests/browser/drive.js.
+
+/// What driving Chromium needs, or `None` (after saying why) when the test is skipped.
+fn browser_tools() -> Option<(PathBuf, PathBuf)> {
+    let chromium =
+        std::env::var_os("WSPUSH_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    let dir = workspace_root().join("tests/browser");
+    let node_ok = Command::new("node").arg("--version").output().is_ok_and(|out| out.status.success());
+    let missing = if !chromium.exists() {
+        format!("{} (Debian package chromium)", chromium.display())
+    } else if !node_ok {
+        "node (Debian package nodejs)".to_owned()
+    } else if !dir.join("node_modules/playwright-core").exists() {
+        "tests/browser/node_modules (`npm ci` in tests/browser)".to_owned()
+    } else {
+        return Some((chromium, dir.join("drive.js")));
+    };
+    assert!(
+        std::env::var_os("WSPUSH_REQUIRE_CHROMIUM").is_none(),
+        "WSPUSH_REQUIRE_CHROMIUM is set but {missing} is missing: run scripts/ensure-tools.sh"
+    );
+    // Straight to stderr, past the test harness's capture: a skip must show.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!!!! SKIPPED: the browser test needs {missing}; scripts/ensure-tools.sh installs it !!!!!\n"
+    );
+    None
+}
+
+/// A page open in headless Chromium; closing it (drop) closes the browser.
+struct Browser {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    output: Arc<Mutex<String>>,
+}
+
+impl Browser {
+    /// Opens `url`; returns once the page has loaded.
+    fn open(chromium: &PathBuf, drive: &PathBuf, url: &str) -> Browser {
+        let mut child = Command::new("node")
+            .arg(drive)
+            .arg(url)
+            .env("WSPUSH_CHROMIUM", chromium)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start node");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready) = mpsc::channel();
+        for (stream, prefix, tx) in [
+            (Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, "out| ", Some(ready_tx)),
+            (Box::new(child.stderr.take().unwrap()), "err| ", None),
+        ] {
+            let output = output.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if line == "ready" {
+                        if let Some(tx) = &tx {
+                            let _ = tx.send(());
+                        }
+                    }
+                    let mut output = output.lock().unwrap_or_else(|e| e.into_inner());
+                    output.push_str(prefix);
+                    output.push_str(&line);
+                    output.push('\n');
+                }
+            });
+        }
+        let stdin = child.stdin.take();
+        let browser = Browser { child, stdin, output };
+        if ready.recv_timeout(Duration::from_secs(90)).is_err() {
+            panic!("Chromium did not load {url} within 90 s:\n{}", browser.output());
+        }
+        browser
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        drop(self.stdin.take()); // drive.js closes the browser and exits
+        if wait_timeout(&mut self.child, TIMEOUT).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if thread::panicking() {
+            eprintln!("drive.js and the page said:\n{}", self.output());
+        }
+    }
+}
+
+/// Everything one test needs: the server, the proxy in front of its WebSocket listener,
+/// the page's report, and the page open in Chromium, connected as `id`.
+struct Setup {
+    // Dropped first (fields drop in order): the browser closes before the proxy and the server.
+    _browser: Browser,
+    report: Arc<Report>,
+    proxy: CutProxy,
+    server: Server,
+}
+
+fn setup(history_size: &str, id: &str) -> Option<Setup> {
+    let (chromium, drive) = browser_tools()?;
+    let server = Server::start(&["--history-size", history_size]);
+    let proxy = CutProxy::start(server.ws_addr);
+    let report = Arc::new(Report::default());
+    let page = PAGE
+        .replace("__API__", &server.api_addr.to_string())
+        .replace("__PROXY__", &proxy.addr.to_string())
+        .replace("__ID__", id);
+    let page_addr = serve_page(page, report.clone());
+    let browser = Browser::open(&chromium, &drive, &format!("http://{page_addr}/"));
+    Some(Setup { _browser: browser, report, proxy, server })
+}
+
+impl Setup {
+    /// Waits for the page's first `!pos`: its socket is live. Returns its epoch.
+    fn wait_live(&self) -> String {
+        self.report.wait("the first !pos", |entries| entries.iter().any(|e| e.kind == "control"));
+        let entries = self.report.entries();
+        let first = entries.iter().find(|e| e.kind == "control").unwrap();
+        let position = first.value.strip_prefix("!pos ").unwrap_or_else(|| panic!("not a !pos: {first:?}"));
+        let (epoch, offset) = position.split_once(':').unwrap();
+        assert_eq!(offset, "0", "a fresh id starts at 0: {}", summary(&entries));
+        assert!(entries.iter().any(|e| e.kind == "open" && e.value == "wspush.v1"), "{}", summary(&entries));
+        epoch.to_owned()
+    }
+
+    /// Waits until the page's socket is live for the `n`th time (its `n`th `!pos`: a
+    /// resumed socket gets it after its replay).
+    fn wait_live_again(&self, n: usize) {
+        self.report.wait(&format!("!pos number {n}"), |entries| {
+            entries.iter().filter(|e| e.kind == "control" && e.value.starts_with("!pos ")).count() >= n
+        });
+    }
+
+    /// Cuts the page's connection; it must have had one.
+    fn cut(&self) {
+        let cut = self.proxy.cut();
+        assert_eq!(
+            cut,
+            1,
+            "the page had {cut} connections through the proxy ({} accepted): {}",
+            self.proxy.accepted(),
+            summary(&self.report.entries())
+        );
+    }
+}
+
+/// A keep-alive connection to the API, for one batch of pushes (the API closes connections
+/// idle for a minute, and a loaded machine can make a wait that long).
+fn connect_api(server: &Server) -> HttpConnection {
+    HttpConnection::connect(server.api_addr).expect("cannot connect to the API")
+}
+
+/// Pushes `body` (binary or text); checks that it got `offset`.
+fn push(api: &mut HttpConnection, id: &str, body: &str, binary: bool, offset: u64) {
+    let headers: &[(&str, &str)] = if binary { &[("Content-Type", "application/octet-stream")] } else { &[] };
+    let response =
+        api.request("POST", &format!("/socket/{id}"), headers, body.as_bytes()).expect("POST /socket");
+    assert_eq!(response.status(), 200, "{response:?}");
+    let answer = json(&response);
+    assert_eq!(answer["offset"], offset, "{answer}");
+}
+
+/// Message `n` of the numbered run: binary for every 7th, text otherwise; its body is the
+/// number, and for 401..=700 (what the page replays after the second cut) the number and
+/// 8 KB more, so that the replay (2.4 MB, more than half of `--max-buffered-bytes`) is paced
+/// by the server and still in flight when the third cut comes.
+fn numbered(n: u64) -> (bool, String) {
+    let body = if (401..=700).contains(&n) { format!("{n} {}", "x".repeat(8000)) } else { n.to_string() };
+    (n.is_multiple_of(7), body)
+}
+
+/// Pushes the numbered messages `numbers` (message `n` gets offset `n`).
+fn push_numbered(api: &mut HttpConnection, id: &str, numbers: std::ops::RangeInclusive<u64>) {
+    for n in numbers {
+        let (binary, body) = numbered(n);
+        push(api, id, &body, binary, n);
+    }
+}
+
+/// Pushes `numbers` from another thread, on a connection of its own.
+fn push_numbered_in_background(
+    server: &Server,
+    id: &str,
+    numbers: std::ops::RangeInclusive<u64>,
+) -> thread::JoinHandle<()> {
+    let mut api = connect_api(server);
+    let id = id.to_owned();
+    thread::spawn(move || push_numbered(&mut api, &id, numbers))
+}
+
+/// A message's number (its first word).
+fn short(value: &str) -> &str {
+    value.split(' ').next().unwrap_or(value)
+}
+
+fn messages(entries: &[Entry]) -> Vec<(String, String)> {
+    entries.iter().filter(|e| is_message(e)).map(|e| (e.kind.clone(), e.value.clone())).collect()
+}
+
+fn count(entries: &[Entry], kind: &str) -> usize {
+    entries.iter().filter(|e| e.kind == kind).count()
+}
+
+#[test]
+fn a_page_cut_off_three_times_receives_every_message_exactly_once_in_order() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let id = "browser-1";
+    let Some(setup) = setup("2000", id) else { return };
+    let report = &setup.report;
+    let epoch = setup.wait_live();
+
+    // 1. Mid-stream: the proxy cuts the connection after 3,000 bytes from the server (about
+    // 160 of the messages, most likely inside a frame) while the rest are being pushed; the
+    // pushing goes on while the page reconnects (the snippet waits 500 ms).
+    setup.proxy.cut_after(3000);
+    let pusher = push_numbered_in_background(&setup.server, id, 1..=400);
+    report.wait("the first close", |entries| count(entries, "close") == 1);
+    pusher.join().expect("pushing 1..=400 failed");
+    setup.wait_live_again(2);
+    report.wait_message("400");
+
+    // 2. At a quiet point: everything after it is pushed while the page is away (its
+    // reconnection held by the proxy), so it all comes from history.
+    setup.proxy.hold();
+    setup.cut();
+    push_numbered(&mut connect_api(&setup.server), id, 401..=700);
+    setup.proxy.wait_held(1, PAGE_TIMEOUT);
+
+    // 3. In the middle of the replay (2.4 MB; cut after 1 MB), while live messages are
+    // pushed too: the page resumes from the middle of its replay.
+    setup.proxy.cut_after(1_000_000);
+    let pusher = push_numbered_in_background(&setup.server, id, 701..=1000);
+    setup.proxy.release();
+    report.wait("the third close", |entries| count(entries, "close") == 3);
+    pusher.join().expect("pushing 701..=1000 failed");
+    push(&mut connect_api(&setup.server), id, "end", false, 1001);
+    report.wait_message("end");
+
+    let entries = report.entries();
+    let expected: Vec<(String, String)> = (1..=1000u64)
+        .map(|n| match numbered(n) {
+            (true, body) => ("binary".to_owned(), body),
+            (false, body) => ("text".to_owned(), body),
+        })
+        .chain([("text".to_owned(), "end".to_owned())])
+        .collect();
+    let got = messages(&entries);
+    if got != expected {
+        let at = got.iter().zip(&expected).position(|(a, b)| a != b).unwrap_or(got.len().min(expected.len()));
+        let word = |m: Option<&(String, String)>| m.map(|(kind, value)| format!("{kind} {}", short(value)));
+        panic!(
+            "the page did not get 1..=1000 once each in order: {} messages, the first difference at index {at} \
+             (got {:?}, expected {:?}); {}",
+            got.len(),
+            word(got.get(at)),
+            word(expected.get(at)),
+            summary(&entries)
+        );
+    }
+    assert_eq!(count(&entries, "resync"), 0, "onResync was called: {}", summary(&entries));
+    assert_eq!(count(&entries, "error"), 0, "{}", summary(&entries));
+    // One connection, then one resume per cut, each from where the page was.
+    let connects: Vec<&Entry> = entries.iter().filter(|e| e.kind == "connect").collect();
+    assert_eq!(connects.len(), 4, "{}", summary(&entries));
+    assert!(!connects[0].value.contains("since"), "{}", summary(&entries));
+    let since: Vec<u64> = connects[1..]
+        .iter()
+        .map(|connect| {
+            let (_, since) = connect
+                .value
+                .split_once(&format!("?since={epoch}:"))
+                .unwrap_or_else(|| panic!("{}", summary(&entries)));
+            since.parse().unwrap()
+        })
+        .collect();
+    // From inside the first stream, from the quiet point, from inside the replay.
+    assert!(since[0] > 0 && since[0] < 400, "{since:?}: {}", summary(&entries));
+    assert_eq!(since[1], 400, "{}", summary(&entries));
+    assert!(since[2] > 400 && since[2] < 700, "{since:?}: {}", summary(&entries));
+    assert_eq!(count(&entries, "close"), 3, "{}", summary(&entries));
+    let controls = entries.iter().filter(|e| e.kind == "control");
+    assert!(controls.clone().all(|e| e.value.starts_with("!pos ")), "{}", summary(&entries));
+    assert_eq!(server_counter(&setup.server, "history_resumes"), 3);
+    assert_eq!(server_counter(&setup.server, "history_lost_signals"), 0);
+    eprintln!(
+        "browser resume: 1,000 messages through 3 cuts in {:?}: {}",
+        started.elapsed(),
+        summary(&entries)
+    );
+}
+
+#[test]
+fn a_page_that_missed_more_than_the_history_is_told_to_resync_once() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let id = "browser-2";
+    let Some(setup) = setup("10", id) else { return };
+    let report = &setup.report;
+    let epoch = setup.wait_live();
+
+    let mut api = connect_api(&setup.server);
+    for (i, body) in ["a1", "a2", "a3"].into_iter().enumerate() {
+        push(&mut api, id, body, false, i as u64 + 1);
+    }
+    report.wait_message("a3");
+    // Away while 50 messages are pushed: history keeps only the last 10.
+    setup.proxy.hold();
+    setup.cut();
+    let mut api = connect_api(&setup.server);
+    for n in 4..=53 {
+        push(&mut api, id, &format!("x{n}"), false, n);
+    }
+    setup.proxy.wait_held(1, PAGE_TIMEOUT);
+    setup.proxy.release();
+    report.wait("onResync", |entries| entries.iter().any(|e| e.kind == "resync"));
+    let mut api = connect_api(&setup.server);
+    for (i, body) in ["b1", "b2", "b3", "end"].into_iter().enumerate() {
+        push(&mut api, id, body, false, i as u64 + 54);
+    }
+    report.wait_message("end");
+
+    let entries = report.entries();
+    let texts = |values: &[&str]| -> Vec<(String, String)> {
+        values.iter().map(|v| ("text".to_owned(), (*v).to_owned())).collect()
+    };
+    assert_eq!(
+        messages(&entries),
+        texts(&["a1", "a2", "a3", "b1", "b2", "b3", "end"]),
+        "{}",
+        summary(&entries)
+    );
+    assert_eq!(count(&entries, "resync"), 1, "{}", summary(&entries));
+    let resync = entries.iter().position(|e| e.kind == "resync").unwrap();
+    let lost = entries.iter().position(|e| e.kind == "control" && e.value == format!("!lost {epoch}:53"));
+    assert_eq!(
+        lost,
+        Some(resync - 1),
+        "the !lost position comes right before onResync: {}",
+        summary(&entries)
+    );
+    assert!(entries[resync..].iter().any(|e| e.value == "b1"), "{}", summary(&entries));
+    assert_eq!(count(&entries, "connect"), 2, "{}", summary(&entries));
+    assert_eq!(count(&entries, "error"), 0, "{}", summary(&entries));
+    assert_eq!(server_counter(&setup.server, "history_lost_signals"), 1);
+}
+
+/// `GET /resume.js` serves the snippet (what the page above loads), as JavaScript, with no
+/// token even when the API wants one.
+#[test]
+fn the_server_serves_the_snippet() {
+    let server = Server::start(&["--api-token", "secret"]);
+    let response = server.get("/resume.js");
+    assert_eq!(response.status(), 200, "{response:?}");
+    assert_eq!(response.header("content-type"), Some("text/javascript; charset=utf-8"));
+    assert_eq!(response.text(), include_str!("../engine/src/bin/wspush/resume.js"));
+}
