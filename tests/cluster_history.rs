@@ -391,3 +391,102 @@ async fn broadcasts_and_compat_messages_are_live_only_and_never_replayed() {
     assert_eq!(recv_text(&mut resumed, TIMEOUT).await, format!("{e}:2\nsecond"));
     assert_eq!(position_in(&recv_text(&mut resumed, TIMEOUT).await, "!pos "), Position::new(e, 2));
 }
+
+/// A cluster engine with history and one worker (so one worker holds every id).
+fn one_worker_node(redis: &RedisServer, name: &str) -> Engine {
+    let cluster = ClusterConfig { node_id: Some(name.into()), ..ClusterConfig::new(redis.url()) };
+    let config = Config {
+        ws_listen: Some(any_port()),
+        workers: 1,
+        history_size: 100,
+        cluster: Some(cluster),
+        ..Config::default()
+    };
+    let engine = Engine::start(config).expect("starts");
+    eventually(TIMEOUT, "the node connects to Redis", || engine.is_healthy());
+    engine
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_on_an_id_whose_history_vanished_is_told_lost_at_once() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a", 100);
+    let (mut live, start) = live_v1(&a, "x").await;
+    let e = start.epoch;
+    for i in 1..=5u64 {
+        send_positioned(&a, "x", &format!("m{i}"));
+        assert_eq!(recv_text(&mut live, TIMEOUT).await, format!("{e}:{i}\nm{i}"));
+    }
+    // Deleted (or expired, or evicted) while the subscription stayed up.
+    redis_cli(redis.port(), &["DEL", "wspush:h:x", "wspush:m:x"]);
+    let mut resumed = connect_v1(&url(&a, "x", Some(Position::new(e, 2)))).await;
+    let lost = position_in(&recv_text(&mut resumed, TIMEOUT).await, "!lost ");
+    assert_ne!(lost.epoch, e, "the history's new epoch");
+    let told = position_in(&recv_text(&mut live, TIMEOUT).await, "!lost ");
+    assert_eq!(told, lost, "the live socket is told too");
+    assert!(a.stats().cluster.unwrap().history_reads < 100, "no read storm");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_that_went_back_is_announced_not_taken_for_duplicates() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a", 100);
+    let (mut live, start) = live_v1(&a, "r").await;
+    let e = start.epoch;
+    for i in 1..=6u64 {
+        send_positioned(&a, "r", &format!("m{i}"));
+        assert_eq!(recv_text(&mut live, TIMEOUT).await, format!("{e}:{i}\nm{i}"));
+    }
+    // What a Redis restored from an older snapshot looks like: the same epoch, top 3.
+    redis_cli(redis.port(), &["DEL", "wspush:h:r"]);
+    for i in 1..=3 {
+        redis_cli(redis.port(), &["XADD", "wspush:h:r", &i.to_string(), "t", &format!("m{i}")]);
+    }
+    redis_cli(redis.port(), &["HSET", "wspush:m:r", "s", "3"]);
+    redis_cli(redis.port(), &["CLIENT", "KILL", "TYPE", "pubsub"]);
+    let lost = position_in(&recv_text(&mut live, RECOVERY).await, "!lost ");
+    assert_eq!(lost, Position::new(e, 3));
+    assert_eq!(send_positioned(&a, "r", "m7"), Some(Position::new(e, 4)));
+    assert_eq!(recv_text(&mut live, TIMEOUT).await, format!("{e}:4\nm7"), "not dropped as a duplicate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_ids_than_a_worker_reads_at_once_all_catch_up_before_going_live() {
+    const IDS: usize = 1100;
+    let redis = RedisServer::start();
+    let a = one_worker_node(&redis, "a");
+    let mut sockets = Vec::with_capacity(IDS);
+    for i in 0..IDS {
+        let (ws, _) = live_v1(&a, &format!("k{i}")).await;
+        sockets.push(ws);
+    }
+    // Redis loses everything while the node holds 1,100 ids (more than the 1,024 reads a
+    // worker has under way): every id must read its history again before it takes a new
+    // message, so every socket hears of the loss first.
+    redis_cli(redis.port(), &["FLUSHALL"]);
+    redis_cli(redis.port(), &["CLIENT", "KILL", "TYPE", "pubsub"]);
+    eventually(RECOVERY, "resubscribed", || a.stats().cluster.unwrap().subscribed_channels as usize > IDS);
+    for i in 0..IDS {
+        send_retrying(&a, &format!("k{i}"), "after");
+    }
+    let mut told_after_the_send = 0;
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        // First the signal: at the new epoch's 0 (the message comes next), or at 1 when the
+        // id's read came after the send (the signal then covers the message).
+        let lost = position_in(&recv_text(ws, RECOVERY).await, "!lost ");
+        match lost.offset {
+            0 => assert_eq!(recv_text(ws, TIMEOUT).await, format!("{}:1\nafter", lost.epoch), "k{i}"),
+            1 => told_after_the_send += 1,
+            other => panic!("k{i}: !lost at {other}"),
+        }
+    }
+    // A sentinel: nothing else was queued for any socket (no message before its signal).
+    for i in 0..IDS {
+        send_retrying(&a, &format!("k{i}"), "end");
+    }
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        let frame = recv_text(ws, TIMEOUT).await;
+        let (position, body) = split_v1(&frame);
+        assert_eq!((position.offset, body), (2, "end"), "k{i} ({told_after_the_send} told after the send)");
+    }
+}

@@ -218,13 +218,21 @@ async fn send_batch(
         let call: Vec<Outbound> = items.by_ref().take(span).collect();
         let appended = match call.first() {
             Some(Outbound::Append { .. }) => {
-                if reply.as_ref().is_none_or(scripts::is_noscript) {
-                    // Not known to be applied: sent again, first, on the next connection.
+                let not_run = reply.as_ref().is_some_and(scripts::is_not_run);
+                if reply.is_none() || not_run {
+                    // Not known to be applied (no reply: the connection failed, some of the
+                    // call may have run) or known not to have run: sent again, first, on the
+                    // next connection.
                     ok = false;
                     for mut item in call {
-                        if let Outbound::Append { receipt, .. } = &mut item {
+                        if let Outbound::Append { receipt, seq, .. } = &mut item {
                             if let Some(receipt) = receipt.take() {
                                 receipt.set_receivers(None);
+                            }
+                            if not_run {
+                                // Nothing of it ran, while a later call may have: a new seq,
+                                // or the script would take it for one already applied.
+                                *seq = 0;
                             }
                         }
                         retained.push(item);

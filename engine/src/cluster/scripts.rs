@@ -137,6 +137,10 @@ fn parse_append(reply: &Value) -> Result<Appended, BadReply> {
     let Value::Array(items) = reply else { return Err(BadReply("append: not an array")) };
     let [receivers, offset, epoch] = items.as_slice() else { return Err(BadReply("append: not 3 items")) };
     let Value::Int(receivers) = *receivers else { return Err(BadReply("append: receivers")) };
+    if receivers == -2 {
+        // The script caught an error on this message's keys (e.g. a key of another type).
+        return Err(BadReply("append: Redis refused this message"));
+    }
     if receivers < 0 {
         return Ok(Appended::Duplicate);
     }
@@ -169,6 +173,14 @@ pub(super) fn parse_read(reply: Value) -> Result<Page, BadReply> {
 /// connection is treated as failed, and the next one loads the scripts again).
 pub(super) fn is_noscript(reply: &Value) -> bool {
     matches!(reply, Value::ServerError(e) if e.code() == "NOSCRIPT")
+}
+
+/// Whether `reply` is an error by which Redis says it did not run the script at all and
+/// may run it later: the script is not loaded (`NOSCRIPT`), Redis is busy with another
+/// script, still loading its data, a replica, without its master, or out of memory.
+pub(super) fn is_not_run(reply: &Value) -> bool {
+    matches!(reply, Value::ServerError(e)
+        if matches!(e.code(), "NOSCRIPT" | "BUSY" | "LOADING" | "READONLY" | "MASTERDOWN" | "OOM"))
 }
 
 fn parse_entry(entry: Value) -> Option<Entry> {
@@ -503,6 +515,33 @@ mod tests {
                 [None, Some(1), Some(2), Some(1), Some(2)],
                 "a: 1 kept, then 2; b: 1, 2; c: 1"
             );
+
+            // A key of another type fails its own message only.
+            let _: () = f.con.set("t:m:bad", "a string").unwrap();
+            let names: Vec<(String, String, String)> = ["d", "bad", "e"]
+                .iter()
+                .map(|id| (format!("t:h:{id}"), format!("t:m:{id}"), format!("t:u:{id}")))
+                .collect();
+            let items: Vec<AppendItem<'_>> = names
+                .iter()
+                .zip([6, 7, 8])
+                .map(|((stream, meta, channel), seq)| AppendItem {
+                    stream,
+                    meta,
+                    channel,
+                    head: &head,
+                    binary: false,
+                    body: b"m",
+                    fresh_epoch: Epoch::random(),
+                    seq,
+                })
+                .collect();
+            let reply: Value = append_command(&shared, &items).query(&mut f.con).unwrap();
+            let Value::Array(replies) = &reply else { panic!("{reply:?}") };
+            assert_eq!(replies.len(), 3);
+            assert!(matches!(parse_append(&replies[0]), Ok(Appended::Applied { .. })));
+            assert!(parse_append(&replies[1]).is_err(), "refused: {:?}", replies[1]);
+            assert!(matches!(parse_append(&replies[2]), Ok(Appended::Applied { .. })));
         }
 
         #[test]

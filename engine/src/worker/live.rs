@@ -18,7 +18,7 @@
 //! sockets in the same worker turn: no gap, no duplicate at the seam.
 
 use std::cell::{Cell, OnceCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -44,6 +44,8 @@ const MAX_HELD_BYTES: usize = 1 << 20;
 /// Bytes held for all the ids of a worker: beyond it, a message is not held at all, only
 /// its position remembered (so it is read when the id catches up).
 const MAX_WORKER_HELD_BYTES: usize = 16 << 20;
+/// What a held message costs besides its frame's bytes (its slot: position and `Bytes`).
+const HELD_OVERHEAD: usize = std::mem::size_of::<(Position, Bytes)>();
 /// A read unanswered this long is given up (its answer, if it comes, is ignored) and asked
 /// again.
 const READ_TIMEOUT_MS: u64 = 5_000;
@@ -64,7 +66,10 @@ const MAX_READS_IN_FLIGHT: usize = 1024;
 /// A worker's cluster-history state: its ids' live positions and its resuming sockets.
 pub(super) struct LiveIds {
     ids: HashMap<Rc<str>, IdLive, foldhash::fast::RandomState>,
-    resuming: Vec<Resume>,
+    /// The ids with sockets not live yet (their `IdLive::resuming`).
+    with_resuming: HashSet<Rc<str>, foldhash::fast::RandomState>,
+    /// Ids whose live read waits for room among the worker's reads, in order.
+    deferred: VecDeque<Rc<str>>,
     /// Bytes held for all ids (at most [`MAX_WORKER_HELD_BYTES`]).
     held_total: Rc<Cell<usize>>,
     /// The subscription losses this worker has acted on.
@@ -84,6 +89,14 @@ struct IdLive {
     top: u64,
     /// Redis confirmed the subscription (since the last loss).
     confirmed: bool,
+    /// A read is owed before the id is live again: after a confirmation (what was published
+    /// before it may be missing), a lost subscription, or a gap. Cleared only by a page that
+    /// leaves nothing missing, so a read that fails or cannot be asked keeps the id held.
+    owed: bool,
+    /// Waiting for room among the worker's reads (queued in `LiveIds::deferred`).
+    deferred: bool,
+    /// Its sockets not live yet.
+    resuming: Vec<Resume>,
     /// When the id was opened or its subscription lost (for [`CONFIRM_FALLBACK_MS`]).
     unconfirmed_since_ms: u64,
     /// The read of the id's own position or gap, if one is under way.
@@ -159,6 +172,9 @@ impl IdLive {
             epoch: None,
             top: 0,
             confirmed: false,
+            owed: true,
+            deferred: false,
+            resuming: Vec::new(),
             unconfirmed_since_ms: now_ms,
             live_read: None,
             recheck: false,
@@ -175,7 +191,7 @@ impl IdLive {
 
     /// Every message from now on is delivered in order as it arrives.
     fn is_live(&self) -> bool {
-        self.confirmed && self.live_read.is_none() && self.epoch.is_some()
+        self.confirmed && !self.owed && self.live_read.is_none() && self.epoch.is_some()
     }
 
     /// The id's position here (once it has one).
@@ -196,35 +212,37 @@ impl IdLive {
         if self.seen.is_none_or(|seen| seen.epoch != position.epoch || seen.offset < position.offset) {
             self.seen = Some(position);
         }
-        if self.held_total.get() + frame.len() > MAX_WORKER_HELD_BYTES {
+        let cost = frame.len() + HELD_OVERHEAD;
+        if self.held_total.get() + cost > MAX_WORKER_HELD_BYTES {
             return;
         }
-        self.add_held(frame.len());
+        self.add_held(cost);
         self.held.push_back((position, frame));
         while self.held.len() > MAX_HELD || self.held_bytes > MAX_HELD_BYTES {
             let Some((_, dropped)) = self.held.pop_front() else { break };
-            self.sub_held(dropped.len());
+            self.sub_held(dropped.len() + HELD_OVERHEAD);
         }
     }
 
     fn take_held(&mut self) -> Option<(Position, Bytes)> {
         let (position, frame) = self.held.pop_front()?;
-        self.sub_held(frame.len());
+        self.sub_held(frame.len() + HELD_OVERHEAD);
         Some((position, frame))
     }
 
     fn hold_again(&mut self, position: Position, frame: Bytes) {
-        self.add_held(frame.len());
+        self.add_held(frame.len() + HELD_OVERHEAD);
         self.held.push_front((position, frame));
     }
 
-    /// Drops what is held from other epochs than `epoch` (the lost signal covered them).
-    fn keep_held_of(&mut self, epoch: Epoch) {
+    /// Keeps of what is held only what `keep` accepts (the rest is covered by a lost
+    /// signal).
+    fn keep_held(&mut self, keep: impl Fn(Position) -> bool) {
         let before = self.held_bytes;
-        self.held.retain(|(position, _)| position.epoch == epoch);
-        let after: usize = self.held.iter().map(|(_, frame)| frame.len()).sum();
+        self.held.retain(|(position, _)| keep(*position));
+        let after: usize = self.held.iter().map(|(_, frame)| frame.len() + HELD_OVERHEAD).sum();
         self.sub_held(before - after);
-        if self.seen.is_some_and(|seen| seen.epoch != epoch) {
+        if self.seen.is_some_and(|seen| !keep(seen)) {
             self.seen = None;
         }
     }
@@ -255,7 +273,8 @@ impl LiveIds {
     pub fn new(history_size: usize) -> Self {
         Self {
             ids: HashMap::default(),
-            resuming: Vec::new(),
+            with_resuming: HashSet::default(),
+            deferred: VecDeque::new(),
             held_total: Rc::default(),
             losses_seen: 0,
             next_token: 0,
@@ -285,12 +304,13 @@ impl Worker {
         }
         let Some(live) = self.live_ids() else { return };
         let held_total = live.held_total.clone();
-        let state = live.ids.entry(id).or_insert_with(|| IdLive::new(now_ms, held_total));
+        let state = live.ids.entry(id.clone()).or_insert_with(|| IdLive::new(now_ms, held_total));
         if since.is_none() && !v1 && state.is_live() {
             return;
         }
         let next = since.map(|since| Position::new(since.epoch, since.offset + 1));
-        live.resuming.push(Resume { key, serial, next, replayed: 0, ahead_since_ms: None });
+        state.resuming.push(Resume { key, serial, next, replayed: 0, ahead_since_ms: None });
+        live.with_resuming.insert(id);
         self.conns[key].link_mut().set_resuming(true);
     }
 
@@ -302,6 +322,7 @@ impl Worker {
                 live.reads_in_flight -=
                     usize::from(state.live_read.is_some()) + usize::from(state.replay_read.is_some());
             }
+            live.with_resuming.remove(id);
         }
     }
 
@@ -326,6 +347,7 @@ impl Worker {
         let Some(id) = live.ids.get_key_value(id).map(|(id, _)| id.clone()) else { return };
         let state = live.ids.get_mut(&id).expect("just found");
         state.confirmed = true;
+        state.owed = true;
         if state.live_read.is_some() {
             state.recheck = true;
         } else {
@@ -349,11 +371,22 @@ impl Worker {
                 }
                 Err(_) => state.retry_at_ms = Some(now_ms + state.backoff_ms()),
             }
+            self.start_deferred();
         } else if state.replay_read.as_ref().is_some_and(|read| read.token == token) {
             let read = state.replay_read.take().expect("just matched");
             live.reads_in_flight -= 1;
             match page {
+                Ok(page) if Some(page.epoch) != state.epoch => {
+                    // The history changed epoch under the id (expired, deleted, Redis lost
+                    // it): the id's own read tells its sockets, then the resumers are told.
+                    state.failures = 0;
+                    state.owed = true;
+                    if state.live_read.is_none() {
+                        self.request_live_read(&id);
+                    }
+                }
                 Ok(page) => {
+                    state.failures = 0;
                     let entries = page
                         .entries
                         .into_iter()
@@ -367,6 +400,24 @@ impl Worker {
                     }));
                 }
                 Err(_) => state.replay_retry_at_ms = now_ms + state.backoff_ms(),
+            }
+            self.start_deferred();
+        }
+    }
+
+    /// Asks the live reads that waited for room among the worker's reads, in order, while
+    /// there is room.
+    fn start_deferred(&mut self) {
+        loop {
+            let Some(live) = self.live_ids() else { return };
+            if live.reads_in_flight >= MAX_READS_IN_FLIGHT {
+                return;
+            }
+            let Some(id) = live.deferred.pop_front() else { return };
+            let Some(state) = live.ids.get_mut(&id) else { continue };
+            state.deferred = false;
+            if state.live_read.is_none() {
+                self.request_live_read(&id);
             }
         }
     }
@@ -383,15 +434,18 @@ impl Worker {
             if state.live_read.as_ref().is_some_and(|read| now_ms >= read.sent_ms + READ_TIMEOUT_MS) {
                 state.live_read = None;
                 live.reads_in_flight -= 1;
-                state.retry_at_ms.get_or_insert(now_ms);
+                let backoff = state.backoff_ms();
+                state.retry_at_ms.get_or_insert(now_ms + backoff);
             }
             if state.replay_read.as_ref().is_some_and(|read| now_ms >= read.sent_ms + READ_TIMEOUT_MS) {
                 state.replay_read = None;
                 live.reads_in_flight -= 1;
+                state.replay_retry_at_ms = now_ms + state.backoff_ms();
             }
             let overdue = now_ms >= state.unconfirmed_since_ms + CONFIRM_FALLBACK_MS;
             if !state.confirmed && subscribed && overdue {
                 state.confirmed = true;
+                state.owed = true;
                 state.retry_at_ms.get_or_insert(now_ms);
             }
             if state.live_read.is_none() && state.retry_at_ms.is_some_and(|at| now_ms >= at) {
@@ -421,6 +475,7 @@ impl Worker {
         live.losses_seen = losses;
         for state in live.ids.values_mut() {
             state.confirmed = false;
+            state.owed = true;
             state.unconfirmed_since_ms = now_ms;
         }
     }
@@ -437,7 +492,15 @@ impl Worker {
         let Some(state) = live.ids.get_mut(id) else { return };
         debug_assert!(state.live_read.is_none());
         let from = if state.epoch.is_some() { state.top + 1 } else { 0 };
-        if room && backplane.read_history(id, from, PAGE, token) {
+        if !room {
+            // Not a failure: it goes as soon as an earlier read answers.
+            if !state.deferred {
+                state.deferred = true;
+                live.deferred.push_back(id.clone());
+            }
+            return;
+        }
+        if backplane.read_history(id, from, PAGE, token) {
             live.next_token += 1;
             live.reads_in_flight += 1;
             state.live_read = Some(Read { token, from, sent_ms: now_ms });
@@ -469,6 +532,7 @@ impl Worker {
             deliver_live(&mut self.core, &mut self.conns, keys, frame, Some(position));
         } else {
             state.hold(position, frame);
+            state.owed = true;
             self.request_live_read(id);
         }
     }
@@ -494,7 +558,15 @@ impl Worker {
                 state.epoch = Some(page.epoch);
                 state.top = page.top;
                 // What was held from the old epoch is what the signal covers.
-                state.keep_held_of(page.epoch);
+                state.keep_held(|position| position.epoch == page.epoch);
+            }
+            Some(epoch) if page.top < state.top => {
+                // The history went back (Redis restored from an older snapshot): its
+                // offsets will be given again to other messages. What this node delivered
+                // beyond the restored top is not in the history any more.
+                lose_live(&mut self.core, &mut self.conns, keys, Position::new(epoch, page.top));
+                state.top = page.top;
+                state.keep_held(|position| position.epoch != epoch);
             }
             Some(epoch) => {
                 let mut trimmed = from > 0 && page.top > state.top && page.entries.is_empty();
@@ -522,6 +594,7 @@ impl Worker {
         if more || std::mem::take(&mut state.recheck) {
             return self.request_live_read(id);
         }
+        state.owed = false;
         if state.confirmed {
             // Sockets that only wait for a position join at this one, before what was held
             // meanwhile is delivered: they get it live.
@@ -534,20 +607,22 @@ impl Worker {
     /// sockets, at the id's position now.
     fn join_waiting(&mut self, id: &Rc<str>) {
         let Some(live) = self.history.as_mut().and_then(|history| history.live.as_mut()) else { return };
-        let Some(now) = live.ids.get(id).filter(|state| state.is_live()).and_then(IdLive::position) else {
-            return;
-        };
+        let Some(state) = live.ids.get_mut(id) else { return };
+        let Some(now) = state.position().filter(|_| state.is_live()) else { return };
         let (core, conns) = (&mut self.core, &mut self.conns);
-        live.resuming.retain(|resume| {
+        state.resuming.retain(|resume| {
             let waiting = resume.next.is_none()
-                && conns.get(resume.key).is_some_and(|conn| {
-                    conn.link().serial() == resume.serial && conn.link().id() == id && conn.link().is_open()
-                });
+                && conns
+                    .get(resume.key)
+                    .is_some_and(|conn| conn.link().serial() == resume.serial && conn.link().is_open());
             if waiting {
                 join(core, conns, resume.key, now);
             }
             !waiting
         });
+        if state.resuming.is_empty() {
+            live.with_resuming.remove(id);
+        }
     }
 
     /// Delivers what was held for `id` while it was not live, in arrival order, until a gap
@@ -561,6 +636,7 @@ impl Worker {
             }
             let Some((position, frame)) = state.take_held() else {
                 if state.missing_seen() {
+                    state.owed = true;
                     return self.request_live_read(id);
                 }
                 state.seen = None;
@@ -569,6 +645,7 @@ impl Worker {
             let next = state.top + 1;
             if state.epoch == Some(position.epoch) && position.offset > next {
                 state.hold_again(position, frame);
+                state.owed = true;
                 return self.request_live_read(id);
             }
             self.apply_delivery(id, position, frame);
@@ -576,21 +653,30 @@ impl Worker {
     }
 
     /// Moves every resuming socket on: replays what its output has room for, joins it to
-    /// the live sockets once it has caught up with its id.
+    /// the live sockets once it has caught up with its id. Ids that are not live cost a
+    /// lookup each, whatever the number of their sockets.
     pub(super) fn continue_live_resumes(&mut self) {
         self.note_losses();
         let Some(live) = self.live_ids() else { return };
         live.busy = false;
-        if live.resuming.is_empty() {
+        if live.with_resuming.is_empty() {
             return;
         }
-        let mut resuming = std::mem::take(&mut live.resuming);
+        let ids: Vec<Rc<str>> = live.with_resuming.iter().cloned().collect();
         let mut wanted: Vec<(Rc<str>, u64)> = Vec::new();
         let mut busy = false;
-        {
-            let live = self.history.as_mut().and_then(|history| history.live.as_mut()).expect("just taken");
+        let live = self.history.as_mut().and_then(|history| history.live.as_mut()).expect("just seen");
+        for id in ids {
+            let Some(state) = live.ids.get_mut(&id) else {
+                live.with_resuming.remove(&id);
+                continue;
+            };
+            if !state.is_live() {
+                continue;
+            }
+            let mut resuming = std::mem::take(&mut state.resuming);
             resuming.retain_mut(|resume| {
-                match replay(&mut self.core, &mut self.conns, live, resume, &mut wanted) {
+                match replay(&mut self.core, &mut self.conns, state, live.replay_cap, resume, &mut wanted) {
                     Step::Waiting => true,
                     Step::Busy => {
                         busy = true;
@@ -599,9 +685,11 @@ impl Worker {
                     Step::Done => false,
                 }
             });
+            state.resuming = resuming;
+            if state.resuming.is_empty() {
+                live.with_resuming.remove(&id);
+            }
         }
-        let live = self.live_ids().expect("still on");
-        live.resuming = resuming;
         live.busy = busy;
         for (id, from) in wanted {
             self.request_replay_read(&id, from);
@@ -633,11 +721,13 @@ impl Worker {
     }
 }
 
-/// One resuming socket's step; a page it needs that nobody asked for yet goes to `wanted`.
+/// One resuming socket's step, its id live; a page it needs that nobody asked for yet goes
+/// to `wanted`.
 fn replay(
     core: &mut Core,
     conns: &mut Slab<Connection>,
-    live: &mut LiveIds,
+    state: &mut IdLive,
+    replay_cap: u64,
     resume: &mut Resume,
     wanted: &mut Vec<(Rc<str>, u64)>,
 ) -> Step {
@@ -649,7 +739,6 @@ fn replay(
         return Step::Done;
     }
     let id = conn.link().id().clone();
-    let Some(state) = live.ids.get_mut(&id) else { return Step::Done };
     let Some(now) = state.position().filter(|_| state.is_live()) else { return Step::Waiting };
     let room = core.settings.max_buffered_bytes / 2;
     for _ in 0..REPLAY_PER_PASS {
@@ -661,7 +750,7 @@ fn replay(
                 return Step::Waiting;
             }
         }
-        if next.epoch != now.epoch || next.offset > now.offset + 1 || resume.replayed >= live.replay_cap {
+        if next.epoch != now.epoch || next.offset > now.offset + 1 || resume.replayed >= replay_cap {
             // From another epoch (the history was lost since), beyond what this node has
             // (a position it never gave), or falling behind for good.
             conns[key].link_mut().set_resuming(false);
