@@ -24,14 +24,21 @@ const RECOVERY: Duration = Duration::from_secs(30);
 
 /// A cluster engine with history on (`size` messages per id).
 fn node(redis: &RedisServer, name: &str, size: usize) -> Engine {
+    node_with(redis, name, |config| config.history_size = size)
+}
+
+/// A cluster engine with history on (100 messages per id, 2 workers), `configure` applied,
+/// connected to Redis.
+fn node_with(redis: &RedisServer, name: &str, configure: impl FnOnce(&mut Config)) -> Engine {
     let cluster = ClusterConfig { node_id: Some(name.into()), ..ClusterConfig::new(redis.url()) };
-    let config = Config {
+    let mut config = Config {
         ws_listen: Some(any_port()),
         workers: 2,
-        history_size: size,
+        history_size: 100,
         cluster: Some(cluster),
         ..Config::default()
     };
+    configure(&mut config);
     let engine = Engine::start(config).expect("a cluster engine with history starts");
     eventually(TIMEOUT, "the node connects to Redis", || engine.is_healthy());
     engine
@@ -358,21 +365,9 @@ fn the_http_api_answers_positions_202_while_redis_is_down_and_reads_history_from
 async fn broadcasts_and_compat_messages_are_live_only_and_never_replayed() {
     let redis = RedisServer::start();
     let compat = |name: &str| {
-        let cluster = ClusterConfig {
-            node_id: Some(name.into()),
-            compat_channel: Some("legacy:push".into()),
-            ..ClusterConfig::new(redis.url())
-        };
-        let config = Config {
-            ws_listen: Some(any_port()),
-            workers: 2,
-            history_size: 100,
-            cluster: Some(cluster),
-            ..Config::default()
-        };
-        let engine = Engine::start(config).expect("starts");
-        eventually(TIMEOUT, "the node connects to Redis", || engine.is_healthy());
-        engine
+        node_with(&redis, name, |config| {
+            config.cluster.as_mut().unwrap().compat_channel = Some("legacy:push".into());
+        })
     };
     let (a, b) = (compat("a"), compat("b"));
     let (mut v1, start) = live_v1(&b, "7").await;
@@ -390,21 +385,6 @@ async fn broadcasts_and_compat_messages_are_live_only_and_never_replayed() {
     assert_eq!(recv_text(&mut resumed, TIMEOUT).await, format!("{e}:1\npositioned"));
     assert_eq!(recv_text(&mut resumed, TIMEOUT).await, format!("{e}:2\nsecond"));
     assert_eq!(position_in(&recv_text(&mut resumed, TIMEOUT).await, "!pos "), Position::new(e, 2));
-}
-
-/// A cluster engine with history and one worker (so one worker holds every id).
-fn one_worker_node(redis: &RedisServer, name: &str) -> Engine {
-    let cluster = ClusterConfig { node_id: Some(name.into()), ..ClusterConfig::new(redis.url()) };
-    let config = Config {
-        ws_listen: Some(any_port()),
-        workers: 1,
-        history_size: 100,
-        cluster: Some(cluster),
-        ..Config::default()
-    };
-    let engine = Engine::start(config).expect("starts");
-    eventually(TIMEOUT, "the node connects to Redis", || engine.is_healthy());
-    engine
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,7 +434,8 @@ async fn a_history_that_went_back_is_announced_not_taken_for_duplicates() {
 async fn more_ids_than_a_worker_reads_at_once_all_catch_up_before_going_live() {
     const IDS: usize = 1100;
     let redis = RedisServer::start();
-    let a = one_worker_node(&redis, "a");
+    // One worker, so it holds every id.
+    let a = node_with(&redis, "a", |config| config.workers = 1);
     let mut sockets = Vec::with_capacity(IDS);
     for i in 0..IDS {
         let (ws, _) = live_v1(&a, &format!("k{i}")).await;

@@ -427,6 +427,31 @@ mod tests {
                 parse_appends(&cmd.query::<Value>(&mut self.con).unwrap(), 1).unwrap()[0]
             }
 
+            /// One script call appending "m" to each of `ids`, with seqs from `first_seq`.
+            fn append_call(&mut self, ids: &[&str], first_seq: u64) -> Value {
+                let names: Vec<(String, String, String)> = ids
+                    .iter()
+                    .map(|id| (format!("t:h:{id}"), format!("t:m:{id}"), format!("t:u:{id}")))
+                    .collect();
+                let head = crate::cluster::envelope::encode_head("n", true);
+                let items: Vec<AppendItem<'_>> = names
+                    .iter()
+                    .zip(first_seq..)
+                    .map(|((stream, meta, channel), seq)| AppendItem {
+                        stream,
+                        meta,
+                        channel,
+                        head: &head,
+                        binary: false,
+                        body: b"m",
+                        fresh_epoch: Epoch::random(),
+                        seq,
+                    })
+                    .collect();
+                let shared = AppendShared { size: 1000, ttl_ms: TTL_MS, seq_field: "p:inc1" };
+                append_command(&shared, &items).query(&mut self.con).unwrap()
+            }
+
             fn append(&mut self, id: &str, seq: u64, body: &str) -> Position {
                 match self.append_as(id, "inc1", seq, body, 1000) {
                     Appended::Applied { position, .. } => position,
@@ -480,28 +505,8 @@ mod tests {
         fn one_call_appends_to_many_ids_in_order_and_skips_a_retried_seq() {
             let mut f = fixture();
             f.append("a", 1, "a1");
-            let names: Vec<(String, String, String)> = ["a", "b", "a", "c", "b"]
-                .iter()
-                .map(|id| (format!("t:h:{id}"), format!("t:m:{id}"), format!("t:u:{id}")))
-                .collect();
-            let head = crate::cluster::envelope::encode_head("n", true);
             // seq 1 again (a retry of what was applied above), then 2..=5.
-            let items: Vec<AppendItem<'_>> = names
-                .iter()
-                .zip([1, 2, 3, 4, 5])
-                .map(|((stream, meta, channel), seq)| AppendItem {
-                    stream,
-                    meta,
-                    channel,
-                    head: &head,
-                    binary: false,
-                    body: b"m",
-                    fresh_epoch: Epoch::random(),
-                    seq,
-                })
-                .collect();
-            let shared = AppendShared { size: 1000, ttl_ms: TTL_MS, seq_field: "p:inc1" };
-            let reply: Value = append_command(&shared, &items).query(&mut f.con).unwrap();
+            let reply = f.append_call(&["a", "b", "a", "c", "b"], 1);
             let offsets: Vec<Option<u64>> = parse_appends(&reply, 5)
                 .unwrap()
                 .into_iter()
@@ -518,25 +523,7 @@ mod tests {
 
             // A key of another type fails its own message only.
             let _: () = f.con.set("t:m:bad", "a string").unwrap();
-            let names: Vec<(String, String, String)> = ["d", "bad", "e"]
-                .iter()
-                .map(|id| (format!("t:h:{id}"), format!("t:m:{id}"), format!("t:u:{id}")))
-                .collect();
-            let items: Vec<AppendItem<'_>> = names
-                .iter()
-                .zip([6, 7, 8])
-                .map(|((stream, meta, channel), seq)| AppendItem {
-                    stream,
-                    meta,
-                    channel,
-                    head: &head,
-                    binary: false,
-                    body: b"m",
-                    fresh_epoch: Epoch::random(),
-                    seq,
-                })
-                .collect();
-            let reply: Value = append_command(&shared, &items).query(&mut f.con).unwrap();
+            let reply = f.append_call(&["d", "bad", "e"], 6);
             let Value::Array(replies) = &reply else { panic!("{reply:?}") };
             assert_eq!(replies.len(), 3);
             assert!(matches!(parse_append(&replies[0]), Ok(Appended::Applied { .. })));
