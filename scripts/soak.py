@@ -80,7 +80,7 @@ live from its `!pos`):
 
   (a) an accepted send made while socket K of its id was open (start >= K's open + SETTLE) is
       *required* on K if K is still open when it is due: SETTLE after its answer or, if the
-      send's window touches a Redis outage of the sending or K's node, CATCHUP (3 s) after both
+      send's window touches a Redis outage of the sending or K's node, CATCHUP (5 s) after both
       report ok again. So a socket connected across an outage must get what was sent before,
       during (202) and at the kill. Excused, counted: a fresh socket whose `!pos` came after the
       send, at a position that already includes it (it connected while its node could not read
@@ -100,6 +100,12 @@ live from its `!pos`):
     the log exactly once;
   9 there were resumes, and resumed sockets missed nothing after their `since` (replay and
     live).
+
+With --redis-persistence none (Redis without AOF: each restart is a new epoch) the rule is
+"exactly once up to the `!lost`, and from it": a message Redis lost with its data is excused
+when the socket was told (`!lost` from its epoch, or up to its position in the new one); a
+`!lost` to a new epoch is expected, and every socket live across a restart must get one;
+a pipeline in flight at the kill may be appended in both epochs (counted).
 
 The history soak thus proves that a socket connected across Redis kills (AOF) and node
 restarts misses nothing and gets nothing twice, in offset order, including what was sent
@@ -156,7 +162,7 @@ STARTUP_DEGRADED_GRACE = 5.0
 # History (--history-size N > 0): after an outage heals (the nodes' /healthz ok), how long a
 # node may take to resubscribe, read what its sockets missed and deliver it; how soon a
 # socket must get its `!pos` when no outage is near.
-CATCHUP = 3.0
+CATCHUP = 5.0
 POS_WITHIN = 5.0
 V1 = "wspush.v1"
 
@@ -675,7 +681,7 @@ class Soak:
         self.redis_gen += 1
         log_file = self.run_dir / f"redis-{self.redis_gen}.log"
         persistence = ["--appendonly", "no"]
-        if self.args.history_size:
+        if self.args.history_size and self.args.redis_persistence == "aof":
             # Every acknowledged append is on disk before its reply: a kill -9 loses nothing.
             persistence = ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.redis_dir)]
         self.redis_proc = spawn(
@@ -732,6 +738,14 @@ class Soak:
                 proc.kill()
                 proc.wait(5)
             log(f"node {node.name} did not start (attempt {attempt + 1}): {err.read_text(errors='replace')[-500:]}")
+            if gen == 1 and "Address already in use" in err.read_text(errors="replace"):
+                # A first start only (a restart keeps its ports): another process took a port
+                # free_port() found free (an outgoing connection's ephemeral port); pick others.
+                node.ws_port, node.api_port = free_port(), free_port()
+                for h in [*node.senders, node.health_http, node.stats_http]:
+                    h.close()
+                    h.port = node.api_port
+                err.unlink()
             await asyncio.sleep(0.5)
         raise RuntimeError(f"node {node.name} did not start; see {self.run_dir}")
 
@@ -1338,12 +1352,17 @@ class Soak:
                 i += 1
 
         # Everything received: duplicates, strays, unknown messages.
-        total_received = duplicates = misrouted = unknown = from_failed = unexpected_ok = 0
+        total_received = duplicates = misrouted = unknown = from_failed = unexpected_ok = redelivered_after_lost = 0
         dup_examples, stray_examples = [], []
         for ri, r in enumerate(recs):
             for m, c in r["counts"].items():
                 total_received += c
-                if c > 1:
+                if c > 1 and hist and args.redis_persistence == "none" and \
+                        len({e for mm, e in zip(r["msgs"], r["eps"]) if mm == m}) == c and r["hist"]["lost"]:
+                    # Without persistence: once in the epoch Redis lost, once in the new one after
+                    # the !lost (a pipeline in flight at the kill, resent).
+                    redelivered_after_lost += c - 1
+                elif c > 1:
                     duplicates += c - 1
                     if len(dup_examples) < 20:
                         s = self.sends.get(m)
@@ -1378,7 +1397,9 @@ class Soak:
         }
         checks["2 no duplicates, strays or unknown messages"] = {
             "ok": duplicates == 0 and misrouted == 0 and unknown == 0,
-            "detail": f"{duplicates} duplicates, {misrouted} for another id, {unknown} unknown, over {total_received} received",
+            "detail": f"{duplicates} duplicates, {misrouted} for another id, {unknown} unknown, over {total_received} received"
+                      + (f" ({redelivered_after_lost} again in the new epoch after a !lost, allowed without persistence)"
+                         if redelivered_after_lost else ""),
         }
 
         # Counters: the last /stats of every node process.
@@ -1459,9 +1480,12 @@ class Soak:
             if H["n_conflicts"]:
                 problems.append(f"{H['n_conflicts']} conflicts between positions (two messages at one position, or one "
                                 f"message at two)")
+            if H["n_not_told"]:
+                problems.append(f"{H['n_not_told']} sockets live across a Redis restart without persistence got no !lost")
             if H["lost"]:
                 behind = [x for x in H["lost"] if x.get("behind_by")]
-                problems.append(f"{len(H['lost'])} !lost signals (Redis runs with AOF: none may come)"
+                problems.append(f"{len(H['lost'])} !lost signals "
+                                + ("(Redis runs with AOF: none may come)" if H["persistence"] == "aof" else "in the same epoch")
                                 + (f", {len(behind)} of them in the same epoch BEHIND the socket's position (the client "
                                    f"is sent again {sum(x['behind_by'] for x in behind)} messages it had)" if behind else ""))
             if H["pos_late"]:
@@ -1471,13 +1495,16 @@ class Soak:
                 problems.append(f"{H['n_not_v1']} sockets without {V1}")
             if H["redis_gaps"] or H["fetch_errors"]:
                 problems.append(f"Redis's histories: gaps {H['redis_gaps'][:3]}, read errors {H['fetch_errors'][:3]}")
-            if H["epochs_per_id"] > 1 or H["distinct_epochs"] != len(self.history_log):
+            if H["persistence"] == "aof" and (H["epochs_per_id"] > 1 or H["distinct_epochs"] != len(self.history_log)):
                 problems.append(f"epochs changed ({H['distinct_epochs']} epochs for {len(self.history_log)} ids)")
             checks["7 history: one order, contiguous offsets per socket, no !lost"] = {
                 "ok": not problems,
                 "detail": "; ".join(problems) or
                           f"{H['history_messages']} positioned messages in Redis, every socket's offsets contiguous, "
-                          f"no !lost, !pos within {H['pos_latency_max']}s of the open away from outages "
+                          + ("no !lost" if H["persistence"] == "aof" else
+                             f"{H['lost_new_epoch']} !lost to a new epoch, every socket live across a restart told, "
+                             f"{H['reappended_after_loss']} sends re-appended after the loss")
+                          + f", !pos within {H['pos_latency_max']}s of the open away from outages "
                           f"({H['pos_late_near_outage']} later near an outage)",
             }
             lost_sends = len(H["not_appended"]) + len(H["not_in_redis"])
@@ -1491,7 +1518,7 @@ class Soak:
             rq, rd = H["kinds"].get("replay", 0), H["kinds_delivered"].get("replay", 0)
             resumed_missing = sum(1 for x in H["missing"] if x["socket_since"])
             checks["9 history: resumed sockets got everything after since, exactly once"] = {
-                "ok": H["resumes"] > 0 and resumed_missing == 0 and not H["lost"],
+                "ok": (H["resumes"] > 0 or not args.resume_share) and resumed_missing == 0 and not H["lost"],
                 "detail": f"{H['resumes']} resumes ({H['resumes_other_node']} to another node, {H['resumes_live']} reached "
                           f"!pos), {H['replayed_frames']} frames replayed (at most {H['replay_max']} in one); replay: "
                           f"{rd}/{rq} required delivered; {resumed_missing} missing on resumed sockets",
@@ -1521,6 +1548,7 @@ class Soak:
                        "broadcast_every": args.broadcast_every, "seed": args.seed, "settle": SETTLE,
                        "warmup": self.warmup, "redis_down": self.redis_down, "node_c_down": self.c_down,
                        "client_procs": len(self.workers), "history_size": args.history_size,
+                       "redis_persistence": args.redis_persistence if args.history_size else None,
                        "resume_share": args.resume_share if args.history_size else None},
             "elapsed": round(now() - self.t0, 1),
             "sends": {"unicast_ok": n_uni, "unicast_202": sum(1 for s in sends_ok.values() if s[5] == 202),
@@ -1590,7 +1618,8 @@ class Soak:
                     cur = (e, o)
                     w["segs"].append([e, o, o])
             else:
-                x = {"t": self.rel(t), "at": cur and f"{cur[0]}:{cur[1]}", "lost": f"{e}:{o}"}
+                x = {"t": self.rel(t), "at": cur and f"{cur[0]}:{cur[1]}", "lost": f"{e}:{o}", "from": cur, "to": (e, o),
+                     "t_abs": t}
                 if cur and cur[0] == e and o < cur[1]:
                     # Not a loss: Redis still had the history (same epoch); the node's own
                     # position was behind the client's, and it now delivers again what the
@@ -1630,13 +1659,14 @@ class Soak:
     def analyse_history(self, recs, sends_ok, unicast_by_id, unicast_starts, expected_pairs, redis_window) -> dict:
         """The checks with history on (see the module docstring, "With history")."""
         # One order: every (id, epoch, offset) holds one message, every message one position.
+        aof = self.args.redis_persistence == "aof"
         at: dict[tuple, int] = {}
         pos_of: dict[int, tuple] = {}
         conflicts: list[str] = []
-        n_conflicts = 0
+        n_conflicts = reappended = 0
 
         def note(cid: str, e: str, o: int, m: int, source: str) -> None:
-            nonlocal n_conflicts
+            nonlocal n_conflicts, reappended
             key = (cid, e, o)
             prev = at.setdefault(key, m)
             if prev != m:
@@ -1645,7 +1675,12 @@ class Soak:
                     conflicts.append(f"id {cid} {e}:{o} holds m:{prev} and m:{m} ({source})")
                 return
             p = pos_of.setdefault(m, key)
-            if p != key:
+            if p != key and not aof and p[1] != e:
+                # Without persistence: applied in an epoch Redis then lost, resent (a pipeline
+                # in flight at the kill) and applied again in the new one.
+                reappended += 1
+                pos_of[m] = max(p, key, key=lambda k: k in at and self.history_log.get(k[0], {}).get("epoch") == k[1])
+            elif p != key:
                 n_conflicts += 1
                 if len(conflicts) < 20:
                     conflicts.append(f"m:{m} at {p[0]} {p[1]}:{p[2]} and {cid} {e}:{o} ({source}): appended twice")
@@ -1724,7 +1759,8 @@ class Soak:
         missing: list[dict] = []
         excused = collections.Counter()
         not_due = not_due_delivered = 0
-        anomalies, lost, pos_late, not_v1 = [], [], [], []
+        anomalies, lost, pos_late, not_v1, not_told = [], [], [], [], []
+        lost_new_epoch = 0
         n_anomalies = pos_late_near_outage = 0
         pos_latency_max = 0.0
         catchup_after_heal_max = live_latency_max = 0.0
@@ -1749,7 +1785,20 @@ class Soak:
                     anomalies.append(f"client {r['client']} id {r['id']} on {NODE_NAMES[r['node']]} "
                                      f"(open {self.rel(r['t_open'])}, since {r['since']}): {a}")
             for x in w["lost"]:
-                lost.append({"client": r["client"], "id": r["id"], "node": NODE_NAMES[r["node"]], "since": r["since"], **x})
+                x = {k: v for k, v in x.items() if k not in ("from", "to", "t_abs")}
+                entry = {"client": r["client"], "id": r["id"], "node": NODE_NAMES[r["node"]], "since": r["since"], **x}
+                if aof or x["lost"].split(":")[0] == (x["at"] or ":").split(":")[0]:
+                    lost.append(entry)  # a failure: with AOF any !lost, without persistence one in the same epoch
+                else:
+                    lost_new_epoch += 1
+            if not aof and w["t_pos"] is not None:
+                # Without persistence every socket live across a Redis restart is told, with no new message needed.
+                for o in self.redis_outages:
+                    b = o["healed"].get(NODE_NAMES[r["node"]]) or self.end_sends_t
+                    if w["t_pos"] < o["kill"] and r["end"] > b + CATCHUP + SETTLE and \
+                            not any(o["kill"] <= x["t_abs"] <= r["end"] for x in w["lost"]):
+                        not_told.append(f"client {r['client']} id {r['id']} on {NODE_NAMES[r['node']]}: live across Redis "
+                                        f"outage {o['index']}, no !lost")
             if r["since"]:
                 replayed += w["replayed"]
                 replay_max = max(replay_max, w["replayed"])
@@ -1778,13 +1827,24 @@ class Soak:
                     not_due_delivered += got > 0
                     return
                 p = pos_of.get(m)
+                if got == 0 and not aof and p:
+                    # Without persistence: what Redis lost with its data is announced (!lost),
+                    # not delivered: a message after the socket's position in the epoch it
+                    # left, or up to its position in the new one.
+                    for x in w["lost"]:
+                        if (x["from"] and p[1] == x["from"][0] and p[2] > x["from"][1]) or \
+                                (p[1] == x["to"][0] and p[2] <= x["to"][1] and x["to"][0] != (x["from"] or ("",))[0]):
+                            if kind == "replay" or by > s[4] + SETTLE:
+                                excused["lost with Redis's data (no persistence), announced by !lost"] += 1
+                                return
                 if got == 0 and not r["since"]:
                     start = w["start"]
                     if start is None:
                         excused["fresh socket never live (no !pos)"] += 1
                         return
                     if p and p[1] == start[0] and p[2] <= start[1] and w["t_pos"] >= s[3]:
-                        excused["fresh socket not live yet (its !pos came after the send)"] += 1
+                        near = "outage near" if near_outage(r, r["t_open"], w["t_pos"]) else "NO outage near"
+                        excused[f"fresh socket, !pos after the send, {near}"] += 1
                         return
                 required += 1
                 kinds[kind] += 1
@@ -1841,6 +1901,8 @@ class Soak:
             "pos_latency_max": round(pos_latency_max, 3), "not_v1": not_v1[:20], "n_not_v1": len(not_v1),
             "live_latency_max": round(live_latency_max, 3), "catchup_after_heal_max": round(catchup_after_heal_max, 3),
             "resumes": resumes, "resumes_other_node": resumes_other_node, "resumes_live": resumes_live,
+            "persistence": self.args.redis_persistence, "reappended_after_loss": reappended,
+            "lost_new_epoch": lost_new_epoch, "not_told": not_told[:20], "n_not_told": len(not_told),
             "replayed_frames": replayed, "replay_max": replay_max,
             "fresh_sockets": sum(1 for r in recs if not r["since"]),
         }
@@ -1927,7 +1989,8 @@ class Soak:
         if c:
             w(f"  node c: kill {c['kill']}, restarted {c['start']}, ok {c['healed']}")
         w("")
-        w(f"sends: {s['unicast_ok']} unicast ({s['unicast_202']} of them 202) + {s['broadcast_ok']} broadcast accepted "
+        w(f"sends: {s['unicast_ok']} unicast" + (f" ({s['unicast_202']} of them 202)" if report["config"]["history_size"] else "")
+          + f" + {s['broadcast_ok']} broadcast accepted "
           f"({s['answered_nodes_null']} with nodes=null), {s['failed']} failed POSTs (not sends), "
           f"{s['skipped_backlog']} skipped")
         w(f"sockets: {k['connections']} connections ({k['dropped_by_server_or_kill']} dropped), connect failures "
@@ -1965,7 +2028,7 @@ class Soak:
                 ("history: latency max live / after heal (s)", f"{h['live_latency_max']} / {h['catchup_after_heal_max']}"),
             ]
             for cause, n in sorted(h["excused"].items()):
-                rows.append((f"history excused: {cause}"[:55], n))
+                rows.append((f"excused: {cause}", n))
         for name, v in rows:
             w(f"{name:<56}{v!s:>12}")
         w("")
@@ -2029,6 +2092,9 @@ def parse_args(argv=None):
     p.add_argument("--client-procs", type=int, default=0, help="client worker processes (default 1, 2 above 2000 clients)")
     p.add_argument("--history-size", type=int, default=0,
                    help="per-id history in Redis (the nodes' --history-size); 0 (default): history off, today's checks")
+    p.add_argument("--redis-persistence", choices=("aof", "none"), default="aof",
+                   help="with history: Redis with AOF (default; a kill loses nothing) or without persistence (each "
+                        "restart is a new epoch, announced with !lost: exactly once up to the !lost, and from it)")
     p.add_argument("--resume-share", type=float, default=0.5,
                    help="with history: the share of reconnects that resume with ?since= (default 0.5)")
     args = p.parse_args(argv)
