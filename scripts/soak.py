@@ -2,7 +2,8 @@
 """Soak test with faults for wspush cluster mode.
 
     scripts/soak.py                                         # the full run: 10 minutes, 5,000 clients
-    scripts/soak.py --duration 60 --clients 500 --ids 100   # the short form CI runs
+    scripts/soak.py --duration 60 --clients 500 --ids 100 --history-size 1000   # the short form CI runs
+    scripts/soak.py --history-size 1000                     # the full run with history
 
 Three `wspush` nodes (a, b, c) and one `redis-server` on loopback, all started by this
 script; CLIENTS independent WebSocket clients (the `websockets` package, in worker
@@ -65,6 +66,52 @@ by cause. Checks:
     restart, and is never degraded outside an outage (a freshly started node c may be
     degraded up to 5 s while it connects).
 
+With history (--history-size N > 0; default 0 = history off, the checks above as they are):
+the nodes run with `--history-size N` and Redis with AOF (`--appendonly yes --appendfsync
+always`, its files in the run directory), so a kill -9 loses nothing Redis acknowledged. Every
+client offers `wspush.v1` and keeps its position in its id (the last `E:O` head, `!pos` or
+`!lost`); a share of its reconnects (--resume-share, default 0.5) resume with `?since=` that
+position, to a random node. Sends answered 200 (with their position) and 202 (queued while
+Redis was unreachable, positioned when it returns) are both *accepted*. Before the clients
+stop, every id's history is read from Redis (GET /history/{id}, paged): with the POST answers
+and the heads the sockets received it is the log of positions. Unicast is judged by position,
+not by the outage excuses of checks 1 and 3 (broadcasts keep them: live-only; a v1 socket is
+live from its `!pos`):
+
+  (a) an accepted send made while socket K of its id was open (start >= K's open + SETTLE) is
+      *required* on K if K is still open when it is due: SETTLE after its answer or, if the
+      send's window touches a Redis outage of the sending or K's node, CATCHUP (5 s) after both
+      report ok again. So a socket connected across an outage must get what was sent before,
+      during (202) and at the kill. Excused, counted: a fresh socket whose `!pos` came after the
+      send, at a position that already includes it (it connected while its node could not read
+      a position). Not required: K closed before the send was due (counted);
+  (b) a resumed socket must also get every accepted send positioned after its `since` (made
+      before it opened; due SETTLE after its open, or CATCHUP after its node healed);
+  every socket's heads are contiguous offsets of one epoch from its start (its `since`, else
+  its `!pos`): nothing twice, nothing skipped, in order, a `!pos` where it already is. Checks
+  (with 1 to 6; check 1 counts the required deliveries of (a) and (b) too):
+
+  7 one order: every (id, epoch, offset) holds one message and every message one position
+    across the POST answers, Redis's histories and what the sockets received; Redis's
+    histories are gapless; each socket's offsets contiguous; no `!lost` (with AOF nothing is
+    lost); each id keeps one epoch; every socket selected `wspush.v1` and got its `!pos`
+    within POS_WITHIN (5 s) of its open unless an outage was near;
+  8 every accepted send (200 and 202, the 202s in flight at a Redis kill counted apart) is in
+    the log exactly once;
+  9 there were resumes, and resumed sockets missed nothing after their `since` (replay and
+    live).
+
+With --redis-persistence none (Redis without AOF: each restart is a new epoch) the rule is
+"exactly once up to the `!lost`, and from it": a message Redis lost with its data is excused
+when the socket was told (`!lost` from its epoch, or up to its position in the new one); a
+`!lost` to a new epoch is expected, and every socket live across a restart must get one;
+a pipeline in flight at the kill may be appended in both epochs (counted).
+
+The history soak thus proves that a socket connected across Redis kills (AOF) and node
+restarts misses nothing and gets nothing twice, in offset order, including what was sent
+while Redis was down, and that a client reconnecting with `?since=` to any node gets exactly
+what it missed, then live.
+
 Exit 0 only if every check passed, 1 with the failing checks listed. Output: a summary table
 and one JSON line on stdout; the full report is `report.json` in the run directory
 (target/soak/<timestamp>/, with every process's output, the clients' records clients-*.pkl
@@ -112,6 +159,12 @@ TOLERANCE = 0.10
 DEGRADED_WITHIN = 3.0
 HEALED_WITHIN = 10.0
 STARTUP_DEGRADED_GRACE = 5.0
+# History (--history-size N > 0): after an outage heals (the nodes' /healthz ok), how long a
+# node may take to resubscribe, read what its sockets missed and deliver it; how soon a
+# socket must get its `!pos` when no outage is near.
+CATCHUP = 5.0
+POS_WITHIN = 5.0
+V1 = "wspush.v1"
 
 now = time.monotonic
 
@@ -310,7 +363,8 @@ def worker_main(wcfg: dict, pipe) -> None:
 class Rec:
     """One client socket (one connection)."""
 
-    __slots__ = ("client", "id", "node", "t_try", "t_open", "t_close", "t_end", "code", "msgs", "times", "other", "err", "dropped")
+    __slots__ = ("client", "id", "node", "t_try", "t_open", "t_close", "t_end", "code", "msgs", "times", "other", "err", "dropped",
+                 "since", "proto", "offs", "eps", "ctl")
 
     def __init__(self, client, cid, node, t_try, t_open):
         self.client, self.id, self.node, self.t_try, self.t_open = client, cid, node, t_try, t_open
@@ -321,6 +375,14 @@ class Rec:
         self.other: list[str] = []
         self.err = None
         self.dropped = False
+        # History only: the `since` it resumed from, the selected subprotocol, each message's
+        # position (epoch index into the worker's table and offset; -1 for a `-` head) and
+        # the control texts as (kind, epoch, offset, time, messages received before it).
+        self.since: str | None = None
+        self.proto: str | None = None
+        self.offs = array.array("q")
+        self.eps = array.array("i")
+        self.ctl: list[tuple] = []
 
 
 async def worker_async(wcfg: dict, pipe) -> None:
@@ -359,14 +421,57 @@ async def worker_async(wcfg: dict, pipe) -> None:
 
     loop.add_reader(pipe.fileno(), on_pipe)
 
-    async def read(ws, rec: Rec) -> None:
+    history = wcfg["history"]
+    epochs: list[str] = []
+    epoch_index: dict[str, int] = {}
+
+    def intern(epoch: str) -> int:
+        i = epoch_index.get(epoch)
+        if i is None:
+            i = epoch_index[epoch] = len(epochs)
+            epochs.append(epoch)
+        return i
+
+    async def read(ws, rec: Rec, position: list) -> None:
         msgs, times = rec.msgs, rec.times
+        offs, eps, v1 = rec.offs, rec.eps, rec.proto == V1
         try:
             async for m in ws:
                 t = now()
-                if type(m) is str and m.startswith("m:"):
+                if type(m) is str and m.startswith("m:") and not v1:
                     msgs.append(int(m[2:]))
                     times.append(t)
+                elif v1 and type(m) is str:
+                    # `HEAD "\n" BODY` (HEAD `EPOCH:OFFSET` or `-`), `!pos E:O`, `!lost E:O`.
+                    try:
+                        if m.startswith("!"):
+                            kind, _, p = m[1:].partition(" ")
+                            e, _, o = p.rpartition(":")
+                            if kind not in ("pos", "lost") or not e:
+                                raise ValueError(m)
+                            rec.ctl.append((kind, e, int(o), t, len(msgs)))
+                            position[0] = p
+                            continue
+                        head, _, body = m.partition("\n")
+                        if not body.startswith("m:"):
+                            raise ValueError(m)
+                        msgid = int(body[2:])
+                        if head == "-":
+                            off, ep = -1, -1
+                        else:
+                            e, _, o = head.rpartition(":")
+                            off, ep = int(o), intern(e)
+                            if not e:
+                                raise ValueError(m)
+                    except ValueError:
+                        rec.other.append(repr(m)[:80])
+                        continue
+                    msgs.append(msgid)
+                    times.append(t)
+                    offs.append(off)
+                    eps.append(ep)
+                    if off >= 0:
+                        position[0] = head
                 else:
                     rec.other.append(repr(m)[:80])
         except ConnectionClosed:
@@ -378,15 +483,20 @@ async def worker_async(wcfg: dict, pipe) -> None:
     async def client(i: int) -> None:
         rng = random.Random(f"{seed}-{i}")
         home, cid = i % 3, str(i % n_ids)
+        # History: the client's position in its id (the last head, `!pos` or `!lost` seen).
+        position: list = [None]
         await asyncio.sleep(rng.uniform(0, wcfg["stagger"]))
         while State.mode != "stop":
             node = home if State.mode == "hold" else rng.randrange(3)
+            since = None
+            if history and position[0] is not None and rng.random() < wcfg["resume_share"]:
+                since = position[0]
             t_try = now()
             try:
                 ws = await asyncio.wait_for(
                     websockets.connect(
-                        urls[node] + cid, ping_interval=None, compression=None, open_timeout=10, close_timeout=5,
-                        max_size=1 << 20,
+                        urls[node] + cid + (f"?since={since}" if since else ""), ping_interval=None, compression=None,
+                        open_timeout=10, close_timeout=5, max_size=1 << 20, subprotocols=[V1] if history else None,
                     ),
                     15,
                 )
@@ -398,9 +508,11 @@ async def worker_async(wcfg: dict, pipe) -> None:
                 await asyncio.sleep(rng.uniform(0.2, 1.0))
                 continue
             rec = Rec(i, cid, node, t_try, now())
+            if history:
+                rec.since, rec.proto = since, ws.subprotocol
             recs.append(rec)
             counters["connected"] += 1
-            reader = asyncio.create_task(read(ws, rec))
+            reader = asyncio.create_task(read(ws, rec, position))
             deadline = rec.t_open + max(1.0, rng.expovariate(1.0 / MEAN_LIFETIME))
             while True:
                 mode, event = State.mode, State.changed
@@ -431,7 +543,8 @@ async def worker_async(wcfg: dict, pipe) -> None:
                     await asyncio.wait_for(reader, 5)
                 except Exception:
                     reader.cancel()
-            rec.code = getattr(ws, "close_code", None)
+            code = getattr(ws, "close_code", None)
+            rec.code = None if code is None else int(code)  # a plain int: the records load without websockets
             if rec.t_end is None:
                 rec.t_end = now()
             counters["connected"] -= 1
@@ -469,9 +582,11 @@ async def worker_async(wcfg: dict, pipe) -> None:
     errors = [repr(t.exception()) for t in done if not t.cancelled() and t.exception() is not None]
     result = {
         "recs": [
-            (r.client, r.id, r.node, r.t_try, r.t_open, r.t_close, r.t_end, r.code, r.msgs.tobytes(), r.times.tobytes(), r.other[:5], r.err, r.dropped)
+            (r.client, r.id, r.node, r.t_try, r.t_open, r.t_close, r.t_end, r.code, r.msgs.tobytes(), r.times.tobytes(), r.other[:5], r.err, r.dropped,
+             r.since, r.proto, r.offs.tobytes(), r.eps.tobytes(), r.ctl)
             for r in recs
         ],
+        "epochs": epochs,
         "connect_failures": dict(connect_failures),
         "failure_kinds": dict(failure_kinds),
         "lag_max": counters["lag_max"],
@@ -530,7 +645,11 @@ class Soak:
         self.binary = self.run_dir / "wspush"
         shutil.copy2(args.binary, self.binary)
         self.redis_port = free_port()
+        self.redis_dir = self.run_dir / "redis-data"
+        self.redis_dir.mkdir(exist_ok=True)
         self.redis_proc: subprocess.Popen | None = None
+        self.history_log: dict[str, dict] = {}
+        self.history_fetch_errors: list[str] = []
         self.redis_gen = 0
         self.nodes = [Node(i, n) for i, n in enumerate(NODE_NAMES)]
         self.events: list[tuple[float, str]] = []
@@ -561,8 +680,12 @@ class Soak:
     async def start_redis(self) -> None:
         self.redis_gen += 1
         log_file = self.run_dir / f"redis-{self.redis_gen}.log"
+        persistence = ["--appendonly", "no"]
+        if self.args.history_size and self.args.redis_persistence == "aof":
+            # Every acknowledged append is on disk before its reply: a kill -9 loses nothing.
+            persistence = ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.redis_dir)]
         self.redis_proc = spawn(
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", *persistence,
              "--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning", "--maxclients", "10000"],
             log_file, log_file,
         )
@@ -597,6 +720,8 @@ class Soak:
                 "--ws-listen", f"127.0.0.1:{node.ws_port}", "--api-listen", f"127.0.0.1:{node.api_port}",
                 "--ping-interval", "5", "--idle-timeout", "20",
             ]
+            if self.args.history_size:
+                args += ["--history-size", str(self.args.history_size)]
             start_t = now()
             proc = spawn(args, out, err)
             line = f"wspush: cluster node {node.node_id} via redis://127.0.0.1:{self.redis_port}"
@@ -613,6 +738,14 @@ class Soak:
                 proc.kill()
                 proc.wait(5)
             log(f"node {node.name} did not start (attempt {attempt + 1}): {err.read_text(errors='replace')[-500:]}")
+            if gen == 1 and "Address already in use" in err.read_text(errors="replace"):
+                # A first start only (a restart keeps its ports): another process took a port
+                # free_port() found free (an outgoing connection's ephemeral port); pick others.
+                node.ws_port, node.api_port = free_port(), free_port()
+                for h in [*node.senders, node.health_http, node.stats_http]:
+                    h.close()
+                    h.port = node.api_port
+                err.unlink()
             await asyncio.sleep(0.5)
         raise RuntimeError(f"node {node.name} did not start; see {self.run_dir}")
 
@@ -697,7 +830,7 @@ class Soak:
         while True:
             await asyncio.sleep(10)
             conns = [self.stats_series[n.index][-1][2] if self.stats_series[n.index] else None for n in self.nodes]
-            ok = sum(1 for s in self.sends.values() if s[5] == 200)
+            ok = sum(1 for s in self.sends.values() if s[5] in (200, 202))
             clients = sum(w.get("connected", 0) for w in self.workers)
             lag = max((w.get("lag_max", 0.0) for w in self.workers), default=0.0)
             log(
@@ -712,7 +845,7 @@ class Soak:
             http = node.senders[http_index]
             path = "/broadcast" if kind == "b" else f"/socket/{target}"
             body = f"m:{msgid}".encode()
-            rec = [kind, target, node.index, now(), None, 0, None, None, None]
+            rec = [kind, target, node.index, now(), None, 0, None, None, None, None, None]
             self.sends[msgid] = rec
             try:
                 status, data = await http.request("POST", path, body, timeout=10)
@@ -721,9 +854,10 @@ class Soak:
                 try:
                     answer = json.loads(data)
                     rec[6], rec[7] = answer.get("nodes"), answer.get("sockets")
+                    rec[9], rec[10] = answer.get("epoch"), answer.get("offset")
                 except ValueError:
                     rec[8] = data[:200].decode(errors="replace")
-                if status != 200:
+                if status not in (200, 202):
                     rec[8] = data[:200].decode(errors="replace")
             except HttpError as e:
                 rec[4] = now()
@@ -766,7 +900,8 @@ class Soak:
         for k in range(n_procs):
             parent, child = ctx.Pipe()
             wcfg = {
-                "seed": self.args.seed, "ids": self.args.ids, "urls": urls,
+                "seed": self.args.seed, "ids": self.args.ids, "urls": urls, "history": self.args.history_size > 0,
+                "resume_share": self.args.resume_share,
                 "clients": list(range(k, self.args.clients, n_procs)), "stagger": stagger,
                 "out": str(self.run_dir / f"clients-{k}.pkl"), "max_seconds": max_seconds,
             }
@@ -954,6 +1089,8 @@ class Soak:
                 if s is not None:
                     node.current.last_stats = s
         alive_before_stop = {n.name: (n.current.proc.poll() is None) for n in self.nodes}
+        if args.history_size:
+            await self.fetch_history()
         self.event("stopping the clients")
         self.set_mode("stop")
         for w in self.workers:
@@ -983,6 +1120,50 @@ class Soak:
         report = self.analyse(alive_before_stop, exit_codes, schedule_error)
         return self.output(report)
 
+    async def fetch_history(self) -> None:
+        """Every id's history as Redis holds it (GET /history/{id}, 1,000 a page, from the
+        oldest kept): the ground truth of positions, 202 sends included."""
+        t = now()
+        http = Http(self.nodes[0].api_port)
+        for k in range(self.args.ids):
+            cid = str(k)
+            entries: dict[tuple[str, int], int] = {}
+            since, top, epoch, oldest = None, None, None, None
+            for _ in range(1000):
+                path = f"/history/{cid}?limit=1000" + (f"&since={since}" if since else "")
+                answer = None
+                for attempt in range(5):
+                    try:
+                        status, data = await http.request("GET", path, timeout=10)
+                        if status == 200:
+                            answer = json.loads(data)
+                            break
+                        err = f"{status} {data[:100]!r}"
+                    except (HttpError, ValueError) as e:
+                        err = str(e)
+                    await asyncio.sleep(0.5)
+                if answer is None:
+                    self.history_fetch_errors.append(f"GET {path}: {err}")
+                    break
+                epoch, top = answer["epoch"], answer["offset"]
+                if since and not answer["recovered"]:
+                    self.history_fetch_errors.append(f"GET {path}: not recovered (trimmed while reading?)")
+                    break
+                msgs = answer["messages"]
+                for e in msgs:
+                    text = e.get("text") or ""
+                    if text.startswith("m:"):
+                        entries[(epoch, e["offset"])] = int(text[2:])
+                if msgs and oldest is None:
+                    oldest = msgs[0]["offset"]
+                if not msgs or msgs[-1]["offset"] >= top:
+                    break
+                since = f"{epoch}:{msgs[-1]['offset']}"
+            self.history_log[cid] = {"epoch": epoch, "top": top, "oldest": oldest, "entries": entries}
+        http.close()
+        self.event(f"read every id's history from Redis in {now() - t:.1f}s "
+                   f"({sum(len(v['entries']) for v in self.history_log.values())} messages)")
+
     # -- analysis ----------------------------------------------------------------------
 
     def load_clients(self) -> tuple[list, dict]:
@@ -997,15 +1178,21 @@ class Soak:
                 continue
             with open(w["path"], "rb") as f:
                 res = pickle.load(f)
+            epochs = res.get("epochs", [])
             for r in res["recs"]:
                 msgs = array.array("q")
                 msgs.frombytes(r[8])
                 times = array.array("d")
                 times.frombytes(r[9])
+                offs = array.array("q")
+                offs.frombytes(r[15])
+                eps = array.array("i")
+                eps.frombytes(r[16])
                 recs.append(
                     {"client": r[0], "id": r[1], "node": r[2], "t_try": r[3], "t_open": r[4], "t_close": r[5],
                      "t_end": r[6], "code": r[7], "msgs": msgs, "times": times, "other": r[10], "err": r[11],
-                     "dropped": r[12]}
+                     "dropped": r[12], "since": r[13], "proto": r[14], "offs": offs,
+                     "eps": [epochs[i] if i >= 0 else None for i in eps], "ctl": r[17]}
                 )
             info["connect_failures"].update({int(k): v for k, v in res["connect_failures"].items()})
             info["failure_kinds"].update(res["failure_kinds"])
@@ -1022,8 +1209,8 @@ class Soak:
         with open(self.run_dir / "orchestrator.pkl", "wb") as f:
             pickle.dump({"t0": self.t0, "node_names": NODE_NAMES,
                          "sends_fields": ["kind", "target", "node", "start", "end", "status", "answer_nodes",
-                                          "answer_sockets", "error"],
-                         "sends": self.sends, "health": self.health, "samples": self.samples,
+                                          "answer_sockets", "error", "epoch", "offset"],
+                         "sends": self.sends, "history_log": self.history_log, "health": self.health, "samples": self.samples,
                          "stats_series": self.stats_series, "events": self.events, "holds": self.holds},
                         f, protocol=pickle.HIGHEST_PROTOCOL)
         report = self._analyse(alive_before_stop, exit_codes, schedule_error)
@@ -1050,9 +1237,12 @@ class Soak:
                 end = min(end, death)
             r["end"] = end
             r["counts"] = collections.Counter(r["msgs"])
+            r["hist"] = self.walk_positions(r) if args.history_size else None
 
-        sends_ok = {m: s for m, s in self.sends.items() if s[5] == 200}
-        failed = {m: s for m, s in self.sends.items() if s[5] != 200}
+        hist = args.history_size > 0
+        # With history a unicast answered 202 (queued while Redis was unreachable) is accepted too.
+        sends_ok = {m: s for m, s in self.sends.items() if s[5] == 200 or (hist and s[5] == 202 and s[0] == "u")}
+        failed = {m: s for m, s in self.sends.items() if m not in sends_ok}
 
         # Outage windows per path.
         def redis_window(o: dict, a: int, b: int) -> tuple[float, float]:
@@ -1131,10 +1321,16 @@ class Soak:
         for v in unicast_by_id.values():
             v.sort()
         unicast_starts = {k: [t for t, _ in v] for k, v in unicast_by_id.items()}
+        H = None
+        if hist:
+            H = self.analyse_history(recs, sends_ok, unicast_by_id, unicast_starts, expected_pairs, redis_window)
+            required += H["required"]
+            delivered_required += H["delivered"]
+            missing_required += H["missing"]
         for ri, r in enumerate(recs):
             if r["end"] is None:
                 continue
-            lst = unicast_by_id.get(r["id"])
+            lst = None if hist else unicast_by_id.get(r["id"])
             if lst:
                 i = bisect.bisect_left(unicast_starts[r["id"]], r["t_open"] + SETTLE)
                 while i < len(lst) and lst[i][0] <= r["end"] - SETTLE:
@@ -1143,7 +1339,11 @@ class Soak:
                     if s[4] + SETTLE <= r["end"]:
                         judge(m, s, ri, r)
                     i += 1
-            i = bisect.bisect_left(b_starts, r["t_open"] + SETTLE)
+            # A v1 socket is live (gets live-only messages) from its `!pos`.
+            live_from = r["hist"]["t_pos"] if hist else r["t_open"]
+            if live_from is None:
+                continue
+            i = bisect.bisect_left(b_starts, live_from + SETTLE)
             while i < len(broadcasts) and broadcasts[i][0] <= r["end"] - SETTLE:
                 m = broadcasts[i][1]
                 s = sends_ok[m]
@@ -1152,12 +1352,17 @@ class Soak:
                 i += 1
 
         # Everything received: duplicates, strays, unknown messages.
-        total_received = duplicates = misrouted = unknown = from_failed = unexpected_ok = 0
+        total_received = duplicates = misrouted = unknown = from_failed = unexpected_ok = redelivered_after_lost = 0
         dup_examples, stray_examples = [], []
         for ri, r in enumerate(recs):
             for m, c in r["counts"].items():
                 total_received += c
-                if c > 1:
+                if c > 1 and hist and args.redis_persistence == "none" and \
+                        len({e for mm, e in zip(r["msgs"], r["eps"]) if mm == m}) == c and r["hist"]["lost"]:
+                    # Without persistence: once in the epoch Redis lost, once in the new one after
+                    # the !lost (a pipeline in flight at the kill, resent).
+                    redelivered_after_lost += c - 1
+                elif c > 1:
                     duplicates += c - 1
                     if len(dup_examples) < 20:
                         s = self.sends.get(m)
@@ -1175,7 +1380,7 @@ class Soak:
                         stray_examples.append({"msgid": m, "socket_id": r["id"], "why": "for another id",
                                                "send": self.describe_send(m)})
                     continue
-                if s[5] != 200:
+                if m not in sends_ok:
                     from_failed += 1
                 elif (ri, m) not in expected_pairs:
                     unexpected_ok += 1
@@ -1192,7 +1397,9 @@ class Soak:
         }
         checks["2 no duplicates, strays or unknown messages"] = {
             "ok": duplicates == 0 and misrouted == 0 and unknown == 0,
-            "detail": f"{duplicates} duplicates, {misrouted} for another id, {unknown} unknown, over {total_received} received",
+            "detail": f"{duplicates} duplicates, {misrouted} for another id, {unknown} unknown, over {total_received} received"
+                      + (f" ({redelivered_after_lost} again in the new epoch after a !lost, allowed without persistence)"
+                         if redelivered_after_lost else ""),
         }
 
         # Counters: the last /stats of every node process.
@@ -1202,7 +1409,12 @@ class Soak:
                 c = (g.last_stats or {}).get("cluster") or {}
                 counters[f"{node.name}{g.gen}"] = {k: c.get(k) for k in (
                     "published", "publish_failed", "publish_dropped", "delivery_dropped", "received", "own_skipped",
-                    "reconnects", "malformed_envelopes", "subscribe_commands", "unsubscribe_commands")}
+                    "reconnects", "malformed_envelopes", "subscribe_commands", "unsubscribe_commands", "history_appends",
+                    "history_append_retried", "history_append_duplicates", "history_reads", "history_read_failed")}
+                top = g.last_stats or {}
+                for k in ("history_duplicates", "history_gap_fills", "history_lost_signals", "history_resumes",
+                          "history_replayed"):
+                    counters[f"{node.name}{g.gen}"][k] = top.get(k)
                 counters[f"{node.name}{g.gen}"]["stats_at"] = self.rel(
                     max([t for t, gen, *_ in self.stats_series[node.index] if gen == g.gen] or [0.0]) or None)
         overflow = {k: (v["publish_dropped"], v["delivery_dropped"]) for k, v in counters.items()
@@ -1261,6 +1473,57 @@ class Soak:
         checks["6 /healthz degraded exactly while Redis down"] = {"ok": not health_problems,
                                                                  "detail": "; ".join(health_problems) or "as expected"}
 
+        if H is not None:
+            problems = []
+            if H["n_anomalies"]:
+                problems.append(f"{H['n_anomalies']} position anomalies (gaps, repeats, steps back)")
+            if H["n_conflicts"]:
+                problems.append(f"{H['n_conflicts']} conflicts between positions (two messages at one position, or one "
+                                f"message at two)")
+            if H["n_not_told"]:
+                problems.append(f"{H['n_not_told']} sockets live across a Redis restart without persistence got no !lost")
+            if H["lost"]:
+                behind = [x for x in H["lost"] if x.get("behind_by")]
+                problems.append(f"{len(H['lost'])} !lost signals "
+                                + ("(Redis runs with AOF: none may come)" if H["persistence"] == "aof" else "in the same epoch")
+                                + (f", {len(behind)} of them in the same epoch BEHIND the socket's position (the client "
+                                   f"is sent again {sum(x['behind_by'] for x in behind)} messages it had)" if behind else ""))
+            if H["pos_late"]:
+                problems.append(f"{len(H['pos_late'])} sockets without !pos within {POS_WITHIN:.0f}s of their open, "
+                                f"no outage near")
+            if H["n_not_v1"]:
+                problems.append(f"{H['n_not_v1']} sockets without {V1}")
+            if H["redis_gaps"] or H["fetch_errors"]:
+                problems.append(f"Redis's histories: gaps {H['redis_gaps'][:3]}, read errors {H['fetch_errors'][:3]}")
+            if H["persistence"] == "aof" and (H["epochs_per_id"] > 1 or H["distinct_epochs"] != len(self.history_log)):
+                problems.append(f"epochs changed ({H['distinct_epochs']} epochs for {len(self.history_log)} ids)")
+            checks["7 history: one order, contiguous offsets per socket, no !lost"] = {
+                "ok": not problems,
+                "detail": "; ".join(problems) or
+                          f"{H['history_messages']} positioned messages in Redis, every socket's offsets contiguous, "
+                          + ("no !lost" if H["persistence"] == "aof" else
+                             f"{H['lost_new_epoch']} !lost to a new epoch, every socket live across a restart told, "
+                             f"{H['reappended_after_loss']} sends re-appended after the loss")
+                          + f", !pos within {H['pos_latency_max']}s of the open away from outages "
+                          f"({H['pos_late_near_outage']} later near an outage)",
+            }
+            lost_sends = len(H["not_appended"]) + len(H["not_in_redis"])
+            checks["8 history: every accepted send appended exactly once (200 and 202)"] = {
+                "ok": lost_sends == 0 and not H["n_conflicts"],
+                "detail": (f"{len(H['not_appended'])} accepted sends never appended, {len(H['not_in_redis'])} with a "
+                           f"position missing from Redis; " if lost_sends else "")
+                          + f"{H['accepted_202']} answered 202 ({H['accepted_202_at_kill']} in flight at a Redis kill), "
+                            f"all appended once",
+            }
+            rq, rd = H["kinds"].get("replay", 0), H["kinds_delivered"].get("replay", 0)
+            resumed_missing = sum(1 for x in H["missing"] if x["socket_since"])
+            checks["9 history: resumed sockets got everything after since, exactly once"] = {
+                "ok": (H["resumes"] > 0 or not args.resume_share) and resumed_missing == 0 and not H["lost"],
+                "detail": f"{H['resumes']} resumes ({H['resumes_other_node']} to another node, {H['resumes_live']} reached "
+                          f"!pos), {H['replayed_frames']} frames replayed (at most {H['replay_max']} in one); replay: "
+                          f"{rd}/{rq} required delivered; {resumed_missing} missing on resumed sockets",
+            }
+
         harness = []
         if cinfo["worker_errors"]:
             harness += cinfo["worker_errors"]
@@ -1284,9 +1547,12 @@ class Soak:
             "config": {"duration": args.duration, "clients": args.clients, "ids": args.ids, "send_rate": args.send_rate,
                        "broadcast_every": args.broadcast_every, "seed": args.seed, "settle": SETTLE,
                        "warmup": self.warmup, "redis_down": self.redis_down, "node_c_down": self.c_down,
-                       "client_procs": len(self.workers)},
+                       "client_procs": len(self.workers), "history_size": args.history_size,
+                       "redis_persistence": args.redis_persistence if args.history_size else None,
+                       "resume_share": args.resume_share if args.history_size else None},
             "elapsed": round(now() - self.t0, 1),
-            "sends": {"unicast_ok": n_uni, "broadcast_ok": n_b, "failed": len(failed), "skipped_backlog": self.skipped_sends,
+            "sends": {"unicast_ok": n_uni, "unicast_202": sum(1 for s in sends_ok.values() if s[5] == 202),
+                      "broadcast_ok": n_b, "failed": len(failed), "skipped_backlog": self.skipped_sends,
                       "answered_nodes_null": sum(1 for s in sends_ok.values() if s[6] is None),
                       "failed_examples": [self.describe_send(m) for m in list(failed)[:5]]},
             "sockets": {"connections": len(recs), "dropped_by_server_or_kill": sum(1 for r in recs if r["dropped"]),
@@ -1302,6 +1568,7 @@ class Soak:
                            "excused_expected": dict(excused_expected), "excused_missed": dict(excused_missed),
                            "not_expected_but_delivered_once": unexpected_ok, "from_failed_posts": from_failed,
                            "duplicates": duplicates, "misrouted": misrouted, "unknown": unknown},
+            "history": H and {k: v for k, v in H.items() if k != "missing"},
             "excused_miss_examples": dict(excused_examples),
             "missing_examples": missing_required[:30],
             "missing_total": len(missing_required),
@@ -1318,6 +1585,326 @@ class Soak:
             },
             "events": [(self.rel(t), w) for t, w in self.events],
             "cpu_seconds": {f"{n.name}{g.gen}": self.last_cpu(n, g.gen) for n in self.nodes for g in n.gens},
+        }
+
+    # -- history (--history-size N > 0) -------------------------------------------------
+
+    def walk_positions(self, r: dict) -> dict:
+        """One v1 socket's positions in order: where it started (its `since`, else its first
+        `!pos`), the runs of contiguous offsets it received, and every anomaly (a gap, a
+        repeat, a step back, a `!pos` that is not where it was, a `!lost`)."""
+        w = {"t_pos": None, "start": None, "segs": [], "anomalies": [], "lost": [], "replayed": 0}
+        cur = None
+        if r["since"]:
+            e, _, o = r["since"].rpartition(":")
+            cur = (e, int(o))
+            w["start"] = cur
+            w["segs"].append([e, cur[1], cur[1]])
+        ctl, ci = r["ctl"], 0
+        msgs, offs, eps = r["msgs"], r["offs"], r["eps"]
+
+        def control(c) -> None:
+            nonlocal cur
+            kind, e, o, t, _ = c
+            if kind == "pos":
+                if w["t_pos"] is None:
+                    w["t_pos"] = t
+                if cur is None:
+                    cur = (e, o)
+                    w["start"] = cur
+                    w["segs"].append([e, o, o])
+                elif cur != (e, o):
+                    w["anomalies"].append(f"!pos {e}:{o} after {cur[0]}:{cur[1]}")
+                    cur = (e, o)
+                    w["segs"].append([e, o, o])
+            else:
+                x = {"t": self.rel(t), "at": cur and f"{cur[0]}:{cur[1]}", "lost": f"{e}:{o}", "from": cur, "to": (e, o),
+                     "t_abs": t}
+                if cur and cur[0] == e and o < cur[1]:
+                    # Not a loss: Redis still had the history (same epoch); the node's own
+                    # position was behind the client's, and it now delivers again what the
+                    # client had.
+                    x["behind_by"] = cur[1] - o
+                w["lost"].append(x)
+                cur = (e, o)
+                w["segs"].append([e, o, o])
+
+        for k in range(len(msgs)):
+            while ci < len(ctl) and ctl[ci][4] <= k:
+                control(ctl[ci])
+                ci += 1
+            o = offs[k]
+            if o < 0:
+                continue
+            e = eps[k]
+            if w["t_pos"] is None and r["since"]:
+                w["replayed"] += 1
+            if cur is None:
+                w["anomalies"].append(f"{e}:{o} (m:{msgs[k]}) before any position")
+                cur = (e, o - 1)
+                w["segs"].append([e, o - 1, o - 1])
+            if e == cur[0] and o == cur[1] + 1:
+                w["segs"][-1][2] = o
+            else:
+                what = ("a gap" if o > cur[1] + 1 else "a repeat or a step back") if e == cur[0] else "another epoch without !lost"
+                w["anomalies"].append(f"{e}:{o} (m:{msgs[k]}) after {cur[0]}:{cur[1]}: {what}")
+                w["segs"].append([e, o - 1, o])
+            cur = (e, o)
+        while ci < len(ctl):
+            control(ctl[ci])
+            ci += 1
+        w["end_pos"] = cur
+        return w
+
+    def analyse_history(self, recs, sends_ok, unicast_by_id, unicast_starts, expected_pairs, redis_window) -> dict:
+        """The checks with history on (see the module docstring, "With history")."""
+        # One order: every (id, epoch, offset) holds one message, every message one position.
+        aof = self.args.redis_persistence == "aof"
+        at: dict[tuple, int] = {}
+        pos_of: dict[int, tuple] = {}
+        conflicts: list[str] = []
+        n_conflicts = reappended = 0
+
+        def note(cid: str, e: str, o: int, m: int, source: str) -> None:
+            nonlocal n_conflicts, reappended
+            key = (cid, e, o)
+            prev = at.setdefault(key, m)
+            if prev != m:
+                n_conflicts += 1
+                if len(conflicts) < 20:
+                    conflicts.append(f"id {cid} {e}:{o} holds m:{prev} and m:{m} ({source})")
+                return
+            p = pos_of.setdefault(m, key)
+            if p != key and not aof and p[1] != e:
+                # Without persistence: applied in an epoch Redis then lost, resent (a pipeline
+                # in flight at the kill) and applied again in the new one.
+                reappended += 1
+                pos_of[m] = max(p, key, key=lambda k: k in at and self.history_log.get(k[0], {}).get("epoch") == k[1])
+            elif p != key:
+                n_conflicts += 1
+                if len(conflicts) < 20:
+                    conflicts.append(f"m:{m} at {p[0]} {p[1]}:{p[2]} and {cid} {e}:{o} ({source}): appended twice")
+
+        for m, s in self.sends.items():
+            if s[0] == "u" and s[9] is not None and s[10] is not None:
+                note(s[1], s[9], s[10], m, "POST answer")
+        for cid, h in self.history_log.items():
+            for (e, o), m in h["entries"].items():
+                note(cid, e, o, m, "GET /history")
+        for r in recs:
+            for m, o, e in zip(r["msgs"], r["offs"], r["eps"]):
+                if o >= 0:
+                    note(r["id"], e, o, m, f"socket of client {r['client']}")
+        redis_gaps = []
+        for cid, h in self.history_log.items():
+            if h["top"] and h["oldest"] is not None:
+                held = sum(1 for (e, o) in h["entries"] if e == h["epoch"])
+                if held != h["top"] - h["oldest"] + 1:
+                    redis_gaps.append(f"id {cid}: {held} messages from {h['oldest']} to {h['top']}")
+        epochs = collections.Counter(h["epoch"] for h in self.history_log.values())
+
+        # Every accepted send (200 with its position, or 202) was appended, once.
+        not_appended, not_in_redis = [], []
+        n202 = n202_at_kill = 0
+        kills = [o["kill"] for o in self.redis_outages]
+        for m, s in sends_ok.items():
+            if s[0] != "u":
+                continue
+            if s[5] == 202:
+                n202 += 1
+                n202_at_kill += any(s[3] <= k <= s[4] for k in kills)
+            p = pos_of.get(m)
+            if p is None:
+                not_appended.append(self.describe_send(m))
+                continue
+            h = self.history_log.get(s[1])
+            if h and h["epoch"] == p[1] and h["oldest"] is not None and h["oldest"] <= p[2] <= h["top"] \
+                    and (p[1], p[2]) not in h["entries"]:
+                not_in_redis.append(self.describe_send(m))
+
+        def due(s: list, k_node: int) -> float:
+            """When socket on k_node must have s: SETTLE after the answer, or, when the send's
+            window touches a Redis outage, CATCHUP after both nodes are back."""
+            lo, hi = s[3] - SETTLE, s[4] + SETTLE
+            t = hi
+            for o in self.redis_outages:
+                a, b = redis_window(o, s[2], k_node)
+                if lo <= b and hi >= a:
+                    t = max(t, b + SETTLE + CATCHUP)
+            return t
+
+        def resume_due(r: dict) -> float:
+            """When a resumed socket must have what was sent before it opened."""
+            t = r["t_open"]
+            for o in self.redis_outages:
+                a, b = redis_window(o, r["node"], r["node"])
+                if a - SETTLE <= t <= b:
+                    t = b + CATCHUP
+            c = self.c_outage
+            if c and r["node"] == 2 and c["start"] - SETTLE <= t <= (c["healed"] or self.end_sends_t):
+                t = (c["healed"] or self.end_sends_t) + CATCHUP
+            return t + SETTLE
+
+        def near_outage(r: dict, t0: float, t1: float) -> bool:
+            for o in self.redis_outages:
+                b = max([v for v in o["healed"].values() if v] or [self.end_sends_t])
+                if t0 <= b + CATCHUP and t1 >= o["kill"] - 1:
+                    return True
+            c = self.c_outage
+            return bool(c and r["node"] == 2 and t0 <= (c["healed"] or self.end_sends_t) + CATCHUP and t1 >= c["start"] - 1)
+
+        required = delivered = 0
+        kinds = collections.Counter()  # required by kind: live window / replay
+        kinds_delivered = collections.Counter()
+        missing: list[dict] = []
+        excused = collections.Counter()
+        not_due = not_due_delivered = 0
+        anomalies, lost, pos_late, not_v1, not_told = [], [], [], [], []
+        lost_new_epoch = 0
+        n_anomalies = pos_late_near_outage = 0
+        pos_latency_max = 0.0
+        catchup_after_heal_max = live_latency_max = 0.0
+        resumes = resumes_other_node = resumes_live = replayed = replay_max = 0
+        prev_node: dict[int, int] = {}
+        for r in sorted(recs, key=lambda r: (r["client"], r["t_open"])):
+            if r["since"]:
+                resumes += 1
+                resumes_other_node += prev_node.get(r["client"], r["node"]) != r["node"]
+            prev_node[r["client"]] = r["node"]
+
+        for ri, r in enumerate(recs):
+            w = r["hist"]
+            if r["end"] is None:
+                continue
+            if r["proto"] != V1:
+                not_v1.append(f"client {r['client']} on {NODE_NAMES[r['node']]}: subprotocol {r['proto']!r}")
+                continue
+            for a in w["anomalies"]:
+                n_anomalies += 1
+                if len(anomalies) < 20:
+                    anomalies.append(f"client {r['client']} id {r['id']} on {NODE_NAMES[r['node']]} "
+                                     f"(open {self.rel(r['t_open'])}, since {r['since']}): {a}")
+            for x in w["lost"]:
+                x = {k: v for k, v in x.items() if k not in ("from", "to", "t_abs")}
+                entry = {"client": r["client"], "id": r["id"], "node": NODE_NAMES[r["node"]], "since": r["since"], **x}
+                if aof or x["lost"].split(":")[0] == (x["at"] or ":").split(":")[0]:
+                    lost.append(entry)  # a failure: with AOF any !lost, without persistence one in the same epoch
+                else:
+                    lost_new_epoch += 1
+            if not aof and w["t_pos"] is not None:
+                # Without persistence every socket live across a Redis restart is told, with no new message needed.
+                for o in self.redis_outages:
+                    b = o["healed"].get(NODE_NAMES[r["node"]]) or self.end_sends_t
+                    if w["t_pos"] < o["kill"] and r["end"] > b + CATCHUP + SETTLE and \
+                            not any(o["kill"] <= x["t_abs"] <= r["end"] for x in w["lost"]):
+                        not_told.append(f"client {r['client']} id {r['id']} on {NODE_NAMES[r['node']]}: live across Redis "
+                                        f"outage {o['index']}, no !lost")
+            if r["since"]:
+                replayed += w["replayed"]
+                replay_max = max(replay_max, w["replayed"])
+                resumes_live += w["t_pos"] is not None
+            life = r["end"] - r["t_open"]
+            if w["t_pos"] is None or w["t_pos"] - r["t_open"] > POS_WITHIN:
+                if w["t_pos"] is not None or life > POS_WITHIN:
+                    if near_outage(r, r["t_open"], r["t_open"] + POS_WITHIN):
+                        pos_late_near_outage += 1
+                    elif len(pos_late) < 20:
+                        pos_late.append(f"client {r['client']} id {r['id']} on {NODE_NAMES[r['node']]}: open "
+                                        f"{self.rel(r['t_open'])}, !pos {self.rel(w['t_pos'])}, end {self.rel(r['end'])}")
+                    else:
+                        pos_late.append("...")
+            elif not near_outage(r, r["t_open"], w["t_pos"]):
+                pos_latency_max = max(pos_latency_max, w["t_pos"] - r["t_open"])
+
+            arrival = None
+
+            def judge(m: int, s: list, kind: str, by: float) -> None:
+                nonlocal required, delivered, not_due, not_due_delivered, arrival, catchup_after_heal_max, live_latency_max
+                expected_pairs.add((ri, m))
+                got = r["counts"].get(m, 0)
+                if r["end"] < by:
+                    not_due += 1
+                    not_due_delivered += got > 0
+                    return
+                p = pos_of.get(m)
+                if got == 0 and not aof and p:
+                    # Without persistence: what Redis lost with its data is announced (!lost),
+                    # not delivered: a message after the socket's position in the epoch it
+                    # left, or up to its position in the new one.
+                    for x in w["lost"]:
+                        if (x["from"] and p[1] == x["from"][0] and p[2] > x["from"][1]) or \
+                                (p[1] == x["to"][0] and p[2] <= x["to"][1] and x["to"][0] != (x["from"] or ("",))[0]):
+                            if kind == "replay" or by > s[4] + SETTLE:
+                                excused["lost with Redis's data (no persistence), announced by !lost"] += 1
+                                return
+                if got == 0 and not r["since"]:
+                    start = w["start"]
+                    if start is None:
+                        excused["fresh socket never live (no !pos)"] += 1
+                        return
+                    if p and p[1] == start[0] and p[2] <= start[1] and w["t_pos"] >= s[3]:
+                        near = "outage near" if near_outage(r, r["t_open"], w["t_pos"]) else "NO outage near"
+                        excused[f"fresh socket, !pos after the send, {near}"] += 1
+                        return
+                required += 1
+                kinds[kind] += 1
+                if got:
+                    delivered += 1
+                    kinds_delivered[kind] += 1
+                    if arrival is None:
+                        arrival = dict(zip(r["msgs"], r["times"]))
+                    t = arrival[m]
+                    if by > s[4] + SETTLE:
+                        catchup_after_heal_max = max(catchup_after_heal_max, t - (by - SETTLE - CATCHUP))
+                    else:
+                        live_latency_max = max(live_latency_max, t - s[4])
+                elif len(missing) < 10000:
+                    missing.append({"msgid": m, "kind": f"u ({kind})", "target": s[1], "status": s[5],
+                                    "position": p and f"{p[1]}:{p[2]}", "sent_via": NODE_NAMES[s[2]],
+                                    "start": self.rel(s[3]), "end": self.rel(s[4]), "due": self.rel(by),
+                                    "socket_client": r["client"], "socket_node": NODE_NAMES[r["node"]],
+                                    "socket_since": r["since"], "socket_open": self.rel(r["t_open"]),
+                                    "socket_pos": self.rel(w["t_pos"]), "socket_close": self.rel(r["end"]),
+                                    "socket_start": w["start"] and f"{w['start'][0]}:{w['start'][1]}",
+                                    "socket_last": w["end_pos"] and f"{w['end_pos'][0]}:{w['end_pos'][1]}"})
+
+            lst = unicast_by_id.get(r["id"])
+            if not lst:
+                continue
+            # (a) every accepted send made while the socket was open (from SETTLE after its open).
+            i = bisect.bisect_left(unicast_starts[r["id"]], r["t_open"] + SETTLE)
+            first = i
+            while i < len(lst) and lst[i][0] <= r["end"] - SETTLE:
+                m = lst[i][1]
+                s = sends_ok[m]
+                judge(m, s, "live", due(s, r["node"]))
+                i += 1
+            # (b) a resumed socket: every accepted send positioned after its since, made before.
+            if r["since"]:
+                e0, o0 = w["start"]
+                rdue = resume_due(r)
+                for t, m in lst[:first]:
+                    p = pos_of.get(m)
+                    if p and p[1] == e0 and p[2] > o0:
+                        s = sends_ok[m]
+                        judge(m, s, "replay", max(rdue, due(s, r["node"])))
+
+        return {
+            "required": required, "delivered": delivered, "missing": missing, "kinds": dict(kinds),
+            "kinds_delivered": dict(kinds_delivered), "excused": dict(excused), "not_due": not_due,
+            "not_due_delivered": not_due_delivered, "conflicts": conflicts, "n_conflicts": n_conflicts,
+            "redis_gaps": redis_gaps, "epochs_per_id": max(epochs.values(), default=0), "distinct_epochs": len(epochs),
+            "history_messages": sum(len(h["entries"]) for h in self.history_log.values()),
+            "fetch_errors": self.history_fetch_errors[:10], "not_appended": not_appended, "not_in_redis": not_in_redis,
+            "accepted_202": n202, "accepted_202_at_kill": n202_at_kill, "anomalies": anomalies,
+            "n_anomalies": n_anomalies, "lost": lost, "pos_late": pos_late, "pos_late_near_outage": pos_late_near_outage,
+            "pos_latency_max": round(pos_latency_max, 3), "not_v1": not_v1[:20], "n_not_v1": len(not_v1),
+            "live_latency_max": round(live_latency_max, 3), "catchup_after_heal_max": round(catchup_after_heal_max, 3),
+            "resumes": resumes, "resumes_other_node": resumes_other_node, "resumes_live": resumes_live,
+            "persistence": self.args.redis_persistence, "reappended_after_loss": reappended,
+            "lost_new_epoch": lost_new_epoch, "not_told": not_told[:20], "n_not_told": len(not_told),
+            "replayed_frames": replayed, "replay_max": replay_max,
+            "fresh_sockets": sum(1 for r in recs if not r["since"]),
         }
 
     def last_cpu(self, node: Node, gen: int) -> float | None:
@@ -1402,7 +1989,8 @@ class Soak:
         if c:
             w(f"  node c: kill {c['kill']}, restarted {c['start']}, ok {c['healed']}")
         w("")
-        w(f"sends: {s['unicast_ok']} unicast + {s['broadcast_ok']} broadcast answered 200 "
+        w(f"sends: {s['unicast_ok']} unicast" + (f" ({s['unicast_202']} of them 202)" if report["config"]["history_size"] else "")
+          + f" + {s['broadcast_ok']} broadcast accepted "
           f"({s['answered_nodes_null']} with nodes=null), {s['failed']} failed POSTs (not sends), "
           f"{s['skipped_backlog']} skipped")
         w(f"sockets: {k['connections']} connections ({k['dropped_by_server_or_kill']} dropped), connect failures "
@@ -1424,6 +2012,23 @@ class Soak:
         for cause in sorted(set(d["excused_expected"]) | set(d["excused_missed"])):
             rows.append((f"excused ({cause}): expected", d["excused_expected"].get(cause, 0)))
             rows.append((f"excused ({cause}): missed", d["excused_missed"].get(cause, 0)))
+        h = report.get("history")
+        if h:
+            rows += [
+                ("history: unicast required, live (open across the send)", h["kinds"].get("live", 0)),
+                ("history:   delivered", h["kinds_delivered"].get("live", 0)),
+                ("history: unicast required, replay (after since)", h["kinds"].get("replay", 0)),
+                ("history:   delivered", h["kinds_delivered"].get("replay", 0)),
+                ("history: accepted 202 (Redis down) / at a kill", f"{h['accepted_202']} / {h['accepted_202_at_kill']}"),
+                ("history: socket closed before due (not required)", f"{h['not_due']} ({h['not_due_delivered']} got it)"),
+                ("history: resumes (to another node / reached !pos)",
+                 f"{h['resumes']} ({h['resumes_other_node']} / {h['resumes_live']})"),
+                ("history: frames replayed (max in one resume)", f"{h['replayed_frames']} ({h['replay_max']})"),
+                ("history: !lost / position anomalies / conflicts", f"{len(h['lost'])} / {h['n_anomalies']} / {h['n_conflicts']}"),
+                ("history: latency max live / after heal (s)", f"{h['live_latency_max']} / {h['catchup_after_heal_max']}"),
+            ]
+            for cause, n in sorted(h["excused"].items()):
+                rows.append((f"excused: {cause}", n))
         for name, v in rows:
             w(f"{name:<56}{v!s:>12}")
         w("")
@@ -1440,7 +2045,11 @@ class Soak:
             w(f"  {n}: " + " ".join(f"{t}:{st}" + (f"(gen{g})" if g > 1 else "") for t, g, st in report["health"][n]))
         w("")
         w(f"{'counters (last /stats)':<10}" + "".join(f"{c:>14}" for c in report["counters"]))
-        for key in ("published", "publish_failed", "publish_dropped", "delivery_dropped", "received", "own_skipped", "reconnects"):
+        keys = ["published", "publish_failed", "publish_dropped", "delivery_dropped", "received", "own_skipped", "reconnects"]
+        if report["config"].get("history_size"):
+            keys += ["history_appends", "history_append_retried", "history_append_duplicates", "history_reads",
+                     "history_read_failed", "history_duplicates", "history_gap_fills", "history_lost_signals"]
+        for key in keys:
             w(f"  {key:<20}" + "".join(f"{str(v[key]):>14}" for v in report["counters"].values()))
         w("")
         for name, c in sorted(report["checks"].items()):
@@ -1450,6 +2059,10 @@ class Soak:
             w(f"first missing required deliveries ({report['missing_total']} in all):")
             for m in report["missing_examples"][:10]:
                 w(f"  {m}")
+        if h and (h["anomalies"] or h["conflicts"] or h["lost"] or h["pos_late"] or h["not_appended"]):
+            w("history problems:")
+            for x in [*h["anomalies"][:10], *h["conflicts"][:10], *h["lost"][:10], *h["pos_late"][:10], *h["not_appended"][:10]]:
+                w(f"  {x}")
         if report["duplicate_examples"]:
             w("duplicates:")
             for m in report["duplicate_examples"][:10]:
@@ -1477,11 +2090,20 @@ def parse_args(argv=None):
     p.add_argument("--report", default=None, help="also write the JSON report here")
     p.add_argument("--settle", type=float, default=SETTLE, help="SETTLE seconds of the delivery model (default 1)")
     p.add_argument("--client-procs", type=int, default=0, help="client worker processes (default 1, 2 above 2000 clients)")
+    p.add_argument("--history-size", type=int, default=0,
+                   help="per-id history in Redis (the nodes' --history-size); 0 (default): history off, today's checks")
+    p.add_argument("--redis-persistence", choices=("aof", "none"), default="aof",
+                   help="with history: Redis with AOF (default; a kill loses nothing) or without persistence (each "
+                        "restart is a new epoch, announced with !lost: exactly once up to the !lost, and from it)")
+    p.add_argument("--resume-share", type=float, default=0.5,
+                   help="with history: the share of reconnects that resume with ?since= (default 0.5)")
     args = p.parse_args(argv)
     if args.seed is None:
         args.seed = random.randrange(1 << 31)
     if args.duration < 30 or args.clients < 3 or args.ids < 1 or args.send_rate <= 0 or args.broadcast_every <= 0:
         p.error("need --duration >= 30, --clients >= 3, --ids >= 1, positive rates")
+    if args.history_size < 0 or not 0 <= args.resume_share <= 1:
+        p.error("need --history-size >= 0 and --resume-share from 0 to 1")
     return args
 
 

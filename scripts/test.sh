@@ -66,8 +66,8 @@ cargo test -p wspush-tests --benches
 step "cargo build --release -p wspush (the binary the soak runs: this tree's, never an older build)"
 cargo build --release -p wspush
 
-step "scripts/soak.py --duration 60 --clients 500 --ids 100 (short soak: 3 nodes, Redis and a node killed)"
-python3 scripts/soak.py --duration 60 --clients 500 --ids 100 --binary target/release/wspush
+step "scripts/soak.py --duration 60 --clients 500 --ids 100 --history-size 1000 (short soak with history: 3 nodes, Redis and a node killed, resumes)"
+python3 scripts/soak.py --duration 60 --clients 500 --ids 100 --history-size 1000 --binary target/release/wspush
 
 step "scripts/autobahn.sh (Autobahn|Testsuite conformance)"
 set +e
