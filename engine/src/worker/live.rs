@@ -152,6 +152,9 @@ struct Resume {
     replayed: u64,
     /// Since when it waits for its id to reach its `since` (see [`AHEAD_WAIT_MS`]).
     ahead_since_ms: Option<u64>,
+    /// A v1 socket from another epoch: told `!lost` right before the first message it gets
+    /// of the id's epoch (or when it joins), unless the replay itself fails and tells it.
+    pending_lost: bool,
 }
 
 /// What a replay step left.
@@ -309,7 +312,14 @@ impl Worker {
             return;
         }
         let next = since.map(|since| Position::new(since.epoch, since.offset + 1));
-        state.resuming.push(Resume { key, serial, next, replayed: 0, ahead_since_ms: None });
+        state.resuming.push(Resume {
+            key,
+            serial,
+            next,
+            replayed: 0,
+            ahead_since_ms: None,
+            pending_lost: false,
+        });
         live.with_resuming.insert(id);
         self.conns[key].link_mut().set_resuming(true);
     }
@@ -552,11 +562,13 @@ impl Worker {
             }
             Some(epoch) if epoch != page.epoch => {
                 // The history was lost (Redis restarted empty, the stream was deleted) while
-                // this node may have missed messages of the old epoch.
-                let now = Position::new(page.epoch, page.top);
-                lose_live(&mut self.core, &mut self.conns, keys, now);
+                // this node may have missed messages of the old epoch: the positioned sockets
+                // are told, then get the new epoch from its start (sends queued while Redis
+                // was away are in it), read next.
+                lose_live(&mut self.core, &mut self.conns, keys, Position::new(page.epoch, 0));
                 state.epoch = Some(page.epoch);
-                state.top = page.top;
+                state.top = 0;
+                more = page.top > 0;
                 // What was held from the old epoch is what the signal covers.
                 state.keep_held(|position| position.epoch == page.epoch);
             }
@@ -743,6 +755,13 @@ fn replay(
     let room = core.settings.max_buffered_bytes / 2;
     for _ in 0..REPLAY_PER_PASS {
         let Some(next) = resume.next else { return join(core, conns, key, now) };
+        if next.epoch != now.epoch && conns[key].link().is_v1() {
+            // The history was lost since (another epoch now): a v1 socket is told, and
+            // replays the new epoch from its start.
+            resume.pending_lost = true;
+            resume.next = Some(Position::new(now.epoch, 1));
+            continue;
+        }
         if next.epoch == now.epoch && next.offset > now.offset + 1 {
             // It saw more on another node: those messages are on their way here.
             let since = *resume.ahead_since_ms.get_or_insert(core.now_ms);
@@ -758,6 +777,9 @@ fn replay(
             return Step::Done;
         }
         if next.offset == now.offset + 1 {
+            if std::mem::take(&mut resume.pending_lost) {
+                lost(core, conns, key, Position::new(now.epoch, next.offset - 1));
+            }
             return join(core, conns, key, now);
         }
         let cached = state.cache.clone().filter(|page| page.epoch == now.epoch);
@@ -782,10 +804,13 @@ fn replay(
             }
             return Step::Waiting;
         };
-        let link = conns[key].link_mut();
-        if link.queued() > room {
+        if conns[key].link().queued() > room {
             return Step::Waiting;
         }
+        if std::mem::take(&mut resume.pending_lost) {
+            lost(core, conns, key, Position::new(now.epoch, next.offset - 1));
+        }
+        let link = conns[key].link_mut();
         let frame = if link.is_v1() {
             entry
                 .v1
