@@ -101,6 +101,63 @@ pub fn id_range(id: u64, ids: u64, lo: u64, hi: u64) -> (u64, u64) {
     (first(lo), first(hi).max(first(lo)))
 }
 
+/// The `wspush.v1` checks that failed, counted where they are seen (a client process's
+/// [`Tally`]), added up over the processes (`swarm::Merged`) and over the phases of a run
+/// (`scenarios::Faults`); any of them non-zero, and the run is not exact.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PositionFaults {
+    /// An offset that skipped ahead within an epoch (messages never seen).
+    pub position_gaps: u64,
+    /// An offset not above the last one within an epoch (repeated or out of order), or a
+    /// `!pos` behind what the socket had.
+    pub position_repeats: u64,
+    /// A new epoch without `!lost` (history lost silently).
+    pub epoch_changes: u64,
+    /// `!lost` received (history could not reach back): nothing here should be lost.
+    pub lost_signals: u64,
+    /// A unicast with the `-` head (no position), data before the `!pos`, or (in a report)
+    /// an open socket that never had its `!pos`.
+    pub unpositioned: u64,
+    /// Resuming: `!pos` before every missed message was replayed.
+    pub replay_incomplete: u64,
+}
+
+impl PositionFaults {
+    /// Each count by the name it has in the JSON and in the rows, in their order.
+    fn fields_mut(&mut self) -> [(&'static str, &mut u64); 6] {
+        [
+            ("position_gaps", &mut self.position_gaps),
+            ("position_repeats", &mut self.position_repeats),
+            ("epoch_changes", &mut self.epoch_changes),
+            ("lost_signals", &mut self.lost_signals),
+            ("unpositioned", &mut self.unpositioned),
+            ("replay_incomplete", &mut self.replay_incomplete),
+        ]
+    }
+
+    /// Each count by its name, in the order the JSON and the rows show them.
+    pub fn fields(&self) -> [(&'static str, u64); 6] {
+        let mut copy = *self;
+        copy.fields_mut().map(|(name, n)| (name, *n))
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &PositionFaults) {
+        for ((_, n), (_, more)) in self.fields_mut().into_iter().zip(other.fields()) {
+            *n += more;
+        }
+    }
+
+    /// The counts of a `report` line (see [`report`]); a count it lacks is 0.
+    pub fn from_report(line: &Value) -> PositionFaults {
+        let mut faults = PositionFaults::default();
+        for (name, n) in faults.fields_mut() {
+            *n = line[name].as_u64().unwrap_or(0);
+        }
+        faults
+    }
+}
+
 /// What this process saw in the current phase.
 pub struct Tally {
     /// Bench messages read, whatever they were.
@@ -126,18 +183,8 @@ pub struct Tally {
     pub per_socket_ids: u64,
     /// Resuming: unicasts below this sequence number are the ones the socket missed.
     pub missed_below: u64,
-    /// `wspush.v1`: an offset that skipped ahead within an epoch (messages never seen).
-    pub position_gaps: u64,
-    /// `wspush.v1`: an offset not above the last one within an epoch (a repeat, or disorder).
-    pub position_repeats: u64,
-    /// `wspush.v1`: a new epoch without `!lost` (history lost silently).
-    pub epoch_changes: u64,
-    /// `wspush.v1`: `!lost` received (history could not reach back).
-    pub lost_signals: u64,
-    /// `wspush.v1`: a unicast with the `-` head (no position), or data before the `!pos`.
-    pub unpositioned: u64,
-    /// `wspush.v1` resuming: `!pos` before every missed message arrived.
-    pub replay_incomplete: u64,
+    /// The `wspush.v1` checks that failed.
+    pub positions: PositionFaults,
     /// `!pos` received.
     pub pos_signals: u64,
     /// Sockets whose missed messages all arrived, and when the last of them did.
@@ -164,12 +211,7 @@ impl Tally {
             closes: BTreeMap::new(),
             per_socket_ids: 0,
             missed_below: 0,
-            position_gaps: 0,
-            position_repeats: 0,
-            epoch_changes: 0,
-            lost_signals: 0,
-            unpositioned: 0,
-            replay_incomplete: 0,
+            positions: PositionFaults::default(),
             pos_signals: 0,
             replays_done: 0,
             replay_done_ns: 0,
@@ -202,7 +244,7 @@ impl Tally {
         if head == b"-" {
             // Live-only: a broadcast. A unicast to an id with history has a position.
             if payload::parse(body).is_some_and(|stamp| stamp.kind == Kind::Unicast) {
-                self.unpositioned += 1;
+                self.positions.unpositioned += 1;
             }
             return self.message(body, id, now, socket);
         }
@@ -213,7 +255,7 @@ impl Tally {
         if !socket.live && !socket.resuming {
             // Data before the `!pos` that starts every v1 socket (a resuming one is replayed
             // to first).
-            self.unpositioned += 1;
+            self.positions.unpositioned += 1;
         }
         self.advance(socket, position, false);
         self.message(body, id, now, socket);
@@ -224,12 +266,12 @@ impl Tally {
     fn advance(&mut self, socket: &mut Socket, next: Position, exact: bool) {
         if let Some(last) = socket.position {
             if !last.same_epoch(&next) {
-                self.epoch_changes += 1;
+                self.positions.epoch_changes += 1;
             } else {
                 let expected = if exact { last.offset } else { last.offset + 1 };
                 match next.offset.cmp(&expected) {
-                    std::cmp::Ordering::Greater => self.position_gaps += 1,
-                    std::cmp::Ordering::Less => self.position_repeats += 1,
+                    std::cmp::Ordering::Greater => self.positions.position_gaps += 1,
+                    std::cmp::Ordering::Less => self.positions.position_repeats += 1,
                     std::cmp::Ordering::Equal => {}
                 }
             }
@@ -253,13 +295,13 @@ impl Tally {
         };
         if lost {
             // Delivery goes on after `position`: no gap or epoch change to count beyond it.
-            self.lost_signals += 1;
+            self.positions.lost_signals += 1;
             socket.position = Some(position);
         } else {
             self.pos_signals += 1;
             self.advance(socket, position, true);
             if socket.resuming && socket.missed > 0 {
-                self.replay_incomplete += 1;
+                self.positions.replay_incomplete += 1;
             }
         }
         socket.live = true;
@@ -453,7 +495,9 @@ pub fn report<'a>(
     }
     let unicast_distinct =
         tally.unicast_seen.iter().filter(|&&seen| seen > 0).count() as u64 + socket_distinct;
-    json!({
+    let mut positions = tally.positions;
+    positions.unpositioned += unpositioned;
+    let mut line = json!({
         "type": "report",
         "connected": connected,
         "healthy": healthy,
@@ -474,18 +518,19 @@ pub fn report<'a>(
         "pings": tally.pings,
         "bad_frames": tally.bad_frames,
         "closes": tally.closes,
-        "position_gaps": tally.position_gaps,
-        "position_repeats": tally.position_repeats,
-        "epoch_changes": tally.epoch_changes,
-        "lost_signals": tally.lost_signals,
-        "unpositioned": tally.unpositioned + unpositioned,
-        "replay_incomplete": tally.replay_incomplete,
+    });
+    let object = line.as_object_mut().expect("an object");
+    object.extend(positions.fields().map(|(name, n)| (name.to_owned(), json!(n))));
+    if let Value::Object(rest) = json!({
         "pos_signals": tally.pos_signals,
         "live": live,
         "replays_done": tally.replays_done,
         "replay_done_ns": tally.replay_done_ns,
         "replay_pending": replay_pending,
-    })
+    }) {
+        object.extend(rest);
+    }
+    line
 }
 
 #[cfg(test)]
@@ -520,16 +565,19 @@ mod tests {
         assert!(socket.live);
         tally.frame(&v1("e1:1", &unicast(0, 3)), 3, 5, &mut socket, true);
         tally.frame(&v1("e1:3", &unicast(1, 3)), 3, 5, &mut socket, true);
-        assert_eq!(tally.position_gaps, 1, "2 was skipped");
+        assert_eq!(tally.positions.position_gaps, 1, "2 was skipped");
         tally.frame(&v1("e1:3", &unicast(2, 3)), 3, 5, &mut socket, true);
-        assert_eq!(tally.position_repeats, 1, "3 twice");
+        assert_eq!(tally.positions.position_repeats, 1, "3 twice");
         tally.frame(&v1("e2:4", &unicast(3, 3)), 3, 5, &mut socket, true);
-        assert_eq!(tally.epoch_changes, 1, "a new epoch without !lost");
+        assert_eq!(tally.positions.epoch_changes, 1, "a new epoch without !lost");
         tally.frame(b"!lost e3:9", 3, 5, &mut socket, true);
         tally.frame(&v1("e3:10", &unicast(4, 3)), 3, 5, &mut socket, true);
-        assert_eq!((tally.lost_signals, tally.position_gaps, tally.epoch_changes), (1, 1, 1));
+        assert_eq!(
+            (tally.positions.lost_signals, tally.positions.position_gaps, tally.positions.epoch_changes),
+            (1, 1, 1)
+        );
         tally.frame(&v1("-", &unicast(5, 3)), 3, 5, &mut socket, true);
-        assert_eq!(tally.unpositioned, 1, "a unicast without its position");
+        assert_eq!(tally.positions.unpositioned, 1, "a unicast without its position");
         assert_eq!((tally.good, tally.unicast_dups, tally.bad_frames), (6, 0, 0), "bodies counted as plain");
         tally.frame(b"no newline", 3, 5, &mut socket, true);
         tally.frame(b"!pos nonsense", 3, 5, &mut socket, true);
@@ -541,9 +589,9 @@ mod tests {
         let mut tally = Tally::new(10);
         let mut socket = Socket::default();
         tally.frame(&v1("e1:1", &unicast(0, 3)), 3, 5, &mut socket, true);
-        assert_eq!(tally.unpositioned, 1);
+        assert_eq!(tally.positions.unpositioned, 1);
         tally.frame(b"!pos e1:1", 3, 5, &mut socket, true);
-        assert_eq!((tally.position_gaps, tally.position_repeats), (0, 0));
+        assert_eq!((tally.positions.position_gaps, tally.positions.position_repeats), (0, 0));
     }
 
     #[test]
@@ -556,7 +604,7 @@ mod tests {
             tally.frame(&v1(&format!("e:{offset}"), &unicast(seq, 1)), 1, 7, &mut socket, true);
         }
         tally.frame(b"!pos e:2", 1, 8, &mut socket, true);
-        assert_eq!(tally.replay_incomplete, 1, "seq 5 had not come");
+        assert_eq!(tally.positions.replay_incomplete, 1, "seq 5 had not come");
         tally.frame(&v1("e:3", &unicast(5, 1)), 1, 9, &mut socket, true);
         tally.frame(&v1("e:4", &unicast(7, 1)), 1, 10, &mut socket, true);
         tally.frame(&v1("e:5", &unicast(7, 1)), 1, 10, &mut socket, true);
@@ -572,6 +620,30 @@ mod tests {
             "{r}"
         );
         assert_eq!(r["unicast_distinct"], 4, "{r}");
+    }
+
+    #[test]
+    fn position_faults_add_up_and_read_back_from_a_report() {
+        let mut tally = Tally::new(0);
+        let mut socket = Socket::default();
+        tally.frame(&v1("e1:1", &unicast(0, 3)), 3, 5, &mut socket, true);
+        tally.frame(&v1("e1:3", &unicast(1, 3)), 3, 5, &mut socket, true);
+        let r = report([(3, &mut socket, true)].into_iter(), &tally, Expect::Broadcasts(0), 1, true);
+        let read = PositionFaults::from_report(&r);
+        // Both frames came before a `!pos`, and the socket, open, never had one.
+        assert_eq!(
+            read,
+            PositionFaults { position_gaps: 1, unpositioned: 3, ..PositionFaults::default() },
+            "{r}"
+        );
+        let mut sum = read;
+        sum.add(&read);
+        let names: Vec<_> = sum.fields().iter().map(|&(name, n)| format!("{name} {n}")).collect();
+        assert_eq!(
+            names.join(", "),
+            "position_gaps 2, position_repeats 0, epoch_changes 0, lost_signals 0, unpositioned 6, \
+             replay_incomplete 0"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::check;
+use crate::check::{self, PositionFaults};
 use crate::clock::now_ns;
 use crate::payload::Kind;
 use crate::progress::Progress;
@@ -74,24 +74,12 @@ pub struct Faults {
     pub publish_failures: u64,
     /// Pings a held fleet did not answer: fewer than one per socket per ping interval.
     pub unanswered_pings: u64,
-    /// `wspush.v1`: an offset that skipped ahead within an epoch.
-    pub position_gaps: u64,
-    /// `wspush.v1`: an offset not above the last within an epoch (repeated or out of order),
-    /// or a `!pos` behind what the socket had.
-    pub position_repeats: u64,
-    /// `wspush.v1`: a new epoch without `!lost`.
-    pub epoch_changes: u64,
-    /// `wspush.v1`: `!lost` (history could not reach back): nothing here should be lost.
-    pub lost_signals: u64,
-    /// `wspush.v1`: a unicast without a position, data before `!pos`, or a socket that never
-    /// had its `!pos`.
-    pub unpositioned: u64,
-    /// `wspush.v1` resume: `!pos` before every missed message was replayed.
-    pub replay_incomplete: u64,
+    /// The `wspush.v1` checks that failed.
+    pub positions: PositionFaults,
 }
 
 impl Faults {
-    fn fields(&self) -> [(&'static str, u64); 16] {
+    fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> {
         [
             ("missing", self.missing),
             ("duplicates", self.duplicates),
@@ -103,27 +91,23 @@ impl Faults {
             ("bad_frames", self.bad_frames),
             ("publish_failures", self.publish_failures),
             ("unanswered_pings", self.unanswered_pings),
-            ("position_gaps", self.position_gaps),
-            ("position_repeats", self.position_repeats),
-            ("epoch_changes", self.epoch_changes),
-            ("lost_signals", self.lost_signals),
-            ("unpositioned", self.unpositioned),
-            ("replay_incomplete", self.replay_incomplete),
         ]
+        .into_iter()
+        .chain(self.positions.fields())
     }
 
     pub fn is_exact(&self) -> bool {
-        self.fields().iter().all(|&(_, n)| n == 0)
+        self.fields().all(|(_, n)| n == 0)
     }
 
     pub fn to_json(&self) -> Value {
-        Value::Object(self.fields().iter().map(|&(k, n)| (k.to_owned(), json!(n))).collect())
+        Value::Object(self.fields().map(|(k, n)| (k.to_owned(), json!(n))).collect())
     }
 
     /// The non-zero counts, as `missing 1, duplicates 2`.
     pub fn summary(&self) -> String {
         let nonzero: Vec<String> =
-            self.fields().iter().filter(|&&(_, n)| n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+            self.fields().filter(|&(_, n)| n > 0).map(|(k, n)| format!("{k} {n}")).collect();
         nonzero.join(", ")
     }
 
@@ -132,12 +116,7 @@ impl Faults {
         self.bad_frames += merged.bad_frames;
         self.misrouted += merged.misrouted;
         self.unexpected += merged.unexpected;
-        self.position_gaps += merged.position_gaps;
-        self.position_repeats += merged.position_repeats;
-        self.epoch_changes += merged.epoch_changes;
-        self.lost_signals += merged.lost_signals;
-        self.unpositioned += merged.unpositioned;
-        self.replay_incomplete += merged.replay_incomplete;
+        self.positions.add(&merged.positions);
     }
 }
 
@@ -880,15 +859,8 @@ const CLUSTER_HISTORY_COUNTERS: [&str; 5] = [
 /// The `wspush.v1` checks of a phase, as rows (only when v1 frames were seen or a v1 check
 /// failed).
 fn v1_rows(m: &Merged, prefix: &str, rows: &mut Rows) {
-    let counts = [
-        ("pos_signals", m.pos_signals),
-        ("position_gaps", m.position_gaps),
-        ("position_repeats", m.position_repeats),
-        ("epoch_changes", m.epoch_changes),
-        ("lost_signals", m.lost_signals),
-        ("unpositioned", m.unpositioned),
-        ("replay_incomplete", m.replay_incomplete),
-    ];
+    let counts: Vec<_> =
+        std::iter::once(("pos_signals", m.pos_signals)).chain(m.positions.fields()).collect();
     if counts.iter().all(|&(_, n)| n == 0) {
         return;
     }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::check::PositionFaults;
 use crate::histogram::Histogram;
 use crate::progress::Progress;
 
@@ -110,13 +111,9 @@ pub struct Merged {
     /// Per-socket unicasts (`report_range`): expected, and not received.
     pub unicast_expected: u64,
     pub unicast_missing: u64,
-    /// `wspush.v1` checks (see `check::Tally`).
-    pub position_gaps: u64,
-    pub position_repeats: u64,
-    pub epoch_changes: u64,
-    pub lost_signals: u64,
-    pub unpositioned: u64,
-    pub replay_incomplete: u64,
+    /// The `wspush.v1` checks that failed.
+    pub positions: PositionFaults,
+    /// `!pos` received.
     pub pos_signals: u64,
     /// Sockets that had their `!pos` (or `!lost`) since they last connected.
     pub live: u64,
@@ -252,17 +249,25 @@ impl Swarm {
                 progress.finish(live);
                 return Ok(live);
             }
-            match self.lines.recv_timeout(Duration::from_millis(100)) {
-                Ok((index, line)) if line["type"] == "received" => {
-                    self.received_line(index, &line);
-                    last_change = Instant::now();
-                }
-                Ok((index, line)) if line["type"] == "exited" => {
-                    return Err(io::Error::other(format!("client process {index} exited")))
-                }
-                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(io::Error::other("clients gone")),
+            if self.poll_received()? {
+                last_change = Instant::now();
             }
+        }
+    }
+
+    /// Takes the next line from the client processes, if one comes within 100 ms, recording
+    /// a `received` line; whether it was one. A process that exited is an error.
+    fn poll_received(&mut self) -> io::Result<bool> {
+        match self.lines.recv_timeout(Duration::from_millis(100)) {
+            Ok((index, line)) if line["type"] == "received" => {
+                self.received_line(index, &line);
+                Ok(true)
+            }
+            Ok((index, line)) if line["type"] == "exited" => {
+                Err(io::Error::other(format!("client process {index} exited")))
+            }
+            Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => Ok(false),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(io::Error::other("clients gone")),
         }
     }
 
@@ -324,16 +329,8 @@ impl Swarm {
                     return Ok(total);
                 }
             }
-            match self.lines.recv_timeout(Duration::from_millis(100)) {
-                Ok((index, line)) if line["type"] == "received" => {
-                    self.received_line(index, &line);
-                    last_change = Instant::now();
-                }
-                Ok((index, line)) if line["type"] == "exited" => {
-                    return Err(io::Error::other(format!("client process {index} exited")))
-                }
-                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(io::Error::other("clients gone")),
+            if self.poll_received()? {
+                last_change = Instant::now();
             }
         }
     }
@@ -373,12 +370,7 @@ impl Swarm {
             merged.bad_frames += n("bad_frames");
             merged.unicast_expected += n("unicast_expected");
             merged.unicast_missing += n("unicast_missing");
-            merged.position_gaps += n("position_gaps");
-            merged.position_repeats += n("position_repeats");
-            merged.epoch_changes += n("epoch_changes");
-            merged.lost_signals += n("lost_signals");
-            merged.unpositioned += n("unpositioned");
-            merged.replay_incomplete += n("replay_incomplete");
+            merged.positions.add(&PositionFaults::from_report(&line));
             merged.pos_signals += n("pos_signals");
             merged.live += n("live");
             merged.replays_done += n("replays_done");
