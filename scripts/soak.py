@@ -80,7 +80,7 @@ live from its `!pos`):
 
   (a) an accepted send made while socket K of its id was open (start >= K's open + SETTLE) is
       *required* on K if K is still open when it is due: SETTLE after its answer or, if the
-      send's window touches a Redis outage of the sending or K's node, CATCHUP (5 s) after both
+      send's window touches a Redis outage of the sending or K's node, CATCHUP (10 s) after both
       report ok again. So a socket connected across an outage must get what was sent before,
       during (202) and at the kill. Excused, counted: a fresh socket whose `!pos` came after the
       send, at a position that already includes it (it connected while its node could not read
@@ -160,9 +160,11 @@ DEGRADED_WITHIN = 3.0
 HEALED_WITHIN = 10.0
 STARTUP_DEGRADED_GRACE = 5.0
 # History (--history-size N > 0): after an outage heals (the nodes' /healthz ok), how long a
-# node may take to resubscribe, read what its sockets missed and deliver it; how soon a
-# socket must get its `!pos` when no outage is near.
-CATCHUP = 5.0
+# node may take to resubscribe, read what its sockets missed and deliver it (its history
+# reader reconnects on its own backoff, and reads that failed meanwhile back off 0.5 s to
+# 8 s: about 5 s was seen on a quiet machine, so 10 s leaves room for a loaded one); how soon
+# a socket must get its `!pos` when no outage is near.
+CATCHUP = 10.0
 POS_WITHIN = 5.0
 V1 = "wspush.v1"
 
