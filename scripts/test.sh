@@ -9,11 +9,12 @@
 #      (including the load generator's smoke tests against the real server, the Node.js
 #      baseline and the Bun/uWebSockets one)
 #   4. cargo test --benches    every criterion benchmark runs once, as a test
-#   5. scripts/soak.py         a one-minute soak of the release binary built from this tree
+#   5. scripts/soak.py         two one-minute soaks of the release binary built from this tree
 #                              (cargo build --release -p wspush first): 3 nodes, 500 clients,
-#                              Redis killed twice and a node once; exactly-once, no leaks,
-#                              /healthz (the full run: scripts/soak.py with no arguments,
-#                              10 minutes, 5,000 clients)
+#                              Redis killed twice and a node once; with history on (Redis with
+#                              AOF, resumes: exactly once by position across the outages) and
+#                              off (exactly-once outside outages); no leaks, /healthz (the full
+#                              run: scripts/soak.py with no arguments, 10 minutes, 5,000 clients)
 #   6. scripts/autobahn.sh     the Autobahn|Testsuite RFC 6455 conformance run (needs CPython 2.7)
 #
 #   scripts/test.sh
@@ -68,6 +69,9 @@ cargo build --release -p wspush
 
 step "scripts/soak.py --duration 60 --clients 500 --ids 100 --history-size 1000 (short soak with history: 3 nodes, Redis and a node killed, resumes)"
 python3 scripts/soak.py --duration 60 --clients 500 --ids 100 --history-size 1000 --binary target/release/wspush
+
+step "scripts/soak.py --duration 60 --clients 500 --ids 100 (short soak with history off: the at-most-once cluster path)"
+python3 scripts/soak.py --duration 60 --clients 500 --ids 100 --binary target/release/wspush
 
 step "scripts/autobahn.sh (Autobahn|Testsuite conformance)"
 set +e
