@@ -46,9 +46,9 @@ pub(super) static READ: LazyLock<Script> = LazyLock::new(|| Script::new(include_
 /// Most entries one read returns (a page).
 pub(crate) const MAX_PAGE: usize = 256;
 
-/// Most appends in one script call: enough to amortise the call (Redis spends about 13 µs
-/// on a one-message call, under 5 µs per message in a call of 32), small enough that one
-/// call does not hold Redis for long.
+/// Most appends in one script call: enough to amortise the call (a call of 32 costs Redis
+/// about half as much per message as 32 calls: `benches/results/history-append-cost.txt`),
+/// small enough that one call does not hold Redis for long.
 pub(super) const MAX_APPENDS_PER_CALL: usize = 64;
 
 /// One message of an append call: where it goes, and how it is retried.
