@@ -653,6 +653,10 @@ typedef struct wspush_stats {
    * subscription was lost (cluster history).
    */
   uint64_t history_gap_fills;
+  /**
+   * Times the Sentinels moved the master and the node followed (`redis+sentinel://` only).
+   */
+  uint64_t cluster_master_switches;
 } wspush_stats;
 
 #ifdef __cplusplus

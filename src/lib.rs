@@ -1063,6 +1063,8 @@ pub struct RedisServer {
     transcript: Transcript,
     /// With persistence: the directory of its append-only file (removed on drop).
     aof_dir: Option<PathBuf>,
+    /// Further `redis-server` arguments (a replica's `--replicaof`).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -1086,9 +1088,32 @@ impl RedisServer {
     ///
     /// What went wrong, with Redis's output.
     pub fn start_on(port: u16) -> Result<RedisServer, String> {
-        let mut redis = RedisServer { child: None, port, transcript: Transcript::default(), aof_dir: None };
+        let mut redis = RedisServer {
+            child: None,
+            port,
+            transcript: Transcript::default(),
+            aof_dir: None,
+            extra: Vec::new(),
+        };
         redis.spawn()?;
         Ok(redis)
+    }
+
+    /// Starts a replica of the Redis on `master_port` (on a free port) and waits until it
+    /// answers PING and has finished its first sync with the master.
+    pub fn start_replica_of(master_port: u16) -> RedisServer {
+        let port = free_port();
+        let extra = vec!["--replicaof".into(), "127.0.0.1".into(), master_port.to_string()];
+        let mut redis =
+            RedisServer { child: None, port, transcript: Transcript::default(), aof_dir: None, extra };
+        redis.spawn().unwrap_or_else(|e| panic!("cannot start a replica: {e}"));
+        eventually(TIMEOUT, "the replica's first sync with its master", || {
+            redis
+                .command(&["INFO", "replication"])
+                .text()
+                .is_some_and(|info| info.contains("master_link_status:up"))
+        });
+        redis
     }
 
     /// Starts a Redis on a free port that persists every write before answering it
@@ -1099,8 +1124,13 @@ impl RedisServer {
         let dir = std::env::temp_dir().join(format!("wspush-redis-aof-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("cannot create the AOF directory");
-        let mut redis =
-            RedisServer { child: None, port, transcript: Transcript::default(), aof_dir: Some(dir) };
+        let mut redis = RedisServer {
+            child: None,
+            port,
+            transcript: Transcript::default(),
+            aof_dir: Some(dir),
+            extra: Vec::new(),
+        };
         redis.spawn().unwrap_or_else(|e| panic!("cannot start a persistent redis-server: {e}"));
         redis
     }
@@ -1114,12 +1144,20 @@ impl RedisServer {
                 .map(String::from)
                 .chain([dir.display().to_string()])
                 .collect(),
-            None => vec!["--appendonly".into(), "no".into()],
+            // A replica writes the RDB of its sync to disk: into a directory of the test's
+            // own, not the working directory.
+            None => {
+                let dir =
+                    std::env::temp_dir().join(format!("wspush-redis-{}-{}", std::process::id(), self.port));
+                let _ = std::fs::create_dir_all(&dir);
+                vec!["--appendonly".into(), "no".into(), "--dir".into(), dir.display().to_string()]
+            }
         };
         let mut child = Command::new("redis-server")
             .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
             .args(&persistence)
             .args(["--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning"])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -1219,8 +1257,104 @@ impl Drop for RedisServer {
         if let Some(dir) = &self.aof_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
+        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!(
+            "wspush-redis-{}-{}",
+            std::process::id(),
+            self.port
+        )));
         if thread::panicking() {
             eprintln!("---- redis-server (port {}) output ----\n{}", self.port, self.transcript.text());
+        }
+    }
+}
+
+/// A Redis Sentinel of the test's own (`redis-server CONFIG --sentinel`, loopback, a free
+/// port) watching the master named [`SENTINEL_MASTER`] at `127.0.0.1:master_port`, quick to
+/// act: the master is down after 2 s without an answer, and two Sentinels agreeing suffice.
+/// Dropping it kills it and removes its config file.
+pub struct SentinelServer {
+    child: Option<Child>,
+    port: u16,
+    transcript: Transcript,
+    config: PathBuf,
+}
+
+/// The master name the test Sentinels watch.
+pub const SENTINEL_MASTER: &str = "mymaster";
+
+impl SentinelServer {
+    /// Starts a Sentinel for the master at `master_port` and waits until it answers with
+    /// that master's address.
+    pub fn start(master_port: u16) -> SentinelServer {
+        SentinelServer::start_on(free_port(), master_port)
+    }
+
+    /// As [`SentinelServer::start`], on `port` (one a node was told to use before it existed).
+    pub fn start_on(port: u16, master_port: u16) -> SentinelServer {
+        let config = std::env::temp_dir().join(format!("wspush-sentinel-{}-{port}.conf", std::process::id()));
+        let text = format!(
+            "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\nloglevel warning\n\
+             sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master_port} 2\n\
+             sentinel down-after-milliseconds {SENTINEL_MASTER} 2000\n\
+             sentinel failover-timeout {SENTINEL_MASTER} 6000\n\
+             sentinel parallel-syncs {SENTINEL_MASTER} 1\n"
+        );
+        std::fs::write(&config, text).expect("cannot write the Sentinel's config file");
+        let mut child = Command::new("redis-server")
+            .arg(&config)
+            .arg("--sentinel")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run redis-server --sentinel (is it installed?): {e}"));
+        let transcript = Transcript::default();
+        collect_lines(child.stdout.take().unwrap(), transcript.clone(), "out| ");
+        collect_lines(child.stderr.take().unwrap(), transcript.clone(), "err| ");
+        let sentinel = SentinelServer { child: Some(child), port, transcript, config };
+        eventually(TIMEOUT, "the Sentinel to name its master", || {
+            RespConnection::connect(port)
+                .and_then(|mut c| {
+                    c.command(&[b"SENTINEL", b"get-master-addr-by-name", SENTINEL_MASTER.as_bytes()])
+                })
+                .is_ok_and(|reply| reply.items().len() == 2)
+        });
+        sentinel
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The master's port as this Sentinel names it now.
+    pub fn master_port(&self) -> Option<u16> {
+        let reply = RespConnection::connect(self.port)
+            .and_then(|mut c| {
+                c.command(&[b"SENTINEL", b"get-master-addr-by-name", SENTINEL_MASTER.as_bytes()])
+            })
+            .ok()?;
+        reply.items().get(1).and_then(Resp::text).and_then(|port| port.parse().ok())
+    }
+
+    /// One command; panics on I/O errors (not on Redis errors).
+    pub fn command(&self, args: &[&str]) -> Resp {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        RespConnection::connect(self.port)
+            .and_then(|mut c| c.command(&args))
+            .unwrap_or_else(|e| panic!("Sentinel command {args:?} on port {} failed: {e}", self.port))
+    }
+}
+
+impl Drop for SentinelServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(&self.config);
+        if thread::panicking() {
+            eprintln!("---- Sentinel (port {}) output ----\n{}", self.port, self.transcript.text());
         }
     }
 }

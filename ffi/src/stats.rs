@@ -155,6 +155,8 @@ pub struct wspush_stats {
     /// Reads of an id's history a worker made to fill a gap or catch up after the
     /// subscription was lost (cluster history).
     pub history_gap_fills: u64,
+    /// Times the Sentinels moved the master and the node followed (`redis+sentinel://` only).
+    pub cluster_master_switches: u64,
 }
 
 /// The fields of [`wspush_stats`] in their order: each is the [`engine::Metric::key`] of the
@@ -228,10 +230,11 @@ pub(crate) const FIELDS: [&str; FIELD_COUNT] = [
     "cluster_history_read_failed",
     "history_duplicates",
     "history_gap_fills",
+    "cluster_master_switches",
 ];
 
 /// The number of `uint64_t` fields of [`wspush_stats`].
-pub(crate) const FIELD_COUNT: usize = 66;
+pub(crate) const FIELD_COUNT: usize = 67;
 
 impl From<&engine::Stats> for wspush_stats {
     fn from(stats: &engine::Stats) -> Self {

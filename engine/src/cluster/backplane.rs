@@ -1,6 +1,7 @@
 //! The backplane thread: a current-thread tokio runtime running the [publisher](super::publisher),
 //! the [subscriber](super::subscriber) and, with history on, the [reader](super::reader),
-//! each on a Redis connection of its own that it reconnects on its own.
+//! each on a Redis connection of its own that it reconnects on its own; and, with Sentinels,
+//! the [watch on the master](super::sentinel) that has them all reconnect after a failover.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -12,6 +13,7 @@ use super::link::{ClusterLink, LinkEnds};
 use super::publisher::publish_loop;
 use super::reader::read_loop;
 use super::routing::{Router, Workers};
+use super::sentinel::follow_failovers;
 use super::subscriber::subscribe_loop;
 use super::ClusterConfig;
 use crate::Error;
@@ -56,8 +58,10 @@ impl Backplane {
                             read_loop(&endpoint, reads, reader_link, reader_stopped).await;
                         }
                     };
+                    // With Sentinels: which server is master, followed (nothing for one Redis).
+                    let failovers = follow_failovers(&endpoint, link.counters.clone(), stopped.clone());
                     let subscriber = subscribe_loop(&endpoint, changes, &link, router, lost, stopped);
-                    tokio::join!(publisher, reader, subscriber);
+                    tokio::join!(publisher, reader, subscriber, failovers);
                 })
             })
             .map_err(|e| Error::io("starting the backplane thread", e))?;

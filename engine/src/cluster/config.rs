@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-use super::envelope;
+use super::{envelope, redis_url};
 use crate::Error;
 
 /// Settings of cluster mode ([`Config::cluster`](crate::Config::cluster)).
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// The Redis server, e.g. `redis://127.0.0.1:6379`.
+    /// The Redis server, e.g. `redis://127.0.0.1:6379`, or a Sentinel set and the name of
+    /// its master, e.g. `redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster` (the
+    /// node asks the Sentinels for the master on every connection and follows a failover).
     pub redis_url: String,
     /// Prefix of every channel wspush uses.
     pub prefix: String,
@@ -57,16 +59,10 @@ impl ClusterConfig {
         }
     }
 
-    /// [`ClusterConfig::redis_url`] with its password, if it has one, replaced by `***`:
+    /// [`ClusterConfig::redis_url`] with its passwords, if it has any, replaced by `***`:
     /// fit for logs.
     pub fn redacted_url(&self) -> String {
-        let url = self.redis_url.as_str();
-        let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
-        let authority_end = url[scheme_end..].find(['/', '?', '#']).map_or(url.len(), |i| scheme_end + i);
-        let authority = &url[scheme_end..authority_end];
-        let Some(at) = authority.rfind('@') else { return url.to_owned() };
-        let Some(colon) = authority[..at].find(':') else { return url.to_owned() };
-        format!("{}***{}", &url[..scheme_end + colon + 1], &url[scheme_end + at..])
+        redis_url::redact(&self.redis_url)
     }
 
     /// Checks every setting, naming the first bad one.
@@ -76,8 +72,8 @@ impl ClusterConfig {
     /// [`Error::InvalidConfig`] naming the setting.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |setting: &'static str, reason: String| Err(Error::InvalidConfig { setting, reason });
-        if let Err(e) = redis::Client::open(self.redis_url.as_str()) {
-            return bad("redis", format!("`{}` is not a Redis URL: {e}", self.redacted_url()));
+        if let Err(reason) = redis_url::parse(&self.redis_url) {
+            return bad("redis", reason);
         }
         if self.prefix.is_empty() {
             return bad("redis_prefix", "must not be empty".into());
@@ -117,17 +113,6 @@ impl ClusterConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_not_logged() {
-        let redacted = |url: &str| ClusterConfig::new(url).redacted_url();
-        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(redacted("redis://:s3cret@10.0.0.1:6379/0"), "redis://:***@10.0.0.1:6379/0");
-        assert_eq!(redacted("redis://user:p@ss@host"), "redis://user:***@host");
-        assert_eq!(redacted("redis://user@host:6379"), "redis://user@host:6379");
-        assert_eq!(redacted("unix:///run/redis.sock"), "unix:///run/redis.sock");
-        assert_eq!(redacted("notaurl"), "notaurl");
-    }
 
     #[test]
     fn settings_are_checked_by_name() {

@@ -1,5 +1,6 @@
-//! Reaching Redis: where it is, opening the publisher's and the subscriber's connections
-//! (with AUTH), and the reconnect loop both of them share.
+//! Reaching Redis: where it is (one server, or the master a set of Sentinels names), opening
+//! the publisher's and the subscriber's connections (with AUTH), and the reconnect loop they
+//! share.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -8,10 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
+use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
+use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::redis_url::{self, RedisTarget, SentinelTarget};
 use super::resp::Push;
 use super::stats::ClusterCounters;
 use super::subscription::Subscription;
@@ -26,37 +29,119 @@ pub(super) const KEEPALIVE: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// Where the backplane connects, from the configured URL.
+/// Where the backplane connects, from the configured URL: one Redis, or whichever server a
+/// set of Sentinels names master at the time of each connection.
 pub(super) struct Endpoint {
+    target: Target,
+    /// Bumped when the master changed (a Sentinel failover): every connection to the old one
+    /// is replaced. Never bumped for a single Redis.
+    master_changes: watch::Sender<u64>,
+}
+
+// One per node, built once: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Target {
+    Single { client: redis::Client, host: String, port: u16, auth: Auth },
+    Sentinel(SentinelEndpoint),
+}
+
+/// The credentials a connection authenticates with, if any.
+#[derive(Clone, Default)]
+pub(super) struct Auth {
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// A master found through Sentinels.
+pub(super) struct SentinelEndpoint {
+    pub target: SentinelTarget,
+    /// The `redis` crate's Sentinel client: it asks the Sentinels for the master and checks
+    /// with `ROLE` that the server named really is master, so no connection is ever made to
+    /// a demoted one. Locked across its awaits: the backplane's connections resolve in turn.
+    resolver: tokio::sync::Mutex<Sentinel>,
+    node: SentinelNodeConnectionInfo,
+    /// The master the node's connections were last opened to.
+    current: std::sync::Mutex<Option<(String, u16)>>,
+}
+
+/// The server to connect to now.
+struct Master {
     client: redis::Client,
     host: String,
     port: u16,
-    username: Option<String>,
-    password: Option<String>,
+    auth: Auth,
 }
 
 impl Endpoint {
-    /// The Redis server of `config`.
+    /// The Redis (or Sentinel set) of `config`.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] for a URL that is not a Redis URL, or not plain TCP
-    /// (`redis://`): the subscriber speaks RESP over TCP itself.
+    /// [`Error::InvalidConfig`] for a URL that names no Redis, or one reached other than over
+    /// plain TCP: the subscriber speaks RESP over TCP itself.
     pub fn of(config: &ClusterConfig) -> Result<Self, Error> {
-        let client = redis::Client::open(config.redis_url.as_str())
-            .map_err(|e| Error::InvalidConfig { setting: "redis", reason: e.to_string() })?;
-        let info = client.get_connection_info();
-        let redis::ConnectionAddr::Tcp(host, port) = info.addr() else {
-            return Err(Error::InvalidConfig {
-                setting: "redis",
-                reason: "cluster mode connects to Redis over TCP: use a redis://host:port URL".into(),
-            });
+        let invalid = |reason: String| Error::InvalidConfig { setting: "redis", reason };
+        let target = match redis_url::parse(&config.redis_url).map_err(invalid)? {
+            RedisTarget::Single(url) => {
+                let client = redis::Client::open(url.as_str()).map_err(|e| invalid(e.to_string()))?;
+                let info = client.get_connection_info();
+                let redis::ConnectionAddr::Tcp(host, port) = info.addr() else {
+                    return Err(invalid(
+                        "cluster mode connects to Redis over TCP: use a redis://host:port URL".into(),
+                    ));
+                };
+                let (host, port) = (host.clone(), *port);
+                let settings = info.redis_settings();
+                let auth = Auth {
+                    username: settings.username().map(str::to_owned),
+                    password: settings.password().map(str::to_owned),
+                };
+                Target::Single { client, host, port, auth }
+            }
+            RedisTarget::Sentinel(target) => {
+                Target::Sentinel(SentinelEndpoint::new(target).map_err(invalid)?)
+            }
         };
-        let settings = info.redis_settings();
-        let (host, port) = (host.clone(), *port);
-        let username = settings.username().map(str::to_owned);
-        let password = settings.password().map(str::to_owned);
-        Ok(Endpoint { client, host, port, username, password })
+        Ok(Endpoint { target, master_changes: watch::channel(0).0 })
+    }
+
+    /// The Sentinel set, if the master is found through one.
+    pub fn sentinel(&self) -> Option<&SentinelEndpoint> {
+        match &self.target {
+            Target::Sentinel(sentinel) => Some(sentinel),
+            Target::Single { .. } => None,
+        }
+    }
+
+    /// Changes when the master changed: a connection opened before should be replaced.
+    pub fn master_changes(&self) -> watch::Receiver<u64> {
+        self.master_changes.subscribe()
+    }
+
+    /// The Sentinels name `host:port` master now: if the node's connections use another,
+    /// they are told to reconnect. Returns whether they were.
+    pub fn follow_master(&self, host: &str, port: u16) -> bool {
+        let Some(sentinel) = self.sentinel() else { return false };
+        let mut current = sentinel.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*current {
+            Some((h, p)) if (h.as_str(), *p) != (host, port) => {
+                tracing::warn!(from = %format!("{h}:{p}"), to = %format!("{host}:{port}"), master = %sentinel.target.master,
+                    "the Sentinels moved the master; reconnecting to the new one");
+                *current = Some((host.to_owned(), port));
+                self.master_changes.send_modify(|changes| *changes += 1);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    async fn master(&self) -> redis::RedisResult<Master> {
+        match &self.target {
+            Target::Single { client, host, port, auth } => {
+                Ok(Master { client: client.clone(), host: host.clone(), port: *port, auth: auth.clone() })
+            }
+            Target::Sentinel(sentinel) => sentinel.master().await,
+        }
     }
 
     /// A connection for the publisher (the redis crate authenticates it).
@@ -64,7 +149,9 @@ impl Endpoint {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(RESPONSE_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        self.client.get_multiplexed_async_connection_with_config(&config).await
+        let master =
+            tokio::time::timeout(RESPONSE_TIMEOUT, self.master()).await.map_err(|_| timed_out())??;
+        master.client.get_multiplexed_async_connection_with_config(&config).await
     }
 
     /// A connection for the subscriber, authenticated when the URL has a password.
@@ -73,30 +160,99 @@ impl Endpoint {
     }
 
     async fn open_subscriber(&self) -> io::Result<Subscription> {
-        let stream = TcpStream::connect((self.host.as_str(), self.port)).await?;
-        stream.set_nodelay(true)?;
-        let mut conn = Subscription::new(stream);
-        if let Some(password) = &self.password {
-            match &self.username {
-                Some(user) => conn.send(&[b"AUTH", user.as_bytes(), password.as_bytes()]).await?,
-                None => conn.send(&[b"AUTH", password.as_bytes()]).await?,
-            }
-            loop {
-                match conn.next().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))? {
-                    Some(Push::Ok) => break,
-                    Some(Push::Error(e)) => {
-                        let reason = String::from_utf8_lossy(e).into_owned();
-                        return Err(io::Error::new(io::ErrorKind::PermissionDenied, reason));
-                    }
-                    Some(_) => {
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected answer to AUTH"))
-                    }
-                    None => conn.fill().await?,
+        let master = self.master().await.map_err(io::Error::other)?;
+        open_subscription(&master.host, master.port, &master.auth).await
+    }
+}
+
+impl SentinelEndpoint {
+    fn new(target: SentinelTarget) -> Result<Self, String> {
+        let sentinel_auth =
+            Auth { username: target.sentinel_username.clone(), password: target.sentinel_password.clone() };
+        let sentinels: Vec<ConnectionInfo> = target
+            .sentinels
+            .iter()
+            .map(|(host, port)| {
+                ConnectionAddr::Tcp(host.clone(), *port)
+                    .into_connection_info()
+                    .map(|info| info.set_redis_settings(redis_settings(&sentinel_auth, 0)))
+            })
+            .collect::<redis::RedisResult<_>>()
+            .map_err(|e| e.to_string())?;
+        let resolver = Sentinel::build(sentinels).map_err(|e| e.to_string())?;
+        let auth = Auth { username: target.username.clone(), password: target.password.clone() };
+        let node =
+            SentinelNodeConnectionInfo::default().set_redis_connection_info(redis_settings(&auth, target.db));
+        Ok(SentinelEndpoint {
+            target,
+            resolver: tokio::sync::Mutex::new(resolver),
+            node,
+            current: Default::default(),
+        })
+    }
+
+    /// The Sentinels' credentials.
+    pub fn sentinel_auth(&self) -> Auth {
+        Auth {
+            username: self.target.sentinel_username.clone(),
+            password: self.target.sentinel_password.clone(),
+        }
+    }
+
+    async fn master(&self) -> redis::RedisResult<Master> {
+        let client =
+            self.resolver.lock().await.async_master_for(&self.target.master, Some(&self.node)).await?;
+        let info = client.get_connection_info();
+        let ConnectionAddr::Tcp(host, port) = info.addr() else {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "the Sentinels named a master not reached over TCP",
+            )));
+        };
+        let (host, port) = (host.clone(), *port);
+        *self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((host.clone(), port));
+        let auth = Auth { username: self.target.username.clone(), password: self.target.password.clone() };
+        Ok(Master { client, host, port, auth })
+    }
+}
+
+pub(super) fn redis_settings(auth: &Auth, db: i64) -> RedisConnectionInfo {
+    let mut settings = RedisConnectionInfo::default().set_db(db);
+    if let Some(username) = &auth.username {
+        settings = settings.set_username(username);
+    }
+    if let Some(password) = &auth.password {
+        settings = settings.set_password(password);
+    }
+    settings
+}
+
+/// A raw RESP connection to `host:port`, authenticated with `auth` (a subscriber's, or the
+/// Sentinel watcher's).
+pub(super) async fn open_subscription(host: &str, port: u16, auth: &Auth) -> io::Result<Subscription> {
+    let stream = TcpStream::connect((host, port)).await?;
+    stream.set_nodelay(true)?;
+    let mut conn = Subscription::new(stream);
+    if let Some(password) = &auth.password {
+        match &auth.username {
+            Some(user) => conn.send(&[b"AUTH", user.as_bytes(), password.as_bytes()]).await?,
+            None => conn.send(&[b"AUTH", password.as_bytes()]).await?,
+        }
+        loop {
+            match conn.next().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))? {
+                Some(Push::Ok) => break,
+                Some(Push::Error(e)) => {
+                    let reason = String::from_utf8_lossy(e).into_owned();
+                    return Err(io::Error::new(io::ErrorKind::PermissionDenied, reason));
                 }
+                Some(_) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected answer to AUTH"))
+                }
+                None => conn.fill().await?,
             }
         }
-        Ok(conn)
     }
+    Ok(conn)
 }
 
 pub(super) fn timed_out() -> io::Error {

@@ -40,7 +40,11 @@ pub(super) async fn publish_loop(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut next_seq = 1;
     let history = link.history_size > 0;
+    let mut master_changes = endpoint.master_changes();
     loop {
+        // A failover announced from here on replaces the connection about to be opened: a
+        // PUBLISH to a demoted master would reach none of the nodes, which follow the new one.
+        master_changes.borrow_and_update();
         let connect = || async {
             let mut connection = endpoint.publisher().await.map_err(|e| e.to_string())?;
             // A new connection may be to a Redis that restarted with no scripts. Loaded only
@@ -66,6 +70,7 @@ pub(super) async fn publish_loop(
                 let stopping = tokio::select! {
                     received = outbound.recv_many(&mut batch, MAX_BATCH) => received == 0,
                     Ok(()) = subscriber_lost.changed() => break,
+                    Ok(()) = master_changes.changed() => break,
                     _ = keepalive.tick() => {
                         let ping = redis::cmd("PING");
                         match tokio::time::timeout(RESPONSE_TIMEOUT, ping.query_async::<Value>(&mut connection)).await {
@@ -87,7 +92,8 @@ pub(super) async fn publish_loop(
                     return;
                 }
             }
-            if subscriber_lost.has_changed().unwrap_or(false) {
+            if subscriber_lost.has_changed().unwrap_or(false) || master_changes.has_changed().unwrap_or(false)
+            {
                 break;
             }
             if !send_batch(&mut connection, &mut batch, &link, &mut next_seq).await {

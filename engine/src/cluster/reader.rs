@@ -58,7 +58,9 @@ pub(super) async fn read_loop(
     let counters = link.counters.clone();
     let unreachable = "cannot reach Redis to read history; retrying with backoff";
     let mut reconnect = Reconnector::new(unreachable, counters.clone(), stopped);
+    let mut master_changes = endpoint.master_changes();
     loop {
+        master_changes.borrow_and_update();
         let connection = tokio::select! {
             connection = reconnect.connect_until_up(|| open(endpoint)) => connection,
             () = fail_all(&mut requests, &link) => None,
@@ -95,6 +97,9 @@ pub(super) async fn read_loop(
                 Some((batch, result)) = in_flight.next(), if !in_flight.is_empty() => {
                     broken |= !answer(batch, result, &link);
                 }
+                // A demoted master may be behind the new one: finish what is in flight, then
+                // read from the new master.
+                Ok(()) = master_changes.changed(), if !broken => broken = true,
                 _ = reconnect.stopped().changed() => {
                     // Answered (dropped) with the runtime: a stopping node has no one to answer.
                     return;

@@ -41,6 +41,8 @@ counter_table! {
     Counter unsubscribe_commands, "commands", "UNSUBSCRIBE commands sent to Redis.";
     Gauge subscribed_channels, "channels", "Redis channels currently subscribed.";
     Counter reconnects, "connections", "Redis connections re-established after the first.";
+    Counter master_switches, "failovers",
+        "Times the Sentinels moved the master and the node followed (every connection replaced; redis+sentinel:// only).";
     Counter oversized_dropped, "messages",
         "Messages from Redis larger than max_outbound_message_size, dropped (the clients of the id stay open).";
     Gauge publish_queued_bytes, "bytes", "Bytes of publishes waiting for Redis (at most redis_queue_bytes).";

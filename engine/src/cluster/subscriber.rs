@@ -37,7 +37,10 @@ pub(super) async fn subscribe_loop(
     let mut reconnect = Reconnector::new(unreachable, counters.clone(), stopped);
     // The ids this node holds sockets of, as the workers reported them.
     let mut held: HashSet<Box<str>> = HashSet::new();
+    let mut master_changes = endpoint.master_changes();
     loop {
+        // A failover announced from here on replaces the connection about to be opened.
+        master_changes.borrow_and_update();
         let connected = reconnect.connect_until_up(|| {
             // Each attempt subscribes to what is held by then, not when the outage began.
             while let Ok(change) = changes.try_recv() {
@@ -106,6 +109,7 @@ pub(super) async fn subscribe_loop(
                     }
                     awaiting_pong = true;
                 }
+                Ok(()) = master_changes.changed() => break true,
                 _ = reconnect.stopped().changed() => break false,
             }
         };

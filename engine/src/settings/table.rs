@@ -473,8 +473,10 @@ pub const SETTINGS: &[Setting] = &[
         "redis",
         "URL",
         "none (a single node)",
-        "Cluster mode: share sockets with every node using this Redis server, e.g. redis://127.0.0.1:6379; \
-         a push on any node reaches the sockets on all of them. The settings below need it",
+        "Cluster mode: share sockets with every node using this Redis server, e.g. redis://127.0.0.1:6379, \
+         or the master of a Sentinel set, e.g. redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster \
+         (followed through failovers); a push on any node reaches the sockets on all of them. The settings \
+         below need it",
         |d, v| v.string().map(|x| d.cluster.redis_url = x),
     )
     .in_group(Group::Cluster, Needs::Nothing),

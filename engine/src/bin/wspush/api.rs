@@ -598,7 +598,7 @@ mod tests {
                 "publish_dropped": 3, "publish_failed": 4, "received": 5, "own_skipped": 6,
                 "delivery_dropped": 7, "malformed_envelopes": 8, "malformed_compat": 9,
                 "subscribe_commands": 10, "unsubscribe_commands": 11, "subscribed_channels": 12,
-                "reconnects": 13, "oversized_dropped": 14, "publish_queued_bytes": 15,
+                "reconnects": 13, "master_switches": 0, "oversized_dropped": 14, "publish_queued_bytes": 15,
                 "history_appends": 0, "history_append_retried": 0, "history_append_duplicates": 0,
                 "history_reads": 0, "history_read_round_trips": 0, "history_read_failed": 0,
             })

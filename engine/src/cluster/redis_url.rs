@@ -1,0 +1,239 @@
+//! What the `redis` setting names: one Redis (`redis://`), or a master found through a set of
+//! Sentinels (`redis+sentinel://`). Pure: text in, a [`RedisTarget`] or a reason out.
+//!
+//! ```text
+//! redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]
+//! redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER_NAME[/DB]
+//!     [?sentinel_username=USER&sentinel_password=PASSWORD]
+//! ```
+//!
+//! In a Sentinel URL the credentials before `@` are the master's (and its replicas'), those in
+//! the query the Sentinels' own (most Sentinel sets have none); a Sentinel's port defaults to
+//! 26379. User names and passwords may be percent-encoded.
+
+use percent_encoding::percent_decode_str;
+
+/// A Sentinel's port when the URL names none.
+pub(crate) const SENTINEL_PORT: u16 = 26379;
+
+/// Where the backplane connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RedisTarget {
+    /// One Redis server, as the `redis` crate reads a `redis://` URL.
+    Single(String),
+    /// The master named `master` of a set of Sentinels.
+    Sentinel(SentinelTarget),
+}
+
+/// A `redis+sentinel://` URL, read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SentinelTarget {
+    /// The Sentinels, in the order the URL lists them.
+    pub sentinels: Vec<(String, u16)>,
+    /// The name the Sentinels know the master by.
+    pub master: String,
+    /// The database to `SELECT` on the master.
+    pub db: i64,
+    /// The master's credentials.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The Sentinels' credentials.
+    pub sentinel_username: Option<String>,
+    pub sentinel_password: Option<String>,
+}
+
+/// Reads `url`.
+///
+/// # Errors
+///
+/// Why `url` is not something the backplane can connect to, in words fit for the user.
+pub(crate) fn parse(url: &str) -> Result<RedisTarget, String> {
+    let (scheme, rest) =
+        url.split_once("://").ok_or_else(|| format!("`{}` is not a Redis URL", redact(url)))?;
+    match scheme {
+        "redis" => {
+            redis::Client::open(url).map_err(|e| format!("`{}` is not a Redis URL: {e}", redact(url)))?;
+            Ok(RedisTarget::Single(url.to_owned()))
+        }
+        "redis+sentinel" => parse_sentinel(rest).map(RedisTarget::Sentinel),
+        "rediss" | "rediss+sentinel" | "rediss+cluster" => Err(format!(
+            "TLS to Redis (`{scheme}://`) is not supported yet: use `redis://` or `redis+sentinel://` \
+             over a private network or a TLS tunnel"
+        )),
+        "redis+cluster" => {
+            Err("Redis Cluster (`redis+cluster://`) is not supported yet: use one Redis (`redis://`) or \
+             a Sentinel set (`redis+sentinel://`)"
+                .into())
+        }
+        "unix" | "redis+unix" => {
+            Err("cluster mode connects to Redis over TCP: use a redis://host:port URL".into())
+        }
+        _ => Err(format!("`{}` is not a Redis URL (redis:// or redis+sentinel://)", redact(url))),
+    }
+}
+
+fn parse_sentinel(rest: &str) -> Result<SentinelTarget, String> {
+    let usage =
+        "a Sentinel URL is redis+sentinel://[USER:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER_NAME[/DB]";
+    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, path) = before_query.split_once('/').ok_or_else(|| format!("no master name: {usage}"))?;
+    let (credentials, hosts) = match authority.rsplit_once('@') {
+        Some((credentials, hosts)) => (Some(credentials), hosts),
+        None => (None, authority),
+    };
+    let (username, password) = match credentials {
+        None => (None, None),
+        Some(credentials) => {
+            let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
+            (non_empty(decode(user)?), non_empty(decode(password)?))
+        }
+    };
+    let mut sentinels = Vec::new();
+    for host in hosts.split(',') {
+        sentinels.push(host_port(host).map_err(|e| format!("{e}: {usage}"))?);
+    }
+    let mut segments = path.split('/');
+    let master = decode(segments.next().unwrap_or(""))?;
+    if master.is_empty() {
+        return Err(format!("no master name: {usage}"));
+    }
+    let db = match segments.next() {
+        None | Some("") => 0,
+        Some(db) => db.parse().map_err(|_| format!("the database `{db}` is not a number: {usage}"))?,
+    };
+    if segments.next().is_some_and(|s| !s.is_empty()) {
+        return Err(format!("too many path segments: {usage}"));
+    }
+    let (mut sentinel_username, mut sentinel_password) = (None, None);
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "sentinel_username" => sentinel_username = non_empty(decode(value)?),
+            "sentinel_password" => sentinel_password = non_empty(decode(value)?),
+            _ => return Err(format!("unknown parameter `{key}` (sentinel_username, sentinel_password)")),
+        }
+    }
+    Ok(SentinelTarget { sentinels, master, db, username, password, sentinel_username, sentinel_password })
+}
+
+fn host_port(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = match text.rsplit_once(':') {
+        // `[::1]:26379`, `host:26379`; a bare IPv6 address needs its brackets.
+        Some((host, port)) if !host.is_empty() && (!host.contains(':') || host.ends_with(']')) => {
+            (host, port.parse::<u16>().map_err(|_| format!("`{text}`: the port is not a number"))?)
+        }
+        _ => (text, SENTINEL_PORT),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err("a Sentinel without a host".into());
+    }
+    Ok((host.to_owned(), port))
+}
+
+fn decode(text: &str) -> Result<String, String> {
+    percent_decode_str(text)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| "credentials are not UTF-8".into())
+}
+
+fn non_empty(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
+/// `url` with every password in it (before `@`, and `sentinel_password=`) replaced by `***`:
+/// fit for logs and error messages.
+pub(crate) fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
+    let authority_end = url[scheme_end..].find(['/', '?', '#']).map_or(url.len(), |i| scheme_end + i);
+    let authority = &url[scheme_end..authority_end];
+    let mut out = match authority.rfind('@').and_then(|at| authority[..at].find(':').map(|colon| (colon, at)))
+    {
+        Some((colon, at)) => format!("{}***{}", &url[..scheme_end + colon + 1], &url[scheme_end + at..]),
+        None => url.to_owned(),
+    };
+    if let Some(start) = out.find("sentinel_password=").map(|i| i + "sentinel_password=".len()) {
+        let end = out[start..].find(['&', '#']).map_or(out.len(), |i| start + i);
+        out.replace_range(start..end, "***");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_single_redis_is_what_the_redis_crate_reads() {
+        assert_eq!(
+            parse("redis://127.0.0.1:6379/2").unwrap(),
+            RedisTarget::Single("redis://127.0.0.1:6379/2".into())
+        );
+        assert!(parse("redis://").is_err());
+    }
+
+    #[test]
+    fn a_sentinel_set_with_its_master_database_and_credentials() {
+        let url = "redis+sentinel://app:p%40ss@s1:26380,s2,[::1]:26381/mymaster/3?sentinel_password=s%26cret";
+        let RedisTarget::Sentinel(target) = parse(url).unwrap() else { panic!("not a Sentinel target") };
+        assert_eq!(
+            target,
+            SentinelTarget {
+                sentinels: vec![("s1".into(), 26380), ("s2".into(), SENTINEL_PORT), ("::1".into(), 26381)],
+                master: "mymaster".into(),
+                db: 3,
+                username: Some("app".into()),
+                password: Some("p@ss".into()),
+                sentinel_username: None,
+                sentinel_password: Some("s&cret".into()),
+            }
+        );
+        let RedisTarget::Sentinel(plain) = parse("redis+sentinel://127.0.0.1:26379/m").unwrap() else {
+            panic!("not a Sentinel target")
+        };
+        assert_eq!((plain.db, plain.password, plain.username), (0, None, None));
+        let RedisTarget::Sentinel(password_only) = parse("redis+sentinel://:pw@h/m").unwrap() else {
+            panic!("not a Sentinel target")
+        };
+        assert_eq!((password_only.username, password_only.password), (None, Some("pw".into())));
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_wrong() {
+        let reason = |url: &str| parse(url).unwrap_err();
+        assert!(
+            reason("redis+sentinel://h1,h2").contains("no master name"),
+            "{}",
+            reason("redis+sentinel://h1")
+        );
+        assert!(reason("redis+sentinel://h1/").contains("no master name"));
+        assert!(reason("redis+sentinel://h1:port/m").contains("the port is not a number"));
+        assert!(reason("redis+sentinel://h1,,h2/m").contains("without a host"));
+        assert!(reason("redis+sentinel://h1/m/x").contains("is not a number"));
+        assert!(reason("redis+sentinel://h1/m?password=x").contains("unknown parameter `password`"));
+        assert!(reason("rediss://h:6379").contains("TLS to Redis"));
+        assert!(reason("redis+cluster://h:7000").contains("not supported yet"));
+        assert!(reason("unix:///run/redis.sock").contains("over TCP"));
+        assert!(reason("http://h").contains("not a Redis URL"));
+        assert!(reason("notaurl").contains("not a Redis URL"));
+    }
+
+    #[test]
+    fn passwords_are_not_logged() {
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("redis://:s3cret@10.0.0.1:6379/0"), "redis://:***@10.0.0.1:6379/0");
+        assert_eq!(redact("redis://user:p@ss@host"), "redis://user:***@host");
+        assert_eq!(redact("redis://user@host:6379"), "redis://user@host:6379");
+        assert_eq!(redact("unix:///run/redis.sock"), "unix:///run/redis.sock");
+        assert_eq!(redact("notaurl"), "notaurl");
+        assert_eq!(
+            redact("redis+sentinel://u:pw@s1,s2/m?sentinel_username=x&sentinel_password=secret"),
+            "redis+sentinel://u:***@s1,s2/m?sentinel_username=x&sentinel_password=***"
+        );
+        assert_eq!(
+            redact("redis+sentinel://s1/m?sentinel_password=secret&x=1"),
+            "redis+sentinel://s1/m?sentinel_password=***&x=1"
+        );
+    }
+}
