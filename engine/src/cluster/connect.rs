@@ -36,6 +36,9 @@ pub(super) struct Endpoint {
     /// Bumped when the master changed (a Sentinel failover): every connection to the old one
     /// is replaced. Never bumped for a single Redis.
     master_changes: watch::Sender<u64>,
+    /// Until when writes wait: a Sentinel is promoting a replica, and what the old master
+    /// takes from now on would not be on the new one. Cleared when the master changed.
+    writes_paused: watch::Sender<Option<tokio::time::Instant>>,
 }
 
 // One per node, built once: the size of the larger variant costs nothing.
@@ -102,7 +105,7 @@ impl Endpoint {
                 Target::Sentinel(SentinelEndpoint::new(target).map_err(invalid)?)
             }
         };
-        Ok(Endpoint { target, master_changes: watch::channel(0).0 })
+        Ok(Endpoint { target, master_changes: watch::channel(0).0, writes_paused: watch::channel(None).0 })
     }
 
     /// The Sentinel set, if the master is found through one.
@@ -118,6 +121,18 @@ impl Endpoint {
         self.master_changes.subscribe()
     }
 
+    /// A Sentinel is about to promote a replica of the master: writes wait (at most `for_at_most`)
+    /// until the node follows the new master, so the old one takes none the new one lacks.
+    pub fn pause_writes(&self, for_at_most: Duration) {
+        let until = tokio::time::Instant::now() + for_at_most;
+        self.writes_paused.send_modify(|paused| *paused = Some(until));
+    }
+
+    /// Until when writes wait, if they do.
+    pub fn writes_paused_until(&self) -> Option<tokio::time::Instant> {
+        (*self.writes_paused.borrow()).filter(|until| *until > tokio::time::Instant::now())
+    }
+
     /// The Sentinels name `host:port` master now: if the node's connections use another,
     /// they are told to reconnect. Returns whether they were.
     pub fn follow_master(&self, host: &str, port: u16) -> bool {
@@ -128,6 +143,7 @@ impl Endpoint {
                 tracing::warn!(from = %format!("{h}:{p}"), to = %format!("{host}:{port}"), master = %sentinel.target.master,
                     "the Sentinels moved the master; reconnecting to the new one");
                 *current = Some((host.to_owned(), port));
+                self.writes_paused.send_modify(|paused| *paused = None);
                 self.master_changes.send_modify(|changes| *changes += 1);
                 true
             }

@@ -96,6 +96,19 @@ pub(super) async fn publish_loop(
             {
                 break;
             }
+            let stopping = *reconnect.stopped().borrow();
+            if let Some(until) = endpoint.writes_paused_until().filter(|_| !stopping) {
+                // A failover is under way: the batch waits for the new master (or, if the
+                // failover is slow or aborted, goes to this one when the pause ends). A
+                // stop ends the wait; its change is watched on a copy, so the loop above
+                // still sees it.
+                let mut stop = reconnect.stopped().clone();
+                tokio::select! {
+                    () = tokio::time::sleep_until(until) => continue,
+                    Ok(()) = master_changes.changed() => break,
+                    _ = stop.changed() => {}
+                }
+            }
             if !send_batch(&mut connection, &mut batch, &link, &mut next_seq).await {
                 break;
             }

@@ -1,17 +1,19 @@
-//! Following a Sentinel failover: a connection to one of the Sentinels (the next one in the
-//! URL's list after each failure) subscribed to `+switch-master`, and asked every
-//! [`POLL`] which server is master, in case an announcement was missed (the node was
-//! disconnected from the Sentinel when it was published). When the master moved, every
-//! backplane connection is replaced ([`Endpoint::follow_master`]): the subscriber resubscribes
-//! on the new master and, with history on, every id catches up from its stream.
+//! Following a Sentinel failover. Every Sentinel's announcements are listened to (only the
+//! one leading a failover announces its steps): when one is about to promote a replica, the
+//! writes wait ([`Endpoint::pause_writes`], at most [`WRITES_PAUSE`]), so the old master takes
+//! nothing the new one will lack; on `+switch-master` every backplane connection is replaced
+//! ([`Endpoint::follow_master`]): the subscriber resubscribes on the new master and, with
+//! history on, every id catches up from its stream. The Sentinels are also asked every
+//! [`POLL`] which server is master, in case an announcement was missed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use redis::{ConnectionAddr, IntoConnectionInfo};
 use tokio::sync::watch;
 
-use super::connect::{open_subscription, Endpoint, Reconnector, RESPONSE_TIMEOUT};
+use super::connect::{open_subscription, redis_settings, Endpoint, Reconnector, RESPONSE_TIMEOUT};
 use super::resp::Push;
 use super::stats::ClusterCounters;
 use super::subscription::Subscription;
@@ -19,7 +21,12 @@ use crate::stats::bump;
 
 /// How often the Sentinels are asked for the master, announcements or not.
 const POLL: Duration = Duration::from_secs(1);
+/// Announced by the Sentinel that leads a failover, just before it promotes the replica.
+const PROMOTING: &[u8] = b"+failover-state-send-slaveof-noone";
 const SWITCH_MASTER: &[u8] = b"+switch-master";
+/// Longest wait of the writes for a failover's end (announced: the master moved; or not:
+/// the failover failed, and writes go on to the old master).
+const WRITES_PAUSE: Duration = Duration::from_secs(5);
 
 /// Follows the master the Sentinels name until the node stops; returns at once for a single
 /// Redis.
@@ -29,11 +36,75 @@ pub(super) async fn follow_failovers(
     stopped: watch::Receiver<bool>,
 ) {
     let Some(sentinel) = endpoint.sentinel() else { return };
-    let sentinels = &sentinel.target.sentinels;
-    let master = sentinel.target.master.as_str();
-    let auth = sentinel.sentinel_auth();
+    // Every Sentinel's announcements: only the one that leads a failover announces its steps.
+    let listeners = sentinel
+        .target
+        .sentinels
+        .iter()
+        .map(|(host, port)| listen(endpoint, &counters, host, *port, stopped.clone()));
+    tokio::join!(join_all(listeners), ask_every_second(endpoint, &counters, stopped));
+}
+
+/// Listens to one Sentinel's announcements: a replica about to be promoted pauses the writes
+/// (what the old master took from then on would not be on the new one), a switch has the
+/// node follow the new master.
+async fn listen(
+    endpoint: &Endpoint,
+    counters: &ClusterCounters,
+    host: &str,
+    port: u16,
+    stopped: watch::Receiver<bool>,
+) {
+    let master = endpoint.sentinel().map_or("", |sentinel| sentinel.target.master.as_str());
+    let auth = endpoint.sentinel().map(|sentinel| sentinel.sentinel_auth()).unwrap_or_default();
     // Not the Redis connections' counters: a Sentinel reconnection is no Redis reconnection.
-    let unreachable = "cannot reach any Sentinel to follow failovers; retrying with backoff";
+    let unreachable = "cannot reach a Sentinel to hear of failovers; retrying with backoff";
+    let mut reconnect = Reconnector::new(unreachable, Arc::default(), stopped);
+    loop {
+        let connected = reconnect
+            .connect_until_up(|| async {
+                let mut announcements = open_subscription(host, port, &auth).await?;
+                announcements.send(&[b"SUBSCRIBE", SWITCH_MASTER, PROMOTING]).await?;
+                Ok::<_, std::io::Error>(announcements)
+            })
+            .await;
+        let Some(mut announcements) = connected else { return };
+        reconnect.up();
+        let broken = loop {
+            match announced(&mut announcements, master) {
+                Ok(Announced { promoting, switched_to }) => {
+                    if promoting {
+                        tracing::warn!(sentinel = %format!("{host}:{port}"), master,
+                            "a Sentinel is promoting a replica; writes wait for the new master");
+                        endpoint.pause_writes(WRITES_PAUSE);
+                    }
+                    if let Some((new_host, new_port)) = switched_to {
+                        follow(endpoint, counters, &new_host, new_port);
+                    }
+                }
+                Err(e) => break e,
+            }
+            tokio::select! {
+                read = announcements.fill() => if let Err(e) = read {
+                    break e;
+                },
+                _ = reconnect.stopped().changed() => return,
+            }
+        };
+        tracing::warn!(sentinel = %format!("{host}:{port}"), error = %broken, "lost a Sentinel's announcements; reconnecting");
+        if reconnect.pause().await {
+            return;
+        }
+    }
+}
+
+/// Asks the Sentinels (one at a time, the next after a failure) every [`POLL`] which server
+/// is master: an announcement made while the node was disconnected is not missed.
+async fn ask_every_second(endpoint: &Endpoint, counters: &ClusterCounters, stopped: watch::Receiver<bool>) {
+    let Some(sentinel) = endpoint.sentinel() else { return };
+    let (sentinels, master, auth) =
+        (&sentinel.target.sentinels, sentinel.target.master.as_str(), sentinel.sentinel_auth());
+    let unreachable = "cannot reach any Sentinel to ask for the master; retrying with backoff";
     let mut reconnect = Reconnector::new(unreachable, Arc::default(), stopped);
     let mut next = 0;
     loop {
@@ -43,51 +114,38 @@ pub(super) async fn follow_failovers(
                 next += 1;
                 let auth = auth.clone();
                 async move {
-                    let mut announcements = open_subscription(&host, port, &auth).await?;
-                    announcements.send(&[b"SUBSCRIBE", SWITCH_MASTER]).await?;
-                    let info = ConnectionAddr::Tcp(host.clone(), port)
+                    let info = ConnectionAddr::Tcp(host, port)
                         .into_connection_info()?
-                        .set_redis_settings(super::connect::redis_settings(&auth, 0));
-                    let questions = redis::Client::open(info)?.get_multiplexed_async_connection().await?;
-                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>((
-                        announcements,
-                        questions,
-                        format!("{host}:{port}"),
-                    ))
+                        .set_redis_settings(redis_settings(&auth, 0));
+                    redis::Client::open(info)?.get_multiplexed_async_connection().await
                 }
             })
             .await;
-        let Some((mut announcements, mut questions, address)) = connected else { return };
+        let Some(mut questions) = connected else { return };
         reconnect.up();
-        tracing::info!(sentinel = %address, master, "following the master through a Sentinel");
         let mut poll = tokio::time::interval(POLL);
         let broken = loop {
-            match switched_to(&mut announcements, master) {
-                Ok(Some((host, port))) => follow(endpoint, &counters, &host, port),
-                Ok(None) => {}
-                Err(e) => break e.to_string(),
-            }
             tokio::select! {
-                read = announcements.fill() => if let Err(e) = read {
-                    break e.to_string();
-                },
-                _ = poll.tick() => {
-                    let question = redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(master).clone();
-                    let answer = tokio::time::timeout(RESPONSE_TIMEOUT, question.query_async::<Option<(String, String)>>(&mut questions)).await;
-                    match answer {
-                        Ok(Ok(Some((host, port)))) => match port.parse() {
-                            Ok(port) => follow(endpoint, &counters, &host, port),
-                            Err(_) => break format!("the Sentinel named the port `{port}`"),
-                        },
-                        Ok(Ok(None)) => break format!("the Sentinel knows no master named `{master}`"),
-                        Ok(Err(e)) => break e.to_string(),
-                        Err(_) => break "the Sentinel did not answer in time".into(),
-                    }
-                }
+                _ = poll.tick() => {}
                 _ = reconnect.stopped().changed() => return,
             }
+            let question = redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(master).clone();
+            let answer = tokio::time::timeout(
+                RESPONSE_TIMEOUT,
+                question.query_async::<Option<(String, String)>>(&mut questions),
+            )
+            .await;
+            match answer {
+                Ok(Ok(Some((host, port)))) => match port.parse() {
+                    Ok(port) => follow(endpoint, counters, &host, port),
+                    Err(_) => break format!("the Sentinel named the port `{port}`"),
+                },
+                Ok(Ok(None)) => break format!("the Sentinel knows no master named `{master}`"),
+                Ok(Err(e)) => break e.to_string(),
+                Err(_) => break "the Sentinel did not answer in time".into(),
+            }
         };
-        tracing::warn!(sentinel = %address, error = %broken, "lost the Sentinel; trying the next one");
+        tracing::warn!(error = %broken, "could not ask a Sentinel for the master; trying the next one");
         if reconnect.pause().await {
             return;
         }
@@ -100,19 +158,30 @@ fn follow(endpoint: &Endpoint, counters: &ClusterCounters, host: &str, port: u16
     }
 }
 
-/// The newest `+switch-master` of `master` among the announcements received so far, as the
-/// new master's address.
-fn switched_to(announcements: &mut Subscription, master: &str) -> std::io::Result<Option<(String, u16)>> {
-    let mut newest = None;
+/// What a Sentinel announced about `master` since last asked.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Announced {
+    /// A replica is about to be promoted.
+    promoting: bool,
+    /// The newest switch: the new master's address.
+    switched_to: Option<(String, u16)>,
+}
+
+fn announced(announcements: &mut Subscription, master: &str) -> std::io::Result<Announced> {
+    let mut seen = Announced::default();
     loop {
         let push =
             announcements.next().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         match push {
-            None => return Ok(newest),
+            None => return Ok(seen),
             Some(Push::Message { channel: SWITCH_MASTER, payload }) => {
                 if let Some(address) = parse_switch(payload, master) {
-                    newest = Some(address);
+                    // A switch after a promotion ends that promotion's pause.
+                    seen = Announced { promoting: false, switched_to: Some(address) };
                 }
+            }
+            Some(Push::Message { channel: PROMOTING, payload }) => {
+                seen.promoting |= is_promoting(payload, master)
             }
             Some(Push::Error(e)) => {
                 return Err(std::io::Error::other(format!(
@@ -123,6 +192,15 @@ fn switched_to(announcements: &mut Subscription, master: &str) -> std::io::Resul
             Some(_) => {}
         }
     }
+}
+
+/// A failover step's payload is `slave NAME IP PORT @ MASTER_NAME MASTER_IP MASTER_PORT`:
+/// whether it is about `master`.
+fn is_promoting(payload: &[u8], master: &str) -> bool {
+    std::str::from_utf8(payload)
+        .ok()
+        .and_then(|text| text.split_once(" @ "))
+        .is_some_and(|(_, about)| about.split(' ').next() == Some(master))
 }
 
 /// `+switch-master`'s payload is `NAME OLD_IP OLD_PORT NEW_IP NEW_PORT`: the new address, if
@@ -139,6 +217,15 @@ fn parse_switch(payload: &[u8], master: &str) -> Option<(String, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_promotion_is_recognised_for_the_right_master() {
+        let payload = b"slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6380";
+        assert!(is_promoting(payload, "mymaster"));
+        assert!(!is_promoting(payload, "other"));
+        assert!(!is_promoting(b"slave 127.0.0.1:6381 127.0.0.1 6381", "mymaster"));
+        assert!(!is_promoting(b"\xff @ mymaster", "mymaster"));
+    }
 
     #[test]
     fn a_switch_names_the_new_master_of_the_right_name() {
