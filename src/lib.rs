@@ -1063,11 +1063,39 @@ pub struct RedisServer {
     transcript: Transcript,
     /// With persistence: the directory of its append-only file (removed on drop).
     aof_dir: Option<PathBuf>,
-    /// Further `redis-server` arguments (a replica's `--replicaof`).
+    /// Further `redis-server` arguments (a replica's `--replicaof`, TLS).
     extra: Vec<String>,
+    /// The port it also takes TLS connections on, if any.
+    tls_port: Option<u16>,
 }
 
 impl RedisServer {
+    fn unstarted(port: u16, aof_dir: Option<PathBuf>, extra: Vec<String>) -> RedisServer {
+        RedisServer { child: None, port, transcript: Transcript::default(), aof_dir, extra, tls_port: None }
+    }
+
+    /// Starts a Redis that also takes TLS connections (on [`RedisServer::tls_port`]) with the
+    /// certificate chain `cert` and key `key`; clients need no certificate of their own.
+    pub fn start_tls(cert: &Path, key: &Path) -> RedisServer {
+        let tls_port = free_port();
+        let extra = [
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &cert.display().to_string(),
+            "--tls-key-file",
+            &key.display().to_string(),
+            "--tls-auth-clients",
+            "no",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut redis = RedisServer::unstarted(free_port(), None, extra);
+        redis.tls_port = Some(tls_port);
+        redis.spawn().unwrap_or_else(|e| panic!("cannot start a TLS redis-server: {e}"));
+        redis
+    }
+
     /// Starts a Redis on a free port and waits (at most [`TIMEOUT`]) until it answers PING.
     pub fn start() -> RedisServer {
         let mut last_error = String::new();
@@ -1088,13 +1116,7 @@ impl RedisServer {
     ///
     /// What went wrong, with Redis's output.
     pub fn start_on(port: u16) -> Result<RedisServer, String> {
-        let mut redis = RedisServer {
-            child: None,
-            port,
-            transcript: Transcript::default(),
-            aof_dir: None,
-            extra: Vec::new(),
-        };
+        let mut redis = RedisServer::unstarted(port, None, Vec::new());
         redis.spawn()?;
         Ok(redis)
     }
@@ -1104,8 +1126,7 @@ impl RedisServer {
     pub fn start_replica_of(master_port: u16) -> RedisServer {
         let port = free_port();
         let extra = vec!["--replicaof".into(), "127.0.0.1".into(), master_port.to_string()];
-        let mut redis =
-            RedisServer { child: None, port, transcript: Transcript::default(), aof_dir: None, extra };
+        let mut redis = RedisServer::unstarted(port, None, extra);
         redis.spawn().unwrap_or_else(|e| panic!("cannot start a replica: {e}"));
         eventually(TIMEOUT, "the replica's first sync with its master", || {
             redis
@@ -1124,13 +1145,7 @@ impl RedisServer {
         let dir = std::env::temp_dir().join(format!("wspush-redis-aof-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("cannot create the AOF directory");
-        let mut redis = RedisServer {
-            child: None,
-            port,
-            transcript: Transcript::default(),
-            aof_dir: Some(dir),
-            extra: Vec::new(),
-        };
+        let mut redis = RedisServer::unstarted(port, Some(dir), Vec::new());
         redis.spawn().unwrap_or_else(|e| panic!("cannot start a persistent redis-server: {e}"));
         redis
     }
@@ -1196,6 +1211,11 @@ impl RedisServer {
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The port it takes TLS connections on ([`RedisServer::start_tls`]).
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port.expect("this redis-server takes no TLS connections")
     }
 
     /// Whether the process is running.

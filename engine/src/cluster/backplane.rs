@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
-use super::connect::Endpoint;
+use super::endpoint::Endpoint;
 use super::link::{ClusterLink, LinkEnds};
 use super::publisher::publish_loop;
 use super::reader::read_loop;

@@ -1,5 +1,6 @@
 //! The settings of cluster mode.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{envelope, redis_url};
@@ -39,6 +40,10 @@ pub struct ClusterConfig {
     pub history_size: usize,
     /// How long an id's history lives after its last message (whole milliseconds).
     pub history_ttl: Duration,
+    /// `rediss://` and `rediss+sentinel://`: a PEM file of the CA certificates to trust for
+    /// Redis's (and the Sentinels') certificates, instead of the system's. `None`: the
+    /// system's.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl ClusterConfig {
@@ -56,6 +61,7 @@ impl ClusterConfig {
             inbound_channel: None,
             history_size: 0,
             history_ttl: Duration::from_secs(600),
+            tls_ca: None,
         }
     }
 
@@ -72,8 +78,16 @@ impl ClusterConfig {
     /// [`Error::InvalidConfig`] naming the setting.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |setting: &'static str, reason: String| Err(Error::InvalidConfig { setting, reason });
-        if let Err(reason) = redis_url::parse(&self.redis_url) {
-            return bad("redis", reason);
+        let target = match redis_url::parse(&self.redis_url) {
+            Ok(target) => target,
+            Err(reason) => return bad("redis", reason),
+        };
+        let tls = match &target {
+            redis_url::RedisTarget::Single(url) => url.starts_with("rediss://"),
+            redis_url::RedisTarget::Sentinel(sentinel) => sentinel.tls,
+        };
+        if self.tls_ca.is_some() && !tls {
+            return bad("redis_tls_ca", "needs a TLS URL for redis (rediss:// or rediss+sentinel://)".into());
         }
         if self.prefix.is_empty() {
             return bad("redis_prefix", "must not be empty".into());

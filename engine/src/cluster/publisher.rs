@@ -13,7 +13,8 @@ use redis::aio::MultiplexedConnection;
 use redis::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::connect::{Endpoint, Reconnector, KEEPALIVE, RESPONSE_TIMEOUT};
+use super::connect::{Reconnector, KEEPALIVE, RESPONSE_TIMEOUT};
+use super::endpoint::Endpoint;
 use super::envelope;
 use super::link::{ClusterLink, Outbound};
 use super::reader::load_script;

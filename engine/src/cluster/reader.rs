@@ -9,7 +9,8 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use redis::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::connect::{Endpoint, Reconnector};
+use super::connect::Reconnector;
+use super::endpoint::Endpoint;
 use super::link::ClusterLink;
 use super::scripts::{self, MAX_PAGE, READ};
 use crate::history::Page;

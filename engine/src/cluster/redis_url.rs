@@ -7,6 +7,8 @@
 //!     [?sentinel_username=USER&sentinel_password=PASSWORD]
 //! ```
 //!
+//! `rediss://` and `rediss+sentinel://` are the same over TLS (to the Sentinels as well).
+//!
 //! In a Sentinel URL the credentials before `@` are the master's (and its replicas'), those in
 //! the query the Sentinels' own (most Sentinel sets have none); a Sentinel's port defaults to
 //! 26379. User names and passwords may be percent-encoded.
@@ -25,8 +27,8 @@ pub(crate) enum RedisTarget {
     Sentinel(SentinelTarget),
 }
 
-/// A `redis+sentinel://` URL, read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A `redis+sentinel://` URL, read. Its `Debug` shows no password.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct SentinelTarget {
     /// The Sentinels, in the order the URL lists them.
     pub sentinels: Vec<(String, u16)>,
@@ -40,6 +42,24 @@ pub(crate) struct SentinelTarget {
     /// The Sentinels' credentials.
     pub sentinel_username: Option<String>,
     pub sentinel_password: Option<String>,
+    /// `rediss+sentinel://`: every connection (to the Sentinels too) is encrypted.
+    pub tls: bool,
+}
+
+impl std::fmt::Debug for SentinelTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |password: &Option<String>| password.as_ref().map(|_| "***");
+        f.debug_struct("SentinelTarget")
+            .field("sentinels", &self.sentinels)
+            .field("master", &self.master)
+            .field("db", &self.db)
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("sentinel_username", &self.sentinel_username)
+            .field("sentinel_password", &hidden(&self.sentinel_password))
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 /// Reads `url`.
@@ -51,16 +71,13 @@ pub(crate) fn parse(url: &str) -> Result<RedisTarget, String> {
     let (scheme, rest) =
         url.split_once("://").ok_or_else(|| format!("`{}` is not a Redis URL", redact(url)))?;
     match scheme {
-        "redis" => {
+        "redis" | "rediss" => {
             redis::Client::open(url).map_err(|e| format!("`{}` is not a Redis URL: {e}", redact(url)))?;
             Ok(RedisTarget::Single(url.to_owned()))
         }
-        "redis+sentinel" => parse_sentinel(rest).map(RedisTarget::Sentinel),
-        "rediss" | "rediss+sentinel" | "rediss+cluster" => Err(format!(
-            "TLS to Redis (`{scheme}://`) is not supported yet: use `redis://` or `redis+sentinel://` \
-             over a private network or a TLS tunnel"
-        )),
-        "redis+cluster" => {
+        "redis+sentinel" => parse_sentinel(rest, false).map(RedisTarget::Sentinel),
+        "rediss+sentinel" => parse_sentinel(rest, true).map(RedisTarget::Sentinel),
+        "redis+cluster" | "rediss+cluster" => {
             Err("Redis Cluster (`redis+cluster://`) is not supported yet: use one Redis (`redis://`) or \
              a Sentinel set (`redis+sentinel://`)"
                 .into())
@@ -72,7 +89,7 @@ pub(crate) fn parse(url: &str) -> Result<RedisTarget, String> {
     }
 }
 
-fn parse_sentinel(rest: &str) -> Result<SentinelTarget, String> {
+fn parse_sentinel(rest: &str, tls: bool) -> Result<SentinelTarget, String> {
     let usage =
         "a Sentinel URL is redis+sentinel://[USER:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER_NAME[/DB]";
     let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -99,7 +116,10 @@ fn parse_sentinel(rest: &str) -> Result<SentinelTarget, String> {
     }
     let db = match segments.next() {
         None | Some("") => 0,
-        Some(db) => db.parse().map_err(|_| format!("the database `{db}` is not a number: {usage}"))?,
+        Some(db) => match db.parse::<u16>() {
+            Ok(db) => i64::from(db),
+            Err(_) => return Err(format!("the database `{db}` is not a number from 0: {usage}")),
+        },
     };
     if segments.next().is_some_and(|s| !s.is_empty()) {
         return Err(format!("too many path segments: {usage}"));
@@ -113,14 +133,26 @@ fn parse_sentinel(rest: &str) -> Result<SentinelTarget, String> {
             _ => return Err(format!("unknown parameter `{key}` (sentinel_username, sentinel_password)")),
         }
     }
-    Ok(SentinelTarget { sentinels, master, db, username, password, sentinel_username, sentinel_password })
+    Ok(SentinelTarget {
+        sentinels,
+        master,
+        db,
+        username,
+        password,
+        sentinel_username,
+        sentinel_password,
+        tls,
+    })
 }
 
 fn host_port(text: &str) -> Result<(String, u16), String> {
     let (host, port) = match text.rsplit_once(':') {
         // `[::1]:26379`, `host:26379`; a bare IPv6 address needs its brackets.
         Some((host, port)) if !host.is_empty() && (!host.contains(':') || host.ends_with(']')) => {
-            (host, port.parse::<u16>().map_err(|_| format!("`{text}`: the port is not a number"))?)
+            match port.parse::<u16>() {
+                Ok(port) if port > 0 => (host, port),
+                _ => return Err(format!("`{text}`: the port is not a number from 1 to 65535")),
+            }
         }
         _ => (text, SENTINEL_PORT),
     };
@@ -142,20 +174,27 @@ fn non_empty(text: String) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-/// `url` with every password in it (before `@`, and `sentinel_password=`) replaced by `***`:
-/// fit for logs and error messages.
+/// `url` with every password in it (between `USER:` and the `@` before the host, and
+/// `sentinel_password=`) replaced by `***`: fit for logs and error messages. A password with
+/// characters a URL reserves (`#`, `/`, `@`) left unencoded is hidden whole too.
 pub(crate) fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
-    let authority_end = url[scheme_end..].find(['/', '?', '#']).map_or(url.len(), |i| scheme_end + i);
-    let authority = &url[scheme_end..authority_end];
-    let mut out = match authority.rfind('@').and_then(|at| authority[..at].find(':').map(|colon| (colon, at)))
-    {
-        Some((colon, at)) => format!("{}***{}", &url[..scheme_end + colon + 1], &url[scheme_end + at..]),
+    let rest = &url[scheme_end..];
+    // The credentials end at the last `@` before the query (a query's own `@` is no end).
+    let before_query = rest.find('?').unwrap_or(rest.len());
+    let mut out = match rest[..before_query].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!("{}***{}", &url[..scheme_end + colon + 1], &rest[at..]),
+            None => url.to_owned(),
+        },
         None => url.to_owned(),
     };
-    if let Some(start) = out.find("sentinel_password=").map(|i| i + "sentinel_password=".len()) {
-        let end = out[start..].find(['&', '#']).map_or(out.len(), |i| start + i);
+    let key = "sentinel_password=";
+    let mut from = 0;
+    while let Some(start) = out[from..].find(key).map(|i| from + i + key.len()) {
+        let end = out[start..].find('&').map_or(out.len(), |i| start + i);
         out.replace_range(start..end, "***");
+        from = start + 3;
     }
     out
 }
@@ -187,8 +226,15 @@ mod tests {
                 password: Some("p@ss".into()),
                 sentinel_username: None,
                 sentinel_password: Some("s&cret".into()),
+                tls: false,
             }
         );
+        let RedisTarget::Sentinel(secure) = parse("rediss+sentinel://h/m").unwrap() else {
+            panic!("not a Sentinel target")
+        };
+        assert!(secure.tls);
+        let shown = format!("{target:?}");
+        assert!(!shown.contains("p@ss") && !shown.contains("s&cret"), "{shown}");
         let RedisTarget::Sentinel(plain) = parse("redis+sentinel://127.0.0.1:26379/m").unwrap() else {
             panic!("not a Sentinel target")
         };
@@ -209,10 +255,13 @@ mod tests {
         );
         assert!(reason("redis+sentinel://h1/").contains("no master name"));
         assert!(reason("redis+sentinel://h1:port/m").contains("the port is not a number"));
+        assert!(reason("redis+sentinel://h1:0/m").contains("the port is not a number"));
+        assert!(reason("redis+sentinel://h1/m/-1").contains("is not a number"));
         assert!(reason("redis+sentinel://h1,,h2/m").contains("without a host"));
         assert!(reason("redis+sentinel://h1/m/x").contains("is not a number"));
         assert!(reason("redis+sentinel://h1/m?password=x").contains("unknown parameter `password`"));
-        assert!(reason("rediss://h:6379").contains("TLS to Redis"));
+        assert!(parse("rediss://h:6379").is_ok());
+        assert!(reason("rediss+cluster://h:7000").contains("not supported yet"));
         assert!(reason("redis+cluster://h:7000").contains("not supported yet"));
         assert!(reason("unix:///run/redis.sock").contains("over TCP"));
         assert!(reason("http://h").contains("not a Redis URL"));
@@ -234,6 +283,17 @@ mod tests {
         assert_eq!(
             redact("redis+sentinel://s1/m?sentinel_password=secret&x=1"),
             "redis+sentinel://s1/m?sentinel_password=***&x=1"
+        );
+        // Reserved characters left unencoded in a password still hide it whole.
+        assert_eq!(redact("redis://:p#w@host:6379"), "redis://:***@host:6379");
+        assert_eq!(redact("redis://:ab/cd@host"), "redis://:***@host");
+        assert_eq!(
+            redact("redis+sentinel://s/m?sentinel_password=a&sentinel_password=b"),
+            "redis+sentinel://s/m?sentinel_password=***&sentinel_password=***"
+        );
+        assert_eq!(
+            redact("redis+sentinel://s/m?sentinel_password=a@b"),
+            "redis+sentinel://s/m?sentinel_password=***"
         );
     }
 }

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use redis::{ConnectionAddr, IntoConnectionInfo};
 use tokio::sync::watch;
 
-use super::connect::{open_subscription, redis_settings, Endpoint, Reconnector, RESPONSE_TIMEOUT};
+use super::connect::{timed_out, Reconnector, RESPONSE_TIMEOUT};
+use super::endpoint::{master_named, Endpoint};
 use super::resp::Push;
 use super::stats::ClusterCounters;
 use super::subscription::Subscription;
@@ -60,22 +60,32 @@ async fn listen(
     // Not the Redis connections' counters: a Sentinel reconnection is no Redis reconnection.
     let unreachable = "cannot reach a Sentinel to hear of failovers; retrying with backoff";
     let mut reconnect = Reconnector::new(unreachable, Arc::default(), stopped);
+    let sentinel = format!("{host}:{port}");
     loop {
         let connected = reconnect
             .connect_until_up(|| async {
-                let mut announcements = open_subscription(host, port, &auth).await?;
-                announcements.send(&[b"SUBSCRIBE", SWITCH_MASTER, PROMOTING]).await?;
-                Ok::<_, std::io::Error>(announcements)
+                let subscribe = async {
+                    let mut announcements = endpoint.open_subscription(host, port, &auth).await?;
+                    announcements.send(&[b"SUBSCRIBE", SWITCH_MASTER, PROMOTING]).await?;
+                    Ok::<_, std::io::Error>(announcements)
+                };
+                // A Sentinel that accepts and never answers must not hold the listener.
+                tokio::time::timeout(RESPONSE_TIMEOUT, subscribe).await.map_err(|_| timed_out())?
             })
             .await;
         let Some(mut announcements) = connected else { return };
-        reconnect.up();
+        let mut heard = false;
         let broken = loop {
             match announced(&mut announcements, master) {
-                Ok(Announced { promoting, switched_to }) => {
+                Ok(Announced { subscribed, promoting, switched_to }) => {
+                    if subscribed && !heard {
+                        // Up once the Sentinel confirmed: one that refuses the subscription
+                        // keeps backing off instead of being retried at once.
+                        heard = true;
+                        reconnect.up();
+                    }
                     if promoting {
-                        tracing::warn!(sentinel = %format!("{host}:{port}"), master,
-                            "a Sentinel is promoting a replica; writes wait for the new master");
+                        tracing::warn!(%sentinel, master, "a Sentinel is promoting a replica; writes wait for the new master");
                         endpoint.pause_writes(WRITES_PAUSE);
                     }
                     if let Some((new_host, new_port)) = switched_to {
@@ -91,7 +101,9 @@ async fn listen(
                 _ = reconnect.stopped().changed() => return,
             }
         };
-        tracing::warn!(sentinel = %format!("{host}:{port}"), error = %broken, "lost a Sentinel's announcements; reconnecting");
+        if heard {
+            tracing::warn!(%sentinel, error = %broken, "lost a Sentinel's announcements; reconnecting");
+        }
         if reconnect.pause().await {
             return;
         }
@@ -102,50 +114,46 @@ async fn listen(
 /// is master: an announcement made while the node was disconnected is not missed.
 async fn ask_every_second(endpoint: &Endpoint, counters: &ClusterCounters, stopped: watch::Receiver<bool>) {
     let Some(sentinel) = endpoint.sentinel() else { return };
-    let (sentinels, master, auth) =
-        (&sentinel.target.sentinels, sentinel.target.master.as_str(), sentinel.sentinel_auth());
+    let (sentinels, master) = (&sentinel.target.sentinels, sentinel.target.master.as_str());
     let unreachable = "cannot reach any Sentinel to ask for the master; retrying with backoff";
     let mut reconnect = Reconnector::new(unreachable, Arc::default(), stopped);
     let mut next = 0;
+    // Logged once per run of failures, as the Reconnector logs an outage.
+    let mut logged = false;
     loop {
         let connected = reconnect
             .connect_until_up(|| {
                 let (host, port) = sentinels[next % sentinels.len()].clone();
                 next += 1;
-                let auth = auth.clone();
-                async move {
-                    let info = ConnectionAddr::Tcp(host, port)
-                        .into_connection_info()?
-                        .set_redis_settings(redis_settings(&auth, 0));
-                    redis::Client::open(info)?.get_multiplexed_async_connection().await
-                }
+                async move { endpoint.ask_sentinel_connection(&host, port).await }
             })
             .await;
         let Some(mut questions) = connected else { return };
-        reconnect.up();
         let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let broken = loop {
             tokio::select! {
                 _ = poll.tick() => {}
                 _ = reconnect.stopped().changed() => return,
             }
-            let question = redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(master).clone();
-            let answer = tokio::time::timeout(
-                RESPONSE_TIMEOUT,
-                question.query_async::<Option<(String, String)>>(&mut questions),
-            )
-            .await;
+            let answer = tokio::time::timeout(RESPONSE_TIMEOUT, master_named(&mut questions, master)).await;
             match answer {
-                Ok(Ok(Some((host, port)))) => match port.parse() {
-                    Ok(port) => follow(endpoint, counters, &host, port),
-                    Err(_) => break format!("the Sentinel named the port `{port}`"),
-                },
+                Ok(Ok(Some((host, port)))) => {
+                    // Up only once a question was answered: a Sentinel that answers none keeps
+                    // backing off instead of being asked again at once.
+                    reconnect.up();
+                    logged = false;
+                    follow(endpoint, counters, &host, port);
+                }
                 Ok(Ok(None)) => break format!("the Sentinel knows no master named `{master}`"),
                 Ok(Err(e)) => break e.to_string(),
                 Err(_) => break "the Sentinel did not answer in time".into(),
             }
         };
-        tracing::warn!(error = %broken, "could not ask a Sentinel for the master; trying the next one");
+        if !logged {
+            tracing::warn!(error = %broken, "could not ask a Sentinel for the master; trying the next one");
+            logged = true;
+        }
         if reconnect.pause().await {
             return;
         }
@@ -161,6 +169,8 @@ fn follow(endpoint: &Endpoint, counters: &ClusterCounters, host: &str, port: u16
 /// What a Sentinel announced about `master` since last asked.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Announced {
+    /// The Sentinel confirmed the subscription.
+    subscribed: bool,
     /// A replica is about to be promoted.
     promoting: bool,
     /// The newest switch: the new master's address.
@@ -177,7 +187,7 @@ fn announced(announcements: &mut Subscription, master: &str) -> std::io::Result<
             Some(Push::Message { channel: SWITCH_MASTER, payload }) => {
                 if let Some(address) = parse_switch(payload, master) {
                     // A switch after a promotion ends that promotion's pause.
-                    seen = Announced { promoting: false, switched_to: Some(address) };
+                    seen = Announced { promoting: false, switched_to: Some(address), ..seen };
                 }
             }
             Some(Push::Message { channel: PROMOTING, payload }) => {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::connect::{timed_out, Endpoint, Reconnector, KEEPALIVE, RESPONSE_TIMEOUT};
+use super::connect::{timed_out, Reconnector, KEEPALIVE, RESPONSE_TIMEOUT};
+use super::endpoint::Endpoint;
 use super::link::{Change, ClusterLink};
 use super::routing::{route_received, Router};
 use super::stats::ClusterCounters;

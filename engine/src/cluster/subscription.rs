@@ -5,9 +5,9 @@
 
 use std::io;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 use super::resp::{self, Push, RespError};
 
@@ -38,8 +38,8 @@ fn make_room(buf: &mut Vec<u8>, start: &mut usize) {
 
 /// A connection in subscribed mode.
 pub(crate) struct Subscription {
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    reader: Box<dyn AsyncRead + Unpin + Send>,
+    writer: Box<dyn AsyncWrite + Unpin + Send>,
     /// Received bytes; `buf[start..]` is not parsed yet.
     buf: Vec<u8>,
     start: usize,
@@ -50,6 +50,19 @@ impl Subscription {
     /// Takes over a connected `stream`.
     pub fn new(stream: TcpStream) -> Subscription {
         let (reader, writer) = stream.into_split();
+        Subscription::of(Box::new(reader), Box::new(writer))
+    }
+
+    /// Takes over a connected, encrypted `stream` (`rediss`).
+    pub fn over_tls(stream: TlsStream<TcpStream>) -> Subscription {
+        let (reader, writer) = tokio::io::split(stream);
+        Subscription::of(Box::new(reader), Box::new(writer))
+    }
+
+    fn of(
+        reader: Box<dyn AsyncRead + Unpin + Send>,
+        writer: Box<dyn AsyncWrite + Unpin + Send>,
+    ) -> Subscription {
         Subscription { reader, writer, buf: Vec::with_capacity(READ_CHUNK), start: 0, out: Vec::new() }
     }
 

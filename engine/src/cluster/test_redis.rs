@@ -132,7 +132,7 @@ impl Running {
             ..super::ClusterConfig::new(url)
         };
         let (link, ends) = super::link::ClusterLink::new(&config, 1 << 20);
-        let endpoint = super::connect::Endpoint::of(&config).unwrap();
+        let endpoint = super::endpoint::Endpoint::of(&config).unwrap();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let running = link.clone();

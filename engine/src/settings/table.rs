@@ -480,6 +480,15 @@ pub const SETTINGS: &[Setting] = &[
         |d, v| v.string().map(|x| d.cluster.redis_url = x),
     )
     .in_group(Group::Cluster, Needs::Nothing),
+    setting(
+        "redis_tls_ca",
+        "FILE",
+        "none (the system's CA certificates)",
+        "With a rediss:// or rediss+sentinel:// redis URL: a PEM file of the CA certificates to trust for \
+         Redis's and the Sentinels' certificates, instead of the system's",
+        |d, v| v.nullable(Given::string).map(|x| d.cluster.tls_ca = x.map(std::path::PathBuf::from)),
+    )
+    .in_group(Group::Cluster, Needs::Redis),
     setting("redis_prefix", "PREFIX", "wspush:", "Prefix of every Redis channel wspush uses", |d, v| {
         v.string().map(|x| d.cluster.prefix = x)
     })
