@@ -43,12 +43,13 @@ cargo fmt --version >/dev/null 2>&1 || { echo "test.sh: missing rustfmt: rustup 
 cargo clippy --version >/dev/null 2>&1 || { echo "test.sh: missing clippy: rustup component add clippy" >&2; exit 2; }
 need python3 "the conformance run needs Python 3 (and CPython 2.7, see scripts/autobahn.sh)"
 
-# Redis, valgrind, a JDK, C and C++ compilers and Node.js: installed if missing, and then
+# Redis, valgrind, a JDK, C and C++ compilers, Node.js, Chromium, pkg-config and
+# systemd-analyze: installed if missing, and then
 # required, so no test of the C ABI, the header as C++, the Java binding, cluster mode or the
 # baseline is skipped (a test that finds its tool missing fails when its variable is set).
 scripts/ensure-tools.sh
 export WSPUSH_REQUIRE_VALGRIND=1 WSPUSH_REQUIRE_REDIS=1 WSPUSH_REQUIRE_JAVA=1 WSPUSH_REQUIRE_NODE=1 \
-  WSPUSH_REQUIRE_CXX=1 WSPUSH_REQUIRE_CHROMIUM=1
+  WSPUSH_REQUIRE_CXX=1 WSPUSH_REQUIRE_CHROMIUM=1 WSPUSH_REQUIRE_PKG_CONFIG=1 WSPUSH_REQUIRE_SYSTEMD=1
 
 started=$(date +%s)
 

@@ -36,7 +36,11 @@ impl Program {
             }
             None => Command::new(binary),
         };
+        // A program finds libwspush through its own link (static, or an rpath), never through
+        // the LD_LIBRARY_PATH cargo sets for tests, which points into target/ and could hide
+        // the library under test.
         let mut child = command
+            .env_remove("LD_LIBRARY_PATH")
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
