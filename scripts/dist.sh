@@ -35,10 +35,8 @@ for tool in strip tar gzip; do
     command -v "$tool" >/dev/null || { echo "dist.sh: \`$tool\` is required" >&2; exit 2; }
 done
 
-# The workspace's version (Cargo.toml, [workspace.package]) and the host's target triple.
-version="$(awk '/^\[workspace.package\]/ { inside = 1; next } /^\[/ { inside = 0 }
-    inside && $1 == "version" { gsub(/"/, "", $3); print $3; exit }' "$root/Cargo.toml")"
-[[ "$version" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "dist.sh: no version in Cargo.toml" >&2; exit 1; }
+# The workspace's version and the host's target triple.
+version="$("$root/scripts/version.sh")"
 major="${version%%.*}"
 target="$(rustc -vV | sed -n 's/^host: //p')"
 name="wspush-$version-$target"
