@@ -1,8 +1,10 @@
 //! The distribution, as a user gets it: `scripts/dist.sh` builds the tree and tarball into a
 //! temporary directory, then the C example (`bindings/c/example.c`) is compiled against the
 //! tree with nothing but `pkg-config --cflags --libs wspush` (`PKG_CONFIG_PATH` at the tree),
-//! shared (the library found through the rpath pkg-config's `libdir` gives) and fully static
-//! (`--static` and `cc -static`), and serves a real client with exactly the expected output.
+//! shared (the library found through the rpath pkg-config's `libdir` gives), fully static
+//! (`--static` and `cc -static`) and with the archive named (`libdir/libwspush.a`, the system
+//! libraries shared), and serves a real client with exactly the expected output, as README's
+//! "Use it from C" says. README's `cargo install --path engine` installs a working server.
 //! The shared library has its SONAME and exports only the C ABI's `wspush_*` functions; the
 //! server binary checks the shipped example configuration; the systemd unit verifies.
 //!
@@ -209,6 +211,37 @@ fn the_c_example_links_statically_through_pkg_config() {
     let dynamic = run(Command::new("readelf").arg("-d").arg(&binary));
     assert!(dynamic.contains("There is no dynamic section"), "not a static executable:\n{dynamic}");
     run_example_program(&binary, None);
+}
+
+#[test]
+fn the_c_example_links_the_archive_with_the_system_libraries_shared() {
+    if !tool_present("pkg-config", "WSPUSH_REQUIRE_PKG_CONFIG") {
+        return;
+    }
+    let mut flags = pkg_config(&["--cflags"]);
+    let libdir = pkg_config(&["--variable=libdir"]).concat();
+    flags.push(format!("{libdir}/libwspush.a"));
+    let binary = compile_example("example-archive", &flags, &["-lpthread", "-ldl", "-lm"].map(String::from));
+    let needed = needed(&binary);
+    assert!(needed.iter().all(|library| !library.starts_with("libwspush")), "{needed:?}");
+    assert!(needed.contains(&"libc.so.6".to_owned()), "{needed:?}");
+    run_example_program(&binary, None);
+}
+
+/// README's `cargo install --locked --path engine` (into a temporary root; the build is the
+/// release one dist.sh made).
+#[test]
+fn cargo_install_from_the_checkout_installs_the_server() {
+    let root = tree().parent().unwrap().join("cargo-install");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["install", "--locked", "--path", "engine", "--root"])
+        .arg(&root)
+        .arg("--target-dir")
+        .arg(target_dir()));
+    let version = run(Command::new(root.join("bin/wspush")).arg("--version"));
+    assert_eq!(version, format!("wspush {}\n", wspush::VERSION));
 }
 
 #[test]
