@@ -32,18 +32,7 @@ fn tree() -> &'static Path {
     TREE.get_or_init(|| {
         let out = target_dir().join("dist-test");
         let _ = std::fs::remove_dir_all(&out);
-        let output = Command::new("bash")
-            .arg(workspace_root().join("scripts/dist.sh"))
-            .arg(&out)
-            .output()
-            .expect("cannot run scripts/dist.sh");
-        assert!(
-            output.status.success(),
-            "scripts/dist.sh failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        run(Command::new("bash").arg(workspace_root().join("scripts/dist.sh")).arg(&out));
         let host = run(Command::new("rustc").arg("-vV"));
         let host = host.lines().find_map(|line| line.strip_prefix("host: ")).expect("rustc's host");
         let tree = out.join(format!("wspush-{}-{host}", wspush::VERSION));
