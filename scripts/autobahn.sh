@@ -2,6 +2,7 @@
 # Autobahn|Testsuite (the standard RFC 6455 conformance suite) against the wspush server.
 #
 #   scripts/autobahn.sh [REPORT_DIR]          (default: ./autobahn-report)
+#   scripts/autobahn.sh --probe               exit 0 if the suite can run here, else 2 saying why
 #
 # Builds `wspush` (release), starts it in echo mode on free loopback ports, runs the
 # suite's fuzzing client against ws://ADDR/websocket/autobahn, summarizes the report.
@@ -51,8 +52,22 @@ fi
 if ! runs27 "$py27" && [ -d "$HOME/.pyenv/versions" ]; then
   py27=$(ls -d "$HOME"/.pyenv/versions/2.7*/bin/python 2>/dev/null | tail -n 1 || true)
 fi
-runs27 "$py27" || cannot_run "no CPython 2.7: put python2.7 on PATH, set PY27, or install one with pyenv"
+# Distributions that still package it (Debian 11, Ubuntu 22.04): installed, as root.
+if ! runs27 "$py27" && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] &&
+  apt-cache policy python2.7 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  echo "autobahn: installing python2.7 (Debian package)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python2.7 >/dev/null && py27=$(command -v python2.7 || true)
+fi
+runs27 "$py27" || cannot_run "no CPython 2.7 (the suite runs only on Python 2.7). Install one, then rerun:
+##    Debian 11, Ubuntu 22.04 or older: apt-get install python2.7
+##    Debian 12+, Ubuntu 24.04+ (not packaged): pyenv (https://github.com/pyenv/pyenv),
+##      its build dependencies (apt-get install build-essential libssl-dev zlib1g-dev
+##      libbz2-dev libreadline-dev libsqlite3-dev libffi-dev), then: pyenv install 2.7.18
+##    or any CPython 2.7 build: PY27=/path/to/python2.7 scripts/autobahn.sh
+##  This script looks for PY27, python2.7 on PATH, then pyenv's versions/2.7*."
 command -v python3 >/dev/null || cannot_run "no python3 (needed to install the suite and read its report)"
+# --probe: only say whether the suite can run here (scripts/test.sh asks before the long steps).
+[ "${1:-}" = "--probe" ] && { echo "autobahn: CPython 2.7 at $py27"; exit 0; }
 
 # --- the suite, installed once -----------------------------------------------------------
 if [ ! -x "$home/venv/bin/wstest" ]; then

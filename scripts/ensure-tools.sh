@@ -10,6 +10,9 @@
 #                             (benches/baseline; its packages are installed by `npm ci`),
 #                             and npm installs Bun for the uWebSockets baseline
 #                             (benches/baseline-bun: `npm ci` brings the bun binary)
+#   pkg-config                tests/dist.rs builds the C example against the distribution
+#                             with nothing but `pkg-config --cflags --libs wspush`
+#   systemd-analyze           tests/dist.rs verifies the example systemd unit
 #   chromium                  tests/browser_resume.rs runs README's browser client in it,
 #                             headless, driven by playwright-core (tests/browser: `npm ci`;
 #                             it downloads no browser of its own)
@@ -33,7 +36,8 @@ ensure() {
 
 if [ $# -eq 0 ]; then
   set -- cc:gcc c++:g++ redis-server:redis-server redis-cli:redis-tools valgrind:valgrind \
-    javac:openjdk-17-jdk-headless java:openjdk-17-jdk-headless node:nodejs npm:npm chromium:chromium
+    javac:openjdk-17-jdk-headless java:openjdk-17-jdk-headless node:nodejs npm:npm chromium:chromium \
+    pkg-config:pkg-config systemd-analyze:systemd
   baseline=1
 fi
 for tool in "$@"; do

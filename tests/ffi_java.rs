@@ -1,10 +1,14 @@
-//! The Java binding: `bindings/java/test.sh` builds it with plain javac/jar (and the JNI glue
-//! with the C compiler), then runs its test program with `java -ea -Xcheck:jni`: the engine
+//! The Java binding: `bindings/java/test.sh` builds the release jar with plain javac/jar (and
+//! the JNI glue with the C compiler), then runs its test program with `java -ea -Xcheck:jni`
+//! with nothing but the jar and the test classes on its classpath (no `java.library.path`:
+//! the library is extracted from the jar on first use): the engine
 //! hosted in the JVM, real clients from the JDK's `java.net.http` WebSocket client, two
 //! sockets of one id each getting exactly one copy, client messages in the listener, a
 //! broadcast, stats, close, and `send` after close throwing; `sendPositioned` with history on
 //! (offsets 1, 2 in one epoch) and off (null), refused in a listener, timing out while a
-//! listener holds the worker. Any `-Xcheck:jni` warning fails.
+//! listener holds the worker. Any `-Xcheck:jni` warning fails. Then the loader: four JVMs
+//! extracting at once, a damaged cached library, an unwritable cache, a platform the jar has
+//! no library for, `-Dwspush.library` overriding; the jar's contents, sources and javadoc.
 //!
 //! Without a JDK (no `javac`) the test says so loudly and passes, unless
 //! `WSPUSH_REQUIRE_JAVA=1` (set by `scripts/test-bindings.sh`) makes that a failure.
@@ -27,18 +31,19 @@ fn the_java_binding_passes_its_test_under_xcheck_jni() {
         eprintln!("\n!!!!! SKIPPED: no JDK (javac) on this machine; the Java binding was NOT tested !!!!!\n");
         return;
     }
-    let mut command = Command::new("bash");
-    command.arg(workspace_root().join("bindings/java/test.sh"));
-    if !cfg!(debug_assertions) {
-        command.env("WSPUSH_PROFILE", "release");
-    }
-    let output = command.output().expect("cannot run bindings/java/test.sh");
+    let output = Command::new("bash")
+        .arg(workspace_root().join("bindings/java/test.sh"))
+        .env_remove("WSPUSH_PROFILE")
+        .output()
+        .expect("cannot run bindings/java/test.sh");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "bindings/java/test.sh failed ({}):\n{stdout}\n{stderr}", output.status);
     assert!(stdout.contains(" passed, 0 failed\n"), "{stdout}");
     assert!(!stdout.contains("not ok"), "{stdout}");
     assert!(stdout.contains("test.sh: the Java binding passed"), "{stdout}");
+    assert!(stdout.contains("ok - the packaged library is a release build without debug info ("), "{stdout}");
+    assert!(stdout.contains("ok - no library for the platform is a clear error naming it: "), "{stdout}");
     for check in [
         "ok - sendPositioned, history off: null\n",
         "ok - sendPositioned, history on: offset 1\n",
@@ -46,6 +51,14 @@ fn the_java_binding_passes_its_test_under_xcheck_jni() {
         "ok - sendPositioned: the same epoch for both\n",
         "ok - sendPositioned in a listener: WRONG_THREAD\n",
         "ok - sendPositioned after a timeout: offset 2 (the timed-out message took 1)\n",
+        "ok - the jar carries the classes, the library for this platform, its index and the licences\n",
+        "ok - the sources and javadoc jars\n",
+        "ok - first use extracted the library once, into the version's directory\n",
+        "ok - four JVMs extracting at once all loaded it, leaving one complete file\n",
+        "ok - a damaged cached library is extracted again\n",
+        "ok - an unwritable cache directory falls back to a private temporary one\n",
+        "ok - the default cache is $XDG_CACHE_HOME/wspush\n",
+        "ok - -Dwspush.library overrides the bundled library (nothing extracted)\n",
     ] {
         assert!(stdout.contains(check), "the Java test did not print {check:?}:\n{stdout}");
     }

@@ -94,3 +94,31 @@ async fn path_prefix_flag_moves_the_upgrade_url() {
     assert_eq!(server.post("/socket/a", "moved").status(), 200);
     assert_eq!(recv_text(&mut ws, TIMEOUT).await, "moved");
 }
+
+#[test]
+fn check_accepts_the_example_config_and_exits_0_without_serving() {
+    let example = workspace_root().join("docs/wspush.example.toml");
+    let out = run_server_binary(&["--config", example.to_str().unwrap(), "--check"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, "wspush: the settings are valid\n", "{out:?}");
+    // It printed no listening line: it did not start.
+    assert!(!out.all().contains("listening"), "{}", out.all());
+}
+
+#[test]
+fn check_refuses_a_bad_setting_with_exit_2_naming_it() {
+    let path = std::env::temp_dir().join(format!("wspush-test-{}-check.toml", std::process::id()));
+    std::fs::write(&path, "# from the example, edited\nmax_headers = \"many\"\n").unwrap();
+    let out = run_server_binary(&["--config", path.to_str().unwrap(), "--check"]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stderr.starts_with("wspush: invalid max_headers in "), "{out:?}");
+}
+
+#[test]
+fn example_config_prints_the_committed_example() {
+    let out = run_server_binary(&["--example-config"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let committed = std::fs::read_to_string(workspace_root().join("docs/wspush.example.toml")).unwrap();
+    assert!(out.stdout == committed, "docs/wspush.example.toml differs from `wspush --example-config`");
+}

@@ -5,7 +5,6 @@
 //! the setting and where its value came from (`--workers`, `WSPUSH_WORKERS`, or
 //! `workers in FILE`).
 
-use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -24,27 +23,34 @@ pub const DEFAULT_LOG: &str = "info";
 /// aliases hidden from `--help`). Every setting is optional here, so that a value missing
 /// from the command line and the environment can still come from the file.
 pub fn command() -> Command {
-    let mut command = Command::new("wspush")
-        .version(wspush::VERSION)
-        .about(
-            "wspush: a WebSocket delivery engine. Runs one node: WebSocket clients connect to \
+    let mut command =
+        Command::new("wspush")
+            .version(wspush::VERSION)
+            .about(
+                "wspush: a WebSocket delivery engine. Runs one node: WebSocket clients connect to \
              ws://HOST:8081/websocket/{id}, and the HTTP API pushes messages to every socket of an id. \
              With --redis, any number of nodes share their sockets through Redis.",
-        )
-        .after_help(
-            "Every setting can also be given as a WSPUSH_* environment variable (shown above) or as a \
+            )
+            .after_help(
+                "Every setting can also be given as a WSPUSH_* environment variable (shown above) or as a \
              key of the TOML file given with --config (the flag name with underscores, e.g. \
              ws_listen = \"0.0.0.0:9000\"). Precedence: flag > environment > file > default.\n\
              Sizes are bytes, optionally with a suffix: KiB, MiB, GiB (x1024) or kB, MB, GB (x1000). \
              Durations are seconds, optionally with a unit: ms, s, m, h (e.g. 500ms).",
-        )
-        .arg(
-            Arg::new("config")
-                .long("config")
-                .env("WSPUSH_CONFIG")
-                .value_name("FILE")
-                .help("Read settings from this TOML file; keys are the flag names with underscores"),
-        );
+            )
+            .arg(
+                Arg::new("config")
+                    .long("config")
+                    .env("WSPUSH_CONFIG")
+                    .value_name("FILE")
+                    .help("Read settings from this TOML file; keys are the flag names with underscores"),
+            )
+            .arg(Arg::new("check").long("check").action(ArgAction::SetTrue).help(
+                "Check the settings (flags, variables, the --config file) and exit: 0 if valid, 2 if not",
+            ))
+            .arg(Arg::new("example_config").long("example-config").action(ArgAction::SetTrue).help(
+                "Print a configuration file with every setting commented out, with its default, and exit",
+            ));
     for setting in SETTINGS {
         command = command.arg(flag(setting, setting.key, false));
         for alias in setting.aliases {
@@ -129,22 +135,44 @@ impl From<SettingError> for LoadError {
     }
 }
 
-/// Loads the settings from the process's arguments, environment and `--config` file.
-pub fn load() -> Result<Settings, LoadError> {
-    load_from(std::env::args_os())
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Request {
+    /// Serve with these settings.
+    Serve(Box<Settings>),
+    /// `--check`: the settings are valid; exit without serving.
+    Check,
+    /// `--example-config`: print the example configuration file and exit.
+    ExampleConfig,
+}
+
+/// What the process's arguments ask for, with the settings from them, the environment and
+/// the `--config` file.
+pub fn request() -> Result<Request, LoadError> {
+    let matches = command().try_get_matches_from(std::env::args_os()).map_err(LoadError::Clap)?;
+    if matches.get_flag("example_config") {
+        return Ok(Request::ExampleConfig);
+    }
+    let settings = settings_from(&matches)?;
+    Ok(if matches.get_flag("check") { Request::Check } else { Request::Serve(Box::new(settings)) })
 }
 
 /// Loads the settings from `args` (the program name first), the environment and the
 /// `--config` file.
+#[cfg(test)]
 pub fn load_from<I, T>(args: I) -> Result<Settings, LoadError>
 where
     I: IntoIterator<Item = T>,
-    T: Into<OsString> + Clone,
+    T: Into<std::ffi::OsString> + Clone,
 {
-    let matches = command().try_get_matches_from(args).map_err(LoadError::Clap)?;
+    settings_from(&command().try_get_matches_from(args).map_err(LoadError::Clap)?)
+}
+
+/// The settings from parsed arguments, the environment and the `--config` file.
+fn settings_from(matches: &ArgMatches) -> Result<Settings, LoadError> {
     let mut sources = Sources::default();
     if let Some(path) = matches.get_one::<String>("config") {
-        let origin = origin_of(&matches, "config").to_string();
+        let origin = origin_of(matches, "config").to_string();
         let text = std::fs::read_to_string(path).map_err(|e| SettingError {
             setting: origin.clone(),
             reason: format!("cannot read {path}: {e}"),
@@ -153,7 +181,7 @@ where
     }
     for name in names() {
         if let Some(value) = matches.get_one::<String>(name) {
-            sources.add(name, value.clone(), origin_of(&matches, name));
+            sources.add(name, value.clone(), origin_of(matches, name));
         }
     }
     Ok(sources.resolve()?)
@@ -330,10 +358,11 @@ mod tests {
     use std::sync::{Mutex, MutexGuard};
     use std::time::Duration;
 
-    use wspush::settings::parse_size;
+    use wspush::settings::{parse_size, Needs};
     use wspush::{ClusterConfig, SlowConsumerPolicy};
 
     use super::*;
+    use crate::example_config::{self, literal_default};
 
     /// The environment is shared by the threads of the test harness: every test that
     /// reads it holds this lock, after clearing every `WSPUSH_*` variable.
@@ -963,8 +992,9 @@ mod tests {
                 assert!(arg.is_hide_set(), "the alias {} is accepted but not shown", alias.name);
             }
         }
-        // One more argument: --config (plus help and version, which clap adds later).
-        assert_eq!(command.get_arguments().count(), names().count() + 1);
+        // Three more arguments: --config, --check and --example-config (plus help and
+        // version, which clap adds later).
+        assert_eq!(command.get_arguments().count(), names().count() + 3);
     }
 
     /// README's settings table is the table of [`SETTINGS`]: one row per setting, in order,
@@ -994,5 +1024,47 @@ mod tests {
             assert_eq!(row[3], c_key, "{}", setting.key);
             assert_eq!(row[4], format!("`{}`", setting.default), "{}", setting.key);
         }
+    }
+
+    /// `docs/wspush.example.toml` is what `wspush --example-config` prints now; as it is it
+    /// changes nothing, and each default it shows, uncommented alone, is the default indeed.
+    #[test]
+    fn the_example_config_is_current_and_shows_the_real_defaults() {
+        let _env = clean_env();
+        const COMMITTED_PATH: &str = "docs/wspush.example.toml";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/wspush.example.toml");
+        let committed = std::fs::read_to_string(path).unwrap();
+        assert!(
+            committed == example_config::render(),
+            "{COMMITTED_PATH} is stale: regenerate it with \
+             `cargo run --bin wspush -- --example-config > {COMMITTED_PATH}`"
+        );
+        let settings = |text: &str, name: &str| {
+            let file = temp_file(name, text);
+            let loaded = load(&["--config", &file]).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
+            std::fs::remove_file(file).unwrap();
+            format!("{loaded:?}")
+        };
+        assert_eq!(settings(&committed, "example"), format!("{:?}", load(&[]).unwrap()));
+        let mut shown = 0;
+        for setting in SETTINGS {
+            let Some(default) = literal_default(setting) else { continue };
+            let prerequisite = match setting.needs {
+                Needs::Nothing => "",
+                Needs::Redis => "redis = \"redis://127.0.0.1:6379\"\n",
+                Needs::AuthKey => "auth_jwt_secret = \"an-example-secret-of-32-bytes-or-more\"\n",
+            };
+            let line = format!("\n#{} = ", setting.key);
+            let uncommented = committed.replace(&line, &line.replacen('#', "", 1));
+            assert_ne!(uncommented, committed, "{}", setting.key);
+            assert_eq!(
+                settings(&format!("{prerequisite}{uncommented}"), setting.key),
+                settings(prerequisite, "prerequisite"),
+                "{} = {default} is not the default",
+                setting.key
+            );
+            shown += 1;
+        }
+        assert!(shown >= SETTINGS.len() / 2, "only {shown} defaults are shown as values");
     }
 }

@@ -17,12 +17,14 @@
 //! ```
 //!
 //! Exit codes: 0 after a graceful shutdown (SIGINT, SIGTERM), 1 when a listener cannot be
-//! bound or the server fails, 2 for invalid settings.
+//! bound or the server fails, 2 for invalid settings. `--check` only checks the settings
+//! (0 or 2); `--example-config` prints a file with every setting commented out.
 
 mod api;
 mod api_server;
 mod cli;
 mod demo;
+mod example_config;
 mod metrics;
 
 use std::io::{IsTerminal as _, Write as _};
@@ -38,8 +40,16 @@ use wspush::{Engine, Event};
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
-    let settings = match cli::load() {
-        Ok(settings) => settings,
+    let settings = match cli::request() {
+        Ok(cli::Request::Serve(settings)) => *settings,
+        Ok(cli::Request::Check) => {
+            println!("wspush: the settings are valid");
+            return ExitCode::SUCCESS;
+        }
+        Ok(cli::Request::ExampleConfig) => {
+            print!("{}", example_config::render());
+            return ExitCode::SUCCESS;
+        }
         Err(cli::LoadError::Clap(error)) => error.exit(),
         Err(cli::LoadError::Setting(error)) => {
             eprintln!("wspush: {error}");

@@ -31,8 +31,11 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * no finalizer: close it (try-with-resources, or your framework's shutdown hook).
  *
  * <p>The native library {@code libwspush_jni.so} (the JNI glue with libwspush linked in) is
- * loaded from the path in the system property {@code wspush.library} if set, else by name
- * from {@code java.library.path}.
+ * loaded on first use: from the path in the system property {@code wspush.library} if set,
+ * else the one this jar carries for the running platform (e.g. {@code linux-x86_64}),
+ * extracted once into {@code ~/.cache/wspush/VERSION/} (or {@code wspush.cache.dir}), else by
+ * name from {@code java.library.path}. If none loads, every method that needs it throws an
+ * {@link UnsatisfiedLinkError} naming the platform and where it looked.
  */
 public final class WsPush implements AutoCloseable {
     /** Text opcode ({@code WSPUSH_OPCODE_TEXT}). */
@@ -47,7 +50,7 @@ public final class WsPush implements AutoCloseable {
         WsPushException.INVALID_ARGUMENT
     };
 
-    private static final String LOAD_ERROR = loadNativeLibrary();
+    private static final String LOAD_ERROR = NativeLibrary.load();
 
     /** The native engine; 0 once closed. Read under the read lock, cleared under the write lock. */
     private volatile long handle;
@@ -57,24 +60,6 @@ public final class WsPush implements AutoCloseable {
 
     private WsPush(long handle) {
         this.handle = handle;
-    }
-
-    private static String loadNativeLibrary() {
-        String path = System.getProperty("wspush.library");
-        try {
-            if (path != null && !path.isEmpty()) {
-                System.load(path);
-            } else {
-                System.loadLibrary("wspush_jni");
-            }
-            return null;
-        } catch (UnsatisfiedLinkError | SecurityException e) {
-            String where = path != null && !path.isEmpty()
-                    ? "from -Dwspush.library=" + path
-                    : "libwspush_jni.so from java.library.path (" + System.getProperty("java.library.path")
-                            + "); set -Dwspush.library=/path/to/libwspush_jni.so or -Djava.library.path=DIR";
-            return "cannot load the wspush native library " + where + ": " + e.getMessage();
-        }
     }
 
     private static void requireNativeLibrary() {

@@ -47,7 +47,9 @@ import javax.crypto.spec.SecretKeySpec;
  * check and "N passed, 0 failed"; exits 1 on the first failure.
  *
  * <p>With the argument {@code load-error} it checks instead that a missing native library is a
- * clear error (run it with {@code -Dwspush.library=/nonexistent/libwspush_jni.so}).
+ * clear error (run it with {@code -Dwspush.library=/nonexistent/libwspush_jni.so}); with
+ * {@code load-error-platform} that a platform the jar has no library for is one (run it with
+ * {@code -Dos.arch=sparc64}); with {@code version} only that the library loads.
  */
 public final class WsPushTest {
     private static final long TIMEOUT_SECONDS = 10;
@@ -59,6 +61,10 @@ public final class WsPushTest {
         check(assertions, "assertions are enabled (-ea)");
         if (args.length == 1 && args[0].equals("load-error")) {
             loadError();
+        } else if (args.length == 1 && args[0].equals("load-error-platform")) {
+            loadErrorPlatform();
+        } else if (args.length == 1 && args[0].equals("version")) {
+            check(WsPush.version().matches("\\d+\\.\\d+\\.\\d+"), "loaded: version() is " + WsPush.version());
         } else {
             endToEnd();
             tokens();
@@ -309,6 +315,21 @@ public final class WsPushTest {
             return;
         }
         check(false, "a missing native library is an error");
+    }
+
+    /** Run with {@code -Dos.arch=sparc64}: a platform the jar carries no library for. */
+    static void loadErrorPlatform() {
+        try {
+            WsPush.start("{}");
+        } catch (UnsatisfiedLinkError e) {
+            String message = e.getMessage();
+            check(message.contains("this jar has none for os.name=" + System.getProperty("os.name") + ", os.arch=sparc64")
+                            && message.contains("(platform linux-sparc64; it carries: linux-")
+                            && message.contains("-Dwspush.library=/path/to/libwspush_jni.so"),
+                    "no library for the platform is a clear error naming it: " + message);
+            return;
+        }
+        check(false, "no library for the platform is an error");
     }
 
     static void endToEnd() throws Exception {
