@@ -657,6 +657,30 @@ typedef struct wspush_stats {
    * Times the Sentinels moved the master and the node followed (`redis+sentinel://` only).
    */
   uint64_t cluster_master_switches;
+  /**
+   * Writes of subscribe and unsubscribe commands to Redis (one round trip each).
+   */
+  uint64_t cluster_subscribe_round_trips;
+  /**
+   * Times the Redis Cluster slot map was asked for (redis+cluster:// only).
+   */
+  uint64_t cluster_slot_map_refreshes;
+  /**
+   * Times the Redis Cluster slot map changed (resharding, failover, shards added or removed).
+   */
+  uint64_t cluster_slot_map_changes;
+  /**
+   * Channels subscribed again on another Redis Cluster master after their slot moved.
+   */
+  uint64_t cluster_resubscribes;
+  /**
+   * Redis Cluster masters this node has a subscriber connection to.
+   */
+  uint64_t cluster_shards;
+  /**
+   * Of those, the ones up with every subscription confirmed.
+   */
+  uint64_t cluster_shards_up;
 } wspush_stats;
 
 #ifdef __cplusplus

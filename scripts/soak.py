@@ -4,6 +4,7 @@
     scripts/soak.py                                         # the full run: 10 minutes, 5,000 clients
     scripts/soak.py --duration 60 --clients 500 --ids 100 --history-size 1000   # the short form CI runs
     scripts/soak.py --history-size 1000                     # the full run with history
+    scripts/soak.py --redis-cluster --history-size 1000     # against a 3-master Redis Cluster
 
 Three `wspush` nodes (a, b, c) and one `redis-server` on loopback, all started by this
 script; CLIENTS independent WebSocket clients (the `websockets` package, in worker
@@ -100,6 +101,16 @@ live from its `!pos`):
     the log exactly once;
   9 there were resumes, and resumed sockets missed nothing after their `since` (replay and
     live).
+
+With --redis-cluster the nodes use a Redis Cluster of 3 masters with a replica each
+(`redis+cluster://`, every node a seed, `cluster-node-timeout` 2 s), and each "Redis outage"
+kills (-9) one master (of slot 0 at the first, of slot 16383 at the second): its replica is
+promoted while the other masters keep serving, so the outage lasts from the kill until the
+promotion (the `restart` of the checks: no node may be ok before it, each must be ok within 10 s
+after it) and the killed server comes back as a replica after the usual down time. With
+history every master has AOF; Redis Cluster replicates asynchronously, so a write the killed
+master acknowledged and had not yet sent to its replica would be missing (check 7 would say
+so: no `!lost` is allowed).
 
 With --redis-persistence none (Redis without AOF: each restart is a new epoch) the rule is
 "exactly once up to the `!lost`, and from it": a message Redis lost with its data is excused
@@ -245,6 +256,23 @@ def free_port() -> int:
             port = s.getsockname()[1]
         if port != 6379:
             return port
+
+
+# --redis-cluster: how long a cluster node may go unanswered before its replica takes over.
+CLUSTER_NODE_TIMEOUT_MS = 2000
+
+
+def cluster_free_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port <= 55535:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port + 10000))
+                    return port
+                except OSError:
+                    pass
 
 
 def proc_rss_kb(pid: int) -> int | None:
@@ -650,6 +678,11 @@ class Soak:
         self.redis_dir = self.run_dir / "redis-data"
         self.redis_dir.mkdir(exist_ok=True)
         self.redis_proc: subprocess.Popen | None = None
+        # --redis-cluster: 3 masters with a replica each; the port of each node, its process
+        # (None while killed), and the node a Redis outage killed.
+        self.cluster_ports: list[int] = [cluster_free_port() for _ in range(6)] if args.redis_cluster else []
+        self.cluster_procs: dict[int, subprocess.Popen | None] = {}
+        self.cluster_victim: int | None = None
         self.history_log: dict[str, dict] = {}
         self.history_fetch_errors: list[str] = []
         self.redis_gen = 0
@@ -679,7 +712,15 @@ class Soak:
 
     # -- processes ---------------------------------------------------------------------
 
+    @property
+    def redis_url(self) -> str:
+        if self.args.redis_cluster:
+            return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.cluster_ports)
+        return f"redis://127.0.0.1:{self.redis_port}"
+
     async def start_redis(self) -> None:
+        if self.args.redis_cluster:
+            return await self.start_cluster()
         self.redis_gen += 1
         log_file = self.run_dir / f"redis-{self.redis_gen}.log"
         persistence = ["--appendonly", "no"]
@@ -708,9 +749,122 @@ class Soak:
         raise RuntimeError("redis-server did not answer PING within 15 s")
 
     def kill_redis(self) -> float:
+        if self.args.redis_cluster:
+            return self.kill_cluster_master()
         self.redis_proc.send_signal(signal.SIGKILL)
         self.redis_proc.wait(10)
         return now()
+
+    # -- a Redis Cluster (--redis-cluster) ----------------------------------------------
+
+    def spawn_cluster_node(self, port: int) -> None:
+        data = self.run_dir / f"redis-{port}"
+        data.mkdir(exist_ok=True)
+        persistence = ["--appendonly", "no"]
+        if self.args.history_size and self.args.redis_persistence == "aof":
+            persistence = ["--appendonly", "yes", "--appendfsync", "always"]
+        log_file = self.run_dir / f"redis-{port}.log"
+        self.cluster_procs[port] = spawn(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence,
+             "--dir", str(data), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+             "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS), "--cluster-replica-validity-factor", "0",
+             "--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning", "--maxclients", "10000"],
+            log_file, log_file,
+        )
+
+    def cluster_nodes(self) -> list[dict]:
+        """CLUSTER NODES of a live node: [{port, master, failed, slots: [(a, b)]}]."""
+        for port, proc in self.cluster_procs.items():
+            if proc is None or proc.poll() is not None:
+                continue
+            out = subprocess.run(["redis-cli", "-p", str(port), "CLUSTER", "NODES"], capture_output=True,
+                                 text=True, timeout=5).stdout
+            nodes = []
+            for line in out.splitlines():
+                f = line.split()
+                if len(f) < 8:
+                    continue
+                slots = []
+                for r in f[8:]:
+                    if r.startswith("["):
+                        continue
+                    a, _, b = r.partition("-")
+                    slots.append((int(a), int(b or a)))
+                nodes.append({"port": int(f[1].split("@")[0].rsplit(":", 1)[1]), "master": "master" in f[2],
+                              "failed": "fail" in f[2] and "fail?" not in f[2], "slots": slots})
+            if nodes:
+                return nodes
+        return []
+
+    def cluster_master_of(self, slot: int) -> int | None:
+        for n in self.cluster_nodes():
+            if n["master"] and not n["failed"] and any(a <= slot <= b for a, b in n["slots"]):
+                return n["port"]
+        return None
+
+    async def wait_cluster_ok(self, seconds: float) -> None:
+        """Every slot served by a live master, and every live replica synced with its master."""
+        deadline = now() + seconds
+        while now() < deadline:
+            ok = True
+            for port, proc in self.cluster_procs.items():
+                if proc is None:
+                    continue
+                info = subprocess.run(["redis-cli", "-p", str(port), "INFO", "replication"], capture_output=True,
+                                      text=True, timeout=5).stdout
+                state = subprocess.run(["redis-cli", "-p", str(port), "CLUSTER", "INFO"], capture_output=True,
+                                       text=True, timeout=5).stdout
+                ok &= "cluster_state:ok" in state and ("role:master" in info or "master_link_status:up" in info)
+            masters = [n for n in self.cluster_nodes() if n["master"] and not n["failed"] and n["slots"]]
+            if ok and sum(b - a + 1 for n in masters for a, b in n["slots"]) == 16384:
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"the Redis Cluster is not ok after {seconds:.0f} s; see {self.run_dir}")
+
+    async def start_cluster(self) -> None:
+        """The first call creates the cluster; a later one restarts the killed node (it rejoins
+        as a replica of the master that took over)."""
+        self.redis_gen += 1
+        if not self.cluster_procs:
+            for port in self.cluster_ports:
+                self.spawn_cluster_node(port)
+            await asyncio.sleep(0.3)
+            create = ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.cluster_ports],
+                      "--cluster-replicas", "1", "--cluster-yes"]
+            for attempt in range(50):
+                done = subprocess.run(create, capture_output=True, text=True, timeout=60)
+                if done.returncode == 0:
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout[-1000:]}{done.stderr[-1000:]}")
+        else:
+            self.spawn_cluster_node(self.cluster_victim)
+        await self.wait_cluster_ok(60)
+
+    def kill_cluster_master(self) -> float:
+        """Kills (-9) the master of slot 0 at the first outage, of slot 16383 at the second."""
+        slot = 0 if len(self.redis_outages) == 0 else 16383
+        victim = self.cluster_master_of(slot)
+        if victim is None:
+            raise RuntimeError(f"no master serves slot {slot}")
+        proc = self.cluster_procs[victim]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        self.cluster_procs[victim] = None
+        self.cluster_victim = victim
+        self.victim_slot = slot
+        return now()
+
+    async def wait_promoted(self, seconds: float) -> float | None:
+        """When a replica serves the killed master's slots."""
+        deadline = now() + seconds
+        while now() < deadline:
+            master = self.cluster_master_of(self.victim_slot)
+            if master is not None and master != self.cluster_victim:
+                return now()
+            await asyncio.sleep(0.1)
+        return None
 
     async def start_node(self, node: Node) -> None:
         gen = len(node.gens) + 1
@@ -718,7 +872,7 @@ class Soak:
             out = self.run_dir / f"node-{node.name}-{gen}.stdout"
             err = self.run_dir / f"node-{node.name}-{gen}.stderr"
             args = [
-                str(self.binary), "--redis", f"redis://127.0.0.1:{self.redis_port}", "--node-id", node.node_id,
+                str(self.binary), "--redis", self.redis_url, "--node-id", node.node_id,
                 "--ws-listen", f"127.0.0.1:{node.ws_port}", "--api-listen", f"127.0.0.1:{node.api_port}",
                 "--ping-interval", "5", "--idle-timeout", "20",
             ]
@@ -726,7 +880,7 @@ class Soak:
                 args += ["--history-size", str(self.args.history_size)]
             start_t = now()
             proc = spawn(args, out, err)
-            line = f"wspush: cluster node {node.node_id} via redis://127.0.0.1:{self.redis_port}"
+            line = f"wspush: cluster node {node.node_id} via {self.redis_url}"
             deadline = now() + 15
             while now() < deadline and proc.poll() is None:
                 if line in out.read_text(errors="replace"):
@@ -993,6 +1147,8 @@ class Soak:
     # -- faults ------------------------------------------------------------------------
 
     async def redis_outage(self, index: int) -> None:
+        if self.args.redis_cluster:
+            return await self.cluster_master_outage(index)
         self.event(f"redis kill -9 ({index})")
         kill_t = self.kill_redis()
         await asyncio.sleep(self.redis_down)
@@ -1005,6 +1161,25 @@ class Soak:
         self.event(f"redis outage {index} healed: " + ", ".join(
             f"{k} ok {v - restart_t:.2f}s after restart" if v else f"{k} NOT ok" for k, v in healed.items()))
         self.redis_outages.append({"index": index, "kill": kill_t, "restart": restart_t, "healed": healed})
+
+    async def cluster_master_outage(self, index: int) -> None:
+        """A master killed (-9): the outage lasts until its replica is promoted (the `restart`
+        of the checks) and the nodes are healthy again; the killed node comes back as a
+        replica after the usual down time."""
+        kill_t = self.kill_redis()
+        self.event(f"redis cluster master 127.0.0.1:{self.cluster_victim} kill -9 ({index})")
+        promoted_t = await self.wait_promoted(30)
+        if promoted_t is None:
+            raise RuntimeError("no replica took over the killed master's slots within 30 s")
+        self.event(f"replica promoted ({index}) {promoted_t - kill_t:.2f}s after the kill")
+        alive = [n for n in self.nodes if n.alive()]
+        healed = await self.wait_healthy(alive, 30)
+        self.event(f"redis outage {index} healed: " + ", ".join(
+            f"{k} ok {v - promoted_t:.2f}s after the promotion" if v else f"{k} NOT ok" for k, v in healed.items()))
+        self.redis_outages.append({"index": index, "kill": kill_t, "restart": promoted_t, "healed": healed})
+        await asyncio.sleep(max(0.0, kill_t + self.redis_down - now()))
+        await self.start_redis()
+        self.event(f"killed master restarted as a replica ({index})")
 
     async def node_c_outage(self) -> None:
         c = self.nodes[2]
@@ -1116,8 +1291,10 @@ class Soak:
             except subprocess.TimeoutExpired:
                 exit_codes[node.name] = "no exit within 15 s of SIGTERM"
                 node.current.proc.kill()
-        self.redis_proc.kill()
-        self.redis_proc.wait(5)
+        for proc in [self.redis_proc, *self.cluster_procs.values()]:
+            if proc is not None:
+                proc.kill()
+                proc.wait(5)
         self.event("everything stopped; analysing")
         report = self.analyse(alive_before_stop, exit_codes, schedule_error)
         return self.output(report)
@@ -2094,6 +2271,10 @@ def parse_args(argv=None):
     p.add_argument("--client-procs", type=int, default=0, help="client worker processes (default 1, 2 above 2000 clients)")
     p.add_argument("--history-size", type=int, default=0,
                    help="per-id history in Redis (the nodes' --history-size); 0 (default): history off, today's checks")
+    p.add_argument("--redis-cluster", action="store_true",
+                   help="run the nodes against a Redis Cluster (redis+cluster://) of 3 masters with a replica each: "
+                        "each Redis outage kills a master (-9), its replica takes over, and the killed node comes "
+                        "back as a replica")
     p.add_argument("--redis-persistence", choices=("aof", "none"), default="aof",
                    help="with history: Redis with AOF (default; a kill loses nothing) or without persistence (each "
                         "restart is a new epoch, announced with !lost: exactly once up to the !lost, and from it)")

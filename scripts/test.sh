@@ -9,12 +9,14 @@
 #      (including the load generator's smoke tests against the real server, the Node.js
 #      baseline and the Bun/uWebSockets one)
 #   4. cargo test --benches    every criterion benchmark runs once, as a test
-#   5. scripts/soak.py         two one-minute soaks of the release binary built from this tree
+#   5. scripts/soak.py         three one-minute soaks of the release binary built from this tree
 #                              (cargo build --release -p wspush first): 3 nodes, 500 clients,
 #                              Redis killed twice and a node once; with history on (Redis with
-#                              AOF, resumes: exactly once by position across the outages) and
-#                              off (exactly-once outside outages); no leaks, /healthz (the full
-#                              run: scripts/soak.py with no arguments, 10 minutes, 5,000 clients)
+#                              AOF, resumes: exactly once by position across the outages), off
+#                              (exactly-once outside outages), and on against a 3-master Redis
+#                              Cluster (a master killed twice, its replica promoted); no leaks,
+#                              /healthz (the full run: scripts/soak.py with no arguments, 10
+#                              minutes, 5,000 clients)
 #   6. scripts/autobahn.sh     the Autobahn|Testsuite RFC 6455 conformance run (needs CPython 2.7,
 #                              looked for first: without it the run stops before step 1,
 #                              saying what to install)
@@ -88,6 +90,9 @@ python3 scripts/soak.py --duration 60 --clients 500 --ids 100 --history-size 100
 
 step "scripts/soak.py --duration 60 --clients 500 --ids 100 (short soak with history off: the at-most-once cluster path)"
 python3 scripts/soak.py --duration 60 --clients 500 --ids 100 --binary target/release/wspush
+
+step "scripts/soak.py --duration 60 --clients 500 --ids 100 --history-size 1000 --redis-cluster (short soak with history against a 3-master Redis Cluster: a master killed twice, its replica promoted)"
+python3 scripts/soak.py --duration 60 --clients 500 --ids 100 --history-size 1000 --redis-cluster --binary target/release/wspush
 
 step "scripts/autobahn.sh (Autobahn|Testsuite conformance)"
 set +e

@@ -1379,6 +1379,231 @@ impl Drop for SentinelServer {
     }
 }
 
+/// How long a Redis Cluster node may go unanswered before the others fail it over.
+pub const CLUSTER_NODE_TIMEOUT_MS: u64 = 2000;
+
+/// A Redis Cluster of the test's own: `masters` masters with `replicas` replicas each, on
+/// loopback ports whose bus ports (port + 10,000) are free too, created with the real
+/// `redis-cli --cluster create` and waited for until every node says `cluster_state:ok`.
+/// Nodes fail over after [`CLUSTER_NODE_TIMEOUT_MS`]. Dropping it kills every node.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts and creates the cluster.
+    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        let count = masters * (1 + replicas);
+        let mut nodes = Vec::with_capacity(count);
+        while nodes.len() < count {
+            let port = cluster_port();
+            let extra = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                &CLUSTER_NODE_TIMEOUT_MS.to_string(),
+                // A replica may take over however long ago it last heard its master (a
+                // cluster created a moment ago has replicas that never synced yet).
+                "--cluster-replica-validity-factor",
+                "0",
+            ]
+            .map(String::from)
+            .to_vec();
+            let mut node = RedisServer::unstarted(port, None, extra);
+            if node.spawn().is_ok() {
+                nodes.push(node);
+            }
+        }
+        let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
+        let mut args = vec!["--cluster", "create"];
+        args.extend(addresses.iter().map(String::as_str));
+        let replicas = replicas.to_string();
+        args.extend(["--cluster-replicas", &replicas, "--cluster-yes"]);
+        redis_cli(nodes[0].port(), &args);
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ok(masters);
+        cluster
+    }
+
+    /// Waits until every running node says `cluster_state:ok` and names the same `masters`
+    /// masters for all 16,384 slots.
+    pub fn wait_ok(&self, masters: usize) {
+        eventually(
+            Duration::from_secs(60),
+            &format!("the Redis Cluster is ok with {masters} masters"),
+            || {
+                let mut maps = self.nodes.iter().filter(|n| n.is_running()).map(|n| {
+                    let info = n.command(&["CLUSTER", "INFO"]).text().unwrap_or_default();
+                    let ok =
+                        info.contains("cluster_state:ok") && info.contains("cluster_slots_assigned:16384");
+                    (ok, slot_owners(n))
+                });
+                let Some((ok, first)) = maps.next() else { return false };
+                let masters_seen: std::collections::BTreeSet<u16> =
+                    first.iter().map(|(_, _, p)| *p).collect();
+                let replicas_synced = self.nodes.iter().filter(|n| n.is_running()).all(|n| {
+                    let info = n.command(&["INFO", "replication"]).text().unwrap_or_default();
+                    info.contains("role:master") || info.contains("master_link_status:up")
+                });
+                ok && masters_seen.len() == masters
+                    && replicas_synced
+                    && maps.all(|(ok, map)| ok && map == first)
+            },
+        );
+    }
+
+    /// `redis+cluster://` naming every node as a seed.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// The node on `port`.
+    pub fn node(&self, port: u16) -> &RedisServer {
+        self.nodes.iter().find(|n| n.port() == port).unwrap_or_else(|| panic!("no cluster node on {port}"))
+    }
+
+    /// The ports of the masters, as a running node tells.
+    pub fn masters(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = slot_owners(self.any_running()).iter().map(|(_, _, p)| *p).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
+    /// The slot of `key` (`CLUSTER KEYSLOT`).
+    pub fn slot_of(&self, key: &str) -> u16 {
+        let slot = self.any_running().command(&["CLUSTER", "KEYSLOT", key]).int();
+        slot.and_then(|s| u16::try_from(s).ok()).unwrap_or_else(|| panic!("no slot for {key}"))
+    }
+
+    /// The port of the master serving `key`'s slot.
+    pub fn master_of(&self, key: &str) -> u16 {
+        let slot = self.slot_of(key);
+        slot_owners(self.any_running())
+            .into_iter()
+            .find(|(start, end, _)| (*start..=*end).contains(&slot))
+            .map(|(_, _, port)| port)
+            .unwrap_or_else(|| panic!("slot {slot} has no master"))
+    }
+
+    /// Kills the node on `port` with SIGKILL.
+    pub fn kill9(&mut self, port: u16) {
+        self.nodes.iter_mut().find(|n| n.port() == port).expect("a node of the cluster").kill9();
+    }
+
+    /// Moves `slot` to the master on `to`, keys and all, as `redis-cli --cluster reshard`
+    /// does: IMPORTING on the target, MIGRATING on the source, the keys MIGRATEd in batches,
+    /// then NODE on both.
+    pub fn move_slot(&self, slot: u16, to: u16) {
+        let from = slot_owners(self.any_running())
+            .into_iter()
+            .find(|(start, end, _)| (*start..=*end).contains(&slot))
+            .map(|(_, _, port)| port)
+            .expect("the slot has a master");
+        if from == to {
+            return;
+        }
+        let (source, target) = (self.node(from), self.node(to));
+        let id = |n: &RedisServer| n.command(&["CLUSTER", "MYID"]).text().expect("CLUSTER MYID");
+        let (source_id, target_id) = (id(source), id(target));
+        let slot_text = slot.to_string();
+        let ok = |reply: Resp, what: &str| assert_eq!(reply, Resp::Simple("OK".into()), "{what}");
+        ok(target.command(&["CLUSTER", "SETSLOT", &slot_text, "IMPORTING", &source_id]), "IMPORTING");
+        ok(source.command(&["CLUSTER", "SETSLOT", &slot_text, "MIGRATING", &target_id]), "MIGRATING");
+        loop {
+            let keys = source.command(&["CLUSTER", "GETKEYSINSLOT", &slot_text, "100"]);
+            let keys: Vec<String> = keys.items().iter().filter_map(Resp::text).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let to_port = to.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().map(String::as_str));
+            let reply = source.command(&args);
+            assert!(matches!(reply, Resp::Simple(ref s) if s == "OK" || s == "NOKEY"), "MIGRATE: {reply:?}");
+        }
+        ok(target.command(&["CLUSTER", "SETSLOT", &slot_text, "NODE", &target_id]), "NODE on the target");
+        ok(source.command(&["CLUSTER", "SETSLOT", &slot_text, "NODE", &target_id]), "NODE on the source");
+        for node in self.nodes.iter().filter(|n| n.is_running() && n.port() != from && n.port() != to) {
+            let _ = node.command(&["CLUSTER", "SETSLOT", &slot_text, "NODE", &target_id]);
+        }
+    }
+
+    /// Starts a node and adds it to the cluster as a master serving no slot yet (`redis-cli
+    /// --cluster add-node`); returns its port once every node knows it.
+    pub fn add_master(&mut self) -> u16 {
+        let extra = self.nodes[0].extra.clone();
+        let node = loop {
+            let mut node = RedisServer::unstarted(cluster_port(), None, extra.clone());
+            if node.spawn().is_ok() {
+                break node;
+            }
+        };
+        let (port, existing) = (node.port(), self.any_running().port());
+        self.nodes.push(node);
+        redis_cli(
+            existing,
+            &["--cluster", "add-node", &format!("127.0.0.1:{port}"), &format!("127.0.0.1:{existing}")],
+        );
+        let count = self.nodes.iter().filter(|n| n.is_running()).count();
+        eventually(Duration::from_secs(60), "every node knows the new master, and it the slot map", || {
+            self.nodes.iter().filter(|n| n.is_running()).all(|n| {
+                let known = n.command(&["CLUSTER", "NODES"]).text().unwrap_or_default();
+                let state = n.command(&["CLUSTER", "INFO"]).text().unwrap_or_default();
+                known.lines().filter(|line| !line.contains("fail")).count() == count
+                    && state.contains("cluster_state:ok")
+            })
+        });
+        port
+    }
+
+    /// Removes the master on `port`, which must serve no slot any more (`redis-cli --cluster
+    /// del-node`, which also shuts it down).
+    pub fn remove_master(&mut self, port: u16) {
+        let id = self.node(port).command(&["CLUSTER", "MYID"]).text().expect("CLUSTER MYID");
+        let other =
+            self.nodes.iter().find(|n| n.is_running() && n.port() != port).expect("another node").port();
+        redis_cli(other, &["--cluster", "del-node", &format!("127.0.0.1:{other}"), &id]);
+        let index = self.nodes.iter().position(|n| n.port() == port).expect("a node of the cluster");
+        let mut removed = self.nodes.remove(index);
+        removed.kill9();
+    }
+
+    fn any_running(&self) -> &RedisServer {
+        self.nodes.iter().find(|n| n.is_running()).expect("a running cluster node")
+    }
+}
+
+/// `CLUSTER SLOTS` of `node` as (start, end, master port) ranges, sorted.
+fn slot_owners(node: &RedisServer) -> Vec<(u16, u16, u16)> {
+    let mut ranges: Vec<(u16, u16, u16)> = node
+        .command(&["CLUSTER", "SLOTS"])
+        .items()
+        .iter()
+        .filter_map(|range| {
+            let items = range.items();
+            let number = |r: &Resp| r.int().and_then(|n| u16::try_from(n).ok());
+            let port = items.get(2).and_then(|master| master.items().get(1).and_then(number))?;
+            Some((number(items.first()?)?, number(items.get(1)?)?, port))
+        })
+        .collect();
+    ranges.sort_unstable();
+    ranges
+}
+
+/// A free loopback port whose cluster bus port (port + 10,000) is free too.
+fn cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55_535 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Runs the real `redis-cli -p PORT ARGS...` (at most [`TIMEOUT`]) and returns its
 /// standard output; panics if it fails.
 pub fn redis_cli(port: u16, args: &[&str]) -> String {

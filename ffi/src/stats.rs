@@ -157,6 +157,18 @@ pub struct wspush_stats {
     pub history_gap_fills: u64,
     /// Times the Sentinels moved the master and the node followed (`redis+sentinel://` only).
     pub cluster_master_switches: u64,
+    /// Writes of subscribe and unsubscribe commands to Redis (one round trip each).
+    pub cluster_subscribe_round_trips: u64,
+    /// Times the Redis Cluster slot map was asked for (redis+cluster:// only).
+    pub cluster_slot_map_refreshes: u64,
+    /// Times the Redis Cluster slot map changed (resharding, failover, shards added or removed).
+    pub cluster_slot_map_changes: u64,
+    /// Channels subscribed again on another Redis Cluster master after their slot moved.
+    pub cluster_resubscribes: u64,
+    /// Redis Cluster masters this node has a subscriber connection to.
+    pub cluster_shards: u64,
+    /// Of those, the ones up with every subscription confirmed.
+    pub cluster_shards_up: u64,
 }
 
 /// The fields of [`wspush_stats`] in their order: each is the [`engine::Metric::key`] of the
@@ -231,10 +243,16 @@ pub(crate) const FIELDS: [&str; FIELD_COUNT] = [
     "history_duplicates",
     "history_gap_fills",
     "cluster_master_switches",
+    "cluster_subscribe_round_trips",
+    "cluster_slot_map_refreshes",
+    "cluster_slot_map_changes",
+    "cluster_resubscribes",
+    "cluster_shards",
+    "cluster_shards_up",
 ];
 
 /// The number of `uint64_t` fields of [`wspush_stats`].
-pub(crate) const FIELD_COUNT: usize = 67;
+pub(crate) const FIELD_COUNT: usize = 73;
 
 impl From<&engine::Stats> for wspush_stats {
     fn from(stats: &engine::Stats) -> Self {

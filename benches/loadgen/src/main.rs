@@ -168,6 +168,10 @@ pub struct Options {
     /// Use this Redis instead of starting one.
     #[arg(long)]
     pub redis: Option<SocketAddr>,
+    /// wspush: start a Redis Cluster of this many masters (no replicas) instead of one Redis,
+    /// and give the nodes `redis+cluster://` (sharded pub/sub); 0: one Redis.
+    #[arg(long, default_value_t = 0)]
+    pub redis_masters: usize,
     /// Measure a server someone else runs, its WebSocket address (one node; nothing started,
     /// no server CPU or memory figures).
     #[arg(long)]
@@ -336,6 +340,9 @@ fn print_results(name: &str, options: &Options, rows: &Rows, faults: &Faults) {
     line.insert("client".into(), options.client.name().into());
     line.insert("label".into(), options.label.clone().map_or(Value::Null, Value::from));
     line.insert("size".into(), options.size.into());
+    if options.redis_masters > 0 {
+        line.insert("redis_masters".into(), options.redis_masters.into());
+    }
     if options.with_redis {
         line.insert("with_redis".into(), true.into());
     }

@@ -175,10 +175,12 @@ impl Bench {
             return Ok(Bench { nodes: vec![node], redis, target, via, external: true, history });
         }
         let needs_redis = needs_redis || target.is_baseline() || count > 1 || options.with_redis;
-        let redis = match (needs_redis, options.redis) {
-            (false, _) => None,
-            (true, Some(addr)) => Some(Redis::existing(addr)),
-            (true, None) => Some(Redis::start()?),
+        let redis = match (needs_redis, options.redis, options.redis_masters) {
+            (false, _, _) => None,
+            (true, Some(addr), _) => Some(Redis::existing(addr)),
+            (true, None, 0) => Some(Redis::start()?),
+            (true, None, masters) if target == Target::Wspush => Some(Redis::start_cluster(masters)?),
+            (true, None, _) => return Err(invalid("--redis-masters: the baselines use one Redis")),
         };
         let mut nodes = Vec::new();
         for index in 0..count {
@@ -252,7 +254,11 @@ impl Bench {
 
     /// The sink `via` publishes into (not for inproc: the host publishes itself).
     fn sink(&self) -> io::Result<Box<dyn Sink>> {
-        let redis = || self.redis.as_ref().ok_or_else(|| io::Error::other("no Redis")).map(|r| r.addr);
+        let redis = || match &self.redis {
+            Some(r) if !r.cluster => Ok(r.addrs[0]),
+            Some(_) => Err(io::Error::other("a Redis Cluster is reached --via http only")),
+            None => Err(io::Error::other("no Redis")),
+        };
         Ok(match self.via {
             Via::Http => {
                 let apis: Vec<SocketAddr> = self.nodes.iter().map(|n| n.api).collect();
@@ -654,6 +660,7 @@ pub fn cluster(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::R
     let shares = shares(n, &bench.ws_addrs(), options.per_process, 0);
     let mut swarm = connect_fleet(&bench, &shares, m, options, rows, faults)?;
     let before = cluster_counters(&bench);
+    let redis_cpu_before = bench.redis.as_ref().map(Redis::cpu_seconds_each).unwrap_or_default();
     let plan = unicast_plan(options, m, n as u64, options.rate);
     let result = bench.phase(&mut swarm, &plan, m, options, &mut |_| {})?;
     let after = cluster_counters(&bench);
@@ -669,6 +676,25 @@ pub fn cluster(options: &Options, rows: &mut Rows, faults: &mut Faults) -> io::R
         rows.push((
             "redis_round_trips_per_1000_publishes".into(),
             json!(round(trips as f64 * 1000.0 / published.max(1) as f64, 2)),
+        ));
+    }
+    if let Some(redis) = bench.redis.as_ref().filter(|r| r.cluster) {
+        // The Redis CPU of the phase, per master and in all, per 100,000 deliveries.
+        let per_master: Vec<f64> = redis
+            .cpu_seconds_each()
+            .iter()
+            .zip(&redis_cpu_before)
+            .map(|(after, before)| after - before)
+            .collect();
+        let deliveries = result.merged.unicast_distinct.max(1) as f64;
+        rows.push(("redis_masters".into(), json!(redis.addrs.len())));
+        rows.push((
+            "redis_cpu_s_per_100k_deliveries".into(),
+            json!(round(per_master.iter().sum::<f64>() * 100_000.0 / deliveries, 3)),
+        ));
+        rows.push((
+            "redis_cpu_s_per_100k_deliveries_per_master".into(),
+            json!(per_master.iter().map(|cpu| round(cpu * 100_000.0 / deliveries, 3)).collect::<Vec<_>>()),
         ));
     }
     server_counters(&bench, rows);
@@ -692,6 +718,16 @@ fn connect_fleet(
     rows.push(("nodes".into(), json!(bench.nodes.len())));
     let storm = bench.redis_calls("subscribe") - subscribes_before;
     rows.push(("connect_storm_subscribe_commands".into(), json!(storm)));
+    if bench.target == Target::Wspush && !bench.external && bench.redis.is_some() {
+        // Writes of those commands: a round trip each, however many commands it carries.
+        let trips: u64 = bench
+            .nodes
+            .iter()
+            .filter_map(|n| n.stats().ok())
+            .map(|stats| stats["cluster"]["subscribe_round_trips"].as_u64().unwrap_or(0))
+            .sum();
+        rows.push(("connect_storm_subscribe_round_trips".into(), json!(trips)));
+    }
     Ok(swarm)
 }
 

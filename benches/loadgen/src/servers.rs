@@ -76,15 +76,34 @@ fn wait_for_port(process: &mut Process, addr: SocketAddr, timeout: Duration) -> 
     }
 }
 
-/// A `redis-server` of our own, nothing persisted.
+/// A `redis-server` of our own, nothing persisted; or (`start_cluster`) a Redis Cluster of
+/// such servers, masters only.
 pub struct Redis {
-    pub process: Option<Process>,
-    pub addr: SocketAddr,
+    pub processes: Vec<Process>,
+    /// Every server's address (one for a single Redis, each master's for a cluster).
+    pub addrs: Vec<SocketAddr>,
+    /// A Redis Cluster: the nodes get `redis+cluster://` and publish sharded.
+    pub cluster: bool,
 }
 
 impl Redis {
     pub fn start() -> io::Result<Redis> {
-        let port = free_port()?;
+        let (process, addr) = Self::spawn_server(&[])?;
+        Ok(Redis { processes: vec![process], addrs: vec![addr], cluster: false })
+    }
+
+    fn spawn_server(extra: &[&str]) -> io::Result<(Process, SocketAddr)> {
+        let port = loop {
+            // A cluster node's bus port (port + 10,000) must exist and be free too.
+            let port = free_port()?;
+            if extra.is_empty()
+                || (port <= 55_535 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok())
+            {
+                break port;
+            }
+        };
+        let dir = std::env::temp_dir().join(format!("wspush-bench-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
         let mut process = Process::spawn(
             "redis-server",
             Command::new("redis-server")
@@ -98,47 +117,109 @@ impl Redis {
                     "--appendonly",
                     "no",
                 ])
+                .arg("--dir")
+                .arg(&dir)
+                .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         )?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         wait_for_port(&mut process, addr, Duration::from_secs(10))?;
-        Ok(Redis { process: Some(process), addr })
+        Ok((process, addr))
+    }
+
+    /// A Redis Cluster of `masters` masters (no replicas), created with `redis-cli --cluster
+    /// create` and waited for until every node says `cluster_state:ok`.
+    pub fn start_cluster(masters: usize) -> io::Result<Redis> {
+        let mut processes = Vec::new();
+        let mut addrs = Vec::new();
+        for _ in 0..masters {
+            let (process, addr) =
+                Self::spawn_server(&["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])?;
+            processes.push(process);
+            addrs.push(addr);
+        }
+        let mut create = Command::new("redis-cli");
+        if masters == 1 {
+            // `--cluster create` wants 3 masters at least: one node takes every slot itself.
+            create.args(["-h", "127.0.0.1", "-p", &addrs[0].port().to_string()]);
+            create.args(["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]);
+        } else {
+            create.args(["--cluster", "create"]).args(addrs.iter().map(ToString::to_string));
+            create.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        }
+        create.stdout(Stdio::null()).stderr(Stdio::piped());
+        let out = create.output().map_err(|e| io::Error::other(format!("cannot run redis-cli: {e}")))?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        let redis = Redis { processes, addrs, cluster: true };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !redis.addrs.iter().all(|addr| {
+            bulk_answer(*addr, &["CLUSTER", "INFO"]).is_ok_and(|i| i.contains("cluster_state:ok"))
+        }) {
+            if Instant::now() > deadline {
+                return Err(io::Error::other("the Redis Cluster did not become ok within 60 s"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(redis)
     }
 
     /// A Redis someone else runs.
     pub fn existing(addr: SocketAddr) -> Redis {
-        Redis { process: None, addr }
+        Redis { processes: Vec::new(), addrs: vec![addr], cluster: false }
     }
 
     pub fn url(&self) -> String {
-        format!("redis://{}", self.addr)
+        let hosts: Vec<String> = self.addrs.iter().map(ToString::to_string).collect();
+        match self.cluster {
+            true => format!("redis+cluster://{}", hosts.join(",")),
+            false => format!("redis://{}", hosts[0]),
+        }
     }
 
+    /// CPU seconds of every server together.
     pub fn cpu_seconds(&self) -> f64 {
-        self.process.as_ref().map_or(0.0, Process::cpu_seconds)
+        self.processes.iter().map(Process::cpu_seconds).sum()
     }
 
-    /// Calls per command since start (`INFO commandstats`), e.g. `("publish", 1200)`.
+    /// CPU seconds of each server.
+    pub fn cpu_seconds_each(&self) -> Vec<f64> {
+        self.processes.iter().map(Process::cpu_seconds).collect()
+    }
+
+    /// Calls per command since start (`INFO commandstats`), summed over the servers, e.g.
+    /// `("publish", 1200)`; a cluster's sharded commands count as their classic ones
+    /// (`spublish` as `publish`, `ssubscribe` as `subscribe`).
     pub fn command_calls(&self) -> io::Result<Vec<(String, u64)>> {
-        let mut stream = TcpStream::connect(self.addr)?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        stream.write_all(b"*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n")?;
-        let mut reader = BufReader::new(stream);
-        let mut header = String::new();
-        reader.read_line(&mut header)?;
-        let length: usize = header.trim().trim_start_matches('$').parse().map_err(io::Error::other)?;
-        let mut body = vec![0; length + 2];
-        reader.read_exact(&mut body)?;
-        let body = String::from_utf8_lossy(&body);
-        Ok(body
-            .lines()
-            .filter_map(|line| {
-                let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-                let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?.parse().ok()?;
-                Some((name.to_owned(), calls))
-            })
-            .collect())
+        let mut calls: Vec<(String, u64)> = Vec::new();
+        for addr in &self.addrs {
+            for line in bulk_answer(*addr, &["INFO", "commandstats"])?.lines() {
+                let Some((name, rest)) = line.strip_prefix("cmdstat_").and_then(|l| l.split_once(':')) else {
+                    continue;
+                };
+                let Some(count) =
+                    rest.split(',').find_map(|kv| kv.strip_prefix("calls=")).and_then(|c| c.parse().ok())
+                else {
+                    continue;
+                };
+                let name = match name {
+                    "spublish" => "publish",
+                    "ssubscribe" => "subscribe",
+                    "sunsubscribe" => "unsubscribe",
+                    other => other,
+                };
+                match calls.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, c)) => *c += count,
+                    None => calls.push((name.to_owned(), count)),
+                }
+            }
+        }
+        Ok(calls)
     }
 
     /// Calls of `command` since start.
@@ -148,6 +229,25 @@ impl Redis {
             .and_then(|all| all.into_iter().find(|(n, _)| n == command))
             .map_or(0, |(_, c)| c)
     }
+}
+
+/// The bulk-string answer of the Redis at `addr` to `args` (`INFO commandstats`,
+/// `CLUSTER INFO`).
+fn bulk_answer(addr: SocketAddr, args: &[&str]) -> io::Result<String> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream.write_all(request.as_bytes())?;
+    let mut reader = BufReader::new(stream);
+    let mut header = String::new();
+    reader.read_line(&mut header)?;
+    let length: usize = header.trim().trim_start_matches('$').parse().map_err(io::Error::other)?;
+    let mut body = vec![0; length + 2];
+    reader.read_exact(&mut body)?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Which server a run measures.

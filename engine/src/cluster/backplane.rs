@@ -2,19 +2,25 @@
 //! the [subscriber](super::subscriber) and, with history on, the [reader](super::reader),
 //! each on a Redis connection of its own that it reconnects on its own; and, with Sentinels,
 //! the [watch on the master](super::sentinel) that has them all reconnect after a failover.
+//! On a Redis Cluster the same three work per master, routed by the [slot map](super::topology).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
+use tokio::sync::mpsc;
+
 use super::endpoint::Endpoint;
-use super::link::{ClusterLink, LinkEnds};
+use super::link::{Change, ClusterLink, LinkEnds, Outbound};
 use super::publisher::publish_loop;
-use super::reader::read_loop;
+use super::reader::{read_loop, read_sharded, ReadRequest};
 use super::routing::{Router, Workers};
 use super::sentinel::follow_failovers;
+use super::sharded_publisher::publish_sharded;
+use super::sharded_subscriber::subscribe_sharded;
 use super::subscriber::subscribe_loop;
+use super::topology::{keep_current, Topology};
 use super::ClusterConfig;
 use crate::Error;
 
@@ -38,13 +44,17 @@ impl Backplane {
             .build()
             .map_err(|e| Error::io("starting the backplane runtime", e))?;
         let (stop, stopped) = watch::channel(false);
-        let router = Router::new(link.clone(), shards);
+        let router = Router::new(link.clone(), shards.clone());
         tracing::info!(node_id = link.node_id(), redis = %config.redacted_url(), "cluster mode");
         let LinkEnds { outbound, changes, reads } = ends;
         let history = config.history();
         let thread = std::thread::Builder::new()
             .name("wspush-backplane".into())
             .spawn(move || {
+                if endpoint.cluster().is_some() {
+                    return runtime
+                        .block_on(run_sharded(endpoint, link, outbound, changes, reads, shards, stopped));
+                }
                 runtime.block_on(async move {
                     // The subscriber reads all the time, so it sees a dropped connection first
                     // and tells the publisher, which may have nothing to send for a while.
@@ -68,7 +78,7 @@ impl Backplane {
         Ok(Self { stop, thread: Some(thread) })
     }
 
-    /// Flushes what is queued (briefly), closes both connections and joins the thread.
+    /// Flushes what is queued (briefly), closes the connections and joins the thread.
     pub fn shutdown(&mut self) {
         let _ = self.stop.send(true);
         if let Some(thread) = self.thread.take() {
@@ -77,6 +87,38 @@ impl Backplane {
             }
         }
     }
+}
+
+/// The backplane on a Redis Cluster: the slot map kept current, and the publisher, the
+/// reader and the subscriber routing by it.
+async fn run_sharded(
+    endpoint: Endpoint,
+    link: Arc<ClusterLink>,
+    outbound: mpsc::Receiver<Outbound>,
+    changes: mpsc::UnboundedReceiver<Change>,
+    reads: mpsc::Receiver<ReadRequest>,
+    workers: Workers,
+    stopped: watch::Receiver<bool>,
+) {
+    let endpoint = Arc::new(endpoint);
+    let topology = Arc::new(Topology::new());
+    let map = keep_current(&endpoint, &topology, link.counters.clone(), stopped.clone());
+    let publisher = publish_sharded(&endpoint, &topology, outbound, link.clone(), stopped.clone());
+    let reader = async {
+        if link.history_enabled() {
+            read_sharded(&endpoint, &topology, reads, link.clone(), stopped.clone()).await;
+        }
+    };
+    let subscriber = subscribe_sharded(
+        endpoint.clone(),
+        topology.clone(),
+        changes,
+        link.clone(),
+        workers,
+        stopped.clone(),
+    );
+    // The map's task runs until the stop; the others end on their own.
+    tokio::join!(map, publisher, reader, subscriber);
 }
 
 impl Drop for Backplane {

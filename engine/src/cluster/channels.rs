@@ -1,6 +1,7 @@
 //! The names of the Redis channels (and history keys) wspush uses, all derived from the
 //! configuration here, so that a backplane of another kind (sharded pub/sub, streams) names
-//! them the same way.
+//! them the same way. With a Redis Cluster the id is written in braces (`wspush:u:{456}`):
+//! the hash tag that puts an id's channel, stream and meta hash in one slot (`slots`).
 
 use super::ClusterConfig;
 
@@ -13,6 +14,9 @@ pub(super) struct Channels {
     history_prefix: String,
     /// `{prefix}m:`: an id's history meta hash (epoch, top offset, publishers' seqs).
     meta_prefix: String,
+    /// A Redis Cluster: ids go in braces, and the user channels and `all` are sharded
+    /// channels (SSUBSCRIBE, SPUBLISH) while the compat and inbound ones stay classic.
+    pub sharded: bool,
     /// `{prefix}all`: broadcasts.
     pub all: String,
     /// Where clients' messages are published for backend services, if they are.
@@ -32,6 +36,7 @@ impl Channels {
             user_prefix: format!("{}u:", config.prefix),
             history_prefix: format!("{}h:", config.prefix),
             meta_prefix: format!("{}m:", config.prefix),
+            sharded: config.is_redis_cluster(),
             all: format!("{}all", config.prefix),
             inbound,
             compat: config.compat_channel.clone(),
@@ -41,22 +46,39 @@ impl Channels {
 
     /// The channel of `id`'s sockets.
     pub fn user(&self, id: &str) -> String {
-        format!("{}{id}", self.user_prefix)
+        self.name(&self.user_prefix, id)
     }
 
     /// The key of `id`'s history stream (entries `OFFSET-0`, one field `t` or `b`).
     pub fn history(&self, id: &str) -> String {
-        format!("{}{id}", self.history_prefix)
+        self.name(&self.history_prefix, id)
     }
 
     /// The key of `id`'s history meta hash (`e` epoch, `s` top offset, `p:<incarnation>`).
     pub fn history_meta(&self, id: &str) -> String {
-        format!("{}{id}", self.meta_prefix)
+        self.name(&self.meta_prefix, id)
+    }
+
+    fn name(&self, prefix: &str, id: &str) -> String {
+        match self.sharded {
+            true => format!("{prefix}{{{id}}}"),
+            false => format!("{prefix}{id}"),
+        }
     }
 
     /// The id whose channel `channel` is, if it is a user channel.
     pub fn id_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
-        channel.strip_prefix(self.user_prefix.as_str())
+        let rest = channel.strip_prefix(self.user_prefix.as_str())?;
+        match self.sharded {
+            true => rest.strip_prefix('{')?.strip_suffix('}'),
+            false => Some(rest),
+        }
+    }
+
+    /// Whether `channel` is published and subscribed sharded (SPUBLISH, SSUBSCRIBE): a user
+    /// channel or `all` on a Redis Cluster.
+    pub fn is_sharded(&self, channel: &str) -> bool {
+        self.sharded && (channel == self.all || channel.starts_with(self.user_prefix.as_str()))
     }
 
     /// What a fresh subscriber connection subscribes to: broadcasts, the compat channel and
@@ -87,6 +109,28 @@ mod tests {
         assert_eq!(channels.inbound.as_deref(), Some("p:inbound"));
         assert_eq!(channels.compat, None);
         assert_eq!(channels.subscribed(["a", "b"]), ["p:all", "p:u:a", "p:u:b"]);
+    }
+
+    #[test]
+    fn with_a_redis_cluster_each_id_is_its_names_hash_tag() {
+        let config = ClusterConfig {
+            compat_channel: Some("legacy".into()),
+            ..ClusterConfig::new("redis+cluster://h:7000")
+        };
+        let channels = Channels::new(&config);
+        assert_eq!(channels.user("4}5"), "wspush:u:{4}5}");
+        assert_eq!(channels.history("456"), "wspush:h:{456}");
+        assert_eq!(channels.history_meta("456"), "wspush:m:{456}");
+        assert_eq!(channels.id_of("wspush:u:{4}5}"), Some("4}5"));
+        assert_eq!(channels.id_of("wspush:u:456"), None);
+        for id in ["456", "4}5", "{x", "a{b}c"] {
+            let slot = |name: String| super::super::slots::slot_of(name.as_bytes());
+            assert_eq!(slot(channels.user(id)), slot(channels.history(id)), "{id}");
+            assert_eq!(slot(channels.user(id)), slot(channels.history_meta(id)), "{id}");
+        }
+        assert!(channels.is_sharded("wspush:u:{456}") && channels.is_sharded("wspush:all"));
+        assert!(!channels.is_sharded("legacy") && !channels.is_sharded("wspush:inbound"));
+        assert!(!Channels::new(&ClusterConfig::new("redis://h")).is_sharded("wspush:all"));
     }
 
     #[test]

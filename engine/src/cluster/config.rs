@@ -9,9 +9,11 @@ use crate::Error;
 /// Settings of cluster mode ([`Config::cluster`](crate::Config::cluster)).
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// The Redis server, e.g. `redis://127.0.0.1:6379`, or a Sentinel set and the name of
-    /// its master, e.g. `redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster` (the
-    /// node asks the Sentinels for the master on every connection and follows a failover).
+    /// The Redis server, e.g. `redis://127.0.0.1:6379`; a Sentinel set and the name of its
+    /// master, e.g. `redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster` (the node asks
+    /// the Sentinels for the master on every connection and follows a failover); or a Redis
+    /// Cluster by some of its nodes, e.g. `redis+cluster://10.0.0.1:7000,10.0.0.2:7000`
+    /// (sharded pub/sub: each id's channel and history on the shard of its slot).
     pub redis_url: String,
     /// Prefix of every channel wspush uses.
     pub prefix: String,
@@ -85,12 +87,22 @@ impl ClusterConfig {
         let tls = match &target {
             redis_url::RedisTarget::Single(url) => url.starts_with("rediss://"),
             redis_url::RedisTarget::Sentinel(sentinel) => sentinel.tls,
+            redis_url::RedisTarget::Cluster(cluster) => cluster.tls,
         };
         if self.tls_ca.is_some() && !tls {
-            return bad("redis_tls_ca", "needs a TLS URL for redis (rediss:// or rediss+sentinel://)".into());
+            return bad(
+                "redis_tls_ca",
+                "needs a TLS URL for redis (rediss://, rediss+sentinel:// or rediss+cluster://)".into(),
+            );
         }
         if self.prefix.is_empty() {
             return bad("redis_prefix", "must not be empty".into());
+        }
+        if matches!(target, redis_url::RedisTarget::Cluster(_)) && self.prefix.contains(['{', '}']) {
+            return bad(
+                "redis_prefix",
+                "must not hold `{` or `}` with a Redis Cluster: each id is the hash tag of its names".into(),
+            );
         }
         if let Some(node_id) = &self.node_id {
             if node_id.is_empty() || node_id.len() > envelope::MAX_NODE_ID_LEN {
@@ -116,6 +128,11 @@ impl ClusterConfig {
             return bad("history_ttl", "must be at least 1 ms".into());
         }
         Ok(())
+    }
+
+    /// Whether `redis_url` names a Redis Cluster (sharded pub/sub, ids as hash tags).
+    pub(crate) fn is_redis_cluster(&self) -> bool {
+        self.redis_url.starts_with("redis+cluster://") || self.redis_url.starts_with("rediss+cluster://")
     }
 
     /// Whether sends keep a history (and get positions).
@@ -159,5 +176,8 @@ mod tests {
         };
         assert_eq!(setting(no_ttl), "history_ttl");
         assert!(!ClusterConfig::new("redis://h").history(), "history is off by default");
+        let braced = ClusterConfig { prefix: "{ws}:".into(), ..ClusterConfig::new("redis+cluster://h:7000") };
+        assert_eq!(setting(braced.clone()), "redis_prefix");
+        assert!(ClusterConfig { redis_url: "redis://h".into(), ..braced }.validate().is_ok());
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use super::connect::{timed_out, RESPONSE_TIMEOUT};
 use super::redis_tls::RedisTls;
-use super::redis_url::{self, RedisTarget, SentinelTarget};
+use super::redis_url::{self, ClusterTarget, RedisTarget, SentinelTarget};
 use super::resp::Push;
 use super::subscription::Subscription;
 use super::ClusterConfig;
@@ -42,8 +42,15 @@ pub(super) struct Endpoint {
 }
 
 enum Target {
-    Single { info: ConnectionInfo, host: String, port: u16, auth: Auth },
+    Single {
+        info: ConnectionInfo,
+        host: String,
+        port: u16,
+        auth: Auth,
+    },
     Sentinel(SentinelEndpoint),
+    /// A Redis Cluster: connections go to the master of each slot (`topology`), not here.
+    Cluster(ClusterTarget),
 }
 
 /// The credentials a connection authenticates with, if any.
@@ -101,6 +108,10 @@ impl Endpoint {
                 };
                 (Target::Single { info, host, port, auth }, tls)
             }
+            RedisTarget::Cluster(target) => {
+                let tls = target.tls;
+                (Target::Cluster(target), tls)
+            }
             RedisTarget::Sentinel(target) => {
                 let tls = target.tls;
                 (
@@ -132,8 +143,39 @@ impl Endpoint {
     pub fn sentinel(&self) -> Option<&SentinelEndpoint> {
         match &self.target {
             Target::Sentinel(sentinel) => Some(sentinel),
-            Target::Single { .. } => None,
+            Target::Single { .. } | Target::Cluster(_) => None,
         }
+    }
+
+    /// The Redis Cluster, if the URL names one.
+    pub fn cluster(&self) -> Option<&ClusterTarget> {
+        match &self.target {
+            Target::Cluster(cluster) => Some(cluster),
+            Target::Single { .. } | Target::Sentinel(_) => None,
+        }
+    }
+
+    /// A cluster node's credentials (every node shares them).
+    pub fn node_auth(&self) -> Auth {
+        match &self.target {
+            Target::Cluster(cluster) => {
+                Auth { username: cluster.username.clone(), password: cluster.password.clone() }
+            }
+            Target::Single { auth, .. } => auth.clone(),
+            Target::Sentinel(sentinel) => Auth {
+                username: sentinel.target.username.clone(),
+                password: sentinel.target.password.clone(),
+            },
+        }
+    }
+
+    /// A connection to the cluster node at `host:port` (authenticated, encrypted for
+    /// `rediss+cluster`), with the same timeouts as every other.
+    pub async fn node_connection(&self, host: &str, port: u16) -> redis::RedisResult<MultiplexedConnection> {
+        let client = self.client(host, port, redis_settings(&self.node_auth(), 0))?;
+        let config = timeouts();
+        let connect = client.get_multiplexed_async_connection_with_config(&config);
+        tokio::time::timeout(RESPONSE_TIMEOUT, connect).await.map_err(|_| timed_out())?
     }
 
     /// Changes when the master changed: a connection opened before should be replaced.
@@ -261,6 +303,9 @@ impl Endpoint {
                 Ok(Master { client, host: host.clone(), port: *port, auth: auth.clone() })
             }
             Target::Sentinel(sentinel) => self.master_of(sentinel).await,
+            Target::Cluster(_) => {
+                Err(client_error("a Redis Cluster has a master per slot, not one master".into()))
+            }
         }
     }
 

@@ -31,6 +31,7 @@ mod connect;
 mod endpoint;
 pub mod envelope;
 mod link;
+mod node_pool;
 mod publisher;
 mod reader;
 mod redis_tls;
@@ -39,11 +40,15 @@ pub(crate) mod resp;
 mod routing;
 mod scripts;
 mod sentinel;
+mod sharded_publisher;
+mod sharded_subscriber;
+mod slots;
 mod stats;
 mod subscriber;
 mod subscription;
 #[cfg(test)]
 mod test_redis;
+mod topology;
 
 pub(crate) use backplane::Backplane;
 pub use config::ClusterConfig;

@@ -19,6 +19,8 @@ use super::envelope;
 use super::link::{ClusterLink, Outbound};
 use super::reader::load_script;
 use super::scripts::{self, AppendItem, AppendShared, Appended, APPEND, MAX_APPENDS_PER_CALL, READ};
+use super::slots;
+use super::topology::Topology;
 use crate::history::Epoch;
 use crate::stats::bump;
 
@@ -87,7 +89,8 @@ pub(super) async fn publish_loop(
                         batch.push(item);
                     }
                     if !batch.is_empty() {
-                        send_batch(&mut connection, &mut batch, &link, &mut next_seq).await;
+                        assign_seqs(&mut batch, &link, &mut next_seq);
+                        send_batch(&mut connection, &mut batch, &link, None).await;
                     }
                     counters.publisher_up.store(false, Relaxed);
                     return;
@@ -110,7 +113,8 @@ pub(super) async fn publish_loop(
                     _ = stop.changed() => {}
                 }
             }
-            if !send_batch(&mut connection, &mut batch, &link, &mut next_seq).await {
+            assign_seqs(&mut batch, &link, &mut next_seq);
+            if !send_batch(&mut connection, &mut batch, &link, None).await {
                 break;
             }
         }
@@ -134,14 +138,11 @@ pub(super) async fn publish_loop(
     }
 }
 
-/// One script call for a run of appends (all of `run` are `Outbound::Append`), giving each
-/// its seq the first time it is sent.
-fn append_call(run: &mut [Outbound], link: &ClusterLink, next_seq: &mut u64) -> redis::Cmd {
-    let counters = &*link.counters;
-    // The names and heads the items borrow, built first.
-    let mut names = Vec::with_capacity(run.len());
-    for item in run.iter_mut() {
-        let Outbound::Append { id, binary, seq, .. } = item else { unreachable!("a run of appends") };
+/// Gives each append of `batch` its seq the first time it is sent (and counts the others,
+/// sent again). Called once per attempt, before the batch is written.
+pub(super) fn assign_seqs(batch: &mut [Outbound], link: &ClusterLink, next_seq: &mut u64) {
+    for item in batch {
+        let Outbound::Append { seq, .. } = item else { continue };
         if *seq == 0 {
             // Assigned here, in queue order, not at enqueue: two threads enqueueing at once
             // would otherwise reach Redis out of seq order, and the script would take the
@@ -149,8 +150,17 @@ fn append_call(run: &mut [Outbound], link: &ClusterLink, next_seq: &mut u64) -> 
             *seq = *next_seq;
             *next_seq += 1;
         } else {
-            bump(&counters.history_append_retried, 1);
+            bump(&link.counters.history_append_retried, 1);
         }
+    }
+}
+
+/// One script call for a run of appends (all of `run` are `Outbound::Append`, with seqs).
+fn append_call(run: &[Outbound], link: &ClusterLink) -> redis::Cmd {
+    // The names and heads the items borrow, built first.
+    let mut names = Vec::with_capacity(run.len());
+    for item in run {
+        let Outbound::Append { id, binary, .. } = item else { unreachable!("a run of appends") };
         let head = envelope::encode_head(link.node_id(), !*binary);
         names.push((link.channels.history(id), link.channels.history_meta(id), link.channels.user(id), head));
     }
@@ -171,22 +181,32 @@ fn append_call(run: &mut [Outbound], link: &ClusterLink, next_seq: &mut u64) -> 
             }
         })
         .collect();
-    let shared =
-        AppendShared { size: link.history_size, ttl_ms: link.history_ttl_ms, seq_field: &link.seq_field };
+    let publish = if link.channels.sharded { "SPUBLISH" } else { "PUBLISH" };
+    let shared = AppendShared {
+        size: link.history_size,
+        ttl_ms: link.history_ttl_ms,
+        seq_field: &link.seq_field,
+        publish,
+    };
     scripts::append_command(&shared, &items)
 }
 
-/// Sends the whole batch as one pipeline and settles every receipt. False when the
-/// connection failed: publishes in it are counted as lost (at-most-once, never
-/// duplicated); appends not known to be applied stay in `batch`, in order, for the next
-/// connection (their receipts settled now, with no position).
-async fn send_batch(
+/// Sends the whole batch (its appends' seqs assigned: [`assign_seqs`]) as one pipeline and
+/// settles every receipt. False when the connection failed: publishes in it are counted as
+/// lost (at-most-once, never duplicated); appends not known to be applied stay in `batch`,
+/// in order, for the next connection (their receipts settled now, with no position).
+///
+/// On a Redis Cluster (`topology`), the batch is one master's share: a command Redis
+/// redirected (`MOVED`, `ASK`) or could not run yet (`TRYAGAIN`, `CLUSTERDOWN`) ran nowhere,
+/// so it stays in `batch` too, publishes included, and the topology learns of it.
+pub(super) async fn send_batch(
     connection: &mut MultiplexedConnection,
     batch: &mut Vec<Outbound>,
     link: &ClusterLink,
-    next_seq: &mut u64,
+    topology: Option<&Topology>,
 ) -> bool {
     let counters = &*link.counters;
+    let sharded = link.channels.sharded;
     let mut pipe = redis::pipe();
     let mut appends = false;
     // How many items of `batch` each command of the pipeline carries, in order: runs of
@@ -196,29 +216,37 @@ async fn send_batch(
     while i < batch.len() {
         match &batch[i] {
             Outbound::Publish { channel, payload, .. } => {
-                pipe.cmd("PUBLISH").arg(&**channel).arg(&**payload);
+                let publish = if link.channels.is_sharded(channel) { "SPUBLISH" } else { "PUBLISH" };
+                pipe.cmd(publish).arg(&**channel).arg(&**payload);
                 spans.push(1);
                 i += 1;
             }
             Outbound::CountSubscribers { channel, .. } => {
-                pipe.cmd("PUBSUB").arg("NUMSUB").arg(&**channel);
+                let numsub = if link.channels.is_sharded(channel) { "SHARDNUMSUB" } else { "NUMSUB" };
+                pipe.cmd("PUBSUB").arg(numsub).arg(&**channel);
                 spans.push(1);
                 i += 1;
             }
-            Outbound::Append { .. } => {
+            Outbound::Append { id, .. } => {
                 appends = true;
+                // On a Redis Cluster one call writes the keys of one slot only.
+                let slot = sharded.then(|| slots::slot_of(link.channels.history(id).as_bytes()));
                 let run = batch[i..]
                     .iter()
                     .take(MAX_APPENDS_PER_CALL)
-                    .take_while(|item| matches!(item, Outbound::Append { .. }))
+                    .take_while(|item| match item {
+                        Outbound::Append { id, .. } => slot
+                            .is_none_or(|slot| slots::slot_of(link.channels.history(id).as_bytes()) == slot),
+                        _ => false,
+                    })
                     .count();
-                pipe.add_command(append_call(&mut batch[i..i + run], link, next_seq));
+                pipe.add_command(append_call(&batch[i..i + run], link));
                 spans.push(run);
                 i += run;
             }
         }
     }
-    if appends {
+    if appends || sharded {
         // One script's error (NOSCRIPT, OOM) must not hide the replies of the others,
         // which say which appends were applied.
         pipe.ignore_errors();
@@ -236,14 +264,25 @@ async fn send_batch(
     for span in spans {
         let reply = replies.next();
         let call: Vec<Outbound> = items.by_ref().take(span).collect();
+        let redirected = match (topology, &reply) {
+            (Some(topology), Some(reply)) => redirected(reply, topology),
+            _ => false,
+        };
+        if redirected
+            && matches!(call.first(), Some(Outbound::Publish { .. } | Outbound::CountSubscribers { .. }))
+        {
+            // Not run: sent again where the slot is now.
+            retained.extend(call);
+            continue;
+        }
         let appended = match call.first() {
             Some(Outbound::Append { .. }) => {
                 let not_run = reply.as_ref().is_some_and(scripts::is_not_run);
                 if reply.is_none() || not_run {
                     // Not known to be applied (no reply: the connection failed, some of the
                     // call may have run) or known not to have run: sent again, first, on the
-                    // next connection.
-                    ok = false;
+                    // next connection (or, redirected, on this one to where the slot is).
+                    ok &= redirected;
                     for mut item in call {
                         if let Outbound::Append { receipt, seq, .. } = &mut item {
                             if let Some(receipt) = receipt.take() {
@@ -326,6 +365,24 @@ async fn send_batch(
     bump(&counters.published, published);
     bump(&counters.publish_failed, failed);
     ok
+}
+
+/// Whether `reply` says the command ran nowhere because of where its slot is: the topology
+/// learns where (a `MOVED`), or that it should look again (`ASK`, `TRYAGAIN`, `CLUSTERDOWN`).
+fn redirected(reply: &Value, topology: &Topology) -> bool {
+    if let Some((slot, node, ask)) = scripts::redirect_of(reply) {
+        match ask {
+            // A migration under way: retried until the slot has moved (then a MOVED).
+            true => topology.refresh_soon(),
+            false => topology.moved(slot, node),
+        }
+        return true;
+    }
+    let waiting = matches!(reply, Value::ServerError(e) if matches!(e.code(), "TRYAGAIN" | "CLUSTERDOWN"));
+    if waiting {
+        topology.refresh_soon();
+    }
+    waiting
 }
 
 #[cfg(test)]

@@ -12,7 +12,10 @@ use tokio::sync::{mpsc, watch};
 use super::connect::Reconnector;
 use super::endpoint::Endpoint;
 use super::link::ClusterLink;
+use super::node_pool::NodePool;
 use super::scripts::{self, MAX_PAGE, READ};
+use super::slots::Node;
+use super::topology::Topology;
 use crate::history::Page;
 use crate::stats::bump;
 
@@ -155,6 +158,97 @@ fn answer(batch: Vec<ReadRequest>, result: redis::RedisResult<Vec<Value>>, link:
         (request.reply)(page);
     }
     healthy
+}
+
+/// The reader on a Redis Cluster: each pipeline goes to the master of its reads' slots
+/// (the reads of a batch split by master); a read whose master is unknown or unreachable is
+/// answered [`ReadFailed::Unavailable`] (its worker asks again with backoff) and the map is
+/// asked for again.
+pub(super) async fn read_sharded(
+    endpoint: &Endpoint,
+    topology: &Topology,
+    mut requests: mpsc::Receiver<ReadRequest>,
+    link: Arc<ClusterLink>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let counters = link.counters.clone();
+    let mut pool = NodePool::new(endpoint, vec![&READ]);
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        let mut batch = Vec::new();
+        tokio::select! {
+            received = requests.recv_many(&mut batch, MAX_PAGE), if in_flight.len() < MAX_IN_FLIGHT => {
+                if received == 0 {
+                    return;
+                }
+                let Some(map) = topology.current() else {
+                    fail(batch, &link);
+                    continue;
+                };
+                let mut shares: Vec<(Node, Vec<ReadRequest>)> = Vec::new();
+                let mut unserved = Vec::new();
+                for request in batch {
+                    match map.owner_of(link.channels.history(&request.id).as_bytes()) {
+                        Some(node) => match shares.iter_mut().find(|(n, _)| n == node) {
+                            Some((_, share)) => share.push(request),
+                            None => shares.push((node.clone(), vec![request])),
+                        },
+                        None => unserved.push(request),
+                    }
+                }
+                if !unserved.is_empty() {
+                    topology.refresh_soon();
+                    fail(unserved, &link);
+                }
+                for (node, share) in shares {
+                    let mut connection = match pool.get(&node).await {
+                        Ok(connection) => connection,
+                        Err(_) => {
+                            topology.refresh_soon();
+                            fail(share, &link);
+                            continue;
+                        }
+                    };
+                    let mut pipe = redis::pipe();
+                    pipe.ignore_errors();
+                    for request in &share {
+                        let (stream, meta) = (link.channels.history(&request.id), link.channels.history_meta(&request.id));
+                        pipe.add_command(scripts::read_command(&stream, &meta, request.from, request.count, link.history_ttl_ms));
+                    }
+                    bump(&counters.history_reads, share.len() as u64);
+                    bump(&counters.history_read_round_trips, 1);
+                    in_flight.push(async move {
+                        let result: redis::RedisResult<Vec<Value>> = pipe.query_async(&mut connection).await;
+                        (node, share, result)
+                    });
+                }
+            }
+            Some((node, share, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Ok(replies) = &result {
+                    for reply in replies {
+                        match scripts::redirect_of(reply) {
+                            Some((slot, to, false)) => topology.moved(slot, to),
+                            Some((_, _, true)) => topology.refresh_soon(),
+                            None => {}
+                        }
+                    }
+                }
+                if !answer(share, result, &link) {
+                    pool.forget(&node);
+                    topology.refresh_soon();
+                }
+            }
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Answers every read of `batch` [`ReadFailed::Unavailable`].
+fn fail(batch: Vec<ReadRequest>, link: &ClusterLink) {
+    for request in batch {
+        bump(&link.counters.history_read_failed, 1);
+        (request.reply)(Err(ReadFailed::Unavailable));
+    }
 }
 
 /// Answers every read [`ReadFailed::Unavailable`] as it comes; never returns.

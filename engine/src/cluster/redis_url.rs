@@ -1,13 +1,17 @@
-//! What the `redis` setting names: one Redis (`redis://`), or a master found through a set of
-//! Sentinels (`redis+sentinel://`). Pure: text in, a [`RedisTarget`] or a reason out.
+//! What the `redis` setting names: one Redis (`redis://`), a master found through a set of
+//! Sentinels (`redis+sentinel://`), or a Redis Cluster (`redis+cluster://`). Pure: text in, a
+//! [`RedisTarget`] or a reason out.
 //!
 //! ```text
 //! redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]
 //! redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER_NAME[/DB]
 //!     [?sentinel_username=USER&sentinel_password=PASSWORD]
+//! redis+cluster://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...][/]
 //! ```
 //!
-//! `rediss://` and `rediss+sentinel://` are the same over TLS (to the Sentinels as well).
+//! `rediss://`, `rediss+sentinel://` and `rediss+cluster://` are the same over TLS (to the
+//! Sentinels and every cluster node as well). A cluster URL names seed nodes: the others are
+//! discovered from them; a cluster has database 0 only, and a node's port defaults to 6379.
 //!
 //! In a Sentinel URL the credentials before `@` are the master's (and its replicas'), those in
 //! the query the Sentinels' own (most Sentinel sets have none); a Sentinel's port defaults to
@@ -17,6 +21,8 @@ use percent_encoding::percent_decode_str;
 
 /// A Sentinel's port when the URL names none.
 pub(crate) const SENTINEL_PORT: u16 = 26379;
+/// A cluster node's port when the URL names none.
+const CLUSTER_PORT: u16 = 6379;
 
 /// Where the backplane connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +31,31 @@ pub(crate) enum RedisTarget {
     Single(String),
     /// The master named `master` of a set of Sentinels.
     Sentinel(SentinelTarget),
+    /// A Redis Cluster, found from its seed nodes.
+    Cluster(ClusterTarget),
+}
+
+/// A `redis+cluster://` URL, read. Its `Debug` shows no password.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct ClusterTarget {
+    /// The seed nodes, in the order the URL lists them.
+    pub seeds: Vec<(String, u16)>,
+    /// Every node's credentials (a cluster shares its users).
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// `rediss+cluster://`: every connection is encrypted.
+    pub tls: bool,
+}
+
+impl std::fmt::Debug for ClusterTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterTarget")
+            .field("seeds", &self.seeds)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 /// A `redis+sentinel://` URL, read. Its `Debug` shows no password.
@@ -77,16 +108,39 @@ pub(crate) fn parse(url: &str) -> Result<RedisTarget, String> {
         }
         "redis+sentinel" => parse_sentinel(rest, false).map(RedisTarget::Sentinel),
         "rediss+sentinel" => parse_sentinel(rest, true).map(RedisTarget::Sentinel),
-        "redis+cluster" | "rediss+cluster" => {
-            Err("Redis Cluster (`redis+cluster://`) is not supported yet: use one Redis (`redis://`) or \
-             a Sentinel set (`redis+sentinel://`)"
-                .into())
-        }
+        "redis+cluster" => parse_cluster(rest, false).map(RedisTarget::Cluster),
+        "rediss+cluster" => parse_cluster(rest, true).map(RedisTarget::Cluster),
         "unix" | "redis+unix" => {
             Err("cluster mode connects to Redis over TCP: use a redis://host:port URL".into())
         }
-        _ => Err(format!("`{}` is not a Redis URL (redis:// or redis+sentinel://)", redact(url))),
+        _ => Err(format!(
+            "`{}` is not a Redis URL (redis://, redis+sentinel:// or redis+cluster://)",
+            redact(url)
+        )),
     }
+}
+
+/// The credentials before the last `@` of an authority, and the hosts after it.
+fn credentials_and_hosts(authority: &str) -> Result<(Option<String>, Option<String>, &str), String> {
+    let Some((credentials, hosts)) = authority.rsplit_once('@') else { return Ok((None, None, authority)) };
+    let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
+    Ok((non_empty(decode(user)?), non_empty(decode(password)?), hosts))
+}
+
+fn parse_cluster(rest: &str, tls: bool) -> Result<ClusterTarget, String> {
+    let usage = "a cluster URL is redis+cluster://[USER:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]";
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if !path.is_empty() {
+        return Err(format!(
+            "`/{path}`: a Redis Cluster has database 0 only and takes no parameters: {usage}"
+        ));
+    }
+    let (username, password, hosts) = credentials_and_hosts(authority)?;
+    let mut seeds = Vec::new();
+    for host in hosts.split(',') {
+        seeds.push(host_port(host, CLUSTER_PORT).map_err(|e| format!("{e}: {usage}"))?);
+    }
+    Ok(ClusterTarget { seeds, username, password, tls })
 }
 
 fn parse_sentinel(rest: &str, tls: bool) -> Result<SentinelTarget, String> {
@@ -94,20 +148,10 @@ fn parse_sentinel(rest: &str, tls: bool) -> Result<SentinelTarget, String> {
         "a Sentinel URL is redis+sentinel://[USER:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER_NAME[/DB]";
     let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (authority, path) = before_query.split_once('/').ok_or_else(|| format!("no master name: {usage}"))?;
-    let (credentials, hosts) = match authority.rsplit_once('@') {
-        Some((credentials, hosts)) => (Some(credentials), hosts),
-        None => (None, authority),
-    };
-    let (username, password) = match credentials {
-        None => (None, None),
-        Some(credentials) => {
-            let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
-            (non_empty(decode(user)?), non_empty(decode(password)?))
-        }
-    };
+    let (username, password, hosts) = credentials_and_hosts(authority)?;
     let mut sentinels = Vec::new();
     for host in hosts.split(',') {
-        sentinels.push(host_port(host).map_err(|e| format!("{e}: {usage}"))?);
+        sentinels.push(host_port(host, SENTINEL_PORT).map_err(|e| format!("{e}: {usage}"))?);
     }
     let mut segments = path.split('/');
     let master = decode(segments.next().unwrap_or(""))?;
@@ -145,7 +189,7 @@ fn parse_sentinel(rest: &str, tls: bool) -> Result<SentinelTarget, String> {
     })
 }
 
-fn host_port(text: &str) -> Result<(String, u16), String> {
+fn host_port(text: &str, default_port: u16) -> Result<(String, u16), String> {
     let (host, port) = match text.rsplit_once(':') {
         // `[::1]:26379`, `host:26379`; a bare IPv6 address needs its brackets.
         Some((host, port)) if !host.is_empty() && (!host.contains(':') || host.ends_with(']')) => {
@@ -154,11 +198,11 @@ fn host_port(text: &str) -> Result<(String, u16), String> {
                 _ => return Err(format!("`{text}`: the port is not a number from 1 to 65535")),
             }
         }
-        _ => (text, SENTINEL_PORT),
+        _ => (text, default_port),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
-        return Err("a Sentinel without a host".into());
+        return Err("a server without a host".into());
     }
     Ok((host.to_owned(), port))
 }
@@ -246,6 +290,27 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_by_its_seed_nodes_with_credentials() {
+        let url = "redis+cluster://app:p%40ss@h1:7000,h2,[::1]:7002/";
+        let RedisTarget::Cluster(target) = parse(url).unwrap() else { panic!("not a cluster target") };
+        assert_eq!(
+            target,
+            ClusterTarget {
+                seeds: vec![("h1".into(), 7000), ("h2".into(), CLUSTER_PORT), ("::1".into(), 7002)],
+                username: Some("app".into()),
+                password: Some("p@ss".into()),
+                tls: false,
+            }
+        );
+        assert!(!format!("{target:?}").contains("p@ss"));
+        let RedisTarget::Cluster(secure) = parse("rediss+cluster://h:7000").unwrap() else {
+            panic!("not a cluster target")
+        };
+        assert_eq!((secure.tls, secure.password, secure.seeds.len()), (true, None, 1));
+        assert_eq!(redact(url), "redis+cluster://app:***@h1:7000,h2,[::1]:7002/");
+    }
+
+    #[test]
     fn bad_urls_say_what_is_wrong() {
         let reason = |url: &str| parse(url).unwrap_err();
         assert!(
@@ -261,8 +326,9 @@ mod tests {
         assert!(reason("redis+sentinel://h1/m/x").contains("is not a number"));
         assert!(reason("redis+sentinel://h1/m?password=x").contains("unknown parameter `password`"));
         assert!(parse("rediss://h:6379").is_ok());
-        assert!(reason("rediss+cluster://h:7000").contains("not supported yet"));
-        assert!(reason("redis+cluster://h:7000").contains("not supported yet"));
+        assert!(reason("redis+cluster://h:7000/0").contains("database 0 only"));
+        assert!(reason("redis+cluster://h:x").contains("the port is not a number"));
+        assert!(reason("redis+cluster://h1,,h2").contains("without a host"));
         assert!(reason("unix:///run/redis.sock").contains("over TCP"));
         assert!(reason("http://h").contains("not a Redis URL"));
         assert!(reason("notaurl").contains("not a Redis URL"));

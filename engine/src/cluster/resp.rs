@@ -97,12 +97,19 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<(Push<'_>, usize)>, RespError> 
 fn interpret<'a>(elements: &[Element<'a>]) -> Result<Push<'a>, RespError> {
     let Element::Bulk(kind) = elements[0] else { return Err(RespError("an array not led by a name")) };
     match (kind, &elements[1..]) {
-        (b"message", [Element::Bulk(channel), Element::Bulk(payload)]) => {
+        // `s...`: the same from a Redis Cluster's sharded pub/sub (SSUBSCRIBE), where an
+        // `sunsubscribe` may also come unasked, when the channel's slot moved to another node.
+        (b"message" | b"smessage", [Element::Bulk(channel), Element::Bulk(payload)]) => {
             Ok(Push::Message { channel, payload })
         }
-        (b"subscribe" | b"unsubscribe", [Element::Bulk(channel), Element::Integer(count)]) => {
-            Ok(Push::Subscriptions { channel, subscribed: kind == b"subscribe", count: *count })
-        }
+        (
+            b"subscribe" | b"unsubscribe" | b"ssubscribe" | b"sunsubscribe",
+            [Element::Bulk(channel), Element::Integer(count)],
+        ) => Ok(Push::Subscriptions {
+            channel,
+            subscribed: kind == b"subscribe" || kind == b"ssubscribe",
+            count: *count,
+        }),
         (b"pong", _) => Ok(Push::Pong),
         _ => Err(RespError("an unknown push")),
     }
@@ -167,6 +174,17 @@ mod tests {
         let gone = b"*3\r\n$11\r\nunsubscribe\r\n$3\r\nch1\r\n:0\r\n";
         let unsubscribed = Push::Subscriptions { channel: b"ch1", subscribed: false, count: 0 };
         assert_eq!(parse(gone), Ok(Some((unsubscribed, gone.len()))));
+        let smessage = b"*3\r\n$8\r\nsmessage\r\n$9\r\nw:u:{456}\r\n$2\r\nhi\r\n";
+        assert_eq!(
+            parse(smessage),
+            Ok(Some((Push::Message { channel: b"w:u:{456}", payload: b"hi" }, smessage.len())))
+        );
+        let sconfirm = b"*3\r\n$10\r\nssubscribe\r\n$3\r\nch1\r\n:1\r\n";
+        let ssubscribed = Push::Subscriptions { channel: b"ch1", subscribed: true, count: 1 };
+        assert_eq!(parse(sconfirm), Ok(Some((ssubscribed, sconfirm.len()))));
+        let moved = b"*3\r\n$12\r\nsunsubscribe\r\n$3\r\nch1\r\n:0\r\n";
+        let sunsubscribed = Push::Subscriptions { channel: b"ch1", subscribed: false, count: 0 };
+        assert_eq!(parse(moved), Ok(Some((sunsubscribed, moved.len()))));
         let pong = b"*2\r\n$4\r\npong\r\n$0\r\n\r\n";
         assert_eq!(parse(pong), Ok(Some((Push::Pong, pong.len()))));
         assert_eq!(parse(b"+OK\r\n"), Ok(Some((Push::Ok, 5))));

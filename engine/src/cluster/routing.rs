@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::link::ClusterLink;
 use super::resp::Push;
+use super::stats::ClusterCounters;
 use super::subscription::Subscription;
 use super::{compat, envelope};
 use crate::frame::{self, OpCode};
@@ -40,13 +41,39 @@ pub(super) struct Router {
     confirmed: VecDeque<Box<str>>,
 }
 
+/// What a subscriber connection does with the replies that are not messages.
+pub(super) trait Replies {
+    /// A SUBSCRIBE (`subscribed`) or UNSUBSCRIBE confirmation of `channel`, with the
+    /// connection's count after it. Returns whether the channel's id (if it is a user
+    /// channel) is now subscribed: with history on, its worker is told, in order with the
+    /// messages.
+    fn subscription(&mut self, channel: &[u8], subscribed: bool, count: i64) -> bool;
+    /// An error reply: `Err` when the connection is unusable.
+    fn error(&mut self, error: &[u8]) -> std::io::Result<()>;
+}
+
+/// One Redis's subscriber: confirmations set the subscription count, an error is fatal.
+pub(super) struct OneRedis<'a>(pub &'a ClusterCounters);
+
+impl Replies for OneRedis<'_> {
+    fn subscription(&mut self, _channel: &[u8], subscribed: bool, count: i64) -> bool {
+        self.0.subscribed_channels.store(count.max(0) as u64, Relaxed);
+        subscribed
+    }
+
+    fn error(&mut self, error: &[u8]) -> std::io::Result<()> {
+        Err(std::io::Error::other(format!("Redis refused: {}", String::from_utf8_lossy(error))))
+    }
+}
+
 /// Routes every reply already received (until a delivery has to wait for its worker):
-/// messages to the workers, confirmations into the subscription count, a pong into
+/// messages to the workers, confirmations and errors to `replies`, a pong into
 /// `awaiting_pong`. Returns how many (un)subscribe confirmations it saw.
 pub(super) fn route_received(
     conn: &mut Subscription,
     router: &mut Router,
     awaiting_pong: &mut bool,
+    replies: &mut impl Replies,
 ) -> std::io::Result<usize> {
     let mut confirmations = 0;
     loop {
@@ -63,7 +90,7 @@ pub(super) fn route_received(
             },
             Some(Push::Subscriptions { channel, subscribed, count }) => {
                 confirmations += 1;
-                router.link.counters.subscribed_channels.store(count.max(0) as u64, Relaxed);
+                let subscribed = replies.subscription(channel, subscribed, count);
                 if subscribed && router.link.history_enabled() {
                     let id = std::str::from_utf8(channel).ok().and_then(|c| router.link.channels.id_of(c));
                     if let Some(id) = id {
@@ -73,9 +100,7 @@ pub(super) fn route_received(
             }
             Some(Push::Pong) => *awaiting_pong = false,
             Some(Push::Ok) => {}
-            Some(Push::Error(e)) => {
-                return Err(std::io::Error::other(format!("Redis refused: {}", String::from_utf8_lossy(e))));
-            }
+            Some(Push::Error(e)) => replies.error(e)?,
         }
     }
     Ok(confirmations)

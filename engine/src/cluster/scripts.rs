@@ -79,9 +79,11 @@ pub(super) struct AppendShared<'a> {
     pub ttl_ms: u64,
     /// `p:<incarnation>`: the meta field of this publisher's last applied seq.
     pub seq_field: &'a str,
+    /// `PUBLISH`, or `SPUBLISH` on a Redis Cluster.
+    pub publish: &'static str,
 }
 
-/// `EVALSHA <append> 2N <stream> <meta> ... <size> <ttl ms> <p:incarnation>` then, per
+/// `EVALSHA <append> 2N <stream> <meta> ... <size> <ttl ms> <p:incarnation> <publish>` then, per
 /// message, `<channel> <head> <t|b> <body> <epoch> <seq>`: at most
 /// [`MAX_APPENDS_PER_CALL`] messages, in order.
 pub(super) fn append_command(shared: &AppendShared<'_>, items: &[AppendItem<'_>]) -> redis::Cmd {
@@ -91,7 +93,7 @@ pub(super) fn append_command(shared: &AppendShared<'_>, items: &[AppendItem<'_>]
     for item in items {
         cmd.arg(item.stream).arg(item.meta);
     }
-    cmd.arg(shared.size).arg(shared.ttl_ms).arg(shared.seq_field);
+    cmd.arg(shared.size).arg(shared.ttl_ms).arg(shared.seq_field).arg(shared.publish);
     for item in items {
         cmd.arg(item.channel).arg(item.head).arg(if item.binary { "b" } else { "t" }).arg(item.body);
         cmd.arg(item.fresh_epoch.as_str()).arg(item.seq);
@@ -169,6 +171,17 @@ pub(super) fn parse_read(reply: Value) -> Result<Page, BadReply> {
     Ok(Page { epoch, top, entries })
 }
 
+/// The `MOVED` or `ASK` of an error reply: the slot, where it is served now, and whether it
+/// is only being migrated there (`ASK`).
+pub(super) fn redirect_of(reply: &Value) -> Option<(u16, super::slots::Node, bool)> {
+    match reply {
+        Value::ServerError(e) if matches!(e.code(), "MOVED" | "ASK") => {
+            super::slots::redirect(&format!("{} {}", e.code(), e.details().unwrap_or("")))
+        }
+        _ => None,
+    }
+}
+
 /// Whether a reply is Redis's `NOSCRIPT` (the script cache was emptied under us: the
 /// connection is treated as failed, and the next one loads the scripts again).
 pub(super) fn is_noscript(reply: &Value) -> bool {
@@ -177,10 +190,13 @@ pub(super) fn is_noscript(reply: &Value) -> bool {
 
 /// Whether `reply` is an error by which Redis says it did not run the script at all and
 /// may run it later: the script is not loaded (`NOSCRIPT`), Redis is busy with another
-/// script, still loading its data, a replica, without its master, or out of memory.
+/// script, still loading its data, a replica, without its master, or out of memory; or, in
+/// a Redis Cluster, the keys' slot is elsewhere (`MOVED`, `ASK`), being migrated
+/// (`TRYAGAIN`) or unserved (`CLUSTERDOWN`).
 pub(super) fn is_not_run(reply: &Value) -> bool {
     matches!(reply, Value::ServerError(e)
-        if matches!(e.code(), "NOSCRIPT" | "BUSY" | "LOADING" | "READONLY" | "MASTERDOWN" | "OOM"))
+        if matches!(e.code(), "NOSCRIPT" | "BUSY" | "LOADING" | "READONLY" | "MASTERDOWN" | "OOM"
+            | "MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN"))
 }
 
 fn parse_entry(entry: Value) -> Option<Entry> {
@@ -270,7 +286,10 @@ mod tests {
             item("p:h:42", "p:m:42", "p:u:42", true, &b"\x00body"[..], 7),
             item("p:h:7", "p:m:7", "p:u:7", false, &b"hi"[..], 8),
         ];
-        let cmd = append_command(&AppendShared { size: 100, ttl_ms: 600_000, seq_field: "p:abc" }, &items);
+        let cmd = append_command(
+            &AppendShared { size: 100, ttl_ms: 600_000, seq_field: "p:abc", publish: "PUBLISH" },
+            &items,
+        );
         let expected: Vec<&[u8]> = vec![
             b"EVALSHA",
             APPEND.sha.as_bytes(),
@@ -282,6 +301,7 @@ mod tests {
             b"100",
             b"600000",
             b"p:abc",
+            b"PUBLISH",
             b"p:u:42",
             b"\x02\x01\x01n",
             b"b",
@@ -422,7 +442,7 @@ mod tests {
                     seq,
                 };
                 let seq_field = format!("p:{incarnation}");
-                let shared = AppendShared { size, ttl_ms: TTL_MS, seq_field: &seq_field };
+                let shared = AppendShared { size, ttl_ms: TTL_MS, seq_field: &seq_field, publish: "PUBLISH" };
                 let cmd = append_command(&shared, &[item]);
                 parse_appends(&cmd.query::<Value>(&mut self.con).unwrap(), 1).unwrap()[0]
             }
@@ -448,7 +468,8 @@ mod tests {
                         seq,
                     })
                     .collect();
-                let shared = AppendShared { size: 1000, ttl_ms: TTL_MS, seq_field: "p:inc1" };
+                let shared =
+                    AppendShared { size: 1000, ttl_ms: TTL_MS, seq_field: "p:inc1", publish: "PUBLISH" };
                 append_command(&shared, &items).query(&mut self.con).unwrap()
             }
 

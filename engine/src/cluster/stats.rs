@@ -55,6 +55,15 @@ counter_table! {
     Counter history_read_round_trips, "pipelines", "Pipelines of history reads sent to Redis.";
     Counter history_read_failed, "reads",
         "History reads answered with a failure (Redis unreachable, the pipeline failed, a bad reply).";
+    Counter subscribe_round_trips, "writes",
+        "Writes of subscribe and unsubscribe commands to Redis, each one round trip however many commands it carries.";
+    Counter slot_map_refreshes, "reads",
+        "Times the Redis Cluster slot map was asked for (every second, and when a reply said it was stale; redis+cluster:// only).";
+    Counter slot_map_changes, "changes", "Times the Redis Cluster slot map changed (resharding, failover, a shard added or removed).";
+    Counter resubscribes, "channels",
+        "Channels subscribed again on another Redis Cluster master after their slot moved (then caught up from history).";
+    Gauge shards, "masters", "Redis Cluster masters this node has a subscriber connection to.";
+    Gauge shards_up, "masters", "Of those, the ones whose connection is up with every subscription confirmed.";
 }
 
 fn cluster_of(stats: &Stats) -> Option<&ClusterStats> {

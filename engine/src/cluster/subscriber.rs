@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use super::connect::{timed_out, Reconnector, KEEPALIVE, RESPONSE_TIMEOUT};
 use super::endpoint::Endpoint;
 use super::link::{Change, ClusterLink};
-use super::routing::{route_received, Router};
+use super::routing::{route_received, OneRedis, Router};
 use super::stats::ClusterCounters;
 use super::subscription::Subscription;
 use crate::stats::bump;
@@ -70,7 +70,9 @@ pub(super) async fn subscribe_loop(
         let mut keepalive = tokio::time::interval(KEEPALIVE);
         keepalive.tick().await;
         let connection_lost = loop {
-            if let Err(e) = route_received(&mut conn, &mut router, &mut awaiting_pong) {
+            if let Err(e) =
+                route_received(&mut conn, &mut router, &mut awaiting_pong, &mut OneRedis(&counters))
+            {
                 tracing::warn!(error = %e, "the subscriber's connection is unusable");
                 break true;
             }
@@ -212,7 +214,7 @@ async fn subscribe_initial(
     let confirmed = async {
         let mut confirmations = 0;
         loop {
-            confirmations += route_received(conn, router, awaiting_pong)?;
+            confirmations += route_received(conn, router, awaiting_pong, &mut OneRedis(counters))?;
             if confirmations >= channels.len() {
                 return Ok(());
             }

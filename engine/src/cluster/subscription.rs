@@ -73,6 +73,18 @@ impl Subscription {
         self.writer.write_all(&self.out).await
     }
 
+    /// Adds one command to what [`Subscription::flush`] writes: many commands, one write.
+    pub fn queue(&mut self, args: &[&[u8]]) {
+        resp::command(&mut self.out, args);
+    }
+
+    /// Writes the commands queued since the last write.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        let written = self.writer.write_all(&self.out).await;
+        self.out.clear();
+        written
+    }
+
     /// Writes `name` with every one of `channels` as arguments.
     pub async fn send_channels(&mut self, name: &[u8], channels: &[String]) -> io::Result<()> {
         let mut args: Vec<&[u8]> = Vec::with_capacity(channels.len() + 1);

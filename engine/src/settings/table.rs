@@ -474,9 +474,10 @@ pub const SETTINGS: &[Setting] = &[
         "URL",
         "none (a single node)",
         "Cluster mode: share sockets with every node using this Redis server, e.g. redis://127.0.0.1:6379, \
-         or the master of a Sentinel set, e.g. redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster \
-         (followed through failovers); a push on any node reaches the sockets on all of them. The settings \
-         below need it",
+         the master of a Sentinel set, e.g. redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster \
+         (followed through failovers), or a Redis Cluster by some of its nodes, e.g. \
+         redis+cluster://10.0.0.1:7000,10.0.0.2:7000 (sharded pub/sub); a push on any node reaches the \
+         sockets on all of them. The settings below need it",
         |d, v| v.string().map(|x| d.cluster.redis_url = x),
     )
     .in_group(Group::Cluster, Needs::Nothing),
@@ -484,8 +485,9 @@ pub const SETTINGS: &[Setting] = &[
         "redis_tls_ca",
         "FILE",
         "none (the system's CA certificates)",
-        "With a rediss:// or rediss+sentinel:// redis URL: a PEM file of the CA certificates to trust for \
-         Redis's and the Sentinels' certificates, instead of the system's",
+        "With a rediss://, rediss+sentinel:// or rediss+cluster:// redis URL: a PEM file of the CA \
+         certificates to trust for Redis's (the Sentinels', the cluster nodes') certificates, instead of the \
+         system's",
         |d, v| v.nullable(Given::string).map(|x| d.cluster.tls_ca = x.map(std::path::PathBuf::from)),
     )
     .in_group(Group::Cluster, Needs::Redis),

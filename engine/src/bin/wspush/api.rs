@@ -601,6 +601,8 @@ mod tests {
                 "reconnects": 13, "master_switches": 0, "oversized_dropped": 14, "publish_queued_bytes": 15,
                 "history_appends": 0, "history_append_retried": 0, "history_append_duplicates": 0,
                 "history_reads": 0, "history_read_round_trips": 0, "history_read_failed": 0,
+                "subscribe_round_trips": 0, "slot_map_refreshes": 0, "slot_map_changes": 0,
+                "resubscribes": 0, "shards": 0, "shards_up": 0,
             })
         );
     }

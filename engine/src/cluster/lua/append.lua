@@ -2,15 +2,17 @@
 -- many per call: about half of Redis's work per message, against one call per message.
 -- KEYS  stream {prefix}h:{id} and meta hash {prefix}m:{id} of each message, in pairs
 -- ARGV[1] history size (MAXLEN ~)  [2] ttl ms  [3] 'p:<incarnation>'
+--      [4] 'PUBLISH', or 'SPUBLISH' on a Redis Cluster (the channel is in the keys' slot)
 --      then 6 per message: channel, envelope head (version 2), 't' | 'b', body,
 --      fresh epoch candidate, seq of this append for that incarnation
 -- Reply: per message {receivers, offset, epoch}; receivers = -1: this seq was applied
 -- already (a retry); -2: Redis refused this message (its keys), the others still go.
-local size, ttl, field = ARGV[1], ARGV[2], ARGV[3]
+local size, ttl, field, publish = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if publish ~= 'PUBLISH' and publish ~= 'SPUBLISH' then return redis.error_reply('ERR wspush: bad publish command') end
 local replies = {}
 for i = 0, #KEYS / 2 - 1 do
   local stream, meta = KEYS[2 * i + 1], KEYS[2 * i + 2]
-  local a = 3 + 6 * i
+  local a = 4 + 6 * i
   local channel, head, kind, body, fresh, seq = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
   local ok, reply = pcall(function()
     local m = redis.call('HMGET', meta, 'e', 's', field)
@@ -44,7 +46,7 @@ for i = 0, #KEYS / 2 - 1 do
       redis.call('PEXPIRE', stream, ttl)
       redis.call('PEXPIRE', meta, ttl)
       local pos = epoch .. ':' .. off
-      return {redis.call('PUBLISH', channel, head .. string.char(#pos) .. pos .. body), top, epoch}
+      return {redis.call(publish, channel, head .. string.char(#pos) .. pos .. body), top, epoch}
     end
   end)
   -- An error on one message's keys (a key of another type) fails that message only.

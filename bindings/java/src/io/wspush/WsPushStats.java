@@ -71,6 +71,12 @@ package io.wspush;
  * @param historyDuplicates positioned messages from Redis dropped as already delivered here (cluster history)
  * @param historyGapFills reads of an id's history to fill a gap or catch up after a lost subscription
  * @param clusterMasterSwitches times the Sentinels moved the master and the node followed (redis+sentinel:// only)
+ * @param clusterSubscribeRoundTrips writes of subscribe and unsubscribe commands to Redis (one round trip each)
+ * @param clusterSlotMapRefreshes times the Redis Cluster slot map was asked for (redis+cluster:// only)
+ * @param clusterSlotMapChanges times the Redis Cluster slot map changed (resharding, failover, shards added or removed)
+ * @param clusterResubscribes channels subscribed again on another Redis Cluster master after their slot moved
+ * @param clusterShards Redis Cluster masters this node has a subscriber connection to
+ * @param clusterShardsUp of those, the ones up with every subscription confirmed
  */
 public record WsPushStats(
         long connections,
@@ -139,10 +145,16 @@ public record WsPushStats(
         long clusterHistoryReadFailed,
         long historyDuplicates,
         long historyGapFills,
-        long clusterMasterSwitches) {
+        long clusterMasterSwitches,
+        long clusterSubscribeRoundTrips,
+        long clusterSlotMapRefreshes,
+        long clusterSlotMapChanges,
+        long clusterResubscribes,
+        long clusterShards,
+        long clusterShardsUp) {
 
     /** The number of counters in {@code wspush_stats} (all {@code uint64_t}). */
-    static final int FIELDS = 67;
+    static final int FIELDS = 73;
 
     static WsPushStats of(long[] v) {
         if (v.length != FIELDS) {
@@ -153,7 +165,7 @@ public record WsPushStats(
                 v[26], v[27], v[28], v[29], v[30], v[31], v[32], v[33], v[34], v[35], v[36], v[37], v[38], v[39], v[40], v[41],
                 v[42], v[43], v[44], v[45], v[46], v[47], v[48], v[49], v[50], v[51],
                 v[52], v[53], v[54], v[55], v[56], v[57], v[58], v[59], v[60], v[61],
-                v[62], v[63], v[64], v[65], v[66]);
+                v[62], v[63], v[64], v[65], v[66], v[67], v[68], v[69], v[70], v[71], v[72]);
     }
 
     /** @return upgrades refused for their token (401), all reasons together */
