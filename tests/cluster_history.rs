@@ -12,11 +12,11 @@ mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use wspush::{ClusterConfig, Config, Engine, Error, Message, Position};
+use wspush::{ClusterConfig, Config, Engine, Message, Position};
 
 /// How long a node may take to come back once Redis is back (its reconnect backoff tops
 /// out at 5 s; generous for a loaded 2-core machine).
@@ -53,20 +53,6 @@ fn send_positioned(engine: &Engine, id: &str, text: &str) -> Option<Position> {
         })
         .expect("send_with_receipt failed");
     rx.recv_timeout(TIMEOUT).expect("no receipt")
-}
-
-/// Sends, retrying while the Redis queue is full (a test that pushes fast).
-fn send_retrying(engine: &Engine, id: &str, text: &str) {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        match engine.send(id, Message::Text(text)) {
-            Ok(()) => return,
-            Err(Error::QueueFull) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(1))
-            }
-            Err(e) => panic!("send failed: {e}"),
-        }
-    }
 }
 
 fn url(engine: &Engine, id: &str, since: Option<Position>) -> String {

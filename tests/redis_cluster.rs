@@ -12,13 +12,11 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use support::*;
-use wspush::{ClusterConfig, Config, Engine, Error, Message, Position};
+use wspush::{ClusterConfig, Config, Engine, Message, Position};
 
 /// How long a failover may take: the cluster fails a master after
 /// `CLUSTER_NODE_TIMEOUT_MS`, elects its replica, and the nodes find the new map (generous
@@ -38,20 +36,6 @@ fn node(cluster: &RedisCluster, name: &str, configure: impl FnOnce(&mut Config))
 
 fn cluster_stats(engine: &Engine) -> wspush::ClusterStats {
     engine.stats().cluster.expect("cluster mode")
-}
-
-/// Sends, retrying while the Redis queue is full.
-fn send_retrying(engine: &Engine, id: &str, text: &str) {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        match engine.send(id, Message::Text(text)) {
-            Ok(()) => return,
-            Err(Error::QueueFull) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(1))
-            }
-            Err(e) => panic!("send failed: {e}"),
-        }
-    }
 }
 
 /// Waits until `count` connections on the master of `channel` subscribe it (sharded).
@@ -162,21 +146,7 @@ async fn a_killed_master_fails_over_to_its_replica_and_every_message_arrives_onc
         sockets.push((id, ws, start));
     }
 
-    let sending = Arc::new(AtomicBool::new(true));
-    let sender = {
-        let (sending, b) = (sending.clone(), b);
-        std::thread::spawn(move || {
-            let mut sent = 0u64;
-            while sending.load(Ordering::SeqCst) {
-                sent += 1;
-                for id in [victim, bystander] {
-                    send_retrying(&b, id, &format!("m{sent}"));
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            (b, sent)
-        })
-    };
+    let sender = Streamer::start(b, vec![victim.into(), bystander.into()]);
     std::thread::sleep(Duration::from_millis(300));
     cluster.kill9(victim_master);
     eventually(FAILOVER, "the replica of the killed master is promoted", || {
@@ -186,8 +156,7 @@ async fn a_killed_master_fails_over_to_its_replica_and_every_message_arrives_onc
         a.is_healthy() && cluster_stats(&a).slot_map_changes >= 1
     });
     std::thread::sleep(Duration::from_millis(500));
-    sending.store(false, Ordering::SeqCst);
-    let (b, sent) = sender.join().expect("the sender thread");
+    let (b, sent) = sender.stop();
     assert!(sent > 100, "only {sent} rounds were sent through the failover");
     for id in [victim, bystander] {
         send_retrying(&b, id, "end");
@@ -214,21 +183,7 @@ async fn slots_moved_under_load_lose_and_repeat_nothing() {
         wait_shard_subscribers(&cluster, &format!("wspush:u:{{{id}}}"), 1);
         sockets.push((id.clone(), ws, start));
     }
-    let sending = Arc::new(AtomicBool::new(true));
-    let sender = {
-        let (sending, b, ids) = (sending.clone(), b, ids.clone());
-        std::thread::spawn(move || {
-            let mut sent = 0u64;
-            while sending.load(Ordering::SeqCst) {
-                sent += 1;
-                for id in &ids {
-                    send_retrying(&b, id, &format!("m{sent}"));
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            (b, sent)
-        })
-    };
+    let sender = Streamer::start(b, ids.clone());
     // Each id's slot moves to the next master, keys and all, while the sends go on.
     let masters = cluster.masters();
     for id in &ids {
@@ -243,8 +198,7 @@ async fn slots_moved_under_load_lose_and_repeat_nothing() {
         wait_shard_subscribers(&cluster, &format!("wspush:u:{{{id}}}"), 1);
     }
     std::thread::sleep(Duration::from_millis(300));
-    sending.store(false, Ordering::SeqCst);
-    let (b, sent) = sender.join().expect("the sender thread");
+    let (b, sent) = sender.stop();
     for id in &ids {
         send_retrying(&b, id, "end");
     }
@@ -329,21 +283,7 @@ async fn a_master_added_then_removed_under_load_loses_and_repeats_nothing() {
         wait_shard_subscribers(&cluster, &format!("wspush:u:{{{id}}}"), 1);
         sockets.push((id.clone(), ws, start));
     }
-    let sending = Arc::new(AtomicBool::new(true));
-    let sender = {
-        let (sending, b, ids) = (sending.clone(), b, ids.clone());
-        std::thread::spawn(move || {
-            let mut sent = 0u64;
-            while sending.load(Ordering::SeqCst) {
-                sent += 1;
-                for id in &ids {
-                    send_retrying(&b, id, &format!("m{sent}"));
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            (b, sent)
-        })
-    };
+    let sender = Streamer::start(b, ids.clone());
     // A fourth master joins and takes the ids' slots; then gives them back and leaves.
     let added = cluster.add_master();
     let homes: Vec<(u16, u16)> = ids
@@ -374,8 +314,7 @@ async fn a_master_added_then_removed_under_load_loses_and_repeats_nothing() {
         wait_shard_subscribers(&cluster, &format!("wspush:u:{{{id}}}"), 1);
     }
     std::thread::sleep(Duration::from_millis(300));
-    sending.store(false, Ordering::SeqCst);
-    let (b, sent) = sender.join().expect("the sender thread");
+    let (b, sent) = sender.stop();
     for id in &ids {
         send_retrying(&b, id, "end");
     }

@@ -10,12 +10,10 @@
 #[path = "support.rs"]
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
-use wspush::{ClusterConfig, Config, Engine, Error, Message, Position};
+use wspush::{ClusterConfig, Config, Engine, Position};
 
 /// How long a failover may take, Sentinels' agreement and the nodes' reconnection included
 /// (a master is down after 2 s without an answer; generous for a loaded 2-core machine).
@@ -84,20 +82,6 @@ fn master_switches(engine: &Engine) -> u64 {
     engine.stats().cluster.expect("cluster mode").master_switches
 }
 
-/// Sends, retrying while the Redis queue is full.
-fn send_retrying(engine: &Engine, id: &str, text: &str) {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        match engine.send(id, Message::Text(text)) {
-            Ok(()) => return,
-            Err(Error::QueueFull) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(1))
-            }
-            Err(e) => panic!("send failed: {e}"),
-        }
-    }
-}
-
 /// Waits until `count` connections on `redis` subscribe `channel`.
 fn wait_subscribers(redis: &RedisServer, channel: &str, count: i64) {
     eventually(FAILOVER, &format!("{count} subscriber(s) of {channel} on port {}", redis.port()), || {
@@ -152,19 +136,7 @@ async fn a_sentinel_failover_under_load_delivers_every_message_once_with_history
     wait_subscribers(&set.master, "wspush:u:u1", 1);
 
     // Node b sends all through the failover, to node a's socket.
-    let sending = Arc::new(AtomicBool::new(true));
-    let sender = {
-        let (sending, b) = (sending.clone(), b);
-        std::thread::spawn(move || {
-            let mut sent = 0u64;
-            while sending.load(Ordering::SeqCst) {
-                sent += 1;
-                send_retrying(&b, "u1", &format!("m{sent}"));
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            (b, sent)
-        })
-    };
+    let sender = Streamer::start(b, vec!["u1".into()]);
     std::thread::sleep(Duration::from_millis(300));
     // Asked of the last Sentinel in the URL: the one leading the failover is not the one the
     // nodes ask first.
@@ -176,8 +148,7 @@ async fn a_sentinel_failover_under_load_delivers_every_message_once_with_history
     });
     wait_subscribers(&set.replica, "wspush:u:u1", 1);
     std::thread::sleep(Duration::from_millis(500));
-    sending.store(false, Ordering::SeqCst);
-    let (b, sent) = sender.join().expect("the sender thread");
+    let (b, sent) = sender.stop();
     assert!(master_switches(&b) >= 1, "node b followed the failover too");
     assert!(sent > 100, "only {sent} messages were sent through the failover");
     send_retrying(&b, "u1", "end");

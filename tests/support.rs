@@ -292,6 +292,53 @@ pub fn send_counted(engine: &Engine, id: &str, message: Message<'_>) -> usize {
     rx.recv_timeout(TIMEOUT).expect("no receipt for send")
 }
 
+/// Sends, retrying while the Redis queue is full (a test that pushes fast).
+pub fn send_retrying(engine: &Engine, id: &str, text: &str) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match engine.send(id, Message::Text(text)) {
+            Ok(()) => return,
+            Err(wspush::Error::QueueFull) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => panic!("send failed: {e}"),
+        }
+    }
+}
+
+/// A thread sending `m1`, `m2`, ... to each of its ids through an engine, a round every 2 ms,
+/// until [`Streamer::stop`]: the load a failover or a resharding must not lose.
+pub struct Streamer {
+    sending: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(Engine, u64)>,
+}
+
+impl Streamer {
+    pub fn start(engine: Engine, ids: Vec<String>) -> Streamer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let sending = std::sync::Arc::new(AtomicBool::new(true));
+        let flag = sending.clone();
+        let thread = std::thread::spawn(move || {
+            let mut sent = 0u64;
+            while flag.load(Ordering::SeqCst) {
+                sent += 1;
+                for id in &ids {
+                    send_retrying(&engine, id, &format!("m{sent}"));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (engine, sent)
+        });
+        Streamer { sending, thread }
+    }
+
+    /// Stops after the round under way; the engine back and how many rounds were sent.
+    pub fn stop(self) -> (Engine, u64) {
+        self.sending.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().expect("the sending thread")
+    }
+}
+
 /// Broadcasts with a receipt and waits for it.
 pub fn broadcast_counted(engine: &Engine, message: Message<'_>) -> usize {
     let (tx, rx) = mpsc::channel();
