@@ -228,7 +228,9 @@ fn a_node_whose_cluster_does_not_answer_stays_degraded_then_finds_it() {
     let engine =
         Engine::start(Config { ws_listen: Some(any_port()), cluster: Some(lonely), ..Config::default() })
             .expect("a node starts while no seed answers (it retries)");
-    std::thread::sleep(Duration::from_millis(500));
+    eventually(TIMEOUT, "the node asks for the slot map again and again", || {
+        cluster_stats(&engine).slot_map_refreshes >= 3
+    });
     assert!(!engine.is_healthy(), "healthy without a cluster");
 }
 
