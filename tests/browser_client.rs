@@ -5,6 +5,8 @@
 //! with too little, `lost` exactly once and delivery goes on. With its server killed (SIGKILL)
 //! and restarted in cluster mode, the page reconnects with a fresh token for every attempt,
 //! gets what was pushed meanwhile through another node exactly once, and `stop()` ends it.
+//! Against a server without history it connects all the same; and the demo page (`GET /`,
+//! used through `tests/browser/demo.js`) receives a push through the client.
 //!
 //! Needs `/usr/bin/chromium` (Debian's `chromium`, or `WSPUSH_CHROMIUM`), Node.js,
 //! `tests/browser/node_modules` (`npm ci` there) and `redis-server`; `scripts/ensure-tools.sh`
@@ -818,4 +820,33 @@ fn a_page_connects_to_a_server_without_history_and_gets_plain_messages() {
     assert_eq!(opened, ["wspush.bearer"], "{}", summary(&entries));
     assert_eq!(states(&entries), ["connecting", "open"], "{}", summary(&entries));
     assert_eq!(count(&entries, "control") + count(&entries, "error"), 0, "{}", summary(&entries));
+}
+
+/// The demo page (`GET /`) uses the client: connected with history on, a push made with the
+/// page's own button arrives with its offset, and Disconnect closes the socket for good.
+#[test]
+fn the_demo_page_connects_with_the_client_and_receives_a_push() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    if !browser_present() {
+        return;
+    }
+    let server = Server::start(&["--history-size", "10"]);
+    let output = Command::new("node")
+        .arg(workspace_root().join("tests/browser/demo.js"))
+        .arg(format!("http://{}/", server.api_addr))
+        .env("WSPUSH_CHROMIUM", chromium_path())
+        .output()
+        .expect("cannot start node");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "tests/browser/demo.js failed ({}):\n{stderr}", output.status);
+    let lines: Vec<String> = serde_json::from_slice(&output.stdout).expect("demo.js prints the log as JSON");
+    assert_eq!(
+        lines,
+        ["connected as 456 (history on: resumes without loss)", "#1 order 456 shipped", "disconnected"],
+        "{stderr}"
+    );
+    eventually_eq(TIMEOUT, "the server's connections after Disconnect", 0, || {
+        server_counter(&server, "connections")
+    });
+    assert_eq!(server_counter(&server, "connections_opened"), 1, "one connection, no reconnect");
 }
