@@ -981,20 +981,27 @@ pub fn tool_present_or_skip(test: &str, missing: Option<String>, require_var: &s
 }
 
 /// What running the JavaScript tests under Node.js lacks, if anything: a `node` that has a
-/// WebSocket (Node 22+, or 20-21 with `--experimental-websocket`, which
-/// [`node_command`] passes).
+/// WebSocket (Node 22+, or 20-21 with `--experimental-websocket`, which [`node_command`]
+/// adds there).
 pub fn node_missing() -> Option<String> {
-    let works = node_command()
-        .args(["-e", "if (typeof WebSocket !== 'function') process.exit(1)"])
-        .output()
-        .is_ok_and(|out| out.status.success());
+    let works = node_command().args(["-e", HAS_WEBSOCKET]).output().is_ok_and(|out| out.status.success());
     (!works).then(|| "node 20 or later (Debian package nodejs)".to_owned())
 }
 
-/// `node` with the WebSocket global on (Node 20 and 21 need the flag; later ones accept it).
+/// A Node.js program that fails unless the global WebSocket exists.
+const HAS_WEBSOCKET: &str = "if (typeof WebSocket !== 'function') process.exit(1)";
+
+/// `node`, with `--experimental-websocket` where its WebSocket needs it (Node 20 and 21; a
+/// later Node may not know the flag).
 pub fn node_command() -> Command {
+    static NEEDS_FLAG: OnceLock<bool> = OnceLock::new();
+    let needs_flag = *NEEDS_FLAG.get_or_init(|| {
+        !Command::new("node").args(["-e", HAS_WEBSOCKET]).output().is_ok_and(|out| out.status.success())
+    });
     let mut command = Command::new("node");
-    command.arg("--experimental-websocket").arg("--no-warnings");
+    if needs_flag {
+        command.args(["--experimental-websocket", "--no-warnings"]);
+    }
     command
 }
 

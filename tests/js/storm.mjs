@@ -1,6 +1,6 @@
 // A thousand clients of clients/js/wspush.js (its real backoff: default delays, Math.random)
 // on one server, for tests/js_client.rs, which kills and restarts the server:
-//   node --experimental-websocket tests/js/storm.mjs WS_BASE COUNT
+//   node [--experimental-websocket] tests/js/storm.mjs WS_BASE COUNT   (the flag: Node 20 and 21)
 // Prints one JSON line when all COUNT clients are open ({"open": COUNT}), then, once every
 // client has lost its connection and opened a new one, one with what each did meanwhile:
 // {"clients": [{"closed": MS, "attempts": [MS, ...], "reopened": MS}, ...]}, times in ms

@@ -104,6 +104,7 @@ export class WsPushClient extends EventTarget {
     this.#ws = ws;
     ws.binaryType = "arraybuffer";
     ws.onopen = () => {
+      if (this.#ws !== ws) return;
       this.#attempt = 0;
       this.#setState("open", { protocol: ws.protocol });
     };
@@ -124,6 +125,7 @@ export class WsPushClient extends EventTarget {
   }
 
   #closed(fields) {
+    if (this.#state === "stopped") return; // stop() called by a "lost" listener
     const delay = backoffDelay(this.#attempt++, this.#options);
     this.#setState("closed", { ...fields, delay });
     this.#timer = setTimeout(() => this.#connect(), delay);
