@@ -13,9 +13,10 @@
 #   pkg-config                tests/dist.rs builds the C example against the distribution
 #                             with nothing but `pkg-config --cflags --libs wspush`
 #   systemd-analyze           tests/dist.rs verifies the example systemd unit
-#   chromium                  tests/browser_resume.rs runs README's browser client in it,
-#                             headless, driven by playwright-core (tests/browser: `npm ci`;
-#                             it downloads no browser of its own)
+#   chromium                  tests/browser_client.rs runs the browser client (clients/js) in
+#                             it, headless, driven by playwright-core (tests/browser: `npm ci`;
+#                             it downloads no browser of its own); tests/js_client.rs runs the
+#                             client under node (20 or later: its WebSocket)
 #
 #   scripts/ensure-tools.sh [TOOL:PACKAGE ...]   (default: all of the above)
 set -euo pipefail

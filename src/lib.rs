@@ -196,7 +196,9 @@ impl Transcript {
     }
 }
 
-fn collect_lines(reader: impl Read + Send + 'static, transcript: Transcript, prefix: &'static str) {
+/// Copies each line `reader` gives into `transcript`, marked with `prefix`, on a thread of
+/// its own (until the end of the stream).
+pub fn collect_lines(reader: impl Read + Send + 'static, transcript: Transcript, prefix: &'static str) {
     collect_lines_to(reader, transcript, prefix, None);
 }
 
@@ -259,11 +261,16 @@ pub const API_LINE: &str = "wspush: http api listening on http://";
 
 impl Server {
     /// Starts `wspush --ws-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 ARGS...` and waits
-    /// (at most [`TIMEOUT`] x 3) for both startup lines. Panics if it exits first.
+    /// (at most [`TIMEOUT`] x 3) for both startup lines. Panics if it exits first. `ARGS`
+    /// may name either address instead (a node restarted on its former port).
     pub fn start(args: &[&str]) -> Server {
         let mut command = server_command();
+        for flag in ["--ws-listen", "--api-listen"] {
+            if !args.contains(&flag) {
+                command.args([flag, "127.0.0.1:0"]);
+            }
+        }
         command
-            .args(["--ws-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
@@ -347,6 +354,14 @@ impl Server {
         }
         self.exited = wait_timeout(&mut self.child, timeout);
         self.exited
+    }
+
+    /// Kills the process with SIGKILL (no close frames, no goodbye: a crash) and reaps it.
+    pub fn kill9(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            self.exited = self.child.wait().ok();
+        }
     }
 
     /// Waits at most `timeout` for the process to exit by itself.
@@ -942,6 +957,72 @@ mod tests {
 // Cluster mode (used by tests/cluster*.rs): Redis servers of the tests' own on free ports,
 // a minimal RESP client to ask Redis what it saw, and the real `redis-cli` for what a user
 // would type.
+
+// =======================================================================================
+// Tools outside Rust (Node.js, Chromium): a test that needs one skips loudly without it,
+// unless the test command requires it.
+
+/// Whether a test can run, given what it lacks (`missing`, e.g. "node (Debian package
+/// nodejs)"; `None`: nothing). When something is missing and the variable `require_var` is
+/// set (`scripts/test.sh` sets them all), that is a failure; otherwise the test is skipped
+/// with a line on stderr that cannot be missed, and this returns false.
+pub fn tool_present_or_skip(test: &str, missing: Option<String>, require_var: &str) -> bool {
+    let Some(missing) = missing else { return true };
+    assert!(
+        std::env::var_os(require_var).is_none(),
+        "{require_var} is set but {missing} is missing: run scripts/ensure-tools.sh"
+    );
+    // Straight to stderr, past the test harness's capture: a skip must show.
+    let _ = writeln!(
+        io::stderr(),
+        "\n!!!!! SKIPPED: {test} needs {missing}; scripts/ensure-tools.sh installs it !!!!!\n"
+    );
+    false
+}
+
+/// What running the JavaScript tests under Node.js lacks, if anything: a `node` that has a
+/// WebSocket (Node 22+, or 20-21 with `--experimental-websocket`, which [`node_command`]
+/// adds there).
+pub fn node_missing() -> Option<String> {
+    let works = node_command().args(["-e", HAS_WEBSOCKET]).output().is_ok_and(|out| out.status.success());
+    (!works).then(|| "node 20 or later (Debian package nodejs)".to_owned())
+}
+
+/// A Node.js program that fails unless the global WebSocket exists.
+const HAS_WEBSOCKET: &str = "if (typeof WebSocket !== 'function') process.exit(1)";
+
+/// `node`, with `--experimental-websocket` where its WebSocket needs it (Node 20 and 21; a
+/// later Node may not know the flag).
+pub fn node_command() -> Command {
+    static NEEDS_FLAG: OnceLock<bool> = OnceLock::new();
+    let needs_flag = *NEEDS_FLAG.get_or_init(|| {
+        !Command::new("node").args(["-e", HAS_WEBSOCKET]).output().is_ok_and(|out| out.status.success())
+    });
+    let mut command = Command::new("node");
+    if needs_flag {
+        command.args(["--experimental-websocket", "--no-warnings"]);
+    }
+    command
+}
+
+/// The Chromium the browser tests drive: `WSPUSH_CHROMIUM`, or Debian's `/usr/bin/chromium`.
+pub fn chromium_path() -> PathBuf {
+    std::env::var_os("WSPUSH_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
+
+/// What driving Chromium from `tests/browser/drive.js` lacks, if anything: the browser,
+/// Node.js, or the driver's `node_modules`.
+pub fn chromium_missing() -> Option<String> {
+    let chromium = chromium_path();
+    if !chromium.exists() {
+        return Some(format!("{} (Debian package chromium)", chromium.display()));
+    }
+    if let Some(node) = node_missing() {
+        return Some(node);
+    }
+    let modules = workspace_root().join("tests/browser/node_modules/playwright-core");
+    (!modules.exists()).then(|| "tests/browser/node_modules (`npm ci` in tests/browser)".to_owned())
+}
 
 /// A free loopback TCP port (never Redis's default 6379). Another process may take it
 /// before it is used; [`RedisServer::start`] retries on another port if so.

@@ -1,4 +1,4 @@
-// Opens one page in headless Chromium for tests/browser_resume.rs and keeps it open until
+// Opens one page in headless Chromium for tests/browser_client.rs and keeps it open until
 // the test closes this process's standard input. Prints "ready" once the page has loaded;
 // the page's console and errors go to stderr (the test shows them when it fails).
 //
@@ -21,7 +21,7 @@ async function main() {
     executablePath,
     headless: true,
     timeout: 60000,
-    // A hidden page must not have its timers throttled: the snippet reconnects on a timer.
+    // A hidden page must not have its timers throttled: the client reconnects on a timer.
     args: ["--disable-background-timer-throttling", "--disable-renderer-backgrounding", "--disable-dev-shm-usage"],
   });
   let closed = false;

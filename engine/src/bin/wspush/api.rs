@@ -59,7 +59,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let open = Router::new()
         .route("/", get(demo_page))
-        .route("/resume.js", get(crate::demo::resume_js))
+        .route("/client.js", get(crate::demo::client_js))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text));
     open.merge(protected)

@@ -1,24 +1,30 @@
-//! README's browser client (`wspushResume`, served at `GET /resume.js`) in headless Chromium:
-//! a page loads it from the real server binary and connects through a TCP proxy that the
-//! test cuts while it pushes, and reports everything it receives to a listener of the test.
-//! With enough history the page gets every message exactly once, in order, and never
-//! `onResync`; with too little, `onResync` exactly once and delivery goes on.
+//! The browser client (`clients/js/wspush.js`, served at `GET /client.js`) in headless
+//! Chromium: a page imports it from the real server binary, and reports everything it sees to
+//! a listener of the test. Through a TCP proxy that the test cuts while it pushes, with enough
+//! history the page gets every message exactly once, in order, and never the `lost` event;
+//! with too little, `lost` exactly once and delivery goes on. With its server killed (SIGKILL)
+//! and restarted in cluster mode, the page reconnects with a fresh token for every attempt,
+//! gets what was pushed meanwhile through another node exactly once, and `stop()` ends it.
+//! Against a server without history it connects all the same; and the demo page (`GET /`,
+//! used through `tests/browser/demo.js`) receives a push through the client.
 //!
-//! Needs `/usr/bin/chromium` (Debian's `chromium`, or `WSPUSH_CHROMIUM`), Node.js and
-//! `tests/browser/node_modules` (`npm ci` there); `scripts/ensure-tools.sh` installs them.
-//! Without them the tests skip with a message, unless `WSPUSH_REQUIRE_CHROMIUM=1` (set by
-//! `scripts/test.sh`), which makes that a failure.
+//! Needs `/usr/bin/chromium` (Debian's `chromium`, or `WSPUSH_CHROMIUM`), Node.js,
+//! `tests/browser/node_modules` (`npm ci` there) and `redis-server`; `scripts/ensure-tools.sh`
+//! installs them. Without the browser tools the tests skip with a message, unless
+//! `WSPUSH_REQUIRE_CHROMIUM=1` (set by `scripts/test.sh`), which makes that a failure.
 
 #[path = "support.rs"]
 mod support;
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{EncodingKey, Header};
 
 use support::*;
 
@@ -39,9 +45,11 @@ static ONE_BROWSER: Mutex<()> = Mutex::new(());
 /// One entry of the page's report, in the order the page saw them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
-    /// `text`, `binary` (a message given to `onMessage`), `resync` (`onResync`), and from
-    /// the page's instrumented `WebSocket`: `connect` (its URL), `open` (the selected
-    /// protocol), `control` (a `!pos`/`!lost` text), `close` (the code); `error`.
+    /// From the client's events: `text`, `binary` (a `message`), `lost` (its position),
+    /// `state` (`connecting`, `open`, `closed CODE`, `stopped`); `token` (the page's token
+    /// callback was called); from the page's instrumented `WebSocket`: `connect` (its URL),
+    /// `open` (the selected protocol), `control` (a `!pos`/`!lost` text), `close` (the
+    /// code); `error`.
     kind: String,
     value: String,
 }
@@ -132,11 +140,13 @@ fn summary(entries: &[Entry]) -> String {
 // ---------------------------------------------------------------------------------------
 // The test's web server: the page, and where the page posts its report.
 
-/// The test page: the snippet from the server's `GET /resume.js`, connecting through the
-/// proxy; everything it sees is posted to `/report` in order (one request at a time).
+/// The test page: the client imported from the server's `GET /client.js`, connecting to
+/// `__WS__` with the options `__OPTIONS__` (a JavaScript object). Everything it sees is posted
+/// to `/report` in order (one request at a time); it takes commands (`stop`) from
+/// `GET /command`.
 const PAGE: &str = r#"<!doctype html>
 <meta charset="utf-8">
-<title>wspushResume under test</title>
+<title>wspush client under test</title>
 <script>
 (() => {
   const pending = [];
@@ -151,7 +161,7 @@ const PAGE: &str = r#"<!doctype html>
   }
   window.record = (kind, value) => { pending.push({ kind, value: value === undefined ? "" : String(value) }); flush(); };
   window.addEventListener("error", (e) => record("error", e.message));
-  // The snippet's sockets, observed (their own handlers still run after these).
+  // The client's sockets, observed (its own handlers run after these).
   const Native = window.WebSocket;
   window.WebSocket = class extends Native {
     constructor(url, protocols) {
@@ -166,32 +176,83 @@ const PAGE: &str = r#"<!doctype html>
   };
 })();
 </script>
-<script src="http://__API__/resume.js"></script>
-<script>
-wspushResume("ws://__PROXY__", "__ID__",
-  (m) => typeof m === "string" ? record("text", m) : record("binary", new TextDecoder().decode(m)),
-  () => record("resync"));
+<script type="module">
+import { WsPushClient } from "http://__API__/client.js";
+const client = new WsPushClient("ws://__WS__", "__ID__", __OPTIONS__);
+client.addEventListener("message", ({ data }) =>
+  typeof data === "string" ? record("text", data) : record("binary", new TextDecoder().decode(data)));
+client.addEventListener("lost", ({ position }) => record("lost", position));
+client.addEventListener("state", ({ state, code }) => record("state", state === "closed" ? `closed ${code}` : state));
+(async () => {
+  for (;;) {
+    const response = await fetch("/command");
+    if (response.status !== 200) continue;
+    if ((await response.text()) === "stop") client.stop();
+  }
+})();
 </script>
 "#;
 
-/// Serves [`PAGE`] at `/` and takes the page's reports at `POST /report`, on a loopback
-/// port (Chromium lets a loopback page reach loopback addresses). Its threads end with
-/// the test process.
-fn serve_page(page: String, report: Arc<Report>) -> SocketAddr {
+/// The page's token callback: counts itself in the report and fetches a fresh token from the
+/// test.
+const TOKEN_OPTION: &str = r#"async () => { record("token"); return (await fetch("/token")).text(); }"#;
+
+/// What the test's web server serves, and the test's side of the page's requests.
+struct Site {
+    page: String,
+    report: Arc<Report>,
+    /// Commands for the page, taken one per `GET /command`.
+    commands: Mutex<VecDeque<String>>,
+    command_ready: Condvar,
+    /// `GET /token` mints a token for this id with this secret (HS256, valid 5 minutes).
+    token: Option<(String, String)>,
+}
+
+impl Site {
+    /// Has the page run `command`.
+    fn command(&self, command: &str) {
+        self.commands.lock().unwrap_or_else(|e| e.into_inner()).push_back(command.to_owned());
+        self.command_ready.notify_all();
+    }
+
+    /// The next command, or `None` after a while without one (the page asks again).
+    fn next_command(&self) -> Option<String> {
+        let commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut commands, _) = self
+            .command_ready
+            .wait_timeout_while(commands, Duration::from_secs(20), |commands| commands.is_empty())
+            .unwrap_or_else(|e| e.into_inner());
+        commands.pop_front()
+    }
+
+    fn mint_token(&self) -> Option<String> {
+        let (secret, id) = self.token.as_ref()?;
+        let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 300;
+        let claims = serde_json::json!({ "sub": id, "exp": exp });
+        Some(
+            jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes()))
+                .unwrap(),
+        )
+    }
+}
+
+/// Serves the site's page at `/`, takes the page's reports at `POST /report`, hands out
+/// commands at `GET /command` and tokens at `GET /token`, on a loopback port (Chromium lets
+/// a loopback page reach loopback addresses). Its threads end with the test process.
+fn serve_site(site: Arc<Site>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("the page server cannot bind");
     let addr = listener.local_addr().unwrap();
-    let page = Arc::new(page);
     thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let (page, report) = (page.clone(), report.clone());
-            thread::spawn(move || serve_connection(stream, &page, &report));
+            let site = site.clone();
+            thread::spawn(move || serve_connection(stream, &site));
         }
     });
     addr
 }
 
 /// Answers requests on one keep-alive connection until it ends.
-fn serve_connection(stream: TcpStream, page: &str, report: &Report) {
+fn serve_connection(stream: TcpStream, site: &Site) {
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     loop {
@@ -221,13 +282,21 @@ fn serve_connection(stream: TcpStream, page: &str, report: &Report) {
         }
         let mut words = request_line.split(' ');
         let (status, content_type, answer) = match (words.next(), words.next()) {
-            (Some("GET"), Some("/")) => ("200 OK", "text/html; charset=utf-8", page.to_owned()),
+            (Some("GET"), Some("/")) => ("200 OK", "text/html; charset=utf-8", site.page.clone()),
             (Some("POST"), Some("/report")) => match parse_report(&body) {
                 Ok(batch) => {
-                    report.append(batch);
+                    site.report.append(batch);
                     ("200 OK", "text/plain", String::new())
                 }
                 Err(e) => ("400 Bad Request", "text/plain", e),
+            },
+            (Some("GET"), Some("/command")) => match site.next_command() {
+                Some(command) => ("200 OK", "text/plain", command),
+                None => ("204 No Content", "text/plain", String::new()),
+            },
+            (Some("GET"), Some("/token")) => match site.mint_token() {
+                Some(token) => ("200 OK", "text/plain", token),
+                None => ("404 Not Found", "text/plain", String::new()),
             },
             _ => ("404 Not Found", "text/plain", String::new()),
         };
@@ -256,31 +325,9 @@ fn parse_report(body: &[u8]) -> Result<Vec<Entry>, String> {
 // ---------------------------------------------------------------------------------------
 // Chromium, through tests/browser/drive.js.
 
-/// What driving Chromium needs, or `None` (after saying why) when the test is skipped.
-fn browser_tools() -> Option<(PathBuf, PathBuf)> {
-    let chromium =
-        std::env::var_os("WSPUSH_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    let dir = workspace_root().join("tests/browser");
-    let node_ok = Command::new("node").arg("--version").output().is_ok_and(|out| out.status.success());
-    let missing = if !chromium.exists() {
-        format!("{} (Debian package chromium)", chromium.display())
-    } else if !node_ok {
-        "node (Debian package nodejs)".to_owned()
-    } else if !dir.join("node_modules/playwright-core").exists() {
-        "tests/browser/node_modules (`npm ci` in tests/browser)".to_owned()
-    } else {
-        return Some((chromium, dir.join("drive.js")));
-    };
-    assert!(
-        std::env::var_os("WSPUSH_REQUIRE_CHROMIUM").is_none(),
-        "WSPUSH_REQUIRE_CHROMIUM is set but {missing} is missing: run scripts/ensure-tools.sh"
-    );
-    // Straight to stderr, past the test harness's capture: a skip must show.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!!!! SKIPPED: the browser test needs {missing}; scripts/ensure-tools.sh installs it !!!!!\n"
-    );
-    None
+/// Whether the browser tests can run (else they skip, saying why, or fail when required).
+fn browser_present() -> bool {
+    tool_present_or_skip("the browser test", chromium_missing(), "WSPUSH_REQUIRE_CHROMIUM")
 }
 
 /// A page open in headless Chromium; closing it (drop) closes the browser.
@@ -292,11 +339,11 @@ struct Browser {
 
 impl Browser {
     /// Opens `url`; returns once the page has loaded.
-    fn open(chromium: &PathBuf, drive: &PathBuf, url: &str) -> Browser {
+    fn open(url: &str) -> Browser {
         let mut child = Command::new("node")
-            .arg(drive)
+            .arg(workspace_root().join("tests/browser/drive.js"))
             .arg(url)
-            .env("WSPUSH_CHROMIUM", chromium)
+            .env("WSPUSH_CHROMIUM", chromium_path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -349,35 +396,60 @@ impl Drop for Browser {
     }
 }
 
-/// Everything one test needs: the server, the proxy in front of its WebSocket listener,
-/// the page's report, and the page open in Chromium, connected as `id`.
+/// A page open in headless Chromium running the client, and the site that serves it.
+struct OpenPage {
+    // Dropped first (fields drop in order): the browser closes before the site's state goes.
+    _browser: Browser,
+    site: Arc<Site>,
+}
+
+/// Opens the test page: the client from `api`'s `GET /client.js`, connecting to
+/// `ws://{ws}` as `id` with `options` (a JavaScript object); `token`: `GET /token` mints
+/// tokens for the id with this secret.
+fn open_page(api: SocketAddr, ws: SocketAddr, id: &str, options: &str, token: Option<&str>) -> OpenPage {
+    let page = PAGE
+        .replace("__API__", &api.to_string())
+        .replace("__WS__", &ws.to_string())
+        .replace("__ID__", id)
+        .replace("__OPTIONS__", options);
+    let site = Arc::new(Site {
+        page,
+        report: Arc::default(),
+        commands: Mutex::default(),
+        command_ready: Condvar::new(),
+        token: token.map(|secret| (secret.to_owned(), id.to_owned())),
+    });
+    let page_addr = serve_site(site.clone());
+    let browser = Browser::open(&format!("http://{page_addr}/"));
+    OpenPage { _browser: browser, site }
+}
+
+/// Everything a proxy test needs: the server, the proxy in front of its WebSocket listener,
+/// the page's report, and the page open in Chromium, connected through the proxy as `id`.
 struct Setup {
     // Dropped first (fields drop in order): the browser closes before the proxy and the server.
-    _browser: Browser,
+    _page: OpenPage,
     report: Arc<Report>,
     proxy: CutProxy,
     server: Server,
 }
 
 fn setup(history_size: &str, id: &str) -> Option<Setup> {
-    let (chromium, drive) = browser_tools()?;
+    if !browser_present() {
+        return None;
+    }
     let server = Server::start(&["--history-size", history_size]);
     let proxy = CutProxy::start(server.ws_addr);
-    let report = Arc::new(Report::default());
-    let page = PAGE
-        .replace("__API__", &server.api_addr.to_string())
-        .replace("__PROXY__", &proxy.addr.to_string())
-        .replace("__ID__", id);
-    let page_addr = serve_page(page, report.clone());
-    let browser = Browser::open(&chromium, &drive, &format!("http://{page_addr}/"));
-    Some(Setup { _browser: browser, report, proxy, server })
+    let page = open_page(server.api_addr, proxy.addr, id, "{}", None);
+    let report = page.site.report.clone();
+    Some(Setup { _page: page, report, proxy, server })
 }
 
-impl Setup {
+impl Report {
     /// Waits for the page's first `!pos`: its socket is live. Returns its epoch.
     fn wait_live(&self) -> String {
-        self.report.wait("the first !pos", |entries| entries.iter().any(|e| e.kind == "control"));
-        let entries = self.report.entries();
+        self.wait("the first !pos", |entries| entries.iter().any(|e| e.kind == "control"));
+        let entries = self.entries();
         let first = entries.iter().find(|e| e.kind == "control").unwrap();
         let position = first.value.strip_prefix("!pos ").unwrap_or_else(|| panic!("not a !pos: {first:?}"));
         let (epoch, offset) = position.split_once(':').unwrap();
@@ -389,11 +461,13 @@ impl Setup {
     /// Waits until the page's socket is live for the `n`th time (its `n`th `!pos`: a
     /// resumed socket gets it after its replay).
     fn wait_live_again(&self, n: usize) {
-        self.report.wait(&format!("!pos number {n}"), |entries| {
+        self.wait(&format!("!pos number {n}"), |entries| {
             entries.iter().filter(|e| e.kind == "control" && e.value.starts_with("!pos ")).count() >= n
         });
     }
+}
 
+impl Setup {
     /// Cuts the page's connection; it must have had one.
     fn cut(&self) {
         let cut = self.proxy.cut();
@@ -471,16 +545,16 @@ fn a_page_cut_off_three_times_receives_every_message_exactly_once_in_order() {
     let id = "browser-1";
     let Some(setup) = setup("2000", id) else { return };
     let report = &setup.report;
-    let epoch = setup.wait_live();
+    let epoch = setup.report.wait_live();
 
     // 1. Mid-stream: the proxy cuts the connection after 3,000 bytes from the server (about
     // 160 of the messages, most likely inside a frame) while the rest are being pushed; the
-    // pushing goes on while the page reconnects (the snippet waits 500 ms).
+    // pushing goes on while the page reconnects (after its jittered wait).
     setup.proxy.cut_after(3000);
     let pusher = push_numbered_in_background(&setup.server, id, 1..=400);
     report.wait("the first close", |entries| count(entries, "close") == 1);
     pusher.join().expect("pushing 1..=400 failed");
-    setup.wait_live_again(2);
+    setup.report.wait_live_again(2);
     report.wait_message("400");
 
     // 2. At a quiet point: everything after it is pushed while the page is away (its
@@ -521,7 +595,7 @@ fn a_page_cut_off_three_times_receives_every_message_exactly_once_in_order() {
             summary(&entries)
         );
     }
-    assert_eq!(count(&entries, "resync"), 0, "onResync was called: {}", summary(&entries));
+    assert_eq!(count(&entries, "lost"), 0, "the lost event came: {}", summary(&entries));
     assert_eq!(count(&entries, "error"), 0, "{}", summary(&entries));
     // One connection, then one resume per cut, each from where the page was.
     let connects: Vec<&Entry> = entries.iter().filter(|e| e.kind == "connect").collect();
@@ -554,12 +628,12 @@ fn a_page_cut_off_three_times_receives_every_message_exactly_once_in_order() {
 }
 
 #[test]
-fn a_page_that_missed_more_than_the_history_is_told_to_resync_once() {
+fn a_page_that_missed_more_than_the_history_gets_the_lost_event_once() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let id = "browser-2";
     let Some(setup) = setup("10", id) else { return };
     let report = &setup.report;
-    let epoch = setup.wait_live();
+    let epoch = setup.report.wait_live();
 
     let mut api = connect_api(&setup.server);
     for (i, body) in ["a1", "a2", "a3"].into_iter().enumerate() {
@@ -575,7 +649,7 @@ fn a_page_that_missed_more_than_the_history_is_told_to_resync_once() {
     }
     setup.proxy.wait_held(1, PAGE_TIMEOUT);
     setup.proxy.release();
-    report.wait("onResync", |entries| entries.iter().any(|e| e.kind == "resync"));
+    report.wait("the lost event", |entries| entries.iter().any(|e| e.kind == "lost"));
     let mut api = connect_api(&setup.server);
     for (i, body) in ["b1", "b2", "b3", "end"].into_iter().enumerate() {
         push(&mut api, id, body, false, i as u64 + 54);
@@ -592,28 +666,187 @@ fn a_page_that_missed_more_than_the_history_is_told_to_resync_once() {
         "{}",
         summary(&entries)
     );
-    assert_eq!(count(&entries, "resync"), 1, "{}", summary(&entries));
-    let resync = entries.iter().position(|e| e.kind == "resync").unwrap();
+    assert_eq!(count(&entries, "lost"), 1, "{}", summary(&entries));
+    let lost_event = entries.iter().position(|e| e.kind == "lost").unwrap();
+    assert_eq!(entries[lost_event].value, format!("{epoch}:53"), "delivery goes on from there");
     let lost = entries.iter().position(|e| e.kind == "control" && e.value == format!("!lost {epoch}:53"));
     assert_eq!(
         lost,
-        Some(resync - 1),
-        "the !lost position comes right before onResync: {}",
+        Some(lost_event - 1),
+        "the !lost position comes right before the lost event: {}",
         summary(&entries)
     );
-    assert!(entries[resync..].iter().any(|e| e.value == "b1"), "{}", summary(&entries));
+    assert!(entries[lost_event..].iter().any(|e| e.value == "b1"), "{}", summary(&entries));
     assert_eq!(count(&entries, "connect"), 2, "{}", summary(&entries));
     assert_eq!(count(&entries, "error"), 0, "{}", summary(&entries));
     assert_eq!(server_counter(&setup.server, "history_lost_signals"), 1);
 }
 
-/// `GET /resume.js` serves the snippet (what the page above loads), as JavaScript, with no
-/// token even when the API wants one.
+/// The secret of the cluster test's nodes (HS256 needs at least 32 bytes).
+const SECRET: &str = "the browser test's secret, 32 bytes or more";
+
+/// A node of the cluster test: history in the Redis at `redis`, tokens required; on
+/// `ws_listen` when given (the restarted node takes its former port).
+fn start_node(redis: &RedisServer, ws_listen: Option<&str>) -> Server {
+    let url = redis.url();
+    let mut args = vec!["--redis", &url, "--history-size", "1000", "--auth-jwt-secret", SECRET];
+    if let Some(addr) = ws_listen {
+        args.extend(["--ws-listen", addr]);
+    }
+    Server::start(&args)
+}
+
+/// The page's states, `connecting` / `closed CODE` runs folded: what a user watching the
+/// state events sees.
+fn states(entries: &[Entry]) -> Vec<String> {
+    entries.iter().filter(|e| e.kind == "state").map(|e| e.value.clone()).collect()
+}
+
 #[test]
-fn the_server_serves_the_snippet() {
-    let server = Server::start(&["--api-token", "secret"]);
-    let response = server.get("/resume.js");
-    assert_eq!(response.status(), 200, "{response:?}");
-    assert_eq!(response.header("content-type"), Some("text/javascript; charset=utf-8"));
-    assert_eq!(response.text(), include_str!("../engine/src/bin/wspush/resume.js"));
+fn a_page_whose_server_is_killed_and_restarted_gets_what_was_pushed_meanwhile_exactly_once() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    if !browser_present() {
+        return;
+    }
+    let id = "browser-3";
+    let redis = RedisServer::start();
+    let ws_listen = format!("127.0.0.1:{}", free_port());
+    let mut node = start_node(&redis, Some(&ws_listen));
+    let other = start_node(&redis, None);
+    // Short waits (a cap of 2 s), so that the page is back soon after the node.
+    let options = format!("{{ token: {TOKEN_OPTION}, initialDelay: 250, maxDelay: 2000 }}");
+    let page = open_page(node.api_addr, node.ws_addr, id, &options, Some(SECRET));
+    let report = &page.site.report;
+    let epoch = report.wait_live();
+
+    // 1. Live, from the node the page is on.
+    let mut api = connect_api(&node);
+    for n in 1..=50 {
+        push(&mut api, id, &n.to_string(), false, n);
+    }
+    report.wait_message("50");
+
+    // 2. The node crashes (no close frame). The page's attempts fail while it is down, and
+    // everything pushed meanwhile through the other node is kept in Redis.
+    node.kill9();
+    report.wait("a failed reconnect", |entries| {
+        entries.iter().filter(|e| e.kind == "state" && e.value.starts_with("closed")).count() >= 2
+    });
+    let mut api = connect_api(&other);
+    for n in 51..=100 {
+        push(&mut api, id, &n.to_string(), false, n);
+    }
+
+    // 3. The node is back on its port: the page resumes from 50, gets 51..=100 from the
+    // history, then live ones.
+    let node = start_node(&redis, Some(&ws_listen));
+    report.wait_live_again(2);
+    let mut api = connect_api(&node);
+    for n in 101..=150 {
+        push(&mut api, id, &n.to_string(), false, n);
+    }
+    report.wait_message("150");
+
+    let entries = report.entries();
+    let expected: Vec<(String, String)> = (1..=150).map(|n| ("text".to_owned(), n.to_string())).collect();
+    assert_eq!(messages(&entries), expected, "every message once, in order: {}", summary(&entries));
+    assert_eq!(count(&entries, "lost"), 0, "{}", summary(&entries));
+    assert_eq!(count(&entries, "error"), 0, "{}", summary(&entries));
+    // Every attempt after the first resumes from 50, and each had a fresh token first.
+    let connects: Vec<&Entry> = entries.iter().filter(|e| e.kind == "connect").collect();
+    assert!(connects.len() >= 3, "a first connection, a failed attempt, a resume: {}", summary(&entries));
+    assert!(!connects[0].value.contains("since"), "{}", summary(&entries));
+    for connect in &connects[1..] {
+        assert!(connect.value.ends_with(&format!("?since={epoch}:50")), "{}", summary(&entries));
+    }
+    let asks: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.kind == "token" || e.kind == "connect")
+        .map(|e| e.kind.as_str())
+        .collect();
+    let expected_asks: Vec<&str> = connects.iter().flat_map(|_| ["token", "connect"]).collect();
+    assert_eq!(asks, expected_asks, "a token before every attempt: {}", summary(&entries));
+    // What the state events said: connected, the crash (1006: no close frame), failed
+    // attempts while the node was down, connected again.
+    let seen = states(&entries);
+    let attempts = connects.len();
+    let mut expected_states = vec!["connecting".to_owned(), "open".to_owned()];
+    for _ in 1..attempts {
+        expected_states.extend(["closed 1006".to_owned(), "connecting".to_owned()]);
+    }
+    expected_states.push("open".to_owned());
+    assert_eq!(seen, expected_states, "{}", summary(&entries));
+
+    // 4. stop(): the page closes its socket (1000) and never connects again.
+    page.site.command("stop");
+    report.wait("the stopped state", |entries| states(entries).last().is_some_and(|s| s == "stopped"));
+    report.wait("the close of the stopped socket", |entries| {
+        entries.iter().rev().find(|e| e.kind == "close").is_some_and(|e| e.value == "1000")
+    });
+    eventually_eq(TIMEOUT, "the node's connections after stop()", 0, || server_counter(&node, "connections"));
+    // Nothing to await for an absence: watch for longer than the longest wait the page could
+    // have scheduled (the 2 s cap), then check that no token was asked and no socket made.
+    thread::sleep(Duration::from_secs(3));
+    let after = report.entries();
+    assert_eq!(count(&after, "connect"), attempts, "no reconnect after stop(): {}", summary(&after));
+    assert_eq!(count(&after, "token"), attempts, "no token asked after stop(): {}", summary(&after));
+    assert_eq!(server_counter(&node, "connections"), 0);
+    assert_eq!(states(&after).last().map(String::as_str), Some("stopped"));
+    eprintln!("browser kill and restart: {}", summary(&after));
+}
+
+/// A server without history selects no `wspush.v1`; the client still connects (it offers
+/// `wspush.bearer` too, which such a server selects: Chromium fails a handshake that selects
+/// none of the offered protocols) and gets plain messages.
+#[test]
+fn a_page_connects_to_a_server_without_history_and_gets_plain_messages() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    if !browser_present() {
+        return;
+    }
+    let id = "browser-4";
+    let server = Server::start(&[]);
+    let page = open_page(server.api_addr, server.ws_addr, id, "{}", None);
+    let report = &page.site.report;
+    report.wait("the open state", |entries| states(entries).iter().any(|s| s == "open"));
+    eventually_eq(TIMEOUT, "the page's socket on the server", 1, || server_counter(&server, "connections"));
+    let response = server.post(&format!("/socket/{id}"), "plain hello");
+    assert_eq!(json(&response)["sockets"], 1, "{response:?}");
+    report.wait_message("plain");
+
+    let entries = report.entries();
+    assert_eq!(messages(&entries), [("text".to_owned(), "plain hello".to_owned())], "{}", summary(&entries));
+    let opened: Vec<&str> = entries.iter().filter(|e| e.kind == "open").map(|e| e.value.as_str()).collect();
+    assert_eq!(opened, ["wspush.bearer"], "{}", summary(&entries));
+    assert_eq!(states(&entries), ["connecting", "open"], "{}", summary(&entries));
+    assert_eq!(count(&entries, "control") + count(&entries, "error"), 0, "{}", summary(&entries));
+}
+
+/// The demo page (`GET /`) uses the client: connected with history on, a push made with the
+/// page's own button arrives with its offset, and Disconnect closes the socket for good.
+#[test]
+fn the_demo_page_connects_with_the_client_and_receives_a_push() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    if !browser_present() {
+        return;
+    }
+    let server = Server::start(&["--history-size", "10"]);
+    let output = Command::new("node")
+        .arg(workspace_root().join("tests/browser/demo.js"))
+        .arg(format!("http://{}/", server.api_addr))
+        .env("WSPUSH_CHROMIUM", chromium_path())
+        .output()
+        .expect("cannot start node");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "tests/browser/demo.js failed ({}):\n{stderr}", output.status);
+    let lines: Vec<String> = serde_json::from_slice(&output.stdout).expect("demo.js prints the log as JSON");
+    assert_eq!(
+        lines,
+        ["connected as 456 (history on: resumes without loss)", "#1 order 456 shipped", "disconnected"],
+        "{stderr}"
+    );
+    eventually_eq(TIMEOUT, "the server's connections after Disconnect", 0, || {
+        server_counter(&server, "connections")
+    });
+    assert_eq!(server_counter(&server, "connections_opened"), 1, "one connection, no reconnect");
 }
