@@ -66,6 +66,37 @@ async fn read_exactly_once(ws: &mut Ws, start: Position, what: &str) -> Vec<Stri
     }
 }
 
+/// A `wspush.v1` socket on `engine` for each of `ids`, each at its `!pos` and subscribed on
+/// its master.
+async fn v1_sockets(cluster: &RedisCluster, engine: &Engine, ids: &[String]) -> Vec<(String, Ws, Position)> {
+    let mut sockets = Vec::new();
+    for id in ids {
+        let mut ws = connect_v1(&format!("ws://{}/websocket/{id}", addr(engine))).await;
+        let start = position_in(&recv_text(&mut ws, TIMEOUT).await, "!pos ");
+        wait_shard_subscribers(cluster, &format!("wspush:u:{{{id}}}"), 1);
+        sockets.push((id.clone(), ws, start));
+    }
+    sockets
+}
+
+/// Sends `end` to every socket's id through `sender`, then checks each socket got `m1` to
+/// `m{sent}` (a [`Streamer`]'s messages) exactly once, in order, and then `end`.
+async fn expect_every_message_once(
+    sender: &Engine,
+    sent: u64,
+    sockets: &mut [(String, Ws, Position)],
+    when: &str,
+) {
+    for (id, _, _) in sockets.iter() {
+        send_retrying(sender, id, "end");
+    }
+    let expected: Vec<String> = (1..=sent).map(|i| format!("m{i}")).collect();
+    for (id, ws, start) in sockets.iter_mut() {
+        let bodies = read_exactly_once(ws, *start, id).await;
+        assert_eq!(&bodies, &expected, "{id}: every message once, in order, {when}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unicast_and_broadcast_reach_every_socket_once_across_three_masters() {
     let cluster = RedisCluster::start(3, 0);
@@ -176,13 +207,7 @@ async fn slots_moved_under_load_lose_and_repeat_nothing() {
     let history = |c: &mut Config| c.history_size = 10_000;
     let (a, b) = (node(&cluster, "a", history), node(&cluster, "b", history));
     let ids: Vec<String> = (0..8).map(|i| format!("mover{i}")).collect();
-    let mut sockets = Vec::new();
-    for id in &ids {
-        let mut ws = connect_v1(&format!("ws://{}/websocket/{id}", addr(&a))).await;
-        let start = position_in(&recv_text(&mut ws, TIMEOUT).await, "!pos ");
-        wait_shard_subscribers(&cluster, &format!("wspush:u:{{{id}}}"), 1);
-        sockets.push((id.clone(), ws, start));
-    }
+    let mut sockets = v1_sockets(&cluster, &a, &ids).await;
     let sender = Streamer::start(b, ids.clone());
     // Each id's slot moves to the next master, keys and all, while the sends go on.
     let masters = cluster.masters();
@@ -199,14 +224,7 @@ async fn slots_moved_under_load_lose_and_repeat_nothing() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let (b, sent) = sender.stop();
-    for id in &ids {
-        send_retrying(&b, id, "end");
-    }
-    let expected: Vec<String> = (1..=sent).map(|i| format!("m{i}")).collect();
-    for (id, ws, start) in &mut sockets {
-        let bodies = read_exactly_once(ws, *start, id).await;
-        assert_eq!(&bodies, &expected, "{id}: every message once, in order, through the move");
-    }
+    expect_every_message_once(&b, sent, &mut sockets, "through the move").await;
     let stats = cluster_stats(&a);
     assert!(stats.resubscribes >= ids.len() as u64, "{stats:?}");
     assert!(stats.slot_map_changes >= 1, "{stats:?}");
@@ -278,13 +296,7 @@ async fn a_master_added_then_removed_under_load_loses_and_repeats_nothing() {
     let history = |c: &mut Config| c.history_size = 10_000;
     let (a, b) = (node(&cluster, "a", history), node(&cluster, "b", history));
     let ids: Vec<String> = (0..6).map(|i| format!("grow{i}")).collect();
-    let mut sockets = Vec::new();
-    for id in &ids {
-        let mut ws = connect_v1(&format!("ws://{}/websocket/{id}", addr(&a))).await;
-        let start = position_in(&recv_text(&mut ws, TIMEOUT).await, "!pos ");
-        wait_shard_subscribers(&cluster, &format!("wspush:u:{{{id}}}"), 1);
-        sockets.push((id.clone(), ws, start));
-    }
+    let mut sockets = v1_sockets(&cluster, &a, &ids).await;
     let sender = Streamer::start(b, ids.clone());
     // A fourth master joins and takes the ids' slots; then gives them back and leaves.
     let added = cluster.add_master();
@@ -317,12 +329,5 @@ async fn a_master_added_then_removed_under_load_loses_and_repeats_nothing() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let (b, sent) = sender.stop();
-    for id in &ids {
-        send_retrying(&b, id, "end");
-    }
-    let expected: Vec<String> = (1..=sent).map(|i| format!("m{i}")).collect();
-    for (id, ws, start) in &mut sockets {
-        let bodies = read_exactly_once(ws, *start, id).await;
-        assert_eq!(&bodies, &expected, "{id}: every message once, in order, as the shard came and went");
-    }
+    expect_every_message_once(&b, sent, &mut sockets, "as the shard came and went").await;
 }
