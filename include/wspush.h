@@ -657,6 +657,11 @@ typedef struct wspush_stats {
    * Times the Sentinels moved the master and the node followed (`redis+sentinel://` only).
    */
   uint64_t cluster_master_switches;
+  /**
+   * Failed upgrades: the TLS handshake failed (`tls_cert` set: no common version or cipher
+   * suite, a bad record, more than its byte budget, or the client gone).
+   */
+  uint64_t handshake_tls;
 } wspush_stats;
 
 #ifdef __cplusplus

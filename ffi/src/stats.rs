@@ -157,6 +157,9 @@ pub struct wspush_stats {
     pub history_gap_fills: u64,
     /// Times the Sentinels moved the master and the node followed (`redis+sentinel://` only).
     pub cluster_master_switches: u64,
+    /// Failed upgrades: the TLS handshake failed (`tls_cert` set: no common version or cipher
+    /// suite, a bad record, more than its byte budget, or the client gone).
+    pub handshake_tls: u64,
 }
 
 /// The fields of [`wspush_stats`] in their order: each is the [`engine::Metric::key`] of the
@@ -231,10 +234,11 @@ pub(crate) const FIELDS: [&str; FIELD_COUNT] = [
     "history_duplicates",
     "history_gap_fills",
     "cluster_master_switches",
+    "handshake_tls",
 ];
 
 /// The number of `uint64_t` fields of [`wspush_stats`].
-pub(crate) const FIELD_COUNT: usize = 67;
+pub(crate) const FIELD_COUNT: usize = 68;
 
 impl From<&engine::Stats> for wspush_stats {
     fn from(stats: &engine::Stats) -> Self {

@@ -71,6 +71,7 @@ package io.wspush;
  * @param historyDuplicates positioned messages from Redis dropped as already delivered here (cluster history)
  * @param historyGapFills reads of an id's history to fill a gap or catch up after a lost subscription
  * @param clusterMasterSwitches times the Sentinels moved the master and the node followed (redis+sentinel:// only)
+ * @param handshakeTls failed upgrades: the TLS handshake failed (tls_cert set)
  */
 public record WsPushStats(
         long connections,
@@ -139,10 +140,11 @@ public record WsPushStats(
         long clusterHistoryReadFailed,
         long historyDuplicates,
         long historyGapFills,
-        long clusterMasterSwitches) {
+        long clusterMasterSwitches,
+        long handshakeTls) {
 
     /** The number of counters in {@code wspush_stats} (all {@code uint64_t}). */
-    static final int FIELDS = 67;
+    static final int FIELDS = 68;
 
     static WsPushStats of(long[] v) {
         if (v.length != FIELDS) {
@@ -153,7 +155,7 @@ public record WsPushStats(
                 v[26], v[27], v[28], v[29], v[30], v[31], v[32], v[33], v[34], v[35], v[36], v[37], v[38], v[39], v[40], v[41],
                 v[42], v[43], v[44], v[45], v[46], v[47], v[48], v[49], v[50], v[51],
                 v[52], v[53], v[54], v[55], v[56], v[57], v[58], v[59], v[60], v[61],
-                v[62], v[63], v[64], v[65], v[66]);
+                v[62], v[63], v[64], v[65], v[66], v[67]);
     }
 
     /** @return upgrades refused for their token (401), all reasons together */
@@ -167,6 +169,6 @@ public record WsPushStats(
     public long handshakeFailures() {
         return handshakeBadRequest + handshakeBadVersion + handshakeBadPath + handshakeTooLarge + handshakeTimeout
                 + handshakeOverCapacity + handshakeIo + handshakeForbiddenOrigin + handshakeAuthFailures()
-                + handshakeForbidden + handshakeOverIpLimit;
+                + handshakeForbidden + handshakeOverIpLimit + handshakeTls;
     }
 }
