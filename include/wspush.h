@@ -681,6 +681,11 @@ typedef struct wspush_stats {
    * Of those, the ones up with every subscription confirmed.
    */
   uint64_t cluster_shards_up;
+  /**
+   * Failed upgrades: the TLS handshake failed (`tls_cert` set: no common version or cipher
+   * suite, a bad record, more than its byte budget, or the client gone).
+   */
+  uint64_t handshake_tls;
 } wspush_stats;
 
 #ifdef __cplusplus

@@ -13,6 +13,9 @@
 #                       (default ~/.cache/wspush-autobahn; installed from PyPI on first use)
 #      PY27             a CPython 2.7 interpreter (default: python2.7 on PATH, else pyenv's)
 #      WSPUSH_BIN       a prebuilt server binary to test instead of building one
+#      AUTOBAHN_TLS=1   run over wss:// (--tls-cert/--tls-key, a self-signed ECDSA P-256
+#                       certificate made with openssl for the run; the fuzzing client does
+#                       not verify certificates, so nothing else to trust)
 # Exit: 0 every case passed (OK, NON-STRICT, INFORMATIONAL or UNIMPLEMENTED, with a clean
 #       close), 1 some case failed (listed as BAD) or the server failed, 2 the suite could
 #       not run here (no CPython 2.7, install failed; the reason is printed loudly).
@@ -102,8 +105,10 @@ mkdir -p "$out" && out=$(cd "$out" && pwd)
 log="$out/wspush.log"
 spec=$(mktemp)
 pid=
+tls_dir=
 cleanup() {
   rm -f "$spec"
+  [ -n "$tls_dir" ] && rm -rf "$tls_dir"
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -113,15 +118,25 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+tls_args=()
+if [ "${AUTOBAHN_TLS:-}" = "1" ]; then
+  command -v openssl >/dev/null || cannot_run "AUTOBAHN_TLS=1 needs openssl (to make the run's certificate)"
+  tls_dir=$(mktemp -d)
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$tls_dir/key.pem" -out "$tls_dir/cert.pem" >/dev/null 2>&1 || fail "openssl could not make a certificate"
+  tls_args=(--tls-cert "$tls_dir/cert.pem" --tls-key "$tls_dir/key.pem")
+fi
+
 # Group 9 sends messages of up to 16 MiB: raising the message size is all it takes (a client
 # that reads gets any message the node accepts, whatever --max-buffered-bytes is).
 "$bin" --echo --ws-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 \
-  --max-message-size 16MiB >"$log" 2>&1 &
+  --max-message-size 16MiB "${tls_args[@]}" >"$log" 2>&1 &
 pid=$!
 
 prefix=
 for _ in $(seq 300); do
-  prefix=$(sed -n 's|^wspush: websocket listening on \(ws://[^ ]*\)$|\1|p' "$log" | head -n 1)
+  prefix=$(sed -n 's|^wspush: websocket listening on \(wss\{0,1\}://[^ ]*\)$|\1|p' "$log" | head -n 1)
   [ -n "$prefix" ] && break
   kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; fail "the server exited at start"; }
   sleep 0.1

@@ -19,7 +19,8 @@
 #                              minutes, 5,000 clients)
 #   6. scripts/autobahn.sh     the Autobahn|Testsuite RFC 6455 conformance run (needs CPython 2.7,
 #                              looked for first: without it the run stops before step 1,
-#                              saying what to install)
+#                              saying what to install), cases 1-10 over ws:// and again over
+#                              wss:// (AUTOBAHN_TLS=1)
 #
 #   scripts/test.sh
 #
@@ -96,7 +97,17 @@ python3 scripts/soak.py --duration 60 --clients 500 --ids 100 --history-size 100
 
 step "scripts/autobahn.sh (Autobahn|Testsuite conformance)"
 set +e
-if [ -n "$skip_autobahn" ]; then autobahn=2; else scripts/autobahn.sh; autobahn=$?; fi
+if [ -n "$skip_autobahn" ]; then
+  autobahn=2
+else
+  scripts/autobahn.sh
+  autobahn=$?
+  # Cases 1-10 again over wss:// (TLS in the acceptor and the workers).
+  if [ "$autobahn" -eq 0 ]; then
+    AUTOBAHN_TLS=1 WSPUSH_BIN=target/release/wspush scripts/autobahn.sh autobahn-report-tls
+    autobahn=$?
+  fi
+fi
 set -e
 case $autobahn in
   0) ;;

@@ -251,13 +251,19 @@ pub struct Server {
     pub api_addr: SocketAddr,
     /// The path prefix from the startup line (`/websocket/` by default).
     pub ws_prefix: String,
+    /// `ws` or `wss` (`--tls-cert`), from the startup line.
+    pub ws_scheme: &'static str,
     transcript: Transcript,
 }
 
 /// The startup line announcing the WebSocket listener.
 pub const WS_LINE: &str = "wspush: websocket listening on ws://";
+/// The startup line announcing the WebSocket listener with TLS.
+pub const WSS_LINE: &str = "wspush: websocket listening on wss://";
 /// The startup line announcing the HTTP API.
 pub const API_LINE: &str = "wspush: http api listening on http://";
+/// The startup line announcing the HTTP API with TLS (`--api-tls-cert`).
+pub const API_TLS_LINE: &str = "wspush: http api listening on https://";
 
 impl Server {
     /// Starts `wspush --ws-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 ARGS...` and waits
@@ -284,14 +290,25 @@ impl Server {
 
         let deadline = Instant::now() + TIMEOUT * 3;
         let (mut ws, mut api) = (None, None);
+        let mut ws_scheme = "ws";
         while ws.is_none() || api.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             match lines.recv_timeout(left.min(Duration::from_millis(100))) {
                 Ok(line) => {
-                    if let Some(rest) = line.strip_prefix(WS_LINE) {
+                    let ws_rest = match (line.strip_prefix(WS_LINE), line.strip_prefix(WSS_LINE)) {
+                        (Some(rest), _) => Some(rest),
+                        (None, Some(rest)) => {
+                            ws_scheme = "wss";
+                            Some(rest)
+                        }
+                        (None, None) => None,
+                    };
+                    if let Some(rest) = ws_rest {
                         let (addr, prefix) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
                         ws = Some((addr.parse::<SocketAddr>().expect(&line), prefix.to_owned()));
-                    } else if let Some(rest) = line.strip_prefix(API_LINE) {
+                    } else if let Some(rest) =
+                        line.strip_prefix(API_LINE).or_else(|| line.strip_prefix(API_TLS_LINE))
+                    {
                         api = Some(rest.trim_end_matches('/').parse::<SocketAddr>().expect(&line));
                     }
                 }
@@ -316,12 +333,12 @@ impl Server {
             }
         }
         let (ws_addr, ws_prefix) = ws.unwrap();
-        Server { child, exited: None, ws_addr, api_addr: api.unwrap(), ws_prefix, transcript }
+        Server { child, exited: None, ws_addr, api_addr: api.unwrap(), ws_prefix, ws_scheme, transcript }
     }
 
-    /// `ws://ADDR/websocket/{id}` on this server.
+    /// `ws://ADDR/websocket/{id}` on this server (`wss://` with TLS).
     pub fn ws_url(&self, id: &str) -> String {
-        format!("ws://{}{}{}", self.ws_addr, self.ws_prefix, id)
+        format!("{}://{}{}{}", self.ws_scheme, self.ws_addr, self.ws_prefix, id)
     }
 
     /// The process id.

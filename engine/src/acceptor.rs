@@ -12,8 +12,16 @@
 //! A well-formed request for a valid id is then admitted or refused, in this order, each
 //! check answering before the upgrade: the `Origin` allow-list (403), the token (401), the
 //! host's authorizer (403).
+//!
+//! With TLS (`tls_cert`), the TLS handshake comes first, in the same non-blocking loop: a
+//! slow handshake holds its slot, never the acceptor, and is bounded by the same deadline
+//! (`handshake_timeout`, for the TLS handshake and the upgrade request together) and by a
+//! byte budget (`tls::HANDSHAKE_BUDGET`). A connection refused before its TLS handshake is
+//! done (over a limit at accept, or timed out) cannot be answered in HTTP: it is closed,
+//! and counted all the same; a failed TLS handshake is counted in `handshake_tls`.
 
 use std::io::{self, Read, Write};
+
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,6 +40,8 @@ use crate::handshake::{self, Limits, Rejection};
 use crate::ip_limit::{IpLimit, IpSlot};
 use crate::origin::AllowedOrigins;
 use crate::stats::{bump, Counters};
+use crate::tls::TlsStream;
+use crate::transport::Transport;
 use crate::worker::{Adoption, Mailboxes};
 use crate::{Config, JwtAuth};
 
@@ -63,11 +73,13 @@ pub(crate) struct AcceptorSettings {
     auth: Option<JwtAuth>,
     /// History is on: `wspush.v1` may be selected.
     history: bool,
+    /// `wss://`: every accepted connection starts with a TLS handshake.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl AcceptorSettings {
-    /// The settings of a validated `config`.
-    pub fn from_config(config: &Config) -> Self {
+    /// The settings of a validated `config`, with the listener's TLS if it has any.
+    pub fn from_config(config: &Config, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         Self {
             limits: Limits { max_header_bytes: config.max_header_bytes, max_headers: config.max_headers },
             path_prefix: config.path_prefix.clone(),
@@ -77,6 +89,7 @@ impl AcceptorSettings {
             allowed_origins: config.allowed_origins.as_deref().and_then(|o| AllowedOrigins::new(o).ok()),
             auth: config.auth.clone(),
             history: config.history_enabled(),
+            tls,
         }
     }
 }
@@ -99,7 +112,7 @@ struct Admitted {
 
 /// A socket whose upgrade is not finished.
 struct Pending {
-    stream: TcpStream,
+    stream: Transport,
     request: Vec<u8>,
     deadline: Instant,
     /// The id a host gave with `register`; otherwise it comes from the path.
@@ -181,7 +194,7 @@ impl Acceptor {
                 match event.token() {
                     WAKER => {}
                     LISTENER => self.accept(),
-                    Token(key) => self.on_readable(key),
+                    Token(key) => self.on_ready(key),
                 }
             }
             if self.accept_backlog {
@@ -191,7 +204,8 @@ impl Acceptor {
                 match self.commands.try_recv() {
                     Ok(AcceptorCommand::Perform { stream, id }) => {
                         let peer = stream.peer_addr().ok();
-                        self.add_pending(stream, Some(id), peer)
+                        // The host does its own TLS.
+                        self.add_pending(Transport::Plain(stream), Some(id), peer)
                     }
                     Ok(AcceptorCommand::Shutdown) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
                         return;
@@ -212,6 +226,17 @@ impl Acceptor {
                     // Frames are small and latency matters more than packet count; writev
                     // already coalesces what is pending.
                     let _ = stream.set_nodelay(true);
+                    let stream = match &self.settings.tls {
+                        None => Transport::Plain(stream),
+                        Some(config) => match TlsStream::new(config.clone(), stream) {
+                            Ok(tls) => Transport::Tls(Box::new(tls)),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot start a TLS connection");
+                                bump(&self.counters.handshake.tls, 1);
+                                continue;
+                            }
+                        },
+                    };
                     self.add_pending(stream, None, Some(peer));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -227,9 +252,12 @@ impl Acceptor {
         }
     }
 
-    fn add_pending(&mut self, mut stream: TcpStream, id: Option<Box<str>>, peer: Option<SocketAddr>) {
+    fn add_pending(&mut self, mut stream: Transport, id: Option<Box<str>>, peer: Option<SocketAddr>) {
         let entry = self.pending.vacant_entry();
-        if let Err(e) = self.poll.registry().register(&mut stream, Token(entry.key()), Interest::READABLE) {
+        // A TLS handshake writes too, and may find the socket full.
+        let interest =
+            if stream.is_tls() { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+        if let Err(e) = self.poll.registry().register(&mut stream, Token(entry.key()), interest) {
             tracing::warn!(error = %e, "cannot register a new connection");
             bump(&self.counters.handshake.io, 1);
             return;
@@ -275,17 +303,36 @@ impl Acceptor {
         self.release(&mut pending.slots);
     }
 
+    /// A pending socket is ready: TLS output waiting is written first, then input read.
+    fn on_ready(&mut self, key: usize) {
+        let Some(pending) = self.pending.get_mut(key) else { return };
+        if let Err(e) = pending.stream.write_pending() {
+            let failed_tls = !pending.rejected && e.kind() == io::ErrorKind::InvalidData;
+            self.drop_failed(key, failed_tls);
+            return;
+        }
+        self.on_readable(key);
+    }
+
+    /// Drops a connection whose socket or TLS failed, counting it unless it was refused
+    /// already.
+    fn drop_failed(&mut self, key: usize, tls: bool) {
+        if !self.pending[key].rejected {
+            let counter = if tls { &self.counters.handshake.tls } else { &self.counters.handshake.io };
+            bump(counter, 1);
+        }
+        self.remove(key);
+    }
+
     fn on_readable(&mut self, key: usize) {
         let mut chunk = [0u8; 4096];
         loop {
             let Some(pending) = self.pending.get_mut(key) else { return };
             match pending.stream.read(&mut chunk) {
                 Ok(0) => {
-                    if !pending.rejected {
-                        bump(&self.counters.handshake.io, 1);
-                    }
-                    self.remove(key);
-                    return;
+                    // A client gone during its TLS handshake is a failed handshake.
+                    let tls = pending.stream.is_handshaking();
+                    return self.drop_failed(key, tls);
                 }
                 Ok(_) if pending.rejected => {}
                 Ok(n) => {
@@ -298,12 +345,12 @@ impl Acceptor {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    if !pending.rejected {
-                        bump(&self.counters.handshake.io, 1);
+                Err(e) => {
+                    let tls = e.kind() == io::ErrorKind::InvalidData && pending.stream.is_tls();
+                    if tls && !pending.rejected {
+                        tracing::debug!(error = %e, peer = ?pending.peer, "TLS handshake failed");
                     }
-                    self.remove(key);
-                    return;
+                    return self.drop_failed(key, tls);
                 }
             }
         }
@@ -411,9 +458,16 @@ impl Acceptor {
         let mut slots = std::mem::take(&mut self.pending[key].slots);
         self.release(&mut slots);
         let pending = &mut self.pending[key];
+        if pending.stream.is_handshaking() {
+            // No HTTP can be said before the TLS handshake is done, and finishing it for a
+            // refused client would spend the CPU the limits are there to save.
+            self.remove(key);
+            return;
+        }
         // The response is a few hundred bytes into an empty socket buffer: one write does it.
         let _ = pending.stream.write_all(&rejection.response());
-        let _ = pending.stream.shutdown(std::net::Shutdown::Write);
+        let _ = pending.stream.flush();
+        pending.stream.shutdown_write();
         pending.rejected = true;
         pending.request = Vec::new();
         pending.deadline = Instant::now() + REJECT_LINGER;

@@ -1,9 +1,11 @@
 //! Engine settings and their defaults.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::origin::AllowedOrigins;
+use crate::tls::CertificateFiles;
 use crate::{ClusterConfig, Error, JwtAuth};
 
 /// What to do with a socket whose queued output would exceed [`Config::max_buffered_bytes`].
@@ -122,6 +124,15 @@ pub struct Config {
     /// it, whole histories are dropped, the soonest to expire first. Single node only (in
     /// cluster mode Redis holds the history; changing this with `cluster` is refused).
     pub history_max_bytes: usize,
+    /// `wss://` on [`Config::ws_listen`]: a PEM file of the server's certificate followed
+    /// by its intermediates. Needs [`Config::tls_key`]. Read at start and again by
+    /// [`Engine::reload_tls`](crate::Engine::reload_tls) (the server: on SIGHUP). `None`
+    /// (the default): plain `ws://`. Sockets a host registers are never touched: the host
+    /// does their TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of [`Config::tls_cert`]'s first
+    /// certificate.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The default [`Config::history_max_bytes`]: 256 MiB.
@@ -161,6 +172,8 @@ impl Default for Config {
             history_size: 0,
             history_ttl: Duration::from_secs(600),
             history_max_bytes: DEFAULT_HISTORY_MAX_BYTES,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -254,6 +267,19 @@ impl Config {
                     .into(),
             );
         }
+        if let Some(files) = self.certificate_files()? {
+            if self.ws_listen.is_none() {
+                return bad(
+                    "tls_cert",
+                    "needs ws_listen: TLS is for the engine's own listener (a host that registers its \
+                     sockets does their TLS)"
+                        .into(),
+                );
+            }
+            if let Err(e) = files.load(&crate::tls::provider()) {
+                return bad(e.setting, e.reason);
+            }
+        }
         if let Some(cluster) = &self.cluster {
             cluster.validate()?;
             // A publish carries one message, grown by its encoding (an envelope, JSON, base64
@@ -278,6 +304,20 @@ impl Config {
     /// [`Config::max_message_size`] when that is not set.
     pub fn effective_max_outbound_message_size(&self) -> usize {
         self.max_outbound_message_size.unwrap_or(self.max_message_size)
+    }
+
+    /// The certificate and key files, when both are set; an error when only one is.
+    pub(crate) fn certificate_files(&self) -> Result<Option<CertificateFiles>, Error> {
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(CertificateFiles { cert: cert.clone(), key: key.clone() })),
+            (Some(_), None) => {
+                Err(Error::InvalidConfig { setting: "tls_key", reason: "tls_cert needs tls_key too".into() })
+            }
+            (None, Some(_)) => {
+                Err(Error::InvalidConfig { setting: "tls_cert", reason: "tls_key needs tls_cert too".into() })
+            }
+        }
     }
 
     /// Whether history (and resume) is on: [`Config::history_size`] above 0.

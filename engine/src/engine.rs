@@ -22,6 +22,8 @@ use crate::ip_limit::IpLimit;
 use crate::listener;
 use crate::receipt::{Collector, SelfCount};
 use crate::stats::Counters;
+use crate::tls::ServerTls;
+use crate::transport::Transport;
 use crate::worker::{self, Adoption, Mailboxes, NodeBuffer, Worker, WorkerSettings, WorkerShared};
 use crate::{Config, ConnectionId, Error, EventHandler, Message, Presence, Receipt, Stats};
 
@@ -59,6 +61,8 @@ pub struct Engine {
     backplane: Mutex<Option<Backplane>>,
     shut_down: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The listener's TLS (`wss://`), reloaded by [`Engine::reload_tls`].
+    tls: Option<ServerTls>,
 }
 
 /// How long dropping an engine waits for its sockets to close.
@@ -73,6 +77,13 @@ impl Engine {
     /// or a thread cannot start.
     pub fn start(config: Config) -> Result<Engine, Error> {
         config.validate()?;
+        let tls = match config.certificate_files()? {
+            Some(files) => Some(
+                ServerTls::new(files, None)
+                    .map_err(|e| Error::InvalidConfig { setting: e.setting, reason: e.reason })?,
+            ),
+            None => None,
+        };
         // Bind first: a taken port fails the start before any thread exists.
         let listener = match config.ws_listen {
             Some(addr) => Some(listener::bind(addr).map_err(|e| Error::io(format!("binding {addr}"), e))?),
@@ -146,7 +157,7 @@ impl Engine {
             listener,
             acceptor_inbox,
             mailboxes.clone(),
-            AcceptorSettings::from_config(&config),
+            AcceptorSettings::from_config(&config, tls.as_ref().map(|tls| tls.config().clone())),
             acceptor_counters.clone(),
             open.clone(),
             Admission { authorizer: authorizer.clone(), ip_limit: ip_limit.clone() },
@@ -179,7 +190,25 @@ impl Engine {
             backplane: Mutex::new(backplane),
             shut_down: AtomicBool::new(false),
             threads: Mutex::new(threads),
+            tls,
         })
+    }
+
+    /// Reads [`Config::tls_cert`] and [`Config::tls_key`] again: connections accepted from
+    /// now on get the new certificate, connections already made keep theirs. Nothing to do
+    /// (`Ok(false)`) without TLS.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the file and what is wrong with it (unreadable, not
+    /// PEM, no certificate, a key that does not belong to the certificate); the certificate
+    /// in use stays.
+    pub fn reload_tls(&self) -> Result<bool, Error> {
+        let Some(tls) = &self.tls else { return Ok(false) };
+        tls.reload().map_err(|e| Error::InvalidConfig { setting: e.setting, reason: e.reason })?;
+        let files = tls.files();
+        tracing::info!(cert = %files.cert.display(), key = %files.key.display(), "TLS certificate reloaded");
+        Ok(true)
     }
 
     /// The address the listener is bound to, if there is one.
@@ -458,7 +487,7 @@ impl Engine {
                 };
                 self.open.fetch_add(1, Ordering::AcqRel);
                 let adoption = Adoption {
-                    stream,
+                    stream: Transport::Plain(stream),
                     id: id.into(),
                     greeting: None,
                     early: Vec::new(),

@@ -48,6 +48,8 @@ mod origin;
 mod receipt;
 pub mod settings;
 mod stats;
+pub mod tls;
+mod transport;
 mod worker;
 
 pub use auth::{AuthRejection, Grant, JwtAlgorithm, JwtAuth, JwtKey, BEARER_PROTOCOL};

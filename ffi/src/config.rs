@@ -158,7 +158,9 @@ mod tests {
     fn unknown_keys_are_errors_that_list_the_keys() {
         let message = error(r#"{"workers": 1, "wokers": 2}"#);
         assert!(
-            message.starts_with("unknown setting `wokers`; the settings are ws_listen, workers,"),
+            message.starts_with(
+                "unknown setting `wokers`; the settings are ws_listen, tls_cert, tls_key, workers,"
+            ),
             "{message}"
         );
     }

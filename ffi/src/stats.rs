@@ -169,6 +169,9 @@ pub struct wspush_stats {
     pub cluster_shards: u64,
     /// Of those, the ones up with every subscription confirmed.
     pub cluster_shards_up: u64,
+    /// Failed upgrades: the TLS handshake failed (`tls_cert` set: no common version or cipher
+    /// suite, a bad record, more than its byte budget, or the client gone).
+    pub handshake_tls: u64,
 }
 
 /// The fields of [`wspush_stats`] in their order: each is the [`engine::Metric::key`] of the
@@ -249,10 +252,11 @@ pub(crate) const FIELDS: [&str; FIELD_COUNT] = [
     "cluster_resubscribes",
     "cluster_shards",
     "cluster_shards_up",
+    "handshake_tls",
 ];
 
 /// The number of `uint64_t` fields of [`wspush_stats`].
-pub(crate) const FIELD_COUNT: usize = 73;
+pub(crate) const FIELD_COUNT: usize = 74;
 
 impl From<&engine::Stats> for wspush_stats {
     fn from(stats: &engine::Stats) -> Self {

@@ -24,6 +24,12 @@ pub struct ServerSettings {
     pub api_idle_timeout: Option<Duration>,
     /// The most simultaneous API connections.
     pub api_max_connections: Option<usize>,
+    /// `https://` on the API: the PEM certificate chain.
+    pub api_tls_cert: Option<std::path::PathBuf>,
+    /// The PEM key of `api_tls_cert`.
+    pub api_tls_key: Option<std::path::PathBuf>,
+    /// Client certificates required on the API, issued by these PEM CA certificates.
+    pub api_tls_client_ca: Option<std::path::PathBuf>,
     /// The log filter, if given.
     pub log: Option<String>,
 }

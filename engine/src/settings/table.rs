@@ -197,6 +197,22 @@ pub const SETTINGS: &[Setting] = &[
     )
     .server_only(Some("127.0.0.1:8080")),
     setting(
+        "tls_cert",
+        "FILE",
+        "none (plain ws://)",
+        "wss:// on ws_listen: a PEM file with the server's certificate followed by its intermediates. \
+         Needs tls_key. Read again on SIGHUP (the server) or Engine::reload_tls: new connections get the new \
+         certificate; a bad file is refused and the old one kept",
+        |d, v| v.nullable(Given::string).map(|x| d.config.tls_cert = x.map(std::path::PathBuf::from)),
+    ),
+    setting(
+        "tls_key",
+        "FILE",
+        "none",
+        "The PEM private key (PKCS#8, PKCS#1 or SEC1) of tls_cert's first certificate",
+        |d, v| v.nullable(Given::string).map(|x| d.config.tls_key = x.map(std::path::PathBuf::from)),
+    ),
+    setting(
         "workers",
         "N",
         "one per CPU",
@@ -360,6 +376,32 @@ pub const SETTINGS: &[Setting] = &[
         |d, v| v.count().and_then(at_least_one).map(|x| d.server.api_max_connections = Some(x)),
     )
     .server_only(Some("1024")),
+    setting(
+        "api_tls_cert",
+        "FILE",
+        "none (plain http://)",
+        "https:// on the HTTP API: a PEM file with the certificate followed by its intermediates. Needs \
+         api_tls_key; re-read on SIGHUP like tls_cert",
+        |d, v| v.string().map(|x| d.server.api_tls_cert = Some(x.into())),
+    )
+    .server_only(None),
+    setting(
+        "api_tls_key",
+        "FILE",
+        "none",
+        "The PEM private key of api_tls_cert's first certificate",
+        |d, v| v.string().map(|x| d.server.api_tls_key = Some(x.into())),
+    )
+    .server_only(None),
+    setting(
+        "api_tls_client_ca",
+        "FILE",
+        "none (no client certificates)",
+        "With api_tls_cert: every API client must present a certificate issued by one of the CA \
+         certificates in this PEM file (service-to-service authentication; read at start)",
+        |d, v| v.string().map(|x| d.server.api_tls_client_ca = Some(x.into())),
+    )
+    .server_only(None),
     setting(
         "max_connections_per_ip",
         "N",

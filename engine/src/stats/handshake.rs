@@ -89,6 +89,9 @@ pub struct HandshakeFailures {
     pub forbidden: u64,
     /// The client's address already had `max_connections_per_ip` open (429).
     pub over_ip_limit: u64,
+    /// `wss://`: the TLS handshake failed (no common version or cipher suite, a bad
+    /// record, an alert from the client, more than its byte budget, or the client gone).
+    pub tls: u64,
 }
 
 /// One refusal reason and its count, as [`HandshakeFailures::by_reason`] lists them.
@@ -132,6 +135,7 @@ impl HandshakeFailures {
             auth,
             forbidden,
             over_ip_limit,
+            tls,
         } = *self;
         let plain = |reason, count| RefusalCount { group: "", reason, count };
         let mut reasons = vec![
@@ -149,7 +153,11 @@ impl HandshakeFailures {
             reason: rejection.reason(),
             count: auth.get(rejection),
         }));
-        reasons.extend([plain("forbidden", forbidden), plain("over_ip_limit", over_ip_limit)]);
+        reasons.extend([
+            plain("forbidden", forbidden),
+            plain("over_ip_limit", over_ip_limit),
+            plain("tls", tls),
+        ]);
         reasons
     }
 
@@ -174,6 +182,7 @@ pub(crate) struct HandshakeCounters {
     pub auth: [AtomicU64; AuthRejection::ALL.len()],
     pub forbidden: AtomicU64,
     pub over_ip_limit: AtomicU64,
+    pub tls: AtomicU64,
 }
 
 impl HandshakeCounters {
@@ -192,5 +201,6 @@ impl HandshakeCounters {
         }
         hs.forbidden += get(&self.forbidden);
         hs.over_ip_limit += get(&self.over_ip_limit);
+        hs.tls += get(&self.tls);
     }
 }

@@ -4,15 +4,16 @@
 //! use).
 
 use std::io::{self, Read};
+
 use std::rc::Rc;
 
 use bytes::Bytes;
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::output::OutputQueue;
 use crate::extensions::Extensions;
 use crate::frame::Decoder;
+use crate::transport::Transport;
 
 /// The span of an inbound rate limit's bucket: it holds one second's worth.
 const RATE_WINDOW_NS: u64 = 1_000_000_000;
@@ -126,7 +127,7 @@ pub(crate) enum CloseCause {
 /// The output side and bookkeeping of a connection (everything but the decoder, so the
 /// decoder's borrowed frames and this can be used at the same time).
 pub(crate) struct Link {
-    stream: TcpStream,
+    stream: Transport,
     id: Rc<str>,
     serial: u64,
     state: State,
@@ -159,7 +160,7 @@ pub(crate) struct Connection {
 
 impl Connection {
     pub fn new(
-        stream: TcpStream,
+        stream: Transport,
         id: Rc<str>,
         serial: u64,
         max_message_size: usize,
@@ -255,8 +256,9 @@ impl Link {
         self.state == State::Open
     }
 
+    /// Whether output waits: frames in the queue, or (TLS) records encrypted but not sent.
     pub fn has_output(&self) -> bool {
-        !self.out.is_empty()
+        !self.out.is_empty() || self.stream.has_pending()
     }
 
     /// What the output queue holds: bytes not yet written, plus
@@ -456,7 +458,9 @@ impl Link {
     /// Writes as much queued output as the socket takes, many frames per `writev`.
     /// Returns the bytes written; `Ok` with output left means the socket is full.
     pub fn flush(&mut self) -> io::Result<usize> {
-        self.out.write_to(&mut self.stream)
+        let written = self.out.write_to(&mut self.stream)?;
+        self.stream.write_pending()?;
+        Ok(written)
     }
 
     /// All output is written: true if the connection is done with (both close frames
@@ -471,7 +475,7 @@ impl Link {
                 // Our close frame is out: FIN tells the client we are done, and its close
                 // frame (or EOF) ends the connection without a reset.
                 *write_shut = true;
-                let _ = self.stream.shutdown(std::net::Shutdown::Write);
+                self.stream.shutdown_write();
             }
         }
         false

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
@@ -30,6 +29,7 @@ use crate::extensions::Extensions;
 use crate::frame::{self, close_code, OpCode};
 use crate::history::Position;
 use crate::stats::bump;
+use crate::transport::Transport;
 use crate::{ConnectionId, Error, Event};
 
 /// The poll token of the worker's waker; sockets use their slab key.
@@ -355,7 +355,7 @@ impl Worker {
     #[allow(clippy::too_many_arguments)]
     fn adopt(
         &mut self,
-        mut stream: TcpStream,
+        mut stream: Transport,
         id: Box<str>,
         greeting: Option<Bytes>,
         early: Vec<u8>,
@@ -363,6 +363,7 @@ impl Worker {
         extensions: Extensions,
         (since, v1): (Option<Position>, bool),
     ) {
+        let tls = stream.is_tls();
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if self.shutdown_deadline_ms.is_some() || key >= 1 << KEY_BITS {
@@ -408,6 +409,11 @@ impl Worker {
         if !early.is_empty() {
             self.conns[key].set_partial_input(early);
             self.decode_input(key, 0);
+        }
+        if tls {
+            // rustls may hold input the acceptor did not take (decrypted with the upgrade
+            // request): no readiness event would tell of it.
+            self.on_readable(key);
         }
     }
 

@@ -10,7 +10,6 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
-use mio::net::TcpStream;
 use mio::Waker;
 
 use crate::cluster::ReadFailed;
@@ -20,6 +19,7 @@ use crate::id::worker_of;
 use crate::ip_limit::IpSlot;
 use crate::receipt::Collector;
 use crate::stats::{bump, Counters};
+use crate::transport::Transport;
 use crate::{ConnectionId, Error};
 
 /// Work for a worker.
@@ -99,7 +99,8 @@ pub(crate) type HistoryReply = Box<dyn FnOnce(HistoryRead) + Send>;
 /// is closed with 1008 at `expires_at` (its token's expiry), and gives `ip_slot` back when
 /// it closes.
 pub(crate) struct Adoption {
-    pub stream: TcpStream,
+    /// Plain, or TLS with its handshake done.
+    pub stream: Transport,
     pub id: Box<str>,
     pub greeting: Option<Bytes>,
     pub early: Vec<u8>,

@@ -30,9 +30,10 @@ use hyper::service::{service_fn, Service as _};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 /// The API's timeouts (`None`: no limit) and its connection cap.
@@ -69,6 +70,7 @@ impl ApiCounters {
 /// their requests (graceful shutdown) and returns once all are closed.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     app: Router,
     limits: ApiLimits,
     counters: Arc<ApiCounters>,
@@ -98,10 +100,26 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             debug!("cannot set TCP_NODELAY on an API connection: {e}");
         }
-        let connection =
-            serve_connection(stream, app.clone(), limits.clone(), counters.clone(), stopping_rx.clone());
+        let (app, limits, counters, stopping) =
+            (app.clone(), limits.clone(), counters.clone(), stopping_rx.clone());
+        let tls = tls.clone();
         tokio::spawn(async move {
-            connection.await;
+            match tls {
+                None => serve_connection(stream, app, limits, counters, stopping).await,
+                Some(config) => {
+                    // The TLS handshake under the head's deadline (a client that stalls in it
+                    // holds a slot no longer than one that stalls in its request).
+                    let deadline = limits.header_timeout.unwrap_or(TLS_HANDSHAKE_TIMEOUT);
+                    match tokio::time::timeout(deadline, TlsAcceptor::from(config).accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, app, limits, counters, stopping).await,
+                        Ok(Err(e)) => debug!("API TLS handshake failed: {e}"),
+                        Err(_) => {
+                            counters.timed_out();
+                            debug!("API TLS handshake timed out");
+                        }
+                    }
+                }
+            }
             drop(slot);
         });
     }
@@ -110,6 +128,9 @@ pub async fn serve(
     let _ = stopping_tx.send(true);
     stopping_tx.closed().await;
 }
+
+/// How long an API client has for its TLS handshake when `api_header_timeout` is off.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Out of file descriptors, or a transient error: wait a little instead of spinning.
 async fn accept_failed(error: io::Error) {
@@ -124,8 +145,8 @@ async fn accept_failed(error: io::Error) {
 }
 
 /// Serves one connection until it closes, its deadline passes, or shutdown ends it.
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
     app: Router,
     limits: ApiLimits,
     counters: Arc<ApiCounters>,
@@ -264,12 +285,12 @@ impl Drop for BusyGuard {
 }
 
 /// The connection's socket, telling its clock when bytes arrive.
-struct Watched {
-    stream: TcpStream,
+struct Watched<S> {
+    stream: S,
     phase: Arc<PhaseClock>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -284,7 +305,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }

@@ -7,11 +7,13 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use wspush::settings::{self, env_of, flag_of, ConfigBuilder, RawValue, Reason, Scope, Setting, SETTINGS};
+use wspush::tls::{CertificateFiles, ServerTls};
 use wspush::Config;
 
 use crate::api_server::ApiLimits;
@@ -97,6 +99,8 @@ pub struct Settings {
     pub api_token: Option<String>,
     /// The API's timeouts and connection cap.
     pub api_limits: ApiLimits,
+    /// `https://` on the API (`--api-tls-cert`), its certificate loaded and checked.
+    pub api_tls: Option<Arc<ServerTls>>,
     /// The log filter directive.
     pub log: String,
 }
@@ -261,6 +265,34 @@ impl Sources {
     }
 
     /// Where the value given under `name` came from (its flag when it was not given).
+    /// The API's TLS from `api_tls_cert`, `api_tls_key` and `api_tls_client_ca`, loaded.
+    fn api_tls(&self, server: &settings::ServerSettings) -> Result<Option<Arc<ServerTls>>, SettingError> {
+        let error = |key: &str, reason: String| SettingError { setting: self.origin(key), reason };
+        let files = match (&server.api_tls_cert, &server.api_tls_key) {
+            (None, None) => {
+                if server.api_tls_client_ca.is_some() {
+                    return Err(error("api_tls_client_ca", "needs api_tls_cert and api_tls_key".into()));
+                }
+                return Ok(None);
+            }
+            (Some(cert), Some(key)) => CertificateFiles { cert: cert.clone(), key: key.clone() },
+            (Some(_), None) => return Err(error("api_tls_key", "api_tls_cert needs api_tls_key too".into())),
+            (None, Some(_)) => {
+                return Err(error("api_tls_cert", "api_tls_key needs api_tls_cert too".into()))
+            }
+        };
+        ServerTls::new(files, server.api_tls_client_ca.as_deref()).map(|tls| Some(Arc::new(tls))).map_err(
+            |e| {
+                let key = match e.setting {
+                    "tls_cert" => "api_tls_cert",
+                    "tls_key" => "api_tls_key",
+                    _ => "api_tls_client_ca",
+                };
+                error(key, e.reason)
+            },
+        )
+    }
+
     fn origin(&self, name: &str) -> String {
         // The last value given under `name` is the one that counts.
         self.values
@@ -325,9 +357,11 @@ impl Sources {
                 ),
             });
         }
+        let api_tls = self.api_tls(&server)?;
         Ok(Settings {
             engine,
             api_listen,
+            api_tls,
             api_token: server.api_token,
             api_limits: ApiLimits {
                 header_timeout: enabled(server.api_header_timeout),

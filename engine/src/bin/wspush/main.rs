@@ -16,8 +16,14 @@
 //! wspush: cluster node 3f9a0c1b2d4e via redis://127.0.0.1:6379
 //! ```
 //!
+//! With `--tls-cert`/`--tls-key` the first line says `wss://`; with `--api-tls-cert` the
+//! second says `https://`. SIGHUP reloads the TLS
+//! certificate and key (new connections get them; a bad file is refused, logged, and the
+//! old certificate kept).
+//!
 //! Exit codes: 0 after a graceful shutdown (SIGINT, SIGTERM), 1 when a listener cannot be
-//! bound or the server fails, 2 for invalid settings. `--check` only checks the settings
+//! bound or the server fails, 2 for invalid settings (a TLS file that cannot be used
+//! included). `--check` only checks the settings
 //! (0 or 2); `--example-config` prints a file with every setting commented out.
 
 mod api;
@@ -116,6 +122,8 @@ fn run(settings: cli::Settings) -> Result<(), Failure> {
         ),
     });
     let node_id = engine.node_id().map(str::to_owned);
+    #[cfg(unix)]
+    runtime.spawn(reload_on_hangup(engine.clone(), settings.api_tls.clone()));
     let served = runtime.block_on(serve(settings, ws_addr, node_id, api::router(state), api_counters));
     // Requests still running hold the engine only briefly; do not wait for stragglers.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -137,8 +145,11 @@ async fn serve(
         .await
         .map_err(|e| Failure::new(format!("cannot listen on {} (--api-listen): {e}", settings.api_listen)))?;
     let api_addr = listener.local_addr().map_err(|e| Failure::new(format!("api listener: {e}")))?;
+    let api_scheme = if settings.api_tls.is_some() { "https" } else { "http" };
+    let api_tls = settings.api_tls.as_ref().map(|tls| tls.config().clone());
 
     let prefix = &settings.engine.path_prefix;
+    let scheme = if settings.engine.tls_cert.is_some() { "wss" } else { "ws" };
     info!(
         workers = settings.engine.effective_workers(),
         max_message_size = settings.engine.max_message_size,
@@ -148,7 +159,7 @@ async fn serve(
         auth = settings.engine.auth.as_ref().map_or("none".to_owned(), |auth| auth.algorithm().to_string()),
         allowed_origins = settings.engine.allowed_origins.as_ref().map_or("any".to_owned(), |o| o.join(",")),
         max_connections_per_ip = settings.engine.max_connections_per_ip,
-        "websocket listening on ws://{ws_addr}{prefix}"
+        "websocket listening on {scheme}://{ws_addr}{prefix}"
     );
     if settings.engine.auth.is_none() && !ws_addr.ip().is_loopback() {
         warn!(
@@ -164,7 +175,7 @@ async fn serve(
         body_timeout = ?limits.body_timeout,
         idle_timeout = ?limits.idle_timeout,
         max_connections = limits.max_connections,
-        "http api listening on http://{api_addr}"
+        "http api listening on {api_scheme}://{api_addr}"
     );
     let cluster_line = settings.engine.cluster.as_ref().map(|cluster| {
         let node_id = node_id.as_deref().unwrap_or("?");
@@ -181,8 +192,8 @@ async fn serve(
     });
     // Tests and scripts parse these lines.
     let mut stdout = std::io::stdout().lock();
-    let announced = writeln!(stdout, "wspush: websocket listening on ws://{ws_addr}{prefix}")
-        .and_then(|()| writeln!(stdout, "wspush: http api listening on http://{api_addr}"))
+    let announced = writeln!(stdout, "wspush: websocket listening on {scheme}://{ws_addr}{prefix}")
+        .and_then(|()| writeln!(stdout, "wspush: http api listening on {api_scheme}://{api_addr}"))
         .and_then(|()| match &cluster_line {
             Some(line) => writeln!(stdout, "{line}"),
             None => Ok(()),
@@ -194,10 +205,16 @@ async fn serve(
     }
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut server =
-        tokio::spawn(api_server::serve(listener, app, settings.api_limits.clone(), counters, async move {
+    let mut server = tokio::spawn(api_server::serve(
+        listener,
+        api_tls,
+        app,
+        settings.api_limits.clone(),
+        counters,
+        async move {
             let _ = stop_rx.await;
-        }));
+        },
+    ));
     tokio::select! {
         signal = shutdown_signal() => info!("{signal}: shutting down"),
         result = &mut server => {
@@ -215,6 +232,47 @@ async fn serve(
         }
     }
     Ok(())
+}
+
+/// Reloads the TLS certificates (the WebSocket listener's, the API's) on every SIGHUP, for
+/// the life of the runtime.
+#[cfg(unix)]
+async fn reload_on_hangup(engine: Arc<Engine>, api_tls: Option<Arc<wspush::tls::ServerTls>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(e) => {
+            warn!("cannot listen for SIGHUP (no TLS reloads): {e}");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        // Two small files: read on a blocking thread all the same.
+        let engine = engine.clone();
+        match tokio::task::spawn_blocking(move || engine.reload_tls()).await {
+            // The engine logs the reload.
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) if api_tls.is_none() => {
+                info!("SIGHUP: nothing to reload (no --tls-cert, no --api-tls-cert)")
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::error!("SIGHUP: TLS certificate reload refused, the old certificate stays: {e}")
+            }
+            Err(e) => tracing::error!("SIGHUP: the TLS reload panicked: {e}"),
+        }
+        if let Some(tls) = &api_tls {
+            let tls = tls.clone();
+            match tokio::task::spawn_blocking(move || tls.reload()).await {
+                Ok(Ok(())) => info!("API TLS certificate reloaded"),
+                Ok(Err(e)) => tracing::error!(
+                    "SIGHUP: API TLS certificate reload refused, the old certificate stays: {}",
+                    e.reason
+                ),
+                Err(e) => tracing::error!("SIGHUP: the API TLS reload panicked: {e}"),
+            }
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM, naming it.

@@ -77,6 +77,7 @@ package io.wspush;
  * @param clusterResubscribes channels subscribed again on another Redis Cluster master after their slot moved
  * @param clusterShards Redis Cluster masters this node has a subscriber connection to
  * @param clusterShardsUp of those, the ones up with every subscription confirmed
+ * @param handshakeTls failed upgrades: the TLS handshake failed (tls_cert set)
  */
 public record WsPushStats(
         long connections,
@@ -151,10 +152,11 @@ public record WsPushStats(
         long clusterSlotMapChanges,
         long clusterResubscribes,
         long clusterShards,
-        long clusterShardsUp) {
+        long clusterShardsUp,
+        long handshakeTls) {
 
     /** The number of counters in {@code wspush_stats} (all {@code uint64_t}). */
-    static final int FIELDS = 73;
+    static final int FIELDS = 74;
 
     static WsPushStats of(long[] v) {
         if (v.length != FIELDS) {
@@ -165,7 +167,7 @@ public record WsPushStats(
                 v[26], v[27], v[28], v[29], v[30], v[31], v[32], v[33], v[34], v[35], v[36], v[37], v[38], v[39], v[40], v[41],
                 v[42], v[43], v[44], v[45], v[46], v[47], v[48], v[49], v[50], v[51],
                 v[52], v[53], v[54], v[55], v[56], v[57], v[58], v[59], v[60], v[61],
-                v[62], v[63], v[64], v[65], v[66], v[67], v[68], v[69], v[70], v[71], v[72]);
+                v[62], v[63], v[64], v[65], v[66], v[67], v[68], v[69], v[70], v[71], v[72], v[73]);
     }
 
     /** @return upgrades refused for their token (401), all reasons together */
@@ -179,6 +181,6 @@ public record WsPushStats(
     public long handshakeFailures() {
         return handshakeBadRequest + handshakeBadVersion + handshakeBadPath + handshakeTooLarge + handshakeTimeout
                 + handshakeOverCapacity + handshakeIo + handshakeForbiddenOrigin + handshakeAuthFailures()
-                + handshakeForbidden + handshakeOverIpLimit;
+                + handshakeForbidden + handshakeOverIpLimit + handshakeTls;
     }
 }
