@@ -686,6 +686,16 @@ typedef struct wspush_stats {
    * suite, a bad record, more than its byte budget, or the client gone).
    */
   uint64_t handshake_tls;
+  /**
+   * Messages compressed with permessage-deflate: once per message and window in a worker,
+   * however many sockets get it (`compression` on).
+   */
+  uint64_t messages_deflated;
+  /**
+   * Sockets closed with 1009 for a compressed message inflating past `max_message_size`
+   * (also in `messages_too_big`).
+   */
+  uint64_t inflated_too_big;
 } wspush_stats;
 
 #ifdef __cplusplus

@@ -4,11 +4,12 @@
 #   scripts/autobahn.sh [REPORT_DIR]          (default: ./autobahn-report)
 #   scripts/autobahn.sh --probe               exit 0 if the suite can run here, else 2 saying why
 #
-# Builds `wspush` (release), starts it in echo mode on free loopback ports, runs the
-# suite's fuzzing client against ws://ADDR/websocket/autobahn, summarizes the report.
+# Builds `wspush` (release), starts it in echo mode with --compression on free loopback
+# ports, runs the suite's fuzzing client against ws://ADDR/websocket/autobahn, summarizes.
 #
-# Env: AUTOBAHN_CASES   JSON list of case patterns (default: groups 1-7, 9, 10; there is no 8)
-#      AUTOBAHN_EXCLUDE JSON list of excluded patterns (default ["12.*","13.*"]: compression)
+# Env: AUTOBAHN_CASES   JSON list of case patterns (default: every group, 1-7, 9, 10 and
+#                       12, 13: permessage-deflate; there is no 8 and no 11)
+#      AUTOBAHN_EXCLUDE JSON list of excluded patterns (default none)
 #      AUTOBAHN_HOME    where the suite's Python 2.7 virtualenv is kept
 #                       (default ~/.cache/wspush-autobahn; installed from PyPI on first use)
 #      PY27             a CPython 2.7 interpreter (default: python2.7 on PATH, else pyenv's)
@@ -25,8 +26,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 here="$root/scripts/conformance"
 out=${1:-autobahn-report}
 home=${AUTOBAHN_HOME:-$HOME/.cache/wspush-autobahn}
-cases=${AUTOBAHN_CASES:-'["1.*","2.*","3.*","4.*","5.*","6.*","7.*","9.*","10.*"]'}
-exclude=${AUTOBAHN_EXCLUDE:-'["12.*","13.*"]'}
+cases=${AUTOBAHN_CASES:-'["1.*","2.*","3.*","4.*","5.*","6.*","7.*","9.*","10.*","12.*","13.*"]'}
+exclude=${AUTOBAHN_EXCLUDE:-'[]'}
 
 cannot_run() {
   {
@@ -131,7 +132,7 @@ fi
 # Group 9 sends messages of up to 16 MiB: raising the message size is all it takes (a client
 # that reads gets any message the node accepts, whatever --max-buffered-bytes is).
 "$bin" --echo --ws-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 \
-  --max-message-size 16MiB "${tls_args[@]}" >"$log" 2>&1 &
+  --max-message-size 16MiB --compression "${tls_args[@]}" >"$log" 2>&1 &
 pid=$!
 
 prefix=

@@ -774,10 +774,20 @@ pub fn encode_frame(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>
 
 /// Reads one frame.
 pub fn read_frame(reader: &mut impl Read) -> io::Result<Frame> {
+    match read_frame_with_rsv1(reader)? {
+        (false, frame) => Ok(frame),
+        (true, _) => Err(io::Error::new(io::ErrorKind::InvalidData, "RSV1 set")),
+    }
+}
+
+/// Reads one frame that may have RSV1 set (permessage-deflate's compressed message): whether
+/// it has, and the frame.
+pub fn read_frame_with_rsv1(reader: &mut impl Read) -> io::Result<(bool, Frame)> {
     let mut head = [0u8; 2];
     reader.read_exact(&mut head)?;
     let fin = head[0] & 0x80 != 0;
-    if head[0] & 0x70 != 0 {
+    let rsv1 = head[0] & 0x40 != 0;
+    if head[0] & 0x30 != 0 {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("RSV bits set: {:#04x}", head[0])));
     }
     let opcode = head[0] & 0x0F;
@@ -809,7 +819,7 @@ pub fn read_frame(reader: &mut impl Read) -> io::Result<Frame> {
             *b ^= key[i % 4];
         }
     }
-    Ok(Frame { fin, opcode, masked, payload })
+    Ok((rsv1, Frame { fin, opcode, masked, payload }))
 }
 
 /// How a raw connection ended, as seen by [`RawWs::read_until_close`].
@@ -847,10 +857,15 @@ impl RawWs {
     }
 
     /// Sends an upgrade request for `path` on a connected stream and reads the answer.
-    pub fn handshake(mut stream: TcpStream, path: &str) -> io::Result<RawWs> {
+    pub fn handshake(stream: TcpStream, path: &str) -> io::Result<RawWs> {
+        RawWs::handshake_with(stream, path, "")
+    }
+
+    /// [`RawWs::handshake`] with `extra` header lines (each ending in `\r\n`) in the request.
+    pub fn handshake_with(mut stream: TcpStream, path: &str, extra: &str) -> io::Result<RawWs> {
         stream.set_read_timeout(Some(TIMEOUT))?;
         stream.set_write_timeout(Some(TIMEOUT))?;
-        stream.write_all(upgrade_request(path, "").as_bytes())?;
+        stream.write_all(upgrade_request(path, extra).as_bytes())?;
         let mut reader = BufReader::new(stream);
         let response = read_http_head(&mut reader)?;
         Ok(RawWs { reader, response })
@@ -859,6 +874,11 @@ impl RawWs {
     /// The underlying stream.
     pub fn stream(&self) -> &TcpStream {
         self.reader.get_ref()
+    }
+
+    /// Reads one frame that may be compressed (RSV1): whether it is, and the frame.
+    pub fn read_frame_with_rsv1(&mut self) -> io::Result<(bool, Frame)> {
+        read_frame_with_rsv1(&mut self.reader)
     }
 
     /// Writes bytes as they are.

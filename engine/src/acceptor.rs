@@ -75,6 +75,8 @@ pub(crate) struct AcceptorSettings {
     history: bool,
     /// `wss://`: every accepted connection starts with a TLS handshake.
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// permessage-deflate may be accepted.
+    compression: bool,
 }
 
 impl AcceptorSettings {
@@ -90,6 +92,7 @@ impl AcceptorSettings {
             auth: config.auth.clone(),
             history: config.history_enabled(),
             tls,
+            compression: config.compression,
         }
     }
 }
@@ -379,7 +382,8 @@ impl Acceptor {
         let mut slots = std::mem::take(&mut pending.slots);
         let ip_slot = slots.ip;
         let early = pending.request[consumed..].to_vec();
-        let (response, extensions) = handshake::accept(&request, admitted.protocol);
+        let (response, extensions) =
+            handshake::accept(&request, admitted.protocol, self.settings.compression);
         let greeting = Some(Bytes::from(response));
         let expires_at = admitted.expires_at;
         let v1 = admitted.protocol == Some(crate::history::wire::V1_PROTOCOL);

@@ -93,6 +93,21 @@ pub struct Config {
     pub command_queue_capacity: usize,
     /// Send every inbound message back to the socket that sent it (conformance testing).
     pub echo: bool,
+    /// Accept permessage-deflate (RFC 7692) from clients that offer it (every browser
+    /// does): a message of at least [`Config::compression_threshold`] bytes is then sent
+    /// compressed, compressed once for all the sockets that negotiated the same window, and
+    /// compressed client messages are inflated up to [`Config::max_message_size`] (beyond:
+    /// 1009, counted in `inflated_too_big`). Off by default: it costs CPU per message, and
+    /// compressing a secret together with text an attacker chooses can leak the secret
+    /// through the compressed size (CRIME, BREACH); turn it on where pushes are large text
+    /// and bandwidth matters more. No socket keeps a compression context between messages
+    /// (both `no_context_takeover` parameters are always answered), so a compressing
+    /// connection costs no more memory than a plain one.
+    pub compression: bool,
+    /// With [`Config::compression`]: messages smaller than this many bytes go uncompressed
+    /// (deflating a short message costs more CPU than the bytes it saves, and often makes
+    /// it longer).
+    pub compression_threshold: usize,
     /// Cluster mode over Redis; `None` runs a single node, with no backplane.
     pub cluster: Option<ClusterConfig>,
 
@@ -138,6 +153,9 @@ pub struct Config {
 /// The default [`Config::history_max_bytes`]: 256 MiB.
 pub const DEFAULT_HISTORY_MAX_BYTES: usize = 256 << 20;
 
+/// The default [`Config::compression_threshold`], in bytes.
+pub const DEFAULT_COMPRESSION_THRESHOLD: usize = 256;
+
 /// The largest [`Config::history_size`].
 pub const MAX_HISTORY_SIZE: usize = 1_000_000;
 
@@ -165,6 +183,8 @@ impl Default for Config {
             max_headers: 32,
             command_queue_capacity: 1 << 16,
             echo: false,
+            compression: false,
+            compression_threshold: DEFAULT_COMPRESSION_THRESHOLD,
             cluster: None,
             auth: None,
             allowed_origins: None,

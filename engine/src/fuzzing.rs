@@ -34,6 +34,8 @@ pub enum Outcome {
     Pong(Vec<u8>),
     /// A close frame: its code and reason.
     Close(Option<u16>, String),
+    /// A whole compressed message (RSV1, where allowed): whether text, and its payload.
+    Compressed(bool, Vec<u8>),
     /// The decoder failed the connection with this close code.
     Error(u16),
 }
@@ -47,6 +49,7 @@ impl From<Option<Frame<'_>>> for Outcome {
             Some(Frame::Ping(data)) => Outcome::Ping(data.to_vec()),
             Some(Frame::Pong(data)) => Outcome::Pong(data.to_vec()),
             Some(Frame::Close { code, reason }) => Outcome::Close(code, reason.to_owned()),
+            Some(Frame::Compressed { text, payload }) => Outcome::Compressed(text, payload.to_vec()),
         }
     }
 }
@@ -69,6 +72,13 @@ fn outcome_of(frame: Option<Frame<'_>>, max: usize) -> Outcome {
         }
         Some(Frame::Message(Message::Binary(data))) => {
             assert!(data.len() <= max, "a binary message of {} bytes is over the maximum {max}", data.len());
+        }
+        Some(Frame::Compressed { payload, .. }) => {
+            assert!(
+                payload.len() <= max,
+                "a compressed message of {} bytes is over the maximum {max}",
+                payload.len()
+            );
         }
         Some(Frame::Ping(data)) => {
             assert!(data.len() <= MAX_CONTROL_PAYLOAD, "a ping payload of {} bytes", data.len());
@@ -293,10 +303,19 @@ fn check_parse(data: &[u8], limits: &Limits) {
             }
             let response = handshake::switching_protocols(&request);
             assert!(response.ends_with(b"\r\n\r\n"));
-            let (accepted, extensions) = handshake::accept(&request, None);
-            if extensions.is_empty() {
-                assert_eq!(accepted, response, "accepting without extensions changed the 101");
-                assert_eq!(extensions.allowed_rsv(), Rsv::NONE);
+            let (accepted, extensions) = handshake::accept(&request, None, false);
+            assert!(extensions.is_empty(), "an extension accepted with compression off");
+            assert_eq!(accepted, response, "accepting without extensions changed the 101");
+            assert_eq!(extensions.allowed_rsv(), Rsv::NONE);
+            let (accepted, extensions) = handshake::accept(&request, None, true);
+            match extensions.deflate_window_bits() {
+                None => assert_eq!(accepted, response, "accepting without extensions changed the 101"),
+                Some(bits) => {
+                    assert!((8..=15).contains(&bits), "window of {bits} bits");
+                    assert_eq!(extensions.allowed_rsv(), Rsv::RSV1);
+                    let head = String::from_utf8(accepted).expect("the 101 is text");
+                    assert!(head.contains("\r\nSec-WebSocket-Extensions: permessage-deflate; "), "{head}");
+                }
             }
             // The head alone parses to the same request, and one byte less is incomplete.
             let again = handshake::parse_request(&data[..consumed], limits);

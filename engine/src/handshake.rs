@@ -334,15 +334,16 @@ pub fn switching_protocols_with(request: &Request, protocol: Option<&str>) -> Ve
 /// [`switching_protocols_with`]) and the negotiated extensions, which the connection must
 /// then honour.
 ///
-/// While no extension is implemented the extensions are always empty and the response is
-/// exactly [`switching_protocols_with`]'s.
-pub fn accept(request: &Request, protocol: Option<&str>) -> (Vec<u8>, Extensions) {
+/// `compression` says whether permessage-deflate may be accepted (see
+/// [`Extensions::negotiate`]); when nothing is accepted the response is exactly
+/// [`switching_protocols_with`]'s.
+pub fn accept(request: &Request, protocol: Option<&str>, compression: bool) -> (Vec<u8>, Extensions) {
     let offers = request
         .headers
         .iter()
         .filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions"))
         .map(|(_, value)| value.as_slice());
-    let extensions = Extensions::negotiate(offers);
+    let extensions = Extensions::negotiate(offers, compression);
     (response_101(request, protocol, &extensions), extensions)
 }
 
@@ -462,20 +463,44 @@ mod tests {
     }
 
     #[test]
-    fn accept_declines_every_extension_and_answers_as_before() {
+    fn accept_declines_every_extension_without_compression_and_answers_as_before() {
         let mut lines = valid_lines();
         lines.push("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits");
         lines.push("sec-websocket-extensions: x-webkit-deflate-frame");
         for lines in [valid_lines(), lines] {
             let (request, _) = parse_request(&request_with(&lines), &LIMITS).unwrap().unwrap();
             for protocol in [None, Some("wspush.bearer")] {
-                let (response, extensions) = accept(&request, protocol);
+                let (response, extensions) = accept(&request, protocol, false);
                 assert_eq!(response, switching_protocols_with(&request, protocol));
                 assert_eq!(extensions, Extensions::default());
                 assert!(extensions.is_empty());
                 assert_eq!(extensions.allowed_rsv(), crate::frame::Rsv::NONE);
             }
         }
+    }
+
+    #[test]
+    fn accept_with_compression_answers_a_deflate_offer() {
+        let mut lines = valid_lines();
+        lines.push("sec-websocket-extensions: x-webkit-deflate-frame");
+        lines.push(
+            "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10, permessage-deflate",
+        );
+        let (request, _) = parse_request(&request_with(&lines), &LIMITS).unwrap().unwrap();
+        let (response, extensions) = accept(&request, Some("wspush.bearer"), true);
+        assert_eq!(extensions.deflate_window_bits(), Some(10));
+        assert_eq!(
+            String::from_utf8(response).unwrap(),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: wspush.bearer\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+             client_no_context_takeover; server_max_window_bits=10\r\n\r\n"
+        );
+        // Without an offer, compression on changes nothing.
+        let (request, _) = parse_request(&request_with(&valid_lines()), &LIMITS).unwrap().unwrap();
+        let (response, extensions) = accept(&request, None, true);
+        assert!(extensions.is_empty());
+        assert_eq!(response, switching_protocols(&request));
     }
 
     #[test]

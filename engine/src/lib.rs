@@ -28,6 +28,7 @@ mod acceptor;
 pub mod auth;
 mod authorizer;
 pub mod cluster;
+mod compression;
 mod config;
 mod engine;
 mod error;

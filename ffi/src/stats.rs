@@ -172,6 +172,12 @@ pub struct wspush_stats {
     /// Failed upgrades: the TLS handshake failed (`tls_cert` set: no common version or cipher
     /// suite, a bad record, more than its byte budget, or the client gone).
     pub handshake_tls: u64,
+    /// Messages compressed with permessage-deflate: once per message and window in a worker,
+    /// however many sockets get it (`compression` on).
+    pub messages_deflated: u64,
+    /// Sockets closed with 1009 for a compressed message inflating past `max_message_size`
+    /// (also in `messages_too_big`).
+    pub inflated_too_big: u64,
 }
 
 /// The fields of [`wspush_stats`] in their order: each is the [`engine::Metric::key`] of the
@@ -253,10 +259,12 @@ pub(crate) const FIELDS: [&str; FIELD_COUNT] = [
     "cluster_shards",
     "cluster_shards_up",
     "handshake_tls",
+    "messages_deflated",
+    "inflated_too_big",
 ];
 
 /// The number of `uint64_t` fields of [`wspush_stats`].
-pub(crate) const FIELD_COUNT: usize = 74;
+pub(crate) const FIELD_COUNT: usize = 76;
 
 impl From<&engine::Stats> for wspush_stats {
     fn from(stats: &engine::Stats) -> Self {

@@ -42,6 +42,17 @@ impl std::error::Error for ProtocolError {}
 pub enum Frame<'a> {
     /// A complete data message (single frame, or the last fragment of a fragmented one).
     Message(Message<'a>),
+    /// A complete data message whose first frame had RSV1 set: compressed with
+    /// permessage-deflate (RFC 7692), which the decoder accepts only where
+    /// [`Decoder::with_allowed_rsv`] allowed RSV1. `payload` is the DEFLATE data as received
+    /// (without its sync tail), not inflated, so a text message's UTF-8 is checked only
+    /// after inflating.
+    Compressed {
+        /// Whether the message is text (opcode 1) rather than binary.
+        text: bool,
+        /// The compressed payload.
+        payload: &'a [u8],
+    },
     /// A ping with its payload, to be answered with a pong carrying the same payload.
     Ping(&'a [u8]),
     /// A pong with its payload.
@@ -59,6 +70,8 @@ pub enum Frame<'a> {
 #[derive(Debug)]
 struct Fragments {
     text: bool,
+    /// The first frame had RSV1 set: the data is compressed, so not checked as UTF-8.
+    compressed: bool,
     data: Vec<u8>,
     /// Length of the prefix of `data` known to be valid UTF-8 (text only), so that each
     /// fragment is checked once and an invalid sequence fails the message at once.
@@ -287,16 +300,18 @@ impl Decoder {
         available: usize,
     ) -> Result<Option<(usize, Option<Frame<'a>>)>, ProtocolError> {
         let payload_start = header.len;
-        if header.opcode == OpCode::Binary {
+        if header.opcode == OpCode::Binary || header.rsv.rsv1() {
             if available < header.payload_len {
                 return Ok(None);
             }
             let payload = &mut buf[payload_start..payload_start + header.payload_len];
             apply_mask(payload, header.mask, 0);
-            return Ok(Some((
-                payload_start + header.payload_len,
-                Some(Frame::Message(Message::Binary(payload))),
-            )));
+            let frame = if header.rsv.rsv1() {
+                Frame::Compressed { text: header.opcode == OpCode::Text, payload }
+            } else {
+                Frame::Message(Message::Binary(payload))
+            };
+            return Ok(Some((payload_start + header.payload_len, Some(frame))));
         }
         if available < header.payload_len {
             // Text arriving in pieces: unmask and check what is new, so that invalid
@@ -343,6 +358,7 @@ impl Decoder {
             opcode => &mut **self.fragments.get_or_insert_with(|| {
                 Box::new(Fragments {
                     text: opcode == OpCode::Text,
+                    compressed: header.rsv.rsv1(),
                     data: Vec::new(),
                     utf8_valid: 0,
                     complete: false,
@@ -354,7 +370,7 @@ impl Decoder {
         fragments.data.extend_from_slice(&buf[header.len + self.partial..header.len + available]);
         apply_mask(&mut fragments.data[old_len..], header.mask, self.partial);
         self.partial = available;
-        if fragments.text {
+        if fragments.text && !fragments.compressed {
             check_utf8_prefix(&fragments.data, &mut fragments.utf8_valid)?;
         }
         if available < header.payload_len {
@@ -366,6 +382,12 @@ impl Decoder {
             return Ok(Some((consumed, None)));
         }
         fragments.complete = true;
+        if fragments.compressed {
+            return Ok(Some((
+                consumed,
+                Some(Frame::Compressed { text: fragments.text, payload: &fragments.data }),
+            )));
+        }
         let message = if fragments.text {
             let text = simdutf8::basic::from_utf8(&fragments.data)
                 .map_err(|_| ProtocolError::invalid_utf8("text message is not valid UTF-8"))?;
@@ -897,9 +919,19 @@ mod tests {
     fn allowed_reserved_bits_are_accepted_on_the_first_frame_of_a_message() {
         let mut decoder = Decoder::with_allowed_rsv(MAX, Rsv::RSV1);
         let wire = with_rsv(encode_masked(OpCode::Text, b"hello", MASK, true), Rsv::RSV1);
-        assert_eq!(decode_one(&mut decoder, &wire).unwrap(), Some(OwnedFrame::Text("hello".into())));
+        assert_eq!(
+            decode_one(&mut decoder, &wire).unwrap(),
+            Some(OwnedFrame::Compressed(true, b"hello".to_vec()))
+        );
         let wire = with_rsv(encode_masked(OpCode::Binary, &sample(200), MASK, true), Rsv::RSV1);
-        assert_eq!(decode_one(&mut decoder, &wire).unwrap(), Some(OwnedFrame::Binary(sample(200))));
+        assert_eq!(
+            decode_one(&mut decoder, &wire).unwrap(),
+            Some(OwnedFrame::Compressed(false, sample(200)))
+        );
+        // Compressed text is not UTF-8 until inflated: not checked here, whole or in pieces.
+        let wire = with_rsv(encode_masked(OpCode::Text, &[0xff, 0xfe, 0x80], MASK, true), Rsv::RSV1);
+        let outcomes = feed_bytewise(&mut Decoder::with_allowed_rsv(MAX, Rsv::RSV1), &wire).unwrap();
+        assert_eq!(outcomes, [Some(OwnedFrame::Compressed(true, vec![0xff, 0xfe, 0x80]))]);
         // Without the bit, as usual.
         let wire = encode_masked(OpCode::Text, b"plain", MASK, true);
         assert_eq!(decode_one(&mut decoder, &wire).unwrap(), Some(OwnedFrame::Text("plain".into())));
@@ -911,12 +943,20 @@ mod tests {
         let outcomes = feed_bytewise(&mut Decoder::with_allowed_rsv(MAX, Rsv::RSV1), &wire).unwrap();
         assert_eq!(
             outcomes,
-            [None, Some(OwnedFrame::Ping(b"p".to_vec())), Some(OwnedFrame::Text("fragments".into()))]
+            [
+                None,
+                Some(OwnedFrame::Ping(b"p".to_vec())),
+                Some(OwnedFrame::Compressed(true, b"fragments".to_vec()))
+            ]
         );
+        let mut wire = with_rsv(encode_masked(OpCode::Text, &[0xff], MASK, false), Rsv::RSV1);
+        wire.extend(encode_masked(OpCode::Continuation, &[0xfe], MASK, true));
+        let outcomes = feed_bytewise(&mut Decoder::with_allowed_rsv(MAX, Rsv::RSV1), &wire).unwrap();
+        assert_eq!(outcomes, [None, Some(OwnedFrame::Compressed(true, vec![0xff, 0xfe]))]);
 
         // All three allowed.
         let wire = with_rsv(encode_masked(OpCode::Binary, b"", MASK, true), Rsv::ALL);
         let mut decoder = Decoder::with_allowed_rsv(MAX, Rsv::ALL);
-        assert_eq!(decode_one(&mut decoder, &wire).unwrap(), Some(OwnedFrame::Binary(Vec::new())));
+        assert_eq!(decode_one(&mut decoder, &wire).unwrap(), Some(OwnedFrame::Compressed(false, Vec::new())));
     }
 }

@@ -34,6 +34,8 @@ pub(super) enum OwnedFrame {
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(Option<u16>, String),
+    /// Whether text, the compressed payload.
+    Compressed(bool, Vec<u8>),
 }
 
 impl From<Frame<'_>> for OwnedFrame {
@@ -44,6 +46,7 @@ impl From<Frame<'_>> for OwnedFrame {
             Frame::Ping(data) => OwnedFrame::Ping(data.to_vec()),
             Frame::Pong(data) => OwnedFrame::Pong(data.to_vec()),
             Frame::Close { code, reason } => OwnedFrame::Close(code, reason.to_owned()),
+            Frame::Compressed { text, payload } => OwnedFrame::Compressed(text, payload.to_vec()),
         }
     }
 }

@@ -503,6 +503,23 @@ pub const SETTINGS: &[Setting] = &[
         |d, v| v.bool().map(|x| d.config.echo = x),
     ),
     setting(
+        "compression",
+        "BOOL",
+        "false",
+        "Accept permessage-deflate from clients that offer it (browsers do): messages of compression_threshold \
+         bytes or more are sent compressed, once for all sockets with the same window; compressed client \
+         messages inflate up to max_message_size (beyond: 1009). Off by default: CPU per message, and \
+         compressing secrets with attacker-chosen text can leak them (CRIME/BREACH)",
+        |d, v| v.bool().map(|x| d.config.compression = x),
+    ),
+    setting(
+        "compression_threshold",
+        "BYTES",
+        "256",
+        "With compression: messages shorter than this go uncompressed (deflate costs more than it saves on them)",
+        |d, v| v.size().map(|x| d.config.compression_threshold = x),
+    ),
+    setting(
         "log",
         "LEVEL",
         "info",

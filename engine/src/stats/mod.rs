@@ -154,6 +154,10 @@ table::counter_table! {
     Counter history_evicted, "histories",
         "Whole histories dropped to keep the node under history_max_bytes.";
     Gauge history_bytes, "bytes", "Memory held by the histories, as counted against history_max_bytes.";
+    Counter messages_deflated, "messages",
+        "Messages compressed with permessage-deflate: once per message and window in a worker, however many sockets get it.";
+    Counter inflated_too_big, "sockets",
+        "Sockets closed with 1009 for a compressed message inflating past max_message_size (also in messages_too_big).";
 }
 
 impl Counters {

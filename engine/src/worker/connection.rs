@@ -145,14 +145,15 @@ pub(crate) struct Link {
     inbound: InboundRate,
     lease: Lease,
     out: OutputQueue,
+    /// permessage-deflate's window for what this socket is sent (`server_max_window_bits`),
+    /// 0 when it negotiated no compression.
+    deflate_bits: u8,
 }
 
 /// A connection: its link and its input side.
 pub(crate) struct Connection {
     link: Link,
-    /// What the upgrade negotiated; the decoder was built to match.
-    #[expect(dead_code, reason = "kept for the extensions to come, which act on what is sent too")]
-    extensions: Extensions,
+    /// Built for what the upgrade negotiated (RSV1 allowed with permessage-deflate).
     decoder: Decoder,
     /// Bytes of a frame that has not fully arrived (empty almost always).
     partial_input: Vec<u8>,
@@ -181,9 +182,9 @@ impl Connection {
                 inbound: InboundRate::default(),
                 lease,
                 out: OutputQueue::default(),
+                deflate_bits: extensions.deflate_window_bits().unwrap_or(0),
             },
             decoder: Decoder::with_allowed_rsv(max_message_size, extensions.allowed_rsv()),
-            extensions,
             partial_input: Vec::new(),
         }
     }
@@ -265,6 +266,11 @@ impl Link {
     /// [`FRAME_OVERHEAD`](super::output::FRAME_OVERHEAD) per frame.
     pub fn queued(&self) -> usize {
         self.out.cost()
+    }
+
+    /// permessage-deflate's window for this socket's output, if it negotiated compression.
+    pub fn deflate_bits(&self) -> Option<u8> {
+        (self.deflate_bits != 0).then_some(self.deflate_bits)
     }
 
     /// Queues a frame (the caller checks state and bound).

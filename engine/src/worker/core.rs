@@ -14,6 +14,7 @@ use super::backplane::Backplane;
 use super::budget::{Budget, NodeBuffer};
 use super::connection::Lease;
 use super::settings::WorkerSettings;
+use crate::compression::{FrameCompressor, Inflater};
 use crate::event::HandlerSlot;
 use crate::ip_limit::{IpLimit, IpSlot};
 use crate::stats::Counters;
@@ -57,6 +58,10 @@ pub(super) struct Core {
     /// on every pass, so a socket is dropped at its deadline whatever else the worker is
     /// doing (entries of sockets dropped earlier are skipped).
     pub closing: VecDeque<(u64, u64)>,
+    /// permessage-deflate, with compression on: the worker's compressor and inflater,
+    /// shared by every socket (no socket keeps a context between messages).
+    pub compressor: Option<FrameCompressor>,
+    pub inflater: Option<Inflater>,
 }
 
 impl Core {

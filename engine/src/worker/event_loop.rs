@@ -25,6 +25,7 @@ use super::input::READ_PER_PASS;
 use super::mailbox::{Adoption, Command, WorkerHandle};
 use super::output::{blocked_entry, deliver, Queued, Sockets};
 use super::settings::WorkerSettings;
+use crate::compression::{FrameCompressor, Inflater};
 use crate::extensions::Extensions;
 use crate::frame::{self, close_code, OpCode};
 use crate::history::Position;
@@ -123,6 +124,8 @@ impl Worker {
     ) -> Self {
         let budget = Budget::new(shared.node.clone(), worker);
         let history = WorkerHistory::from_settings(&settings, shared.backplane.is_some());
+        let compressor = settings.compression.then(|| FrameCompressor::new(settings.compression_threshold));
+        let inflater = settings.compression.then(Inflater::new);
         Self {
             core: Core {
                 worker,
@@ -136,6 +139,8 @@ impl Worker {
                 budget,
                 deferred: Vec::new(),
                 closing: VecDeque::new(),
+                compressor,
+                inflater,
             },
             poll,
             commands,

@@ -7,9 +7,20 @@ use std::io;
 use super::connection::{CloseCause, Link};
 use super::core::Core;
 use super::event_loop::Worker;
-use crate::frame::{self, close_code, Frame, OpCode};
+use crate::compression::InflateError;
+use crate::frame::{self, close_code, Frame, OpCode, ProtocolError};
 use crate::stats::bump;
-use crate::{ConnectionId, Event};
+use crate::{ConnectionId, Event, Message};
+
+/// A compressed message that inflates past `max_message_size`.
+const TOO_BIG: ProtocolError =
+    ProtocolError { close_code: close_code::MESSAGE_TOO_BIG, reason: "message too big" };
+/// A compressed text message that is not UTF-8 once inflated.
+const INVALID_UTF8: ProtocolError =
+    ProtocolError { close_code: close_code::INVALID_PAYLOAD, reason: "text message is not valid UTF-8" };
+/// A compressed message that is not DEFLATE data.
+const CORRUPT: ProtocolError =
+    ProtocolError { close_code: close_code::INVALID_PAYLOAD, reason: "invalid compressed data" };
 
 /// A partial-frame buffer larger than this is released once the frame is done, so one
 /// large message does not pin memory for the life of the socket.
@@ -119,15 +130,7 @@ impl Worker {
                         self.core.on_frame(key, link, frame);
                     }
                 }
-                Err(error) if link.is_open() => {
-                    let counters = &self.core.shared.counters;
-                    bump(&counters.protocol_errors, 1);
-                    if error.close_code == close_code::MESSAGE_TOO_BIG {
-                        bump(&counters.messages_too_big, 1);
-                    }
-                    tracing::debug!(id = %crate::log_safe::Escaped(link.id()), %error, "protocol error");
-                    self.core.close(key, link, error.close_code, error.reason, CloseCause::Fail, false);
-                }
+                Err(error) if link.is_open() => self.core.fail(key, link, error),
                 Err(_) => link.input_failed(),
             }
         }
@@ -145,6 +148,17 @@ impl Worker {
 }
 
 impl Core {
+    /// The socket broke the protocol: closed with the error's code, counted.
+    fn fail(&mut self, key: usize, link: &mut Link, error: ProtocolError) {
+        let counters = &self.shared.counters;
+        bump(&counters.protocol_errors, 1);
+        if error.close_code == close_code::MESSAGE_TOO_BIG {
+            bump(&counters.messages_too_big, 1);
+        }
+        tracing::debug!(id = %crate::log_safe::Escaped(link.id()), %error, "protocol error");
+        self.close(key, link, error.close_code, error.reason, CloseCause::Fail, false);
+    }
+
     /// The socket sent over its inbound rate: 1008, counted.
     fn rate_limited(&mut self, key: usize, link: &mut Link) {
         bump(&self.shared.counters.inbound_rate_limited, 1);
@@ -163,22 +177,8 @@ impl Core {
             return;
         }
         match frame {
-            Frame::Message(message) => {
-                bump(&self.shared.counters.messages_in, 1);
-                bump(&self.shared.counters.bytes_in, message.as_bytes().len() as u64);
-                let conn = ConnectionId::new(self.worker, link.serial());
-                self.emit(&Event::Message { conn, id: link.id(), message });
-                if let Some(backplane) = &self.shared.backplane {
-                    backplane.inbound(link.id(), message);
-                }
-                if self.settings.echo {
-                    // A reply to the socket at hand: it cannot make room among the others.
-                    let echo = frame::encode_message(message);
-                    // Set only with history on: a wspush.v1 socket gets every frame with a head.
-                    let echo = if link.is_v1() { crate::history::wire::relabel(&echo, None) } else { echo };
-                    self.queue_data(key, link, echo, false);
-                }
-            }
+            Frame::Message(message) => self.on_message(key, link, message),
+            Frame::Compressed { text, payload } => self.on_compressed(key, link, text, payload),
             Frame::Ping(payload) => self.queue_control(key, link, frame::encode(OpCode::Pong, payload), true),
             Frame::Pong(_) => {}
             Frame::Close { code, .. } => {
@@ -190,5 +190,49 @@ impl Core {
                 self.start_close(key, link, reply, code, CloseCause::Answer, false);
             }
         }
+    }
+
+    fn on_message(&mut self, key: usize, link: &mut Link, message: Message<'_>) {
+        bump(&self.shared.counters.messages_in, 1);
+        bump(&self.shared.counters.bytes_in, message.as_bytes().len() as u64);
+        let conn = ConnectionId::new(self.worker, link.serial());
+        self.emit(&Event::Message { conn, id: link.id(), message });
+        if let Some(backplane) = &self.shared.backplane {
+            backplane.inbound(link.id(), message);
+        }
+        if self.settings.echo {
+            // A reply to the socket at hand: it cannot make room among the others.
+            let echo = frame::encode_message(message);
+            // Set only with history on: a wspush.v1 socket gets every frame with a head.
+            let echo = if link.is_v1() { crate::history::wire::relabel(&echo, None) } else { echo };
+            self.queue_data(key, link, echo, false);
+        }
+    }
+
+    /// A permessage-deflate message: inflated (never past `max_message_size`: 1009, and
+    /// counted as a bomb), its text checked as UTF-8 (1007), then handled as any message.
+    fn on_compressed(&mut self, key: usize, link: &mut Link, text: bool, payload: &[u8]) {
+        // The decoder allows RSV1 only to a socket that negotiated compression, which the
+        // acceptor offers only with the worker's compression on.
+        let Some(mut inflater) = self.inflater.take() else {
+            return self.fail(
+                key,
+                link,
+                ProtocolError { close_code: close_code::PROTOCOL_ERROR, reason: "reserved bits set" },
+            );
+        };
+        match inflater.inflate(payload, self.settings.max_message_size) {
+            Ok(data) if !text => self.on_message(key, link, Message::Binary(data)),
+            Ok(data) => match simdutf8::basic::from_utf8(data) {
+                Ok(text) => self.on_message(key, link, Message::Text(text)),
+                Err(_) => self.fail(key, link, INVALID_UTF8),
+            },
+            Err(InflateError::TooBig) => {
+                bump(&self.shared.counters.inflated_too_big, 1);
+                self.fail(key, link, TOO_BIG);
+            }
+            Err(InflateError::Corrupt) => self.fail(key, link, CORRUPT),
+        }
+        self.inflater = Some(inflater);
     }
 }

@@ -241,10 +241,23 @@ impl Core {
     ///
     /// The hot path adds two integer additions and a comparison to what the per-socket
     /// bound costs (see [`Budget::has_room`]).
+    ///
+    /// A socket that negotiated permessage-deflate gets the frame compressed: by the
+    /// worker's compressor, which deflates a message once per window and hands every
+    /// other socket the same compressed frame.
     pub fn queue_data(&mut self, key: usize, link: &mut Link, frame: Bytes, ask: bool) -> Queued {
         if !link.is_open() {
             return Queued::No;
         }
+        let frame = match (link.deflate_bits(), &mut self.compressor) {
+            (Some(bits), Some(compressor)) => {
+                let before = compressor.deflated();
+                let frame = compressor.compress(&frame, bits);
+                bump(&self.shared.counters.messages_deflated, compressor.deflated() - before);
+                frame
+            }
+            _ => frame,
+        };
         match self.admit(key, link, frame.len()) {
             Admit::Yes { over_node_cap } => {
                 self.push(key, link, frame);

@@ -12,6 +12,9 @@ pub(crate) struct WorkerSettings {
     pub(super) ping_interval_ms: u64,
     pub(super) idle_timeout_ms: u64,
     pub(super) echo: bool,
+    /// permessage-deflate may be negotiated: the worker compresses and inflates.
+    pub(super) compression: bool,
+    pub(super) compression_threshold: usize,
     /// 1 s / `max_inbound_messages_per_second`, in ns; 0: unlimited.
     pub(super) frame_interval_ns: u64,
     /// `max_inbound_bytes_per_second`; 0: unlimited.
@@ -32,6 +35,8 @@ impl WorkerSettings {
             ping_interval_ms: config.ping_interval.as_millis() as u64,
             idle_timeout_ms: config.idle_timeout.as_millis() as u64,
             echo: config.echo,
+            compression: config.compression,
+            compression_threshold: config.compression_threshold,
             frame_interval_ns: config
                 .max_inbound_messages_per_second
                 .map_or(0, |rate| (1_000_000_000 / u64::from(rate.max(1))).max(1)),

@@ -546,6 +546,8 @@ mod tests {
             history_gap_fills: 47,
             history_evicted: 44,
             history_bytes: 45,
+            messages_deflated: 48,
+            inflated_too_big: 49,
             cluster: None,
         };
         let value = stats_json(&stats, Duration::from_secs(99));
@@ -567,6 +569,7 @@ mod tests {
                 "token_expirations": 33,
                 "history_appended": 40, "history_replayed": 41, "history_resumes": 42,
                 "history_lost_signals": 43, "history_duplicates": 46, "history_gap_fills": 47, "history_evicted": 44, "history_bytes": 45,
+                "messages_deflated": 48, "inflated_too_big": 49,
                 "cluster": null,
             })
         );

@@ -106,6 +106,8 @@ mod tests {
             history_gap_fills: 77,
             history_evicted: 74,
             history_bytes: 75,
+            messages_deflated: 78,
+            inflated_too_big: 79,
             cluster: None,
         };
         let api = ApiCounters::default();
@@ -171,6 +173,10 @@ mod tests {
             "wspush_history_evicted_total 74",
             "# TYPE wspush_history_bytes gauge",
             "wspush_history_bytes 75",
+            "# TYPE wspush_messages_deflated_total counter",
+            "wspush_messages_deflated_total 78",
+            "# TYPE wspush_inflated_too_big_total counter",
+            "wspush_inflated_too_big_total 79",
             "# TYPE wspush_handshake_failures_total counter",
             "wspush_handshake_failures_total{reason=\"bad_request\"} 20",
             "wspush_handshake_failures_total{reason=\"bad_version\"} 21",

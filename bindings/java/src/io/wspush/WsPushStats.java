@@ -78,6 +78,8 @@ package io.wspush;
  * @param clusterShards Redis Cluster masters this node has a subscriber connection to
  * @param clusterShardsUp of those, the ones up with every subscription confirmed
  * @param handshakeTls failed upgrades: the TLS handshake failed (tls_cert set)
+ * @param messagesDeflated messages compressed with permessage-deflate (once per message and window in a worker)
+ * @param inflatedTooBig sockets closed with 1009 for a compressed message inflating past max_message_size
  */
 public record WsPushStats(
         long connections,
@@ -153,10 +155,12 @@ public record WsPushStats(
         long clusterResubscribes,
         long clusterShards,
         long clusterShardsUp,
-        long handshakeTls) {
+        long handshakeTls,
+        long messagesDeflated,
+        long inflatedTooBig) {
 
     /** The number of counters in {@code wspush_stats} (all {@code uint64_t}). */
-    static final int FIELDS = 74;
+    static final int FIELDS = 76;
 
     static WsPushStats of(long[] v) {
         if (v.length != FIELDS) {
@@ -167,7 +171,7 @@ public record WsPushStats(
                 v[26], v[27], v[28], v[29], v[30], v[31], v[32], v[33], v[34], v[35], v[36], v[37], v[38], v[39], v[40], v[41],
                 v[42], v[43], v[44], v[45], v[46], v[47], v[48], v[49], v[50], v[51],
                 v[52], v[53], v[54], v[55], v[56], v[57], v[58], v[59], v[60], v[61],
-                v[62], v[63], v[64], v[65], v[66], v[67], v[68], v[69], v[70], v[71], v[72], v[73]);
+                v[62], v[63], v[64], v[65], v[66], v[67], v[68], v[69], v[70], v[71], v[72], v[73], v[74], v[75]);
     }
 
     /** @return upgrades refused for their token (401), all reasons together */
