@@ -55,13 +55,7 @@ impl Inflater {
         for input in [payload, &SYNC_TAIL[..]] {
             let mut consumed = 0;
             while consumed < input.len() {
-                if self.out.len() == self.out.capacity() {
-                    if self.out.len() > max {
-                        return Err(InflateError::TooBig);
-                    }
-                    // One byte past `max` tells a message of exactly `max` from a larger one.
-                    self.out.reserve_exact(STEP.min(max + 1 - self.out.len()).max(1));
-                }
+                grow(&mut self.out, max)?;
                 let before_in = self.decompress.total_in();
                 let before_out = self.out.len();
                 let status = self
@@ -88,12 +82,7 @@ impl Inflater {
         }
         // Output still held inside the inflater after all input went in.
         loop {
-            if self.out.len() == self.out.capacity() {
-                if self.out.len() > max {
-                    return Err(InflateError::TooBig);
-                }
-                self.out.reserve_exact(STEP.min(max + 1 - self.out.len()).max(1));
-            }
+            grow(&mut self.out, max)?;
             let before_out = self.out.len();
             let status = self
                 .decompress
@@ -107,6 +96,18 @@ impl Inflater {
             }
         }
     }
+}
+
+/// Makes room in a full `out` for the next step of output, up to one byte past `max` (which
+/// tells a message of exactly `max` from a larger one).
+fn grow(out: &mut Vec<u8>, max: usize) -> Result<(), InflateError> {
+    if out.len() == out.capacity() {
+        if out.len() > max {
+            return Err(InflateError::TooBig);
+        }
+        out.reserve_exact(STEP.min(max + 1 - out.len()).max(1));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
