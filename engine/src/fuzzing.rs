@@ -232,28 +232,37 @@ fn check_round_trip(payload: &[u8], text: bool, seeds: &[u8]) {
     let ping = &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)];
     let mut wire = Vec::new();
     let mut outcomes = Vec::new();
+    // The same message with RSV1 (compressed): its bytes as they are, never checked as UTF-8.
+    let mut compressed_outcomes = Vec::new();
+    let compressed = Outcome::Compressed(opcode == OpCode::Text, payload.to_vec());
     let mut start = 0;
     for (i, &end) in cuts.iter().enumerate() {
         let last = i + 1 == cuts.len();
         let op = if i == 0 { opcode } else { OpCode::Continuation };
         wire.extend(frame::encode_masked(op, &payload[start..end], mask(i + 1), last));
         outcomes.push(if last { expected.clone() } else { Outcome::Fragment });
+        compressed_outcomes.push(if last { compressed.clone() } else { Outcome::Fragment });
         if i == 0 && !last {
             wire.extend(frame::encode_masked(OpCode::Ping, ping, mask(7), true));
             outcomes.push(Outcome::Ping(ping.to_vec()));
+            compressed_outcomes.push(Outcome::Ping(ping.to_vec()));
         }
         start = end;
     }
     let run = check_decoding(&wire, FRAME_MAX_MESSAGE_SIZE);
     assert_eq!(run, Run { outcomes, consumed: wire.len() }, "fragments cut at {cuts:?}");
 
-    // RSV1 on the message's first frame, as permessage-deflate will send it: the same
-    // message where an extension allows it, 1002 where none does.
+    // RSV1 on the message's first frame, as permessage-deflate sends it: the same bytes as
+    // a compressed message where the extension allows it, 1002 where none does.
     let mut flagged = wire.clone();
     flagged[0] |= Rsv::RSV1.bits();
     let allowing = Decoder::with_allowed_rsv(FRAME_MAX_MESSAGE_SIZE, Rsv::RSV1);
     let allowed = decode_in_chunks_with(allowing, &flagged, FRAME_MAX_MESSAGE_SIZE, chunk_plan(seeds, 256));
-    assert_eq!(allowed, run, "RSV1 allowed on the first frame");
+    assert_eq!(
+        allowed,
+        Run { outcomes: compressed_outcomes, consumed: flagged.len() },
+        "RSV1 allowed on the first frame"
+    );
     let refused = decode_in_chunks(&flagged, FRAME_MAX_MESSAGE_SIZE, [usize::MAX]);
     assert_eq!(refused.outcomes, [Outcome::Error(close_code::PROTOCOL_ERROR)], "RSV1 not allowed");
 
