@@ -36,8 +36,15 @@ pub(crate) struct FrameCompressor {
     deflaters: [Option<Compress>; (MAX_WINDOW_BITS - MIN_DEFLATE_BITS + 1) as usize],
     remembered: [Option<Remembered>; REMEMBERED],
     next_slot: usize,
-    /// Frames deflated (each a message compressed once for one window).
-    deflated: u64,
+}
+
+/// What [`FrameCompressor::compress`] gives one socket.
+pub(crate) struct Compressed {
+    /// The frame to write: compressed (RSV1 set), or the frame given when that does not pay.
+    pub frame: Bytes,
+    /// Whether this call ran deflate (the first socket to get the message with its window),
+    /// rather than handing out what an earlier call made.
+    pub deflated_now: bool,
 }
 
 struct Remembered {
@@ -58,44 +65,40 @@ impl FrameCompressor {
             deflaters: Default::default(),
             remembered: Default::default(),
             next_slot: 0,
-            deflated: 0,
         }
-    }
-
-    /// Messages deflated so far.
-    pub fn deflated(&self) -> u64 {
-        self.deflated
     }
 
     /// The frame to write to a socket that negotiated permessage-deflate with
     /// `server_max_window_bits` = `window_bits`: `frame` compressed, or `frame` itself when
     /// it is not a data frame, is shorter than the threshold, or would not shrink.
-    pub fn compress(&mut self, frame: &Bytes, window_bits: u8) -> Bytes {
+    pub fn compress(&mut self, frame: &Bytes, window_bits: u8) -> Compressed {
+        let as_it_is = || Compressed { frame: frame.clone(), deflated_now: false };
         let Some((opcode, payload_start)) = data_frame(frame) else {
-            return frame.clone();
+            return as_it_is();
         };
         let payload_len = frame.len() - payload_start;
         if payload_len < self.threshold {
-            return frame.clone();
+            return as_it_is();
         }
         let bits = if payload_len <= 1 << window_bits {
             MAX_WINDOW_BITS
         } else if window_bits >= MIN_DEFLATE_BITS {
             window_bits
         } else {
-            return frame.clone();
+            return as_it_is();
         };
         let hit = self.remembered.iter().flatten().find(|entry| {
             entry.bits == bits && entry.frame.len() == frame.len() && entry.frame.as_ptr() == frame.as_ptr()
         });
         if let Some(entry) = hit {
-            return entry.compressed.clone().unwrap_or_else(|| frame.clone());
+            let frame = entry.compressed.clone().unwrap_or_else(|| frame.clone());
+            return Compressed { frame, deflated_now: false };
         }
         let compressed = self.deflate(opcode, &frame[payload_start..], bits);
         self.remembered[self.next_slot] =
             Some(Remembered { frame: frame.clone(), bits, compressed: compressed.clone() });
         self.next_slot = (self.next_slot + 1) % REMEMBERED;
-        compressed.unwrap_or_else(|| frame.clone())
+        Compressed { frame: compressed.unwrap_or_else(|| frame.clone()), deflated_now: true }
     }
 
     /// `payload` deflated on its own (no context taken over) into a frame with RSV1 set, or
@@ -105,7 +108,6 @@ impl FrameCompressor {
         let deflater = self.deflaters[usize::from(bits - MIN_DEFLATE_BITS)]
             .get_or_insert_with(|| Compress::new_with_window_bits(level, false, bits));
         deflater.reset();
-        self.deflated += 1;
         // Room for the payload and the sync tail: a deflate that needs more does not pay.
         let mut out = Vec::with_capacity(payload.len() + SYNC_TAIL.len());
         let status = deflater.compress_vec(payload, &mut out, FlushCompress::Sync).ok()?;
@@ -121,19 +123,14 @@ impl FrameCompressor {
 }
 
 /// The opcode and payload offset of an unfragmented, uncompressed text or binary frame as
-/// the server encodes it (unmasked); `None` for anything else.
+/// the server encodes it; `None` for anything else.
 fn data_frame(frame: &[u8]) -> Option<(OpCode, usize)> {
     let opcode = match *frame.first()? {
         0x81 => OpCode::Text,
         0x82 => OpCode::Binary,
         _ => return None,
     };
-    let start = match frame.get(1)? & 0x7f {
-        126 => 4,
-        127 => 10,
-        _ => 2,
-    };
-    (frame.len() >= start).then_some((opcode, start))
+    Some((opcode, frame::server_payload_start(frame)?))
 }
 
 #[cfg(test)]
@@ -156,11 +153,7 @@ mod tests {
     /// The payload of a compressed server frame, inflated as a client would.
     fn inflate(frame: &[u8]) -> Vec<u8> {
         assert_eq!(frame[0], 0xC1, "FIN, RSV1, text");
-        let start = match frame[1] & 0x7f {
-            126 => 4,
-            127 => 10,
-            _ => 2,
-        };
+        let start = frame::server_payload_start(frame).unwrap();
         Inflater::new().inflate(&frame[start..], 1 << 20).unwrap().to_vec()
     }
 
@@ -170,15 +163,19 @@ mod tests {
         let text = json(1024);
         let frame = frame::encode(OpCode::Text, text.as_bytes());
         let first = compressor.compress(&frame, 15);
+        assert!(first.deflated_now);
+        let first = first.frame;
         assert!(first.len() < frame.len() / 3, "1 KiB of JSON shrinks: {} bytes", first.len());
         assert_eq!(inflate(&first), text.as_bytes());
         for _ in 0..1000 {
             let again = compressor.compress(&frame.clone(), 15);
-            assert_eq!(again.as_ptr(), first.as_ptr(), "the same compressed frame is shared");
+            assert!(!again.deflated_now);
+            assert_eq!(again.frame.as_ptr(), first.as_ptr(), "the same compressed frame is shared");
         }
         // A window of 10 bits (1 KiB) still holds the whole message: shared too.
-        assert_eq!(compressor.compress(&frame, 10).as_ptr(), first.as_ptr());
-        assert_eq!(compressor.deflated(), 1);
+        let narrower = compressor.compress(&frame, 10);
+        assert!(!narrower.deflated_now);
+        assert_eq!(narrower.frame.as_ptr(), first.as_ptr());
     }
 
     #[test]
@@ -188,10 +185,11 @@ mod tests {
         let frame = frame::encode(OpCode::Text, text.as_bytes());
         let wide = compressor.compress(&frame, 15);
         let narrow = compressor.compress(&frame, 9);
+        assert!(wide.deflated_now && narrow.deflated_now, "once per window");
+        let (wide, narrow) = (wide.frame, narrow.frame);
         assert_ne!(wide.as_ptr(), narrow.as_ptr());
-        assert_eq!(compressor.deflated(), 2);
         // A 512-byte window inflater rejects any reference further back than 512 bytes.
-        let start = 4;
+        let start = frame::server_payload_start(&narrow).unwrap();
         let mut out = Vec::with_capacity(8192);
         let mut small = flate2::Decompress::new_with_window_bits(false, 9);
         let mut input = narrow[start..].to_vec();
@@ -200,16 +198,18 @@ mod tests {
         assert_eq!(out, text.as_bytes());
         assert_eq!(inflate(&wide), text.as_bytes());
         // A 256-byte window (8 bits) cannot be compressed for: the frame goes as it is.
-        assert_eq!(compressor.compress(&frame, 8).as_ptr(), frame.as_ptr());
+        assert_eq!(compressor.compress(&frame, 8).frame.as_ptr(), frame.as_ptr());
         let short = frame::encode(OpCode::Text, json(256).as_bytes());
-        assert_eq!(compressor.compress(&short, 8)[0], 0xC1, "up to 256 bytes fit any window");
+        assert_eq!(compressor.compress(&short, 8).frame[0], 0xC1, "up to 256 bytes fit any window");
     }
 
     #[test]
     fn short_incompressible_and_control_frames_go_as_they_are() {
         let mut compressor = FrameCompressor::new(256);
         let short = frame::encode(OpCode::Text, json(255).as_bytes());
-        assert_eq!(compressor.compress(&short, 15).as_ptr(), short.as_ptr());
+        let kept = compressor.compress(&short, 15);
+        assert!(!kept.deflated_now, "below the threshold: not even tried");
+        assert_eq!(kept.frame.as_ptr(), short.as_ptr());
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let random: Vec<u8> = (0..2048)
             .map(|_| {
@@ -221,13 +221,16 @@ mod tests {
             })
             .collect();
         let noise = frame::encode(OpCode::Binary, &random);
-        assert_eq!(compressor.compress(&noise, 15).as_ptr(), noise.as_ptr());
-        assert_eq!(compressor.compress(&noise, 15).as_ptr(), noise.as_ptr(), "remembered as not worth it");
-        assert_eq!(compressor.deflated(), 1);
+        let tried = compressor.compress(&noise, 15);
+        assert!(tried.deflated_now);
+        assert_eq!(tried.frame.as_ptr(), noise.as_ptr());
+        let again = compressor.compress(&noise, 15);
+        assert!(!again.deflated_now, "remembered as not worth it");
+        assert_eq!(again.frame.as_ptr(), noise.as_ptr());
         let ping = frame::encode(OpCode::Ping, b"");
-        assert_eq!(compressor.compress(&ping, 15), ping);
+        assert_eq!(compressor.compress(&ping, 15).frame, ping);
         let close = frame::encode_close(1000, "bye");
-        assert_eq!(compressor.compress(&close, 15), close);
+        assert_eq!(compressor.compress(&close, 15).frame, close);
     }
 
     #[test]
@@ -236,7 +239,7 @@ mod tests {
         for len in [0usize, 1, 125, 126, 300, 65_535, 65_536, 200_000] {
             let text = json(len.max(4));
             let frame = frame::encode(OpCode::Text, text.as_bytes());
-            let out = compressor.compress(&frame, 15);
+            let out = compressor.compress(&frame, 15).frame;
             if out[0] == 0xC1 {
                 assert_eq!(inflate(&out), text.as_bytes(), "{len}");
             } else {

@@ -97,6 +97,17 @@ pub fn encode_close(code: u16, reason: &str) -> Bytes {
     encode(OpCode::Close, &payload[..2 + end])
 }
 
+/// Where the payload of a frame encoded by the server (unmasked) starts: after its 2, 4 or
+/// 10 header bytes; `None` when `frame` is shorter than its header says.
+pub(crate) fn server_payload_start(frame: &[u8]) -> Option<usize> {
+    let start = match frame.get(1)? & !MASKED {
+        LEN_16 => 4,
+        LEN_64 => 10,
+        _ => 2,
+    };
+    (frame.len() >= start).then_some(start)
+}
+
 /// A masked frame as a client sends it (for tests, benches and load generators).
 ///
 /// `fin` false makes a non-final fragment.
@@ -132,6 +143,17 @@ mod tests {
         assert_eq!(&frame[10..], &[7; 65536][..]);
         assert_eq!(&encode(OpCode::Ping, b"hi")[..], [0x89, 2, b'h', b'i']);
         assert_eq!(&encode(OpCode::Pong, b"")[..], [0x8A, 0]);
+    }
+
+    #[test]
+    fn the_payload_of_a_server_frame_starts_after_its_header() {
+        for (len, start) in [(0, 2), (125, 2), (126, 4), (65535, 4), (65536, 10)] {
+            let frame = encode_frame(OpCode::Binary, &vec![7; len], Rsv::RSV1);
+            assert_eq!(server_payload_start(&frame), Some(start), "{len}");
+            assert_eq!(frame.len() - start, len);
+        }
+        assert_eq!(server_payload_start(&[0x81]), None);
+        assert_eq!(server_payload_start(&[0x81, 126, 0]), None, "a 16-bit length cut short");
     }
 
     #[test]

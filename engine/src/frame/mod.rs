@@ -19,6 +19,7 @@ mod test_support;
 
 pub use coding::{close_code, is_valid_close_code, OpCode, MAX_CONTROL_PAYLOAD};
 pub use decode::{Decoder, Frame, ProtocolError};
+pub(crate) use encode::server_payload_start;
 pub use encode::{encode, encode_close, encode_frame, encode_masked, encode_message};
 pub use header::{Rsv, MAX_HEADER_LEN};
 pub use mask::apply_mask;

@@ -251,10 +251,11 @@ impl Core {
         }
         let frame = match (link.deflate_bits(), &mut self.compressor) {
             (Some(bits), Some(compressor)) => {
-                let before = compressor.deflated();
-                let frame = compressor.compress(&frame, bits);
-                bump(&self.shared.counters.messages_deflated, compressor.deflated() - before);
-                frame
+                let compressed = compressor.compress(&frame, bits);
+                if compressed.deflated_now {
+                    bump(&self.shared.counters.messages_deflated, 1);
+                }
+                compressed.frame
             }
             _ => frame,
         };
