@@ -124,7 +124,9 @@ impl Worker {
     ) -> Self {
         let budget = Budget::new(shared.node.clone(), worker);
         let history = WorkerHistory::from_settings(&settings, shared.backplane.is_some());
-        let compressor = settings.compression.then(|| FrameCompressor::new(settings.compression_threshold));
+        let compressor = settings
+            .compression
+            .then(|| FrameCompressor::new(settings.compression_threshold, settings.compression_level));
         let inflater = settings.compression.then(Inflater::new);
         Self {
             core: Core {

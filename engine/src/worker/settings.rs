@@ -15,6 +15,7 @@ pub(crate) struct WorkerSettings {
     /// permessage-deflate may be negotiated: the worker compresses and inflates.
     pub(super) compression: bool,
     pub(super) compression_threshold: usize,
+    pub(super) compression_level: u32,
     /// 1 s / `max_inbound_messages_per_second`, in ns; 0: unlimited.
     pub(super) frame_interval_ns: u64,
     /// `max_inbound_bytes_per_second`; 0: unlimited.
@@ -37,6 +38,7 @@ impl WorkerSettings {
             echo: config.echo,
             compression: config.compression,
             compression_threshold: config.compression_threshold,
+            compression_level: config.compression_level,
             frame_interval_ns: config
                 .max_inbound_messages_per_second
                 .map_or(0, |rate| (1_000_000_000 / u64::from(rate.max(1))).max(1)),
