@@ -102,7 +102,8 @@ enum wspush_status
    */
   WSPUSH_STATUS_INVALID_ARGUMENT = 4,
   /**
-   * The configuration is not valid JSON, has an unknown key, or a bad value.
+   * The configuration is not valid JSON, has an unknown key, or a bad value; or a file it
+   * names cannot be used (`wspush_engine_reload_tls`: the certificate or key file).
    */
   WSPUSH_STATUS_INVALID_CONFIG = 5,
   /**
@@ -145,6 +146,11 @@ enum wspush_status
    * Nothing was done.
    */
   WSPUSH_STATUS_WRONG_THREAD = 14,
+  /**
+   * The engine serves no TLS (`tls_cert` and `tls_key` were not configured): there is no
+   * certificate to reload.
+   */
+  WSPUSH_STATUS_NO_TLS = 15,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -777,6 +783,22 @@ wspush_status wspush_engine_start(const char *config_json, size_t len, struct ws
  * `WSPUSH_STATUS_NO_LISTENER` if `ws_listen` was not configured. Any thread.
  */
 wspush_status wspush_engine_local_port(const struct wspush_engine *engine, uint16_t *out);
+
+/**
+ * Reads the engine's certificate and key files (`"tls_cert"`, `"tls_key"`) again, as the
+ * server does on SIGHUP: connections accepted from now on get the new certificate, those
+ * already open keep theirs. The files are the ones named at `wspush_engine_start` (a
+ * certificate manager renews them in place); replace each through a rename, so that a reload
+ * never reads half a file. On any error the certificate in use stays.
+ *
+ * Borrows `engine`. Reads two files on the calling thread, so prefer a thread of the host's
+ * own to a callback (which would hold up the worker's sockets meanwhile). Errors:
+ * `WSPUSH_STATUS_NULL_ARGUMENT`; `WSPUSH_STATUS_NO_TLS` when the engine serves no TLS;
+ * `WSPUSH_STATUS_INVALID_CONFIG` when a file cannot be used: unreadable, not PEM, no
+ * certificate, or a key that does not belong to the first certificate (the last error names
+ * the setting, the file and the fault). Any thread, concurrently with every other call.
+ */
+wspush_status wspush_engine_reload_tls(const struct wspush_engine *engine);
 
 /**
  * Sets the callbacks that receive socket events, replacing any earlier ones.

@@ -8,7 +8,8 @@
 #      real WebSocket client, and again under valgrind; and cluster mode with a redis-server
 #      of its own (tests/ffi_c.rs; valgrind and redis-server required);
 #   4. builds the Java binding's release jar with javac/jar and runs its test with -ea
-#      -Xcheck:jni, the jar alone on the classpath (bindings/java/test.sh; a JDK required).
+#      -Xcheck:jni, the jar alone on the classpath (bindings/java/test.sh, through
+#      tests/ffi_java.rs, which makes the certificates of its wss:// checks; a JDK required).
 #
 #   scripts/test-bindings.sh                 debug build
 #   WSPUSH_PROFILE=release scripts/test-bindings.sh
@@ -40,8 +41,8 @@ stage "include/wspush.h is fresh" bash ffi/generate-header.sh --check
 stage "C example, ABI checks and cluster mode, plain and under valgrind (tests/ffi_c.rs)" \
     env WSPUSH_REQUIRE_VALGRIND=1 WSPUSH_REQUIRE_REDIS=1 WSPUSH_REQUIRE_CXX=1 \
     cargo test "${cargo_profile[@]}" -p wspush-tests --test ffi_c -- --nocapture
-stage "Java binding, the release jar, java -ea -Xcheck:jni (bindings/java/test.sh)" \
-    bash bindings/java/test.sh
+stage "Java binding, the release jar, java -ea -Xcheck:jni (bindings/java/test.sh, tests/ffi_java.rs)" \
+    env WSPUSH_REQUIRE_JAVA=1 cargo test "${cargo_profile[@]}" -p wspush-tests --test ffi_java -- --nocapture
 
 if (( ${#failures[@]} > 0 )); then
     printf 'test-bindings: %d stage(s) failed:\n' "${#failures[@]}" >&2

@@ -2,10 +2,13 @@
 //! C example (`bindings/c/example.c`), the conventions check (`bindings/c/abi_check.c`, with
 //! the positioned send: offsets and epochs with history on, WRONG_THREAD, TIMEOUT) and
 //! the admission check (`bindings/c/auth_check.c`: token settings, the authorizer callback,
-//! allowed origins, the per-address limit, with tokens minted here) compile with
+//! allowed origins, the per-address limit, with tokens minted here) and the certificate
+//! reload (`bindings/c/tls_check.c`, serving `wss://` to rustls clients that trust only a CA
+//! made here, the files renewed between its commands) compile with
 //! `cc -Wall -Wextra -Werror -std=c11 -pedantic` against that header and the static library,
 //! serve real clients with exactly the output expected, and run clean under valgrind (no
-//! leaks, no invalid accesses).
+//! leaks, no invalid accesses; `tests/c_program/valgrind.supp` names the one false positive
+//! suppressed, memcheck's view of ring's AES-GCM assembly).
 //!
 //! Valgrind runs when it is installed; without it those tests say so loudly and pass,
 //! unless `WSPUSH_REQUIRE_VALGRIND=1` (set by `scripts/test-bindings.sh`), which makes a
@@ -19,6 +22,9 @@ mod support;
 #[path = "c_program/mod.rs"]
 mod c_program;
 
+#[path = "tls_support.rs"]
+mod tls_support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,6 +33,7 @@ use std::time::Duration;
 
 use c_program::*;
 use support::*;
+use tls_support::*;
 
 /// The path of `libwspush.a`, built by [`libraries`].
 fn static_library() -> &'static Path {
@@ -177,7 +184,12 @@ fn valgrind() -> Option<Vec<String>> {
             "--error-exitcode=99",
         ]
         .map(String::from)
-        .to_vec(),
+        .into_iter()
+        .chain([format!(
+            "--suppressions={}",
+            workspace_root().join("tests/c_program/valgrind.supp").display()
+        )])
+        .collect(),
     )
 }
 
@@ -240,6 +252,101 @@ fn run_auth_check(wrapper: Option<&[String]>) -> String {
     assert!(status.success(), "auth_check failed ({status}):\n{stdout}\nstderr:\n{stderr}");
     assert!(!stdout.contains("not ok"), "{stdout}");
     assert!(stdout.contains(", 0 failed\n"), "{stdout}");
+    stderr
+}
+
+/// Drives `bindings/c/tls_check.c`: an engine serving `wss://` from files of the first CA,
+/// renewed with a certificate of a second CA and reloaded (new connections are shown the new
+/// certificate, a client trusting only the first CA is refused, the first connection keeps
+/// receiving), then bad renewals refused with the precise message while the second
+/// certificate stays; checks the program's whole output. Returns its stderr.
+fn run_tls_check(wrapper: Option<&[String]>) -> String {
+    let (first_ca, second_ca) = (TestCa::new(), TestCa::new());
+    let dir = scratch_dir(if wrapper.is_some() { "c-reload-valgrind" } else { "c-reload" });
+    let first = first_ca.server_cert("wspush C first");
+    let (cert, key) = first.write(&dir, "server");
+    let args = [cert.to_str().unwrap(), key.to_str().unwrap()];
+    let mut program = Program::start_with_args(&compile("tls_check"), wrapper, &args);
+    let port: u16 = program.wait_line("listening on 127.0.0.1:").parse().expect("a port number");
+    let url = format!("wss://127.0.0.1:{port}/websocket/live");
+    let (cert_path, key_path) = (cert.display(), key.display());
+    let refusals = [
+        format!(
+            "WSPUSH_STATUS_INVALID_CONFIG (invalid setting `tls_key`: {key_path}: the key does not belong to \
+             the first certificate of {cert_path})"
+        ),
+        format!(
+            "WSPUSH_STATUS_INVALID_CONFIG (invalid setting `tls_cert`: {cert_path}: no certificate in it \
+             (expected PEM `-----BEGIN CERTIFICATE-----` blocks))"
+        ),
+        format!(
+            "WSPUSH_STATUS_INVALID_CONFIG (invalid setting `tls_cert`: {cert_path}: No such file or directory \
+             (os error 2))"
+        ),
+    ];
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut old = connect_wss(&url, first_ca.client_config()).await;
+        assert_eq!(peer_leaf(&old), first.leaf, "the engine showed another certificate");
+        program.wait_line("open: id=live");
+
+        // A certificate manager renews the files (through renames), then the host reloads.
+        let second = second_ca.server_cert("wspush C second");
+        second.write(&dir, "server");
+        program.say("reload");
+        assert_eq!(program.wait_line("reload: "), "WSPUSH_STATUS_OK");
+        let mut new = connect_wss(&url, second_ca.client_config()).await;
+        assert_eq!(peer_leaf(&new), second.leaf, "a new connection still got the old certificate");
+        program.wait_line("open: id=live");
+        let refusal = refused_wss(&url, first_ca.client_config()).await;
+        assert!(refusal.contains("UnknownIssuer"), "{refusal}");
+        program.say("send live after the reload");
+        assert_eq!(program.wait_line("send: "), "WSPUSH_STATUS_OK");
+        assert_eq!(recv_text(&mut old, SLOW_TIMEOUT).await, "after the reload", "the old connection broke");
+        assert_eq!(recv_text(&mut new, SLOW_TIMEOUT).await, "after the reload");
+
+        // Bad renewals: refused with the fault, the second certificate kept.
+        write_atomically(&key, second_ca.server_cert("stray").key_pem.as_bytes());
+        program.say("reload");
+        assert_eq!(program.wait_line("reload: "), refusals[0]);
+        write_atomically(&cert, b"not a certificate\n");
+        program.say("reload");
+        assert_eq!(program.wait_line("reload: "), refusals[1]);
+        std::fs::remove_file(&cert).unwrap();
+        program.say("reload");
+        assert_eq!(program.wait_line("reload: "), refusals[2]);
+        let mut third = connect_wss(&url, second_ca.client_config()).await;
+        assert_eq!(peer_leaf(&third), second.leaf, "a refused reload replaced the certificate");
+        program.wait_line("open: id=live");
+        program.say("send live still serving");
+        for ws in [&mut old, &mut new, &mut third] {
+            assert_eq!(recv_text(ws, SLOW_TIMEOUT).await, "still serving");
+        }
+
+        // Each message came once: next is the close of the stop.
+        program.say("stop");
+        for ws in [&mut old, &mut new, &mut third] {
+            assert_eq!(expect_close(ws).await, 1001);
+        }
+    });
+    let (status, stdout, stderr) = program.finish();
+    assert!(status.success(), "tls_check failed ({status}):\n{stdout}\nstderr:\n{stderr}");
+    let expected = [
+        format!("listening on 127.0.0.1:{port}\n"),
+        "open: id=live\n".into(),
+        "reload: WSPUSH_STATUS_OK\n".into(),
+        "open: id=live\n".into(),
+        "send: WSPUSH_STATUS_OK\n".into(),
+        refusals.map(|refusal| format!("reload: {refusal}\n")).concat(),
+        "open: id=live\n".into(),
+        "send: WSPUSH_STATUS_OK\n".into(),
+        "close: id=live code=1001\n".repeat(3),
+        "stop: WSPUSH_STATUS_OK\n".into(),
+        "stats: connections_opened=3 handshake_tls=1\n".into(),
+        "freed\n".into(),
+    ]
+    .concat();
+    assert_eq!(stdout, expected, "stderr:\n{stderr}");
     stderr
 }
 
@@ -364,6 +471,18 @@ fn the_admission_checks_are_clean_under_valgrind() {
     let Some(valgrind) = valgrind() else { return };
     let stderr = run_auth_check(Some(&valgrind));
     assert_valgrind_clean("bindings/c/auth_check.c", &stderr);
+}
+
+#[test]
+fn a_certificate_reload_from_c_serves_new_connections_the_new_certificate() {
+    run_tls_check(None);
+}
+
+#[test]
+fn the_certificate_reload_is_clean_under_valgrind() {
+    let Some(valgrind) = valgrind() else { return };
+    let stderr = run_tls_check(Some(&valgrind));
+    assert_valgrind_clean("bindings/c/tls_check.c", &stderr);
 }
 
 #[test]

@@ -15,7 +15,7 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_tungstenite::{Connector, MaybeTlsStream};
+use tokio_tungstenite::{tungstenite, Connector, MaybeTlsStream};
 
 /// A root CA and an intermediate it signed; server certificates are signed by the
 /// intermediate.
@@ -166,21 +166,38 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A tokio-tungstenite client's `wss://` upgrade, trusting `config`'s roots; panics unless it
+/// ends in time.
+async fn handshake_wss(
+    url: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<tokio_tungstenite::WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>, tungstenite::Error> {
+    let connecting =
+        tokio_tungstenite::connect_async_tls_with_config(url, None, true, Some(Connector::Rustls(config)));
+    match tokio::time::timeout(wspush_tests::TIMEOUT, connecting).await {
+        Ok(result) => result.map(|(ws, response)| {
+            assert_eq!(response.status().as_u16(), 101);
+            ws
+        }),
+        Err(_) => panic!("connecting to {url} timed out"),
+    }
+}
+
 /// Connects a tokio-tungstenite client over `wss://` trusting `config`'s roots; panics
 /// unless it upgrades in time.
 pub async fn connect_wss(
     url: &str,
     config: Arc<rustls::ClientConfig>,
 ) -> tokio_tungstenite::WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>> {
-    let connecting =
-        tokio_tungstenite::connect_async_tls_with_config(url, None, true, Some(Connector::Rustls(config)));
-    match tokio::time::timeout(wspush_tests::TIMEOUT, connecting).await {
-        Ok(Ok((ws, response))) => {
-            assert_eq!(response.status().as_u16(), 101);
-            ws
-        }
-        Ok(Err(e)) => panic!("cannot connect to {url}: {e}"),
-        Err(_) => panic!("connecting to {url} timed out"),
+    handshake_wss(url, config).await.unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
+}
+
+/// Connects over `wss://` trusting `config`'s roots, expecting the connection to fail (in the
+/// TLS handshake: the caller checks the error it returns).
+pub async fn refused_wss(url: &str, config: Arc<rustls::ClientConfig>) -> String {
+    match handshake_wss(url, config).await {
+        Ok(_) => panic!("{url} accepted a client that should not trust its certificate"),
+        Err(e) => e.to_string(),
     }
 }
 

@@ -6,7 +6,8 @@
  * when the header says; userdata is freed exactly once; stop and free refuse to run inside a
  * callback; a positioned send reports offsets 1, 2 in one epoch with history on, none with it
  * off, refuses to block in a callback and times out (the message still sent) while the id's
- * worker is held. Prints one "ok"/"not ok" line per check and exits 1 if any failed.
+ * worker is held; a certificate reload needs an engine that serves TLS (the reload itself:
+ * tls_check.c). Prints one "ok"/"not ok" line per check and exits 1 if any failed.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -532,6 +533,11 @@ int main(void) {
     }
     uint16_t port = 0;
     expect(wspush_engine_local_port(engine, &port) == WSPUSH_STATUS_OK && port != 0, "local_port: OK");
+    expect_status(wspush_engine_reload_tls(NULL), WSPUSH_STATUS_NULL_ARGUMENT, "`engine` is NULL",
+                  "reload_tls: NULL engine");
+    expect_status(wspush_engine_reload_tls(engine), WSPUSH_STATUS_NO_TLS,
+                  "the engine serves no TLS (`tls_cert` and `tls_key` are not set): nothing to reload",
+                  "reload_tls: a listener without TLS");
     wspush_engine *no_listener = NULL;
     check_sends(engine);
     check_send_positioned(engine);

@@ -5,7 +5,8 @@
 #   - the test program under java -ea -Xcheck:jni (the engine in the JVM, the JDK's
 #     java.net.http WebSocket clients), from an empty cache directory: fails on a test
 #     failure and on any -Xcheck:jni warning; exactly one library extracted, identical to the
-#     jar's, no partial file left;
+#     jar's, no partial file left; wss:// and reloadTls too when WSPUSH_TEST_TLS_DIR names the
+#     test certificates' directory (tests/ffi_java.rs makes them and sets it);
 #   - four JVMs starting at once on an empty cache directory: all load, one file results;
 #   - a damaged library in the cache is replaced; an unwritable cache directory falls back to
 #     a private temporary one; $XDG_CACHE_HOME/wspush is the default cache;
@@ -79,8 +80,11 @@ ok "the sources and javadoc jars"
 echo "==> java -ea -Xcheck:jni -cp wspush-$version.jar:test-classes io.wspush.test.WsPushTest (empty cache)"
 log="$out/test-output.txt"
 status=0
-run_java -Dwspush.cache.dir="$scratch/cache" -cp "$classpath" io.wspush.test.WsPushTest 2>&1 | tee "$log" ||
-    status=$?
+# The wss:// checks need the test certificates, which tests/ffi_java.rs makes (rcgen).
+tls=()
+[[ -n "${WSPUSH_TEST_TLS_DIR:-}" ]] && tls=(-Dwspush.test.tls="$WSPUSH_TEST_TLS_DIR")
+run_java -Dwspush.cache.dir="$scratch/cache" "${tls[@]}" -cp "$classpath" io.wspush.test.WsPushTest 2>&1 |
+    tee "$log" || status=$?
 [[ $status -eq 0 ]] || fail "the Java test failed (exit $status)"
 if grep -q "WARNING in native method\|FATAL ERROR in native method" "$log"; then
     fail "-Xcheck:jni reported problems (see above)"

@@ -114,6 +114,33 @@ pub extern "C" fn wspush_engine_local_port(engine: *const wspush_engine, out: *m
     })
 }
 
+/// Reads the engine's certificate and key files (`"tls_cert"`, `"tls_key"`) again, as the
+/// server does on SIGHUP: connections accepted from now on get the new certificate, those
+/// already open keep theirs. The files are the ones named at `wspush_engine_start` (a
+/// certificate manager renews them in place); replace each through a rename, so that a reload
+/// never reads half a file. On any error the certificate in use stays.
+///
+/// Borrows `engine`. Reads two files on the calling thread, so prefer a thread of the host's
+/// own to a callback (which would hold up the worker's sockets meanwhile). Errors:
+/// `WSPUSH_STATUS_NULL_ARGUMENT`; `WSPUSH_STATUS_NO_TLS` when the engine serves no TLS;
+/// `WSPUSH_STATUS_INVALID_CONFIG` when a file cannot be used: unreadable, not PEM, no
+/// certificate, or a key that does not belong to the first certificate (the last error names
+/// the setting, the file and the fault). Any thread, concurrently with every other call.
+#[no_mangle]
+pub extern "C" fn wspush_engine_reload_tls(engine: *const wspush_engine) -> wspush_status {
+    boundary("wspush_engine_reload_tls", || {
+        let engine = ptr::borrow(engine, "engine")?;
+        if engine.reload_tls()? {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                wspush_status::NoTls,
+                "the engine serves no TLS (`tls_cert` and `tls_key` are not set): nothing to reload",
+            ))
+        }
+    })
+}
+
 /// Sets the callbacks that receive socket events, replacing any earlier ones.
 ///
 /// `callbacks` is copied (each member may be NULL). `userdata` is passed as the first
@@ -607,6 +634,19 @@ mod tests {
         assert_eq!(wspush_engine_stop(engine, 1000), wspush_status::Ok);
         assert_eq!(send_positioned(engine, "a", &mut out), wspush_status::ShutDown);
         assert_eq!(out.offset, 1);
+        wspush_engine_free(engine);
+    }
+
+    #[test]
+    fn a_reload_needs_an_engine_that_serves_tls() {
+        assert_eq!(wspush_engine_reload_tls(std::ptr::null()), wspush_status::NullArgument);
+        assert_eq!(last_error::read(), "`engine` is NULL");
+        let engine = start(r#"{"ws_listen": "127.0.0.1:0", "workers": 1}"#);
+        assert_eq!(wspush_engine_reload_tls(engine), wspush_status::NoTls);
+        assert_eq!(
+            last_error::read(),
+            "the engine serves no TLS (`tls_cert` and `tls_key` are not set): nothing to reload"
+        );
         wspush_engine_free(engine);
     }
 }

@@ -7,7 +7,7 @@
 //! waits for the message's place in the id's history), hear about sockets through
 //! callbacks ([`wspush_engine_set_callbacks`]), decide who may connect
 //! ([`wspush_engine_set_authorizer`], or token checks in the configuration), read counters
-//! ([`wspush_engine_stats`]),
+//! ([`wspush_engine_stats`]), reload the `wss://` certificate ([`wspush_engine_reload_tls`]),
 //! then [`wspush_engine_stop`] and [`wspush_engine_free`].
 //!
 //! The header `include/wspush.h` is generated from this crate by cbindgen

@@ -29,7 +29,8 @@ pub enum wspush_status {
     /// is not a connected stream socket, a close code, a message larger than
     /// `max_outbound_message_size`.
     InvalidArgument = 4,
-    /// The configuration is not valid JSON, has an unknown key, or a bad value.
+    /// The configuration is not valid JSON, has an unknown key, or a bad value; or a file it
+    /// names cannot be used (`wspush_engine_reload_tls`: the certificate or key file).
     InvalidConfig = 5,
     /// An operating system error (binding the listener, preparing a socket).
     Io = 6,
@@ -53,6 +54,9 @@ pub enum wspush_status {
     /// a `userdata_free` (they run on the engine's own threads, which must answer the call).
     /// Nothing was done.
     WrongThread = 14,
+    /// The engine serves no TLS (`tls_cert` and `tls_key` were not configured): there is no
+    /// certificate to reload.
+    NoTls = 15,
 }
 
 /// Generates [`wspush_status::ALL`] and [`wspush_status::name`] from one list of
@@ -89,6 +93,7 @@ status_table! {
     Internal => c"WSPUSH_STATUS_INTERNAL",
     Timeout => c"WSPUSH_STATUS_TIMEOUT",
     WrongThread => c"WSPUSH_STATUS_WRONG_THREAD",
+    NoTls => c"WSPUSH_STATUS_NO_TLS",
 }
 
 /// The name of a status code, e.g. "WSPUSH_STATUS_INVALID_ID"; "WSPUSH_STATUS_UNKNOWN" for
@@ -117,7 +122,7 @@ mod tests {
             assert_eq!(name, status.name());
             assert!(name.to_str().unwrap().starts_with("WSPUSH_STATUS_"));
         }
-        for unknown in [15, 99, u32::MAX] {
+        for unknown in [16, 99, u32::MAX] {
             // SAFETY: as above.
             let name = unsafe { CStr::from_ptr(wspush_status_str(unknown)) };
             assert_eq!(name, c"WSPUSH_STATUS_UNKNOWN");

@@ -2,9 +2,9 @@
 //! session with a real client, exactly its output. Shared by `tests/ffi_c.rs` (built from
 //! the source tree) and `tests/dist.rs` (built from the distribution through pkg-config).
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,9 +14,10 @@ use crate::support::*;
 /// Bound on every wait here: valgrind makes the C programs many times slower.
 pub const SLOW_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// A C program running, its stdout read line by line.
+/// A C program running, its stdout read line by line, its stdin a pipe for commands.
 pub struct Program {
     child: std::process::Child,
+    stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
     stdout: Vec<String>,
     stderr: thread::JoinHandle<String>,
@@ -42,11 +43,12 @@ impl Program {
         let mut child = command
             .env_remove("LD_LIBRARY_PATH")
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let stdin = child.stdin.take();
         let (tx, lines) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
         thread::spawn(move || {
@@ -63,7 +65,7 @@ impl Program {
             let _ = stderr_pipe.read_to_string(&mut text);
             text
         });
-        Program { child, lines, stdout: Vec::new(), stderr }
+        Program { child, stdin, lines, stdout: Vec::new(), stderr }
     }
 
     /// Reads lines until one starts with `prefix`; returns the rest of that line.
@@ -85,8 +87,19 @@ impl Program {
         }
     }
 
-    /// Waits for the exit; returns the status, all of stdout and stderr.
+    /// Writes `line` and a newline to the program's stdin (for programs that read commands).
+    // tests/dist.rs, which shares this module, runs no such program.
+    #[allow(dead_code)]
+    pub fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is open until finish");
+        stdin.write_all(format!("{line}\n").as_bytes()).expect("cannot write to the program's stdin");
+        stdin.flush().expect("cannot write to the program's stdin");
+    }
+
+    /// Closes stdin (the end of the program's commands), waits for the exit; returns the
+    /// status, all of stdout and stderr.
     pub fn finish(mut self) -> (std::process::ExitStatus, String, String) {
+        drop(self.stdin.take());
         let status = wait_timeout(&mut self.child, SLOW_TIMEOUT);
         let Some(status) = status else {
             let _ = self.child.kill();

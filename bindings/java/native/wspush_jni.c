@@ -502,6 +502,12 @@ static jint JNICALL n_stats(JNIEnv *env, jclass cls, jlong handle, jlongArray ou
     return finish(env, status, error);
 }
 
+/* Reads the certificate and key files on this thread; calls back into no Java. */
+static jint JNICALL n_reload_tls(JNIEnv *env, jclass cls, jlong handle, jobjectArray error) {
+    (void)cls;
+    return finish(env, wspush_engine_reload_tls(engine_of(handle)), error);
+}
+
 static jint JNICALL n_stop(JNIEnv *env, jclass cls, jlong handle, jint timeout_ms, jobjectArray error) {
     (void)cls;
     /* Blocks until the workers are joined; they may call into Java meanwhile (on_close),
@@ -554,6 +560,7 @@ static const JNINativeMethod natives[] = {
     NATIVE("nBroadcast", "(J[BI[[B)I", n_broadcast),
     NATIVE("nDisconnect", "(JJI[[B)I", n_disconnect),
     NATIVE("nStats", "(J[J[[B)I", n_stats),
+    NATIVE("nReloadTls", "(J[[B)I", n_reload_tls),
     NATIVE("nStop", "(JI[[B)I", n_stop),
     NATIVE("nFree", "(J)V", n_free),
     NATIVE("nDupChannelFd", "(Ljava/nio/channels/SocketChannel;)I", n_dup_channel_fd),

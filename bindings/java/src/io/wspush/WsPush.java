@@ -446,6 +446,36 @@ public final class WsPush implements AutoCloseable {
         check(status, error);
     }
 
+    /**
+     * Reads the certificate and key files named by {@code tls_cert} and {@code tls_key} again, as
+     * the server does on SIGHUP: connections accepted from now on get the new certificate, open
+     * ones keep theirs and go on receiving. Renew the files in place, each through a rename (so
+     * that a reload never reads half a file), then call this. On any error the certificate in
+     * use stays.
+     *
+     * <p>Reads two files on the calling thread: call it from a thread of your own (a scheduler,
+     * an admin endpoint), not from a {@link WsPushListener} method, which would hold up the
+     * sockets of its worker meanwhile.
+     *
+     * @throws WsPushException {@code NO_TLS} if the engine serves no TLS ({@code tls_cert} and
+     *     {@code tls_key} are not set); {@code INVALID_CONFIG} when a file cannot be used
+     *     (unreadable, not PEM, no certificate, a key that does not belong to the first
+     *     certificate), the message naming the setting, the file and the fault, e.g.
+     *     {@code invalid setting `tls_key`: /etc/wspush/server.key: the key does not belong to the
+     *     first certificate of /etc/wspush/server.crt}
+     */
+    public void reloadTls() {
+        byte[][] error = new byte[1][];
+        int status;
+        lock.readLock().lock();
+        try {
+            status = nReloadTls(liveHandle(), error);
+        } finally {
+            lock.readLock().unlock();
+        }
+        check(status, error);
+    }
+
     /** @return a snapshot of the engine's counters */
     public WsPushStats stats() {
         long[] out = new long[WsPushStats.FIELDS];
@@ -651,6 +681,8 @@ public final class WsPush implements AutoCloseable {
     private static native int nDisconnect(long handle, long conn, int code, byte[][] error);
 
     private static native int nStats(long handle, long[] out, byte[][] error);
+
+    private static native int nReloadTls(long handle, byte[][] error);
 
     private static native int nStop(long handle, int timeoutMs, byte[][] error);
 

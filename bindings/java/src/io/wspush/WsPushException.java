@@ -18,7 +18,10 @@ public class WsPushException extends RuntimeException {
      * {@code max_outbound_message_size}.
      */
     public static final int INVALID_ARGUMENT = 4;
-    /** {@code WSPUSH_STATUS_INVALID_CONFIG}: bad JSON, an unknown key or a bad value. */
+    /**
+     * {@code WSPUSH_STATUS_INVALID_CONFIG}: bad JSON, an unknown key or a bad value; or, from
+     * {@code reloadTls}, a certificate or key file that cannot be used.
+     */
     public static final int INVALID_CONFIG = 5;
     /** {@code WSPUSH_STATUS_IO}: e.g. the listen address is in use. */
     public static final int IO = 6;
@@ -40,6 +43,11 @@ public class WsPushException extends RuntimeException {
      * authorizer (an engine thread, which must not wait for the engine); nothing was sent.
      */
     public static final int WRONG_THREAD = 14;
+    /**
+     * {@code WSPUSH_STATUS_NO_TLS}: {@code reloadTls} on an engine that serves no TLS
+     * ({@code tls_cert} and {@code tls_key} are not set).
+     */
+    public static final int NO_TLS = 15;
 
     private final int status;
     private final String statusName;

@@ -20,6 +20,7 @@ import java.nio.channels.Selector;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -44,7 +45,9 @@ import javax.crypto.spec.SecretKeySpec;
 /**
  * The Java binding end to end, run with {@code java -ea -Xcheck:jni}: the engine in this JVM,
  * real WebSocket clients from the JDK's own {@code java.net.http} client. Prints one line per
- * check and "N passed, 0 failed"; exits 1 on the first failure.
+ * check and "N passed, 0 failed"; exits 1 on the first failure. With
+ * {@code -Dwspush.test.tls=DIR} (the test certificates' directory) it also runs
+ * {@link WsPushTlsTest}: {@code wss://} and {@code reloadTls}.
  *
  * <p>With the argument {@code load-error} it checks instead that a missing native library is a
  * clear error (run it with {@code -Dwspush.library=/nonexistent/libwspush_jni.so}); with
@@ -52,7 +55,7 @@ import javax.crypto.spec.SecretKeySpec;
  * {@code -Dos.arch=sparc64}); with {@code version} only that the library loads.
  */
 public final class WsPushTest {
-    private static final long TIMEOUT_SECONDS = 10;
+    static final long TIMEOUT_SECONDS = 10;
     private static int passed;
 
     public static void main(String[] args) throws Exception {
@@ -73,6 +76,13 @@ public final class WsPushTest {
             closeRacesWithSenders();
             positioned();
             readmeSnippet();
+            String tls = System.getProperty("wspush.test.tls");
+            if (tls == null) {
+                System.out.println("# SKIPPED: wss:// and reloadTls: no -Dwspush.test.tls (tests/ffi_java.rs makes "
+                        + "the certificates and sets it)");
+            } else {
+                WsPushTlsTest.run(Path.of(tls));
+            }
         }
         System.out.println(passed + " passed, 0 failed");
     }
