@@ -6,7 +6,12 @@
 //! and restarted in cluster mode, the page reconnects with a fresh token for every attempt,
 //! gets what was pushed meanwhile through another node exactly once, and `stop()` ends it.
 //! Against a server without history it connects all the same; and the demo page (`GET /`,
-//! used through `tests/browser/demo.js`) receives a push through the client.
+//! used through `tests/browser/demo.js`) receives a push through the client. Over `wss://`
+//! (a certificate from the test's CA, which Chromium is told to accept by its key's hash)
+//! with `--compression`, the page's socket negotiates permessage-deflate, gets every push
+//! byte-exact once and in order, the server deflates exactly those at or over the threshold,
+//! and what crosses the wire both ways (counted by a proxy) is a fraction of the messages'
+//! length: Chromium compresses what the page sends too.
 //!
 //! Needs `/usr/bin/chromium` (Debian's `chromium`, or `WSPUSH_CHROMIUM`), Node.js,
 //! `tests/browser/node_modules` (`npm ci` there) and `redis-server`; `scripts/ensure-tools.sh`
@@ -15,6 +20,8 @@
 
 #[path = "support.rs"]
 mod support;
+#[path = "tls_support.rs"]
+mod tls_support;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -48,8 +55,8 @@ struct Entry {
     /// From the client's events: `text`, `binary` (a `message`), `lost` (its position),
     /// `state` (`connecting`, `open`, `closed CODE`, `stopped`); `token` (the page's token
     /// callback was called); from the page's instrumented `WebSocket`: `connect` (its URL),
-    /// `open` (the selected protocol), `control` (a `!pos`/`!lost` text), `close` (the
-    /// code); `error`.
+    /// `open` (the selected protocol), `extensions` (the negotiated ones, as the server
+    /// answered), `control` (a `!pos`/`!lost` text), `close` (the code); `error`.
     kind: String,
     value: String,
 }
@@ -141,9 +148,10 @@ fn summary(entries: &[Entry]) -> String {
 // The test's web server: the page, and where the page posts its report.
 
 /// The test page: the client imported from the server's `GET /client.js`, connecting to
-/// `__WS__` with the options `__OPTIONS__` (a JavaScript object). Everything it sees is posted
-/// to `/report` in order (one request at a time); it takes commands (`stop`) from
-/// `GET /command`.
+/// `__WS__` (`ws://HOST:PORT` or `wss://HOST:PORT`) with the options `__OPTIONS__` (a
+/// JavaScript object). Everything it sees is posted to `/report` in order (one request at a
+/// time); it takes commands from `GET /command`: `stop`, and `send TEXT` (TEXT sent on the
+/// client's latest socket).
 const PAGE: &str = r#"<!doctype html>
 <meta charset="utf-8">
 <title>wspush client under test</title>
@@ -166,8 +174,12 @@ const PAGE: &str = r#"<!doctype html>
   window.WebSocket = class extends Native {
     constructor(url, protocols) {
       super(url, protocols);
+      window.socket = this;
       record("connect", url);
-      this.addEventListener("open", () => record("open", this.protocol));
+      this.addEventListener("open", () => {
+        record("open", this.protocol);
+        record("extensions", this.extensions);
+      });
       this.addEventListener("message", ({ data }) => {
         if (typeof data === "string" && data[0] === "!") record("control", data);
       });
@@ -178,7 +190,7 @@ const PAGE: &str = r#"<!doctype html>
 </script>
 <script type="module">
 import { WsPushClient } from "http://__API__/client.js";
-const client = new WsPushClient("ws://__WS__", "__ID__", __OPTIONS__);
+const client = new WsPushClient("__WS__", "__ID__", __OPTIONS__);
 client.addEventListener("message", ({ data }) =>
   typeof data === "string" ? record("text", data) : record("binary", new TextDecoder().decode(data)));
 client.addEventListener("lost", ({ position }) => record("lost", position));
@@ -187,7 +199,9 @@ client.addEventListener("state", ({ state, code }) => record("state", state === 
   for (;;) {
     const response = await fetch("/command");
     if (response.status !== 200) continue;
-    if ((await response.text()) === "stop") client.stop();
+    const command = await response.text();
+    if (command === "stop") client.stop();
+    else if (command.startsWith("send ")) window.socket.send(command.slice("send ".length));
   }
 })();
 </script>
@@ -338,11 +352,13 @@ struct Browser {
 }
 
 impl Browser {
-    /// Opens `url`; returns once the page has loaded.
-    fn open(url: &str) -> Browser {
+    /// Opens `url` in a Chromium started with `flags` added; returns once the page has
+    /// loaded.
+    fn open(url: &str, flags: &[String]) -> Browser {
         let mut child = Command::new("node")
             .arg(workspace_root().join("tests/browser/drive.js"))
             .arg(url)
+            .args(flags)
             .env("WSPUSH_CHROMIUM", chromium_path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -403,13 +419,20 @@ struct OpenPage {
     site: Arc<Site>,
 }
 
-/// Opens the test page: the client from `api`'s `GET /client.js`, connecting to
-/// `ws://{ws}` as `id` with `options` (a JavaScript object); `token`: `GET /token` mints
-/// tokens for the id with this secret.
-fn open_page(api: SocketAddr, ws: SocketAddr, id: &str, options: &str, token: Option<&str>) -> OpenPage {
+/// Opens the test page: the client from `api`'s `GET /client.js`, connecting to `ws`
+/// (`ws://HOST:PORT` or `wss://HOST:PORT`) as `id` with `options` (a JavaScript object);
+/// `token`: `GET /token` mints tokens for the id with this secret. `flags` go to Chromium.
+fn open_page(
+    api: SocketAddr,
+    ws: &str,
+    id: &str,
+    options: &str,
+    token: Option<&str>,
+    flags: &[String],
+) -> OpenPage {
     let page = PAGE
         .replace("__API__", &api.to_string())
-        .replace("__WS__", &ws.to_string())
+        .replace("__WS__", ws)
         .replace("__ID__", id)
         .replace("__OPTIONS__", options);
     let site = Arc::new(Site {
@@ -420,7 +443,7 @@ fn open_page(api: SocketAddr, ws: SocketAddr, id: &str, options: &str, token: Op
         token: token.map(|secret| (secret.to_owned(), id.to_owned())),
     });
     let page_addr = serve_site(site.clone());
-    let browser = Browser::open(&format!("http://{page_addr}/"));
+    let browser = Browser::open(&format!("http://{page_addr}/"), flags);
     OpenPage { _browser: browser, site }
 }
 
@@ -440,7 +463,7 @@ fn setup(history_size: &str, id: &str) -> Option<Setup> {
     }
     let server = Server::start(&["--history-size", history_size]);
     let proxy = CutProxy::start(server.ws_addr);
-    let page = open_page(server.api_addr, proxy.addr, id, "{}", None);
+    let page = open_page(server.api_addr, &format!("ws://{}", proxy.addr), id, "{}", None, &[]);
     let report = page.site.report.clone();
     Some(Setup { _page: page, report, proxy, server })
 }
@@ -715,7 +738,7 @@ fn a_page_whose_server_is_killed_and_restarted_gets_what_was_pushed_meanwhile_ex
     let other = start_node(&redis, None);
     // Short waits (a cap of 2 s), so that the page is back soon after the node.
     let options = format!("{{ token: {TOKEN_OPTION}, initialDelay: 250, maxDelay: 2000 }}");
-    let page = open_page(node.api_addr, node.ws_addr, id, &options, Some(SECRET));
+    let page = open_page(node.api_addr, &format!("ws://{}", node.ws_addr), id, &options, Some(SECRET), &[]);
     let report = &page.site.report;
     let epoch = report.wait_live();
 
@@ -806,7 +829,7 @@ fn a_page_connects_to_a_server_without_history_and_gets_plain_messages() {
     }
     let id = "browser-4";
     let server = Server::start(&[]);
-    let page = open_page(server.api_addr, server.ws_addr, id, "{}", None);
+    let page = open_page(server.api_addr, &format!("ws://{}", server.ws_addr), id, "{}", None, &[]);
     let report = &page.site.report;
     report.wait("the open state", |entries| states(entries).iter().any(|s| s == "open"));
     eventually_eq(TIMEOUT, "the page's socket on the server", 1, || server_counter(&server, "connections"));
@@ -849,4 +872,200 @@ fn the_demo_page_connects_with_the_client_and_receives_a_push() {
         server_counter(&server, "connections")
     });
     assert_eq!(server_counter(&server, "connections_opened"), 1, "one connection, no reconnect");
+}
+
+// ---------------------------------------------------------------------------------------
+// wss:// with permessage-deflate.
+
+/// What the server answers Chromium's permessage-deflate offer, and so the page's
+/// `WebSocket.extensions`.
+const DEFLATE_ANSWER: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+
+/// The compression threshold of the `wss://` test: its short pushes stay under it, the
+/// others are well over.
+const THRESHOLD: usize = 64;
+
+/// A presence feed of `users` entries as JSON (about 50 bytes each): the kind of message
+/// that compresses.
+fn presence_feed(users: usize) -> String {
+    let entries: Vec<serde_json::Value> = (0..users)
+        .map(|i| {
+            let status = if i % 3 == 0 { "away" } else { "online" };
+            serde_json::json!({ "user": format!("user{i}"), "status": status, "room": "lobby" })
+        })
+        .collect();
+    serde_json::to_string(&entries).unwrap()
+}
+
+/// Pushes `body` to `id` without history (no offset to check); it must reach one socket.
+fn push_to_one(api: &mut HttpConnection, id: &str, body: &str, binary: bool) {
+    let headers: &[(&str, &str)] = if binary { &[("Content-Type", "application/octet-stream")] } else { &[] };
+    let response =
+        api.request("POST", &format!("/socket/{id}"), headers, body.as_bytes()).expect("POST /socket");
+    assert_eq!(response.status(), 200, "{response:?}");
+    assert_eq!(json(&response)["sockets"], 1, "{response:?}");
+}
+
+/// `got` equals `expected`, or a panic naming the first difference by index and length
+/// (the messages are too long to print whole).
+fn assert_same_messages(got: &[(String, String)], expected: &[(String, String)]) {
+    let describe =
+        |m: Option<&(String, String)>| m.map(|(kind, value)| format!("{kind}, {} bytes", value.len()));
+    if let Some(at) = (0..got.len().max(expected.len())).find(|&i| got.get(i) != expected.get(i)) {
+        panic!(
+            "the page got {} messages, not the {} pushed once each in order: the first difference at index {at} \
+             (got {:?}, expected {:?})",
+            got.len(),
+            expected.len(),
+            describe(got.get(at)),
+            describe(expected.get(at)),
+        );
+    }
+}
+
+/// Headless Chromium over `wss://` with permessage-deflate (issue 15): the real server with a
+/// certificate for 127.0.0.1 from the test's CA, `--compression` and `--echo`, in front of it a
+/// TCP proxy that counts the bytes of the TLS stream. Chromium is told to accept exactly that
+/// certificate (its SPKI hash in `--ignore-certificate-errors-spki-list`: verification stays
+/// on, for every other certificate too; installing the test CA in an NSS database would need
+/// `certutil` and a profile, and Playwright's `ignoreHTTPSErrors` would accept any
+/// certificate); without the flag, the same page is refused (the server counts the failed TLS
+/// handshake, the socket closes with 1006 and never opens). The page, from a loopback `http://` origin (the server's Origin check allows
+/// any by default; Chromium lets a loopback page reach loopback addresses), runs the client
+/// against `wss://`. Every push, short and long, text and binary, ASCII or not, arrives once,
+/// in order, byte-exact; the socket reports permessage-deflate as the server answered it; the
+/// server deflated exactly the pushes at or over the threshold, and their bytes on the wire are
+/// a fraction of theirs. A message the page sends is compressed by Chromium (its bytes on the
+/// wire a fraction of its length), inflated by the server to its exact bytes (the echo comes
+/// back whole, `bytes_in` counts its length) and its echo compressed.
+#[test]
+fn a_page_over_wss_negotiates_permessage_deflate_and_gets_every_push_byte_exact() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    if !browser_present() {
+        return;
+    }
+    let started = Instant::now();
+    let id = "browser-wss";
+    let ca = tls_support::TestCa::new();
+    let served = ca.server_cert("wspush browser test");
+    let (cert, key) = served.write(&tls_support::scratch_dir("browser-wss"), "server");
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let threshold = THRESHOLD.to_string();
+    let server = Server::start(&[
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--compression",
+        "--compression-threshold",
+        &threshold,
+        "--echo",
+    ]);
+    assert_eq!(server.ws_scheme, "wss");
+    let proxy = CutProxy::start(server.ws_addr);
+    let wss = format!("wss://{}", proxy.addr);
+    let first_state = |report: &Report| {
+        report.wait("the open or closed state", |entries| {
+            states(entries).iter().any(|s| s == "open" || s.starts_with("closed"))
+        });
+        report.entries()
+    };
+
+    // Chromium verifies the certificate: without being told, it refuses it (the server
+    // counts the failed TLS handshake) and the socket never opens.
+    {
+        let page = open_page(server.api_addr, &wss, id, "{}", None, &[]);
+        let entries = first_state(&page.site.report);
+        assert_eq!(states(&entries)[..2], ["connecting", "closed 1006"], "{}", summary(&entries));
+        eventually(TIMEOUT, "the refused certificate counted", || {
+            server_counter(&server, "handshake_failures.tls") >= 1
+        });
+    }
+    assert_eq!(server_counter(&server, "connections_opened"), 0);
+
+    let accept_served = format!("--ignore-certificate-errors-spki-list={}", served.spki_sha256_base64());
+    let page = open_page(server.api_addr, &wss, id, "{}", None, &[accept_served]);
+    let report = &page.site.report;
+    let entries = first_state(report);
+    assert_eq!(states(&entries), ["connecting", "open"], "{}", summary(&entries));
+    let extensions: Vec<&str> =
+        entries.iter().filter(|e| e.kind == "extensions").map(|e| e.value.as_str()).collect();
+    assert_eq!(extensions, [DEFLATE_ANSWER], "{}", summary(&entries));
+    eventually_eq(TIMEOUT, "the page's socket on the server", 1, || server_counter(&server, "connections"));
+    assert_eq!(server_counter(&server, "messages_deflated"), 0);
+
+    // Under the threshold, over it; text (non-ASCII too) and binary; one longer than a TLS
+    // record (16 KiB) and than the deflate window (32 KiB).
+    let accents = "Grüße aus Zürich, 東京からこんにちは 🚀 ".repeat(8);
+    let pushes: Vec<(bool, String)> = vec![
+        (false, "hello".to_owned()),
+        (false, presence_feed(100)),
+        (false, accents),
+        (false, "é🚀ü".to_owned()),
+        (true, presence_feed(40)),
+        (false, presence_feed(2500)),
+        (false, "end".to_owned()),
+    ];
+    let over: Vec<usize> =
+        pushes.iter().map(|(_, body)| body.len()).filter(|&len| len >= THRESHOLD).collect();
+    assert_eq!(over.len(), 4, "{over:?}");
+    let before = proxy.forwarded();
+    let mut api = connect_api(&server);
+    for (binary, body) in &pushes {
+        push_to_one(&mut api, id, body, *binary);
+    }
+    report.wait_message("end");
+    let pushed = proxy.forwarded().from_target - before.from_target;
+
+    let expected: Vec<(String, String)> = pushes
+        .iter()
+        .map(|(binary, body)| ((if *binary { "binary" } else { "text" }).to_owned(), body.clone()))
+        .collect();
+    assert_same_messages(&messages(&report.entries()), &expected);
+    assert_eq!(
+        server_counter(&server, "messages_deflated"),
+        over.len() as u64,
+        "those at or over the threshold"
+    );
+    // Uncompressed, the pushes' payloads alone would be this many bytes on the wire.
+    let payloads: usize = pushes.iter().map(|(_, body)| body.len()).sum();
+    assert!(
+        pushed * 4 < payloads as u64,
+        "{pushed} bytes on the wire for {payloads} bytes of pushes: not compressed"
+    );
+
+    // From the page: Chromium compresses what it sends on a socket that negotiated it.
+    let sent = presence_feed(700);
+    let before = proxy.forwarded();
+    page.site.command(&format!("send {sent}"));
+    report.wait("the echo", |entries| messages(entries).len() == pushes.len() + 1);
+    let after = proxy.forwarded();
+    let (up, down) = (after.from_client - before.from_client, after.from_target - before.from_target);
+    let mut expected = expected;
+    expected.push(("text".to_owned(), sent.clone()));
+    let entries = report.entries();
+    assert_same_messages(&messages(&entries), &expected);
+    assert!(
+        up * 4 < sent.len() as u64,
+        "{up} bytes on the wire for a {} byte message: not compressed",
+        sent.len()
+    );
+    assert!(down * 4 < sent.len() as u64, "{down} bytes on the wire for its {} byte echo", sent.len());
+    assert_eq!(server_counter(&server, "messages_in"), 1);
+    assert_eq!(server_counter(&server, "bytes_in"), sent.len() as u64, "counted inflated");
+    assert_eq!(server_counter(&server, "messages_deflated"), over.len() as u64 + 1, "the echo too");
+
+    // One connection all along, nothing refused.
+    assert_eq!(count(&entries, "connect"), 1, "{}", summary(&entries));
+    assert_eq!(count(&entries, "close") + count(&entries, "error"), 0, "{}", summary(&entries));
+    let opened: Vec<&str> = entries.iter().filter(|e| e.kind == "open").map(|e| e.value.as_str()).collect();
+    assert_eq!(opened, ["wspush.bearer"], "{}", summary(&entries));
+    assert_eq!(server_counter(&server, "connections_opened"), 1);
+    eprintln!(
+        "browser wss: {} pushes, {payloads} bytes, crossed as {pushed} bytes of TLS; a {} byte message from the \
+         page as {up}, its echo as {down}; in {:?}",
+        pushes.len(),
+        sent.len(),
+        started.elapsed()
+    );
 }

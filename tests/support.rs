@@ -394,8 +394,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 /// sides, with no WebSocket close: what a dropped network or a restarted load balancer
 /// does), now or, with [`CutProxy::cut_after`], in the middle of what the target sends
 /// (usually in the middle of a frame); [`CutProxy::hold`] keeps new connections waiting,
-/// accepted but not forwarded, until [`CutProxy::release`]. Dropping it stops it and closes
-/// everything.
+/// accepted but not forwarded, until [`CutProxy::release`]; [`CutProxy::forwarded`] counts
+/// the bytes that crossed it (what went over the wire, TLS records included). Dropping it
+/// stops it and closes everything.
 pub struct CutProxy {
     /// Where clients connect.
     pub addr: SocketAddr,
@@ -419,8 +420,18 @@ struct ProxyState {
     holding: bool,
     /// Bytes from the target still to forward before every connection is cut.
     cut_after: Option<u64>,
+    forwarded: Forwarded,
     accepted: u64,
     stopped: bool,
+}
+
+/// Bytes a [`CutProxy`] forwarded, each way.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarded {
+    /// From the clients to the target.
+    pub from_client: u64,
+    /// From the target to the clients.
+    pub from_target: u64,
 }
 
 impl CutProxy {
@@ -485,6 +496,11 @@ impl CutProxy {
     /// The number of connections accepted so far.
     pub fn accepted(&self) -> u64 {
         self.shared.lock().accepted
+    }
+
+    /// The bytes forwarded so far, each way, over every connection.
+    pub fn forwarded(&self) -> Forwarded {
+        self.shared.lock().forwarded
     }
 
     /// The number of connections forwarded and open now.
@@ -557,8 +573,9 @@ impl ProxyShared {
             match from.read(&mut buffer) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    let mut state = self.lock();
                     // What may go before a `cut_after` cut, and whether it is now.
-                    let (n, cut) = match &mut self.lock().cut_after {
+                    let (n, cut) = match &mut state.cut_after {
                         budget @ Some(_) if from_target => {
                             let left = budget.unwrap();
                             if n as u64 >= left {
@@ -571,6 +588,15 @@ impl ProxyShared {
                         }
                         _ => (n, false),
                     };
+                    // Counted before they are written: whoever sees them arrive sees them
+                    // counted.
+                    let counted = if from_target {
+                        &mut state.forwarded.from_target
+                    } else {
+                        &mut state.forwarded.from_client
+                    };
+                    *counted += n as u64;
+                    drop(state);
                     if to.write_all(&buffer[..n]).is_err() {
                         break;
                     }

@@ -140,6 +140,17 @@ impl TestCa {
 }
 
 impl ServerCert {
+    /// The base64 SHA-256 of the leaf's public key (its SubjectPublicKeyInfo): how
+    /// Chromium's `--ignore-certificate-errors-spki-list` names the one certificate it is to
+    /// accept from an authority it does not know.
+    pub fn spki_sha256_base64(&self) -> String {
+        use base64::Engine as _;
+        use rcgen::PublicKeyData as _;
+        use sha2::Digest as _;
+        let key = KeyPair::from_pem(&self.key_pem).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(key.subject_public_key_info()))
+    }
+
     /// Writes the chain and the key to `DIR/NAME.crt` and `DIR/NAME.key` (through a rename,
     /// as a certificate manager would), returning both paths.
     pub fn write(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
