@@ -2,18 +2,21 @@
 """What permessage-deflate (`--compression`) costs and saves against no compression, for a
 1 KiB JSON message: memory per connection, bytes on the wire per delivered message, server
 CPU per delivery and broadcast deliveries/s (compress-once: one deflate per broadcast and
-worker, not per socket). Off and on alternate, ROUNDS times each (the order swapped each
-round), on one release build, so both see the same (shared, noisy) machine.
+worker, not per socket). The variants (off, and on at each level of --levels) alternate,
+ROUNDS times each (the order reversed each round), on one release build, so all see the same
+(shared, noisy) machine.
 
     benches/compression_cost.py [--rounds 3] [--idle 5000] [--sockets 1000]
         [--broadcasts 500] [--rate 20] [--duration 10] [--no-sustained]
-        [--out benches/results/compression/runs.jsonl] [--wspush-bin PATH]
+        [--levels default] [--out benches/results/compression/runs.jsonl]
+        [--wspush-bin PATH]
 
 Every client offers `Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits`
 (as browsers do), in both variants: the one difference is the server's `--compression`.
 With it, every 101 must accept permessage-deflate; without it, none may. Each run starts
-`wspush --ping-interval 0s --idle-timeout 0s [--compression]` (default threshold, 256
-bytes), then:
+`wspush --ping-interval 0s --idle-timeout 0s [--compression [--compression-level N]]`
+(default threshold, 256 bytes; `--levels 1,default` compares level 1 with the default
+level, each line records `level`), then:
   idle       IDLE connections held 2 s; server RSS per connection.
   broadcast  a burst: BROADCASTS posts of the payload to /broadcast back to back over 8
              keep-alive HTTP connections at once (from a process of their own), to
@@ -294,6 +297,8 @@ def main():
     p.add_argument("--no-sustained", action="store_true")
     p.add_argument("--out", default=os.path.join(costlib.ROOT, "benches", "results", "compression", "runs.jsonl"))
     p.add_argument("--wspush-bin", default=costlib.DEFAULT_BIN)
+    p.add_argument("--levels", default="default",
+                   help="compression on at these levels, comma-separated (`default`: no --compression-level)")
     p.add_argument("--self-test", action="store_true", help="check the client's checks on crafted streams, then exit")
     a = p.parse_args()
     with open(PAYLOAD_FILE, "rb") as f:
@@ -305,11 +310,18 @@ def main():
                  "payload": payload.decode(), "reference_deflate_bytes": reference_sizes(payload)}
     scenarios = ["idle", "broadcast"] + ([] if a.no_sustained else ["sustained"])
     sustained_broadcasts = max(2, int(a.rate * a.duration + 0.5))
+    levels = [level.strip() for level in a.levels.split(",")]
+    variants = ["off"] + [f"level {level}" for level in levels]
     session = costlib.Session(a.out)
     for round in range(a.rounds):
-        for compression in costlib.alternate([False, True], round):
+        for variant in costlib.alternate(variants, round):
+            compression = variant != "off"
+            level = variant.removeprefix("level ") if compression else None
+            args = ["--compression"] if compression else []
+            if level not in (None, "default"):
+                args += ["--compression-level", level]
             for scenario in scenarios:
-                server = costlib.Server(a.wspush_bin, ["--compression"] if compression else [])
+                server = costlib.Server(a.wspush_bin, args)
                 try:
                     if scenario == "idle":
                         result = asyncio.run(run_idle(server, compression, a.idle))
@@ -321,18 +333,19 @@ def main():
                             server, compression, payload, a.sockets, sustained_broadcasts, 1 / a.rate))}
                 finally:
                     server.stop()
-                session.record({"scenario": scenario, "compression": compression, "round": round,
-                                **described, **result})
+                session.record({"scenario": scenario, "compression": compression, "level": level,
+                                "variant": variant, "round": round, **described, **result})
     delivery = ["deliveries_per_second", "server_cpu_per_100k", "wire_bytes_per_message",
                 "server_bytes_out_per_message", "deflated_per_broadcast"]
-    table = session.summary("compression", {
+    table = session.summary("variant", {
         "idle": ["rss_per_connection"], "broadcast": delivery,
         "sustained": delivery + ["latency_ms_p50", "latency_ms_p99", "latency_ms_max"]})
     burst = table["broadcast"]
-    kept = burst[True]["deliveries_per_second"][0] / burst[False]["deliveries_per_second"][0]
-    ratio = burst[True]["wire_bytes_per_message"][0] / burst[False]["wire_bytes_per_message"][0]
-    print(f"burst deliveries/s kept with compression: {kept:.1%} (target: at least 50%: "
-          f"{'met' if kept >= 0.5 else 'MISSED'}); wire bytes per message on/off: {ratio:.3f}")
+    for variant in variants[1:]:
+        kept = burst[variant]["deliveries_per_second"][0] / burst["off"]["deliveries_per_second"][0]
+        ratio = burst[variant]["wire_bytes_per_message"][0] / burst["off"]["wire_bytes_per_message"][0]
+        print(f"{variant}: burst deliveries/s kept with compression: {kept:.1%} (target: at least 50%: "
+              f"{'met' if kept >= 0.5 else 'MISSED'}); wire bytes per message on/off: {ratio:.3f}")
 
 
 if __name__ == "__main__":
