@@ -8,7 +8,8 @@
 #                              is listed, not just the first)
 #      (including the load generator's smoke tests against the real server, the Node.js
 #      baseline and the Bun/uWebSockets one)
-#   4. cargo test --benches    every criterion benchmark runs once, as a test
+#   4. cargo test --benches    every criterion benchmark runs once, as a test; the compression
+#                              benchmark's checks run on crafted streams (--self-test)
 #   5. scripts/soak.py         three one-minute soaks of the release binary built from this tree
 #                              (cargo build --release -p wspush first): 3 nodes, 500 clients,
 #                              Redis killed twice and a node once; with history on (Redis with
@@ -82,6 +83,9 @@ cargo test --workspace --no-fail-fast
 
 step "cargo test --benches (each criterion benchmark runs once, as a test)"
 cargo test -p wspush-tests --benches
+
+step "benches/compression_cost.py --self-test (the benchmark's exactness checks catch a loss, a duplicate, a corrupt frame)"
+python3 benches/compression_cost.py --self-test
 
 step "cargo build --release -p wspush (the binary the soak runs: this tree's, never an older build)"
 cargo build --release -p wspush
