@@ -4,7 +4,7 @@ delivery of a broadcast burst. Plain and TLS alternate, ROUNDS times each, on on
 build, so both see the same (shared, noisy) machine.
 
     benches/tls_cost.py [--rounds 3] [--idle 5000] [--sockets 1000] [--broadcasts 200]
-                        [--out benches/results/tls/runs.jsonl]
+                        [--out benches/results/tls/runs.jsonl] [--bin PATH=COMMIT ...]
 
 Each run starts `target/release/wspush --ping-interval 0s --idle-timeout 0s` (with
 `--tls-cert/--tls-key` for TLS: an ECDSA P-256 certificate made with openssl for the run),
@@ -17,7 +17,11 @@ then:
              post to the last byte received, per 100,000 deliveries, and deliveries/s
              (bounded by this Python client on the same 2 cores, so a lower bound).
 Every run checks that each socket received exactly BROADCASTS frames of the exact bytes.
-One JSON line per run is appended to OUT.
+One JSON line per run is appended to OUT, with the commit of the binary it ran.
+
+--bin (repeatable) compares builds in one session: each round runs every binary (the order
+rotated each round), plain and TLS each; COMMIT is the commit the binary was built from. By
+default: target/release/wspush, built from the checkout's HEAD.
 """
 import argparse, asyncio, http.client, json, os, re, ssl, subprocess, sys, tempfile, threading, time
 
@@ -52,8 +56,8 @@ def make_cert(dir):
 
 
 class Server:
-    def __init__(self, tls):
-        args = [BIN, "--ws-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
+    def __init__(self, bin, tls):
+        args = [bin, "--ws-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
                 "--ping-interval", "0s", "--idle-timeout", "0s", "--log", "warn"]
         if tls:
             args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
@@ -147,16 +151,20 @@ def main():
     p.add_argument("--sockets", type=int, default=1000)
     p.add_argument("--broadcasts", type=int, default=200)
     p.add_argument("--out", default=os.path.join(ROOT, "benches", "results", "tls", "runs.jsonl"))
+    p.add_argument("--bin", action="append", default=[], metavar="PATH=COMMIT")
     a = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="wspush-tls-bench-")
     cert, key = make_cert(tmp)
     client_tls = ssl.create_default_context(cafile=cert)
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    bins = [tuple(b.rsplit("=", 1)) for b in a.bin] or [(BIN, head)]
     with open(a.out, "a") as out:
         for round in range(a.rounds):
-            for tls in ([False, True] if round % 2 == 0 else [True, False]):
+            shift = round % len(bins)
+            order = [False, True] if round % 2 == 0 else [True, False]
+            for (bin, commit), tls in [(b, t) for b in bins[shift:] + bins[:shift] for t in order]:
                 for scenario in ("idle", "broadcast"):
-                    server = Server((cert, key) if tls else None)
+                    server = Server(bin, (cert, key) if tls else None)
                     try:
                         context = client_tls if tls else None
                         if scenario == "idle":

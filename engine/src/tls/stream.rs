@@ -5,15 +5,17 @@
 //! The I/O buffers are the thread's, not the connection's: records are read from the socket
 //! into a per-thread scratch buffer and decrypted there, and output is encrypted into another
 //! and written from it. A connection keeps only what is left over ([`Leftovers`]: a partial
-//! record, plaintext its caller had no room for, at most one record of 16 KiB, records the
-//! socket did not take), boxed only while anything is held and freed once emptied, so an idle
-//! connection holds no buffer. What it still holds is rustls's state (keys, the TLS 1.3 traffic
+//! record, records and plaintext its caller had no room for, records the socket did not
+//! take), boxed only while anything is held and freed once emptied, so an idle connection
+//! holds no buffer. What it still holds is rustls's state (keys, the TLS 1.3 traffic
 //! state), measured by `tests::the_tls_state_is_measured`.
 //!
 //! Bounded: before the handshake completes a client may send at most [`HANDSHAKE_BUDGET`]
 //! bytes (a ClientHello is a few hundred bytes to 2 KiB; the acceptor's `handshake_timeout`
-//! bounds the time), and no more than that is ever held unprocessed. The socket is read
-//! again only once the plaintext held is taken. Encrypted output waits up to
+//! bounds the time), and no more than that is held waiting for the rest of a message. The
+//! socket is read only when what is held has no plaintext and no complete record, at most the
+//! caller's buffer (and at least a whole record) at a time, so what is held is about one
+//! read: 64 KiB for a worker. Encrypted output waits up to
 //! [`SEND_BUFFER_LIMIT`], and only while the socket is full: [`TlsStream::write_vectored`]
 //! takes nothing new until that is written, so the worker's output queue (bounded by
 //! `max_buffered_bytes`) holds the rest.
@@ -37,7 +39,7 @@ use rustls::ServerConfig;
 use super::held::{Held, Leftovers};
 
 /// Most bytes a client may send before its TLS handshake completes, and most received bytes
-/// held without rustls consuming them (a record is at most [`MAX_RECORD`]).
+/// held waiting for the rest of a message (a record is at most [`MAX_RECORD`]).
 pub(crate) const HANDSHAKE_BUDGET: usize = 32 * 1024;
 
 /// Most plaintext encrypted at once (and so, about, the encrypted output held for a full
