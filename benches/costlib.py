@@ -240,7 +240,8 @@ class Session:
         self.lines = []
 
     def record(self, line):
-        line = {**line, "commit": self.commit, "session": self.started, "load": os.getloadavg()[0]}
+        # A line may name the commit its binary was built from (a session comparing builds).
+        line = {"commit": self.commit, **line, "session": self.started, "load": os.getloadavg()[0]}
         print(json.dumps(line), flush=True)
         self.out.write(json.dumps(line) + "\n")
         self.out.flush()

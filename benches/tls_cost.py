@@ -4,7 +4,7 @@ delivery of a broadcast burst. Plain and TLS alternate, ROUNDS times each, on on
 build, so both see the same (shared, noisy) machine.
 
     benches/tls_cost.py [--rounds 3] [--idle 5000] [--sockets 1000] [--broadcasts 200]
-                        [--out benches/results/tls/runs.jsonl] [--wspush-bin PATH]
+                        [--out benches/results/tls/runs.jsonl] [--wspush-bin PATH[=COMMIT] ...]
 
 Each run starts `target/release/wspush --ping-interval 0s --idle-timeout 0s` (with
 `--tls-cert/--tls-key` for TLS: an ECDSA P-256 certificate made with openssl for the run),
@@ -20,6 +20,10 @@ Every run checks that each socket received exactly BROADCASTS frames of the exac
 One JSON line per run is appended to OUT; then the session's medians, unless a run was
 inexact (then the exit status is 1). The server, the connections and the phase timing are
 `costlib.py`'s, shared with `compression_cost.py`.
+
+--wspush-bin given more than once compares builds in one session: each round runs every
+binary (the order rotated each round), plain and TLS each; COMMIT is the commit the binary was
+built from (recorded in its lines; default: the checkout's HEAD).
 """
 import argparse, asyncio, os, ssl, subprocess, tempfile
 
@@ -75,16 +79,20 @@ def main():
     p.add_argument("--sockets", type=int, default=1000)
     p.add_argument("--broadcasts", type=int, default=200)
     p.add_argument("--out", default=os.path.join(costlib.ROOT, "benches", "results", "tls", "runs.jsonl"))
-    p.add_argument("--wspush-bin", default=costlib.DEFAULT_BIN)
+    p.add_argument("--wspush-bin", action="append", default=[], metavar="PATH[=COMMIT]")
     a = p.parse_args()
+    binaries = [tuple(b.split("=", 1)) if "=" in b else (b, None) for b in a.wspush_bin] or [(costlib.DEFAULT_BIN, None)]
     tmp = tempfile.mkdtemp(prefix="wspush-tls-bench-")
     cert, key = make_cert(tmp)
     client_tls = ssl.create_default_context(cafile=cert)
     session = costlib.Session(a.out)
     for round in range(a.rounds):
-        for tls in costlib.alternate([False, True], round):
+        shift = round % len(binaries)
+        runs = [(build, tls) for build in binaries[shift:] + binaries[:shift]
+                for tls in costlib.alternate([False, True], round)]
+        for (binary, built_from), tls in runs:
             for scenario in ("idle", "broadcast"):
-                server = costlib.Server(a.wspush_bin, ["--tls-cert", cert, "--tls-key", key] if tls else [])
+                server = costlib.Server(binary, ["--tls-cert", cert, "--tls-key", key] if tls else [])
                 try:
                     context = client_tls if tls else None
                     if scenario == "idle":
@@ -93,9 +101,12 @@ def main():
                         result = asyncio.run(run_broadcast(server, context, a.sockets, a.broadcasts))
                 finally:
                     server.stop()
-                session.record({"scenario": scenario, "tls": tls, "round": round, **result})
-    session.summary("tls", {"idle": ["rss_per_connection"],
-                            "broadcast": ["server_cpu_per_100k", "deliveries_per_second"]})
+                build = {"commit": built_from} if built_from else {}
+                variant = f"{built_from or session.commit} {'wss' if tls else 'ws'}"
+                session.record({"scenario": scenario, "tls": tls, "variant": variant, "round": round,
+                                **build, **result})
+    session.summary("variant", {"idle": ["rss_per_connection"],
+                                "broadcast": ["server_cpu_per_100k", "deliveries_per_second"]})
 
 
 if __name__ == "__main__":

@@ -49,6 +49,8 @@ mod origin;
 mod receipt;
 pub mod settings;
 mod stats;
+#[cfg(test)]
+mod test_alloc;
 pub mod tls;
 mod transport;
 mod worker;

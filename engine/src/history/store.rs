@@ -406,45 +406,7 @@ mod tests {
         assert!(store.deadlines.len() <= 2 * store.histories.len() + 64 + 1, "{}", store.deadlines.len());
     }
 
-    /// Counts this thread's live heap bytes, so the store's accounting can be checked
-    /// against what it really allocates (other test threads do not disturb it).
-    mod counting {
-        use std::alloc::{GlobalAlloc, Layout, System};
-        use std::cell::Cell;
-
-        pub struct Counting;
-
-        thread_local! {
-            static LIVE: Cell<isize> = const { Cell::new(0) };
-        }
-
-        /// What malloc adds to a block: its header, and rounding up to 16 bytes.
-        fn charged(size: usize) -> isize {
-            (size.div_ceil(16) * 16 + 16) as isize
-        }
-
-        // SAFETY: every call is passed to `System` unchanged; only a thread-local count is kept.
-        unsafe impl GlobalAlloc for Counting {
-            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-                let _ = LIVE.try_with(|live| live.set(live.get() + charged(layout.size())));
-                // SAFETY: the caller's contract is System's.
-                unsafe { System.alloc(layout) }
-            }
-
-            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-                let _ = LIVE.try_with(|live| live.set(live.get() - charged(layout.size())));
-                // SAFETY: as above.
-                unsafe { System.dealloc(ptr, layout) }
-            }
-        }
-
-        pub fn live() -> isize {
-            LIVE.with(Cell::get)
-        }
-    }
-
-    #[global_allocator]
-    static COUNTING: counting::Counting = counting::Counting;
+    use crate::test_alloc as counting;
 
     /// The figures README quotes: what an id and a message cost, measured, and that the
     /// store's own count (what `history_max_bytes` caps) is never below it.

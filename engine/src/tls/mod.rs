@@ -4,8 +4,9 @@
 //! - `certificate.rs`: the certificate chain and key from PEM files, and the slot that
 //!   serves them, swapped whole on a reload (SIGHUP): new connections get the new
 //!   certificate, connections already made keep theirs.
-//! - `stream.rs`: one TLS connection over a non-blocking socket, with the handshake's byte
-//!   budget and bounded buffers.
+//! - `stream.rs`: one TLS connection over a non-blocking socket (rustls's unbuffered API),
+//!   with the handshake's byte budget and bounded buffers; `held.rs`: what it keeps between
+//!   calls, freed once emptied.
 //!
 //! A socket a host registers itself (`Engine::register`) is not touched: the host does its
 //! own TLS.
@@ -14,6 +15,7 @@
 //! with optional client certificates), which loads and reloads its certificate the same way.
 
 mod certificate;
+mod held;
 mod stream;
 
 pub(crate) use self::certificate::provider;
