@@ -8,6 +8,7 @@ ROUNDS times each (the order reversed each round), on one release build, so all 
 
     benches/compression_cost.py [--rounds 3] [--idle 5000] [--sockets 1000]
         [--broadcasts 500] [--rate 20] [--duration 10] [--no-sustained]
+        [--unicast 10] [--no-unicast]
         [--levels default] [--out benches/results/compression/runs.jsonl]
         [--wspush-bin PATH]
 
@@ -24,10 +25,14 @@ level, each line records `level`), then:
   sustained  the same, paced over one HTTP connection: RATE broadcasts/s for DURATION s;
              latency from each post to each socket's read of its frame (p50/p99/max; this
              Python client's loop, serving every socket, included).
-For broadcast and sustained: deliveries/s, server CPU-s (utime+stime from /proc) per
+  unicast    a burst of UNICAST messages to each of the SOCKETS ids (`POST /socket/u{i}`,
+             SOCKETS x UNICAST posts over 8 HTTP connections): each message is deflated
+             for its one socket, so the level's CPU is paid per delivery.
+For broadcast, sustained and unicast: deliveries/s, server CPU-s (utime+stime from /proc) per
 100,000 deliveries, the raw bytes the clients read (frame headers included) per delivered
 message, cross-checked against the server's `bytes_out` and `messages_out` (`GET /stats`),
-and the server's `messages_deflated` (compress-once: broadcasts x workers, not x sockets).
+and the server's `messages_deflated` per post (compress-once: a broadcast is deflated once per
+worker, not per socket; a unicast once).
 
 Exactness: every frame is checked (after the timed phase, which only walks the frame
 headers to count and stamp frames); with compression on each must be RSV1 text whose payload,
@@ -184,14 +189,17 @@ async def run_idle(server, compression, n):
     return result
 
 
-async def run_delivery(server, compression, payload, n, broadcasts, interval=None):
-    """A broadcast burst (`interval` None) or paced run to `n` sockets, checked exactly."""
+async def run_delivery(server, compression, payload, n, broadcasts, interval=None, unicast=False):
+    """A broadcast burst (`interval` None) or paced run to `n` sockets, checked exactly;
+    `unicast`: a burst of `broadcasts` messages to each socket's own id instead (n x
+    broadcasts posts, each deflated for its one socket)."""
     rss_empty = costlib.rss(server.pid)
     conns = await costlib.open_many(server, n, headers=[OFFER])
     check_answers(conns, compression)
     rss_connected = costlib.rss(server.pid)
-    poster = costlib.Poster(server.api, payload, broadcasts, sockets=n, interval=interval,
-                            connections=1 if interval else POST_CONNECTIONS)
+    posts = n * broadcasts if unicast else broadcasts
+    poster = costlib.Poster(server.api, payload, posts, sockets=1 if unicast else n, interval=interval,
+                            connections=1 if interval else POST_CONNECTIONS, unicast_ids=n if unicast else None)
     deadline = time.monotonic() + (interval or 0) * broadcasts + READ_TIMEOUT
 
     async def read_socket(reader):
@@ -216,7 +224,8 @@ async def run_delivery(server, compression, payload, n, broadcasts, interval=Non
     deflated = costlib.counter_delta(phase, "messages_deflated")
     workers = len(phase["stats_after"]["worker_connections"])
     result = {
-        "sockets": n, "broadcasts": broadcasts, "deliveries": deliveries, "post_connections": poster.connections,
+        "sockets": n, "broadcasts": 0 if unicast else broadcasts, "posts": posts, "deliveries": deliveries,
+        "post_connections": poster.connections,
         "exact": not any(faults.values()), "faults": faults,
         "publish_errors": poster.errors[:5],
         "seconds": phase["seconds"], "deliveries_per_second": deliveries / phase["seconds"],
@@ -227,7 +236,7 @@ async def run_delivery(server, compression, payload, n, broadcasts, interval=Non
         "server_bytes_out": bytes_out, "server_bytes_out_per_message": bytes_out / deliveries,
         "server_messages_out": messages_out,
         "messages_deflated": deflated, "workers": workers,
-        "deflated_per_broadcast": deflated / broadcasts,
+        "deflated_per_post": deflated / posts,
         "rss_empty": rss_empty, "rss_connected": rss_connected, "rss_after": rss_after,
     }
     if interval is not None and any(c.times for c in checks):
@@ -295,6 +304,8 @@ def main():
     p.add_argument("--rate", type=float, default=20, help="sustained: broadcasts per second")
     p.add_argument("--duration", type=float, default=10, help="sustained: seconds")
     p.add_argument("--no-sustained", action="store_true")
+    p.add_argument("--unicast", type=int, default=10, help="unicast: messages to each socket's own id")
+    p.add_argument("--no-unicast", action="store_true")
     p.add_argument("--out", default=os.path.join(costlib.ROOT, "benches", "results", "compression", "runs.jsonl"))
     p.add_argument("--wspush-bin", default=costlib.DEFAULT_BIN)
     p.add_argument("--levels", default="default",
@@ -308,7 +319,7 @@ def main():
         return
     described = {"payload_bytes": len(payload), "payload_sha256": hashlib.sha256(payload).hexdigest(),
                  "payload": payload.decode(), "reference_deflate_bytes": reference_sizes(payload)}
-    scenarios = ["idle", "broadcast"] + ([] if a.no_sustained else ["sustained"])
+    scenarios = ["idle", "broadcast"] + ([] if a.no_sustained else ["sustained"]) + ([] if a.no_unicast else ["unicast"])
     sustained_broadcasts = max(2, int(a.rate * a.duration + 0.5))
     levels = [level.strip() for level in a.levels.split(",")]
     variants = ["off"] + [f"level {level}" for level in levels]
@@ -325,6 +336,9 @@ def main():
                 try:
                     if scenario == "idle":
                         result = asyncio.run(run_idle(server, compression, a.idle))
+                    elif scenario == "unicast":
+                        result = {"mode": "burst", **asyncio.run(run_delivery(
+                            server, compression, payload, a.sockets, a.unicast, unicast=True))}
                     elif scenario == "broadcast":
                         result = {"mode": "burst", **asyncio.run(
                             run_delivery(server, compression, payload, a.sockets, a.broadcasts))}
@@ -336,9 +350,9 @@ def main():
                 session.record({"scenario": scenario, "compression": compression, "level": level,
                                 "variant": variant, "round": round, **described, **result})
     delivery = ["deliveries_per_second", "server_cpu_per_100k", "wire_bytes_per_message",
-                "server_bytes_out_per_message", "deflated_per_broadcast"]
+                "server_bytes_out_per_message", "deflated_per_post"]
     table = session.summary("variant", {
-        "idle": ["rss_per_connection"], "broadcast": delivery,
+        "idle": ["rss_per_connection"], "broadcast": delivery, "unicast": delivery,
         "sustained": delivery + ["latency_ms_p50", "latency_ms_p99", "latency_ms_max"]})
     burst = table["broadcast"]
     for variant in variants[1:]:

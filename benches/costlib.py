@@ -128,8 +128,10 @@ async def hold_idle(server, n, hold=2.0, **options):
 class Poster:
     """Posts `count` broadcasts of `payload` to `POST /broadcast` over keep-alive HTTP
     connections: back to back (a burst) over `connections` connections at once, or over
-    one, the k-th at start + k * `interval` (paced). Each answer must be 200 with the
-    receipt's `sockets` equal to `sockets` (when given); anything else is a publish error.
+    one, the k-th at start + k * `interval` (paced); with `unicast_ids` = n, the k-th to
+    `POST /socket/u{k mod n}` instead (the ids `open_many` connects). Each answer must be
+    200 with the receipt's `sockets` equal to `sockets` (when given); anything else is a
+    publish error.
     After `join`: `sent`, each post's monotonic time (in order with one connection);
     `errors`; `finished`, when the last answer came.
 
@@ -140,9 +142,11 @@ class Poster:
     would wait for the interpreter lock the clients' event loop holds, up to a switch
     interval (5 ms) per post, and a burst would measure that."""
 
-    def __init__(self, api, payload, count, sockets=None, interval=None, connections=1, content_type="text/plain"):
+    def __init__(self, api, payload, count, sockets=None, interval=None, connections=1, content_type="text/plain",
+                 unicast_ids=None):
         assert interval is None or connections == 1, "a paced run posts over one connection"
         self.api, self.payload, self.count, self.sockets = api, payload, count, sockets
+        self.unicast_ids = unicast_ids
         self.interval, self.connections, self.content_type = interval, connections, content_type
         self.sent, self.errors, self.finished = [], [], None
 
@@ -182,13 +186,14 @@ class Poster:
                     if delay > 0:
                         time.sleep(delay)
                 sent.append(time.monotonic())
-                conn.request("POST", "/broadcast", body=self.payload, headers={"Content-Type": self.content_type})
+                path = f"/socket/u{k % self.unicast_ids}" if self.unicast_ids else "/broadcast"
+                conn.request("POST", path, body=self.payload, headers={"Content-Type": self.content_type})
                 response = conn.getresponse()
                 body = response.read()
                 if response.status != 200:
-                    errors.append(f"broadcast {k}: HTTP {response.status} {body[:200]!r}")
+                    errors.append(f"post {k}: HTTP {response.status} {body[:200]!r}")
                 elif self.sockets is not None and json.loads(body).get("sockets") != self.sockets:
-                    errors.append(f"broadcast {k}: reached {body[:200]!r}, not {self.sockets} sockets")
+                    errors.append(f"post {k}: reached {body[:200]!r}, not {self.sockets} sockets")
             conn.close()
         except Exception as e:  # reported as a publish error: the run is then inexact
             errors.append(f"posting stopped: {e!r}")
