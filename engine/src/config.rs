@@ -111,8 +111,8 @@ pub struct Config {
     /// With [`Config::compression`]: the deflate level, 1 (fastest) to 9 (smallest).
     /// Level 1 is zlib-rs's quick deflate, with fixed Huffman codes only: on a 1 KiB JSON
     /// message it saves about a fifth where level 2 saves over a third (see BENCHMARKS.md);
-    /// levels above 2 add CPU for a few bytes more. A message is deflated once per worker
-    /// for all its sockets, so the level's cost matters most for messages to one socket.
+    /// higher levels cost more CPU per message. A message is deflated once per worker for
+    /// all its sockets, so the level's cost matters most for messages to one socket.
     pub compression_level: u32,
     /// Cluster mode over Redis; `None` runs a single node, with no backplane.
     pub cluster: Option<ClusterConfig>,
