@@ -9,13 +9,14 @@ For each run, 4 s into the phase, it watches the server process for 5 s: its CPU
 thread (from /proc/PID/task/*/stat) and, when `perf` can count software events here, its
 context switches (`perf stat -e task-clock,context-switches`). It records per run:
 `server_cpu_s_per_100k` and `latency_p99_ms` (the load generator's, whole phase), the window's
-CPU-s per 100k messages, context switches per message, and each thread's CPU share.
+CPU-s per 100k messages, context switches per message, each thread's CPU share, the session's
+start and, for wspush, the commit checked out (the build is assumed to be of it).
 
 What it shows (BENCHMARKS.md, "The lone sender"): a one-thread server (uws: Redis read and
 socket write on one event loop) pays one sleep and wake-up per message and a loopback TCP
 delivery to the client charged to its write; wspush pays a second sleep and wake-up, the
-subscriber thread's hand-off to the worker. The one-thread figure bounds from below what
-removing that hand-off could reach.
+subscriber thread's hand-off to the worker. What removing that hand-off gives was measured
+with a throwaway build (benches/results/lone-sender/direct-read.py and its README).
 
 Needs what benches/run.py needs (the release build of wspush and wspush-bench, redis-server,
 benches/baseline-bun's `npm ci`); `perf` is optional (without it, no switch counts).
@@ -28,6 +29,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from costlib import commit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "target", "release", "wspush-bench")
@@ -120,11 +123,16 @@ def main():
     options = parser.parse_args()
     os.makedirs(os.path.dirname(options.out), exist_ok=True)
     rows = []
+    session = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    build = commit()
     with open(options.out, "a") as out:
         for run in range(1, options.rounds + 1):
             for target in ("wspush", "uws"):
                 row = one_run(target, run)
                 row["machine"] = {"cpus": os.cpu_count(), "load_1m": round(os.getloadavg()[0], 2)}
+                row["session"] = session
+                if target == "wspush":
+                    row["build"] = build
                 print(json.dumps(row), flush=True)
                 out.write(json.dumps(row) + "\n")
                 rows.append(row)
