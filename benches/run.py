@@ -77,6 +77,10 @@ MATRIX = [
      {"wspush": ["--via", "redis-compat"], "uws": ["--via", "redis-compat"]}),
     ("unicast-1node-10k", "unicast", ["--connections", "10000", "--messages", "200000"],
      both(["--via", "redis-compat"], ["--via", "redis-compat"])),
+    # The same, read by the independent tokio-tungstenite client.
+    ("unicast-1node-10k-tungstenite", "unicast",
+     ["--connections", "10000", "--messages", "200000", "--client", "tungstenite"],
+     {"wspush": ["--via", "redis-compat"], "uws": ["--via", "redis-compat"]}),
     ("unicast-2nodes", "unicast", ["--connections", "1000", "--messages", "200000", "--nodes", "2"],
      both(["--via", "redis-envelope"], ["--via", "redis-compat"])),
     # POST /socket/{id} on one node. Both pay a Redis PUBLISH per POST: the baselines deliver
