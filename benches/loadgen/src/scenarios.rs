@@ -407,6 +407,10 @@ impl PhaseResult {
         rows.push((named("publish_errors"), json!(self.publish_errors)));
         rows.push((named("seconds"), json!(round(self.seconds, 3))));
         rows.push((named("publish_seconds"), json!(round(self.publish_seconds, 3))));
+        // Near zero: the server kept pace with the publisher, so deliveries/s is the
+        // publisher's rate; large: the server is what this run measured.
+        let drained_after_ms = (self.seconds - self.publish_span).max(0.0) * 1e3;
+        rows.push((named("drained_after_publish_ms"), json!(round(drained_after_ms, 1))));
         rows.push((named("deliveries_per_s"), json!(per_second.round())));
         rows.push((named("server_cpu_s"), json!(round(self.server_cpu, 2))));
         rows.push((named("server_cpu_s_per_100k"), json!(round(cpu_per_100k, 3))));

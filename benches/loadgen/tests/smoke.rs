@@ -142,6 +142,10 @@ fn a_paced_broadcast_is_reported_as_sustained_with_its_achieved_rate() {
     // Paced, not a burst: 99 intervals take about 2 s (a burst would take milliseconds).
     assert!(achieved > 0.0 && achieved < 60.0, "{r}");
     assert!(r["publish_seconds"].as_f64().unwrap() > 1.5, "{r}");
+    // At 50 broadcasts/s the server keeps pace: the last one is delivered within moments of
+    // being sent, not seconds later.
+    let drained = r["drained_after_publish_ms"].as_f64().unwrap();
+    assert!((0.0..1000.0).contains(&drained), "{r}");
     assert!(r["rate_kept"].is_boolean(), "{r}");
     for p in ["latency_p50_ms", "latency_p999_ms", "latency_max_ms"] {
         assert!(r[p].as_f64().is_some(), "{p}: {r}");
