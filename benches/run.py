@@ -428,6 +428,17 @@ def chart(table, path):
         f.write(svg)
 
 
+def machine_of(tables_path, report_only):
+    """The machine the runs were measured on: this one, unless only the report is redone, when
+    the earlier report's line is kept (runs.jsonl does not record it)."""
+    if report_only and os.path.exists(tables_path):
+        with open(tables_path) as f:
+            first = f.readline().rstrip("\n")
+        if first.startswith("Machine: "):
+            return first[len("Machine: "):]
+    return machine()
+
+
 def machine():
     cpu = "unknown"
     try:
@@ -474,8 +485,10 @@ def main():
     lines = load(raw)
     refuse_inexact(lines, raw)
     table = medians(lines)
-    with open(os.path.join(results, "tables.md"), "w") as f:
-        f.write(f"Machine: {machine()}\n\n" + tables(table))
+    tables_path = os.path.join(results, "tables.md")
+    measured_on = machine_of(tables_path, args.report_only)
+    with open(tables_path, "w") as f:
+        f.write(f"Machine: {measured_on}\n\n" + tables(table))
     chart(table, os.path.join(results, "chart.svg"))
     print(f"wrote {results}/tables.md and {results}/chart.svg")
 
