@@ -48,15 +48,18 @@ pub(super) async fn publish_loop(
         // A failover announced from here on replaces the connection about to be opened: a
         // PUBLISH to a demoted master would reach none of the nodes, which follow the new one.
         master_changes.borrow_and_update();
-        let connect = || async {
-            let mut connection = endpoint.publisher().await.map_err(|e| e.to_string())?;
-            // A new connection may be to a Redis that restarted with no scripts. Loaded only
-            // with history on: history off talks to Redis exactly as before.
-            if history {
-                load_script(&mut connection, &APPEND).await?;
-                load_script(&mut connection, &READ).await?;
+        let connect = || {
+            hold_queued(&mut outbound, &mut batch, &link);
+            async move {
+                let mut connection = endpoint.publisher().await.map_err(|e| e.to_string())?;
+                // A new connection may be to a Redis that restarted with no scripts. Loaded
+                // only with history on: history off talks to Redis exactly as before.
+                if history {
+                    load_script(&mut connection, &APPEND).await?;
+                    load_script(&mut connection, &READ).await?;
+                }
+                Ok::<_, String>(connection)
             }
-            Ok::<_, String>(connection)
         };
         let Some(mut connection) = reconnect.connect_until_up(connect).await else { return };
         reconnect.up();
@@ -119,23 +122,35 @@ pub(super) async fn publish_loop(
             }
         }
         counters.publisher_up.store(false, Relaxed);
-        // Whoever waits on a receipt in the held batch hears now, not after the outage;
-        // the publishes themselves wait for the next connection (still counted as queued).
-        batch.retain_mut(|item| match item {
-            Outbound::Publish { receipt, .. } | Outbound::Append { receipt, .. } => {
-                if let Some(receipt) = receipt.take() {
-                    receipt.set_receivers(None);
-                }
-                true
-            }
-            Outbound::CountSubscribers { receipt, .. } => {
-                receipt.set_receivers(None);
-                counters.publish_queued_bytes.fetch_sub(item.queued_bytes(), Relaxed);
-                false
-            }
-        });
+        hold_queued(&mut outbound, &mut batch, &link);
         tracing::warn!("publisher lost its Redis connection; reconnecting");
     }
+}
+
+/// While Redis is unreachable: moves what the link queued into the held batch (up to
+/// `MAX_BATCH` in all, in order) and settles every receipt held, so whoever waits on one
+/// hears now, not after the outage. The publishes themselves wait for the next connection
+/// (still counted as queued). Called when the connection is lost and before each attempt
+/// to reconnect: an append enqueued just before the publisher saw the loss (while it
+/// still looked up, so its receipt went with it) is caught by one or the other.
+fn hold_queued(outbound: &mut mpsc::Receiver<Outbound>, batch: &mut Vec<Outbound>, link: &ClusterLink) {
+    while batch.len() < MAX_BATCH {
+        let Ok(item) = outbound.try_recv() else { break };
+        batch.push(item);
+    }
+    batch.retain_mut(|item| match item {
+        Outbound::Publish { receipt, .. } | Outbound::Append { receipt, .. } => {
+            if let Some(receipt) = receipt.take() {
+                receipt.set_receivers(None);
+            }
+            true
+        }
+        Outbound::CountSubscribers { receipt, .. } => {
+            receipt.set_receivers(None);
+            link.counters.publish_queued_bytes.fetch_sub(item.queued_bytes(), Relaxed);
+            false
+        }
+    });
 }
 
 /// Gives each append of `batch` its seq the first time it is sent (and counts the others,
@@ -401,6 +416,63 @@ mod tests {
         let receipt =
             Collector::for_receipt(1, SelfCount::Include, move |r| tx.send((body_owned, r)).unwrap());
         running.link.append(id, Message::Text(body), Some(Arc::new(receipt))).unwrap();
+    }
+
+    #[test]
+    fn an_outage_settles_the_receipts_of_what_is_queued_and_holds_it_in_order() {
+        // No Redis needed: this is what the publisher does once it knows Redis is gone.
+        let config = super::super::ClusterConfig {
+            history_size: 10,
+            ..super::super::ClusterConfig::new("redis://127.0.0.1:1")
+        };
+        let (link, _ends) = ClusterLink::new(&config, 1 << 20);
+        let (queue, mut outbound) = tokio::sync::mpsc::channel(2 * MAX_BATCH);
+        let (settled, settlements) = mpsc::channel();
+        let queued = MAX_BATCH + 10;
+        for n in 0..queued {
+            let settled = settled.clone();
+            let receipt =
+                Collector::for_receipt(1, SelfCount::Include, move |r| settled.send((n, r)).unwrap());
+            let body = b"x".to_vec();
+            let receipt = Some(Arc::new(receipt));
+            queue
+                .try_send(Outbound::Append {
+                    id: format!("id{n}").into(),
+                    binary: false,
+                    body,
+                    seq: 0,
+                    receipt,
+                })
+                .unwrap();
+        }
+        // A batch the lost connection was about to send stays first.
+        let mut batch =
+            vec![Outbound::Append { id: "held".into(), binary: false, body: vec![], seq: 3, receipt: None }];
+
+        hold_queued(&mut outbound, &mut batch, &link);
+
+        assert_eq!(batch.len(), MAX_BATCH, "held up to one pipeline's worth");
+        let ids: Vec<&str> = batch
+            .iter()
+            .map(|item| match item {
+                Outbound::Append { id, receipt: None, .. } => &**id,
+                _ => panic!("an append whose receipt was not taken"),
+            })
+            .collect();
+        let expected: Vec<String> =
+            std::iter::once("held".to_owned()).chain((0..MAX_BATCH - 1).map(|n| format!("id{n}"))).collect();
+        assert_eq!(ids, expected, "in queue order, after what was held");
+        let heard: Vec<(usize, Receipt)> = settlements.try_iter().collect();
+        assert_eq!(heard.len(), MAX_BATCH - 1, "every receipt held is settled at once");
+        assert!(
+            heard.iter().all(|(_, r)| r.position().is_none() && r.nodes.is_none()),
+            "no position, no count"
+        );
+        let mut left = 0;
+        while outbound.try_recv().is_ok() {
+            left += 1;
+        }
+        assert_eq!(left, queued - (MAX_BATCH - 1), "the rest waits in the queue for the next attempt");
     }
 
     #[test]
