@@ -181,8 +181,8 @@ COLUMNS = {
              "pings_answered", "server_cpu_s_while_held"],
     # rate and achieved_rate: sustained runs only (a burst's table skips them).
     "broadcast": ["rate", "achieved_rate", "deliveries", "missing", "duplicates",
-                  "deliveries_per_s", "drained_after_publish_ms", "seconds", "server_cpu_s_per_100k", "latency_p50_ms", "latency_p99_ms",
-                  "latency_p999_ms"],
+                  "deliveries_per_s", "drained_after_publish_ms", "seconds", "server_cpu_s_per_100k",
+                  "latency_p50_ms", "latency_p99_ms", "latency_p999_ms"],
     # drained_after_publish_ms: how long after the last publish the last delivery came (near 0: the
     # server kept pace, so deliveries/s is the publisher's rate).
     "unicast": ["deliveries", "missing", "duplicates", "misrouted", "deliveries_per_s", "drained_after_publish_ms",

@@ -25,7 +25,7 @@ use crate::history::Epoch;
 use crate::stats::bump;
 
 /// Most publishes in one pipeline.
-const MAX_BATCH: usize = 4096;
+pub(super) const MAX_BATCH: usize = 4096;
 
 /// Publishes what the link queues until the node stops. `subscriber_lost` changes when the
 /// subscriber lost its connection: this one is then most likely broken too, and an idle
@@ -127,30 +127,42 @@ pub(super) async fn publish_loop(
     }
 }
 
-/// While Redis is unreachable: moves what the link queued into the held batch (up to
-/// `MAX_BATCH` in all, in order) and settles every receipt held, so whoever waits on one
-/// hears now, not after the outage. The publishes themselves wait for the next connection
-/// (still counted as queued). Called when the connection is lost and before each attempt
-/// to reconnect: an append enqueued just before the publisher saw the loss (while it
-/// still looked up, so its receipt went with it) is caught by one or the other.
+/// While Redis is unreachable: moves what the link queued into the held batch
+/// ([`take_queued`]) and settles every receipt held, so whoever waits on one hears now, not
+/// after the outage. The publishes themselves wait for the next connection (still counted
+/// as queued); presence queries are answered with no count and dropped. Called when the
+/// connection is lost and before each attempt to reconnect: an append enqueued just before
+/// the publisher saw the loss (while it still looked up, so its receipt went with it) is
+/// caught by one or the other.
 fn hold_queued(outbound: &mut mpsc::Receiver<Outbound>, batch: &mut Vec<Outbound>, link: &ClusterLink) {
+    take_queued(outbound, batch);
+    settle_waiting(batch);
+    batch.retain(|item| {
+        let Outbound::CountSubscribers { receipt, .. } = item else { return true };
+        receipt.set_receivers(None);
+        link.counters.publish_queued_bytes.fetch_sub(item.queued_bytes(), Relaxed);
+        false
+    });
+}
+
+/// Moves what the link queued into `batch`, in order, up to `MAX_BATCH` items in all.
+pub(super) fn take_queued(outbound: &mut mpsc::Receiver<Outbound>, batch: &mut Vec<Outbound>) {
     while batch.len() < MAX_BATCH {
         let Ok(item) = outbound.try_recv() else { break };
         batch.push(item);
     }
-    batch.retain_mut(|item| match item {
-        Outbound::Publish { receipt, .. } | Outbound::Append { receipt, .. } => {
+}
+
+/// Settles the receipts of publishes and appends that wait for another round (with no
+/// count), so no sender waits on an outage; the items themselves stay.
+pub(super) fn settle_waiting(batch: &mut [Outbound]) {
+    for item in batch {
+        if let Outbound::Publish { receipt, .. } | Outbound::Append { receipt, .. } = item {
             if let Some(receipt) = receipt.take() {
                 receipt.set_receivers(None);
             }
-            true
         }
-        Outbound::CountSubscribers { receipt, .. } => {
-            receipt.set_receivers(None);
-            link.counters.publish_queued_bytes.fetch_sub(item.queued_bytes(), Relaxed);
-            false
-        }
-    });
+    }
 }
 
 /// Gives each append of `batch` its seq the first time it is sent (and counts the others,

@@ -14,13 +14,11 @@ use tokio::sync::{mpsc, watch};
 use super::endpoint::Endpoint;
 use super::link::{ClusterLink, Outbound};
 use super::node_pool::NodePool;
-use super::publisher::{assign_seqs, send_batch};
+use super::publisher::{assign_seqs, send_batch, settle_waiting, take_queued, MAX_BATCH};
 use super::scripts::{APPEND, READ};
 use super::slots::{Node, SlotMap};
 use super::topology::Topology;
 
-/// Most items in one round (over every master).
-const MAX_BATCH: usize = 4096;
 /// The wait before items that could not go (a master unreachable, a slot migrating) are
 /// tried again: the map is asked for meanwhile.
 const RETRY_AFTER: Duration = Duration::from_millis(20);
@@ -53,13 +51,8 @@ pub(super) async fn publish_sharded(
                 Ok(()) = maps.changed() => continue,
                 _ = stopped.changed() => {}
             }
-        } else if batch.len() < MAX_BATCH {
-            while let Ok(item) = outbound.try_recv() {
-                batch.push(item);
-                if batch.len() >= MAX_BATCH {
-                    break;
-                }
-            }
+        } else {
+            take_queued(&mut outbound, &mut batch);
         }
         let stopping = *stopped.borrow();
         let Some(map) = topology.current() else {
@@ -132,18 +125,6 @@ pub(super) async fn publish_sharded(
             _ = stopped.changed() => {}
         }
         retry_after = (retry_after * 2).min(MAX_RETRY_AFTER);
-    }
-}
-
-/// Settles the receipts of items that wait for another round (with no count), so no sender
-/// waits on an outage; the items themselves stay.
-fn settle_waiting(batch: &mut [Outbound]) {
-    for item in batch {
-        if let Outbound::Publish { receipt, .. } | Outbound::Append { receipt, .. } = item {
-            if let Some(receipt) = receipt.take() {
-                receipt.set_receivers(None);
-            }
-        }
     }
 }
 
