@@ -267,8 +267,9 @@ impl Engine {
         self.send_command(id, message, None)
     }
 
-    /// As [`Engine::send`], then calls `receipt` (on a worker or backplane thread) with
-    /// what the message reached: the local sockets, and in cluster mode the other nodes.
+    /// As [`Engine::send`], then calls `receipt` (on a worker thread or, in cluster mode,
+    /// the thread reading Redis) with what the message reached: the local sockets, and in
+    /// cluster mode the other nodes.
     ///
     /// # Errors
     ///
@@ -352,8 +353,9 @@ impl Engine {
         result
     }
 
-    /// Finds where `id` is online and calls `done` (on a worker or backplane thread) with
-    /// its local sockets and, in cluster mode, the number of nodes subscribed to it.
+    /// Finds where `id` is online and calls `done` (on a worker thread or, in cluster mode,
+    /// the thread reading Redis) with its local sockets and, in cluster mode, the number of
+    /// nodes subscribed to it.
     ///
     /// # Errors
     ///
@@ -378,7 +380,7 @@ impl Engine {
     }
 
     /// Reads `id`'s history and calls `done` (on the id's worker thread, or in cluster mode
-    /// on the backplane thread) with its epoch, its newest offset and up to `limit`
+    /// on the thread reading Redis) with its epoch, its newest offset and up to `limit`
     /// messages: those after `since` when the history still reaches it (`recovered`),
     /// otherwise from the oldest kept. An id without history gets an empty one (a new
     /// epoch, offset 0), so a position always exists. In cluster mode the history is read
@@ -535,17 +537,21 @@ impl Engine {
         let _ = self.acceptor.send(AcceptorCommand::Shutdown);
         let _ = self.acceptor_waker.wake();
         self.mailboxes.shutdown(deadline);
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        for thread in threads {
+        let mut threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        // Worker 0 (the first thread) hosts the backplane and is joined last.
+        let host = (!threads.is_empty()).then(|| threads.remove(0));
+        let join = |thread: JoinHandle<()>| {
             if thread.join().is_err() {
                 tracing::error!("a wspush thread panicked");
             }
-        }
-        // After the workers (their last closes may unsubscribe): the backplane flushes the
-        // publishes still queued, then closes its connections.
+        };
+        threads.into_iter().for_each(join);
+        // After the other workers (their last closes may unsubscribe) and worker 0's sockets:
+        // the backplane flushes the publishes still queued, then closes its connections.
         if let Some(mut backplane) = self.backplane.lock().unwrap_or_else(|e| e.into_inner()).take() {
             backplane.shutdown();
         }
+        host.into_iter().for_each(join);
         tracing::info!("wspush engine stopped");
     }
 

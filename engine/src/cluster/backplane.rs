@@ -1,15 +1,17 @@
-//! The backplane thread: a current-thread tokio runtime running the [publisher](super::publisher),
+//! The backplane: a current-thread tokio runtime running the [publisher](super::publisher),
 //! the [subscriber](super::subscriber) and, with history on, the [reader](super::reader),
 //! each on a Redis connection of its own that it reconnects on its own; and, with Sentinels,
 //! the [watch on the master](super::sentinel) that has them all reconnect after a failover.
 //! On a Redis Cluster the same three work per master, routed by the [slot map](super::topology).
+//!
+//! Worker 0 hosts it between its passes (`worker::HostedTask`): a message from Redis for one
+//! of worker 0's sockets is read and written on one thread, with no wake-up of another.
+//! While worker 0 is busy with a burst, a helper thread of its own runs it instead, so Redis
+//! is read as fast as it writes.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use tokio::sync::watch;
-
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::endpoint::Endpoint;
 use super::link::{Change, ClusterLink, LinkEnds, Outbound};
@@ -22,16 +24,17 @@ use super::sharded_subscriber::subscribe_sharded;
 use super::subscriber::subscribe_loop;
 use super::topology::{keep_current, Topology};
 use super::ClusterConfig;
+use crate::worker::{HostedTask, Task};
 use crate::Error;
 
-/// The running backplane thread.
+/// The running backplane: the way to stop it.
 pub(crate) struct Backplane {
     stop: watch::Sender<bool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl Backplane {
-    /// Starts the thread. Redis need not be reachable: the node runs degraded and retries.
+    /// Starts the backplane on worker 0 of `shards`. Redis need not be reachable: the node
+    /// runs degraded and retries.
     pub fn start(
         config: &ClusterConfig,
         link: Arc<ClusterLink>,
@@ -48,44 +51,37 @@ impl Backplane {
         tracing::info!(node_id = link.node_id(), redis = %config.redacted_url(), "cluster mode");
         let LinkEnds { outbound, changes, reads } = ends;
         let history = config.history();
-        let thread = std::thread::Builder::new()
-            .name("wspush-backplane".into())
-            .spawn(move || {
-                if endpoint.cluster().is_some() {
-                    return runtime
-                        .block_on(run_sharded(endpoint, link, outbound, changes, reads, shards, stopped));
-                }
-                runtime.block_on(async move {
-                    // The subscriber reads all the time, so it sees a dropped connection first
-                    // and tells the publisher, which may have nothing to send for a while.
-                    let (lost, lost_seen) = watch::channel(0u64);
-                    let publisher =
-                        publish_loop(&endpoint, outbound, link.clone(), lost_seen, stopped.clone());
-                    // History reads have a connection of their own, only with history on.
-                    let (reader_link, reader_stopped) = (link.clone(), stopped.clone());
-                    let reader = async {
-                        if history {
-                            read_loop(&endpoint, reads, reader_link, reader_stopped).await;
-                        }
-                    };
-                    // With Sentinels: which server is master, followed (nothing for one Redis).
-                    let failovers = follow_failovers(&endpoint, link.counters.clone(), stopped.clone());
-                    let subscriber = subscribe_loop(&endpoint, changes, &link, router, lost, stopped);
-                    tokio::join!(publisher, reader, subscriber, failovers);
-                })
+        let workers = shards.clone();
+        let start = move || -> Task {
+            if endpoint.cluster().is_some() {
+                return Box::pin(run_sharded(endpoint, link, outbound, changes, reads, workers, stopped));
+            }
+            Box::pin(async move {
+                // The subscriber reads all the time, so it sees a dropped connection first
+                // and tells the publisher, which may have nothing to send for a while.
+                let (lost, lost_seen) = watch::channel(0u64);
+                let publisher = publish_loop(&endpoint, outbound, link.clone(), lost_seen, stopped.clone());
+                // History reads have a connection of their own, only with history on.
+                let (reader_link, reader_stopped) = (link.clone(), stopped.clone());
+                let reader = async {
+                    if history {
+                        read_loop(&endpoint, reads, reader_link, reader_stopped).await;
+                    }
+                };
+                // With Sentinels: which server is master, followed (nothing for one Redis).
+                let failovers = follow_failovers(&endpoint, link.counters.clone(), stopped.clone());
+                let subscriber = subscribe_loop(&endpoint, changes, &link, router, lost, stopped);
+                tokio::join!(publisher, reader, subscriber, failovers);
             })
-            .map_err(|e| Error::io("starting the backplane thread", e))?;
-        Ok(Self { stop, thread: Some(thread) })
+        };
+        shards.host(HostedTask { runtime, task: start() })?;
+        Ok(Self { stop })
     }
 
-    /// Flushes what is queued (briefly), closes the connections and joins the thread.
+    /// Tells the backplane to flush what is queued (briefly) and close its connections; it
+    /// has ended when worker 0's thread has.
     pub fn shutdown(&mut self) {
         let _ = self.stop.send(true);
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                tracing::error!("the backplane thread panicked");
-            }
-        }
     }
 }
 

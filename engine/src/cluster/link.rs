@@ -95,7 +95,7 @@ pub(crate) struct ClusterLink {
     subscription_losses: AtomicU64,
 }
 
-/// The receiving ends, handed to the backplane thread.
+/// The receiving ends, handed to the backplane task.
 pub(crate) struct LinkEnds {
     pub(super) outbound: mpsc::Receiver<Outbound>,
     pub(super) changes: mpsc::UnboundedReceiver<Change>,
@@ -209,7 +209,7 @@ impl ClusterLink {
     /// Asks for `id`'s history from offset `from` (0: its position only), at most `count`
     /// entries (a page is at most 256). Never blocks: false when history is off or the
     /// reader's queue (16,384 reads) is full, and then `reply` is dropped uncalled (retry
-    /// later). Otherwise `reply` is called once, on the backplane thread, with the page or
+    /// later). Otherwise `reply` is called once, in the backplane task, with the page or
     /// why there is none (Redis unreachable: the caller retries with backoff).
     pub fn read_history(&self, id: &str, from: u64, count: usize, reply: ReadReply) -> bool {
         if self.history_size == 0 {
@@ -220,8 +220,8 @@ impl ClusterLink {
 
     /// [`Engine::history`](crate::Engine::history) in cluster mode: reads `id`'s history
     /// after `since` from Redis; when the history no longer reaches `since` (or none is
-    /// given), from its oldest kept message (a second read). `done` is called once, on the
-    /// backplane thread, with the read or why Redis could not answer.
+    /// given), from its oldest kept message (a second read). `done` is called once, in the
+    /// backplane task, with the read or why Redis could not answer.
     ///
     /// # Errors
     ///

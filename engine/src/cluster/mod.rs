@@ -18,10 +18,11 @@
 //! (`worker/live.rs`): delivery is exactly once within the history.
 //!
 //! The engine and the workers see only the [`ClusterLink`], which enqueues and never
-//! blocks; everything that talks to Redis runs on the backplane thread. So a backplane of
-//! another kind (sharded pub/sub, Sentinel, streams) replaces the thread's side (`connect`,
-//! `publisher`, `subscriber`) and reuses the link, the channel names, the counters and the
-//! routing to the workers, which alone knows the workers' API.
+//! blocks; everything that talks to Redis runs in the `backplane` task (hosted by worker 0,
+//! or by its helper thread while worker 0 is busy). So a backplane of another kind (sharded
+//! pub/sub, Sentinel, streams) replaces the task's side (`connect`, `publisher`,
+//! `subscriber`) and reuses the link, the channel names, the counters and the routing to
+//! the workers, which alone knows the workers' API.
 
 mod backplane;
 mod channels;

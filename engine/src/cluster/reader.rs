@@ -26,7 +26,7 @@ pub(crate) const MAX_QUEUED_READS: usize = 16_384;
 /// Most pipelines of reads under way at once.
 const MAX_IN_FLIGHT: usize = 4;
 
-/// Called once with the answer to a read, on the backplane thread: it must not block (hand
+/// Called once with the answer to a read, in the backplane task: it must not block (hand
 /// the page to a worker's queue, a channel, ...).
 pub(crate) type ReadReply = Box<dyn FnOnce(Result<Page, ReadFailed>) + Send>;
 

@@ -1,5 +1,5 @@
 //! The backplane's counters, declared once (see [`crate::stats`]): atomics bumped by the
-//! backplane thread and the link, read as a [`ClusterStats`] snapshot.
+//! backplane task and the link, read as a [`ClusterStats`] snapshot.
 
 use std::sync::atomic::AtomicBool;
 

@@ -114,7 +114,7 @@ impl Drop for TestRedis {
     }
 }
 
-/// A link with its publisher and reader running against a Redis, as the backplane thread
+/// A link with its publisher and reader running against a Redis, as the backplane task
 /// runs them (no subscriber: tests read Redis's side themselves). Stopped on drop.
 pub(super) struct Running {
     pub link: std::sync::Arc<super::link::ClusterLink>,

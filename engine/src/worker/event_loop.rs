@@ -21,6 +21,7 @@ use super::budget::{close_oldest_blocked, Budget};
 use super::connection::{CloseCause, Connection, Lease, State};
 use super::core::{Core, WorkerShared, CLOSE_GRACE_MS};
 use super::history::WorkerHistory;
+use super::hosted::Hosted;
 use super::input::READ_PER_PASS;
 use super::mailbox::{Adoption, Command, WorkerHandle};
 use super::output::{blocked_entry, deliver, Queued, Sockets};
@@ -84,6 +85,8 @@ pub(crate) struct Worker {
     shutdown_deadline_ms: Option<u64>,
     /// The ids' histories and the sockets replaying them; `None` with history off.
     pub(super) history: Option<WorkerHistory>,
+    /// The task this worker hosts, if any (worker 0 hosts the Redis backplane).
+    hosted: Option<Hosted>,
 }
 
 impl Worker {
@@ -102,7 +105,7 @@ impl Worker {
             poll.registry().try_clone().map_err(|e| Error::io("cloning a worker's registry", e))?;
         let (commands, inbox) = crossbeam_channel::bounded(queue_capacity);
         let notified = Arc::new(AtomicBool::new(false));
-        let handle = WorkerHandle::new(commands, waker, notified.clone(), shared.counters.clone());
+        let handle = WorkerHandle::new(worker, commands, waker, notified.clone(), shared.counters.clone());
         // Built on its own thread: a worker's state is single-threaded (`Rc` ids).
         let thread = std::thread::Builder::new()
             .name(format!("wspush-worker-{worker}"))
@@ -155,6 +158,7 @@ impl Worker {
             generation: 0,
             shutdown_deadline_ms: None,
             history,
+            hosted: None,
         }
     }
 
@@ -170,14 +174,26 @@ impl Worker {
         let mut next_tick_ms = tick_ms;
         let mut next_ping_ms = self.core.settings.ping_interval_ms;
         let mut commands_left = false;
+        let mut events_left = false;
         loop {
-            let timeout = if commands_left || !self.still_readable.is_empty() || self.resumes_ready() {
+            let busy =
+                commands_left || events_left || !self.still_readable.is_empty() || self.resumes_ready();
+            let mut timeout = if busy {
                 Duration::ZERO
             } else {
                 let due = self.core.closing.front().map_or(next_tick_ms, |&(at, _)| at.min(next_tick_ms));
                 Duration::from_millis(due.saturating_sub(self.core.now_ms).max(1))
             };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+            let mut poll_sockets = true;
+            if let Some(waited) =
+                self.hosted.as_mut().and_then(|hosted| hosted.wait(timeout, self.core.worker))
+            {
+                poll_sockets = waited;
+                timeout = Duration::ZERO;
+            }
+            if !poll_sockets {
+                events.clear();
+            } else if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!(worker = self.core.worker, error = %e, "poll failed; worker stops");
                     break;
@@ -188,6 +204,9 @@ impl Worker {
             // waits for the next pass.
             let mut carried = std::mem::take(&mut self.readable_now);
             std::mem::swap(&mut carried, &mut self.still_readable);
+            // A full `events` may have left some ready: a hosted wait would not see them
+            // again (they are not new), so the next poll does not wait.
+            events_left = events.iter().count() == events.capacity();
             for event in events.iter() {
                 let key = event.token().0;
                 if event.token() == WAKER {
@@ -203,7 +222,11 @@ impl Worker {
             // Reset before draining: a command sent after this store either is drained
             // below or its sender sees `false` and wakes the poll.
             self.notified.store(false, Ordering::SeqCst);
+            let queued = self.commands.len();
             let drained = self.drain_commands();
+            if let Some(hosted) = &self.hosted {
+                hosted.after_pass(queued);
+            }
             commands_left = drained == Drained::More;
             let disconnected = drained == Drained::Disconnected;
             self.read_still_readable(&mut carried);
@@ -243,6 +266,11 @@ impl Worker {
             self.remove(key);
         }
         self.core.budget.publish();
+        // The hosted task outlives the sockets: the backplane publishes what the last
+        // closes and messages queued, until the engine tells it to stop.
+        if let Some(hosted) = self.hosted.take() {
+            hosted.finish();
+        }
     }
 
     /// Handles the queued commands: as many as were queued when it started, within
@@ -331,6 +359,12 @@ impl Worker {
             Command::SendAt { id, frame, position } => self.live_send_at(&id, frame, position),
             Command::Subscribed { id } => self.live_subscribed(&id),
             Command::HistoryPage { id, token, page } => self.live_page(&id, token, page),
+            Command::Host(task) => match Hosted::start(*task, &self.poll, self.core.worker) {
+                Ok(hosted) => self.hosted = Some(hosted),
+                Err(e) => {
+                    tracing::error!(worker = self.core.worker, error = %e, "cannot run the hosted task (the Redis backplane): this node has no Redis")
+                }
+            },
             Command::Shutdown { deadline } => {
                 let left = deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
                 self.begin_shutdown(self.core.now_ms + left);

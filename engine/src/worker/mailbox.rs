@@ -12,6 +12,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
 use mio::Waker;
 
+use super::hosted::{queued_by_own_task, HostedTask};
 use crate::cluster::ReadFailed;
 use crate::extensions::Extensions;
 use crate::history::{HistoryRead, Page, Position};
@@ -37,6 +38,8 @@ pub(crate) enum Command {
     /// Take over an upgraded socket. Boxed: every command is as large as the largest, and
     /// an adoption (rare next to sends) is the largest by far.
     Adopt(Box<Adoption>),
+    /// Run a task between passes, until it ends (see [`Mailboxes::host`]).
+    Host(Box<HostedTask>),
     /// Close every socket with 1001 and stop by `deadline`.
     Shutdown { deadline: Instant },
     /// Read `id`'s history (see [`Engine::history`](crate::Engine::history)).
@@ -116,6 +119,8 @@ pub(crate) struct Adoption {
 
 /// One worker's queue.
 pub(crate) struct WorkerHandle {
+    /// The worker's number.
+    worker: usize,
     commands: Sender<Command>,
     waker: Waker,
     notified: Arc<AtomicBool>,
@@ -124,12 +129,13 @@ pub(crate) struct WorkerHandle {
 
 impl WorkerHandle {
     pub(super) fn new(
+        worker: usize,
         commands: Sender<Command>,
         waker: Waker,
         notified: Arc<AtomicBool>,
         counters: Arc<Counters>,
     ) -> Self {
-        Self { commands, waker, notified, counters }
+        Self { worker, commands, waker, notified, counters }
     }
 
     /// Queues a command without blocking, waking the worker only if it may be asleep. A
@@ -148,7 +154,7 @@ impl WorkerHandle {
     /// As [`WorkerHandle::submit`], but a full queue hands the command back (uncounted).
     fn try_submit(&self, command: Command) -> Result<(), TrySendError<Command>> {
         self.commands.try_send(command)?;
-        if !self.notified.swap(true, Ordering::SeqCst) {
+        if !self.notified.swap(true, Ordering::SeqCst) && !queued_by_own_task(self.worker) {
             if let Err(e) = self.waker.wake() {
                 tracing::error!(error = %e, "cannot wake a worker");
             }
@@ -297,6 +303,15 @@ impl Mailboxes {
     /// Hands an upgraded socket to the worker of its id. On error the socket is gone.
     pub fn adopt(&self, adoption: Adoption) -> Result<(), Error> {
         self.for_id(&adoption.id).submit(Command::Adopt(Box::new(adoption)))
+    }
+
+    /// Has worker 0 run `task` between its passes until the task ends, even past the
+    /// worker's own stop: the thread that joins worker 0 must first have the task end.
+    pub fn host(&self, task: HostedTask) -> Result<(), Error> {
+        let worker = &self.workers[0];
+        worker.commands.send(Command::Host(Box::new(task))).map_err(|_| Error::ShutDown)?;
+        worker.notified.store(true, Ordering::SeqCst);
+        worker.waker.wake().map_err(|e| Error::io("waking a worker", e))
     }
 
     /// Tells every worker to close its sockets and stop by `deadline`, waiting for room in
