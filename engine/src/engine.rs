@@ -548,7 +548,7 @@ impl Engine {
         threads.into_iter().for_each(join);
         // After the other workers (their last closes may unsubscribe) and worker 0's sockets:
         // the backplane flushes the publishes still queued, then closes its connections.
-        if let Some(mut backplane) = self.backplane.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(backplane) = self.backplane.lock().unwrap_or_else(|e| e.into_inner()).take() {
             backplane.shutdown();
         }
         host.into_iter().for_each(join);

@@ -11,12 +11,12 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::endpoint::Endpoint;
-use super::link::{Change, ClusterLink, LinkEnds, Outbound};
+use super::link::{ClusterLink, LinkEnds};
 use super::publisher::publish_loop;
-use super::reader::{read_loop, read_sharded, ReadRequest};
+use super::reader::{read_loop, read_sharded};
 use super::routing::{Router, Workers};
 use super::sentinel::follow_failovers;
 use super::sharded_publisher::publish_sharded;
@@ -49,40 +49,44 @@ impl Backplane {
         let (stop, stopped) = watch::channel(false);
         let router = Router::new(link.clone(), shards.clone());
         tracing::info!(node_id = link.node_id(), redis = %config.redacted_url(), "cluster mode");
-        let LinkEnds { outbound, changes, reads } = ends;
-        let history = config.history();
-        let workers = shards.clone();
-        let start = move || -> Task {
-            if endpoint.cluster().is_some() {
-                return Box::pin(run_sharded(endpoint, link, outbound, changes, reads, workers, stopped));
-            }
-            Box::pin(async move {
-                // The subscriber reads all the time, so it sees a dropped connection first
-                // and tells the publisher, which may have nothing to send for a while.
-                let (lost, lost_seen) = watch::channel(0u64);
-                let publisher = publish_loop(&endpoint, outbound, link.clone(), lost_seen, stopped.clone());
-                // History reads have a connection of their own, only with history on.
-                let (reader_link, reader_stopped) = (link.clone(), stopped.clone());
-                let reader = async {
-                    if history {
-                        read_loop(&endpoint, reads, reader_link, reader_stopped).await;
-                    }
-                };
-                // With Sentinels: which server is master, followed (nothing for one Redis).
-                let failovers = follow_failovers(&endpoint, link.counters.clone(), stopped.clone());
-                let subscriber = subscribe_loop(&endpoint, changes, &link, router, lost, stopped);
-                tokio::join!(publisher, reader, subscriber, failovers);
-            })
+        let task: Task = if endpoint.cluster().is_some() {
+            Box::pin(run_sharded(endpoint, link, ends, shards.clone(), stopped))
+        } else {
+            Box::pin(run_single(endpoint, link, ends, router, stopped))
         };
-        shards.host(HostedTask { runtime, task: start() })?;
+        shards.host(HostedTask { runtime, task })?;
         Ok(Self { stop })
     }
 
     /// Tells the backplane to flush what is queued (briefly) and close its connections; it
     /// has ended when worker 0's thread has.
-    pub fn shutdown(&mut self) {
+    pub fn shutdown(&self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// The backplane on one Redis (or the master its Sentinels name).
+async fn run_single(
+    endpoint: Endpoint,
+    link: Arc<ClusterLink>,
+    LinkEnds { outbound, changes, reads }: LinkEnds,
+    router: Router,
+    stopped: watch::Receiver<bool>,
+) {
+    // The subscriber reads all the time, so it sees a dropped connection first and tells
+    // the publisher, which may have nothing to send for a while.
+    let (lost, lost_seen) = watch::channel(0u64);
+    let publisher = publish_loop(&endpoint, outbound, link.clone(), lost_seen, stopped.clone());
+    // History reads have a connection of their own, only with history on.
+    let reader = async {
+        if link.history_enabled() {
+            read_loop(&endpoint, reads, link.clone(), stopped.clone()).await;
+        }
+    };
+    // With Sentinels: which server is master, followed (nothing for one Redis).
+    let failovers = follow_failovers(&endpoint, link.counters.clone(), stopped.clone());
+    let subscriber = subscribe_loop(&endpoint, changes, &link, router, lost, stopped.clone());
+    tokio::join!(publisher, reader, subscriber, failovers);
 }
 
 /// The backplane on a Redis Cluster: the slot map kept current, and the publisher, the
@@ -90,9 +94,7 @@ impl Backplane {
 async fn run_sharded(
     endpoint: Endpoint,
     link: Arc<ClusterLink>,
-    outbound: mpsc::Receiver<Outbound>,
-    changes: mpsc::UnboundedReceiver<Change>,
-    reads: mpsc::Receiver<ReadRequest>,
+    LinkEnds { outbound, changes, reads }: LinkEnds,
     workers: Workers,
     stopped: watch::Receiver<bool>,
 ) {

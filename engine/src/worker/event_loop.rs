@@ -206,8 +206,9 @@ impl Worker {
             std::mem::swap(&mut carried, &mut self.still_readable);
             // A full `events` may have left some ready: a hosted wait would not see them
             // again (they are not new), so the next poll does not wait.
-            events_left = events.iter().count() == events.capacity();
+            let mut listed = 0;
             for event in events.iter() {
+                listed += 1;
                 let key = event.token().0;
                 if event.token() == WAKER {
                     continue;
@@ -219,6 +220,7 @@ impl Worker {
                     self.on_readable(key);
                 }
             }
+            events_left = listed == events.capacity();
             // Reset before draining: a command sent after this store either is drained
             // below or its sender sees `false` and wakes the poll.
             self.notified.store(false, Ordering::SeqCst);

@@ -151,6 +151,14 @@ impl WorkerHandle {
         }
     }
 
+    /// Queues a command that must not be skipped, waiting for room in a full queue (the
+    /// worker still drains it), then wakes the worker unconditionally.
+    fn submit_waiting(&self, command: Command) -> Result<(), Error> {
+        self.commands.send(command).map_err(|_| Error::ShutDown)?;
+        self.notified.store(true, Ordering::SeqCst);
+        self.waker.wake().map_err(|e| Error::io("waking a worker", e))
+    }
+
     /// As [`WorkerHandle::submit`], but a full queue hands the command back (uncounted).
     fn try_submit(&self, command: Command) -> Result<(), TrySendError<Command>> {
         self.commands.try_send(command)?;
@@ -308,20 +316,16 @@ impl Mailboxes {
     /// Has worker 0 run `task` between its passes until the task ends, even past the
     /// worker's own stop: the thread that joins worker 0 must first have the task end.
     pub fn host(&self, task: HostedTask) -> Result<(), Error> {
-        let worker = &self.workers[0];
-        worker.commands.send(Command::Host(Box::new(task))).map_err(|_| Error::ShutDown)?;
-        worker.notified.store(true, Ordering::SeqCst);
-        worker.waker.wake().map_err(|e| Error::io("waking a worker", e))
+        self.workers[0].submit_waiting(Command::Host(Box::new(task)))
     }
 
     /// Tells every worker to close its sockets and stop by `deadline`, waiting for room in
     /// a full queue (it still drains) rather than skip the shutdown.
     pub fn shutdown(&self, deadline: Instant) {
         for worker in self.workers.iter() {
-            if worker.commands.send(Command::Shutdown { deadline }).is_ok() {
-                worker.notified.store(true, Ordering::SeqCst);
-                let _ = worker.waker.wake();
-            }
+            // A stopped worker needs no telling; one that missed the wake-up still finds
+            // the command within a tick, which its wait never outlasts.
+            let _ = worker.submit_waiting(Command::Shutdown { deadline });
         }
     }
 }
