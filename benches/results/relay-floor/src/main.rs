@@ -21,14 +21,38 @@ fn usage() -> (f64, i64, i64) {
     (t(ru.ru_utime) + t(ru.ru_stime), ru.ru_nvcsw, ru.ru_nivcsw)
 }
 
+/// Writes `payload` into `frame` as a binary WebSocket frame (short form), returning its length.
+fn frame_into(frame: &mut [u8], payload: &[u8]) -> usize {
+    let n = payload.len();
+    frame[0] = 0x82;
+    frame[1] = 126.min(n) as u8;
+    frame[2..2 + n].copy_from_slice(payload);
+    n + 2
+}
+
+/// An epoll descriptor (level-triggered) watching `src` for reading.
+fn epoll_on(src: &TcpStream) -> i32 {
+    let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 1 };
+    // SAFETY: plain system calls on descriptors this process owns; `ev` outlives the call.
+    unsafe {
+        let ep = libc::epoll_create1(0);
+        assert!(ep >= 0 && libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, src.as_raw_fd(), &mut ev) == 0);
+        ep
+    }
+}
+
+/// A send of `frame` that posts no completion when it succeeds.
+fn send_entry(sink: io_uring::types::Fd, frame: &[u8]) -> io_uring::squeue::Entry {
+    io_uring::opcode::Send::new(sink, frame.as_ptr(), frame.len() as u32)
+        .build()
+        .flags(io_uring::squeue::Flags::SKIP_SUCCESS)
+        .user_data(2)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args[1].as_str() {
-        "source" => source(
-            args[2].parse().unwrap(),
-            args[3].parse().unwrap(),
-            args[4].parse().unwrap(),
-        ),
+        "source" => source(args[2].parse().unwrap(), args[3].parse().unwrap(), args[4].parse().unwrap()),
         "sink" => sink(args[2].parse().unwrap()),
         mode => relay(mode, args[2].parse().unwrap(), args[3].parse().unwrap()),
     }
@@ -85,12 +109,7 @@ fn relay(mode: &str, port: u16, count: u64) {
         }
     };
     if mode == "epoll" {
-        let ep = unsafe { libc::epoll_create1(0) };
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: 1,
-        };
-        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, src.as_raw_fd(), &mut ev) };
+        let ep = epoll_on(&src);
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 8];
         loop {
             let n = unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), 8, -1) };
@@ -100,10 +119,8 @@ fn relay(mode: &str, port: u16, count: u64) {
             if n == 0 {
                 break;
             }
-            frame[0] = 0x82;
-            frame[1] = 126.min(n) as u8;
-            frame[2..2 + n].copy_from_slice(&buf[..n]);
-            sink.write_all(&frame[..2 + n]).unwrap();
+            let len = frame_into(&mut frame, &buf[..n]);
+            sink.write_all(&frame[..len]).unwrap();
             got += n as u64;
             frames += 1;
             measure(got, &mut start);
@@ -111,20 +128,13 @@ fn relay(mode: &str, port: u16, count: u64) {
     } else if mode == "hybrid" {
         // epoll still says what is readable; io_uring only submits the write together with
         // the wait (a poll on the epoll descriptor), so writing and sleeping are one call.
-        use io_uring::{opcode, squeue, types, IoUring};
-        let ep = unsafe { libc::epoll_create1(0) };
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: 1,
-        };
-        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, src.as_raw_fd(), &mut ev) };
+        use io_uring::{opcode, types, IoUring};
+        let ep = epoll_on(&src);
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 8];
         let mut ring = IoUring::new(64).unwrap();
         let kfd = types::Fd(sink.as_raw_fd());
         loop {
-            let wait = opcode::PollAdd::new(types::Fd(ep), libc::POLLIN as u32)
-                .build()
-                .user_data(3);
+            let wait = opcode::PollAdd::new(types::Fd(ep), libc::POLLIN as u32).build().user_data(3);
             unsafe { ring.submission().push(&wait).unwrap() };
             ring.submit_and_wait(1).unwrap();
             for c in ring.completion() {
@@ -140,14 +150,8 @@ fn relay(mode: &str, port: u16, count: u64) {
             if n == 0 {
                 break;
             }
-            frame[0] = 0x82;
-            frame[1] = 126.min(n) as u8;
-            frame[2..2 + n].copy_from_slice(&buf[..n]);
-            let send = opcode::Send::new(kfd, frame.as_ptr(), (n + 2) as u32)
-                .build()
-                .flags(squeue::Flags::SKIP_SUCCESS)
-                .user_data(2);
-            unsafe { ring.submission().push(&send).unwrap() };
+            let len = frame_into(&mut frame, &buf[..n]);
+            unsafe { ring.submission().push(&send_entry(kfd, &frame[..len])).unwrap() };
             got += n as u64;
             frames += 1;
             measure(got, &mut start);
@@ -155,23 +159,17 @@ fn relay(mode: &str, port: u16, count: u64) {
         // The last frame's send is submitted with no wait.
         ring.submit().unwrap();
     } else {
-        use io_uring::{opcode, squeue, types, IoUring};
+        use io_uring::{opcode, types, IoUring};
         let mut ring = IoUring::new(64).unwrap();
         let sfd = types::Fd(src.as_raw_fd());
         let kfd = types::Fd(sink.as_raw_fd());
-        let recv = |buf: &mut [u8]| {
-            opcode::Recv::new(sfd, buf.as_mut_ptr(), buf.len() as u32)
-                .build()
-                .user_data(1)
-        };
+        let recv =
+            |buf: &mut [u8]| opcode::Recv::new(sfd, buf.as_mut_ptr(), buf.len() as u32).build().user_data(1);
         unsafe { ring.submission().push(&recv(&mut buf)).unwrap() };
         'outer: loop {
             ring.submit_and_wait(1).unwrap();
             wakes += 1;
-            let cqes: Vec<_> = ring
-                .completion()
-                .map(|c| (c.user_data(), c.result()))
-                .collect();
+            let cqes: Vec<_> = ring.completion().map(|c| (c.user_data(), c.result())).collect();
             for (ud, res) in cqes {
                 if ud != 1 {
                     assert!(res >= 0, "send failed {res}");
@@ -182,13 +180,8 @@ fn relay(mode: &str, port: u16, count: u64) {
                 if n == 0 {
                     break 'outer;
                 }
-                frame[0] = 0x82;
-                frame[1] = 126.min(n) as u8;
-                frame[2..2 + n].copy_from_slice(&buf[..n]);
-                let send = opcode::Send::new(kfd, frame.as_ptr(), (n + 2) as u32)
-                    .build()
-                    .flags(squeue::Flags::SKIP_SUCCESS)
-                    .user_data(2);
+                let len = frame_into(&mut frame, &buf[..n]);
+                let send = send_entry(kfd, &frame[..len]);
                 // The send is done (copied into the socket) before the next recv completes:
                 // the frame buffer is reused only after a later completion.
                 unsafe {
