@@ -178,22 +178,29 @@ impl Worker {
         loop {
             let busy =
                 commands_left || events_left || !self.still_readable.is_empty() || self.resumes_ready();
-            let mut timeout = if busy {
+            let timeout = if busy {
                 Duration::ZERO
             } else {
                 let due = self.core.closing.front().map_or(next_tick_ms, |&(at, _)| at.min(next_tick_ms));
                 Duration::from_millis(due.saturating_sub(self.core.now_ms).max(1))
             };
-            let mut poll_sockets = true;
-            if let Some(waited) =
-                self.hosted.as_mut().and_then(|hosted| hosted.wait(timeout, self.core.worker))
-            {
-                poll_sockets = waited;
-                timeout = Duration::ZERO;
-            }
-            if !poll_sockets {
-                events.clear();
-            } else if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+            // A hosted wait (when this worker holds its task) stands in for the poll's: the
+            // poll then only collects what is ready, and is skipped when nothing but the
+            // task's own commands ended the wait.
+            let poll_timeout =
+                match self.hosted.as_mut().and_then(|hosted| hosted.wait(timeout, self.core.worker)) {
+                    Some(false) => None,
+                    Some(true) => Some(Duration::ZERO),
+                    None => Some(timeout),
+                };
+            let polled = match poll_timeout {
+                Some(timeout) => self.poll.poll(&mut events, Some(timeout)),
+                None => {
+                    events.clear();
+                    Ok(())
+                }
+            };
+            if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!(worker = self.core.worker, error = %e, "poll failed; worker stops");
                     break;
