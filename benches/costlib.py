@@ -229,6 +229,18 @@ def alternate(variants, round):
     return list(variants) if round % 2 == 0 else list(reversed(variants))
 
 
+def load_generator_report(command, timeout=600):
+    """Runs a `wspush-bench` command (in the repository's root) and returns its last JSON
+    report, or an inexact row (with its exit code, the command's stderr passed on) when it
+    failed or reported nothing."""
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        sys.stderr.write(done.stderr[-2000:])
+        return {"exact": False, "exit": done.returncode}
+    return lines[-1]
+
+
 def commit():
     return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 

@@ -175,8 +175,9 @@ typedef struct wspush_engine wspush_engine;
  * `id` is `id_len` bytes of UTF-8, followed by a NUL for convenience (an id may contain a
  * NUL byte: `id_len` is authoritative).
  *
- * Thread: called on one of the engine's worker threads (the one owning the socket), never
- * on the thread that calls wspush functions. Workers serve many sockets: return quickly
+ * Thread: called on one of the engine's worker threads (the one owning the socket, or the
+ * one that read a message from Redis and wrote it for the owner), one call at a time per
+ * socket, never on the thread that calls wspush functions. Workers serve many sockets: return quickly
  * and never block. May call `wspush_engine_send`, `_send_to`, `_broadcast`,
  * `_close_connection`, `_stats` and `_set_callbacks`, but not `wspush_engine_stop`,
  * `wspush_engine_free` or `wspush_engine_send_positioned` (they would wait for the worker

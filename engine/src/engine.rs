@@ -379,7 +379,7 @@ impl Engine {
         self.history
     }
 
-    /// Reads `id`'s history and calls `done` (on the id's worker thread, or in cluster mode
+    /// Reads `id`'s history and calls `done` (on a worker thread, or in cluster mode
     /// on the thread reading Redis) with its epoch, its newest offset and up to `limit`
     /// messages: those after `since` when the history still reaches it (`recovered`),
     /// otherwise from the oldest kept. An id without history gets an empty one (a new
@@ -583,10 +583,68 @@ impl Drop for Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::worker_of;
+    use crate::receipt::{Collector, SelfCount};
+    use crate::worker::{HostedTask, CARRIED_COMMANDS};
 
     #[test]
     fn an_engine_can_be_shared_across_threads() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Engine>();
+    }
+
+    /// Has worker 0's hosted task (where the Redis backplane runs) queue `batches` of
+    /// counts of `id`'s sockets, each batch in one turn of the task and answered before the
+    /// next; returns, per batch, the threads that ran its counts.
+    fn counted_on(engine: &Engine, id: &str, batches: Vec<usize>) -> Vec<Vec<String>> {
+        let (done, finished) = std::sync::mpsc::channel();
+        let (mailboxes, id) = (engine.mailboxes.clone(), id.to_owned());
+        let task = Box::pin(async move {
+            let mut threads = Vec::new();
+            for batch in batches {
+                // Room for worker 1 to finish its pass and sleep.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                let (ran, mut ran_on) = tokio::sync::mpsc::unbounded_channel();
+                for _ in 0..batch {
+                    let ran = ran.clone();
+                    let thread = move |_| {
+                        let _ = ran.send(std::thread::current().name().unwrap_or("").to_owned());
+                    };
+                    let receipt = Arc::new(Collector::for_receipt(1, SelfCount::Include, thread));
+                    mailboxes.count(&id, receipt).expect("queued");
+                }
+                let mut names = Vec::new();
+                while names.len() < batch {
+                    names.push(ran_on.recv().await.expect("every count answers"));
+                }
+                threads.push(names);
+            }
+            let _ = done.send(threads);
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        engine.mailboxes.host(HostedTask { runtime, task }).unwrap();
+        finished.recv_timeout(Duration::from_secs(30)).expect("the task ran its batches")
+    }
+
+    #[test]
+    fn a_lone_command_from_the_hosted_task_runs_on_its_thread_and_a_burst_on_its_worker() {
+        let engine = Engine::start(Config { workers: 2, ..Config::default() }).unwrap();
+        let id = (0..).map(|i| format!("user-{i}")).find(|id| worker_of(id, 2) == 1).unwrap();
+        // A lone count is carried when worker 1 sleeps; it is woken instead while its last
+        // pass still holds its state, which a few of the rounds may find.
+        let mut batches = vec![1; 50];
+        batches.push(CARRIED_COMMANDS + 1);
+        let mut threads = counted_on(&engine, &id, batches);
+        let burst = threads.pop().unwrap();
+        assert!(
+            threads.iter().flatten().any(|thread| thread == "wspush-worker-0"),
+            "no lone command was carried: {threads:?}"
+        );
+        assert!(threads.iter().flatten().all(|thread| thread.starts_with("wspush-worker-")));
+        assert!(
+            burst.iter().all(|thread| thread == "wspush-worker-1"),
+            "a burst is handled by its own worker: {burst:?}"
+        );
+        engine.shutdown(Duration::from_secs(5));
     }
 }

@@ -7,11 +7,11 @@ burst to 10,000 sockets (`unicast-1node-10k`, compat channel), which one worker 
     cargo build --release -p wspush -p wspush-bench
     python3 benches/results/hosted-backplane/one_worker.py OUT.jsonl ROUNDS
 """
-import json, os, subprocess, sys, time
+import json, os, sys, time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", ".."))
 import lone_sender as ls
-from costlib import commit
+from costlib import commit, load_generator_report
 
 BASE_ARGS = list(ls.ARGS)
 VARIANTS = [("default-workers", "wspush", []), ("workers-1", "wspush", ["--workers", "1"]), ("uws", "uws", [])]
@@ -23,12 +23,7 @@ rows = []
 
 def burst(target, extra):
     command = [ls.BENCH, "unicast", "--target", target, "--quiet", "--label", "unicast-1node-10k"] + BURST + extra
-    done = subprocess.run(command, cwd=ls.ROOT, capture_output=True, text=True, timeout=600)
-    lines = [json.loads(l) for l in done.stdout.splitlines() if l.startswith("{")]
-    if done.returncode != 0 or not lines:
-        sys.stderr.write(done.stderr[-2000:])
-        return {"exact": False, "exit": done.returncode}
-    return lines[-1]
+    return load_generator_report(command)
 
 
 with open(sys.argv[1], "a") as out:

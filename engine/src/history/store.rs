@@ -1,7 +1,7 @@
-//! The single-node history of a worker's ids (design §1.3): owned by one worker thread, so
-//! no locks. Each id keeps its last `history_size` messages, exactly; a history is dropped
-//! `history_ttl` after its last message, or earlier, soonest-to-expire first, when the
-//! worker's share of `history_max_bytes` is exceeded. A dropped history starts again under
+//! The single-node history of a worker's ids (design §1.3): owned by one worker, so no
+//! locks of its own. Each id keeps its last `history_size` messages, exactly; a history is
+//! dropped `history_ttl` after its last message, or earlier, soonest-to-expire first, when
+//! the worker's share of `history_max_bytes` is exceeded. A dropped history starts again under
 //! a new epoch, so a client is never given a silent gap.
 //!
 //! A kept message holds the plain frame that was delivered live (a reference count, not a
@@ -9,7 +9,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,7 +18,7 @@ use super::wire::split_frame;
 use super::{Entry, Epoch, HistoryRead, Page, Position};
 
 /// What an id's history costs beyond its messages, as counted against `history_max_bytes`:
-/// its map slot (the `Rc<str>` and [`IdHistory`]), the id's own allocation header, an empty
+/// its map slot (the `Arc<str>` and [`IdHistory`]), the id's own allocation header, an empty
 /// ring and its expiry entry. The id's bytes are added. Measured by
 /// `memory_accounting_covers_what_is_allocated`.
 pub(crate) const ID_OVERHEAD: usize = 320;
@@ -91,12 +91,12 @@ pub(crate) struct Store {
     ttl_ms: u64,
     /// This worker's share of `history_max_bytes`.
     max_bytes: usize,
-    histories: HashMap<Rc<str>, IdHistory, foldhash::fast::RandomState>,
+    histories: HashMap<Arc<str>, IdHistory, foldhash::fast::RandomState>,
     /// (deadline, serial, id), soonest first: at most one current entry per history (its
     /// serial matches); a popped entry whose history was written since is pushed again at its
     /// real deadline. Entries of dropped histories are skipped, and swept when they outnumber
     /// the histories.
-    deadlines: BinaryHeap<Reverse<(u64, u64, Rc<str>)>>,
+    deadlines: BinaryHeap<Reverse<(u64, u64, Arc<str>)>>,
     bytes: usize,
     next_serial: u64,
 }
@@ -200,7 +200,7 @@ impl Store {
     /// `id`'s history, started now under a new epoch if there is none.
     fn history(&mut self, id: &str, now_ms: u64) -> &mut IdHistory {
         if !self.histories.contains_key(id) {
-            let id: Rc<str> = Rc::from(id);
+            let id: Arc<str> = Arc::from(id);
             let serial = self.next_serial;
             self.next_serial += 1;
             let bytes = ID_OVERHEAD + id.len();

@@ -5,7 +5,7 @@
 
 use std::io::{self, Read};
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use mio::{Interest, Registry, Token};
@@ -128,7 +128,7 @@ pub(crate) enum CloseCause {
 /// decoder's borrowed frames and this can be used at the same time).
 pub(crate) struct Link {
     stream: Transport,
-    id: Rc<str>,
+    id: Arc<str>,
     serial: u64,
     state: State,
     /// The close code reported in the close event: the one sent or received.
@@ -162,7 +162,7 @@ pub(crate) struct Connection {
 impl Connection {
     pub fn new(
         stream: Transport,
-        id: Rc<str>,
+        id: Arc<str>,
         serial: u64,
         max_message_size: usize,
         now_ms: u64,
@@ -233,7 +233,7 @@ impl Lease {
 }
 
 impl Link {
-    pub fn id(&self) -> &Rc<str> {
+    pub fn id(&self) -> &Arc<str> {
         &self.id
     }
 

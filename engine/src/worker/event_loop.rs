@@ -6,9 +6,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,9 +20,9 @@ use super::budget::{close_oldest_blocked, Budget};
 use super::connection::{CloseCause, Connection, Lease, State};
 use super::core::{Core, WorkerShared, CLOSE_GRACE_MS};
 use super::history::WorkerHistory;
-use super::hosted::Hosted;
+use super::hosted::{Hosted, HostedTask};
 use super::input::READ_PER_PASS;
-use super::mailbox::{Adoption, Command, WorkerHandle};
+use super::mailbox::{Adoption, Command, Mailboxes, WorkerHandle};
 use super::output::{blocked_entry, deliver, Queued, Sockets};
 use super::settings::WorkerSettings;
 use crate::compression::{FrameCompressor, Inflater};
@@ -60,9 +59,15 @@ enum Drained {
 /// Slab keys live in the low bits of a connection's serial, the rest counts up.
 const KEY_BITS: u32 = 24;
 
-/// A worker thread's state.
+/// Commands a pass carried for a sleeping worker may handle (see [`Worker::carry`]): a
+/// lone message from Redis is one; more wake the worker, so a burst is written by its own
+/// worker, in parallel with the others.
+pub(crate) const CARRIED_COMMANDS: usize = 16;
+
+/// A worker's state: its sockets and everything its passes use. Behind a mutex that the
+/// worker's thread holds except while it waits, so that the thread hosting the backplane
+/// can run a short pass for it while it sleeps ([`Worker::carry`]) instead of waking it.
 pub(crate) struct Worker {
-    pub(super) poll: Poll,
     commands: Receiver<Command>,
     /// False while the worker may be blocked in `poll`; senders wake it when they flip it.
     notified: Arc<AtomicBool>,
@@ -70,7 +75,7 @@ pub(crate) struct Worker {
     /// Sockets of each id. foldhash instead of SipHash: hashing the id was a visible share
     /// of a worker's time per message, and a per-process random seed still keeps clients
     /// from choosing ids that collide.
-    pub(super) ids: HashMap<Rc<str>, Vec<usize>, foldhash::fast::RandomState>,
+    pub(super) ids: HashMap<Arc<str>, Vec<usize>, foldhash::fast::RandomState>,
     pub(super) core: Core,
     /// One read buffer for all sockets: input is decoded straight from it, and only the
     /// tail of an incomplete frame is copied into its connection.
@@ -85,8 +90,20 @@ pub(crate) struct Worker {
     shutdown_deadline_ms: Option<u64>,
     /// The ids' histories and the sockets replaying them; `None` with history off.
     pub(super) history: Option<WorkerHistory>,
-    /// The task this worker hosts, if any (worker 0 hosts the Redis backplane).
-    hosted: Option<Hosted>,
+    /// A task to host (worker 0 hosts the Redis backplane), until the loop starts it.
+    to_host: Option<(Box<HostedTask>, Mailboxes)>,
+    /// When the next tick and the next pings are due, in the worker's clock.
+    next_tick_ms: u64,
+    next_ping_ms: u64,
+    /// The last pass stopped at its budget with commands or events left.
+    commands_left: bool,
+    events_left: bool,
+}
+
+/// Locks a worker's state. A pass that panicked poisoned it; the state is still the
+/// worker's, which goes on (as a thread that did not share it would).
+fn lock(state: &Mutex<Worker>) -> MutexGuard<'_, Worker> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Worker {
@@ -105,20 +122,20 @@ impl Worker {
             poll.registry().try_clone().map_err(|e| Error::io("cloning a worker's registry", e))?;
         let (commands, inbox) = crossbeam_channel::bounded(queue_capacity);
         let notified = Arc::new(AtomicBool::new(false));
-        let handle = WorkerHandle::new(worker, commands, waker, notified.clone(), shared.counters.clone());
-        // Built on its own thread: a worker's state is single-threaded (`Rc` ids).
+        let counters = shared.counters.clone();
+        let state =
+            Arc::new(Mutex::new(Worker::new(worker, registry, inbox, notified.clone(), shared, settings)));
+        let handle = WorkerHandle::new(worker, commands, waker, notified, counters, state.clone());
         let thread = std::thread::Builder::new()
             .name(format!("wspush-worker-{worker}"))
-            .spawn(move || Worker::new(worker, poll, registry, inbox, notified, shared, settings).run())
+            .spawn(move || run(&state, poll))
             .map_err(|e| Error::io("starting a worker thread", e))?;
         Ok((handle, thread))
     }
 
-    /// A worker over `poll`; `registry` is a handle to the same poll, for re-registering
-    /// sockets while the poll itself is borrowed.
+    /// A worker whose sockets register with `registry` (its poll's).
     fn new(
         worker: usize,
-        poll: Poll,
         registry: Registry,
         commands: Receiver<Command>,
         notified: Arc<AtomicBool>,
@@ -131,6 +148,7 @@ impl Worker {
             .compression
             .then(|| FrameCompressor::new(settings.compression_threshold, settings.compression_level));
         let inflater = settings.compression.then(Inflater::new);
+        let (next_tick_ms, next_ping_ms) = (settings.tick_ms(), settings.ping_interval_ms);
         Self {
             core: Core {
                 worker,
@@ -147,7 +165,6 @@ impl Worker {
                 compressor,
                 inflater,
             },
-            poll,
             commands,
             notified,
             conns: Slab::new(),
@@ -158,7 +175,11 @@ impl Worker {
             generation: 0,
             shutdown_deadline_ms: None,
             history,
-            hosted: None,
+            to_host: None,
+            next_tick_ms,
+            next_ping_ms,
+            commands_left: false,
+            events_left: false,
         }
     }
 
@@ -167,125 +188,126 @@ impl Worker {
         (serial & ((1 << KEY_BITS) - 1)) as usize
     }
 
-    /// Runs until shut down (or the engine handle is gone).
-    fn run(mut self) {
-        let mut events = Events::with_capacity(1024);
-        let tick_ms = self.core.settings.tick_ms();
-        let mut next_tick_ms = tick_ms;
-        let mut next_ping_ms = self.core.settings.ping_interval_ms;
-        let mut commands_left = false;
-        let mut events_left = false;
-        loop {
-            let busy =
-                commands_left || events_left || !self.still_readable.is_empty() || self.resumes_ready();
-            let timeout = if busy {
-                Duration::ZERO
-            } else {
-                let due = self.core.closing.front().map_or(next_tick_ms, |&(at, _)| at.min(next_tick_ms));
-                Duration::from_millis(due.saturating_sub(self.core.now_ms).max(1))
-            };
-            // A hosted wait (when this worker holds its task) stands in for the poll's: the
-            // poll then only collects what is ready, and is skipped when nothing but the
-            // task's own commands ended the wait.
-            let poll_timeout =
-                match self.hosted.as_mut().and_then(|hosted| hosted.wait(timeout, self.core.worker)) {
-                    Some(false) => None,
-                    Some(true) => Some(Duration::ZERO),
-                    None => Some(timeout),
-                };
-            let polled = match poll_timeout {
-                Some(timeout) => self.poll.poll(&mut events, Some(timeout)),
-                None => {
-                    events.clear();
-                    Ok(())
-                }
-            };
-            if let Err(e) = polled {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    tracing::error!(worker = self.core.worker, error = %e, "poll failed; worker stops");
-                    break;
-                }
+    /// How long the worker may wait before its next pass: not at all with work left, else
+    /// until its next close deadline or tick.
+    fn wait_timeout(&self) -> Duration {
+        let busy =
+            self.commands_left || self.events_left || !self.still_readable.is_empty() || self.resumes_ready();
+        if busy {
+            return Duration::ZERO;
+        }
+        let next_tick_ms = self.next_tick_ms;
+        let due = self.core.closing.front().map_or(next_tick_ms, |&(at, _)| at.min(next_tick_ms));
+        Duration::from_millis(due.saturating_sub(self.core.now_ms).max(1))
+    }
+
+    /// One pass of the loop over what `events` listed: the sockets ready, the queued
+    /// commands, the reads left over, replays, deadlines and timers, then one flush.
+    /// Returns false when the worker is done.
+    fn pass(&mut self, events: &Events, hosted: Option<&Hosted>) -> bool {
+        self.core.now_ms = self.core.epoch.elapsed().as_millis() as u64;
+        // Read after this pass's commands and ready sockets; what gets listed meanwhile
+        // waits for the next pass.
+        let mut carried = std::mem::take(&mut self.readable_now);
+        std::mem::swap(&mut carried, &mut self.still_readable);
+        // A full `events` may have left some ready: a hosted wait would not see them
+        // again (they are not new), so the next poll does not wait.
+        let mut listed = 0;
+        for event in events.iter() {
+            listed += 1;
+            let key = event.token().0;
+            if event.token() == WAKER {
+                continue;
             }
-            self.core.now_ms = self.core.epoch.elapsed().as_millis() as u64;
-            // Read after this pass's commands and ready sockets; what gets listed meanwhile
-            // waits for the next pass.
-            let mut carried = std::mem::take(&mut self.readable_now);
-            std::mem::swap(&mut carried, &mut self.still_readable);
-            // A full `events` may have left some ready: a hosted wait would not see them
-            // again (they are not new), so the next poll does not wait.
-            let mut listed = 0;
-            for event in events.iter() {
-                listed += 1;
-                let key = event.token().0;
-                if event.token() == WAKER {
-                    continue;
-                }
-                if event.is_writable() {
-                    self.on_writable(key);
-                }
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    self.on_readable(key);
-                }
+            if event.is_writable() {
+                self.on_writable(key);
             }
-            events_left = listed == events.capacity();
-            // Reset before draining: a command sent after this store either is drained
-            // below or its sender sees `false` and wakes the poll.
-            self.notified.store(false, Ordering::SeqCst);
-            let queued = self.commands.len();
-            let drained = self.drain_commands();
-            if let Some(hosted) = &self.hosted {
-                hosted.after_pass(queued);
-            }
-            commands_left = drained == Drained::More;
-            let disconnected = drained == Drained::Disconnected;
-            self.read_still_readable(&mut carried);
-            self.readable_now = carried;
-            // Replays go on after this pass's commands (sends appended to the history are
-            // replayed, not delivered, to a socket that has not caught up yet).
-            self.continue_resumes();
-            // The clock again: reads and commands may have taken a while, and deadlines and
-            // timers are checked on every pass however busy it is.
-            self.core.now_ms = self.core.epoch.elapsed().as_millis() as u64;
-            self.drop_closed_past_deadline();
-            if self.core.now_ms >= next_tick_ms {
-                let ping_due = self.core.settings.ping_interval_ms > 0 && self.core.now_ms >= next_ping_ms;
-                if ping_due {
-                    next_ping_ms = self.core.now_ms + self.core.settings.ping_interval_ms;
-                }
-                self.tick(ping_due);
-                next_tick_ms = self.core.now_ms + tick_ms;
-            }
-            self.flush_dirty();
-            self.core.budget.publish();
-            if self.core.budget.blocked_len() > 2 * self.conns.len() + 64 {
-                self.compact_blocked();
-            }
-            if disconnected && self.shutdown_deadline_ms.is_none() {
-                self.begin_shutdown(self.core.now_ms + CLOSE_GRACE_MS);
-            }
-            if let Some(deadline) = self.shutdown_deadline_ms {
-                if self.conns.is_empty() || self.core.now_ms >= deadline {
-                    break;
-                }
-                next_tick_ms = next_tick_ms.min(deadline);
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                self.on_readable(key);
             }
         }
+        self.events_left = listed == events.capacity();
+        // Reset before draining: a command sent after this store either is drained
+        // below or its sender sees `false` and wakes the poll.
+        self.notified.store(false, Ordering::SeqCst);
+        let queued = self.commands.len();
+        let drained = self.drain_commands(queued.clamp(MIN_COMMANDS_PER_PASS, MAX_COMMANDS_PER_PASS));
+        if let Some(hosted) = hosted {
+            hosted.after_pass(queued);
+        }
+        self.commands_left = drained == Drained::More;
+        let disconnected = drained == Drained::Disconnected;
+        self.read_still_readable(&mut carried);
+        self.readable_now = carried;
+        // Replays go on after this pass's commands (sends appended to the history are
+        // replayed, not delivered, to a socket that has not caught up yet).
+        self.continue_resumes();
+        // The clock again: reads and commands may have taken a while, and deadlines and
+        // timers are checked on every pass however busy it is.
+        self.core.now_ms = self.core.epoch.elapsed().as_millis() as u64;
+        self.drop_closed_past_deadline();
+        if self.core.now_ms >= self.next_tick_ms {
+            let ping_interval_ms = self.core.settings.ping_interval_ms;
+            let ping_due = ping_interval_ms > 0 && self.core.now_ms >= self.next_ping_ms;
+            if ping_due {
+                self.next_ping_ms = self.core.now_ms + ping_interval_ms;
+            }
+            self.tick(ping_due);
+            self.next_tick_ms = self.core.now_ms + self.core.settings.tick_ms();
+        }
+        self.flush_dirty();
+        self.core.budget.publish();
+        if self.core.budget.blocked_len() > 2 * self.conns.len() + 64 {
+            self.compact_blocked();
+        }
+        if disconnected && self.shutdown_deadline_ms.is_none() {
+            self.begin_shutdown(self.core.now_ms + CLOSE_GRACE_MS);
+        }
+        if let Some(deadline) = self.shutdown_deadline_ms {
+            if self.conns.is_empty() || self.core.now_ms >= deadline {
+                return false;
+            }
+            self.next_tick_ms = self.next_tick_ms.min(deadline);
+        }
+        true
+    }
+
+    /// A short pass run for this worker, while it sleeps in its poll, by the thread that
+    /// queued its commands (the one hosting the backplane, after a read from Redis): the
+    /// queued commands, then one flush. A message that arrives alone then costs no wake-up
+    /// of a second thread: the write is made where the message was read.
+    ///
+    /// Returns whether the worker must be woken all the same: commands are left, or the
+    /// pass gave it something its sleep did not count on (a close deadline, a socket to
+    /// read, a replay, a task, its stop). Readiness needs no wake here: a socket the pass
+    /// registered for writing wakes the poll itself.
+    pub(super) fn carry(&mut self) -> bool {
+        self.notified.store(false, Ordering::SeqCst);
+        self.core.now_ms = self.core.epoch.elapsed().as_millis() as u64;
+        let closing = self.core.closing.len();
+        let drained = self.drain_commands(CARRIED_COMMANDS);
+        self.flush_dirty();
+        self.core.budget.publish();
+        drained != Drained::Empty
+            || self.core.closing.len() != closing
+            || !self.still_readable.is_empty()
+            || self.resumes_ready()
+            || self.to_host.is_some()
+            || self.shutdown_deadline_ms.is_some()
+    }
+
+    /// Closes every socket (the worker stops).
+    fn remove_all(&mut self) {
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.remove(key);
         }
         self.core.budget.publish();
-        // The hosted task outlives the sockets: the backplane publishes what the last
-        // closes and messages queued, until the engine tells it to stop.
-        if let Some(hosted) = self.hosted.take() {
-            hosted.finish();
-        }
     }
 
-    /// Handles the queued commands: as many as were queued when it started, within
-    /// `MIN_COMMANDS_PER_PASS..=MAX_COMMANDS_PER_PASS`.
-    fn drain_commands(&mut self) -> Drained {
-        for _ in 0..self.commands.len().clamp(MIN_COMMANDS_PER_PASS, MAX_COMMANDS_PER_PASS) {
+    /// Handles at most `limit` queued commands.
+    fn drain_commands(&mut self, limit: usize) -> Drained {
+        for _ in 0..limit {
             match self.commands.try_recv() {
                 Ok(command) => self.handle(command),
                 Err(crossbeam_channel::TryRecvError::Empty) => return Drained::Empty,
@@ -368,12 +390,7 @@ impl Worker {
             Command::SendAt { id, frame, position } => self.live_send_at(&id, frame, position),
             Command::Subscribed { id } => self.live_subscribed(&id),
             Command::HistoryPage { id, token, page } => self.live_page(&id, token, page),
-            Command::Host(task) => match Hosted::start(*task, &self.poll, self.core.worker) {
-                Ok(hosted) => self.hosted = Some(hosted),
-                Err(e) => {
-                    tracing::error!(worker = self.core.worker, error = %e, "cannot run the hosted task (the Redis backplane): this node has no Redis")
-                }
-            },
+            Command::Host(task, mailboxes) => self.to_host = Some((task, mailboxes)),
             Command::Shutdown { deadline } => {
                 let left = deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
                 self.begin_shutdown(self.core.now_ms + left);
@@ -420,21 +437,21 @@ impl Worker {
             self.core.release(lease);
             return;
         }
-        if let Err(e) = self.poll.registry().register(&mut stream, Token(key), Interest::READABLE) {
+        if let Err(e) = self.core.registry.register(&mut stream, Token(key), Interest::READABLE) {
             tracing::warn!(error = %e, "cannot register a socket with the worker's poll");
             self.core.release(lease);
             return;
         }
         self.generation += 1;
         let serial = self.generation << KEY_BITS | key as u64;
-        let id: Rc<str> = match self.ids.get_key_value(&*id) {
+        let id: Arc<str> = match self.ids.get_key_value(&*id) {
             Some((shared_id, _)) => shared_id.clone(),
             None => {
                 bump(&self.core.shared.counters.ids, 1);
                 if let Some(backplane) = &self.core.shared.backplane {
                     backplane.id_opened(&id);
                 }
-                Rc::from(id)
+                Arc::from(id)
             }
         };
         self.ids.entry(id.clone()).or_default().push(key);
@@ -554,5 +571,59 @@ impl Worker {
         self.core.release(link.lease());
         let conn_id = ConnectionId::new(self.core.worker, link.serial());
         self.core.emit(&Event::Close { conn: conn_id, id: link.id(), code: link.close_code() });
+    }
+}
+
+/// A worker's thread: waits (in its poll, or in its hosted task's runtime) without its
+/// state's lock, and runs each pass holding it, until the worker is done.
+fn run(state: &Mutex<Worker>, mut poll: Poll) {
+    let mut events = Events::with_capacity(1024);
+    let mut hosted: Option<Hosted> = None;
+    let mut worker = lock(state);
+    let index = worker.core.worker;
+    loop {
+        let timeout = worker.wait_timeout();
+        drop(worker);
+        // A hosted wait (when this worker holds its task) stands in for the poll's: the
+        // poll then only collects what is ready, and is skipped when nothing but commands
+        // ended the wait.
+        let poll_timeout = match hosted.as_mut().and_then(|hosted| hosted.wait(timeout, index)) {
+            Some(false) => None,
+            Some(true) => Some(Duration::ZERO),
+            None => Some(timeout),
+        };
+        let polled = match poll_timeout {
+            Some(timeout) => poll.poll(&mut events, Some(timeout)),
+            None => {
+                events.clear();
+                Ok(())
+            }
+        };
+        worker = lock(state);
+        if let Err(e) = polled {
+            if e.kind() != io::ErrorKind::Interrupted {
+                tracing::error!(worker = index, error = %e, "poll failed; worker stops");
+                break;
+            }
+        }
+        let go_on = worker.pass(&events, hosted.as_ref());
+        if let Some((task, mailboxes)) = worker.to_host.take() {
+            match Hosted::start(*task, &poll, index, mailboxes) {
+                Ok(started) => hosted = Some(started),
+                Err(e) => {
+                    tracing::error!(worker = index, error = %e, "cannot run the hosted task (the Redis backplane): this node has no Redis")
+                }
+            }
+        }
+        if !go_on {
+            break;
+        }
+    }
+    worker.remove_all();
+    drop(worker);
+    // The hosted task outlives the sockets: the backplane publishes what the last closes
+    // and messages queued, until the engine tells it to stop.
+    if let Some(hosted) = hosted {
+        hosted.finish();
     }
 }

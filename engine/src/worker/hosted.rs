@@ -14,6 +14,13 @@
 //! writing a burst reads Redis only between its passes, so after a pass that handled many
 //! commands ([`BUSY_PASS`]) it hands the task to the helper, which reads Redis in parallel
 //! as a thread of its own would; the worker takes the task back once it is idle again.
+//!
+//! Why carried passes: a lone message for an id of another worker still cost that worker a
+//! wake-up. The task leaves such a wake-up to the end of its turn ([`deferred_by_host`]);
+//! then, if the other worker sleeps with a few commands queued, this thread runs that
+//! worker's pass itself under the worker's lock ([`Worker::carry`](super::Worker::carry)):
+//! the write is made where the message was read. A burst still wakes each worker, so that
+//! every worker writes its own sockets in parallel.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -29,6 +36,9 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::runtime::Runtime;
+
+use super::event_loop::CARRIED_COMMANDS;
+use super::Mailboxes;
 
 /// The hosted future.
 pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -48,17 +58,42 @@ thread_local! {
     static HOSTING: Cell<Option<usize>> = const { Cell::new(None) };
     /// The hosted task queued commands for the worker hosting it.
     static OWN_WORK: Cell<bool> = const { Cell::new(false) };
+    /// The other workers (by bit) the hosted task queued a few commands for and would
+    /// have woken: woken, or their pass carried, once the task's turn ends.
+    static DEFERRED: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Called by a sender that queued a command for `worker` and would wake it: true if the
-/// sender is `worker`'s hosted task, which then ends the wait without a wake-up (a write
-/// to the waker and a turn of both polls, per message from Redis).
-pub(super) fn queued_by_own_task(worker: usize) -> bool {
-    let own = HOSTING.get() == Some(worker);
-    if own {
+/// Called by a sender that queued a command for `worker`, which has `queued` commands now,
+/// and would wake it: true if the wake-up is left to the thread hosting a task, which is
+/// the sender. For its own worker, the wait then ends without a wake-up (a write to the
+/// waker and a turn of both polls, per message from Redis). For another worker with a
+/// short queue, the wait ends after the task's turn and the thread carries the worker's
+/// pass, or wakes it ([`Mailboxes::carry_or_wake`](super::Mailboxes::carry_or_wake)).
+pub(super) fn deferred_by_host(worker: usize, queued: usize) -> bool {
+    let Some(host) = HOSTING.get() else { return false };
+    if host == worker {
         OWN_WORK.set(true);
+        return true;
     }
-    own
+    if queued > CARRIED_COMMANDS || worker >= u64::BITS as usize {
+        return false;
+    }
+    DEFERRED.set(DEFERRED.get() | 1 << worker);
+    true
+}
+
+/// Called by a sender that queued another command for `worker` (its wake-up already made or
+/// left): true if this thread left the wake-up and `queued()` has outgrown a carried pass.
+/// The wake-up is then due now, not at the end of the task's turn: in a burst read from
+/// Redis the turn lasts as long as Redis writes, and the worker must start at once.
+pub(super) fn deferred_outgrown(worker: usize, queued: impl FnOnce() -> usize) -> bool {
+    let Some(bit) = 1u64.checked_shl(worker as u32) else { return false };
+    let deferred = DEFERRED.get();
+    if deferred & bit == 0 || queued() <= CARRIED_COMMANDS {
+        return false;
+    }
+    DEFERRED.set(deferred & !bit);
+    true
 }
 
 /// Who runs the task.
@@ -97,8 +132,10 @@ enum Woke {
     Ended,
     /// The worker's poll may have events (or the timeout passed).
     Poll,
-    /// Only the task's own commands: nothing for the poll.
+    /// The task queued commands for its own worker: nothing for the poll.
     Commands,
+    /// The task only left wake-ups of other workers.
+    Deferred,
 }
 
 /// A hosted task, on the worker's side.
@@ -110,6 +147,8 @@ pub(super) struct Hosted {
     poll: Option<AsyncFd<OwnedFd>>,
     /// `None` if it could not be started: the worker then keeps the task however busy.
     helper: Option<JoinHandle<()>>,
+    /// The way to the other workers, for the wake-ups the task leaves to the end of its turn.
+    mailboxes: Mailboxes,
 }
 
 impl Hosted {
@@ -120,14 +159,24 @@ impl Hosted {
     ///
     /// When the task can run nowhere: neither can the worker wait on `poll` in the task's
     /// runtime nor can the helper thread start. One of the two is enough (logged).
-    pub fn start(task: HostedTask, poll: &mio::Poll, worker: usize) -> io::Result<Self> {
+    pub fn start(
+        task: HostedTask,
+        poll: &mio::Poll,
+        worker: usize,
+        mailboxes: Mailboxes,
+    ) -> io::Result<Self> {
         let poll = register(&task.runtime, poll)
             .map_err(|e| tracing::error!(worker, error = %e, "cannot wait on a worker's poll and its task together; the helper thread runs the task"))
             .ok();
-        Self::with_poll(task, poll, worker)
+        Self::with_poll(task, poll, worker, mailboxes)
     }
 
-    fn with_poll(task: HostedTask, poll: Option<AsyncFd<OwnedFd>>, worker: usize) -> io::Result<Self> {
+    fn with_poll(
+        task: HostedTask,
+        poll: Option<AsyncFd<OwnedFd>>,
+        worker: usize,
+        mailboxes: Mailboxes,
+    ) -> io::Result<Self> {
         let HostedTask { runtime, task } = task;
         let runtime = Arc::new(runtime);
         let baton = Arc::new(Baton {
@@ -147,7 +196,7 @@ impl Hosted {
             }
             Err(e) => return Err(e),
         };
-        Ok(Self { runtime, baton, poll, helper })
+        Ok(Self { runtime, baton, poll, helper, mailboxes })
     }
 
     /// Waits for the worker's next pass in the runtime, running the task, if this worker
@@ -166,13 +215,34 @@ impl Hosted {
             WORKER => {}
             _ => return None,
         }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let woke = self.turn(deadline, timeout.is_zero(), worker)?;
+            let mut deferred = DEFERRED.take();
+            while deferred != 0 {
+                self.mailboxes.carry_or_wake(deferred.trailing_zeros() as usize);
+                deferred &= deferred - 1;
+            }
+            match woke {
+                // Only other workers' wake-ups, now carried or made: nothing for this one,
+                // which waits on (a worker's pass costs more than the carried one).
+                Woke::Deferred if !timeout.is_zero() => continue,
+                Woke::Deferred | Woke::Commands => return Some(false),
+                Woke::Poll | Woke::Ended => return Some(true),
+            }
+        }
+    }
+
+    /// Runs the task in the runtime until the wait has a reason to end (see [`Woke`]), or
+    /// `deadline`; with `once`, for one turn of the task's I/O and timers.
+    fn turn(&mut self, deadline: tokio::time::Instant, once: bool, worker: usize) -> Option<Woke> {
         let Self { runtime, baton, poll, .. } = self;
         let poll = poll.as_ref()?;
         let mut slot = baton.task();
         let task = slot.as_mut()?;
         HOSTING.set(Some(worker));
         let woke = runtime.block_on(async {
-            let mut sleep = pin!(tokio::time::sleep(timeout));
+            let mut sleep = pin!(tokio::time::sleep_until(deadline));
             // Yielding has the runtime poll its I/O and timers once before it ends.
             let mut yielded = pin!(tokio::task::yield_now());
             std::future::poll_fn(|cx| {
@@ -190,8 +260,10 @@ impl Hosted {
                 if OWN_WORK.take() {
                     return Poll::Ready(Woke::Commands);
                 }
-                let turned =
-                    if timeout.is_zero() { yielded.as_mut().poll(cx) } else { sleep.as_mut().poll(cx) };
+                if DEFERRED.get() != 0 {
+                    return Poll::Ready(Woke::Deferred);
+                }
+                let turned = if once { yielded.as_mut().poll(cx) } else { sleep.as_mut().poll(cx) };
                 turned.map(|()| Woke::Poll)
             })
             .await
@@ -203,7 +275,7 @@ impl Hosted {
             *slot = None;
             baton.state.store(ENDED, Ordering::Release);
         }
-        Some(woke != Woke::Commands)
+        Some(woke)
     }
 
     /// After a pass that handled `handled` commands: a busy worker hands the task to its
@@ -320,6 +392,12 @@ mod tests {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
     }
 
+    /// The mailboxes of an engine without workers: these tests defer no wake-up of another
+    /// worker (the engine's tests carry passes for real ones).
+    fn no_workers() -> Mailboxes {
+        Mailboxes::new(Vec::new())
+    }
+
     fn this_thread() -> String {
         std::thread::current().name().unwrap_or("").to_owned()
     }
@@ -347,7 +425,8 @@ mod tests {
             }
         });
         let poll = mio::Poll::new().unwrap();
-        let mut hosted = Hosted::start(HostedTask { runtime: runtime(), task }, &poll, 0).unwrap();
+        let mut hosted =
+            Hosted::start(HostedTask { runtime: runtime(), task }, &poll, 0, no_workers()).unwrap();
         assert_eq!(hosted.wait(Duration::from_millis(5), 0), Some(true));
         seen_on(&seen, &this_thread());
 
@@ -379,7 +458,8 @@ mod tests {
             }
         });
         let poll = mio::Poll::new().unwrap();
-        let mut hosted = Hosted::start(HostedTask { runtime: runtime(), task }, &poll, 0).unwrap();
+        let mut hosted =
+            Hosted::start(HostedTask { runtime: runtime(), task }, &poll, 0, no_workers()).unwrap();
         hosted.after_pass(BUSY_PASS);
         go.send(()).unwrap();
         let deadline = Instant::now() + LONG;
@@ -396,17 +476,50 @@ mod tests {
         let (queued, was_queued) = mpsc::channel();
         let task = Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(1)).await;
-            // As a delivery to worker 0, then to worker 1, from worker 0's task.
-            let _ = queued.send((queued_by_own_task(0), queued_by_own_task(1)));
+            // As a delivery to worker 0, then to worker 1 with a long queue, from worker 0's task.
+            let _ = queued.send((deferred_by_host(0, 1), deferred_by_host(1, CARRIED_COMMANDS + 1)));
             std::future::pending::<()>().await;
         });
         let poll = mio::Poll::new().unwrap();
-        let mut hosted = Hosted::start(HostedTask { runtime: runtime(), task }, &poll, 0).unwrap();
+        let mut hosted =
+            Hosted::start(HostedTask { runtime: runtime(), task }, &poll, 0, no_workers()).unwrap();
         let started = Instant::now();
         assert_eq!(hosted.wait(LONG, 0), Some(false), "nothing for the poll");
         assert!(started.elapsed() < LONG / 2, "the wait ended at once");
-        assert_eq!(was_queued.recv().unwrap(), (true, false), "only the hosting worker skips the wake-up");
-        assert!(!queued_by_own_task(0), "outside a wait, a sender wakes the worker");
+        assert_eq!(
+            was_queued.recv().unwrap(),
+            (true, false),
+            "the hosting worker skips the wake-up; another with a long queue is woken at once"
+        );
+        assert!(!deferred_by_host(0, 1), "outside a wait, a sender wakes the worker");
+        assert!(!deferred_by_host(1, 1), "outside a wait, a sender wakes the worker");
+    }
+
+    #[test]
+    fn a_left_wake_up_is_made_at_once_when_the_queue_outgrows_a_carried_pass() {
+        let (queued, was_queued) = mpsc::channel();
+        let task = Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            // A burst for worker 1 read by worker 0's task: the first command leaves the
+            // wake-up, the ones up to a carried pass's size keep it left, the next one takes
+            // it back (the sender wakes worker 1 now).
+            let _ = queued.send((
+                deferred_by_host(1, 1),
+                deferred_outgrown(1, || CARRIED_COMMANDS),
+                deferred_outgrown(1, || CARRIED_COMMANDS + 1),
+                deferred_outgrown(1, || CARRIED_COMMANDS + 2),
+            ));
+            std::future::pending::<()>().await;
+        });
+        let poll = mio::Poll::new().unwrap();
+        // Without workers: a wake-up still left at the end of the turn would be carried
+        // through mailboxes that have no worker 1, and panic.
+        let mut hosted =
+            Hosted::start(HostedTask { runtime: runtime(), task }, &poll, 0, no_workers()).unwrap();
+        let wait = hosted.wait(Duration::from_millis(50), 0);
+        assert_eq!(was_queued.recv().unwrap(), (true, false, true, false), "woken once, when outgrown");
+        assert_eq!(wait, Some(true), "nothing left: the wait ran to its timeout");
+        assert!(!deferred_outgrown(1, || CARRIED_COMMANDS + 1), "outside a wait, nothing is left");
     }
 
     #[test]
@@ -420,7 +533,8 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         });
-        let mut hosted = Hosted::with_poll(HostedTask { runtime: runtime(), task }, None, 0).unwrap();
+        let mut hosted =
+            Hosted::with_poll(HostedTask { runtime: runtime(), task }, None, 0, no_workers()).unwrap();
         seen_on(&seen, "wspush-host-0");
         assert_eq!(hosted.wait(Duration::from_millis(5), 0), None, "an idle worker does not take it back");
         seen_on(&seen, "wspush-host-0");
@@ -434,7 +548,8 @@ mod tests {
         let task = Box::pin(std::future::pending::<()>());
         let poll = mio::Poll::new().unwrap();
         let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
-        let mut hosted = Hosted::start(HostedTask { runtime: runtime(), task }, &poll, 0).unwrap();
+        let mut hosted =
+            Hosted::start(HostedTask { runtime: runtime(), task }, &poll, 0, no_workers()).unwrap();
         std::thread::scope(|scope| {
             scope.spawn(|| waker.wake().unwrap());
             let started = Instant::now();

@@ -17,9 +17,9 @@
 //! every socket of the id that needs it) up to the id's position, and joins the live
 //! sockets in the same worker turn: no gap, no duplicate at the seam.
 
-use std::cell::{Cell, OnceCell};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use slab::Slab;
@@ -65,13 +65,13 @@ const MAX_READS_IN_FLIGHT: usize = 1024;
 
 /// A worker's cluster-history state: its ids' live positions and its resuming sockets.
 pub(super) struct LiveIds {
-    ids: HashMap<Rc<str>, IdLive, foldhash::fast::RandomState>,
+    ids: HashMap<Arc<str>, IdLive, foldhash::fast::RandomState>,
     /// The ids with sockets not live yet (their `IdLive::resuming`).
-    with_resuming: HashSet<Rc<str>, foldhash::fast::RandomState>,
+    with_resuming: HashSet<Arc<str>, foldhash::fast::RandomState>,
     /// Ids whose live read waits for room among the worker's reads, in order.
-    deferred: VecDeque<Rc<str>>,
+    deferred: VecDeque<Arc<str>>,
     /// Bytes held for all ids (at most [`MAX_WORKER_HELD_BYTES`]).
-    held_total: Rc<Cell<usize>>,
+    held_total: Arc<AtomicUsize>,
     /// The subscription losses this worker has acted on.
     losses_seen: u64,
     next_token: u64,
@@ -118,9 +118,9 @@ struct IdLive {
     /// The newest position that arrived while not live, held or not: the id reads up to it.
     seen: Option<Position>,
     /// The worker's total of held bytes, shared by its ids.
-    held_total: Rc<Cell<usize>>,
+    held_total: Arc<AtomicUsize>,
     /// The last page read for resuming sockets.
-    cache: Option<Rc<CachedPage>>,
+    cache: Option<Arc<CachedPage>>,
 }
 
 struct Read {
@@ -139,8 +139,8 @@ struct CachedPage {
 
 struct CachedEntry {
     entry: Entry,
-    plain: OnceCell<Bytes>,
-    v1: OnceCell<Bytes>,
+    plain: OnceLock<Bytes>,
+    v1: OnceLock<Bytes>,
 }
 
 /// A socket not live yet: it replays from `next` (or, with `None`, joins at the id's
@@ -168,7 +168,7 @@ enum Step {
 }
 
 impl IdLive {
-    fn new(now_ms: u64, held_total: Rc<Cell<usize>>) -> Self {
+    fn new(now_ms: u64, held_total: Arc<AtomicUsize>) -> Self {
         Self {
             seen: None,
             held_total,
@@ -216,7 +216,7 @@ impl IdLive {
             self.seen = Some(position);
         }
         let cost = frame.len() + HELD_OVERHEAD;
-        if self.held_total.get() + cost > MAX_WORKER_HELD_BYTES {
+        if self.held_total.load(Ordering::Relaxed) + cost > MAX_WORKER_HELD_BYTES {
             return;
         }
         self.add_held(cost);
@@ -252,12 +252,12 @@ impl IdLive {
 
     fn add_held(&mut self, bytes: usize) {
         self.held_bytes += bytes;
-        self.held_total.set(self.held_total.get() + bytes);
+        self.held_total.fetch_add(bytes, Ordering::Relaxed);
     }
 
     fn sub_held(&mut self, bytes: usize) {
         self.held_bytes -= bytes;
-        self.held_total.set(self.held_total.get() - bytes);
+        self.held_total.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     /// A message arrived while the id was not live that is neither delivered nor held.
@@ -268,7 +268,7 @@ impl IdLive {
 
 impl Drop for IdLive {
     fn drop(&mut self) {
-        self.held_total.set(self.held_total.get() - self.held_bytes);
+        self.held_total.fetch_sub(self.held_bytes, Ordering::Relaxed);
     }
 }
 
@@ -278,7 +278,7 @@ impl LiveIds {
             ids: HashMap::default(),
             with_resuming: HashSet::default(),
             deferred: VecDeque::new(),
-            held_total: Rc::default(),
+            held_total: Arc::default(),
             losses_seen: 0,
             next_token: 0,
             reads_in_flight: 0,
@@ -400,9 +400,9 @@ impl Worker {
                     let entries = page
                         .entries
                         .into_iter()
-                        .map(|entry| CachedEntry { entry, plain: OnceCell::new(), v1: OnceCell::new() })
+                        .map(|entry| CachedEntry { entry, plain: OnceLock::new(), v1: OnceLock::new() })
                         .collect();
-                    state.cache = Some(Rc::new(CachedPage {
+                    state.cache = Some(Arc::new(CachedPage {
                         epoch: page.epoch,
                         top: page.top,
                         from: read.from,
@@ -492,7 +492,7 @@ impl Worker {
 
     /// Asks Redis for `id`'s messages after its position (or for its position, when it has
     /// none yet); a read that cannot be asked now is retried at the next tick.
-    fn request_live_read(&mut self, id: &Rc<str>) {
+    fn request_live_read(&mut self, id: &Arc<str>) {
         let now_ms = self.core.now_ms;
         let Some(backplane) = self.core.shared.backplane.clone() else { return };
         let counters = self.core.shared.counters.clone();
@@ -525,7 +525,7 @@ impl Worker {
 
     /// A positioned message for a live id: delivered if it is the next one, dropped if it
     /// was delivered already, held behind a read of the gap otherwise.
-    fn apply_delivery(&mut self, id: &Rc<str>, position: Position, frame: Bytes) {
+    fn apply_delivery(&mut self, id: &Arc<str>, position: Position, frame: Bytes) {
         let Some(live) = self.history.as_mut().and_then(|history| history.live.as_mut()) else { return };
         let Some(state) = live.ids.get_mut(id) else { return };
         if state.epoch != Some(position.epoch) {
@@ -550,7 +550,7 @@ impl Worker {
     /// Applies the answer to `id`'s live read (from `from`): its position, the messages
     /// missed, or the news that its history was lost; then, if the id is live again, what
     /// was held meanwhile.
-    fn apply_live_page(&mut self, id: &Rc<str>, from: u64, page: Page) {
+    fn apply_live_page(&mut self, id: &Arc<str>, from: u64, page: Page) {
         let Some(live) = self.history.as_mut().and_then(|history| history.live.as_mut()) else { return };
         let Some(state) = live.ids.get_mut(id) else { return };
         let keys = self.ids.get(&**id).map(Vec::as_slice).unwrap_or_default();
@@ -617,7 +617,7 @@ impl Worker {
 
     /// Joins the sockets of `id` that wait for its position only (no `since`) to the live
     /// sockets, at the id's position now.
-    fn join_waiting(&mut self, id: &Rc<str>) {
+    fn join_waiting(&mut self, id: &Arc<str>) {
         let Some(live) = self.history.as_mut().and_then(|history| history.live.as_mut()) else { return };
         let Some(state) = live.ids.get_mut(id) else { return };
         let Some(now) = state.position().filter(|_| state.is_live()) else { return };
@@ -639,7 +639,7 @@ impl Worker {
 
     /// Delivers what was held for `id` while it was not live, in arrival order, until a gap
     /// (then read) or the end.
-    fn drain_held(&mut self, id: &Rc<str>) {
+    fn drain_held(&mut self, id: &Arc<str>) {
         loop {
             let Some(live) = self.history.as_mut().and_then(|history| history.live.as_mut()) else { return };
             let Some(state) = live.ids.get_mut(id) else { return };
@@ -674,8 +674,8 @@ impl Worker {
         if live.with_resuming.is_empty() {
             return;
         }
-        let ids: Vec<Rc<str>> = live.with_resuming.iter().cloned().collect();
-        let mut wanted: Vec<(Rc<str>, u64)> = Vec::new();
+        let ids: Vec<Arc<str>> = live.with_resuming.iter().cloned().collect();
+        let mut wanted: Vec<(Arc<str>, u64)> = Vec::new();
         let mut busy = false;
         let live = self.history.as_mut().and_then(|history| history.live.as_mut()).expect("just seen");
         for id in ids {
@@ -710,7 +710,7 @@ impl Worker {
 
     /// Asks Redis for a page of `id` from `from` for its resuming sockets, unless one is
     /// under way or a failed one is not due again.
-    fn request_replay_read(&mut self, id: &Rc<str>, from: u64) {
+    fn request_replay_read(&mut self, id: &Arc<str>, from: u64) {
         let now_ms = self.core.now_ms;
         let Some(backplane) = self.core.shared.backplane.clone() else { return };
         let Some(live) = self.live_ids() else { return };
@@ -741,7 +741,7 @@ fn replay(
     state: &mut IdLive,
     replay_cap: u64,
     resume: &mut Resume,
-    wanted: &mut Vec<(Rc<str>, u64)>,
+    wanted: &mut Vec<(Arc<str>, u64)>,
 ) -> Step {
     let key = resume.key;
     let Some(conn) = conns.get_mut(key).filter(|conn| conn.link().serial() == resume.serial) else {

@@ -5,14 +5,15 @@
 //! asleep (`notified`), so a burst of sends costs one wake-up.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
 use mio::Waker;
 
-use super::hosted::{queued_by_own_task, HostedTask};
+use super::event_loop::{Worker, CARRIED_COMMANDS};
+use super::hosted::{deferred_by_host, deferred_outgrown, HostedTask};
 use crate::cluster::ReadFailed;
 use crate::extensions::Extensions;
 use crate::history::{HistoryRead, Page, Position};
@@ -38,8 +39,9 @@ pub(crate) enum Command {
     /// Take over an upgraded socket. Boxed: every command is as large as the largest, and
     /// an adoption (rare next to sends) is the largest by far.
     Adopt(Box<Adoption>),
-    /// Run a task between passes, until it ends (see [`Mailboxes::host`]).
-    Host(Box<HostedTask>),
+    /// Run a task between passes, until it ends (see [`Mailboxes::host`]); the task's
+    /// wake-ups of other workers go through the mailboxes.
+    Host(Box<HostedTask>, Mailboxes),
     /// Close every socket with 1001 and stop by `deadline`.
     Shutdown { deadline: Instant },
     /// Read `id`'s history (see [`Engine::history`](crate::Engine::history)).
@@ -94,7 +96,7 @@ impl std::ops::Deref for QueuedId {
     }
 }
 
-/// Where a history read goes: called once, on the worker's thread.
+/// Where a history read goes: called once, on the thread running the worker's pass.
 pub(crate) type HistoryReply = Box<dyn FnOnce(HistoryRead) + Send>;
 
 /// An upgraded socket for the worker of `id`. `greeting` (the 101 response) is written
@@ -125,6 +127,8 @@ pub(crate) struct WorkerHandle {
     waker: Waker,
     notified: Arc<AtomicBool>,
     counters: Arc<Counters>,
+    /// The worker's state, for a pass carried while it sleeps ([`Mailboxes::carry_or_wake`]).
+    state: Arc<Mutex<Worker>>,
 }
 
 impl WorkerHandle {
@@ -134,8 +138,15 @@ impl WorkerHandle {
         waker: Waker,
         notified: Arc<AtomicBool>,
         counters: Arc<Counters>,
+        state: Arc<Mutex<Worker>>,
     ) -> Self {
-        Self { worker, commands, waker, notified, counters }
+        Self { worker, commands, waker, notified, counters, state }
+    }
+
+    fn wake(&self) {
+        if let Err(e) = self.waker.wake() {
+            tracing::error!(error = %e, "cannot wake a worker");
+        }
     }
 
     /// Queues a command without blocking, waking the worker only if it may be asleep. A
@@ -162,10 +173,12 @@ impl WorkerHandle {
     /// As [`WorkerHandle::submit`], but a full queue hands the command back (uncounted).
     fn try_submit(&self, command: Command) -> Result<(), TrySendError<Command>> {
         self.commands.try_send(command)?;
-        if !self.notified.swap(true, Ordering::SeqCst) && !queued_by_own_task(self.worker) {
-            if let Err(e) = self.waker.wake() {
-                tracing::error!(error = %e, "cannot wake a worker");
+        if !self.notified.swap(true, Ordering::SeqCst) {
+            if !deferred_by_host(self.worker, self.commands.len()) {
+                self.wake();
             }
+        } else if deferred_outgrown(self.worker, || self.commands.len()) {
+            self.wake();
         }
         Ok(())
     }
@@ -248,7 +261,7 @@ impl Mailboxes {
     pub fn wake_all(&self) {
         for worker in self.workers.iter() {
             if !worker.notified.swap(true, Ordering::SeqCst) {
-                let _ = worker.waker.wake();
+                worker.wake();
             }
         }
     }
@@ -316,7 +329,25 @@ impl Mailboxes {
     /// Has worker 0 run `task` between its passes until the task ends, even past the
     /// worker's own stop: the thread that joins worker 0 must first have the task end.
     pub fn host(&self, task: HostedTask) -> Result<(), Error> {
-        self.workers[0].submit_waiting(Command::Host(Box::new(task)))
+        self.workers[0].submit_waiting(Command::Host(Box::new(task), self.clone()))
+    }
+
+    /// The wake-up of `worker` a hosted task left for the end of its turn (see
+    /// [`deferred_by_host`]): with a few commands queued and the worker asleep, this thread
+    /// runs the worker's pass itself ([`Worker::carry`]); otherwise, or when the pass leaves
+    /// the worker something to do, it wakes the worker.
+    pub(super) fn carry_or_wake(&self, worker: usize) {
+        let handle = &self.workers[worker];
+        if handle.commands.len() <= CARRIED_COMMANDS {
+            // Held by the worker's thread unless it waits: held means awake, or about to
+            // be (and the wake-up below then costs at most one extra pass).
+            if let Ok(mut state) = handle.state.try_lock() {
+                if !state.carry() {
+                    return;
+                }
+            }
+        }
+        handle.wake();
     }
 
     /// Tells every worker to close its sockets and stop by `deadline`, waiting for room in

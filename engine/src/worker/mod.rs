@@ -18,6 +18,8 @@ pub(crate) use self::backplane::Backplane;
 pub(crate) use self::budget::NodeBuffer;
 pub(crate) use self::core::WorkerShared;
 pub(crate) use self::event_loop::Worker;
+#[cfg(test)]
+pub(crate) use self::event_loop::CARRIED_COMMANDS;
 pub(crate) use self::hosted::{HostedTask, Task};
 pub(crate) use self::mailbox::{Adoption, Mailboxes, Pending, Refused};
 pub(crate) use self::settings::WorkerSettings;

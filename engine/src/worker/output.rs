@@ -424,7 +424,7 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else { return };
         let link = conn.link_mut();
         if link.unblock() {
-            let _ = link.reregister(self.poll.registry(), Token(key), Interest::READABLE);
+            let _ = link.reregister(&self.core.registry, Token(key), Interest::READABLE);
             self.flush(key);
         }
     }
