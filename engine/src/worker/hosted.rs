@@ -75,11 +75,14 @@ pub(super) fn deferred_by_host(worker: usize, queued: usize) -> bool {
         OWN_WORK.set(true);
         return true;
     }
-    if queued > CARRIED_COMMANDS || worker >= u64::BITS as usize {
-        return false;
-    }
-    DEFERRED.set(DEFERRED.get() | 1 << worker);
+    let Some(bit) = deferred_bit(worker).filter(|_| queued <= CARRIED_COMMANDS) else { return false };
+    DEFERRED.set(DEFERRED.get() | bit);
     true
+}
+
+/// `worker`'s bit in [`DEFERRED`]; `None` past its 64 bits (such a worker is woken at once).
+fn deferred_bit(worker: usize) -> Option<u64> {
+    u32::try_from(worker).ok().and_then(|shift| 1u64.checked_shl(shift))
 }
 
 /// Called by a sender that queued another command for `worker` (its wake-up already made or
@@ -87,7 +90,7 @@ pub(super) fn deferred_by_host(worker: usize, queued: usize) -> bool {
 /// The wake-up is then due now, not at the end of the task's turn: in a burst read from
 /// Redis the turn lasts as long as Redis writes, and the worker must start at once.
 pub(super) fn deferred_outgrown(worker: usize, queued: impl FnOnce() -> usize) -> bool {
-    let Some(bit) = 1u64.checked_shl(worker as u32) else { return false };
+    let Some(bit) = deferred_bit(worker) else { return false };
     let deferred = DEFERRED.get();
     if deferred & bit == 0 || queued() <= CARRIED_COMMANDS {
         return false;
