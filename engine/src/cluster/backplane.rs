@@ -9,11 +9,8 @@
 //! While worker 0 is busy with a burst, a helper thread of its own runs it instead, so Redis
 //! is read as fast as it writes.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
 
 use super::endpoint::Endpoint;
@@ -89,7 +86,7 @@ async fn run_single(
     // With Sentinels: which server is master, followed (nothing for one Redis).
     let failovers = follow_failovers(&endpoint, link.counters.clone(), stopped.clone());
     let subscriber = subscribe_loop(&endpoint, changes, &link, router, lost, stopped.clone());
-    run_all([Box::pin(publisher), Box::pin(reader), Box::pin(subscriber), Box::pin(failovers)]).await;
+    tokio::join!(publisher, reader, subscriber, failovers);
 }
 
 /// The backplane on a Redis Cluster: the slot map kept current, and the publisher, the
@@ -119,19 +116,7 @@ async fn run_sharded(
         stopped.clone(),
     );
     // The map's task runs until the stop; the others end on their own.
-    run_all([Box::pin(map), Box::pin(publisher), Box::pin(reader), Box::pin(subscriber)]).await;
-}
-
-/// One of the backplane's parts, each a loop over its own Redis connection.
-type Part<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
-
-/// Runs the backplane's parts until all have ended, polling only a part whose own wake-up
-/// came. `tokio::join!` polls every part on any wake-up: each message the subscriber reads
-/// (one wake-up each, at a low rate) would poll the publisher's, the reader's and the
-/// failover watch's waits too, a lock and a waker check apiece.
-async fn run_all<const N: usize>(parts: [Part<'_>; N]) {
-    let mut running: FuturesUnordered<Part<'_>> = parts.into_iter().collect();
-    while running.next().await.is_some() {}
+    tokio::join!(map, publisher, reader, subscriber);
 }
 
 impl Drop for Backplane {

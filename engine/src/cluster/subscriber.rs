@@ -2,11 +2,9 @@
 //! holds (batched SUBSCRIBE / UNSUBSCRIBE), whose messages go to the [`Router`].
 
 use std::collections::HashSet;
-use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 
 use super::connect::{timed_out, Reconnector, KEEPALIVE, RESPONSE_TIMEOUT};
@@ -71,58 +69,51 @@ pub(super) async fn subscribe_loop(
         tracing::info!(channels = channels.len(), "subscriber connected to Redis");
         let mut keepalive = tokio::time::interval(KEEPALIVE);
         keepalive.tick().await;
-        let connection_lost = {
-            // Awaited across the loop's turns, not made anew in each: a turn per message would
-            // otherwise join and leave both waiter lists every time. Fused, so a wait that ended
-            // (its sender dropped) is pending from then on rather than polled after its end.
-            let mut failover = pin!(master_changes.changed().fuse());
-            let mut stop = pin!(reconnect.stopped().changed().fuse());
-            loop {
-                if let Err(e) =
-                    route_received(&mut conn, &mut router, &mut awaiting_pong, &mut OneRedis(&counters))
-                {
-                    tracing::warn!(error = %e, "the subscriber's connection is unusable");
+        let connection_lost = loop {
+            if let Err(e) =
+                route_received(&mut conn, &mut router, &mut awaiting_pong, &mut OneRedis(&counters))
+            {
+                tracing::warn!(error = %e, "the subscriber's connection is unusable");
+                break true;
+            }
+            if router.is_waiting() {
+                router.wait_for_worker().await;
+                continue;
+            }
+            tokio::select! {
+                read = conn.fill() => if read.is_err() {
                     break true;
+                },
+                change = changes.recv() => {
+                    let Some(change) = change else { break false };
+                    let mut touched = vec![change];
+                    let started = tokio::time::Instant::now();
+                    loop {
+                        tokio::time::sleep(COALESCE_STEP).await;
+                        let before = touched.len();
+                        while let Ok(change) = changes.try_recv() {
+                            touched.push(change);
+                        }
+                        let quiet = touched.len() == before;
+                        if quiet || started.elapsed() >= COALESCE_MAX || touched.len() >= MAX_CHANNELS_PER_COMMAND {
+                            break;
+                        }
+                    }
+                    let synced = sync_subscriptions(&mut conn, touched, &mut held, &mut subscribed, link, &counters).await;
+                    match synced {
+                        Ok(already_subscribed) => already_subscribed.into_iter().for_each(|id| router.confirm_subscribed(id)),
+                        Err(_) => break true,
+                    }
                 }
-                if router.is_waiting() {
-                    router.wait_for_worker().await;
-                    continue;
-                }
-                tokio::select! {
-                    read = conn.fill() => if read.is_err() {
+                _ = keepalive.tick() => {
+                    // A PING unanswered by the next tick means a silently broken connection.
+                    if awaiting_pong || conn.send(&[b"PING"]).await.is_err() {
                         break true;
-                    },
-                    change = changes.recv() => {
-                        let Some(change) = change else { break false };
-                        let mut touched = vec![change];
-                        let started = tokio::time::Instant::now();
-                        loop {
-                            tokio::time::sleep(COALESCE_STEP).await;
-                            let before = touched.len();
-                            while let Ok(change) = changes.try_recv() {
-                                touched.push(change);
-                            }
-                            let quiet = touched.len() == before;
-                            if quiet || started.elapsed() >= COALESCE_MAX || touched.len() >= MAX_CHANNELS_PER_COMMAND {
-                                break;
-                            }
-                        }
-                        let synced = sync_subscriptions(&mut conn, touched, &mut held, &mut subscribed, link, &counters).await;
-                        match synced {
-                            Ok(already_subscribed) => already_subscribed.into_iter().for_each(|id| router.confirm_subscribed(id)),
-                            Err(_) => break true,
-                        }
                     }
-                    _ = keepalive.tick() => {
-                        // A PING unanswered by the next tick means a silently broken connection.
-                        if awaiting_pong || conn.send(&[b"PING"]).await.is_err() {
-                            break true;
-                        }
-                        awaiting_pong = true;
-                    }
-                    Ok(()) = &mut failover => break true,
-                    _ = &mut stop => break false,
+                    awaiting_pong = true;
                 }
+                Ok(()) = master_changes.changed() => break true,
+                _ = reconnect.stopped().changed() => break false,
             }
         };
         counters.subscriber_up.store(false, Relaxed);
