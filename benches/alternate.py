@@ -6,9 +6,10 @@ exact is recorded as such and makes the whole comparison exit non-zero.
 Entries are `latency-10k` (`lone_sender.one_run`: **sustained**, CPU, p99, switches) and
 unicast bursts (a `wspush-bench unicast` command, **burst**). A variant is a dict:
 `name`, `bench` (the `wspush-bench` binary; it starts the `wspush` beside it), `target`
-(`wspush` or `uws`), optional `args` (added to every command, e.g. `--workers 1`; only
-the load generator's `--workers` reaches the server) and `build` (recorded with the row).
-uws runs `latency-10k` only: the bursts compare builds of wspush.
+(`wspush` or `uws`), optional `args` (`--option value` pairs added to every command or
+replacing the entry's value, e.g. `--workers 1`, `--via http`; only
+the load generator's `--workers` reaches the server), `build` (recorded with the row) and
+`latency_only` (true: the variant skips the bursts).
 """
 import json
 import os
@@ -31,14 +32,30 @@ BURSTS = [
 LATENCY_ARGS = list(lone_sender.ARGS)
 
 
+def with_args(base, extra):
+    """`base` with `extra`'s options added (`--option value` or a lone `--flag`), an option
+    of both taking `extra`'s value (the load generator refuses an option given twice)."""
+    merged = list(base)
+    i = 0
+    while i < len(extra):
+        option = extra[i]
+        value = extra[i + 1] if i + 1 < len(extra) and not extra[i + 1].startswith("--") else None
+        if value is not None and option in merged:
+            merged[merged.index(option) + 1] = value
+        elif option not in merged:
+            merged += [option] if value is None else [option, value]
+        i += 1 if value is None else 2
+    return merged
+
+
 def one_row(entry, args, variant):
     extra = variant.get("args", [])
     if args is None:
         lone_sender.BENCH = variant["bench"]
-        lone_sender.ARGS = LATENCY_ARGS + extra
+        lone_sender.ARGS = with_args(LATENCY_ARGS, extra)
         return lone_sender.one_run(variant["target"], None)
-    return load_generator_report([variant["bench"], "unicast", "--target", "wspush", "--quiet",
-                                  "--label", entry] + args + extra)
+    return load_generator_report([variant["bench"], "unicast", "--target", variant["target"], "--quiet",
+                                  "--label", entry] + with_args(args, extra))
 
 
 def alternate(out_path, rounds, variants, entries=None):
@@ -54,7 +71,7 @@ def alternate(out_path, rounds, variants, entries=None):
             order = variants if run % 2 else list(reversed(variants))
             for entry, args in runs:
                 for variant in order:
-                    if args is not None and variant["target"] == "uws":
+                    if args is not None and variant.get("latency_only"):
                         continue
                     row = one_row(entry, args, variant)
                     row.update({"entry": entry, "variant": variant["name"], "run": run, "session": session,

@@ -28,7 +28,7 @@ VARIANTS = [
     {"name": "handed-over", "bench": os.path.join(os.environ["BASE_DIR"], "wspush-bench"), "target": "wspush",
      "build": os.environ.get("BASE_COMMIT", "?")},
     {"name": "carried", "bench": lone_sender.BENCH, "target": "wspush", "build": commit()},
-    {"name": "uws", "bench": lone_sender.BENCH, "target": "uws"},
+    {"name": "uws", "bench": lone_sender.BENCH, "target": "uws", "latency_only": True},
 ]
 entries = os.environ["ENTRIES"].split(",") if os.environ.get("ENTRIES") else None
 alternate(sys.argv[1], int(sys.argv[2]), VARIANTS, entries)
