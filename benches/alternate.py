@@ -9,7 +9,8 @@ unicast bursts (a `wspush-bench unicast` command, **burst**). A variant is a dic
 (`wspush` or `uws`), optional `args` (`--option value` pairs added to every command or
 replacing the entry's value, e.g. `--workers 1`, `--via http`; only
 the load generator's `--workers` reaches the server), `build` (recorded with the row) and
-`latency_only` (true: the variant skips the bursts).
+`latency_only` (true: the variant skips the bursts). uws skips the envelope-channel bursts:
+the baselines read the compat channel only.
 """
 import json
 import os
@@ -73,6 +74,8 @@ def alternate(out_path, rounds, variants, entries=None):
                 for variant in order:
                     if args is not None and variant.get("latency_only"):
                         continue
+                    if args is not None and variant["target"] == "uws" and "redis-envelope" in args:
+                        continue  # the baselines read the compat channel only
                     row = one_row(entry, args, variant)
                     row.update({"entry": entry, "variant": variant["name"], "run": run, "session": session,
                                 "machine": {"cpus": os.cpu_count(), "load_1m": round(os.getloadavg()[0], 2)}})

@@ -22,8 +22,8 @@ variable is unset is left out, VARIANTS=a,b keeps only those named):
 - `uws`: Bun's `Bun.serve` with one Redis subscriber (this checkout's load generator).
 
 `latency-10k` (10,000 msg/s to 1,000 sockets, compat channel, **sustained**) by default;
-ENTRIES names bursts instead (see `benches/alternate.py`; the variants with settings and
-uws skip them). CARRIED_COMMIT names the build in CARRIED_DIR (7d68813 if unset). Every
+ENTRIES names bursts instead (see `benches/alternate.py`; the variants with settings skip
+them, and uws does unless UWS_BURSTS=1). CARRIED_COMMIT names the build in CARRIED_DIR (7d68813 if unset). Every
 run must be exact.
 
     cargo build --release -p wspush -p wspush-bench
@@ -60,7 +60,8 @@ VARIANTS = (build("START_DIR", "backplane-thread", "cc435ab")
                               ("3-workers-history", ["--workers", "3", "--history-size", "100"]),
                               ("history-http", ["--via", "http", "--history-size", "100", "--with-redis"])])
             + build("OWN_DIR", "own-wakeups", "60beebc", one_worker=True)
-            + [{"name": "uws", "bench": lone_sender.BENCH, "target": "uws", "latency_only": True}])
+            + [{"name": "uws", "bench": lone_sender.BENCH, "target": "uws",
+                "latency_only": not os.environ.get("UWS_BURSTS")}])
 if os.environ.get("VARIANTS"):
     VARIANTS = [v for v in VARIANTS if v["name"] in os.environ["VARIANTS"].split(",")]
 entries = os.environ.get("ENTRIES", "latency-10k").split(",")
