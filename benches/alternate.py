@@ -6,9 +6,9 @@ exact is recorded as such and makes the whole comparison exit non-zero.
 Entries are `latency-10k` (`lone_sender.one_run`: **sustained**, CPU, p99, switches) and
 unicast bursts (a `wspush-bench unicast` command, **burst**). A variant is a dict:
 `name`, `bench` (the `wspush-bench` binary; it starts the `wspush` beside it), `target`
-(`wspush` or `uws`), optional `args` (`--option value` pairs added to every command or
-replacing the entry's value, e.g. `--workers 1`, `--via http`; only
-the load generator's `--workers` reaches the server), `build` (recorded with the row) and
+(`wspush` or `uws`), optional `args` (options added to every command, or replacing the
+entry's value of one: `--workers 1`, which the load generator passes on to the server, or
+`--via http --with-redis`), `build` (recorded with the row) and
 `latency_only` (true: the variant skips the bursts). uws skips the envelope-channel bursts:
 the baselines read the compat channel only.
 """
