@@ -12,9 +12,7 @@ Every run must be exact. ENTRIES (optional, comma-separated) limits the entries 
 ENTRIES=latency-10k.
 
     cargo build --release -p wspush -p wspush-bench
-    git worktree add /tmp/base BASE_COMMIT
-    (cd /tmp/base && CARGO_TARGET_DIR=/tmp/basetarget cargo build --release -p wspush -p wspush-bench)
-    mkdir /tmp/basebin && cp /tmp/basetarget/release/wspush /tmp/basetarget/release/wspush-bench /tmp/basebin/
+    benches/build-commit.sh BASE_COMMIT /tmp/basebin
     BASE_DIR=/tmp/basebin BASE_COMMIT=... python3 benches/results/carried-pass/carried_ab.py OUT.jsonl ROUNDS
 """
 import os, sys

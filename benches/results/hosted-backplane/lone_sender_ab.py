@@ -4,9 +4,7 @@ and hosted by worker 0 (this checkout's release build), uws alternated with them
 per round, appended to OUT.
 
     cargo build --release -p wspush -p wspush-bench
-    git worktree add /tmp/base BASE_COMMIT
-    (cd /tmp/base && CARGO_TARGET_DIR=/tmp/basetarget cargo build --release -p wspush -p wspush-bench)
-    mkdir /tmp/basebin && cp /tmp/basetarget/release/wspush /tmp/basetarget/release/wspush-bench /tmp/basebin/
+    benches/build-commit.sh BASE_COMMIT /tmp/basebin
     BASE_DIR=/tmp/basebin BASE_COMMIT=... python3 benches/results/hosted-backplane/lone_sender_ab.py OUT.jsonl ROUNDS
 """
 import json, os, sys, time

@@ -27,10 +27,9 @@ them, and uws does unless UWS_BURSTS=1). CARRIED_COMMIT names the build in CARRI
 run must be exact.
 
     cargo build --release -p wspush -p wspush-bench
-    git worktree add /tmp/base cc435ab
-    (cd /tmp/base && CARGO_TARGET_DIR=/tmp/basetarget cargo build --release -p wspush -p wspush-bench)
-    mkdir /tmp/startbin && cp /tmp/basetarget/release/wspush /tmp/basetarget/release/wspush-bench /tmp/startbin/
-    (the same for 7d68813 into /tmp/carriedbin and 60beebc into /tmp/ownbin)
+    benches/build-commit.sh cc435ab /tmp/startbin
+    benches/build-commit.sh 7d68813 /tmp/carriedbin
+    benches/build-commit.sh 60beebc /tmp/ownbin
     START_DIR=/tmp/startbin CARRIED_DIR=/tmp/carriedbin OWN_DIR=/tmp/ownbin \
         python3 benches/results/lone-sender-cumulative/cumulative_ab.py OUT.jsonl ROUNDS
 """
